@@ -1,0 +1,1 @@
+"""Command groups of the ``rnnkit`` command; each module exposes ``register(parser)``."""
