@@ -188,10 +188,7 @@ def _generate(
         if t == 0:
             running = running.to(log_probs.device)
             log_prob = log_probs.new_zeros(batch)
-        if eos is not None and t < min_length:
-            log_probs = log_probs.index_fill(
-                1, torch.tensor([eos], device=log_probs.device), -math.inf
-            )
+        log_probs = _block(log_probs, eos if t < min_length else None)
         chosen = choose(log_probs)  # (A,)
         log_prob[running] += log_probs.gather(1, chosen[:, None]).squeeze(1)
         step = torch.full((batch,), -1 if eos is None else eos, dtype=torch.long)
@@ -310,61 +307,35 @@ def beam_search(
             history = history.to(device)
         n_inputs, width = scores.shape
         vocab = log_probs.size(1)
-        log_probs = _block(
-            log_probs, history.flatten(0, 1), eos, t < min_length, no_repeat_ngram_size
-        )
+        banned_eos = eos if t < min_length else None
+        log_probs = _block(log_probs, banned_eos, history.flatten(0, 1), no_repeat_ngram_size)
         candidates = (scores[:, :, None] + log_probs.view(n_inputs, width, vocab)).flatten(1)
         k = min(beam_size if eos is None else 2 * beam_size, width * vocab)
         top_scores, top_index = candidates.topk(k, dim=1)  # (A, k), best first
         top_beam, top_token = top_index // vocab, top_index % vocab
 
         # Finish the hypotheses that end in eos among the beam_size best extensions.
+        is_eos = top_token == (-1 if eos is None else eos)  # (A, k)
         rank = torch.arange(k, device=device)
-        if eos is not None:
-            is_eos = top_token == eos  # (A, k)
-            ends = is_eos & (rank < beam_size) & (top_scores > -math.inf)
-            for a, j in ends.nonzero().tolist():
-                words = history[a, top_beam[a, j]].tolist()
-                lp = top_scores[a, j].item()
-                finished[inputs[a]].append(Hypothesis(words, lp, lp / penalty(len(words))))
-            # Keep the best extensions that do not end in eos (stable order: eos ones last).
-            order = (is_eos.long() * k + rank).argsort(dim=1)
-        else:
-            order = rank.expand(n_inputs, k)
-        keep = order[:, :beam_size]  # (A, W')
-        new_scores = top_scores.gather(1, keep)
-        if eos is not None:
-            new_scores = new_scores.masked_fill(is_eos.gather(1, keep), -math.inf)
-        # Drop the slots that are -inf in every input; point the others at slot 0 (a valid
-        # hypothesis when the input has any), so that no row the decoder sees extends eos.
-        valid = new_scores > -math.inf  # (A, W'); valid slots come first in each row
-        new_width = max(int(valid.sum(dim=1).max()), 1)
-        keep, new_scores, valid = (
-            keep[:, :new_width],
-            new_scores[:, :new_width],
-            valid[:, :new_width],
-        )
-        keep = torch.where(valid, keep, keep[:, :1])
+        ends = is_eos & (rank < beam_size) & (top_scores > -math.inf)
+        i, j = ends.nonzero().unbind(1)  # (E,) input and rank of each ended hypothesis
+        ended = zip(i.tolist(), history[i, top_beam[i, j]].tolist(), top_scores[i, j].tolist())
+        for row, words, lp in ended:
+            finished[inputs[row]].append(Hypothesis(words, lp, lp / penalty(len(words))))
+
+        keep, scores = _refill(top_scores, is_eos, beam_size)  # (A, W')
         source = top_beam.gather(1, keep)  # (A, W') slot each new hypothesis extends
         last = top_token.gather(1, keep)  # (A, W')
         history = torch.cat(
             [history.gather(1, source[:, :, None].expand(-1, -1, t)), last[:, :, None]], dim=2
         )
-        scores = new_scores
 
         if t == max_length - 1:
             _finish_live(finished, inputs, scores, history, penalty(t + 1))
             break
-        done = _input_done(
-            finished,
-            inputs,
-            scores,
-            n_best,
-            penalty,
-            t + 1,
-            min_length,
-            max_length if eos is not None else None,
-        )
+        # With no eos, nothing finishes before max_length: only inputs with no live hypothesis stop.
+        lengths = (max(t + 1, min_length), max_length) if eos is not None else None
+        done = _input_done(finished, inputs, scores, n_best, penalty, lengths)
         if done.all():
             break
         alive = (~done).nonzero().squeeze(1)  # (A',)
@@ -376,17 +347,35 @@ def beam_search(
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
 
 
+def _refill(top_scores: Tensor, is_eos: Tensor, beam_size: int) -> tuple[Tensor, Tensor]:
+    """Choose the next beam of each input: its beam_size best extensions that do not end in eos.
+
+    Takes the (A, k) best extensions, best first, and returns the chosen ones' ranks (A, W) and
+    scores (A, W). W <= beam_size is just wide enough for the input with the most valid
+    extensions; other inputs' spare slots score -inf and repeat their slot 0 (a valid hypothesis
+    when the input has any), so that no row the decoder sees extends eos.
+    """
+    k = top_scores.size(1)
+    rank = torch.arange(k, device=top_scores.device)
+    order = (is_eos.long() * k + rank).argsort(dim=1)[:, :beam_size]  # non-eos first, best first
+    scores = top_scores.gather(1, order).masked_fill(is_eos.gather(1, order), -math.inf)
+    valid = scores > -math.inf  # (A, W); valid slots come first in each row
+    width = max(int(valid.sum(dim=1).max()), 1)
+    order, scores, valid = order[:, :width], scores[:, :width], valid[:, :width]
+    return torch.where(valid, order, order[:, :1]), scores
+
+
 def _block(
-    log_probs: Tensor, history: Tensor, eos: int | None, block_eos: bool, ngram: int
+    log_probs: Tensor, eos: int | None, history: Tensor | None = None, ngram: int = 0
 ) -> Tensor:
-    """Set to -inf the log-probs of eos (before min_length) and of tokens repeating an n-gram.
+    """Set to -inf the log-probs of ``eos`` (unless None) and of tokens repeating an n-gram.
 
     ``history`` (N, t) holds each row's generated tokens. A token is banned for a row when the
     row's last ``ngram - 1`` tokens followed by it already occur in the row.
     """
-    if eos is not None and block_eos:
+    if eos is not None:
         log_probs = log_probs.index_fill(1, torch.tensor([eos], device=log_probs.device), -math.inf)
-    length = history.size(1)
+    length = 0 if history is None else history.size(1)
     if ngram > 0 and length >= ngram:
         windows = history.unfold(1, ngram, 1)  # (N, t-n+1, n) every n-gram of each row
         suffix = history[:, length - ngram + 1 :]  # (N, n-1) the row's last n-1 tokens
@@ -417,14 +406,12 @@ def _input_done(
     scores: Tensor,
     n_best: int,
     penalty: Callable[[int], float],
-    length: int,
-    min_length: int,
-    max_length: int | None,
+    lengths: tuple[int, int] | None,
 ) -> Tensor:
     """Which inputs cannot improve their n_best finished hypotheses any more, as a bool (A,).
 
-    ``length`` is the live hypotheses' current number of tokens; ``max_length`` is None when there
-    is no eos (every hypothesis ends at max_length, nothing finishes earlier).
+    ``lengths`` is the least and the most number of tokens a live hypothesis can end with, or
+    None when no live hypothesis can finish before max_length.
     """
     nth = []
     for b in inputs:
@@ -434,10 +421,10 @@ def _input_done(
         nth.append(hyps[-1].score if len(hyps) == n_best else -math.inf)
     nth_score = torch.tensor(nth, dtype=scores.dtype, device=scores.device)  # (A,)
     best = scores.max(dim=1).values  # (A,) log-prob of the best live hypothesis (<= 0)
-    if max_length is None:
+    if lengths is None:
         return best == -math.inf
-    shortest = max(length, min_length)
-    bound = torch.maximum(best / penalty(shortest), best / penalty(max_length))
+    # L <= 0 can only decrease and lp is monotonic: the best final score is L / lp at an end.
+    bound = torch.maximum(best / penalty(lengths[0]), best / penalty(lengths[1]))
     return bound <= nth_score
 
 
