@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from typing import Any, NamedTuple
 
 import torch
@@ -34,6 +34,7 @@ from rnnkit.data import UNK, Tokenizer, Vocab, get_tokenizer, load_corpus, split
 from rnnkit.data.batching import as_tensor, batchify, check_long_enough, get_window, num_windows
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.models.lm import LMConfig, RNNLanguageModel
+from rnnkit.recipes import LMRecipe
 from rnnkit.training import BEST, CHECKPOINT, TrainConfig, Trainer, TrainResult, config_dict
 
 logger = logging.getLogger(__name__)
@@ -41,55 +42,6 @@ logger = logging.getLogger(__name__)
 TASK = "lm"
 EVAL_BATCH_SIZE = 16  # streams used to evaluate a split (few: little context is lost at starts)
 EVAL_BPTT = 256  # window length when evaluating
-
-
-@dataclass
-class LMRecipe:
-    """Everything ``rnnkit lm train`` decides: data, model shape and training settings.
-
-    The defaults are the default recipe (tuned for a short budget on 2 CPU cores, see
-    ``benchmarks/lm.py``).
-    """
-
-    data: str = "shakespeare"  # corpus name or path of a text file
-    encoding: str = "utf-8"  # encoding of a text file
-    level: str = "char"  # tokenizer: "char" or "word"
-    cell: str = "lstm"  # recurrent layer: "rnn", "lstm" or "gru"
-    embedding_dim: int = 64  # token embedding size
-    hidden_size: int = 512  # recurrent state size
-    num_layers: int = 1  # stacked recurrent layers
-    dropout: float = 0.0  # dropout (embeddings, between layers, output)
-    tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
-    bptt: int = 100  # truncated-BPTT window length (tokens)
-    batch_size: int = 64  # parallel streams (batch columns)
-    optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 3e-3  # peak learning rate
-    weight_decay: float = 0.0  # decoupled weight decay
-    schedule: str = "cosine"  # learning-rate decay over the budget
-    warmup_steps: int = 50  # linear warm-up steps
-    clip_norm: float = 1.0  # gradient-norm clipping
-    epochs: int | None = None  # budget: passes over the training text
-    max_steps: int | None = None  # budget: optimizer steps
-    max_minutes: float | None = 10.0  # budget: wall-clock minutes
-    eval_every: int = 500  # validate and checkpoint every N steps
-    seed: int = 0  # random seed
-
-    def model_config(self, vocab_size: int) -> LMConfig:
-        """The :class:`LMConfig` of this recipe for a vocabulary of ``vocab_size``."""
-        return LMConfig(
-            vocab_size=vocab_size,
-            cell=self.cell,
-            embedding_dim=self.embedding_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            tie_weights=self.tie_weights,
-        )
-
-    def train_config(self) -> TrainConfig:
-        """The :class:`TrainConfig` of this recipe."""
-        names = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
 
 class LanguageModelTask:

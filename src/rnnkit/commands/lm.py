@@ -19,7 +19,7 @@ from typing import Any
 
 
 def _recipe_defaults() -> Any:
-    from rnnkit.lm import LMRecipe
+    from rnnkit.recipes import LMRecipe
 
     return LMRecipe()
 
@@ -68,8 +68,8 @@ def add_budget_arguments(group: Any) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`rnnkit.lm.LMRecipe` the parsed options describe."""
-    from rnnkit.lm import LMRecipe
+    """The :class:`rnnkit.recipes.LMRecipe` the parsed options describe."""
+    from rnnkit.recipes import LMRecipe
 
     budget = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
     if all(v is None for v in budget.values()):
