@@ -217,3 +217,25 @@ def test_word_level_model_maps_unknown_prime_words_to_unk(tmp_path, capsys):
     code, text, err = run(["lm", "generate", out, "--prime", "to be zebra", "--length", 5], capsys)
     assert code == 0 and "zebra" in err and "<unk>" in err
     assert text.startswith("to be <unk>")
+
+
+def test_demo_trains_briefly_then_generates(tmp_path, capsys):
+    data = corpus(tmp_path, n=8000)
+    out = tmp_path / "demo"
+    argv = ["demo", "--data", data, "--minutes", 0.01, "--out", out, "--length", 30, "--quiet"]
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    assert "validation loss" in stdout and "30 generated characters" in stdout
+    assert (out / "model.safetensors").exists()
+    assert f"rnnkit lm generate {out}" in stdout
+
+
+def test_demo_picks_a_free_run_directory(tmp_path, monkeypatch):
+    from rnnkit.commands.demo import free_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert free_run_dir("runs/demo") == "runs/demo"
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    assert free_run_dir("runs/demo") == "runs/demo"  # empty: usable
+    (tmp_path / "runs" / "demo" / "run.json").write_text("{}")
+    assert free_run_dir("runs/demo") == "runs/demo-2"
