@@ -191,12 +191,12 @@ def _generate(
         log_probs = _block(log_probs, eos if t < min_length else None)
         chosen = choose(log_probs)  # (A,)
         log_prob[running] += log_probs.gather(1, chosen[:, None]).squeeze(1)
-        step = torch.full((batch,), -1 if eos is None else eos, dtype=torch.long)
-        step = step.to(chosen.device)
-        step[running] = chosen
-        steps.append(step)
+        column = torch.full((batch,), -1 if eos is None else eos, dtype=torch.long)
+        column = column.to(chosen.device)
+        column[running] = chosen  # inputs that already ended get eos
+        steps.append(column)
         if on_token is not None:
-            on_token(step)
+            on_token(column)
         if eos is not None:
             ended = chosen == eos
             if ended.all():
