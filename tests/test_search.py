@@ -44,7 +44,10 @@ class ToyDecoder:
     def step(self, tokens, state):
         self.calls += 1
         self.rows.append(len(state))
-        state = [(key, prefix + (tok,)) for (key, prefix), tok in zip(state, tokens.tolist())]
+        state = [
+            (key, prefix + (tok,))
+            for (key, prefix), tok in zip(state, tokens.tolist(), strict=True)
+        ]
         self.stepped.extend(prefix for _key, prefix in state)
         return torch.stack([self.dist(key, prefix) for key, prefix in state]), state
 
@@ -206,7 +209,7 @@ def test_batch_invariance(length_penalty):
     keys = list(range(6))
     kwargs = dict(n_best=2, length_penalty=length_penalty)
     together = beam_search(dec, dec.start(keys), bos_for(6), EOS, 3, 15, **kwargs)
-    rows = dec.rows
+    rows = list(dec.rows)  # rows per step of the batched search
     for key, hyps in zip(keys, together):
         assert beam_search(dec, dec.start([key]), BOS, EOS, 3, 15, **kwargs) == [hyps]
     assert len({len(hyps[0].tokens) for hyps in together}) > 1  # inputs of different lengths
