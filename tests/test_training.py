@@ -78,8 +78,8 @@ def test_sigint_writes_a_checkpoint_before_stopping(tmp_path):
 
     with pytest.raises(TrainingInterrupted):
         Trainer(make_model(), make_task(), config(), run, on_step=interrupt).fit()
-    _, state = run.load_tensors("last.safetensors")
-    assert state["step"] == 4 and state["position"] == 4
+    _, meta = run.load_tensors("last.safetensors")
+    assert meta["trainer"]["step"] == 4 and meta["trainer"]["position"] == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
@@ -106,8 +106,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     ) as exc:
         Trainer(make_model(), NaNAfter(make_task(), 12), config(), run).fit()
     assert "\n" not in str(exc.value)
-    _, state = run.load_tensors("last.safetensors")
-    assert state["step"] == 10
+    _, meta = run.load_tensors("last.safetensors")
+    assert meta["trainer"]["step"] == 10
     weights, _ = run.load_tensors("model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
     summary = json.loads((run.path / "trainer.json").read_text())
@@ -172,3 +172,14 @@ def test_learning_rate_schedule():
 def test_bad_training_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_resume_into_another_model_shape_is_a_run_dir_error(tmp_path):
+    from rnnkit.errors import RunDirError
+
+    run = RunDir.create(tmp_path / "r", task="lm")
+    Trainer(make_model(), make_task(), config(max_steps=3), run).fit()
+    torch.manual_seed(0)
+    other = RNNLanguageModel(LMConfig(vocab_size=32, embedding_dim=8, hidden_size=12, num_layers=2))
+    with pytest.raises(RunDirError, match="does not fit this model"):
+        Trainer(other, make_task(), config(max_steps=6), run).fit(resume=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -261,3 +262,56 @@ def load_model_weights(run: RunDir, model: torch.nn.Module, name: str = "model.s
             f"{run.file(name)} does not fit the model in config.json: {first}"
         ) from None
     return meta
+
+
+def save_training_state(
+    run: RunDir,
+    name: str,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    carry: Any,
+    state: dict[str, Any],
+) -> None:
+    """Write everything a resumed run needs as ONE safetensors file (so one atomic write).
+
+    Tensors: the weights (``model.*``), the optimizer's tensors (``optimizer.*``), torch's RNG
+    state (``rng.torch``) and the carried recurrent state (``carry.*``). JSON metadata: ``state``
+    (the trainer's position), Python's RNG state, and the layouts of the optimizer and carry.
+    """
+    tensors, optimizer_layout = flatten(optimizer.state_dict(), "optimizer")
+    carry_tensors, carry_layout = flatten(carry, "carry")
+    tensors.update(carry_tensors)
+    tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "trainer": state,
+        "python_rng": flatten(random.getstate(), "py")[1],
+        "optimizer": optimizer_layout,
+        "carry": carry_layout,
+    }
+    run.save_tensors(name, tensors, meta)
+
+
+def load_training_state(
+    run: RunDir, name: str, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[Any, dict[str, Any]]:
+    """Restore weights, optimizer and RNG states from :func:`save_training_state`'s file.
+
+    Returns: the carried recurrent state and the trainer's ``state`` dict.
+
+    Raises:
+        RunDirError: the file is missing or damaged, or does not fit the model/optimizer.
+    """
+    tensors, meta = run.load_tensors(name)
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(unflatten(meta["optimizer"], tensors))
+        carry = unflatten(meta["carry"], tensors)
+        torch.set_rng_state(tensors["rng.torch"])
+        random.setstate(unflatten(meta["python_rng"], {}))
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RunDirError(f"{run.file(name)} does not fit this model: {first}") from None
+    return carry, meta["trainer"]

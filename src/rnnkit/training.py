@@ -61,8 +61,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rnnkit.checkpoint import RunDir, flatten, unflatten
-from rnnkit.errors import RnnkitError, RunDirError
+from rnnkit.checkpoint import RunDir, load_training_state, save_training_state
+from rnnkit.errors import RnnkitError
+from rnnkit.optim import lr_at, make_optimizer
+from rnnkit.plots import plot_losses
 
 logger = logging.getLogger(__name__)
 
@@ -168,32 +170,6 @@ def detach_state(state: Any) -> Any:
     if isinstance(state, (tuple, list)):
         return type(state)(detach_state(s) for s in state)
     return state
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``config`` names, over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(
-        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
-
-
-def lr_at(config: TrainConfig, step: int, progress: float) -> float:
-    """Learning rate for ``step`` when ``progress`` (0..1) of the budget is used."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = min(max(progress, 0.0), 1.0)
-    if config.schedule == "constant":
-        factor = 1.0
-    elif config.schedule == "linear":
-        factor = 1.0 - progress
-    else:
-        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * factor)
 
 
 class _StopFlag:
@@ -478,15 +454,10 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, status: str) -> None:
         """Write ``last.safetensors`` (one atomic file) and the readable summary."""
-        tensors, opt_skeleton = flatten(self.optimizer.state_dict(), "optimizer")
-        carry_tensors, carry_skeleton = flatten(self.carry, "carry")
-        tensors.update(carry_tensors)
-        tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
-        tensors["rng.torch"] = torch.get_rng_state()
         if self.best_step is None and self.last_valid is None:
             # Never validated: the last weights are the best we have for generate/eval.
             self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step})
-        state = {
+        position = {
             "step": self.step,
             "epoch": self.epoch,
             "position": self.position,
@@ -495,28 +466,18 @@ class Trainer:
             "best_step": self.best_step,
             "last_valid": self.last_valid,
             "window": [self.window_loss, self.window_tokens],
-            "python_rng": flatten(random.getstate(), "py")[1],
-            "optimizer": opt_skeleton,
-            "carry": carry_skeleton,
         }
-        self.run.save_tensors(CHECKPOINT, tensors, state)
+        save_training_state(
+            self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer, carry=self.carry,
+            state=position,
+        )  # fmt: skip
         self.checkpoint_step = self.step
         self._write_summary(status)
 
     def _load_checkpoint(self) -> None:
-        tensors, state = self.run.load_tensors(CHECKPOINT)
-        weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            self.model.load_state_dict(weights)
-            self.optimizer.load_state_dict(unflatten(state["optimizer"], tensors))
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise RunDirError(
-                f"{self.run.file(CHECKPOINT)} does not fit this model: {first}"
-            ) from None
-        self.carry = unflatten(state["carry"], tensors)
-        torch.set_rng_state(tensors["rng.torch"])
-        random.setstate(unflatten(state["python_rng"], {}))
+        self.carry, state = load_training_state(
+            self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer
+        )
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.elapsed = state["elapsed_s"]
         self.best_valid, self.best_step = state["best_valid"], state["best_step"]
@@ -527,25 +488,6 @@ class Trainer:
         records = [r for r in self.run.read_jsonl(METRICS) if r["step"] <= self.step]
         self.run.write_jsonl(METRICS, records)
         self.report(f"resumed {self.run.path} at step {self.step} (epoch {self.epoch})")
-
-
-def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
-    """Draw training and validation loss against step into a PNG at ``path``."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
-
-    fig = Figure(figsize=(6, 4), dpi=100)
-    ax = fig.add_subplot()
-    for split in ("train", "valid"):
-        points = [(r["step"], r["loss"]) for r in records if r["split"] == split]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if split == "valid" else None, label=split)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
 
 
 def config_dict(config: TrainConfig) -> dict[str, Any]:
