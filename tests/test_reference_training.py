@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from rnnkit import cli
+from rnnkit.errors import DownloadError
 from rnnkit.reference.charmodel import init_char_model, window_loss
 from rnnkit.reference.gradcheck import numerical_gradient, relative_error
+from rnnkit.reference.sample_text import SAMPLE_TEXT
 from rnnkit.reference.tbptt import batch_streams, clip_grad_norm, truncated_bptt, windows
 from rnnkit.reference.train import (
     TrainConfig,
@@ -165,14 +167,52 @@ def test_reference_train_command_reports_bad_data_in_one_line(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
     assert cli.main(["reference", "train", "--data", str(empty)]) == 2
-    assert (
-        capsys.readouterr().err == f"rnnkit: error: {empty} is empty; pass a file with text in it\n"
-    )
-    binary = tmp_path / "binary.txt"
-    binary.write_bytes(b"\xff\xfe\x00abc")
-    assert cli.main(["reference", "train", "--data", str(binary)]) == 2
-    assert "is not UTF-8 text" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"rnnkit: error: {empty} is empty") and err.count("\n") == 1
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 ".encode("latin-1") * 10)
+    assert cli.main(["reference", "train", "--data", str(latin)]) == 2
+    assert "is not valid utf-8" in capsys.readouterr().err
+    assert cli.main(["reference", "train", "--data", str(tmp_path / "missing.txt")]) == 2
+    assert "no such file" in capsys.readouterr().err
     short = tmp_path / "short.txt"
     short.write_text("abc", encoding="utf-8")
     assert cli.main(["reference", "train", "--data", str(short)]) == 2
     assert "3 tokens are too few for batch_size=16" in capsys.readouterr().err
+
+
+def test_reference_train_falls_back_to_the_builtin_text_when_offline(monkeypatch, capsys):
+    import rnnkit.data
+
+    def offline(name, **_kwargs):
+        raise DownloadError(f"cannot download {name}: no network")
+
+    monkeypatch.setattr(rnnkit.data, "load_corpus", offline)
+    argv = ["reference", "train", "--hidden", "8", "--steps", "2", "--sample-length", "5"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "could not fetch the shakespeare corpus" in captured.err
+    assert f"text: built-in sample text, {len(SAMPLE_TEXT):,} characters" in captured.out
+
+
+def test_reference_train_data_sample_uses_the_builtin_text(capsys):
+    argv = ["reference", "train", "--data", "sample", "--hidden", "8", "--steps", "2"]
+    assert cli.main(argv + ["--sample-length", "5"]) == 0
+    assert f"text: built-in sample text, {len(SAMPLE_TEXT):,} characters" in capsys.readouterr().out
+
+
+def test_reference_gradcheck_command_reports_the_worst_error(monkeypatch, capsys):
+    import rnnkit.reference.gradcheck as gradcheck
+
+    def fake(cell, **_options):
+        return {"x": 1e-9, "h0": 1e-3 if cell == "lstm" else 2e-9}
+
+    monkeypatch.setattr(gradcheck, "check_sequence_gradients", fake)
+    assert cli.main(["reference", "gradcheck"]) == 1
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^(rnn-tanh|rnn-relu|lstm|gru) +[12] ", out, re.M)) == 8
+    assert "FAILED: worst relative error 1.00e-03" in out
+
+    monkeypatch.setattr(gradcheck, "check_sequence_gradients", lambda cell, **_: {"x": 2e-9})
+    assert cli.main(["reference", "gradcheck"]) == 0
+    assert "ok: worst relative error 2.00e-09" in capsys.readouterr().out

@@ -1,7 +1,9 @@
 """The NumPy reference: BPTT written out by hand (no torch).
 
-  rnnkit reference train                      train a character model on the default text
+  rnnkit reference train                      train a character model on Shakespeare
+  rnnkit reference train --data sample        ... on a small built-in text (no download)
   rnnkit reference train --data FILE --cell gru --hidden 64 --max-minutes 2
+  rnnkit reference gradcheck                  hand-written BPTT vs central differences
 
 The trainer prints the smoothed loss (nats per character) next to the unigram entropy of the
 text, and a sample of generated text at the end.
@@ -10,9 +12,15 @@ text, and a sample of generated text at the end.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from rnnkit.errors import DataError
+from rnnkit.errors import DownloadError
+
+# The corpus `rnnkit reference train` uses when --data is not given.
+DEFAULT_DATA = "shakespeare"
+# The --data value that selects the small built-in text.
+BUILTIN = "sample"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +35,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--data",
         metavar="FILE",
-        help="UTF-8 text file to train on (default: the built-in sample text)",
+        default=DEFAULT_DATA,
+        help=f"text file or corpus name to train on, or '{BUILTIN}' for the small built-in text "
+        f"(default: {DEFAULT_DATA}; the built-in text if it cannot be fetched)",
     )
     train.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="lstm")
     train.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="rnn only")
@@ -49,21 +59,37 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--temperature", type=float, default=1.0)
     train.set_defaults(func=run_train)
 
+    gradcheck = commands.add_parser(
+        "gradcheck",
+        help="compare the hand-written BPTT gradients with central differences",
+        description="For every cell type, one and two layers, compare the analytic gradient of "
+        "every parameter, the input and the initial state with central differences (float64).",
+    )
+    gradcheck.add_argument("--seed", type=int, default=0)
+    gradcheck.set_defaults(func=run_gradcheck)
 
-def load_text(data: str | None) -> tuple[str, str]:
-    """The training text and a one-line description of where it came from."""
-    if data is None:
-        from rnnkit.reference.sample_text import SAMPLE_TEXT
 
+def load_text(data: str) -> tuple[str, str]:
+    """The training text and a one-line description of where it came from.
+
+    The default corpus falls back to the built-in text when it cannot be fetched (offline); a
+    corpus or file the user names does not.
+    """
+    from rnnkit.data import load_corpus
+    from rnnkit.reference.sample_text import SAMPLE_TEXT
+
+    if data == BUILTIN and not Path(data).exists():
         return SAMPLE_TEXT, "built-in sample text"
-    path = Path(data)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{data} is not UTF-8 text ({exc.reason}); convert it to UTF-8") from exc
-    if not text:
-        raise DataError(f"{data} is empty; pass a file with text in it")
-    return text, str(path)
+        return load_corpus(data), data
+    except DownloadError as exc:
+        if data != DEFAULT_DATA:
+            raise
+        print(
+            f"rnnkit: could not fetch the {data} corpus ({exc}); using the built-in sample text",
+            file=sys.stderr,
+        )
+        return SAMPLE_TEXT, "built-in sample text"
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -119,3 +145,23 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"--- sample ({args.sample_length} characters, temperature {args.temperature}) ---")
     print(sample)
     return 0
+
+
+def run_gradcheck(args: argparse.Namespace) -> int:
+    """Handler of ``rnnkit reference gradcheck``: exit 1 if any relative error reaches 1e-6."""
+    from rnnkit.reference.gradcheck import check_sequence_gradients
+
+    worst_overall = 0.0
+    print(f"{'cell':<9} {'layers':>6}  {'worst relative error':>20}  {'where':<14}")
+    for cell, nonlinearity in (("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")):
+        name = f"{cell}-{nonlinearity}" if cell == "rnn" else cell
+        for num_layers in (1, 2):
+            errors = check_sequence_gradients(
+                cell, num_layers=num_layers, nonlinearity=nonlinearity, seed=args.seed
+            )
+            where = max(errors, key=errors.get)
+            worst_overall = max(worst_overall, errors[where])
+            print(f"{name:<9} {num_layers:>6}  {errors[where]:>20.2e}  {where:<14}")
+    verdict = "ok" if worst_overall < 1e-6 else "FAILED"
+    print(f"{verdict}: worst relative error {worst_overall:.2e} (threshold 1e-6)")
+    return 0 if worst_overall < 1e-6 else 1
