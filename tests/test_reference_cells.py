@@ -16,6 +16,7 @@ from rnnkit.reference import (
     init_params,
     lstm_backward,
     lstm_forward,
+    param_shapes,
     rnn_backward,
     rnn_forward,
 )
@@ -50,9 +51,8 @@ def test_gradients_match_central_differences(cell, options, num_layers):
     errors = check_sequence_gradients(
         cell, num_layers=num_layers, nonlinearity=options.get("nonlinearity", "tanh"), seed=1
     )
-    expected = {f"{kind}_{side}_l{k}" for kind in ("weight", "bias") for side in ("ih", "hh")
-                for k in range(num_layers)}  # fmt: skip
-    expected |= {"x", "h0"} | ({"c0"} if cell == "lstm" else set())
+    expected = set(param_shapes(cell, 3, 4, num_layers=num_layers)) | {"x", "h0"}
+    expected |= {"c0"} if cell == "lstm" else set()
     assert set(errors) == expected
     worst = max(errors, key=errors.get)
     assert errors[worst] < 1e-6, f"{worst}: relative error {errors[worst]:.2e}"

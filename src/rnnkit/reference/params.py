@@ -94,7 +94,12 @@ def check_params(
             f"params has no 'weight_hh_l0'; a {cell} network needs it with shape "
             f"({GATES[cell]}*hidden_size, hidden_size)"
         )
-    hidden_size = np.shape(params["weight_hh_l0"])[-1]
+    if np.ndim(params["weight_hh_l0"]) != 2:
+        raise ValueError(
+            f"params['weight_hh_l0'] has shape {np.shape(params['weight_hh_l0'])}; expected "
+            f"({GATES[cell]}*hidden_size, hidden_size)"
+        )
+    hidden_size = np.shape(params["weight_hh_l0"])[1]
     expected = param_shapes(cell, input_size, hidden_size, num_layers=num_layers, bias=bias)
     for name, shape in expected.items():
         if name not in params:

@@ -91,7 +91,9 @@ def adagrad_update(
 ) -> None:
     """One Adagrad step, in place; ``memory`` holds the running sums of squared gradients."""
     for name, g in grads.items():
-        m = memory.setdefault(name, np.zeros_like(g))
+        if name not in memory:
+            memory[name] = np.zeros_like(g)
+        m = memory[name]
         m += g * g
         params[name] -= lr * g / np.sqrt(m + 1e-8)
 
