@@ -51,7 +51,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--max-minutes", type=float, default=None, metavar="M", help="stop after M minutes"
     )
-    train.add_argument("--lr", type=float, default=0.1, help="Adagrad learning rate")
+    train.add_argument(
+        "--lr", type=float, default=None, help="Adagrad learning rate (default: rnn 0.03, else 0.1)"
+    )
     train.add_argument("--clip", type=float, default=5.0, help="maximum gradient norm")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--log-every", type=int, default=100, metavar="N")
@@ -95,6 +97,7 @@ def load_text(data: str) -> tuple[str, str]:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``rnnkit reference train``."""
     from rnnkit.reference.train import (
+        DEFAULT_LR,
         Progress,
         TrainConfig,
         generate,
@@ -122,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"unigram entropy: {entropy:.3f} nats/char (a model must beat this to use context)")
     print(
         f"model: {config.cell}, {config.num_layers} x {config.hidden_size} hidden; "
-        f"Adagrad lr {config.lr}, clip {config.clip}, "
+        f"Adagrad lr {config.lr or DEFAULT_LR[config.cell]}, clip {config.clip}, "
         f"windows of {config.seq_length} chars x {config.batch_size} streams"
     )
     print(f"{'step':>7} {'chars':>11} {'loss':>7} {'smoothed':>9} {'elapsed':>8}")
