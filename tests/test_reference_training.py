@@ -163,6 +163,24 @@ def test_reference_train_command_prints_a_falling_loss_and_a_sample(tmp_path, ca
     assert len(sample.rstrip("\n")) == 41 and set(sample.strip()) <= set("the cat sat on the mat.")
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--hidden", "0"], "hidden_size must be a positive integer, got 0"),
+        (["--seq-length", "0"], "seq_length must be a positive integer, got 0"),
+        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--lr", "-1"], "lr must be positive, got -1.0"),
+        (["--clip", "0"], "clip must be positive, got 0.0"),
+        (["--max-minutes", "0"], "max_minutes must be positive, got 0.0"),
+        (["--temperature", "0", "--steps", "1"], "temperature must be positive, got 0.0"),
+        (["--prime", "xyz", "--steps", "1"], "prime has characters not in the vocabulary"),
+    ],
+)
+def test_reference_train_command_refuses_bad_settings(capsys, option, message):
+    assert cli.main(["reference", "train", "--data", "sample", "--hidden", "4", *option]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_reference_train_command_reports_bad_data_in_one_line(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")

@@ -37,28 +37,87 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=DEFAULT_DATA,
         help=f"text file or corpus name to train on, or '{BUILTIN}' for the small built-in text "
-        f"(default: {DEFAULT_DATA}; the built-in text if it cannot be fetched)",
+        "(default: %(default)s; the built-in text if it cannot be fetched)",
     )
-    train.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="lstm")
-    train.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="rnn only")
-    train.add_argument("--hidden", type=int, default=128, metavar="N", help="units per layer")
-    train.add_argument("--layers", type=int, default=1, metavar="N", help="stacked layers")
     train.add_argument(
-        "--seq-length", type=int, default=25, metavar="K", help="characters per BPTT window"
+        "--cell",
+        choices=("rnn", "lstm", "gru"),
+        default="lstm",
+        help="cell type (default: %(default)s)",
     )
-    train.add_argument("--batch-size", type=int, default=16, metavar="B", help="parallel streams")
-    train.add_argument("--steps", type=int, default=5000, metavar="N", help="updates at most")
     train.add_argument(
-        "--max-minutes", type=float, default=None, metavar="M", help="stop after M minutes"
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        default="tanh",
+        help="rnn only (default: %(default)s)",
+    )
+    train.add_argument(
+        "--hidden",
+        type=int,
+        default=128,
+        metavar="N",
+        help="units per layer (default: %(default)s)",
+    )
+    train.add_argument(
+        "--layers", type=int, default=1, metavar="N", help="stacked layers (default: %(default)s)"
+    )
+    train.add_argument(
+        "--seq-length",
+        type=int,
+        default=25,
+        metavar="K",
+        help="characters per BPTT window (default: %(default)s)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        metavar="B",
+        help="parallel streams (default: %(default)s)",
+    )
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="updates at most (default: %(default)s)",
+    )
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="stop after M minutes (default: no limit)",
     )
     train.add_argument(
         "--lr", type=float, default=None, help="Adagrad learning rate (default: rnn 0.03, else 0.1)"
     )
-    train.add_argument("--clip", type=float, default=5.0, help="maximum gradient norm")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--log-every", type=int, default=100, metavar="N")
-    train.add_argument("--sample-length", type=int, default=300, metavar="N")
-    train.add_argument("--temperature", type=float, default=1.0)
+    train.add_argument(
+        "--clip", type=float, default=5.0, help="maximum gradient norm (default: %(default)s)"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seeds initialisation and sampling")
+    train.add_argument(
+        "--log-every",
+        type=int,
+        default=100,
+        metavar="N",
+        help="print the loss every N updates (default: %(default)s)",
+    )
+    train.add_argument(
+        "--sample-length",
+        type=int,
+        default=300,
+        metavar="N",
+        help="characters to generate (default: %(default)s)",
+    )
+    train.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)"
+    )
+    train.add_argument(
+        "--prime",
+        default=None,
+        help="text the sample continues (default: the lowest character, often a newline)",
+    )
     train.set_defaults(func=run_train)
 
     gradcheck = commands.add_parser(
@@ -143,7 +202,11 @@ def run_train(args: argparse.Namespace) -> int:
         f"({result.elapsed:.0f}s): {verdict} the unigram entropy {entropy:.3f}"
     )
     sample = generate(
-        result, length=args.sample_length, temperature=args.temperature, seed=args.seed
+        result,
+        length=args.sample_length,
+        prime=args.prime,
+        temperature=args.temperature,
+        seed=args.seed,
     )
     print(f"--- sample ({args.sample_length} characters, temperature {args.temperature}) ---")
     print(sample)

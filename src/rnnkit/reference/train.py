@@ -112,11 +112,17 @@ def train_char_model(
     Stops after ``config.steps`` updates or ``config.max_minutes`` of wall time, whichever comes
     first. At the end of the text every stream starts again from its beginning with a zero state.
     """
-    if config.steps < 1:
-        raise ValueError(f"steps must be at least 1, got {config.steps}")
+    for name in ("hidden_size", "num_layers", "seq_length", "batch_size", "steps", "log_every"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.max_minutes is not None and config.max_minutes <= 0:
+        raise ValueError(f"max_minutes must be positive, got {config.max_minutes}")
     lr = DEFAULT_LR.get(config.cell, 0.1) if config.lr is None else config.lr
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    if config.clip <= 0:
+        raise ValueError(f"clip must be positive, got {config.clip}")
     vocab = build_vocab(text)
     index = {ch: i for i, ch in enumerate(vocab)}
     tokens = np.array([index[ch] for ch in text], dtype=np.int64)
