@@ -34,7 +34,7 @@ CASES = [
 ]
 CASE_IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
 # Libraries whose RNN/LSTM/GRU the reference must agree with. Add "rnnkit.nn" once it is merged.
-ORACLES = ["torch.nn"]
+ORACLES = ["torch.nn", "rnnkit.nn"]
 
 
 def random_state(cell, shape, rng):
