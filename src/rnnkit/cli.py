@@ -21,6 +21,7 @@ from rnnkit.errors import RnnkitError
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
     ("demo", "rnnkit.commands.demo", "train a Shakespeare model for 2 minutes, then generate"),
+    ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
 
 DESCRIPTION = """\
