@@ -68,3 +68,26 @@ def test_bad_config_is_refused(kwargs, match):
 def test_forward_wants_time_by_batch():
     with pytest.raises(ValueError, match=r"\(T, B\)"):
         model()(torch.zeros(5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_rnnkit_kernels_match_torch_fused_operator(cell):
+    ours = model(cell, impl="rnnkit").train()
+    fused = model(cell, impl="torch").train()
+    fused.load_state_dict(ours.state_dict())
+    tokens, targets = torch.randint(0, 11, (2, 9, 4))
+    loss_ours, _ = ours.loss(tokens, targets)
+    loss_fused, _ = fused.loss(tokens, targets)
+    loss_ours.backward()
+    loss_fused.backward()
+    torch.testing.assert_close(loss_ours, loss_fused)
+    for (name, a), b in zip(ours.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_model_uses_rnnkit_layers():
+    import rnnkit.nn
+
+    assert isinstance(model("gru").rnn, rnnkit.nn.GRU)
+    with pytest.raises(ValueError, match="impl"):
+        LMConfig(vocab_size=5, impl="cudnn")

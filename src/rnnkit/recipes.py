@@ -26,6 +26,7 @@ class LMRecipe:
     num_layers: int = 1  # stacked recurrent layers
     dropout: float = 0.0  # dropout (embeddings, between layers, output)
     tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
+    impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto" (faster)
     bptt: int = 100  # truncated-BPTT window length (tokens)
     batch_size: int = 64  # parallel streams (batch columns)
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -52,6 +53,7 @@ class LMRecipe:
             num_layers=self.num_layers,
             dropout=self.dropout,
             tie_weights=self.tie_weights,
+            impl=self.impl,
         )
 
     def train_config(self) -> Any:

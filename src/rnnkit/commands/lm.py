@@ -42,6 +42,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--embedding", type=int, default=d.embedding_dim, help="embedding size")
     model.add_argument("--dropout", type=float, default=d.dropout)
     model.add_argument("--tie-weights", action="store_true", help="share input/output embeddings")
+    model.add_argument(
+        "--impl", choices=["auto", "rnnkit", "torch"], default=d.impl,
+        help="recurrent kernels: rnnkit's own, PyTorch's fused operator, or auto (the faster)",
+    )  # fmt: skip
     train = parser.add_argument_group("training")
     train.add_argument("--bptt", type=int, default=d.bptt, help="truncated-BPTT window (tokens)")
     train.add_argument("--batch-size", type=int, default=d.batch_size, help="parallel streams")
@@ -77,7 +81,7 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
     recipe = LMRecipe(
         data=args.data, encoding=args.encoding, level=args.level, cell=args.cell,
         embedding_dim=args.embedding, hidden_size=args.hidden, num_layers=args.layers,
-        dropout=args.dropout, tie_weights=args.tie_weights, bptt=args.bptt,
+        dropout=args.dropout, tie_weights=args.tie_weights, impl=args.impl, bptt=args.bptt,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed, **budget,

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# The one import point of the recurrent layers. torch.nn's RNN/LSTM/GRU until rnnkit.nn (the
-# from-scratch layers with the same signatures and parameter names) lands.
-from torch.nn import GRU, LSTM, RNN
+# The one import point of the recurrent layers: rnnkit's own, drop-ins for torch.nn's.
+from rnnkit.nn import GRU, LSTM, RNN
+from rnnkit.nn.layers import IMPLS
 
 RECURRENT_LAYERS: dict[str, type[nn.Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
@@ -39,6 +39,7 @@ class LMConfig:
     num_layers: int = 2  # stacked recurrent layers
     dropout: float = 0.0  # dropout on embeddings, between layers and before the output layer
     tie_weights: bool = False  # output layer shares the embedding matrix (Press & Wolf 2016)
+    impl: str = "auto"  # rnnkit.nn kernels: "rnnkit" (own BPTT), "torch" (fused op) or "auto"
 
     def __post_init__(self) -> None:
         if self.cell not in RECURRENT_LAYERS:
@@ -46,6 +47,8 @@ class LMConfig:
         for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {self.impl!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -61,7 +64,8 @@ class LMConfig:
 
 
 class RNNLanguageModel(nn.Module):
-    """Embedding, ``num_layers`` recurrent layers, and a linear layer to vocabulary logits.
+    """Embedding, ``num_layers`` recurrent layers (:mod:`rnnkit.nn`), and a linear layer to
+    vocabulary logits.
 
     With ``tie_weights`` the output layer reuses the embedding matrix (Press & Wolf 2016, "Using
     the Output Embedding to Improve Language Models"): fewer parameters and, for word models,
@@ -90,7 +94,7 @@ class RNNLanguageModel(nn.Module):
         # Dropout between layers is the recurrent layer's own (torch.nn semantics).
         layer_dropout = c.dropout if c.num_layers > 1 else 0.0
         self.rnn = RECURRENT_LAYERS[c.cell](
-            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout
+            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout, impl=c.impl
         )
         out_dim = c.hidden_size
         self.projection: nn.Linear | None = None
