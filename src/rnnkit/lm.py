@@ -210,8 +210,10 @@ def evaluate(
     split_text_ = dict(zip(("train", "valid", "test"), split_text(text)))[split]
     tokens = lm.tokenizer.tokenize(split_text_)
     unknown = len(lm.vocab.unknown(tokens))
-    loss, count = stream_loss(lm.model, as_tensor(lm.vocab.encode(tokens)))
-    nats = loss * count * len(tokens) / max(count, 1)  # predicted tokens ~ all tokens
+    loss, _ = stream_loss(lm.model, as_tensor(lm.vocab.encode(tokens)))
+    # Bits per character: the split's total information (mean loss x tokens) over its characters,
+    # comparable between character and word models.
+    nats = loss * len(tokens)
     return {
         "run": os.fspath(run_dir),
         "data": source,
