@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from rnnkit import lm
 from rnnkit.errors import DataError
@@ -54,3 +55,12 @@ def test_generate_rejects_bad_arguments(periodic_run):
         lm.generate(model, "a", length=0)
     with pytest.raises(DataError, match="'z'"):
         lm.generate(model, "az", length=3)
+
+
+def test_generation_never_emits_unk(periodic_run):
+    run, _ = periodic_run
+    model = lm.load(run)
+    with torch.no_grad():  # make <unk> the model's favourite next token
+        model.model.decoder.bias[model.vocab.unk_index] = 100.0
+    for options in ({"temperature": 1.0, "seed": 0}, {"greedy": True}, {"beam": 2}):
+        assert "<unk>" not in lm.generate(model, "abc", length=30, **options)

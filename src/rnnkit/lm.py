@@ -244,6 +244,22 @@ def encode_prime(
     return lm.vocab.encode(tokens)
 
 
+class _WithoutToken:
+    """A decoder (``step``/``reorder``) that never proposes ``token``: generated text should not
+    contain ``<unk>``, which stands for text the model never saw."""
+
+    def __init__(self, model: RNNLanguageModel, token: int) -> None:
+        self.model, self.token = model, token
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        log_probs, state = self.model.step(tokens, state)  # (N, V)
+        log_probs = log_probs.index_fill(1, torch.tensor([self.token]), -math.inf)
+        return torch.log_softmax(log_probs, dim=-1), state  # renormalised without the token
+
+    def reorder(self, state: Any, index: Tensor) -> Any:
+        return self.model.reorder(state, index)
+
+
 def generate(
     lm: LoadedLM,
     prime: str,
@@ -292,21 +308,22 @@ def generate(
 
     if on_text is not None:
         on_text(shown)
+    decoder: Any = model if vocab.unk_index is None else _WithoutToken(model, vocab.unk_index)
     with torch.no_grad():
         state = model.prime(torch.tensor(ids[:-1], dtype=torch.long).unsqueeze(1))
         last = ids[-1]
         if beam > 1:
-            best = search.beam_search(model, state, last, None, beam, length)[0][0]
+            best = search.beam_search(decoder, state, last, None, beam, length)[0][0]
             for token in best.tokens:
                 emit(torch.tensor([token]))
         elif greedy:
-            search.greedy(model, state, last, None, length, on_token=emit)
+            search.greedy(decoder, state, last, None, length, on_token=emit)
         else:
             generator = None
             if seed is not None:
                 generator = torch.Generator().manual_seed(seed)
             search.sample(
-                model, state, last, None, length, temperature=temperature, top_k=top_k,
+                decoder, state, last, None, length, temperature=temperature, top_k=top_k,
                 top_p=top_p, generator=generator, on_token=emit,
             )  # fmt: skip
     return tokenizer.detokenize(prime_tokens + generated)

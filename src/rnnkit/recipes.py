@@ -17,7 +17,7 @@ class LMRecipe:
     throughput decides (``benchmarks/lm.py`` measures it): a character-level 2x256 GRU (rnnkit's
     GRU kernels train faster than its LSTM ones and than torch's fused GRU on the CPU; a GRU step
     costs 3/4 of an LSTM step), no dropout (10 minutes do not overfit 4.5M characters), N(0, 1)
-    embeddings, 32 streams (more updates beat bigger batches in this budget), AdamW at 5e-3 with a
+    embeddings, 32 streams (more updates beat bigger batches in this budget), AdamW at 8e-3 with a
     cosine decay to zero at the end of the budget. docs/language-models.md shows the comparison.
     """
 
@@ -34,7 +34,7 @@ class LMRecipe:
     bptt: int = 100  # truncated-BPTT window length (tokens)
     batch_size: int = 32  # parallel streams (batch columns)
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 5e-3  # peak learning rate
+    lr: float = 8e-3  # peak learning rate
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget
     warmup_steps: int = 50  # linear warm-up steps
