@@ -119,7 +119,9 @@ def test_resume_continues_to_the_new_budget(tmp_path, capsys):
         )[0]
         == 0
     )
-    code, stdout, _ = run(["lm", "train", "--resume", out, "--max-steps", 25, "--quiet"], capsys)
+    code, stdout, _ = run(
+        ["lm", "train", "--resume", out, "--max-steps", 25, "--quiet", "--threads", 1], capsys
+    )
     assert code == 0 and "25 steps" in stdout
     assert json.loads((out / "trainer.json").read_text())["step"] == 25
 

@@ -26,6 +26,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rnnkit import lm
     from rnnkit.recipes import LMRecipe
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = args.out or free_run_dir("runs/demo")
     recipe = LMRecipe(data=args.data, max_minutes=args.minutes, eval_every=10**9, seed=args.seed)
     print(f"rnnkit demo: training a character-level {recipe.cell.upper()} "
@@ -67,5 +71,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     parser.set_defaults(func=cmd_demo)

@@ -61,6 +61,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=d.seed)
     add_budget_arguments(train)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's; 1 can be faster for "
+        "small models on a busy machine)",
+    )  # fmt: skip
 
 
 def add_budget_arguments(group: Any) -> None:
@@ -106,6 +110,10 @@ def run_training(args: argparse.Namespace, out: str, *, resume: bool) -> tuple[i
     from rnnkit import lm
     from rnnkit.training import TrainingInterrupted
 
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = _reporter(args)
     budget = {
         k: v
