@@ -124,9 +124,9 @@ def main() -> None:
     folder = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-bench-lm-"))
     folder.mkdir(parents=True, exist_ok=True)
     recipe = dataclasses.replace(LMRecipe(), max_minutes=args.minutes, seed=args.seed)
+    print("rnnkit benchmark: language model, default recipe, default corpus")
     threads = choose_threads(recipe, 2) if args.threads == "auto" else int(args.threads)
     torch.set_num_threads(threads)
-    print("rnnkit benchmark: language model, default recipe, default corpus")
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; python {platform.python_version()}")  # fmt: skip
     print(f"load average before: {load()}")
