@@ -20,6 +20,7 @@ from rnnkit.errors import RnnkitError
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
+    ("embed", "rnnkit.commands.embed", "word embeddings: train, query, evaluate word vectors"),
     ("demo", "rnnkit.commands.demo", "train a Shakespeare model for 2 minutes, then generate"),
 )
 
