@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -138,3 +140,37 @@ def test_tokenize_corpus_lowercases_and_cuts_long_text():
     sentences = tokenize_corpus("To be, or NOT\nto be.", max_length=4)
     assert sentences == [["to", "be", ",", "or"], ["not", "to", "be", "."]]
     assert tokenize_corpus("King Lear", lowercase=False) == [["King", "Lear"]]
+
+
+def test_windows_shrink_uniformly_and_stop_at_sentence_ends(monkeypatch):
+    from rnnkit.embeddings import train as train_module
+
+    seen = []
+    original = train_module._Trainer.sgns_step
+
+    def record(self, context, mask, targets, lr):
+        seen.append(
+            (context.clone(), None if mask is None else mask.clone(), targets[:, 0].clone())
+        )
+        return original(self, context, mask, targets, lr)
+
+    monkeypatch.setattr(train_module._Trainer, "sgns_step", record)
+    sentences = [[f"w{i}" for i in range(600)], [f"w{i}" for i in range(600, 1000)]]
+    config = Word2VecConfig(dim=4, window=4, epochs=1, min_count=1, sample=0, workers=1)
+    train_word_vectors(sentences, config)
+    widths = Counter()
+    for context, mask, centres in seen:
+        b = context.shape[1] // 2
+        widths[b] += len(centres)
+        for row, centre in enumerate(centres.tolist()):
+            sentence_end = 600 if centre < 600 else 1000
+            sentence_start = 0 if centre < 600 else 600
+            expected = [centre + o for o in [*range(-b, 0), *range(1, b + 1)]]
+            valid = [sentence_start <= x < sentence_end for x in expected]
+            got_valid = [True] * (2 * b) if mask is None else mask[row].bool().tolist()
+            assert got_valid == valid
+            assert [x for x, ok in zip(context[row].tolist(), valid) if ok] == [
+                x for x, ok in zip(expected, valid) if ok
+            ]
+    assert sum(widths.values()) == 1000
+    assert all(abs(widths[b] - 250) < 4 * (1000 * 0.25 * 0.75) ** 0.5 for b in range(1, 5))

@@ -155,6 +155,7 @@ def test_word_with_space_cannot_be_saved(tmp_path):
     [
         ("2 3\na 1 2 3\nb 1 2\n", r"line 3: mismatched dimensions: 'b' has 2 values, expected 3"),
         ("a 1 2\nb 1 2 3\n", r"line 2: mismatched dimensions"),
+        ("2 3\na 1 2\nb 1 2\n", r"line 2: mismatched dimensions: 'a' has 2 values, expected 3"),
         ("2 2\na 1 2\nb 1 x\n", r"line 3: a value of 'b' is not a number"),
         ("3 2\na 1 2\nb 1 2\n", r"header says 3 words but the file has 2"),
         ("a 1\n\nb 2\n", r"line 2: expected a word and its numbers"),

@@ -59,6 +59,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--epochs", type=int, default=d.epochs, help="passes over the text (default: %(default)s)"
     )
     train.add_argument(
+        "--batch-size", type=int, help="centre words per step (default: 128 sgns, 512 cbow)"
+    )
+    train.add_argument(
         "--workers", type=int, default=d.workers, help="training threads (default: %(default)s)"
     )
     train.add_argument("--seed", type=int, default=d.seed)
@@ -98,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = Word2VecConfig(
         model=args.model, dim=args.dim, window=args.window, negative=args.negative,
         min_count=args.min_count, sample=args.sample, lr=args.lr, epochs=args.epochs,
-        workers=args.workers, seed=args.seed,
+        workers=args.workers, seed=args.seed, batch_size=args.batch_size,
     )  # fmt: skip
     config.validate()
     text = load_corpus(args.data, encoding=args.encoding)

@@ -258,19 +258,19 @@ def detect_format(data: bytes) -> str:
     """``"word2vec"``, ``"word2vec-binary"`` or ``"glove"``, judged from a file's content.
 
     A first line of two integers is a word2vec header; the file is text if the next line splits
-    into a word and ``dim`` numbers, binary otherwise. Anything else is GloVe.
+    into a word and numbers (how many is checked when parsing), binary otherwise. Anything else
+    is GloVe.
     """
     first, _, rest = data.partition(b"\n")
     parts = first.split()
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         return "glove"
-    dim = int(parts[1])
     second = rest.partition(b"\n")[0].rstrip(b"\r ").split(b" ")
     try:
         [float(x) for x in second[1:]]
     except ValueError:
         return "word2vec-binary"
-    return "word2vec" if len(second) == dim + 1 else "word2vec-binary"
+    return "word2vec" if len(second) > 1 else "word2vec-binary"
 
 
 def _parse_text(
