@@ -1,5 +1,9 @@
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +173,19 @@ def test_cli_eval_json(toy, capsys, monkeypatch):
     assert result["wordsim353"]["pairs"] == 4 and result["simlex999"]["skipped"] == 1
     code, stdout, _ = run_cli(capsys, "embed", "eval", str(path / "v.txt"))
     assert code == 0 and "royalty" in stdout and "WordSim-353" in stdout
+
+
+def test_querying_vectors_does_not_import_torch(toy):
+    vectors, path = toy
+    vectors.save(path / "v.txt")
+    code = (
+        "import sys; from rnnkit import cli; "
+        f"cli.main(['embed', 'similar', {str(path / 'v.txt')!r}, 'king', '-k', '1']); "
+        "print('torch' in sys.modules)"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+    ).stdout.split()  # fmt: skip
+    assert out[-2:] == ["man", "False"]

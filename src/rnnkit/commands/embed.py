@@ -20,7 +20,7 @@ import sys
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``train``, ``similar``, ``analogy`` and ``eval`` to the ``embed`` group."""
-    from rnnkit.embeddings.train import Word2VecConfig
+    from rnnkit.embeddings.config import Word2VecConfig
 
     d = Word2VecConfig()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -96,7 +96,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from rnnkit.data.datasets import load_corpus
-    from rnnkit.embeddings.train import Word2VecConfig, tokenize_corpus, train_word_vectors
+    from rnnkit.embeddings.config import Word2VecConfig
+    from rnnkit.embeddings.train import tokenize_corpus, train_word_vectors
 
     config = Word2VecConfig(
         model=args.model, dim=args.dim, window=args.window, negative=args.negative,

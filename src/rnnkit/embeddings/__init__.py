@@ -9,8 +9,11 @@ Example::
     vectors = WordVectors.load("vectors.txt")        # format detected from the content
     vectors.most_similar("king", k=5)
     vectors.analogy("man", "king", "woman")          # man : king :: woman : ?
+
+Only training and :func:`load_into_embedding` need torch; they are imported on first use.
 """
 
+from rnnkit.embeddings.config import MODELS, Word2VecConfig
 from rnnkit.embeddings.evaluate import (
     STANDARD_SETS,
     AnalogyScore,
@@ -20,7 +23,6 @@ from rnnkit.embeddings.evaluate import (
     evaluate_standard,
     standard_set_path,
 )
-from rnnkit.embeddings.train import MODELS, Word2VecConfig, train_word_vectors
 from rnnkit.embeddings.vectors import FORMATS, UnknownWordError, WordVectors
 
 __all__ = [
@@ -36,5 +38,18 @@ __all__ = [
     "evaluate_similarity",
     "evaluate_standard",
     "standard_set_path",
+    "load_into_embedding",
     "train_word_vectors",
 ]
+
+
+def __getattr__(name: str):  # noqa: ANN202 (PEP 562: import the torch parts on first use)
+    if name == "train_word_vectors":
+        from rnnkit.embeddings.train import train_word_vectors
+
+        return train_word_vectors
+    if name == "load_into_embedding":
+        from rnnkit.embeddings.pretrained import load_into_embedding
+
+        return load_into_embedding
+    raise AttributeError(f"module 'rnnkit.embeddings' has no attribute {name!r}")
