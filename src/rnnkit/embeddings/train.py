@@ -340,10 +340,10 @@ class _Trainer:
         self.w_out.index_add_(0, centre, g_pos.unsqueeze(1) * h)
         grad_neg = torch.bmm(g_neg.transpose(1, 2), h_grouped)  # (G, K, D)
         self.w_out.index_add_(0, negatives, grad_neg.view(-1, dim))
-        grad_in = grad_h.unsqueeze(1).expand(n, c, dim)  # (N, C, D)
-        if mask is not None:
-            grad_in = grad_in * mask.unsqueeze(2)
-        self.w_in.index_add_(0, context.reshape(-1), grad_in.reshape(-1, dim))
+        # Column by column: cheaper than materialising grad_h for all N*C context words.
+        for j in range(c):
+            source = grad_h if mask is None else grad_h * mask[:, j : j + 1]
+            self.w_in.index_add_(0, context[:, j], source)
 
 
 def words_per_second(raw_words: int, epochs: int, seconds: float) -> float:
