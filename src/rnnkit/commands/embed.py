@@ -59,7 +59,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--epochs", type=int, default=d.epochs, help="passes over the text (default: %(default)s)"
     )
     train.add_argument(
-        "--batch-size", type=int, help="centre words per step (default: 128 sgns, 512 cbow)"
+        "--batch-size", type=int, help="centre words per step (default: 128 sgns, 256 cbow)"
     )
     train.add_argument(
         "--workers", type=int, default=d.workers, help="training threads (default: %(default)s)"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 MODELS = ("sgns", "cbow")
 # Default centre words per step: the largest that lost no accuracy on the Shakespeare corpus.
-BATCH_SIZES = {"sgns": 128, "cbow": 512}
+BATCH_SIZES = {"sgns": 128, "cbow": 256}
 
 
 @dataclass
