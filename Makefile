@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/rnnkit --help
+	$(VENV)/bin/rnnkit demo
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

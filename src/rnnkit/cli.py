@@ -19,6 +19,9 @@ from rnnkit.errors import RnnkitError
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("demo", "rnnkit.commands.demo", "train a Shakespeare model for 2 minutes, then generate"),
+    ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
+    ("embed", "rnnkit.commands.embed", "word embeddings: train, query, evaluate word vectors"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
 

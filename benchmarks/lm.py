@@ -1,0 +1,132 @@
+"""Language-model quality in a fixed time: the default recipe on the default corpus.
+
+Trains ``rnnkit.recipes.LMRecipe()`` (the recipe ``rnnkit lm train`` and ``rnnkit demo`` use) on
+the Shakespeare corpus for ``--minutes`` of wall-clock time (evaluation included) with
+``--threads`` torch threads, then prints the validation loss in nats per character (the target:
+<= 1.45 within 10 minutes on 2 CPU cores), the training throughput, and a generated sample.
+
+``--compare`` also trains, for the same time and in the same process, the plain baseline the
+target was set against (2x256 LSTM through torch.nn's fused kernel, constant learning rate
+2e-3, no warm-up), and prints both side by side with their ratio.
+
+    python benchmarks/lm.py --minutes 10               # the measurement (about 11 minutes)
+    python benchmarks/lm.py --minutes 10 --compare     # plus the baseline (about 22 minutes)
+    python benchmarks/lm.py --minutes 0.5              # a quick check that everything runs
+
+Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
+them, the quality reached in the time. The script prints the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rnnkit import lm
+from rnnkit.recipes import LMRecipe
+
+TARGET = 1.45  # nats/char on the validation split within 10 minutes on 2 cores
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def train_and_measure(name: str, recipe: LMRecipe, out: Path, quiet: bool) -> dict:
+    print(f"\n== {name}: training for {recipe.max_minutes:g} min into {out}", flush=True)
+    start = time.monotonic()
+    result = lm.train(out, recipe=recipe, quiet=quiet, report=lambda m: print("  " + m, flush=True))
+    wall = time.monotonic() - start
+    valid = lm.evaluate(out, split="valid")
+    test = lm.evaluate(out, split="test")
+    return {
+        "name": name,
+        "steps": result.steps,
+        "epochs": result.epochs_done,
+        "tokens_per_s": result.tokens_per_s,
+        "train_loss": result.train_loss,
+        "valid": valid["loss"],
+        "test": test["loss"],
+        "wall_min": wall / 60,
+        "out": out,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time per model")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--compare", action="store_true", help="also train the plain baseline")
+    parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
+    parser.add_argument("--length", type=int, default=600, help="characters to generate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    folder = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-bench-lm-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = dataclasses.replace(LMRecipe(), max_minutes=args.minutes, seed=args.seed)
+    print("rnnkit benchmark: language model, default recipe, default corpus")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; python {platform.python_version()}")  # fmt: skip
+    print(f"load average before: {load()}")
+    print(f"recipe: {dataclasses.asdict(recipe)}")
+
+    rows = [train_and_measure("default recipe", recipe, folder / "default", args.quiet)]
+    if args.compare:
+        baseline = dataclasses.replace(
+            recipe, num_layers=2, hidden_size=256, embedding_dim=64, lr=2e-3,
+            schedule="constant", warmup_steps=0, impl="torch",
+        )  # fmt: skip
+        rows.append(
+            train_and_measure("baseline 2x256 torch", baseline, folder / "baseline", args.quiet)
+        )
+    print(f"\nload average after: {load()}")
+
+    print(f"\n{'model':<22} {'steps':>6} {'epochs':>6} {'tokens/s':>9} {'valid nats/char':>15} "
+          f"{'bits/char':>9} {'test nats/char':>14} {'wall min':>8}")  # fmt: skip
+    for r in rows:
+        print(f"{r['name']:<22} {r['steps']:>6} {r['epochs']:>6.2f} {r['tokens_per_s']:>9.0f} "
+              f"{r['valid']:>15.4f} {r['valid'] / math.log(2):>9.4f} {r['test']:>14.4f} "
+              f"{r['wall_min']:>8.1f}")  # fmt: skip
+    if len(rows) == 2:
+        a, b = rows
+        speed, quality = a["tokens_per_s"] / b["tokens_per_s"], a["valid"] / b["valid"]
+        print(f"{'ratio default/baseline':<22} {'':>6} {'':>6} {speed:>9.2f} {quality:>15.3f}")
+    best = rows[0]["valid"]
+    verdict = "meets" if best <= TARGET else "misses"
+    print(f"\ndefault recipe: {best:.4f} nats/char on validation after {args.minutes:g} min "
+          f"({verdict} the target <= {TARGET} for 10 min on 2 cores)")  # fmt: skip
+
+    print(f"\n--- sample: {args.length} characters, temperature 0.8, seed {args.seed} ---")
+    model = lm.load(rows[0]["out"])
+    lm.generate(model, "\n", length=args.length, temperature=0.8, seed=args.seed,
+                on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))  # fmt: skip
+    print("\n---")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Default recipes: the settings ``rnnkit`` commands use unless told otherwise.
+
+Torch-free, so the command line can show the defaults in ``--help`` without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class LMRecipe:
+    """Everything ``rnnkit lm train`` decides: data, model shape and training settings.
+
+    The defaults are the default recipe (tuned for a short budget on 2 CPU cores, see
+    ``benchmarks/lm.py``).
+    """
+
+    data: str = "shakespeare"  # corpus name or path of a text file
+    encoding: str = "utf-8"  # encoding of a text file
+    level: str = "char"  # tokenizer: "char" or "word"
+    cell: str = "lstm"  # recurrent layer: "rnn", "lstm" or "gru"
+    embedding_dim: int = 64  # token embedding size
+    hidden_size: int = 512  # recurrent state size
+    num_layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.0  # dropout (embeddings, between layers, output)
+    tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
+    bptt: int = 100  # truncated-BPTT window length (tokens)
+    batch_size: int = 64  # parallel streams (batch columns)
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    lr: float = 3e-3  # peak learning rate
+    weight_decay: float = 0.0  # decoupled weight decay
+    schedule: str = "cosine"  # learning-rate decay over the budget
+    warmup_steps: int = 50  # linear warm-up steps
+    clip_norm: float = 1.0  # gradient-norm clipping
+    epochs: int | None = None  # budget: passes over the training text
+    max_steps: int | None = None  # budget: optimizer steps
+    max_minutes: float | None = 10.0  # budget: wall-clock minutes
+    eval_every: int = 500  # validate and checkpoint every N steps
+    seed: int = 0  # random seed
+
+    def model_config(self, vocab_size: int) -> Any:
+        """The :class:`rnnkit.models.lm.LMConfig` of this recipe for ``vocab_size`` tokens."""
+        from rnnkit.models.lm import LMConfig
+
+        return LMConfig(
+            vocab_size=vocab_size,
+            cell=self.cell,
+            embedding_dim=self.embedding_dim,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            tie_weights=self.tie_weights,
+        )
+
+    def train_config(self) -> Any:
+        """The :class:`rnnkit.training.TrainConfig` of this recipe."""
+        from rnnkit.training import TrainConfig
+
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
