@@ -18,7 +18,9 @@ from rnnkit import __version__
 from rnnkit.errors import RnnkitError
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
-COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = ()
+COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("translate", "rnnkit.commands.translate", "machine translation with attention (seq2seq)"),
+)
 
 DESCRIPTION = """\
 rnnkit: recurrent neural networks on PyTorch, written from scratch.

@@ -1,0 +1,272 @@
+"""A trained translation model, loaded from its run directory: translate, evaluate, show attention.
+
+Example::
+
+    translator = Translator.load("runs/fr")
+    best = translator.translate(["Cannot open '%s'."], beam_size=5)[0][0]
+    print(best.text, best.score)
+    print(translator.evaluate("test", beam_size=5))   # {"bleu": ..., "chrf": ..., ...}
+
+Decoding goes through ``rnnkit.search`` (greedy or beam search, n-best, length penalty); the model
+is only seen through its ``step``/``reorder`` contract there.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit import search
+from rnnkit.checkpoint import RunDir, load_model_weights
+from rnnkit.data.parallel import JOINER, detokenize, placeholders, tokenize
+from rnnkit.data.tokenize import Vocab
+from rnnkit.errors import DataError
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.translation import TASK, DataConfig, TranslationData, load_pairs
+
+logger = logging.getLogger(__name__)
+
+DECODE_BATCH = 64  # sentences decoded together
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One candidate translation."""
+
+    text: str  # the detokenised translation
+    tokens: list[str]  # its tokens (without BOS/EOS)
+    score: float  # search score: log-probability, after the length penalty if any
+
+
+class Translator:
+    """A ``Seq2Seq`` model with its vocabularies, ready to translate.
+
+    Args:
+        model: the trained model (put in eval mode).
+        source_vocab, target_vocab: the vocabularies it was trained with.
+        data_config: the run's ``DataConfig`` (corpus and target language, for ``evaluate``).
+    """
+
+    def __init__(
+        self, model: Seq2Seq, source_vocab: Vocab, target_vocab: Vocab, data_config: DataConfig
+    ) -> None:
+        self.model = model.eval()
+        self.source_vocab, self.target_vocab = source_vocab, target_vocab
+        self.data_config = data_config
+
+    @classmethod
+    def load(cls, path: str | Path) -> Translator:
+        """Load the best weights of the translation run in ``path``.
+
+        Raises:
+            RunDirError: not a run directory, a run of another task, or an incomplete run.
+        """
+        run = RunDir.open(path, TASK, require=("config.json", "vocab.json", "model.safetensors"))
+        config = run.read_json("config.json")
+        vocabs = run.read_json("vocab.json")
+        model = Seq2Seq(Seq2SeqConfig(**config["model"]))
+        load_model_weights(run, model)
+        source, target = Vocab.from_dict(vocabs["source"]), Vocab.from_dict(vocabs["target"])
+        return cls(model, source, target, DataConfig(**config["data"]))
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Padded source ids ``(N, S)`` and lengths ``(N,)`` of ``texts``.
+
+        Raises:
+            DataError: a text is empty or has no token the model knows.
+        """
+        ids = []
+        for text in texts:
+            tokens = tokenize(text)
+            if not tokens:
+                raise DataError("cannot translate an empty text; give some words")
+            encoded = self.source_vocab.encode(tokens)
+            if all(i == self.source_vocab.unk_index for i in encoded):
+                raise DataError(
+                    f"no token of {text[:60]!r} is in the model's source vocabulary; "
+                    "give text in the language it was trained on"
+                )
+            ids.append(encoded)
+        lengths = torch.tensor([len(i) for i in ids])
+        src = torch.full((len(ids), int(lengths.max())), self.source_vocab.pad_index)
+        for row, encoded in enumerate(ids):
+            src[row, : len(encoded)] = torch.tensor(encoded)
+        return src, lengths
+
+    def _text(self, ids: Sequence[int]) -> tuple[str, list[str]]:
+        tokens = self.target_vocab.decode(ids)
+        return detokenize(tokens), tokens
+
+    # -- translating -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def translate(
+        self,
+        texts: Sequence[str],
+        *,
+        beam_size: int = 1,
+        n_best: int = 1,
+        length_penalty: str = "none",
+        alpha: float = 0.6,
+    ) -> list[list[Translation]]:
+        """Translate ``texts``: for each, up to ``n_best`` candidates, best first.
+
+        ``beam_size=1`` is greedy search. ``length_penalty`` (``"none"``, ``"average"``,
+        ``"gnmt"`` with exponent ``alpha``) ranks beam hypotheses of different lengths.
+        """
+        if n_best > beam_size:
+            raise ValueError(f"n_best={n_best} must be at most beam_size={beam_size}")
+        results: list[list[Translation]] = []
+        bos, eos = self.target_vocab.bos_index, self.target_vocab.eos_index
+        for start in range(0, len(texts), DECODE_BATCH):
+            src, lengths = self.encode(texts[start : start + DECODE_BATCH])
+            state = self.model.start(src, lengths)
+            bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long)
+            max_length = 2 * src.size(1) + 10
+            if beam_size == 1:
+                found = [[h] for h in search.greedy(self.model, state, bos_tokens, eos, max_length)]
+            else:
+                found = search.beam_search(
+                    self.model,
+                    state,
+                    bos_tokens,
+                    eos,
+                    beam_size,
+                    max_length,
+                    length_penalty=length_penalty,
+                    alpha=alpha,
+                    n_best=n_best,
+                )
+            for hypotheses in found:
+                results.append([Translation(*self._text(h.tokens), h.score) for h in hypotheses])
+        return results
+
+    @torch.no_grad()
+    def attention(self, text: str, *, beam_size: int = 1) -> tuple[list[str], list[str], Tensor]:
+        """The best translation of ``text`` and the attention the decoder paid while writing it.
+
+        Returns:
+            source tokens, output tokens (ending with ``<eos>``), and the weights
+            ``(len(output), len(source))``: row ``t`` is the attention when writing token ``t``.
+        """
+        if self.model.attention is None:
+            raise ValueError("this model was trained with --attention none; it has no attention")
+        best = self.translate([text], beam_size=beam_size)[0][0]
+        src, lengths = self.encode([text])
+        eos = self.target_vocab.eos_index
+        outputs = [*self.target_vocab.encode(best.tokens), eos]
+        state = self.model.start(src, lengths)
+        rows = []
+        previous = self.target_vocab.bos_index
+        for token in outputs:
+            _, state = self.model.step(torch.tensor([previous]), state)
+            rows.append(state.weights[0])
+            previous = token
+        return tokenize(text), [*best.tokens, "<eos>"], torch.stack(rows)
+
+    # -- evaluating --------------------------------------------------------------------------
+
+    def evaluate(
+        self, split: str = "test", *, beam_size: int = 1, length_penalty: str = "none"
+    ) -> dict[str, Any]:
+        """BLEU and chrF (sacrebleu) on a split of the run's corpus, and placeholder fidelity.
+
+        Pairs with a side longer than the run's ``max_len`` are left out, as in training.
+        ``placeholders_kept`` is the share of the split's sentences with printf placeholders
+        whose placeholders all appear in the output (as a multiset, ignoring argument positions
+        and quotes); ``placeholders_kept_reference`` is the same share for the references.
+        """
+        data = TranslationData(
+            load_pairs(self.data_config),
+            self.data_config,
+            vocabs=(self.source_vocab, self.target_vocab),
+        )
+        pairs = [
+            (s, t)
+            for s, t in data.pairs[split]
+            if 0 < len(tokenize(s)) <= self.data_config.max_len
+            and len(tokenize(t)) <= self.data_config.max_len
+        ]
+        if not pairs:
+            raise DataError(f"the {split} split of the run's corpus is empty")
+        sources = [s for s, _ in pairs]
+        references = [t for _, t in pairs]
+        outputs = [
+            candidates[0].text
+            for candidates in self.translate(
+                sources, beam_size=beam_size, length_penalty=length_penalty
+            )
+        ]
+        return {
+            "split": split,
+            "sentences": len(pairs),
+            "beam_size": beam_size,
+            **corpus_scores(sources, outputs, references, lang=self.data_config.lang),
+        }
+
+
+def corpus_scores(
+    sources: Sequence[str], outputs: Sequence[str], references: Sequence[str], *, lang: str
+) -> dict[str, float]:
+    """BLEU, chrF and placeholder fidelity of ``outputs`` against one reference each."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu_tokenizer = (
+        "zh" if lang.startswith("zh") else "char" if lang[:2] in ("ja", "ko") else "13a"
+    )
+    bleu = BLEU(tokenize=bleu_tokenizer).corpus_score(list(outputs), [list(references)])
+    chrf = CHRF().corpus_score(list(outputs), [list(references)])
+    with_placeholders = [i for i, s in enumerate(sources) if placeholders(s)]
+
+    def kept(texts: Sequence[str]) -> float:
+        if not with_placeholders:
+            return float("nan")
+        ok = sum(
+            not collections.Counter(placeholders(sources[i]))
+            - collections.Counter(placeholders(texts[i]))
+            for i in with_placeholders
+        )
+        return ok / len(with_placeholders)
+
+    return {
+        "bleu": round(bleu.score, 2),
+        "chrf": round(chrf.score, 2),
+        "placeholders_kept": kept(outputs),
+        "placeholders_kept_reference": kept(references),
+        "sentences_with_placeholders": len(with_placeholders),
+    }
+
+
+def plot_attention(
+    source: Sequence[str], output: Sequence[str], weights: Tensor, path: str | Path
+) -> None:
+    """Save the attention matrix as a labelled heat map (the format follows the suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def labels(tokens: Sequence[str]) -> list[str]:
+        return [t.removeprefix(JOINER) for t in tokens]
+
+    height = max(3.0, 0.3 * len(output) + 1.5)
+    width = max(4.0, 0.35 * len(source) + 2.0)
+    figure, axes = plt.subplots(figsize=(width, height))
+    image = axes.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axes.set_xticks(range(len(source)), labels(source), rotation=60, ha="right")
+    axes.set_yticks(range(len(output)), labels(output))
+    axes.set_xlabel("source")
+    axes.set_ylabel("translation")
+    figure.colorbar(image, ax=axes, label="attention weight")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
