@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rnnkit.errors import DataError, DownloadError
+from rnnkit.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -225,18 +226,3 @@ def extract_members(archive: Path, pattern: str) -> str:
             assert handle is not None  # regular files always have a payload
             parts.append(handle.read().decode("utf-8").replace("\r\n", "\n"))
     return "".join(parts)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache or run file is ordinary
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

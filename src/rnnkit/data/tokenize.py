@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rnnkit.errors import DataError
+from rnnkit.files import write_text_atomic
 
 UNK = "<unk>"  # stands for any token outside the vocabulary
 BOS = "<bos>"  # start of a sequence
@@ -243,8 +244,6 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON to ``path`` (atomically)."""
-        from rnnkit.data.datasets import write_text_atomic
-
         write_text_atomic(Path(path), json.dumps(self.to_dict(), ensure_ascii=False) + "\n")
 
     @classmethod
