@@ -34,6 +34,7 @@ from rnnkit.data.parallel import (
 )
 from rnnkit.data.tokenize import BOS, EOS, PAD, UNK, Vocab
 from rnnkit.errors import DataError
+from rnnkit.training import TrainConfig, config_dict
 
 logger = logging.getLogger(__name__)
 
@@ -236,12 +237,14 @@ def token_loss(
     )
 
 
-def config_json(model: Any, data: DataConfig, task: TaskConfig, train: Any) -> dict[str, Any]:
+def config_json(
+    model: Any, data: DataConfig, task: TaskConfig, train: TrainConfig
+) -> dict[str, Any]:
     """The ``config.json`` of a translation run."""
     return {
         "task": TASK,
         "model": asdict(model),
         "data": asdict(data),
         "translate": asdict(task),
-        "train": asdict(train),
+        "train": config_dict(train),
     }

@@ -78,11 +78,11 @@ class Translator:
 
     # -- encoding ----------------------------------------------------------------------------
 
-    def encode(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def encode(self, texts: Sequence[str], *, allow_unknown: bool = False) -> tuple[Tensor, Tensor]:
         """Padded source ids ``(N, S)`` and lengths ``(N,)`` of ``texts``.
 
         Raises:
-            DataError: a text is empty or has no token the model knows.
+            DataError: a text is empty, or has no token the model knows (unless ``allow_unknown``).
         """
         ids = []
         for text in texts:
@@ -90,7 +90,7 @@ class Translator:
             if not tokens:
                 raise DataError("cannot translate an empty text; give some words")
             encoded = self.source_vocab.encode(tokens)
-            if all(i == self.source_vocab.unk_index for i in encoded):
+            if not allow_unknown and all(i == self.source_vocab.unk_index for i in encoded):
                 raise DataError(
                     f"no token of {text[:60]!r} is in the model's source vocabulary; "
                     "give text in the language it was trained on"
@@ -117,18 +117,22 @@ class Translator:
         n_best: int = 1,
         length_penalty: str = "none",
         alpha: float = 0.6,
+        allow_unknown: bool = False,
     ) -> list[list[Translation]]:
         """Translate ``texts``: for each, up to ``n_best`` candidates, best first.
 
         ``beam_size=1`` is greedy search. ``length_penalty`` (``"none"``, ``"average"``,
         ``"gnmt"`` with exponent ``alpha``) ranks beam hypotheses of different lengths.
+        A text with no known token raises ``DataError`` unless ``allow_unknown``.
         """
         if n_best > beam_size:
             raise ValueError(f"n_best={n_best} must be at most beam_size={beam_size}")
         results: list[list[Translation]] = []
         bos, eos = self.target_vocab.bos_index, self.target_vocab.eos_index
         for start in range(0, len(texts), DECODE_BATCH):
-            src, lengths = self.encode(texts[start : start + DECODE_BATCH])
+            src, lengths = self.encode(
+                texts[start : start + DECODE_BATCH], allow_unknown=allow_unknown
+            )
             state = self.model.start(src, lengths)
             bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long)
             max_length = 2 * src.size(1) + 10
@@ -203,7 +207,7 @@ class Translator:
         outputs = [
             candidates[0].text
             for candidates in self.translate(
-                sources, beam_size=beam_size, length_penalty=length_penalty
+                sources, beam_size=beam_size, length_penalty=length_penalty, allow_unknown=True
             )
         ]
         return {

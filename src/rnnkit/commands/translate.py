@@ -4,7 +4,7 @@ The default corpus is git's own message catalog (English -> the language of --la
 default), read from the system's locale directory.
 
 examples:
-  rnnkit translate train --out runs/fr --minutes 10
+  rnnkit translate train --out runs/fr --max-minutes 10
   rnnkit translate train --data pairs.tsv --lang de --attention additive --out runs/de
   rnnkit translate run runs/fr "Cannot open '%s'." --beam 5
   echo "Could not read the index." | rnnkit translate run runs/fr
@@ -19,7 +19,9 @@ import json
 import sys
 from typing import Any
 
-DEFAULT_MINUTES = 10.0
+from rnnkit.commands.lm import add_budget_arguments
+
+DEFAULT_MINUTES = 10.0  # training budget when none is given
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -51,9 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--no-input-feeding", action="store_true")
     fit = train.add_argument_group("training")
-    fit.add_argument("--minutes", type=float, help=f"time budget (default: {DEFAULT_MINUTES:g})")
-    fit.add_argument("--epochs", type=int, help="passes over the training pairs")
-    fit.add_argument("--max-steps", type=int, help="optimizer steps")
+    add_budget_arguments(fit)
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--lr", type=float, default=2e-3)
     fit.add_argument("--teacher-forcing", type=float, default=1.0, help="ratio in [0, 1]")
@@ -97,7 +97,7 @@ def train_command(args: argparse.Namespace) -> int:
     from rnnkit.checkpoint import RunDir
     from rnnkit.data.tokenize import Vocab
     from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
-    from rnnkit.training import TrainConfig, Trainer, seed_everything
+    from rnnkit.training import TrainConfig, Trainer, TrainingInterrupted, seed_everything
     from rnnkit.translation import (
         TASK,
         DataConfig,
@@ -108,7 +108,7 @@ def train_command(args: argparse.Namespace) -> int:
         load_pairs,
     )
 
-    budget = {"max_minutes": args.minutes, "epochs": args.epochs, "max_steps": args.max_steps}
+    budget = {"max_minutes": args.max_minutes, "epochs": args.epochs, "max_steps": args.max_steps}
     if args.resume:
         run = RunDir.open(args.resume, TASK, require=("config.json", "vocab.json"))
         stored = run.read_json("config.json")
@@ -167,12 +167,19 @@ def train_command(args: argparse.Namespace) -> int:
         f"{len(data.target_vocab)} target tokens; "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
     )
-    trainer = Trainer(model, task, train_config, run, quiet=args.quiet, report=print)
-    result = trainer.fit(resume=bool(args.resume))
+    report = (lambda message: None) if args.quiet else print
+    trainer = Trainer(model, task, train_config, run, quiet=args.quiet, report=report)
+    try:
+        result = trainer.fit(resume=bool(args.resume))
+    except TrainingInterrupted as exc:
+        print(f"rnnkit: {exc}", file=sys.stderr)
+        return 130
     print(
-        f"done: {result.steps} steps, {result.epochs_done:.1f} epochs, "
-        f"best valid loss {result.best_valid_loss:.3f} nats/token; run in {run.path}"
+        f"done: {result.steps} steps ({result.epochs_done:.1f} epochs) in "
+        f"{result.elapsed_s / 60:.1f} min; best valid loss {result.best_valid_loss:.3f} "
+        f"nats/token; run in {run.path}"
     )
+    print(f'try: rnnkit translate run {run.path} "Could not read the index."')
     return 0
 
 

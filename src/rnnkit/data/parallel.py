@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from rnnkit.data import datasets
 from rnnkit.errors import DataError, DownloadError
 
 logger = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def default_catalog(lang: str = "fr", *, cache_dir: str | Path | None = None) ->
     system = Path("/") / relative
     if system.is_file():
         return system
-    cache = Path(cache_dir) if cache_dir is not None else _cache_dir() / "git-locale"
+    cache = Path(cache_dir) if cache_dir is not None else datasets.cache_dir() / "git-locale"
     cached = cache / relative
     if cached.is_file():
         return cached
@@ -337,13 +338,6 @@ def _missing_lang(lang: str, available: list[str]) -> str:
         f"git has no message catalog for lang={lang!r}; available: {', '.join(available)}; "
         "or pass --data FILE.tsv|FILE.mo|FILE.po"
     )
-
-
-def _cache_dir() -> Path:
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnnkit"
 
 
 def _fetch_git_package(cache: Path) -> None:

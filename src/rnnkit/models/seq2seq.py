@@ -177,8 +177,8 @@ class Seq2Seq(nn.Module):
 
     # -- decoder -------------------------------------------------------------------------------
 
-    def step_logits(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """One decoder step: previous tokens ``(N,)`` -> logits ``(N, V_tgt)`` and the new state."""
+    def advance(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One decoder step up to the attentional vector ``h~_t`` ``(N, H)``, before the output."""
         inputs = self.dropout(self.tgt_embedding(tokens))  # (N, E)
         if self.attention is not None and self.config.input_feeding:
             inputs = torch.cat([inputs, state.feed], dim=1)
@@ -190,8 +190,12 @@ class Seq2Seq(nn.Module):
         if self.attention is not None:
             context, weights = self.attention(top, state.memory, state.mask, state.projected)
             top = torch.tanh(self.combine(torch.cat([context, top], dim=1)))  # (N, H)
-        logits = self.output(self.dropout(top))
-        return logits, replace(state, hidden=hidden, cell=cell, feed=top, weights=weights)
+        return top, replace(state, hidden=hidden, cell=cell, feed=top, weights=weights)
+
+    def step_logits(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One decoder step: previous tokens ``(N,)`` -> logits ``(N, V_tgt)`` and the new state."""
+        top, state = self.advance(tokens, state)
+        return self.output(self.dropout(top)), state
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """The decoding contract: previous tokens ``(N,)`` -> log-probabilities ``(N, V_tgt)``."""
@@ -213,15 +217,27 @@ class Seq2Seq(nn.Module):
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> Tensor:
         state = self.start(src, src_lengths)
+        if teacher_forcing >= 1.0:
+            if self.attention is None:
+                # Every input is known and no step needs the previous step's attention: one call
+                # of the recurrent layer over all steps.
+                hx = state.hidden if state.cell is None else (state.hidden, state.cell)
+                outputs, _ = self.decoder(self.dropout(self.tgt_embedding(tgt_in)), hx)
+                return self.output(self.dropout(outputs))  # (N, T, V)
+            tops = []
+            for t in range(tgt_in.size(1)):
+                top, state = self.advance(tgt_in[:, t], state)
+                tops.append(top)
+            return self.output(self.dropout(torch.stack(tops, dim=1)))  # (N, T, V), one product
         tokens = tgt_in[:, 0]
         steps = []
         for t in range(tgt_in.size(1)):
             logits, state = self.step_logits(tokens, state)
             steps.append(logits)
             if t + 1 < tgt_in.size(1):
-                tokens = tgt_in[:, t + 1]
-                if teacher_forcing < 1.0:
-                    own = logits.argmax(dim=1)
-                    use_true = torch.rand(tokens.shape, device=tokens.device) < teacher_forcing
-                    tokens = torch.where(use_true, tokens, own)
+                # Scheduled sampling (Bengio et al. 2015): per row, the true previous token with
+                # probability `teacher_forcing`, else the model's own best guess.
+                own = logits.argmax(dim=1)
+                use_true = torch.rand(own.shape, device=own.device) < teacher_forcing
+                tokens = torch.where(use_true, tgt_in[:, t + 1], own)
         return torch.stack(steps, dim=1)  # (N, T, V)
