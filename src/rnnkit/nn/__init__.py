@@ -1,0 +1,24 @@
+"""Recurrent layers written from scratch, drop-in replacements for torch.nn's.
+
+``RNN``, ``LSTM`` and ``GRU`` run whole sequences with hand-written backpropagation through time
+(:mod:`rnnkit.nn.kernels`); ``RNNCell``, ``LSTMCell`` and ``GRUCell`` are one time step in plain
+autograd code, the readable reference.
+"""
+
+from rnnkit.nn.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
+from rnnkit.nn.layers import GRU, LSTM, RNN, RNNBase, auto_impl
+
+__all__ = [
+    "GRU",
+    "GRUCell",
+    "GRUFunction",
+    "LSTM",
+    "LSTMCell",
+    "LSTMFunction",
+    "RNN",
+    "RNNBase",
+    "RNNCell",
+    "RNNFunction",
+    "auto_impl",
+]
