@@ -135,7 +135,8 @@ class Translator:
             )
             state = self.model.start(src, lengths)
             bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long)
-            max_length = 2 * src.size(1) + 10
+            # Room for a translation twice as long as its source, within the training lengths.
+            max_length = min(2 * src.size(1) + 10, 2 * self.data_config.max_len)
             if beam_size == 1:
                 found = [[h] for h in search.greedy(self.model, state, bos_tokens, eos, max_length)]
             else:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn import GRU, LSTM  # the one import point of the recurrent layers
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.nn import GRU, LSTM
 from rnnkit.nn.attention import SCORES, Attention
 
 CELLS = {"gru": GRU, "lstm": LSTM}
@@ -50,6 +50,7 @@ class Seq2SeqConfig:
     input_feeding: bool = True  # feed the previous attentional vector to the decoder's input
     dropout: float = 0.2  # dropout on embeddings, between layers and before the output layer
     pad_index: int = 0  # index of the padding token in both vocabularies
+    impl: str = "rnnkit"  # recurrent kernels: "rnnkit" (own BPTT), "torch" (fused) or "auto"
 
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "hidden_size"):
@@ -66,6 +67,8 @@ class Seq2SeqConfig:
             raise ValueError(f"cell={self.cell!r} is not one of {', '.join(CELLS)}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention={self.attention!r} is not one of {', '.join(ATTENTIONS)}")
+        if self.impl not in ("rnnkit", "torch", "auto"):
+            raise ValueError(f"impl={self.impl!r} is not one of rnnkit, torch, auto")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
 
@@ -117,6 +120,7 @@ class Seq2Seq(nn.Module):
             batch_first=True,
             dropout=between,
             bidirectional=c.bidirectional,
+            impl=c.impl,
         )
         memory_size = c.hidden_size
         # The bridge: final encoder state (both directions) -> initial decoder state, per layer.
@@ -132,6 +136,7 @@ class Seq2Seq(nn.Module):
             c.num_layers,
             batch_first=True,
             dropout=between,
+            impl=c.impl,
         )
         if c.attention == "none":
             self.attention = self.combine = None
