@@ -209,11 +209,20 @@ def test_split_is_stable_and_roughly_90_5_5():
     assert [i for i in range(40) if split_of(f"message number {i}") != "train"] == [10, 32]
 
 
-def test_default_catalog_bad_lang_and_missing(tmp_path, monkeypatch):
+def test_default_catalog_finds_lists_and_rejects(tmp_path):
     with pytest.raises(ValueError, match="not a locale name"):
         default_catalog("../etc")
-    cache = tmp_path / "cache"
-    (cache / "usr/share/locale/de/LC_MESSAGES").mkdir(parents=True)
-    (cache / "usr/share/locale/de/LC_MESSAGES/git.mo").write_bytes(b"")
-    with pytest.raises(DownloadError, match="available: de"):
-        default_catalog("xx_YY", cache_dir=cache)
+    system, cache = tmp_path / "locale", tmp_path / "cache"
+    for root, lang in ((system, "de"), (cache / "usr/share/locale", "zh_CN")):
+        (root / lang / "LC_MESSAGES").mkdir(parents=True)
+        (root / lang / "LC_MESSAGES" / "git.mo").write_bytes(b"")
+    assert default_catalog("de", locale_dir=system, cache_dir=cache) == (
+        system / "de/LC_MESSAGES/git.mo"
+    )
+    assert default_catalog("zh_CN", locale_dir=system, cache_dir=cache).parent.parent.name == (
+        "zh_CN"
+    )
+    with pytest.raises(
+        DownloadError, match="no message catalog for lang='xx'; available: de, zh_CN"
+    ):
+        default_catalog("xx", locale_dir=system, cache_dir=cache)

@@ -303,41 +303,39 @@ def read_po(path: str | Path) -> list[Pair]:
 # The default corpus
 
 
-def default_catalog(lang: str = "fr", *, cache_dir: str | Path | None = None) -> Path:
+def default_catalog(
+    lang: str = "fr",
+    *,
+    locale_dir: str | Path = "/usr/share/locale",
+    cache_dir: str | Path | None = None,
+) -> Path:
     """Path of git's message catalog ``git.mo`` for locale ``lang`` (e.g. ``fr``, ``zh_CN``).
 
-    Looks in the system's locale directory, then in ``cache_dir``; if neither has it, downloads
-    Debian's ``git`` package there with ``apt-get download git`` and extracts it with ``dpkg-deb``.
+    Looks in ``locale_dir`` (the system's), then in ``cache_dir`` (default:
+    ``~/.cache/rnnkit/git-locale``). If neither holds any git catalog, downloads Debian's ``git``
+    package there with ``apt-get download git`` and extracts it with ``dpkg-deb -x``.
 
     Raises:
         ValueError: ``lang`` is not a locale name.
-        DownloadError: the catalog cannot be found or fetched.
+        DownloadError: there is no catalog for ``lang`` (the message lists those there are), or
+            none could be fetched.
     """
     if not re.fullmatch(r"[A-Za-z]{2,3}(?:_[A-Za-z]{2})?(?:@\w+)?", lang):
         raise ValueError(f"lang={lang!r} is not a locale name; pass e.g. 'fr', 'de' or 'zh_CN'")
-    relative = Path("usr/share/locale") / lang / "LC_MESSAGES" / "git.mo"
-    system = Path("/") / relative
-    if system.is_file():
-        return system
     cache = Path(cache_dir) if cache_dir is not None else datasets.cache_dir() / "git-locale"
-    cached = cache / relative
-    if cached.is_file():
-        return cached
-    available = sorted(p.parent.parent.name for p in cache.glob("usr/share/locale/*/*/git.mo"))
-    if available:
-        raise DownloadError(_missing_lang(lang, available))
-    _fetch_git_package(cache)
-    if cached.is_file():
-        return cached
-    available = sorted(p.parent.parent.name for p in cache.glob("usr/share/locale/*/*/git.mo"))
-    raise DownloadError(_missing_lang(lang, available))
-
-
-def _missing_lang(lang: str, available: list[str]) -> str:
-    return (
-        f"git has no message catalog for lang={lang!r}; available: {', '.join(available)}; "
-        "or pass --data FILE.tsv|FILE.mo|FILE.po"
-    )
+    roots = (Path(locale_dir), cache / "usr/share/locale")
+    found: dict[str, Path] = {}
+    for root in reversed(roots):  # the system's catalogs win
+        found.update((p.parent.parent.name, p) for p in root.glob("*/LC_MESSAGES/git.mo"))
+    if not found:
+        _fetch_git_package(cache)
+        found = {p.parent.parent.name: p for p in roots[1].glob("*/LC_MESSAGES/git.mo")}
+    if lang not in found:
+        raise DownloadError(
+            f"git has no message catalog for lang={lang!r}; available: "
+            f"{', '.join(sorted(found)) or 'none'}; or pass --data FILE.tsv|FILE.mo|FILE.po"
+        )
+    return found[lang]
 
 
 def _fetch_git_package(cache: Path) -> None:
