@@ -63,6 +63,9 @@ def test_eval_json_has_scores(trained_run, capsys):
     assert scores["split"] == "test" and scores["beam_size"] == 2 and scores["sentences"] > 0
     assert 0.0 <= scores["bleu"] <= 100.0 and 0.0 <= scores["chrf"] <= 100.0
     assert scores["placeholders_kept_reference"] == 1.0  # every reference keeps its %d
+    assert cli.main(["translate", "eval", str(trained_run), "--split", "valid"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("valid: ") and "BLEU  " in out and "chrF  " in out
 
 
 def test_attention_writes_a_png(trained_run, tmp_path, capsys):
@@ -76,13 +79,16 @@ def test_attention_writes_a_png(trained_run, tmp_path, capsys):
 def test_resume_continues_the_run(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "pairs.tsv", n=200)
     out = tmp_path / "run"
-    base = ["translate", "train"]
+    first = ["--data", str(corpus), "--out", str(out), "--max-steps", "2", "--attention", "none"]
+    assert cli.main(["translate", "train"] + first + TINY) == 0
     assert (
-        cli.main(base + ["--data", str(corpus), "--out", str(out), "--max-steps", "2"] + TINY) == 0
+        cli.main(["translate", "train", "--resume", str(out), "--max-steps", "4", "--quiet"]) == 0
     )
-    assert cli.main(base + ["--resume", str(out), "--max-steps", "4", "--quiet"]) == 0
     summary = json.loads((out / "trainer.json").read_text())
     assert summary["step"] == 4
+    capsys.readouterr()
+    err = error_line(capsys, ["translate", "attention", str(out), "red", "--out", "x.png"])
+    assert "trained with --attention none" in err
 
 
 def error_line(capsys, argv):
