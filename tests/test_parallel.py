@@ -112,6 +112,10 @@ msgctxt "menu"
 msgid "Open"
 msgstr "Ouvrir"
 
+#, c-format
+msgid "offset %<PRIuMAX> in '%s'"
+msgstr "d\303\251calage %<PRIuMAX> dans '%s'"
+
 msgid ""
 "Line one\n"
 "say \"hi\"\t\\ok"
@@ -133,6 +137,7 @@ def test_po_entries(tmp_path):
         ("Hello", "Bonjour"),
         ("%d file", "%d fichier"),
         ("Open", "Ouvrir"),
+        ("offset %<PRIuMAX> in '%s'", "d\u00e9calage %<PRIuMAX> dans '%s'"),
         ('Line one\nsay "hi"\t\\ok', 'Ligne un\ndis "salut"\t\\ok'),
         ("No blank line before", "Pas de ligne vide"),
         ("Next", "Suivant"),

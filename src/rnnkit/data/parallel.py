@@ -20,6 +20,7 @@ space in between) carry the prefix ``JOINER``, which makes ``detokenize(tokenize
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import shutil
@@ -189,6 +190,7 @@ def read_mo(path: str | Path) -> list[Pair]:
     strings' table, offset of the translations' table, hash table size and offset); each table holds
     N (length, offset) pairs pointing at NUL-terminated strings. An original is
     ``[msgctxt EOT] msgid [NUL msgid_plural]``; a translation is its plural forms joined by NUL.
+    Revision 1 adds system-dependent strings (see ``_mo_sysdep_strings``).
     """
     path = Path(path)
     data = _read_bytes(path)
@@ -213,7 +215,9 @@ def read_mo(path: str | Path) -> list[Pair]:
     try:
         for index in range(count):
             raw.append((string(originals_at, index), string(translations_at, index)))
-    except struct.error:
+        if revision & 0xFFFF >= 1 and len(data) >= 48:
+            raw += _mo_sysdep_strings(data, order)
+    except (struct.error, IndexError):
         raise DataError(f"'{path}' is truncated: its string tables point past the end") from None
     charset = "utf-8"
     pairs = []
@@ -229,26 +233,70 @@ def read_mo(path: str | Path) -> list[Pair]:
     return pairs
 
 
+def _mo_sysdep_strings(data: bytes, order: str) -> list[tuple[bytes, bytes]]:
+    """The system-dependent strings of a revision-1 ``.mo`` (those using ``%<PRIuMAX>`` etc.).
+
+    Header words 7-11: number and offset of the segment names (``PRIuMAX``, ...), number of such
+    strings, offsets of their originals' and translations' tables. Each table entry points at a
+    static string's offset followed by (size, segment) pairs: ``size`` bytes of the static string,
+    then the named segment, until the segment 0xFFFFFFFF. The names are written ``<PRIuMAX>`` as
+    in the ``.po`` source.
+    """
+    n_segments, segments_at, count, originals_at, translations_at = struct.unpack_from(
+        order + "5I", data, 28
+    )
+    segments = []
+    for index in range(n_segments):
+        length, offset = struct.unpack_from(order + "2I", data, segments_at + 8 * index)
+        segments.append(b"<" + data[offset : offset + length].rstrip(b"\0") + b">")
+
+    def build(table: int, index: int) -> bytes:
+        (entry,) = struct.unpack_from(order + "I", data, table + 4 * index)
+        (offset,) = struct.unpack_from(order + "I", data, entry)
+        pieces = []
+        for position in itertools.count(entry + 4, 8):
+            size, segment = struct.unpack_from(order + "2I", data, position)
+            pieces.append(data[offset : offset + size])
+            offset += size
+            if segment == 0xFFFFFFFF:
+                break
+            pieces.append(segments[segment])
+        text = b"".join(pieces)
+        return text[:-1] if text.endswith(b"\0") else text
+
+    return [(build(originals_at, i), build(translations_at, i)) for i in range(count)]
+
+
 _PO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 _PO_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))")
 _PO_KEYWORD = re.compile(r"^(msgctxt|msgid_plural|msgid|msgstr(?:\[(\d+)\])?)\s+(\".*)$")
 
 
 def _po_string(literal: str, path: Path, number: int) -> str:
-    """Decode one quoted PO string literal ``"..."`` with C escapes."""
+    """Decode one quoted PO string literal ``"..."`` with C escapes.
+
+    Octal and hex escapes stand for bytes (``\\303\\251`` is UTF-8 for ``é``), so the literal is
+    rebuilt as bytes and decoded once.
+    """
     literal = literal.strip()
     if len(literal) < 2 or literal[0] != '"' or literal[-1] != '"':
         raise DataError(f"{path}:{number}: expected a quoted string, got {literal[:60]!r}")
-
-    def unescape(match: re.Match) -> str:
+    body = literal[1:-1]
+    out = bytearray()
+    position = 0
+    for match in _PO_ESCAPE.finditer(body):
+        out += body[position : match.start()].encode()
         octal, hexa, char = match.groups()
-        if octal:
-            return chr(int(octal, 8))
-        if hexa:
-            return chr(int(hexa, 16))
-        return _PO_ESCAPES.get(char, char)
-
-    return _PO_ESCAPE.sub(unescape, literal[1:-1])
+        if octal or hexa:
+            out.append(int(octal, 8) & 0xFF if octal else int(hexa, 16))
+        else:
+            out += _PO_ESCAPES.get(char, char).encode()
+        position = match.end()
+    out += body[position:].encode()
+    try:
+        return bytes(out).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{number}: not valid utf-8 text") from None
 
 
 def read_po(path: str | Path) -> list[Pair]:
