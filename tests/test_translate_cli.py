@@ -3,10 +3,14 @@ import json
 import random
 
 import pytest
+import torch
 
 from rnnkit import cli
 from rnnkit.checkpoint import RunDir
-from rnnkit.translation import bucketed_batches
+from rnnkit.data.tokenize import Vocab
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.translation import SPECIALS, DataConfig, bucketed_batches
+from rnnkit.translator import Translator
 
 WORDS = ["red", "green", "blue", "cat", "dog", "big", "small", "file", "open", "read"]
 TINY = ["--hidden-size", "16", "--embedding-dim", "8", "--quiet", "--min-freq", "1"]
@@ -133,3 +137,22 @@ def test_bucketed_batches_cover_everything_once_and_group_lengths():
     assert batches != bucketed_batches(lengths, 10, seed=3, epoch=2)
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
     assert spread / len(batches) < 5  # random batches of 10 would spread about 40
+
+
+def test_unknown_outputs_are_replaced_by_the_most_attended_source_token():
+    torch.manual_seed(0)
+    source = Vocab(["alpha", "beta", "gamma"], specials=SPECIALS)
+    target = Vocab(["x"], specials=SPECIALS)
+    model = Seq2Seq(Seq2SeqConfig(len(source), len(target), embedding_dim=8, hidden_size=8))
+    with torch.no_grad():
+        model.output.bias[target.unk_index] = 100.0  # always write <unk>
+    translator = Translator(model, source, target, DataConfig(max_len=3))
+    text = "alpha gamma beta"
+    plain = translator.translate([text], replace_unknown=False)[0][0]
+    assert set(plain.tokens) == {"<unk>"}
+    replaced = translator.translate([text])[0][0]
+    src, lengths = translator.encode([text])
+    ids = torch.tensor([[target.bos_index] + [target.unk_index] * (len(plain.tokens) - 1)])
+    weights = model.align(src, lengths, ids)[0]
+    expected = [text.split()[int(w.argmax())] for w in weights]
+    assert replaced.tokens == expected

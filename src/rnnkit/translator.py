@@ -26,7 +26,7 @@ from torch import Tensor
 from rnnkit import search
 from rnnkit.checkpoint import RunDir, load_model_weights
 from rnnkit.data.parallel import JOINER, detokenize, placeholders, tokenize
-from rnnkit.data.tokenize import Vocab
+from rnnkit.data.tokenize import EOS, Vocab
 from rnnkit.errors import DataError
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.translation import TASK, DataConfig, TranslationData, load_pairs
@@ -102,10 +102,6 @@ class Translator:
             src[row, : len(encoded)] = torch.tensor(encoded)
         return src, lengths
 
-    def _text(self, ids: Sequence[int]) -> tuple[str, list[str]]:
-        tokens = self.target_vocab.decode(ids)
-        return detokenize(tokens), tokens
-
     # -- translating -------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -117,22 +113,25 @@ class Translator:
         n_best: int = 1,
         length_penalty: str = "none",
         alpha: float = 0.6,
+        replace_unknown: bool = True,
         allow_unknown: bool = False,
     ) -> list[list[Translation]]:
         """Translate ``texts``: for each, up to ``n_best`` candidates, best first.
 
         ``beam_size=1`` is greedy search. ``length_penalty`` (``"none"``, ``"average"``,
         ``"gnmt"`` with exponent ``alpha``) ranks beam hypotheses of different lengths.
-        A text with no known token raises ``DataError`` unless ``allow_unknown``.
+        With ``replace_unknown`` (and attention), an output ``<unk>`` is replaced by the source
+        token the decoder attended to most when writing it (Luong et al. 2015, "unk replace"),
+        which copies names, options and rare placeholders. A text with no known token raises
+        ``DataError`` unless ``allow_unknown``.
         """
         if n_best > beam_size:
             raise ValueError(f"n_best={n_best} must be at most beam_size={beam_size}")
         results: list[list[Translation]] = []
         bos, eos = self.target_vocab.bos_index, self.target_vocab.eos_index
         for start in range(0, len(texts), DECODE_BATCH):
-            src, lengths = self.encode(
-                texts[start : start + DECODE_BATCH], allow_unknown=allow_unknown
-            )
+            batch = texts[start : start + DECODE_BATCH]
+            src, lengths = self.encode(batch, allow_unknown=allow_unknown)
             state = self.model.start(src, lengths)
             bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long)
             # Room for a translation twice as long as its source, within the training lengths.
@@ -151,9 +150,42 @@ class Translator:
                     alpha=alpha,
                     n_best=n_best,
                 )
-            for hypotheses in found:
-                results.append([Translation(*self._text(h.tokens), h.score) for h in hypotheses])
+            tokens = [[self.target_vocab.decode(h.tokens) for h in row] for row in found]
+            if replace_unknown and self.model.attention is not None:
+                self._replace_unknown(tokens, found, batch, src, lengths)
+            for row, row_tokens in zip(found, tokens):
+                results.append(
+                    [Translation(detokenize(t), t, h.score) for h, t in zip(row, row_tokens)]
+                )
         return results
+
+    def _replace_unknown(
+        self,
+        tokens: list[list[list[str]]],
+        found: list[list[search.Hypothesis]],
+        texts: Sequence[str],
+        src: Tensor,
+        lengths: Tensor,
+    ) -> None:
+        """Replace, in place, each ``<unk>`` of ``tokens`` by its most attended source token."""
+        unk = self.target_vocab.unk_index
+        wanted = [
+            (b, k) for b, row in enumerate(found) for k, h in enumerate(row) if unk in h.tokens
+        ]
+        if not wanted:
+            return
+        rows = torch.tensor([b for b, _ in wanted])
+        width = max(len(found[b][k].tokens) for b, k in wanted)
+        tgt_in = torch.full((len(wanted), width), self.target_vocab.pad_index)
+        for i, (b, k) in enumerate(wanted):
+            ids = [self.target_vocab.bos_index, *found[b][k].tokens][:width]
+            tgt_in[i, : len(ids)] = torch.tensor(ids)
+        weights = self.model.align(src[rows], lengths[rows], tgt_in)  # (n, T, S)
+        for i, (b, k) in enumerate(wanted):
+            source = tokenize(texts[b])
+            for t, token_id in enumerate(found[b][k].tokens):
+                if token_id == unk:
+                    tokens[b][k][t] = source[int(weights[i, t].argmax())]
 
     @torch.no_grad()
     def attention(self, text: str, *, beam_size: int = 1) -> tuple[list[str], list[str], Tensor]:
@@ -165,18 +197,12 @@ class Translator:
         """
         if self.model.attention is None:
             raise ValueError("this model was trained with --attention none; it has no attention")
-        best = self.translate([text], beam_size=beam_size)[0][0]
+        best = self.translate([text], beam_size=beam_size, replace_unknown=False)[0][0]
         src, lengths = self.encode([text])
-        eos = self.target_vocab.eos_index
-        outputs = [*self.target_vocab.encode(best.tokens), eos]
-        state = self.model.start(src, lengths)
-        rows = []
-        previous = self.target_vocab.bos_index
-        for token in outputs:
-            _, state = self.model.step(torch.tensor([previous]), state)
-            rows.append(state.weights[0])
-            previous = token
-        return tokenize(text), [*best.tokens, "<eos>"], torch.stack(rows)
+        vocab = self.target_vocab
+        tgt_in = torch.tensor([[vocab.bos_index, *vocab.encode(best.tokens)]])
+        weights = self.model.align(src, lengths, tgt_in)[0]  # (T + 1, S)
+        return tokenize(text), [*best.tokens, EOS], weights
 
     # -- evaluating --------------------------------------------------------------------------
 

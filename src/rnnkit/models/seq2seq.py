@@ -218,6 +218,21 @@ class Seq2Seq(nn.Module):
                 changes[field.name] = value.index_select(dim, index)
         return replace(state, **changes)
 
+    def align(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Attention weights ``(N, T, S)`` while reading the given decoder inputs ``tgt_in``.
+
+        Row ``t`` of a sentence is where the decoder looks when it predicts the token after
+        ``tgt_in[:, t]``. Needs a model with attention.
+        """
+        if self.attention is None:
+            raise ValueError("this model was trained with --attention none; it has no attention")
+        state = self.start(src, src_lengths)
+        rows = []
+        for t in range(tgt_in.size(1)):
+            _, state = self.advance(tgt_in[:, t], state)
+            rows.append(state.weights)
+        return torch.stack(rows, dim=1)
+
     def forward(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> Tensor:
