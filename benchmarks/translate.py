@@ -7,20 +7,22 @@ model, and writes the attention heat map of one test sentence.
 
     python benchmarks/translate.py --minutes 4            # about 3 x 4 minutes + decoding
     python benchmarks/translate.py --minutes 0.5 --out /tmp/bench   # a quick smoke run
+    python benchmarks/translate.py --out /tmp/bench --reuse          # score those runs again
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from rnnkit.checkpoint import RunDir
+from rnnkit.data.parallel import tokenize
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.training import TrainConfig, Trainer, seed_everything
 from rnnkit.translation import (
@@ -73,6 +75,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="where to keep the runs (default: a temp dir)")
     parser.add_argument("--examples", type=int, default=6, help="test translations to show")
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate the runs already in --out, no training"
+    )
     args = parser.parse_args()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="rnnkit-translate-bench-"))
@@ -87,42 +92,54 @@ def main():
     )
     rows = []
     for attention in VARIANTS:
-        path, result = train_variant(attention, data, args, out)
+        if args.reuse:
+            path = out / attention
+            result = json.loads((path / "trainer.json").read_text())
+            steps, valid = result["step"], result["best_valid_loss"]
+        else:
+            path, result = train_variant(attention, data, args, out)
+            steps, valid = result.steps, result.best_valid_loss
+            print(f"  trained {attention}: {steps} steps, {result.epochs_done:.1f} epochs")
         translator = Translator.load(path)
-        scores = {}
-        for beam in (1, args.beam):
-            start = time.monotonic()
-            scores[beam] = translator.evaluate("test", beam_size=beam)
-            scores[beam]["seconds"] = time.monotonic() - start
-        rows.append((attention, result, scores))
-        print(f"  trained {attention}: {result.steps} steps, {result.epochs_done:.1f} epochs")
+        scores = {
+            "greedy": translator.evaluate("test", beam_size=1),
+            "beam": translator.evaluate("test", beam_size=args.beam),
+            "beam, keep unk": translator.evaluate(
+                "test", beam_size=args.beam, replace_unknown=False
+            ),
+        }
+        rows.append((attention, steps, valid, scores))
 
-    base = rows[0][2][1]["bleu"]
+    base = rows[0][3]["greedy"]["bleu"]
+    beam = f"beam{args.beam}"
     header = (
         f"{'attention':<10} {'steps':>6} {'valid nll':>9} {'BLEU greedy':>11} "
-        f"{f'BLEU beam{args.beam}':>11} {'chrF greedy':>11} {f'chrF beam{args.beam}':>11} "
+        f"{f'BLEU {beam}':>11} {'(keep unk)':>10} {'chrF greedy':>11} {f'chrF {beam}':>11} "
         f"{'ph. kept':>8} {'BLEU/none':>9}"
     )
     print()
     print(header)
     print("-" * len(header))
-    for attention, result, scores in rows:
-        greedy, beam = scores[1], scores[args.beam]
+    for attention, steps, valid, scores in rows:
+        greedy, beamed, kept = scores["greedy"], scores["beam"], scores["beam, keep unk"]
         ratio = greedy["bleu"] / base if base > 0 else float("nan")
         print(
-            f"{attention:<10} {result.steps:>6} {result.best_valid_loss:>9.3f} "
-            f"{greedy['bleu']:>11.2f} {beam['bleu']:>11.2f} {greedy['chrf']:>11.2f} "
-            f"{beam['chrf']:>11.2f} {beam['placeholders_kept']:>8.1%} {ratio:>9.2f}"
+            f"{attention:<10} {steps:>6} {valid:>9.3f} {greedy['bleu']:>11.2f} "
+            f"{beamed['bleu']:>11.2f} {kept['bleu']:>10.2f} {greedy['chrf']:>11.2f} "
+            f"{beamed['chrf']:>11.2f} {beamed['placeholders_kept']:>8.1%} {ratio:>9.2f}"
         )
+    first = rows[0][3]["greedy"]
     print(
-        f"(test: {rows[0][2][1]['sentences']} sentences; placeholders kept with beam "
-        f"{args.beam}, of {rows[0][2][1]['sentences_with_placeholders']} sentences with "
-        f"placeholders, references: {rows[0][2][1]['placeholders_kept_reference']:.1%})"
+        f"(test: {first['sentences']} sentences; 'ph. kept' with {beam}: share of the "
+        f"{first['sentences_with_placeholders']} sentences with placeholders whose placeholders "
+        f"all appear in the output; references: {first['placeholders_kept_reference']:.1%}; "
+        "unknown outputs are replaced by the most attended source token except in 'keep unk')"
     )
 
-    best = max(rows, key=lambda row: row[2][args.beam]["bleu"])
+    best = max(rows, key=lambda row: row[3]["beam"]["bleu"])
     translator = Translator.load(out / best[0])
-    test = data.pairs["test"][: args.examples]
+    short = [pair for pair in data.pairs["test"] if len(tokenize(pair[0])) <= 15]
+    test = short[: args.examples]
     outputs = translator.translate([s for s, _ in test], beam_size=args.beam)
     print(f"\nexamples ({best[0]} attention, beam {args.beam}):")
     for (source, reference), candidates in zip(test, outputs):

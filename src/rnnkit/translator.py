@@ -206,12 +206,11 @@ class Translator:
 
     # -- evaluating --------------------------------------------------------------------------
 
-    def evaluate(
-        self, split: str = "test", *, beam_size: int = 1, length_penalty: str = "none"
-    ) -> dict[str, Any]:
+    def evaluate(self, split: str = "test", **options: Any) -> dict[str, Any]:
         """BLEU and chrF (sacrebleu) on a split of the run's corpus, and placeholder fidelity.
 
         Pairs with a side longer than the run's ``max_len`` are left out, as in training.
+        ``options`` are those of ``translate`` (``beam_size``, ``length_penalty``, ...).
         ``placeholders_kept`` is the share of the split's sentences with printf placeholders
         whose placeholders all appear in the output (as a multiset, ignoring argument positions
         and quotes); ``placeholders_kept_reference`` is the same share for the references.
@@ -233,14 +232,13 @@ class Translator:
         references = [t for _, t in pairs]
         outputs = [
             candidates[0].text
-            for candidates in self.translate(
-                sources, beam_size=beam_size, length_penalty=length_penalty, allow_unknown=True
-            )
+            for candidates in self.translate(sources, allow_unknown=True, **options)
         ]
         return {
             "split": split,
             "sentences": len(pairs),
-            "beam_size": beam_size,
+            "beam_size": options.get("beam_size", 1),
+            "replace_unknown": options.get("replace_unknown", True),
             **corpus_scores(sources, outputs, references, lang=self.data_config.lang),
         }
 

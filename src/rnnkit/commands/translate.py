@@ -91,6 +91,11 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
         "--length-penalty", default="none", help="none, average or gnmt (beam search ranking)"
     )
     parser.add_argument("--alpha", type=float, default=0.6, help="exponent of the gnmt penalty")
+    parser.add_argument(
+        "--keep-unk",
+        action="store_true",
+        help="print <unk> instead of copying the most attended source token",
+    )
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -190,7 +195,12 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 
 
 def _search_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"beam_size": args.beam, "length_penalty": args.length_penalty, "alpha": args.alpha}
+    return {
+        "beam_size": args.beam,
+        "length_penalty": args.length_penalty,
+        "alpha": args.alpha,
+        "replace_unknown": not args.keep_unk,
+    }
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -215,9 +225,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from rnnkit.translator import Translator
 
     translator = Translator.load(args.run_dir)
-    options = _search_options(args)
-    del options["alpha"]
-    scores = translator.evaluate(args.split, **options)
+    scores = translator.evaluate(args.split, **_search_options(args))
     if args.json:
         print(json.dumps(scores))
         return 0
