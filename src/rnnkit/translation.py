@@ -85,7 +85,9 @@ class TranslationData:
     """Tokenised splits of a corpus and the vocabularies built on its training split.
 
     Args:
-        pairs: all ``(source, target)`` pairs; they are split 90/5/5 by ``split_of``.
+        pairs: all ``(source, target)`` pairs; they are split 90/5/5 by ``split_of`` into
+            ``self.pairs``; ``self.texts`` and ``self.examples`` (as ids) keep those with at most
+            ``config.max_len`` tokens a side.
         config: a ``DataConfig``.
         vocabs: ``(source, target)`` vocabularies to use (from a run directory); built from the
             training split when None.
@@ -114,14 +116,22 @@ class TranslationData:
                 Vocab.build(target, specials=SPECIALS, min_freq=config.min_freq),
             )
         self.source_vocab, self.target_vocab = vocabs
-        self.examples: dict[str, list[Example]] = {}
+        self.texts: dict[str, list[Pair]] = {}  # the pairs kept, as text
+        self.examples: dict[str, list[Example]] = {}  # the same pairs, as ids
         for name in SPLITS:
             kept = [
-                (self.source_vocab.encode(s), self.target_vocab.encode(t))
-                for s, t in tokens[name]
+                i
+                for i, (s, t) in enumerate(tokens[name])
                 if 0 < len(s) <= config.max_len and len(t) <= config.max_len
             ]
-            self.examples[name] = kept
+            self.texts[name] = [self.pairs[name][i] for i in kept]
+            self.examples[name] = [
+                (
+                    self.source_vocab.encode(tokens[name][i][0]),
+                    self.target_vocab.encode(tokens[name][i][1]),
+                )
+                for i in kept
+            ]
         logger.info(
             "pairs per split (at most %d tokens a side): %s; vocabularies: %d source, %d target",
             config.max_len,

@@ -220,12 +220,7 @@ class Translator:
             self.data_config,
             vocabs=(self.source_vocab, self.target_vocab),
         )
-        pairs = [
-            (s, t)
-            for s, t in data.pairs[split]
-            if 0 < len(tokenize(s)) <= self.data_config.max_len
-            and len(tokenize(t)) <= self.data_config.max_len
-        ]
+        pairs = data.texts[split]
         if not pairs:
             raise DataError(f"the {split} split of the run's corpus is empty")
         sources = [s for s, _ in pairs]
