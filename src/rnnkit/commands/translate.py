@@ -39,27 +39,44 @@ def register(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--lang", default="fr", help="target language: git's catalog for it (default: fr)"
     )
-    data.add_argument("--max-len", type=int, default=50, help="longest sentence kept, in tokens")
-    data.add_argument("--min-freq", type=int, default=2, help="rarer tokens become <unk>")
+    data.add_argument(
+        "--max-len", type=int, default=50, help="longest sentence kept, in tokens (default: 50)"
+    )
+    data.add_argument(
+        "--min-freq", type=int, default=2, help="rarer tokens become <unk> (default: 2)"
+    )
     model = train.add_argument_group("model")
-    model.add_argument("--attention", default="general", help="none|additive|dot|general|concat")
-    model.add_argument("--cell", default="gru", help="gru or lstm")
-    model.add_argument("--embedding-dim", type=int, default=128)
-    model.add_argument("--hidden-size", type=int, default=256)
-    model.add_argument("--layers", type=int, default=1)
-    model.add_argument("--dropout", type=float, default=0.2)
+    model.add_argument(
+        "--attention",
+        default="general",
+        choices=("none", "additive", "dot", "general", "concat"),
+        help="attention score (default: general)",
+    )
+    model.add_argument("--cell", default="gru", choices=("gru", "lstm"), help="(default: gru)")
+    model.add_argument("--embedding-dim", type=int, default=128, help="(default: 128)")
+    model.add_argument("--hidden-size", type=int, default=256, help="(default: 256)")
+    model.add_argument("--layers", type=int, default=1, help="recurrent layers (default: 1)")
+    model.add_argument("--dropout", type=float, default=0.2, help="(default: 0.2)")
+    model.add_argument(
+        "--impl",
+        default="rnnkit",
+        choices=("rnnkit", "torch", "auto"),
+        help="recurrent kernels: rnnkit's own BPTT or torch's fused ones (default: rnnkit)",
+    )
     model.add_argument(
         "--unidirectional", action="store_true", help="read the source left to right only"
     )
     model.add_argument("--no-input-feeding", action="store_true")
     fit = train.add_argument_group("training")
     add_budget_arguments(fit)
-    fit.add_argument("--batch-size", type=int, default=32)
-    fit.add_argument("--lr", type=float, default=2e-3)
-    fit.add_argument("--teacher-forcing", type=float, default=1.0, help="ratio in [0, 1]")
-    fit.add_argument("--label-smoothing", type=float, default=0.1)
+    fit.add_argument("--batch-size", type=int, default=32, help="sentence pairs (default: 32)")
+    fit.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
+    fit.add_argument(
+        "--teacher-forcing", type=float, default=1.0, help="ratio in [0, 1] (default: 1.0)"
+    )
+    fit.add_argument("--label-smoothing", type=float, default=0.1, help="(default: 0.1)")
     fit.add_argument("--eval-every", type=int, default=200, help="validate every N steps")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="(default: 0)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=train_command)
 
@@ -155,6 +172,7 @@ def train_command(args: argparse.Namespace) -> int:
             input_feeding=not args.no_input_feeding,
             dropout=args.dropout,
             pad_index=data.target_vocab.pad_index,
+            impl=args.impl,
         )
     task = TranslationTask(data, task_config, seed=train_config.seed)  # checks the data
     if not args.resume:  # the run directory is made only once the data is known to be usable
