@@ -64,9 +64,22 @@ def test_padding_does_not_change_results(score):
     assert padded_weights[:, 3:].abs().max() == 0.0
 
 
+@pytest.mark.parametrize("score", SCORES)
+def test_many_queries_at_once_equal_one_at_a_time(score):
+    torch.manual_seed(4)
+    attention = Attention(4, 4, score=score)
+    queries, keys = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    context, weights = attention(queries, keys, mask)
+    for t in range(3):
+        one_context, one_weights = attention(queries[:, t], keys, mask)
+        assert torch.allclose(context[:, t], one_context, atol=1e-6)
+        assert torch.allclose(weights[:, t], one_weights, atol=1e-6)
+
+
 def test_precomputed_keys_give_the_same_result():
     torch.manual_seed(2)
-    for score in ("additive", "general"):
+    for score in ("additive", "general", "concat"):
         attention = Attention(3, 5, score=score)
         query, keys = torch.randn(2, 3), torch.randn(2, 4, 5)
         direct = attention(query, keys)[0]

@@ -119,6 +119,20 @@ def test_teacher_forcing_ratio_changes_training_inputs():
     assert not torch.allclose(forced, free)
 
 
+@pytest.mark.parametrize("attention", ["additive", "dot"])
+def test_without_input_feeding_the_batched_forward_equals_stepping(attention):
+    torch.manual_seed(5)
+    model = small_model(attention, input_feeding=False).eval()
+    src, lengths, tgt = reversal_batch(4, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        batched = model(src, lengths, tgt[:, :-1])  # one pass over all steps
+        state, steps = model.start(src, lengths), []
+        for t in range(tgt.size(1) - 1):
+            logits, state = model.step_logits(tgt[:, t], state)
+            steps.append(logits)
+    assert torch.allclose(batched, torch.stack(steps, 1), atol=1e-5)
+
+
 def test_config_errors_name_the_value():
     with pytest.raises(ValueError, match="attention='luong'"):
         Seq2SeqConfig(5, 5, attention="luong")

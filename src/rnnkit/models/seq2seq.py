@@ -238,12 +238,15 @@ class Seq2Seq(nn.Module):
     ) -> Tensor:
         state = self.start(src, src_lengths)
         if teacher_forcing >= 1.0:
-            if self.attention is None:
+            if self.attention is None or not self.config.input_feeding:
                 # Every input is known and no step needs the previous step's attention: one call
-                # of the recurrent layer over all steps.
+                # of the recurrent layer over all steps, then attention for all steps at once.
                 hx = state.hidden if state.cell is None else (state.hidden, state.cell)
-                outputs, _ = self.decoder(self.dropout(self.tgt_embedding(tgt_in)), hx)
-                return self.output(self.dropout(outputs))  # (N, T, V)
+                tops, _ = self.decoder(self.dropout(self.tgt_embedding(tgt_in)), hx)  # (N, T, H)
+                if self.attention is not None:
+                    context, _ = self.attention(tops, state.memory, state.mask, state.projected)
+                    tops = torch.tanh(self.combine(torch.cat([context, tops], dim=2)))
+                return self.output(self.dropout(tops))  # (N, T, V)
             tops = []
             for t in range(tgt_in.size(1)):
                 top, state = self.advance(tgt_in[:, t], state)

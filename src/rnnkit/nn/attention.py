@@ -14,8 +14,9 @@ Scores (``score=``):
   with one matrix over the concatenation (the same function class, parameterised as in the paper)
 
 Positions where ``mask`` is False get weight exactly zero, so padding never changes a result.
-The key-only part of a score (``U k`` or ``W k``) does not depend on the query: ``precompute``
-computes it once per source sentence, and a decoder passes it to every step.
+The key-only part of a score (``U k``, ``W k``, or the key half of concat's ``W``) does not depend
+on the query: ``precompute`` computes it once per source sentence, and a decoder passes it to
+every step.
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ class Attention(nn.Module):
         attention_size: hidden size ``A`` of the additive and concat scores (0: ``query_size``).
 
     Inputs: query, keys, mask, projected
-        * **query**: ``(N, H_q)``
+        * **query**: ``(N, H_q)``, or ``(N, T, H_q)`` for T queries per row at once
         * **keys**: ``(N, S, H_k)``
         * **mask**: ``(N, S)`` bool, True at real (non-padding) positions; None means all real.
           Every row needs at least one real position.
         * **projected**: optional ``precompute(keys)``, to avoid recomputing it at every step.
 
     Outputs: context, weights
-        * **context**: ``(N, H_k)``, the weighted sum of the keys.
-        * **weights**: ``(N, S)``, non-negative, summing to 1 over each row, zero where masked.
+        * **context**: ``(N, H_k)`` (or ``(N, T, H_k)``), the weighted sums of the keys.
+        * **weights**: ``(N, S)`` (or ``(N, T, S)``), non-negative, summing to 1 over the source,
+          zero where masked.
     """
 
     def __init__(
@@ -77,22 +79,26 @@ class Attention(nn.Module):
         """The query-independent part of the scores for ``keys`` ``(N, S, H_k)``, or None."""
         if self.score in ("additive", "general"):
             return self.key_proj(keys)  # (N, S, A) or (N, S, H_q)
+        if self.score == "concat":
+            # W [q; k] = W_q q + W_k k: the key half of the concatenation, once per sentence
+            key_weight = self.concat_proj.weight[:, self.query_size :]  # (A, H_k)
+            return keys @ key_weight.T  # (N, S, A)
         return None
 
     def scores(self, query: Tensor, keys: Tensor, projected: Tensor | None = None) -> Tensor:
-        """Unnormalised scores ``(N, S)`` of a query ``(N, H_q)`` against keys ``(N, S, H_k)``."""
+        """Unnormalised scores ``(N, T, S)`` of queries ``(N, T, H_q)`` against ``(N, S, H_k)``."""
         if projected is None:
             projected = self.precompute(keys)
         if self.score == "dot":
-            return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+            return torch.bmm(query, keys.transpose(1, 2))
         if self.score == "general":
-            return torch.bmm(projected, query.unsqueeze(2)).squeeze(2)
+            return torch.bmm(query, projected.transpose(1, 2))
         if self.score == "additive":
-            hidden = torch.tanh(projected + self.query_proj(query).unsqueeze(1))  # (N, S, A)
-            return self.v(hidden).squeeze(2)
-        expanded = query.unsqueeze(1).expand(-1, keys.size(1), -1)  # (N, S, H_q)
-        hidden = torch.tanh(self.concat_proj(torch.cat([expanded, keys], dim=2)))  # (N, S, A)
-        return self.v(hidden).squeeze(2)
+            query_part = self.query_proj(query)  # (N, T, A)
+        else:
+            query_part = query @ self.concat_proj.weight[:, : self.query_size].T  # (N, T, A)
+        hidden = torch.tanh(projected.unsqueeze(1) + query_part.unsqueeze(2))  # (N, T, S, A)
+        return self.v(hidden).squeeze(3)
 
     def forward(
         self,
@@ -101,16 +107,21 @@ class Attention(nn.Module):
         mask: Tensor | None = None,
         projected: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        if query.dim() != 2 or keys.dim() != 3 or keys.size(0) != query.size(0):
+        single = query.dim() == 2
+        if query.dim() not in (2, 3) or keys.dim() != 3 or keys.size(0) != query.size(0):
             raise ValueError(
-                f"expected query (N, H_q) and keys (N, S, H_k), got {tuple(query.shape)} "
-                f"and {tuple(keys.shape)}"
+                f"expected query (N, H_q) or (N, T, H_q) and keys (N, S, H_k), got "
+                f"{tuple(query.shape)} and {tuple(keys.shape)}"
             )
-        scores = self.scores(query, keys, projected)  # (N, S)
+        if single:
+            query = query.unsqueeze(1)
+        scores = self.scores(query, keys, projected)  # (N, T, S)
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1)  # (N, S); exactly 0 where masked
-        context = torch.bmm(weights.unsqueeze(1), keys).squeeze(1)  # (N, H_k)
+            scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=2)  # (N, T, S); exactly 0 where masked
+        context = torch.bmm(weights, keys)  # (N, T, H_k)
+        if single:
+            return context.squeeze(1), weights.squeeze(1)
         return context, weights
 
     def extra_repr(self) -> str:
