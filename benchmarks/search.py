@@ -4,7 +4,8 @@ The decoder is an embedding, a multi-layer LSTM and a linear output layer with r
 a language model or a translation decoder would be. There is no eos (every hypothesis runs to
 ``--max-length``), so both modes do exactly the same number of steps per input. Time inside
 ``decoder.step`` is measured by wrapping it; everything else (top-k, bookkeeping, ``reorder``) is
-the search's overhead.
+the search's overhead. ``--eos ID`` adds an end token, to time the bookkeeping of finished
+hypotheses too (inputs then stop at different steps).
 
     python benchmarks/search.py                      # 64 inputs, beam 5, 2x512 LSTM, vocab 1000
     python benchmarks/search.py --inputs 8 --max-length 10   # a quick check
@@ -91,7 +92,7 @@ def run(decoder, args, device, batch_size):
     for first in range(0, args.inputs, batch_size):
         rows = torch.arange(first, min(first + batch_size, args.inputs), device=device)
         state = decoder.reorder((h0, c0), rows)
-        hyps += beam_search(timed, state, bos[rows], None, args.beam, args.max_length)
+        hyps += beam_search(timed, state, bos[rows], args.eos, args.beam, args.max_length)
     return time.perf_counter() - start, timed, hyps
 
 
@@ -100,6 +101,7 @@ def main():
     parser.add_argument("--inputs", type=int, default=64)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=50)
+    parser.add_argument("--eos", type=int, default=None, help="end token (default: none)")
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=2)
@@ -123,7 +125,7 @@ def main():
 
     print(
         f"beam search: {args.inputs} inputs, beam {args.beam}, {args.max_length} steps, "
-        f"{args.layers}x{args.hidden} LSTM ({args.impl}), vocab {args.vocab}"
+        f"{args.layers}x{args.hidden} LSTM ({args.impl}), vocab {args.vocab}, eos {args.eos}"
     )
     print(
         f"machine: {platform.machine()} {platform.processor() or ''}, device {device}, "

@@ -6,6 +6,8 @@ import zlib
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnkit.search import Decoder, Hypothesis, beam_search, greedy, sample
 
@@ -42,7 +44,10 @@ class ToyDecoder:
     def step(self, tokens, state):
         self.calls += 1
         self.rows.append(len(state))
-        state = [(key, prefix + (tok,)) for (key, prefix), tok in zip(state, tokens.tolist())]
+        state = [
+            (key, prefix + (tok,))
+            for (key, prefix), tok in zip(state, tokens.tolist(), strict=True)
+        ]
         self.stepped.extend(prefix for _key, prefix in state)
         return torch.stack([self.dist(key, prefix) for key, prefix in state]), state
 
@@ -78,11 +83,13 @@ class LSTMDecoder(torch.nn.Module):
         return tuple(s.index_select(1, index) for s in state)
 
 
-def penalty(name, n, alpha=0.6):
+def penalty(name, n, alpha):
     return {"none": 1.0, "average": max(n, 1), "gnmt": ((5 + n) / 6) ** alpha}[name]
 
 
-def enumerate_all(decoder, key, max_length, *, min_length=0, length_penalty="none", ngram=0):
+def enumerate_all(
+    decoder, key, max_length, *, min_length=0, length_penalty="none", alpha=0.6, ngram=0
+):
     """Every complete sequence with its log-prob and score, best first (the exhaustive oracle)."""
     found = []
 
@@ -99,7 +106,7 @@ def enumerate_all(decoder, key, max_length, *, min_length=0, length_penalty="non
                 extend(prefix + (tok,), log_prob + lp)
 
     extend((), 0.0)
-    scored = [(list(p), lp, lp / penalty(length_penalty, len(p))) for p, lp in found]
+    scored = [(list(p), lp, lp / penalty(length_penalty, len(p), alpha)) for p, lp in found]
     return sorted(scored, key=lambda s: -s[2])
 
 
@@ -151,13 +158,58 @@ def test_wide_beam_equals_exhaustive_enumeration(length_penalty, min_length, ngr
         assert [h.score for h in hyps] == pytest.approx([s for _, _, s in best], abs=1e-12)
 
 
+@pytest.mark.parametrize("length_penalty", ["none", "gnmt"])
+def test_early_stop_gives_the_exhaustive_result(length_penalty):
+    vocab, max_length = 3, 8
+    beam_size = vocab * (vocab - 1) ** (max_length - 1)
+    dec = ToyDecoder(vocab=vocab, seed=5, eos_bias=2.0)
+    results = beam_search(
+        dec, dec.start(range(4)), bos_for(4), EOS, beam_size, max_length,
+        n_best=2, length_penalty=length_penalty,
+    )  # fmt: skip
+    assert dec.calls < max_length  # every input stopped before max_length
+    for key, hyps in enumerate(results):
+        best = enumerate_all(dec, key, max_length, length_penalty=length_penalty)[:2]
+        assert [h.tokens for h in hyps] == [tokens for tokens, _, _ in best]
+        assert [h.score for h in hyps] == pytest.approx([s for _, _, s in best], abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    vocab=st.integers(2, 4),
+    max_length=st.integers(1, 4),
+    min_length=st.integers(0, 4),
+    n_best=st.integers(1, 6),
+    length_penalty=st.sampled_from(["none", "average", "gnmt"]),
+    alpha=st.floats(-1.0, 2.0),
+    eos_bias=st.floats(-2.0, 3.0),
+    seed=st.integers(0, 10**6),
+)
+def test_wide_beam_equals_exhaustive_enumeration_on_random_models(
+    vocab, max_length, min_length, n_best, length_penalty, alpha, eos_bias, seed
+):
+    # The early stop must be sound for any model, penalty and alpha (even alpha < 0).
+    min_length = min(min_length, max_length)
+    beam_size = max(vocab * (vocab - 1) ** (max_length - 1), n_best)
+    dec = ToyDecoder(vocab=vocab, seed=seed, eos_bias=eos_bias)
+    [hyps] = beam_search(
+        dec, dec.start([0]), BOS, EOS, beam_size, max_length, min_length=min_length,
+        length_penalty=length_penalty, alpha=alpha, n_best=n_best,
+    )  # fmt: skip
+    best = enumerate_all(
+        dec, 0, max_length, min_length=min_length, length_penalty=length_penalty, alpha=alpha
+    )[:n_best]
+    assert [h.score for h in hyps] == pytest.approx([s for _, _, s in best], abs=1e-12)
+    assert [h.tokens for h in hyps] == [tokens for tokens, _, _ in best]
+
+
 @pytest.mark.parametrize("length_penalty", ["none", "average", "gnmt"])
 def test_batch_invariance(length_penalty):
     dec = ToyDecoder(vocab=6, seed=1, eos_bias=0.8)
     keys = list(range(6))
     kwargs = dict(n_best=2, length_penalty=length_penalty)
     together = beam_search(dec, dec.start(keys), bos_for(6), EOS, 3, 15, **kwargs)
-    rows = dec.rows
+    rows = list(dec.rows)  # rows per step of the batched search
     for key, hyps in zip(keys, together):
         assert beam_search(dec, dec.start([key]), BOS, EOS, 3, 15, **kwargs) == [hyps]
     assert len({len(hyps[0].tokens) for hyps in together}) > 1  # inputs of different lengths

@@ -19,6 +19,7 @@ from rnnkit.errors import RnnkitError
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
     ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
     ("translate", "rnnkit.commands.translate", "machine translation with attention (seq2seq)"),
 )

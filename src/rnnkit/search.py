@@ -26,6 +26,7 @@ Returned tokens exclude ``bos`` and ``eos``; returned log-probabilities include 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -191,12 +192,12 @@ def _generate(
         log_probs = _block(log_probs, eos if t < min_length else None)
         chosen = choose(log_probs)  # (A,)
         log_prob[running] += log_probs.gather(1, chosen[:, None]).squeeze(1)
-        step = torch.full((batch,), -1 if eos is None else eos, dtype=torch.long)
-        step = step.to(chosen.device)
-        step[running] = chosen
-        steps.append(step)
+        column = torch.full((batch,), -1 if eos is None else eos, dtype=torch.long)
+        column = column.to(chosen.device)
+        column[running] = chosen  # inputs that already ended get eos
+        steps.append(column)
         if on_token is not None:
-            on_token(step)
+            on_token(column)
         if eos is not None:
             ended = chosen == eos
             if ended.all():
@@ -419,8 +420,9 @@ def _input_done(
         hyps.sort(key=lambda h: -h.score)
         del hyps[n_best:]  # only the n_best best can ever be returned
         nth.append(hyps[-1].score if len(hyps) == n_best else -math.inf)
-    nth_score = torch.tensor(nth, dtype=scores.dtype, device=scores.device)  # (A,)
-    best = scores.max(dim=1).values  # (A,) log-prob of the best live hypothesis (<= 0)
+    # Compare in float64, like the finished scores, so rounding cannot stop an input early.
+    nth_score = torch.tensor(nth, dtype=torch.float64, device=scores.device)  # (A,)
+    best = scores.max(dim=1).values.double()  # (A,) log-prob of the best live hypothesis (<= 0)
     if lengths is None:
         return best == -math.inf
     # L <= 0 can only decrease and lp is monotonic: the best final score is L / lp at an end.
@@ -449,8 +451,8 @@ def _start_tokens(bos: int | Tensor) -> Tensor:
                 f"of shape {tuple(bos.shape)}"
             )
         return bos
-    if isinstance(bos, int):
-        return torch.tensor([bos])
+    if isinstance(bos, numbers.Integral):
+        return torch.tensor([int(bos)])
     raise TypeError(f"bos must be an int or a LongTensor (B,), got {type(bos).__name__}")
 
 
