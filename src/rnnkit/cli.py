@@ -22,6 +22,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("demo", "rnnkit.commands.demo", "train a Shakespeare model for 2 minutes, then generate"),
     ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
     ("embed", "rnnkit.commands.embed", "word embeddings: train, query, evaluate word vectors"),
+    ("translate", "rnnkit.commands.translate", "machine translation with attention (seq2seq)"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
 
