@@ -61,6 +61,18 @@ def test_run_translates_arguments_and_stdin(trained_run, capsys, monkeypatch):
     assert rank == "1" and float(score) <= 0.0
 
 
+def test_run_accepts_texts_after_options(trained_run, capsys):
+    assert cli.main(["translate", "run", str(trained_run), "red cat"]) == 0
+    before = capsys.readouterr().out
+    assert cli.main(["translate", "run", str(trained_run), "--beam", "1", "red", "cat"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # "red" and "cat" are two texts, both translated
+    assert cli.main(["translate", "run", str(trained_run), "--beam", "1", "red cat"]) == 0
+    assert capsys.readouterr().out == before
+    with pytest.raises(SystemExit):
+        cli.main(["translate", "eval", str(trained_run), "stray"])
+
+
 def test_eval_json_has_scores(trained_run, capsys):
     assert cli.main(["translate", "eval", str(trained_run), "--beam", "2", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)

@@ -60,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rnnkit`` command; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    # A command whose last positional takes any number of values (`nargs="*"`) names it in
+    # `set_defaults(trailing=...)`; values given after its options belong there too.
+    trailing = getattr(args, "trailing", None)
+    if extras and trailing and not any(e.startswith("-") for e in extras):
+        getattr(args, trailing).extend(extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

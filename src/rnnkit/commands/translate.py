@@ -85,7 +85,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("text", metavar="TEXT", nargs="*", help="texts (default: lines of stdin)")
     _add_search_options(run)
     run.add_argument("--n-best", type=int, default=1, help="print the K best candidates")
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, trailing="text")
 
     evaluate = commands.add_parser("eval", help="BLEU, chrF and placeholder fidelity on a split")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
