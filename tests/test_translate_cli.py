@@ -168,3 +168,31 @@ def test_unknown_outputs_are_replaced_by_the_most_attended_source_token():
     weights = model.align(src, lengths, ids)[0]
     expected = [text.split()[int(w.argmax())] for w in weights]
     assert replaced.tokens == expected
+
+
+def test_pretrained_frozen_source_embeddings_are_loaded_and_kept(tmp_path, capsys):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from rnnkit.embeddings import WordVectors
+
+    corpus = write_corpus(tmp_path / "pairs.tsv", n=200)
+    rng = np.random.default_rng(0)
+    vectors = WordVectors(WORDS, rng.standard_normal((len(WORDS), 6)).astype(np.float32))
+    vectors.save(tmp_path / "vec.txt")
+    out = tmp_path / "run"
+    args = ["translate", "train", "--data", str(corpus), "--out", str(out), "--max-steps", "4"]
+    args += ["--embeddings", str(tmp_path / "vec.txt"), "--freeze-embeddings"]
+    args += ["--hidden-size", "16", "--quiet", "--min-freq", "1"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "source embeddings from word vectors (frozen): 10 of" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["embedding_dim"] == 6  # taken from the vectors
+    assert config["model"]["freeze_src_embedding"] is True
+    assert config["model"]["freeze_tgt_embedding"] is False
+    vocab = Vocab.from_dict(json.loads((out / "vocab.json").read_text())["source"])
+    weights = load_file(out / "model.safetensors")
+    for word in ("red", "file", "open"):
+        row = weights["src_embedding.weight"][vocab.stoi[word]]
+        assert torch.allclose(row, torch.from_numpy(vectors.vectors[vectors.index[word]]))

@@ -16,6 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from rnnkit.embeddings.vectors import WordVectors
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +98,52 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--method", choices=["3cosadd", "3cosmul"], default="3cosadd")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=run_eval)
+
+
+def add_pretrained_arguments(group: argparse._ArgumentGroup, *, target: bool = False) -> None:
+    """``--embeddings FILE`` (and ``--target-embeddings``) plus ``--freeze-embeddings``, for the
+    training commands of models with embedding layers."""
+    side = "source " if target else ""
+    group.add_argument(
+        "--embeddings",
+        metavar="FILE",
+        help=f"start the {side}embedding layer from word vectors (word2vec text/binary or GloVe); "
+        "the embedding size becomes the vectors' size",
+    )
+    if target:
+        group.add_argument(
+            "--target-embeddings", metavar="FILE", help="the same for the target embedding layer"
+        )
+    group.add_argument(
+        "--freeze-embeddings",
+        action="store_true",
+        help="keep the embeddings started from word vectors fixed during training",
+    )
+
+
+def load_pretrained(path: str | None) -> WordVectors | None:
+    """The word vectors in ``path``, or None when no file was given."""
+    if path is None:
+        return None
+    from rnnkit.embeddings.vectors import WordVectors
+
+    return WordVectors.load(path)
+
+
+def start_embedding(
+    name: str,
+    embedding: torch.nn.Embedding,
+    words: list[str],
+    vectors: WordVectors,
+    *,
+    freeze: bool,
+) -> None:
+    """Copy ``vectors`` into ``embedding`` (rows named by ``words``) and print the coverage."""
+    from rnnkit.embeddings.pretrained import load_into_embedding
+
+    coverage = load_into_embedding(embedding, words, vectors, freeze=freeze)
+    frozen = " (frozen)" if freeze else ""
+    print(f"{name} embeddings from word vectors{frozen}: {coverage}")
 
 
 def run_train(args: argparse.Namespace) -> int:

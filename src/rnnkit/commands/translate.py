@@ -19,6 +19,7 @@ import json
 import sys
 from typing import Any
 
+from rnnkit.commands.embed import add_pretrained_arguments, load_pretrained, start_embedding
 from rnnkit.commands.lm import add_budget_arguments
 
 DEFAULT_MINUTES = 10.0  # training budget when none is given
@@ -53,7 +54,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="attention score (default: general)",
     )
     model.add_argument("--cell", default="gru", choices=("gru", "lstm"), help="(default: gru)")
-    model.add_argument("--embedding-dim", type=int, default=128, help="(default: 128)")
+    model.add_argument(
+        "--embedding-dim", type=int, help="(default: the word vectors' size, else 128)"
+    )
     model.add_argument("--hidden-size", type=int, default=256, help="(default: 256)")
     model.add_argument("--layers", type=int, default=1, help="recurrent layers (default: 1)")
     model.add_argument("--dropout", type=float, default=0.2, help="(default: 0.2)")
@@ -67,6 +70,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--unidirectional", action="store_true", help="read the source left to right only"
     )
     model.add_argument("--no-input-feeding", action="store_true")
+    add_pretrained_arguments(train.add_argument_group("pretrained word vectors"), target=True)
     fit = train.add_argument_group("training")
     add_budget_arguments(fit)
     fit.add_argument("--batch-size", type=int, default=32, help="sentence pairs (default: 32)")
@@ -160,10 +164,13 @@ def train_command(args: argparse.Namespace) -> int:
         )
         train_config = TrainConfig(lr=args.lr, eval_every=args.eval_every, seed=args.seed, **budget)
         data = TranslationData(load_pairs(data_config), data_config)
+        src_vectors = load_pretrained(args.embeddings)
+        tgt_vectors = load_pretrained(args.target_embeddings)
+        dims = [v.dim for v in (src_vectors, tgt_vectors) if v is not None]
         model_config = Seq2SeqConfig(
             src_vocab_size=len(data.source_vocab),
             tgt_vocab_size=len(data.target_vocab),
-            embedding_dim=args.embedding_dim,
+            embedding_dim=args.embedding_dim or (dims[0] if dims else 128),
             hidden_size=args.hidden_size,
             num_layers=args.layers,
             cell=args.cell,
@@ -173,6 +180,8 @@ def train_command(args: argparse.Namespace) -> int:
             dropout=args.dropout,
             pad_index=data.target_vocab.pad_index,
             impl=args.impl,
+            freeze_src_embedding=args.freeze_embeddings and src_vectors is not None,
+            freeze_tgt_embedding=args.freeze_embeddings and tgt_vectors is not None,
         )
     task = TranslationTask(data, task_config, seed=train_config.seed)  # checks the data
     if not args.resume:  # the run directory is made only once the data is known to be usable
@@ -184,6 +193,13 @@ def train_command(args: argparse.Namespace) -> int:
         run.write_json("vocab.json", vocabs)
     seed_everything(train_config.seed)
     model = Seq2Seq(model_config)
+    if not args.resume:  # a resumed run has its (possibly pretrained) weights in the checkpoint
+        for name, embedding, vocab, vectors in (
+            ("source", model.src_embedding, data.source_vocab, src_vectors),
+            ("target", model.tgt_embedding, data.target_vocab, tgt_vectors),
+        ):
+            if vectors is not None:
+                start_embedding(name, embedding, vocab.itos, vectors, freeze=args.freeze_embeddings)
     counts = {name: len(data.examples[name]) for name in ("train", "valid", "test")}
     print(
         f"pairs {counts}; vocabularies {len(data.source_vocab)} source, "

@@ -51,6 +51,8 @@ class Seq2SeqConfig:
     dropout: float = 0.2  # dropout on embeddings, between layers and before the output layer
     pad_index: int = 0  # index of the padding token in both vocabularies
     impl: str = "rnnkit"  # recurrent kernels: "rnnkit" (own BPTT), "torch" (fused) or "auto"
+    freeze_src_embedding: bool = False  # keep the source embeddings fixed (pretrained vectors)
+    freeze_tgt_embedding: bool = False  # keep the target embeddings fixed (pretrained vectors)
 
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "hidden_size"):
@@ -130,6 +132,8 @@ class Seq2Seq(nn.Module):
         self.tgt_embedding = nn.Embedding(
             c.tgt_vocab_size, c.embedding_dim, padding_idx=c.pad_index
         )
+        self.src_embedding.weight.requires_grad_(not c.freeze_src_embedding)
+        self.tgt_embedding.weight.requires_grad_(not c.freeze_tgt_embedding)
         self.decoder = rnn(
             c.embedding_dim + (c.hidden_size if feeding else 0),
             c.hidden_size,
