@@ -50,7 +50,7 @@ def train_variant(attention, data, args, out):
         embedding_dim=args.embedding_dim,
         hidden_size=args.hidden_size,
         attention=attention,
-        input_feeding=not args.no_input_feeding,
+        input_feeding=args.input_feeding,
     )
     run = RunDir.create(out / attention, TASK)
     run.write_json("config.json", config_json(model_config, data.config, task_config, train_config))
@@ -74,9 +74,9 @@ def main():
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument(
-        "--no-input-feeding",
+        "--input-feeding",
         action="store_true",
-        help="attention models without input feeding (their training runs all steps at once)",
+        help="attention models with input feeding (training then steps through the target)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="where to keep the runs (default: a temp dir)")
@@ -94,7 +94,7 @@ def main():
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {threads}; "
         f"corpus git.mo ({args.lang}): "
         f"{ {name: len(ex) for name, ex in data.examples.items()} } pairs; "
-        f"{args.minutes:g} min per variant; input feeding: {not args.no_input_feeding}; "
+        f"{args.minutes:g} min per variant; input feeding: {args.input_feeding}; "
         f"runs in {out}"
     )
     rows = []

@@ -44,7 +44,8 @@ def test_train_writes_a_complete_run(trained_run, capsys):
     for name in ("run.json", "config.json", "vocab.json", "model.safetensors", "metrics.jsonl"):
         assert (trained_run / name).is_file(), name
     config = json.loads((trained_run / "config.json").read_text())
-    assert config["model"]["attention"] == "general"
+    assert config["model"]["attention"] == "additive"
+    assert config["model"]["input_feeding"] is False
     assert config["model"]["hidden_size"] == 16
     assert config["translate"]["label_smoothing"] == 0.1
 

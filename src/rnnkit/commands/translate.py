@@ -49,9 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     model = train.add_argument_group("model")
     model.add_argument(
         "--attention",
-        default="general",
+        default="additive",
         choices=("none", "additive", "dot", "general", "concat"),
-        help="attention score (default: general)",
+        help="attention score (default: additive)",
     )
     model.add_argument("--cell", default="gru", choices=("gru", "lstm"), help="(default: gru)")
     model.add_argument(
@@ -69,7 +69,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--unidirectional", action="store_true", help="read the source left to right only"
     )
-    model.add_argument("--no-input-feeding", action="store_true")
+    model.add_argument(
+        "--input-feeding",
+        action="store_true",
+        help="feed the last attentional vector back into the decoder (slower to train)",
+    )
     add_pretrained_arguments(train.add_argument_group("pretrained word vectors"), target=True)
     fit = train.add_argument_group("training")
     add_budget_arguments(fit)
@@ -176,7 +180,7 @@ def train_command(args: argparse.Namespace) -> int:
             cell=args.cell,
             bidirectional=not args.unidirectional,
             attention=args.attention,
-            input_feeding=not args.no_input_feeding,
+            input_feeding=args.input_feeding,
             dropout=args.dropout,
             pad_index=data.target_vocab.pad_index,
             impl=args.impl,
