@@ -31,14 +31,14 @@ def test_user_error_is_one_line_without_traceback(capsys, monkeypatch):
         raise DataError("corpus 'x.txt' is empty; pass a file with text in it")
 
     parser = cli.build_parser()
-    real_parse = parser.parse_args
+    real_parse = parser.parse_known_args
 
     def parse_with_func(argv):
-        args = real_parse(argv)
+        args, extras = real_parse(argv)
         args.func = boom
-        return args
+        return args, extras
 
-    monkeypatch.setattr(parser, "parse_args", parse_with_func)
+    monkeypatch.setattr(parser, "parse_known_args", parse_with_func)
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     assert cli.main([]) == 2
     err = capsys.readouterr().err

@@ -19,8 +19,10 @@ from rnnkit.errors import RnnkitError
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
     ("demo", "rnnkit.commands.demo", "train a Shakespeare model for 2 minutes, then generate"),
+    ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
+    ("embed", "rnnkit.commands.embed", "word embeddings: train, query, evaluate word vectors"),
+    ("translate", "rnnkit.commands.translate", "machine translation with attention (seq2seq)"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
 
@@ -58,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rnnkit`` command; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    # A command whose last positional takes any number of values (`nargs="*"`) names it in
+    # `set_defaults(trailing=...)`; values given after its options belong there too.
+    trailing = getattr(args, "trailing", None)
+    if extras and trailing and not any(e.startswith("-") for e in extras):
+        getattr(args, trailing).extend(extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

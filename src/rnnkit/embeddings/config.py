@@ -1,0 +1,39 @@
+"""Hyperparameters of word2vec training (torch-free, so the command line can show defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODELS = ("sgns", "cbow")
+# Default centre words per step: the largest that lost no accuracy on the Shakespeare corpus.
+BATCH_SIZES = {"sgns": 128, "cbow": 256}
+
+
+@dataclass
+class Word2VecConfig:
+    """Hyperparameters of :func:`train_word_vectors` (defaults are gensim's, with skip-gram)."""
+
+    model: str = "sgns"  # "sgns": skip-gram with negative sampling; "cbow": continuous bag of words
+    dim: int = 100  # vector size
+    window: int = 5  # largest distance between a centre word and a context word
+    negative: int = 5  # negative samples per prediction
+    min_count: int = 5  # ignore words seen fewer times than this
+    sample: float = 1e-3  # subsampling threshold for frequent words (0 turns subsampling off)
+    lr: float = 0.025  # starting learning rate, decayed linearly to min_lr
+    min_lr: float = 1e-4  # learning rate at the end of the last epoch
+    epochs: int = 5  # passes over the corpus
+    batch_size: int | None = None  # centre words per step; None: BATCH_SIZES[model]
+    workers: int = 2  # threads training concurrently, one core each
+    seed: int = 0  # seeds initialisation, subsampling, windows and negatives
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range."""
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {MODELS}")
+        for name in ("dim", "window", "negative", "min_count", "epochs", "batch_size", "workers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.sample < 0:
+            raise ValueError(f"sample must be >= 0 (0 turns subsampling off), got {self.sample}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")

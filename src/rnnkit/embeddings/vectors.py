@@ -1,0 +1,376 @@
+"""Word vectors: a vocabulary and a matrix, cosine queries, and the common file formats.
+
+Three formats are read and written:
+
+* ``word2vec``: a text header ``"<words> <dim>"``, then one line per word: the word and ``dim``
+  numbers separated by single spaces (the format of Mikolov's ``word2vec -binary 0``).
+* ``word2vec-binary``: the same header, then for each word its UTF-8 bytes, a space, and ``dim``
+  little-endian float32 values, optionally followed by a newline (``word2vec -binary 1``).
+* ``glove``: like ``word2vec`` without the header line (the GloVe release files).
+
+Words are separated from their numbers by a single space and lines end with ``"\\n"`` only, so any
+word without a space or newline in it round-trips, whatever other characters it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from rnnkit.errors import DataError, RnnkitError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("word2vec", "word2vec-binary", "glove")
+ANALOGY_METHODS = ("3cosadd", "3cosmul")
+
+
+class UnknownWordError(RnnkitError, KeyError):
+    """A query word is not in the vocabulary of the vectors."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WordVectors:
+    """A vocabulary of ``n`` words with one ``dim``-dimensional vector each.
+
+    Args:
+        words: the words, in row order (for trained vectors, most frequent first).
+        vectors: array of shape ``(n, dim)``; stored as float32.
+
+    Queries use cosine similarity. Words not in the vocabulary raise :class:`UnknownWordError`
+    naming them.
+    """
+
+    def __init__(self, words: Sequence[str], vectors: np.ndarray) -> None:
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2:
+            raise ValueError(f"vectors must be a 2-D array (words, dim), got shape {matrix.shape}")
+        if len(words) != matrix.shape[0]:
+            raise ValueError(
+                f"mismatched sizes: {len(words)} words but {matrix.shape[0]} vector rows"
+            )
+        self.words = list(words)
+        self.vectors = matrix
+        self.index = {}
+        for i, word in enumerate(self.words):
+            if not isinstance(word, str) or not word:
+                raise ValueError(f"word {i} is {word!r}; words must be non-empty strings")
+            if word in self.index:
+                raise ValueError(f"duplicate word {word!r} at rows {self.index[word]} and {i}")
+            self.index[word] = i
+        self._unit: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.index
+
+    def __getitem__(self, word: str) -> np.ndarray:
+        return self.vectors[self.row(word)]
+
+    def __repr__(self) -> str:
+        return f"WordVectors({len(self)} words, dim={self.dim})"
+
+    @property
+    def dim(self) -> int:
+        """Number of components of each vector."""
+        return self.vectors.shape[1]
+
+    @property
+    def unit(self) -> np.ndarray:
+        """The vectors scaled to unit length, shape ``(n, dim)`` (zero rows stay zero)."""
+        if self._unit is None:
+            norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
+            self._unit = self.vectors / np.maximum(norms, 1e-12)
+        return self._unit
+
+    def row(self, word: str) -> int:
+        """Row index of ``word``; raises :class:`UnknownWordError` naming it if absent."""
+        try:
+            return self.index[word]
+        except KeyError:
+            raise UnknownWordError(
+                f"unknown word {word!r}: not among the {len(self)} words of these vectors"
+            ) from None
+
+    def rows(self, words: Iterable[str]) -> list[int]:
+        """Row indices of ``words``; the error names every unknown word at once."""
+        words = list(words)
+        missing = [w for w in words if w not in self.index]
+        if missing:
+            names = ", ".join(repr(w) for w in missing)
+            raise UnknownWordError(
+                f"unknown word{'s' if len(missing) > 1 else ''} {names}: "
+                f"not among the {len(self)} words of these vectors"
+            )
+        return [self.index[w] for w in words]
+
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of the vectors of words ``a`` and ``b``."""
+        i, j = self.rows([a, b])
+        return float(self.unit[i] @ self.unit[j])
+
+    def most_similar(
+        self,
+        query: str | np.ndarray,
+        k: int = 10,
+        *,
+        exclude: Iterable[str] = (),
+    ) -> list[tuple[str, float]]:
+        """The ``k`` words whose vectors have the highest cosine with ``query``.
+
+        Args:
+            query: a word (itself excluded from the answers) or a vector of shape ``(dim,)``.
+            k: number of answers.
+            exclude: words never returned.
+
+        Returns:
+            ``(word, cosine)`` pairs, best first.
+        """
+        excluded = self.rows(exclude)
+        if isinstance(query, str):
+            excluded.append(self.row(query))
+            target = self.unit[self.index[query]]
+        else:
+            target = np.asarray(query, dtype=np.float32)
+            if target.shape != (self.dim,):
+                raise ValueError(f"query vector has shape {target.shape}, expected ({self.dim},)")
+            target = target / max(float(np.linalg.norm(target)), 1e-12)
+        scores = self.unit @ target  # (n,)
+        return self._top(scores, k, excluded)
+
+    def analogy(
+        self, a: str, b: str, c: str, k: int = 1, *, method: str = "3cosadd"
+    ) -> list[tuple[str, float]]:
+        """Answers to "``a`` is to ``b`` as ``c`` is to ?", best first, never ``a``, ``b`` or ``c``.
+
+        ``3cosadd`` ranks words ``x`` by ``cos(x, b - a + c)`` (Mikolov et al. 2013);
+        ``3cosmul`` by ``cos'(x, b) * cos'(x, c) / (cos'(x, a) + 0.001)`` with cosines shifted to
+        ``[0, 1]`` as ``cos' = (cos + 1) / 2`` (Levy & Goldberg 2014).
+        """
+        rows = self.rows([a, b, c])
+        scores = analogy_scores(self.unit, np.array([rows]), method=method)[0]
+        return self._top(scores, k, rows)
+
+    def _top(self, scores: np.ndarray, k: int, excluded: Sequence[int]) -> list[tuple[str, float]]:
+        if k < 1:
+            raise ValueError(f"k must be a positive number of answers, got {k}")
+        scores = scores.copy()
+        scores[list(excluded)] = -np.inf
+        k = min(k, len(scores) - len(set(excluded)))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.words[i], float(scores[i])) for i in top]
+
+    def lowercased(self) -> WordVectors:
+        """Vectors keyed by lowercased words; of several case variants the first row wins.
+
+        Rows of trained vectors are most frequent first, so each lowercased word gets the vector
+        of its most frequent spelling (the convention of gensim's ``case_insensitive``).
+        """
+        keep: dict[str, int] = {}
+        for i, word in enumerate(self.words):
+            keep.setdefault(word.lower(), i)
+        return WordVectors(list(keep), self.vectors[list(keep.values())])
+
+    # ----------------------------------------------------------------------------- files
+
+    def save(self, path: str | os.PathLike, *, format: str = "word2vec") -> None:
+        """Write the vectors to ``path`` in ``format`` (one of ``FORMATS``).
+
+        Text formats write each number with 9 significant digits, enough to read back the same
+        float32 values.
+        """
+        if format not in FORMATS:
+            raise ValueError(f"unknown vector format {format!r}; expected one of {FORMATS}")
+        for word in self.words:
+            if " " in word or "\n" in word:
+                raise ValueError(
+                    f"word {word!r} contains a space or newline, which vector files cannot hold"
+                )
+        header = f"{len(self)} {self.dim}\n".encode()
+        with open(path, "wb") as f:
+            if format != "glove":
+                f.write(header)
+            if format == "word2vec-binary":
+                values = self.vectors.astype("<f4")
+                for word, row in zip(self.words, values):
+                    f.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
+                return
+            for word, row in zip(self.words, self.vectors):
+                numbers = " ".join(f"{x:.9g}" for x in row.tolist())
+                f.write(f"{word} {numbers}\n".encode())
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, format: str | None = None, encoding: str = "utf-8"
+    ) -> WordVectors:
+        """Read vectors from ``path``; ``format=None`` detects the format from the content.
+
+        Raises:
+            DataError: the file is empty or malformed; the message gives the line (or, in the
+                binary format, the record) and what was wrong.
+        """
+        if format is not None and format not in FORMATS:
+            raise ValueError(f"unknown vector format {format!r}; expected one of {FORMATS}")
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data.strip():
+            raise DataError(f"{path}: empty vector file")
+        format = format or detect_format(data)
+        if format == "word2vec-binary":
+            words, matrix = _parse_binary(data, path, encoding)
+        else:
+            words, matrix = _parse_text(data, path, encoding, header=format == "word2vec")
+        return cls(words, matrix)
+
+
+def analogy_scores(
+    unit: np.ndarray, questions: np.ndarray, *, method: str = "3cosadd"
+) -> np.ndarray:
+    """Scores of every word as the answer to each question ``(a, b, c)``, shape ``(Q, n)``.
+
+    Args:
+        unit: unit-length vectors, shape ``(n, dim)``.
+        questions: row indices ``(a, b, c)``, shape ``(Q, 3)``.
+        method: ``"3cosadd"`` or ``"3cosmul"`` (see :meth:`WordVectors.analogy`).
+    """
+    if method not in ANALOGY_METHODS:
+        raise ValueError(f"unknown analogy method {method!r}; expected one of {ANALOGY_METHODS}")
+    a, b, c = unit[questions[:, 0]], unit[questions[:, 1]], unit[questions[:, 2]]  # (Q, dim)
+    if method == "3cosadd":
+        target = b - a + c
+        target /= np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+        return target @ unit.T
+    cos_a, cos_b, cos_c = ((m @ unit.T + 1.0) / 2.0 for m in (a, b, c))  # (Q, n), in [0, 1]
+    return cos_b * cos_c / (cos_a + 1e-3)
+
+
+def detect_format(data: bytes) -> str:
+    """``"word2vec"``, ``"word2vec-binary"`` or ``"glove"``, judged from a file's content.
+
+    A first line of two integers is a word2vec header; the file is text if the next line splits
+    into a word and numbers (how many is checked when parsing), binary otherwise. Anything else
+    is GloVe.
+    """
+    first, _, rest = data.partition(b"\n")
+    parts = first.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return "glove"
+    second = rest.partition(b"\n")[0].rstrip(b"\r ").split(b" ")
+    try:
+        [float(x) for x in second[1:]]
+    except ValueError:
+        return "word2vec-binary"
+    return "word2vec" if len(second) > 1 else "word2vec-binary"
+
+
+def _parse_text(
+    data: bytes, path: str | os.PathLike, encoding: str, *, header: bool
+) -> tuple[list[str], np.ndarray]:
+    lines = data.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
+    count = dim = None
+    start = 0
+    if header:
+        count, dim = _parse_header(lines[0], path)
+        start = 1
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    for number, raw in enumerate(lines[start:], start=start + 1):
+        try:
+            line = raw.decode(encoding).rstrip("\r ")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}, line {number}: not valid {encoding} text ({exc.reason}); "
+                "pass the file's encoding"
+            ) from None
+        word, *values = line.split(" ")
+        if not word or not values:
+            raise DataError(f"{path}, line {number}: expected a word and its numbers, got {line!r}")
+        if dim is None:
+            dim = len(values)
+        if len(values) != dim:
+            raise DataError(
+                f"{path}, line {number}: mismatched dimensions: {word!r} has {len(values)} "
+                f"values, expected {dim}"
+            )
+        try:
+            rows.append(np.array(values, dtype=np.float32))
+        except ValueError:
+            raise DataError(f"{path}, line {number}: a value of {word!r} is not a number") from None
+        words.append(word)
+    if count is not None and count != len(words):
+        raise DataError(f"{path}: header says {count} words but the file has {len(words)}")
+    return _deduplicate(words, rows, path, dim or 0)
+
+
+def _parse_binary(
+    data: bytes, path: str | os.PathLike, encoding: str
+) -> tuple[list[str], np.ndarray]:
+    first, _, _ = data.partition(b"\n")
+    count, dim = _parse_header(first, path)
+    pos = len(first) + 1
+    size = 4 * dim
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    for record in range(1, count + 1):
+        while pos < len(data) and data[pos : pos + 1] == b"\n":
+            pos += 1
+        end = data.find(b" ", pos)
+        if end < 0 or end + 1 + size > len(data):
+            raise DataError(
+                f"{path}: binary record {record} of {count} is truncated; the header promises "
+                f"{count} vectors of {dim} float32 values"
+            )
+        try:
+            word = data[pos:end].decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}, binary record {record}: word is not valid {encoding}"
+            ) from exc
+        if not word:
+            raise DataError(f"{path}, binary record {record}: empty word")
+        words.append(word)
+        rows.append(np.frombuffer(data, dtype="<f4", count=dim, offset=end + 1))
+        pos = end + 1 + size
+    if data[pos:].strip():
+        raise DataError(
+            f"{path}: data after the {count} records the header promises (mismatched dimensions "
+            f"or word count in the header?)"
+        )
+    return _deduplicate(words, rows, path, dim)
+
+
+def _parse_header(line: bytes, path: str | os.PathLike) -> tuple[int, int]:
+    parts = line.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise DataError(f"{path}, line 1: expected a header '<words> <dim>', got {line[:80]!r}")
+    count, dim = int(parts[0]), int(parts[1])
+    if dim < 1:
+        raise DataError(f"{path}, line 1: the header gives dimension {dim}; expected at least 1")
+    return count, dim
+
+
+def _deduplicate(
+    words: list[str], rows: list[np.ndarray], path: str | os.PathLike, dim: int
+) -> tuple[list[str], np.ndarray]:
+    matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    if len(set(words)) == len(words):
+        return words, matrix
+    first: dict[str, int] = {}
+    for i, word in enumerate(words):
+        first.setdefault(word, i)
+    logger.warning(
+        "%s: %d duplicate words; keeping the first of each", path, len(words) - len(first)
+    )
+    return list(first), matrix[list(first.values())]

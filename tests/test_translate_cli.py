@@ -1,0 +1,199 @@
+import io
+import json
+import random
+
+import pytest
+import torch
+
+from rnnkit import cli
+from rnnkit.checkpoint import RunDir
+from rnnkit.data.tokenize import Vocab
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.translation import SPECIALS, DataConfig, bucketed_batches
+from rnnkit.translator import Translator
+
+WORDS = ["red", "green", "blue", "cat", "dog", "big", "small", "file", "open", "read"]
+TINY = ["--hidden-size", "16", "--embedding-dim", "8", "--quiet", "--min-freq", "1"]
+
+
+def write_corpus(path, n=400, seed=0):
+    """A tiny parallel corpus: words and a placeholder -> the same reversed, words upper-cased."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = rng.choices(WORDS, k=rng.randint(2, 5)) + ["%d"]
+        target = [w if w.startswith("%") else w.upper() for w in reversed(words)]
+        lines.append(" ".join(words) + "\t" + " ".join(target))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("translate")
+    corpus = write_corpus(root / "pairs.tsv")
+    out = root / "run"
+    code = cli.main(
+        ["translate", "train", "--data", str(corpus), "--out", str(out), "--max-steps", "6"] + TINY
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_run(trained_run, capsys):
+    for name in ("run.json", "config.json", "vocab.json", "model.safetensors", "metrics.jsonl"):
+        assert (trained_run / name).is_file(), name
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"]["attention"] == "additive"
+    assert config["model"]["input_feeding"] is False
+    assert config["model"]["hidden_size"] == 16
+    assert config["translate"]["label_smoothing"] == 0.1
+
+
+def test_run_translates_arguments_and_stdin(trained_run, capsys, monkeypatch):
+    assert cli.main(["translate", "run", str(trained_run), "red cat", "dog %d"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO("red cat\n\nblue dog\n"))
+    assert cli.main(["translate", "run", str(trained_run), "--beam", "3", "--n-best", "2"]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert len(blocks[0].splitlines()) == 2  # two ranked candidates for the first line
+    rank, score, _ = blocks[0].splitlines()[0].split("\t")
+    assert rank == "1" and float(score) <= 0.0
+
+
+def test_run_accepts_texts_after_options(trained_run, capsys):
+    assert cli.main(["translate", "run", str(trained_run), "red cat"]) == 0
+    before = capsys.readouterr().out
+    assert cli.main(["translate", "run", str(trained_run), "--beam", "1", "red", "cat"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # "red" and "cat" are two texts, both translated
+    assert cli.main(["translate", "run", str(trained_run), "--beam", "1", "red cat"]) == 0
+    assert capsys.readouterr().out == before
+    with pytest.raises(SystemExit):
+        cli.main(["translate", "eval", str(trained_run), "stray"])
+
+
+def test_eval_json_has_scores(trained_run, capsys):
+    assert cli.main(["translate", "eval", str(trained_run), "--beam", "2", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["split"] == "test" and scores["beam_size"] == 2 and scores["sentences"] > 0
+    assert 0.0 <= scores["bleu"] <= 100.0 and 0.0 <= scores["chrf"] <= 100.0
+    assert scores["placeholders_kept_reference"] == 1.0  # every reference keeps its %d
+    assert cli.main(["translate", "eval", str(trained_run), "--split", "valid"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("valid: ") and "BLEU  " in out and "chrF  " in out
+
+
+def test_attention_writes_a_png(trained_run, tmp_path, capsys):
+    png = tmp_path / "attention.png"
+    argv = ["translate", "attention", str(trained_run), "red cat dog", "--out", str(png)]
+    assert cli.main(argv) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
+def test_resume_continues_the_run(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "pairs.tsv", n=200)
+    out = tmp_path / "run"
+    first = ["--data", str(corpus), "--out", str(out), "--max-steps", "2", "--attention", "none"]
+    assert cli.main(["translate", "train"] + first + TINY) == 0
+    assert (
+        cli.main(["translate", "train", "--resume", str(out), "--max-steps", "4", "--quiet"]) == 0
+    )
+    summary = json.loads((out / "trainer.json").read_text())
+    assert summary["step"] == 4
+    capsys.readouterr()
+    err = error_line(capsys, ["translate", "attention", str(out), "red", "--out", "x.png"])
+    assert "trained with --attention none" in err
+
+
+def error_line(capsys, argv):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rnnkit: error: ")
+    return err
+
+
+def test_bad_corpus_is_a_one_line_error(tmp_path, capsys):
+    missing = tmp_path / "missing.tsv"
+    err = error_line(capsys, ["translate", "train", "--data", str(missing), "--out", "x"])
+    assert "does not exist" in err
+    empty = tmp_path / "empty.po"
+    empty.write_text("")
+    err = error_line(capsys, ["translate", "train", "--data", str(empty), "--out", "x"])
+    assert "holds no translated sentence pairs" in err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("one\tun\ntwo deux\n")
+    err = error_line(capsys, ["translate", "train", "--data", str(bad), "--out", "x"])
+    assert "bad.tsv:2:" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_source_and_foreign_run_dir_are_one_line_errors(trained_run, tmp_path, capsys):
+    err = error_line(capsys, ["translate", "run", str(trained_run), "zzz qqq"])
+    assert "no token of 'zzz qqq' is in the model's source vocabulary" in err
+    RunDir.create(tmp_path / "lm_run", task="lm")
+    err = error_line(capsys, ["translate", "eval", str(tmp_path / "lm_run")])
+    assert "is a 'lm' run, not a 'translate' run" in err
+    err = error_line(capsys, ["translate", "run", str(tmp_path / "nothing"), "red"])
+    assert "no run directory" in err
+
+
+def test_bucketed_batches_cover_everything_once_and_group_lengths():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 50) for _ in range(1000)]
+    batches = bucketed_batches(lengths, 10, seed=3, epoch=1)
+    flat = sorted(i for batch in batches for i in batch)
+    assert flat == list(range(1000))
+    assert batches == bucketed_batches(lengths, 10, seed=3, epoch=1)
+    assert batches != bucketed_batches(lengths, 10, seed=3, epoch=2)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
+    assert spread / len(batches) < 5  # random batches of 10 would spread about 40
+
+
+def test_unknown_outputs_are_replaced_by_the_most_attended_source_token():
+    torch.manual_seed(0)
+    source = Vocab(["alpha", "beta", "gamma"], specials=SPECIALS)
+    target = Vocab(["x"], specials=SPECIALS)
+    model = Seq2Seq(Seq2SeqConfig(len(source), len(target), embedding_dim=8, hidden_size=8))
+    with torch.no_grad():
+        model.output.bias[target.unk_index] = 100.0  # always write <unk>
+    translator = Translator(model, source, target, DataConfig(max_len=3))
+    text = "alpha gamma beta"
+    plain = translator.translate([text], replace_unknown=False)[0][0]
+    assert set(plain.tokens) == {"<unk>"}
+    replaced = translator.translate([text])[0][0]
+    src, lengths = translator.encode([text])
+    ids = torch.tensor([[target.bos_index] + [target.unk_index] * (len(plain.tokens) - 1)])
+    weights = model.align(src, lengths, ids)[0]
+    expected = [text.split()[int(w.argmax())] for w in weights]
+    assert replaced.tokens == expected
+
+
+def test_pretrained_frozen_source_embeddings_are_loaded_and_kept(tmp_path, capsys):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from rnnkit.embeddings import WordVectors
+
+    corpus = write_corpus(tmp_path / "pairs.tsv", n=200)
+    rng = np.random.default_rng(0)
+    vectors = WordVectors(WORDS, rng.standard_normal((len(WORDS), 6)).astype(np.float32))
+    vectors.save(tmp_path / "vec.txt")
+    out = tmp_path / "run"
+    args = ["translate", "train", "--data", str(corpus), "--out", str(out), "--max-steps", "4"]
+    args += ["--embeddings", str(tmp_path / "vec.txt"), "--freeze-embeddings"]
+    args += ["--hidden-size", "16", "--quiet", "--min-freq", "1"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "source embeddings from word vectors (frozen): 10 of" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["embedding_dim"] == 6  # taken from the vectors
+    assert config["model"]["freeze_src_embedding"] is True
+    assert config["model"]["freeze_tgt_embedding"] is False
+    vocab = Vocab.from_dict(json.loads((out / "vocab.json").read_text())["source"])
+    weights = load_file(out / "model.safetensors")
+    for word in ("red", "file", "open"):
+        row = weights["src_embedding.weight"][vocab.stoi[word]]
+        assert torch.allclose(row, torch.from_numpy(vectors.vectors[vectors.index[word]]))
