@@ -241,3 +241,31 @@ def test_demo_picks_a_free_run_directory(tmp_path, monkeypatch):
     assert free_run_dir("runs/demo") == "runs/demo"  # empty: usable
     (tmp_path / "runs" / "demo" / "run.json").write_text("{}")
     assert free_run_dir("runs/demo") == "runs/demo-2"
+
+
+def test_word_model_starts_from_frozen_word_vectors(tmp_path, capsys):
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from rnnkit.data import Vocab
+    from rnnkit.embeddings import WordVectors
+
+    data = corpus(tmp_path)
+    words = ["to", "be", "or", "not", "that", "is"]  # "the", "question" have no vector
+    vectors = WordVectors(words, np.random.default_rng(0).standard_normal((6, 5)).astype("f4"))
+    vectors.save(tmp_path / "vec.txt")
+    out = tmp_path / "run"
+    argv = ["lm", "train", "--data", data, "--out", out, "--level", "word", "--max-steps", 6]
+    argv += ["--hidden", 16, "--layers", 1, "--bptt", 8, "--batch-size", 4, "--quiet"]
+    argv += ["--embeddings", tmp_path / "vec.txt", "--freeze-embeddings", "--eval-every", 3]
+    code, out_text, err = run(argv, capsys)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["embedding_dim"] == 5  # the vectors' size
+    assert config["model"]["freeze_embedding"] is True
+    vocab = Vocab.load(out / "vocab.json")
+    embedding = load_file(out / "model.safetensors")["embedding.weight"]
+    for word in words:
+        expected = torch.from_numpy(vectors.vectors[vectors.index[word]])
+        assert torch.equal(embedding[vocab.stoi[word]], expected), word  # loaded, then kept

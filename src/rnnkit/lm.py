@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from rnnkit.checkpoint import RunDir, load_model_weights
 from rnnkit.data import UNK, Tokenizer, Vocab, get_tokenizer, load_corpus, split_text
 from rnnkit.data.batching import as_tensor, batchify, check_long_enough, get_window, num_windows
+from rnnkit.embeddings.vectors import WordVectors
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.models.lm import LMConfig, RNNLanguageModel
 from rnnkit.recipes import LMRecipe
@@ -122,6 +123,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    vectors: WordVectors | None = None,
 ) -> TrainResult:
     """Train a language model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -132,6 +134,7 @@ def train(
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bar.
         report: receives one-line progress messages.
+        vectors: the word vectors of ``recipe.embeddings``, if the caller has loaded them already.
     """
     if resume:
         run = RunDir.open(out, TASK, require=["config.json", "vocab.json", CHECKPOINT])
@@ -168,6 +171,14 @@ def train(
         run.write_json("config.json", config)
     torch.manual_seed(train_config.seed)  # the initial weights
     model = RNNLanguageModel(model_config)
+    if recipe.embeddings and not resume:  # a resumed run has them in its checkpoint
+        from rnnkit.embeddings.pretrained import load_into_embedding
+
+        vectors = vectors or WordVectors.load(recipe.embeddings)
+        coverage = load_into_embedding(
+            model.embedding, vocab.itos, vectors, freeze=recipe.freeze_embeddings
+        )
+        (report or logger.info)(f"embeddings from {recipe.embeddings}: {coverage}")
     logger.info("language model: %d parameters", sum(p.numel() for p in model.parameters()))
     trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report)
     return trainer.fit(resume=resume)

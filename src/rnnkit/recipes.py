@@ -31,6 +31,8 @@ class LMRecipe:
     dropout: float = 0.0  # dropout (embeddings, between layers, output)
     tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto" (faster)
+    embeddings: str | None = None  # word-vector file that starts the embedding layer
+    freeze_embeddings: bool = False  # keep those pretrained embeddings fixed
     bptt: int = 100  # truncated-BPTT window length (tokens)
     batch_size: int = 32  # parallel streams (batch columns)
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -58,6 +60,7 @@ class LMRecipe:
             dropout=self.dropout,
             tie_weights=self.tie_weights,
             impl=self.impl,
+            freeze_embedding=self.freeze_embeddings and self.embeddings is not None,
         )
 
     def train_config(self) -> Any:

@@ -17,6 +17,8 @@ import json
 import sys
 from typing import Any
 
+from rnnkit.commands.embed import add_pretrained_arguments, load_pretrained
+
 
 def _recipe_defaults() -> Any:
     from rnnkit.recipes import LMRecipe
@@ -39,13 +41,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=d.cell)
     model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
     model.add_argument("--hidden", type=int, default=d.hidden_size, help="hidden state size")
-    model.add_argument("--embedding", type=int, default=d.embedding_dim, help="embedding size")
+    model.add_argument(
+        "--embedding",
+        type=int,
+        help=f"embedding size (default: the word vectors' size, else {d.embedding_dim})",
+    )
     model.add_argument("--dropout", type=float, default=d.dropout)
     model.add_argument("--tie-weights", action="store_true", help="share input/output embeddings")
     model.add_argument(
         "--impl", choices=["auto", "rnnkit", "torch"], default=d.impl,
         help="recurrent kernels: rnnkit's own, PyTorch's fused operator, or auto (the faster)",
     )  # fmt: skip
+    add_pretrained_arguments(parser.add_argument_group("pretrained word vectors"))
     train = parser.add_argument_group("training")
     train.add_argument("--bptt", type=int, default=d.bptt, help="truncated-BPTT window (tokens)")
     train.add_argument("--batch-size", type=int, default=d.batch_size, help="parallel streams")
@@ -75,8 +82,9 @@ def add_budget_arguments(group: Any) -> None:
     )
 
 
-def recipe_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`rnnkit.recipes.LMRecipe` the parsed options describe."""
+def recipe_from_args(args: argparse.Namespace, vectors: Any = None) -> Any:
+    """The :class:`rnnkit.recipes.LMRecipe` the parsed options describe (``vectors``: the loaded
+    ``--embeddings`` file, whose size is the default embedding size)."""
     from rnnkit.recipes import LMRecipe
 
     budget = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
@@ -84,7 +92,9 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
         budget["max_minutes"] = LMRecipe().max_minutes
     recipe = LMRecipe(
         data=args.data, encoding=args.encoding, level=args.level, cell=args.cell,
-        embedding_dim=args.embedding, hidden_size=args.hidden, num_layers=args.layers,
+        embedding_dim=args.embedding or (vectors.dim if vectors else LMRecipe().embedding_dim),
+        embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings,
+        hidden_size=args.hidden, num_layers=args.layers,
         dropout=args.dropout, tie_weights=args.tie_weights, impl=args.impl, bptt=args.bptt,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
@@ -124,11 +134,18 @@ def run_training(args: argparse.Namespace, out: str, *, resume: bool) -> tuple[i
         )
         if v is not None
     }
-    recipe = None if resume else recipe_from_args(args)
+    vectors = None if resume else load_pretrained(args.embeddings)
+    recipe = None if resume else recipe_from_args(args, vectors)
     report(f"{'resuming' if resume else 'training'} into {out} ...")
     try:
         result = lm.train(
-            out, recipe=recipe, resume=resume, budget=budget, quiet=args.quiet, report=report
+            out,
+            recipe=recipe,
+            resume=resume,
+            budget=budget,
+            quiet=args.quiet,
+            report=report,
+            vectors=vectors,
         )
     except TrainingInterrupted as exc:
         print(f"rnnkit: {exc}", file=sys.stderr)

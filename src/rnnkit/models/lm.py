@@ -40,6 +40,7 @@ class LMConfig:
     dropout: float = 0.0  # dropout on embeddings, between layers and before the output layer
     tie_weights: bool = False  # output layer shares the embedding matrix (Press & Wolf 2016)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit" (own BPTT), "torch" (fused op) or "auto"
+    freeze_embedding: bool = False  # keep the embedding matrix fixed (pretrained word vectors)
 
     def __post_init__(self) -> None:
         if self.cell not in RECURRENT_LAYERS:
@@ -90,6 +91,8 @@ class RNNLanguageModel(nn.Module):
         self.config = config
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        # Frozen pretrained vectors; with tie_weights the output layer shares (and keeps) them.
+        self.embedding.weight.requires_grad_(not c.freeze_embedding)
         self.dropout = nn.Dropout(c.dropout)
         # Dropout between layers is the recurrent layer's own (torch.nn semantics).
         layer_dropout = c.dropout if c.num_layers > 1 else 0.0
