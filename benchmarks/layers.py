@@ -30,7 +30,9 @@ import rnnkit.nn as rnn  # noqa: E402
 SHAPES = {"large": (100, 64, 512, 512), "small": (50, 16, 128, 128), "batch1": (32, 1, 256, 512)}
 FLOPS_PER_TOKEN = {"LSTM": 8, "GRU": 6, "RNN": 2}  # times H * (I + H)
 MODES = ("fwd", "fwd+bwd", "infer")
-IMPLS = ("rnnkit", "torch", "torch-nodnn")  # torch-nodnn: torch.nn with oneDNN disabled
+# rnnkit: own kernels (time loop in C when it builds); rnnkit-pytorch: own kernels, time loop in
+# PyTorch; torch: torch.nn (oneDNN on); torch-nodnn: torch.nn with oneDNN disabled.
+IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "torch-nodnn")
 
 
 def _timed(fn, device) -> float:
@@ -74,17 +76,28 @@ def matmul_gflops(device, dtype, warmup: int, repeats: int) -> float:
     return 2 * 6400 * 512 * 2048 / ms / 1e6
 
 
+def _models(ours_cls, torch_cls, args, kw) -> dict:
+    """One model per implementation, all with the same weights."""
+    theirs = torch_cls(*args, **kw)
+    models = {}
+    for impl in IMPLS:
+        if impl.startswith("rnnkit"):
+            models[impl] = ours_cls(*args, impl=impl, **kw)
+            models[impl].load_state_dict(theirs.state_dict())
+        else:
+            models[impl] = theirs
+    return models
+
+
 def layer_fns(kind: str, shape, device, dtype) -> dict[tuple[str, str], object]:
     """Closures running each (implementation, mode) once on the same weights and input."""
     steps, batch, inp, hidden = shape
     cls = {"LSTM": rnn.LSTM, "GRU": rnn.GRU, "RNN": rnn.RNN}[kind]
-    ours = cls(inp, hidden, device=device, dtype=dtype)
-    theirs = getattr(torch.nn, kind)(inp, hidden, device=device, dtype=dtype)
-    theirs.load_state_dict(ours.state_dict())
+    kw = {"device": device, "dtype": dtype}
+    models = _models(cls, getattr(torch.nn, kind), (inp, hidden), kw)
     x = torch.randn(steps, batch, inp, device=device, dtype=dtype, requires_grad=True)
     fns = {}
-    for impl in IMPLS:
-        model = ours if impl == "rnnkit" else theirs
+    for impl, model in models.items():
 
         def fwd(model=model):
             model(x)
@@ -106,13 +119,11 @@ def layer_fns(kind: str, shape, device, dtype) -> dict[tuple[str, str], object]:
 
 def generation_fns(device, dtype, steps: int = 100) -> dict[str, object]:
     """``steps`` single-token steps through a 2-layer 512 LSTM, carrying the state, no grad."""
-    ours = rnn.LSTM(512, 512, num_layers=2, device=device, dtype=dtype)
-    theirs = torch.nn.LSTM(512, 512, num_layers=2, device=device, dtype=dtype)
-    theirs.load_state_dict(ours.state_dict())
+    kw = {"num_layers": 2, "device": device, "dtype": dtype}
+    models = _models(rnn.LSTM, torch.nn.LSTM, (512, 512), kw)
     x = torch.randn(1, 1, 512, device=device, dtype=dtype)
     fns = {}
-    for impl in IMPLS:
-        model = ours if impl == "rnnkit" else theirs
+    for impl, model in models.items():
 
         def run(model=model):
             state = None
@@ -149,8 +160,8 @@ def main(argv=None) -> int:
     rows = []
     head = f"{'layer':5} {'T,B,I,H':>14} {'mode':8}"
     for impl in IMPLS:
-        head += f" {impl + ' ms':>15} {'GF/s':>6} {'%mm':>4}"
-    head += f" {'vs torch':>8} {'vs nodnn':>8}"
+        head += f" {impl + ' ms':>17} {'GF/s':>6} {'%mm':>4}"
+    head += f" {'vs torch':>8} {'vs nodnn':>8}"  # rnnkit's speed relative to torch.nn's
     print(head)
     for kind in args.kinds.split(","):
         for shape_name in args.shapes.split(","):
@@ -169,8 +180,8 @@ def main(argv=None) -> int:
                          "H": hidden, "mode": mode, "impl": impl, "ms": t, "gflops": gflops,
                          "share_of_matmul": gflops / peak}
                     )  # fmt: skip
-                    line += f" {t:15.2f} {gflops:6.1f} {100 * gflops / peak:4.0f}"
-                for impl in IMPLS[1:]:
+                    line += f" {t:17.2f} {gflops:6.1f} {100 * gflops / peak:4.0f}"
+                for impl in ("torch", "torch-nodnn"):
                     line += f" {ms[(impl, mode)] / ms[('rnnkit', mode)]:7.2f}x"
                 print(line, flush=True)
     steps = 100

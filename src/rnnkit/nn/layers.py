@@ -7,9 +7,11 @@ output format. Constructor arguments, parameter names (``weight_ih_l{k}[_reverse
 gate order and initialisation are torch.nn's, so ``load_state_dict`` works in both directions.
 
 ``impl=`` chooses the implementation: ``'rnnkit'`` (default) runs rnnkit's own kernels and never
-calls PyTorch's recurrent operators; ``'torch'`` calls PyTorch's fused operator (``torch._VF``; on
-the CPU this is oneDNN for the LSTM); ``'auto'`` picks whichever of the two the benchmark in
-``benchmarks/layers.py`` measured faster for the device and shape (see :func:`auto_impl`).
+calls PyTorch's recurrent operators (their time loop runs in C when it could be compiled, see
+:mod:`rnnkit.nn.native`, else in PyTorch); ``'rnnkit-pytorch'`` forces rnnkit's PyTorch time loop;
+``'torch'`` calls PyTorch's fused operator (``torch._VF``; on the CPU this is oneDNN for the
+LSTM); ``'auto'`` picks whichever the benchmark in ``benchmarks/layers.py`` measured faster for
+the device and shape (see :func:`auto_impl`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from rnnkit.nn import native
 from rnnkit.nn.checks import (
     check_dtype,
     check_input,
@@ -31,7 +34,7 @@ from rnnkit.nn.checks import (
 )
 from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
 
-IMPLS = ("rnnkit", "torch", "auto")
+IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
@@ -164,7 +167,11 @@ class RNNBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
-        return s + f", impl={self.impl!r}"
+        s += f", impl={self.impl!r}"
+        if self.impl == "rnnkit":
+            loop = "C" if native.available(self.weight_ih_l0) else "PyTorch"
+            s += f" (time loop in {loop})"
+        return s
 
     def _impl_for(self, device: torch.device) -> str:
         if self.impl == "auto":
@@ -201,7 +208,7 @@ class RNNBase(nn.Module):
         if self._impl_for(data.device) == "torch":
             out, finals = self._run_torch(data, sizes, states, input)
         else:
-            out, finals = self._run_rnnkit(data, sizes, states)
+            out, finals = self._run_rnnkit(data, sizes, states, self.impl != "rnnkit-pytorch")
         if unsorted_idx is not None:
             finals = [f.index_select(1, unsorted_idx) for f in finals]
         if isinstance(input, PackedSequence):
@@ -251,7 +258,7 @@ class RNNBase(nn.Module):
         return [getattr(self, n + suffix, None) for n in names]
 
     def _run_rnnkit(
-        self, data: Tensor, sizes: list[int], states: list[Tensor]
+        self, data: Tensor, sizes: list[int], states: list[Tensor], use_c: bool
     ) -> tuple[Tensor, list[Tensor]]:
         finals: list[list[Tensor]] = [[] for _ in states]
         for layer in range(self.num_layers):
@@ -263,14 +270,16 @@ class RNNBase(nn.Module):
                 reverse = direction == 1
                 if self.mode == "LSTM":
                     y, *fin = LSTMFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse
+                        data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
                     )
                 elif self.mode == "GRU":
-                    y, *fin = GRUFunction.apply(data, *init, w_ih, w_hh, b_ih, b_hh, sizes, reverse)
+                    y, *fin = GRUFunction.apply(
+                        data, *init, w_ih, w_hh, b_ih, b_hh, sizes, reverse, use_c
+                    )
                 else:
                     relu = self.mode == "RNN_RELU"
                     y, *fin = RNNFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse
+                        data, *init, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, use_c
                     )
                 outs.append(y)
                 for acc, f in zip(finals, fin):
@@ -306,7 +315,8 @@ _LAYER_DOC = """
         batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
         dropout: dropout probability on the outputs of every layer but the last (training only).
         bidirectional: run a second, time-reversed direction and concatenate its output.
-        impl: ``'rnnkit'`` (own kernels), ``'torch'`` (PyTorch's operator) or ``'auto'``.
+        impl: ``'rnnkit'`` (own kernels), ``'rnnkit-pytorch'`` (own kernels, time loop in
+            PyTorch), ``'torch'`` (PyTorch's operator) or ``'auto'``.
 
     Inputs: ``input``, ``{hx}``
         - input: ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, unbatched ``(T, I)``, or a
