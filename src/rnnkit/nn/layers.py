@@ -38,17 +38,15 @@ IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
-def auto_impl(mode: str, device: torch.device, training: bool) -> str:
+def auto_impl(device: torch.device) -> str:
     """The implementation ``impl='auto'`` runs: the one ``benchmarks/layers.py`` measured faster.
 
-    On the CPU, rnnkit's kernels are used everywhere except LSTM inference (no gradient needed),
-    where torch's oneDNN kernel was faster; on CUDA, torch's cuDNN kernels are used.
+    On the CPU that is rnnkit's kernels with the C time loop, for every layer type and shape class
+    measured (training and inference, batch 1 to 64; see ``benchmarks/README.md``); on other
+    devices (CUDA) it is torch's fused operator (cuDNN), as rnnkit's time loop runs step by step
+    from Python there.
     """
-    if device.type == "cuda":
-        return "torch"
-    if mode == "LSTM" and not training:
-        return "torch"
-    return "rnnkit"
+    return "rnnkit" if device.type == "cpu" else "torch"
 
 
 class RNNBase(nn.Module):
@@ -167,16 +165,19 @@ class RNNBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        # Say what runs: for 'auto' the resolved choice, for rnnkit's kernels where the loop runs.
+        weight = self.weight_ih_l0
+        runs = self._impl_for(weight.device)
         s += f", impl={self.impl!r}"
-        if self.impl == "rnnkit":
-            loop = "C" if native.available(self.weight_ih_l0) else "PyTorch"
-            s += f" (time loop in {loop})"
+        if self.impl == "auto":
+            s += f" ({runs} on {weight.device.type})"
+        if runs.startswith("rnnkit"):
+            c_loop = runs == "rnnkit" and native.available(weight)
+            s += f" (time loop in {'C' if c_loop else 'PyTorch'})"
         return s
 
     def _impl_for(self, device: torch.device) -> str:
-        if self.impl == "auto":
-            return auto_impl(self.mode, device, self.training and torch.is_grad_enabled())
-        return self.impl
+        return auto_impl(device) if self.impl == "auto" else self.impl
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple | None = None) -> tuple:
         name = type(self).__name__

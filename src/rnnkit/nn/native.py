@@ -67,23 +67,22 @@ def _build(dtype: torch.dtype) -> Path:
 
 
 @functools.cache
-def _gemm_address(symbol: str) -> int | None:
-    """Address of torch's BLAS routine (``sgemm_``/``dgemm_``), or None if it is not exported."""
+def _torch_symbol(symbol: str) -> ctypes._CFuncPtr | None:
+    """A C function exported by torch's ``libtorch_cpu`` (its BLAS), or None."""
     lib_dir = Path(torch.__file__).parent / "lib"
     for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
         if (lib_dir / name).exists():
             try:
-                function = getattr(ctypes.CDLL(str(lib_dir / name)), symbol)
+                return getattr(ctypes.CDLL(str(lib_dir / name)), symbol)
             except (OSError, AttributeError):
                 return None
-            return ctypes.cast(function, ctypes.c_void_p).value
     return None
 
 
 @functools.cache
 def _library(dtype: torch.dtype) -> tuple[ctypes.CDLL, int] | None:
     """The compiled loops for ``dtype`` and the BLAS address, or None when unavailable."""
-    gemm = _gemm_address(_TYPES[dtype][2])
+    gemm = _torch_symbol(_TYPES[dtype][2])
     if gemm is None:
         log.info("torch exports no %s; using the PyTorch loops", _TYPES[dtype][2])
         return None
@@ -92,7 +91,7 @@ def _library(dtype: torch.dtype) -> tuple[ctypes.CDLL, int] | None:
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("could not build rnnkit's C loops (%s); using the PyTorch loops", exc)
         return None
-    return lib, gemm
+    return lib, ctypes.cast(gemm, ctypes.c_void_p).value
 
 
 def available(x: Tensor) -> bool:
@@ -100,8 +99,17 @@ def available(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in _TYPES and _library(x.dtype) is not None
 
 
-def _call(name: str, sched: Schedule, *args: object) -> None:
-    """Call ``name(gemm, T, sizes, starts, reverse, *args)``; tensors are passed as pointers."""
+# Below this many floating-point operations per step, the per-step matrix products run on one
+# thread: splitting a small product costs a thread synchronisation per step, which dominates (and
+# stalls badly when other processes share the cores). See benchmarks/README.md.
+SMALL_STEP_FLOPS = 2**24
+
+
+def _call(name: str, sched: Schedule, weight: Tensor, *args: object) -> None:
+    """Call ``name(gemm, T, sizes, starts, reverse, *args)``; tensors are passed as pointers.
+
+    ``weight`` is the recurrent weight, which sets the size of the per-step matrix product.
+    """
     lib, gemm = _library(args_dtype(args))
     steps = len(sched.sizes)
     sizes = (ctypes.c_int * steps)(*sched.sizes)
@@ -115,7 +123,15 @@ def _call(name: str, sched: Schedule, *args: object) -> None:
             converted.append(ctypes.c_void_p(0))
         else:
             converted.append(ctypes.c_int(int(a)))
-    getattr(lib, name)(ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), *converted)
+    set_threads = _torch_symbol("MKL_Set_Num_Threads_Local")  # C interface: int by value
+    small = 2 * sched.batch * weight.numel() < SMALL_STEP_FLOPS and set_threads is not None
+    previous = set_threads(1) if small else 0
+    try:
+        function = getattr(lib, name)
+        function(ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), *converted)
+    finally:
+        if small:
+            set_threads(previous)  # 0 restores torch's (global) setting
 
 
 def args_dtype(args: tuple) -> torch.dtype:
@@ -133,7 +149,7 @@ def lstm_forward(
     c_prev, c, tanh_c = (gates.new_empty(n, hidden) for _ in range(3))
     h_full = gates.new_empty(n, hidden) if w_hr is not None else None
     w_hr = w_hr.contiguous() if w_hr is not None else None
-    _call("lstm_forward", sched, hidden, out, gates, w_hh.contiguous(), w_hr, h_n, c_n,
+    _call("lstm_forward", sched, w_hh, hidden, out, gates, w_hh.contiguous(), w_hr, h_n, c_n,
           h_prev, c_prev, c, tanh_c, h_full, y)  # fmt: skip
     return h_prev, c_prev, c, tanh_c, (y if h_full is None else h_full), y, h_n, c_n
 
@@ -149,8 +165,8 @@ def lstm_backward(
     d_gates = torch.empty_like(gates)
     scratch = gates.new_empty(sched.batch, hidden) if w_hr is not None else None
     w_hr = w_hr.contiguous() if w_hr is not None else None
-    _call("lstm_backward", sched, hidden, out, gates, c_prev, tanh_c, w_hh.contiguous(), w_hr,
-          dh_total, d_gates, scratch, dh, dc)  # fmt: skip
+    _call("lstm_backward", sched, w_hh, hidden, out, gates, c_prev, tanh_c, w_hh.contiguous(),
+          w_hr, dh_total, d_gates, scratch, dh, dc)  # fmt: skip
     return d_gates, dh_total, dh, dc
 
 
@@ -163,7 +179,7 @@ def gru_forward(
     gh = torch.empty_like(gi)
     h_prev, y = gi.new_empty(n, hidden), gi.new_empty(n, hidden)
     b_hh = b_hh.contiguous() if b_hh is not None else None
-    _call("gru_forward", sched, hidden, gi, gh, w_hh.contiguous(), b_hh, h_n, h_prev, y)
+    _call("gru_forward", sched, w_hh, hidden, gi, gh, w_hh.contiguous(), b_hh, h_n, h_prev, y)
     return gh, h_prev, y, h_n
 
 
@@ -173,7 +189,7 @@ def gru_backward(
     """Returns ``(d_gi, d_gh, dh0)``."""
     dh = dh_n.contiguous().clone()
     d_gi, d_gh = torch.empty_like(gi), torch.empty_like(gh)
-    _call("gru_backward", sched, h_prev.shape[1], gi, gh, h_prev, w_hh.contiguous(),
+    _call("gru_backward", sched, w_hh, h_prev.shape[1], gi, gh, h_prev, w_hh.contiguous(),
           dy.contiguous(), d_gi, d_gh, dh)  # fmt: skip
     return d_gi, d_gh, dh
 
@@ -186,7 +202,7 @@ def rnn_forward(
     y = project(x, w_ih, bias)  # (N, H): pre-activations, overwritten with h_t
     h_n = h0.contiguous().clone()
     h_prev = torch.empty_like(y)
-    _call("rnn_forward", sched, h0.shape[1], relu, w_hh.contiguous(), h_n, h_prev, y)
+    _call("rnn_forward", sched, w_hh, h0.shape[1], relu, w_hh.contiguous(), h_n, h_prev, y)
     return h_prev, y, h_n
 
 
@@ -196,5 +212,6 @@ def rnn_backward(
     """Returns ``(d_pre, dh0)``."""
     dh = dh_n.contiguous().clone()
     d_pre = torch.empty_like(y)
-    _call("rnn_backward", sched, y.shape[1], relu, y, w_hh.contiguous(), dy.contiguous(), d_pre, dh)
+    _call("rnn_backward", sched, w_hh, y.shape[1], relu, y, w_hh.contiguous(), dy.contiguous(),
+          d_pre, dh)  # fmt: skip
     return d_pre, dh
