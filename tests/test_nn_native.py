@@ -30,8 +30,17 @@ def test_build_is_cached_and_missing_compiler_falls_back(tmp_path, monkeypatch):
     assert native._library.__wrapped__(torch.float32) is None  # logged, not raised
 
 
+@pytest.fixture
+def two_threads():
+    """Two torch threads, so that the C loops split the batch between two OpenMP threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
-def test_c_and_pytorch_loops_agree_on_packed_bidirectional_input(kind):
+def test_c_and_pytorch_loops_agree_on_packed_bidirectional_input(kind, two_threads):
     torch.manual_seed(5)
     kw = {"num_layers": 2, "bidirectional": True}
     if kind == "LSTM":
@@ -40,10 +49,9 @@ def test_c_and_pytorch_loops_agree_on_packed_bidirectional_input(kind):
     c_loop = cls(4, 6, impl="rnnkit", **kw).double()
     py_loop = cls(4, 6, impl="rnnkit-pytorch", **kw).double()
     py_loop.load_state_dict(c_loop.state_dict())
-    x = torch.randn(7, 5, 4, dtype=torch.float64, requires_grad=True)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(
-        x, torch.tensor([3, 7, 1, 5, 7]), enforce_sorted=False
-    )
+    x = torch.randn(7, 9, 4, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([3, 7, 1, 5, 7, 2, 6, 1, 4])  # batch 9: threads own rows 0-3 and 4-8
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
     grads = []
     for model in (c_loop, py_loop):
         out, _ = model(packed)

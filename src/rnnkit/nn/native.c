@@ -16,6 +16,9 @@
  */
 #include <string.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef REAL real;
 typedef void (*gemm_fn)(const char *, const char *, const int *, const int *, const int *,
@@ -77,6 +80,38 @@ static void steps_setup(int T, const int *sizes, int *starts) {
 }
 
 #define STEP_T(i) (reverse ? T - 1 - (i) : (i))
+
+/* Threads split the batch: one sequence's recurrence never reads another's, so each thread runs
+ * the whole time loop on its own rows [lo, hi) with single-threaded BLAS calls, and the threads
+ * never wait for each other (one parallel region per sequence instead of a barrier per step). */
+#define MIN_ROWS_PER_THREAD 4
+
+static int team_size(int batch) {
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads(), by_rows = batch / MIN_ROWS_PER_THREAD;
+    return threads < by_rows ? threads : (by_rows > 1 ? by_rows : 1);
+#else
+    (void)batch;
+    return 1;
+#endif
+}
+
+static void my_rows(int batch, int *lo, int *hi) {
+#ifdef _OPENMP
+    const int k = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const int k = 0, n = 1;
+#endif
+    *lo = (int)((long)batch * k / n);
+    *hi = (int)((long)batch * (k + 1) / n);
+}
+
+/* Inside the time loop: this thread's rows at step t are r0 .. r0 + b (b <= 0: none). */
+#define MY_STEP(i)                                                                              \
+    const int t = STEP_T(i), b = (sizes[t] < hi ? sizes[t] : hi) - lo, r0 = starts[t] + lo;     \
+    if (b <= 0) continue
+
+#define PARALLEL_ROWS _Pragma("omp parallel num_threads(team_size(sizes[0]))")
 
 /* One row of LSTM gate math: g holds the 4H pre-activations (i f g o) and gets the activations. */
 static void lstm_gates(int H, real *restrict g, const real *restrict cprev, real *restrict c,
@@ -143,17 +178,22 @@ void lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
                   real *g, const real *whh, const real *whr, real *hs, real *cs, real *hp,
                   real *cp, real *c, real *tc, real *hf, real *y) {
     steps_setup(T, sizes, starts);
-    for (int i = 0; i < T; i++) {
-        const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
-        memcpy(hp + (long)r0 * P, hs, sizeof(real) * b * P);
-        memcpy(cp + (long)r0 * H, cs, sizeof(real) * b * H);
-        matmul(gemm, 'T', 4 * H, b, P, whh, hp + (long)r0 * P, 1, g + (long)r0 * 4 * H);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
         real *h_out = whr ? hf : y;
-        for (long row = r0; row < r0 + b; row++)
-            lstm_gates(H, g + row * 4 * H, cp + row * H, c + row * H, tc + row * H, h_out + row * H);
-        if (whr) matmul(gemm, 'T', P, b, H, whr, hf + (long)r0 * H, 0, y + (long)r0 * P);
-        memcpy(hs, y + (long)r0 * P, sizeof(real) * b * P);
-        memcpy(cs, c + (long)r0 * H, sizeof(real) * b * H);
+        for (int i = 0; i < T; i++) {
+            MY_STEP(i);
+            memcpy(hp + (long)r0 * P, hs + (long)lo * P, sizeof(real) * b * P);
+            memcpy(cp + (long)r0 * H, cs + (long)lo * H, sizeof(real) * b * H);
+            matmul(gemm, 'T', 4 * H, b, P, whh, hp + (long)r0 * P, 1, g + (long)r0 * 4 * H);
+            for (long row = r0; row < r0 + b; row++)
+                lstm_gates(H, g + row * 4 * H, cp + row * H, c + row * H, tc + row * H,
+                           h_out + row * H);
+            if (whr) matmul(gemm, 'T', P, b, H, whr, hf + (long)r0 * H, 0, y + (long)r0 * P);
+            memcpy(hs + (long)lo * P, y + (long)r0 * P, sizeof(real) * b * P);
+            memcpy(cs + (long)lo * H, c + (long)r0 * H, sizeof(real) * b * H);
+        }
     }
 }
 
@@ -164,21 +204,26 @@ void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rever
                    const real *g, const real *cp, const real *tc, const real *whh,
                    const real *whr, real *dy, real *dg, real *dhf, real *dh, real *dc) {
     steps_setup(T, sizes, starts);
-    for (int i = T - 1; i >= 0; i--) {
-        const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
-        real *restrict dyt = dy + (long)r0 * P;
-        for (long k = 0; k < (long)b * P; k++) dyt[k] += dh[k];
-        const real *dht = dyt;
-        if (whr) {
-            matmul(gemm, 'N', H, b, P, whr, dyt, 0, dhf);
-            dht = dhf;
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = T - 1; i >= 0; i--) {
+            MY_STEP(i);
+            real *restrict dyt = dy + (long)r0 * P;
+            const real *restrict dhl = dh + (long)lo * P;
+            for (long k = 0; k < (long)b * P; k++) dyt[k] += dhl[k];
+            const real *dht = dyt;
+            if (whr) {
+                matmul(gemm, 'N', H, b, P, whr, dyt, 0, dhf + (long)lo * H);
+                dht = dhf + (long)lo * H;
+            }
+            for (long row = 0; row < b; row++) {
+                const long n = r0 + row;
+                lstm_gates_grad(H, g + n * 4 * H, cp + n * H, tc + n * H, dht + row * H,
+                                dg + n * 4 * H, dc + (lo + row) * H);
+            }
+            matmul(gemm, 'N', P, b, 4 * H, whh, dg + (long)r0 * 4 * H, 0, dh + (long)lo * P);
         }
-        for (long row = 0; row < b; row++) {
-            const long n = r0 + row;
-            lstm_gates_grad(H, g + n * 4 * H, cp + n * H, tc + n * H, dht + row * H,
-                            dg + n * 4 * H, dc + row * H);
-        }
-        matmul(gemm, 'N', P, b, 4 * H, whh, dg + (long)r0 * 4 * H, 0, dh);
     }
 }
 
@@ -188,30 +233,38 @@ void gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
                  real *gi, real *gh, const real *whh, const real *bhh, real *hs, real *hp,
                  real *y) {
     steps_setup(T, sizes, starts);
-    for (int i = 0; i < T; i++) {
-        const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
-        memcpy(hp + (long)r0 * H, hs, sizeof(real) * b * H);
-        matmul(gemm, 'T', 3 * H, b, H, whh, hp + (long)r0 * H, 0, gh + (long)r0 * 3 * H);
-        for (long row = r0; row < r0 + b; row++)
-            gru_gates(H, gi + row * 3 * H, gh + row * 3 * H, bhh, hp + row * H, y + row * H);
-        memcpy(hs, y + (long)r0 * H, sizeof(real) * b * H);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = 0; i < T; i++) {
+            MY_STEP(i);
+            memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
+            matmul(gemm, 'T', 3 * H, b, H, whh, hp + (long)r0 * H, 0, gh + (long)r0 * 3 * H);
+            for (long row = r0; row < r0 + b; row++)
+                gru_gates(H, gi + row * 3 * H, gh + row * 3 * H, bhh, hp + row * H, y + row * H);
+            memcpy(hs + (long)lo * H, y + (long)r0 * H, sizeof(real) * b * H);
+        }
     }
 }
 
 /* GRU backward: writes dgi (N x 3H) and dgh (N x 3H), the gradients of the input and recurrent
- * projections; dy (N x H) is used as scratch. */
+ * projections. */
 void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
-                  const real *gi, const real *gh, const real *hp, const real *whh, real *dy,
-                  real *dgi, real *dgh, real *dh) {
+                  const real *gi, const real *gh, const real *hp, const real *whh,
+                  const real *dy, real *dgi, real *dgh, real *dh) {
     steps_setup(T, sizes, starts);
-    for (int i = T - 1; i >= 0; i--) {
-        const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
-        for (long row = 0; row < b; row++) {
-            const long n = r0 + row;
-            gru_gates_grad(H, gi + n * 3 * H, gh + n * 3 * H, hp + n * H, dy + n * H,
-                           dgi + n * 3 * H, dgh + n * 3 * H, dh + row * H);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = T - 1; i >= 0; i--) {
+            MY_STEP(i);
+            for (long row = 0; row < b; row++) {
+                const long n = r0 + row;
+                gru_gates_grad(H, gi + n * 3 * H, gh + n * 3 * H, hp + n * H, dy + n * H,
+                               dgi + n * 3 * H, dgh + n * 3 * H, dh + (lo + row) * H);
+            }
+            matmul(gemm, 'N', H, b, 3 * H, whh, dgh + (long)r0 * 3 * H, 1, dh + (long)lo * H);
         }
-        matmul(gemm, 'N', H, b, 3 * H, whh, dgh + (long)r0 * 3 * H, 1, dh);
     }
 }
 
@@ -219,16 +272,20 @@ void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
 void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
                  int relu, const real *whh, real *hs, real *hp, real *y) {
     steps_setup(T, sizes, starts);
-    for (int i = 0; i < T; i++) {
-        const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
-        real *restrict yt = y + (long)r0 * H;
-        memcpy(hp + (long)r0 * H, hs, sizeof(real) * b * H);
-        matmul(gemm, 'T', H, b, H, whh, hp + (long)r0 * H, 1, yt);
-        if (relu)
-            for (long k = 0; k < (long)b * H; k++) yt[k] = yt[k] > 0 ? yt[k] : 0;
-        else
-            for (long k = 0; k < (long)b * H; k++) yt[k] = TANH(yt[k]);
-        memcpy(hs, yt, sizeof(real) * b * H);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = 0; i < T; i++) {
+            MY_STEP(i);
+            real *restrict yt = y + (long)r0 * H;
+            memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
+            matmul(gemm, 'T', H, b, H, whh, hp + (long)r0 * H, 1, yt);
+            if (relu)
+                for (long k = 0; k < (long)b * H; k++) yt[k] = yt[k] > 0 ? yt[k] : 0;
+            else
+                for (long k = 0; k < (long)b * H; k++) yt[k] = TANH(yt[k]);
+            memcpy(hs + (long)lo * H, yt, sizeof(real) * b * H);
+        }
     }
 }
 
@@ -236,15 +293,20 @@ void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
 void rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
                   int relu, const real *y, const real *whh, const real *dy, real *dp, real *dh) {
     steps_setup(T, sizes, starts);
-    for (int i = T - 1; i >= 0; i--) {
-        const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
-        const real *restrict yt = y + (long)r0 * H, *restrict dyt = dy + (long)r0 * H;
-        real *restrict dpt = dp + (long)r0 * H;
-        if (relu)
-            for (long k = 0; k < (long)b * H; k++) dpt[k] = yt[k] > 0 ? dh[k] + dyt[k] : 0;
-        else
-            for (long k = 0; k < (long)b * H; k++)
-                dpt[k] = (dh[k] + dyt[k]) * (1 - yt[k] * yt[k]);
-        matmul(gemm, 'N', H, b, H, whh, dpt, 0, dh);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = T - 1; i >= 0; i--) {
+            MY_STEP(i);
+            const real *restrict yt = y + (long)r0 * H, *restrict dyt = dy + (long)r0 * H;
+            const real *restrict dhl = dh + (long)lo * H;
+            real *restrict dpt = dp + (long)r0 * H;
+            if (relu)
+                for (long k = 0; k < (long)b * H; k++) dpt[k] = yt[k] > 0 ? dhl[k] + dyt[k] : 0;
+            else
+                for (long k = 0; k < (long)b * H; k++)
+                    dpt[k] = (dhl[k] + dyt[k]) * (1 - yt[k] * yt[k]);
+            matmul(gemm, 'N', H, b, H, whh, dpt, 0, dh + (long)lo * H);
+        }
     }
 }

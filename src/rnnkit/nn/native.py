@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared")
+# Threads split the batch inside the C loops (OpenMP, the runtime torch itself loads); a compiler
+# without OpenMP support builds single-threaded loops instead.
+OPENMP = ("-fopenmp",)
 _TYPES = {
     torch.float32: ("float", ("-DVECTOR_MATH",), "sgemm_"),
     torch.float64: ("double", ("-DEXP=exp", "-DTANH=tanh"), "dgemm_"),
@@ -51,7 +54,7 @@ def _build(dtype: torch.dtype) -> Path:
     cc = os.environ.get("CC", "cc")
     defines = (f"-DREAL={real}", *math)
     key = hashlib.sha256(
-        SOURCE.read_bytes() + repr((cc, FLAGS, defines, platform.machine())).encode()
+        SOURCE.read_bytes() + repr((cc, FLAGS, OPENMP, defines, platform.machine())).encode()
     ).hexdigest()[:16]
     target = _cache_dir() / f"rnnkit_loops_{real}_{key}.so"
     if target.exists():
@@ -60,7 +63,10 @@ def _build(dtype: torch.dtype) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         cmd = [cc, *FLAGS, *defines, str(SOURCE), "-o", str(out), "-lm"]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        try:
+            subprocess.run([*cmd, *OPENMP], check=True, capture_output=True, timeout=120)
+        except subprocess.CalledProcessError:
+            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         os.replace(out, target)  # atomic: concurrent builders all end with a whole file
     log.info("built %s", target)
     return target
