@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -30,7 +31,9 @@ import rnnkit.nn as rnn  # noqa: E402
 SHAPES = {"large": (100, 64, 512, 512), "small": (50, 16, 128, 128), "batch1": (32, 1, 256, 512)}
 FLOPS_PER_TOKEN = {"LSTM": 8, "GRU": 6, "RNN": 2}  # times H * (I + H)
 MODES = ("fwd", "fwd+bwd", "infer")
-IMPLS = ("rnnkit", "torch", "torch-nodnn")  # torch-nodnn: torch.nn with oneDNN disabled
+# rnnkit: own kernels (time loop in C when it builds); rnnkit-pytorch: own kernels, time loop in
+# PyTorch; torch: torch.nn (oneDNN on); torch-nodnn: torch.nn with oneDNN disabled.
+IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "torch-nodnn")
 
 
 def _timed(fn, device) -> float:
@@ -43,8 +46,9 @@ def _timed(fn, device) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def _bench(fns: dict, device, warmup: int, repeats: int) -> dict[str, float]:
-    """Median milliseconds of each function, interleaved: every repeat runs all of them."""
+def _bench(fns: dict, device, warmup: int, repeats: int, stat=statistics.median) -> dict:
+    """Milliseconds of each function (median, or ``stat``, over the repeats), interleaved: every
+    repeat runs all of them, in a rotating order."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -54,7 +58,7 @@ def _bench(fns: dict, device, warmup: int, repeats: int) -> dict[str, float]:
         names = names[r % len(names) :] + names[: r % len(names)]  # rotate the order too
         for name in names:
             times[name].append(_timed(fns[name], device))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: stat(t) for name, t in times.items()}
 
 
 def _with_dnn(enabled: bool, fn):
@@ -74,17 +78,28 @@ def matmul_gflops(device, dtype, warmup: int, repeats: int) -> float:
     return 2 * 6400 * 512 * 2048 / ms / 1e6
 
 
+def _models(ours_cls, torch_cls, args, kw) -> dict:
+    """One model per implementation, all with the same weights."""
+    theirs = torch_cls(*args, **kw)
+    models = {}
+    for impl in IMPLS:
+        if impl.startswith("rnnkit"):
+            models[impl] = ours_cls(*args, impl=impl, **kw)
+            models[impl].load_state_dict(theirs.state_dict())
+        else:
+            models[impl] = theirs
+    return models
+
+
 def layer_fns(kind: str, shape, device, dtype) -> dict[tuple[str, str], object]:
     """Closures running each (implementation, mode) once on the same weights and input."""
     steps, batch, inp, hidden = shape
     cls = {"LSTM": rnn.LSTM, "GRU": rnn.GRU, "RNN": rnn.RNN}[kind]
-    ours = cls(inp, hidden, device=device, dtype=dtype)
-    theirs = getattr(torch.nn, kind)(inp, hidden, device=device, dtype=dtype)
-    theirs.load_state_dict(ours.state_dict())
+    kw = {"device": device, "dtype": dtype}
+    models = _models(cls, getattr(torch.nn, kind), (inp, hidden), kw)
     x = torch.randn(steps, batch, inp, device=device, dtype=dtype, requires_grad=True)
     fns = {}
-    for impl in IMPLS:
-        model = ours if impl == "rnnkit" else theirs
+    for impl, model in models.items():
 
         def fwd(model=model):
             model(x)
@@ -106,13 +121,11 @@ def layer_fns(kind: str, shape, device, dtype) -> dict[tuple[str, str], object]:
 
 def generation_fns(device, dtype, steps: int = 100) -> dict[str, object]:
     """``steps`` single-token steps through a 2-layer 512 LSTM, carrying the state, no grad."""
-    ours = rnn.LSTM(512, 512, num_layers=2, device=device, dtype=dtype)
-    theirs = torch.nn.LSTM(512, 512, num_layers=2, device=device, dtype=dtype)
-    theirs.load_state_dict(ours.state_dict())
+    kw = {"num_layers": 2, "device": device, "dtype": dtype}
+    models = _models(rnn.LSTM, torch.nn.LSTM, (512, 512), kw)
     x = torch.randn(1, 1, 512, device=device, dtype=dtype)
     fns = {}
-    for impl in IMPLS:
-        model = ours if impl == "rnnkit" else theirs
+    for impl, model in models.items():
 
         def run(model=model):
             state = None
@@ -134,6 +147,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default="LSTM,GRU,RNN")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="of: " + ",".join(SHAPES))
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument(
+        "--stat", choices=("median", "min"), default="median", help="statistic over the repeats"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 2, 1
@@ -144,19 +160,24 @@ def main(argv=None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {args.device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
-    print(f"machine: {machine}; torch {torch.__version__}; threads {torch.get_num_threads()}")
-    print(f"float32 matmul (6400x512 @ 512x2048): {peak:.1f} GFLOP/s; median of {args.repeats}")
+    stat = {"median": statistics.median, "min": min}[args.stat]
+    load = os.getloadavg()[0]
+    print(f"machine: {machine} ({torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, "
+          f"load average {load:.1f} at start); torch {torch.__version__}; "
+          f"threads {torch.get_num_threads()}; {args.stat} of {args.repeats} repeats")  # fmt: skip
+    print(f"float32 matmul (6400x512 @ 512x2048): {peak:.1f} GFLOP/s")
     rows = []
     head = f"{'layer':5} {'T,B,I,H':>14} {'mode':8}"
     for impl in IMPLS:
-        head += f" {impl + ' ms':>15} {'GF/s':>6} {'%mm':>4}"
-    head += f" {'vs torch':>8} {'vs nodnn':>8}"
+        head += f" {impl + ' ms':>17} {'GF/s':>6} {'%mm':>4}"
+    head += f" {'vs torch':>8} {'vs nodnn':>8}"  # rnnkit's speed relative to torch.nn's
     print(head)
     for kind in args.kinds.split(","):
         for shape_name in args.shapes.split(","):
             shape = SHAPES[shape_name]
             steps, batch, inp, hidden = shape
-            ms = _bench(layer_fns(kind, shape, device, dtype), device, args.warmup, args.repeats)
+            fns = layer_fns(kind, shape, device, dtype)
+            ms = _bench(fns, device, args.warmup, args.repeats, stat)
             fwd_flop = FLOPS_PER_TOKEN[kind] * hidden * (inp + hidden) * steps * batch
             for mode in MODES:
                 flop = fwd_flop * (3 if mode == "fwd+bwd" else 1)
@@ -169,21 +190,24 @@ def main(argv=None) -> int:
                          "H": hidden, "mode": mode, "impl": impl, "ms": t, "gflops": gflops,
                          "share_of_matmul": gflops / peak}
                     )  # fmt: skip
-                    line += f" {t:15.2f} {gflops:6.1f} {100 * gflops / peak:4.0f}"
-                for impl in IMPLS[1:]:
+                    line += f" {t:17.2f} {gflops:6.1f} {100 * gflops / peak:4.0f}"
+                for impl in ("torch", "torch-nodnn"):
                     line += f" {ms[(impl, mode)] / ms[('rnnkit', mode)]:7.2f}x"
                 print(line, flush=True)
     steps = 100
-    gen = _bench(generation_fns(device, dtype, steps), device, args.warmup, args.repeats)
+    gen = _bench(generation_fns(device, dtype, steps), device, args.warmup, args.repeats, stat)
     gen_us = {impl: 1e3 * t / steps for impl, t in gen.items()}
     print("generation step (B=1, one step through a 2-layer 512 LSTM, no grad), us per step:")
     print("  " + "  ".join(f"{impl} {us:.1f}" for impl, us in gen_us.items()), end="")
     print(f"  (rnnkit / torch = {gen_us['rnnkit'] / gen_us['torch']:.2f})")
-    print("'vs torch' = torch.nn time / rnnkit time (> 1: rnnkit faster); machine was shared.")
+    print("'vs torch' = torch.nn time / rnnkit time (> 1: rnnkit faster).")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end (other processes share the machine)")
+    cap = torch.backends.cpu.get_cpu_capability()
+    print(f"bfloat16: no rows (rnnkit's kernels run float32/float64; this CPU: {cap})")
     if args.json:
         result = {
             "machine": machine, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "repeats": args.repeats, "matmul_gflops": peak, "rows": rows,
+            "repeats": args.repeats, "stat": args.stat, "matmul_gflops": peak, "rows": rows,
             "generation_step_us": gen_us,
         }  # fmt: skip
         args.json.write_text(json.dumps(result, indent=1))

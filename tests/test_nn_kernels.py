@@ -16,11 +16,11 @@ def _tensors(*shapes, seed=0):
     return [torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True) for s in shapes]
 
 
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("proj", [0, 2])
-@pytest.mark.parametrize("bias", [True, False])
-def test_lstm_gradcheck(sizes, reverse, proj, bias):
+@pytest.mark.parametrize(("proj", "bias"), [(0, True), (2, True), (2, False)])
+def test_lstm_gradcheck(native, sizes, reverse, proj, bias):
     hidden, inp, batch, n = 3, 2, sizes[0], sum(sizes)
     out = proj or hidden
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _tensors(
@@ -28,33 +28,35 @@ def test_lstm_gradcheck(sizes, reverse, proj, bias):
         (4 * hidden,), (4 * hidden,), (out, hidden),
     )  # fmt: skip
     args = [x, h0, c0, w_ih, w_hh, b_ih if bias else None, b_hh if bias else None]
-    args += [w_hr if proj else None, sizes, reverse]
+    args += [w_hr if proj else None, sizes, reverse, native]
     assert gradcheck(rnn.LSTMFunction.apply, args, fast_mode=True)
 
 
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gru_gradcheck(sizes, reverse, bias):
+def test_gru_gradcheck(native, sizes, reverse, bias):
     hidden, inp, batch, n = 3, 2, sizes[0], sum(sizes)
     x, h0, w_ih, w_hh, b_ih, b_hh = _tensors(
         (n, inp), (batch, hidden), (3 * hidden, inp), (3 * hidden, hidden), (3 * hidden,),
         (3 * hidden,),
     )  # fmt: skip
     biases = [b_ih, b_hh] if bias else [None, None]
-    args = [x, h0, w_ih, w_hh, *biases, sizes, reverse]
+    args = [x, h0, w_ih, w_hh, *biases, sizes, reverse, native]
     assert gradcheck(rnn.GRUFunction.apply, args, fast_mode=True)
 
 
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
-def test_rnn_gradcheck(sizes, reverse, relu):
+def test_rnn_gradcheck(native, sizes, reverse, relu):
     hidden, inp, batch, n = 3, 2, sizes[0], sum(sizes)
     x, h0, w_ih, w_hh, b_ih, b_hh = _tensors(
         (n, inp), (batch, hidden), (hidden, inp), (hidden, hidden), (hidden,), (hidden,), seed=1
     )
-    args = [x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse]
+    args = [x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native]
     assert gradcheck(rnn.RNNFunction.apply, args, fast_mode=True)
 
 

@@ -95,8 +95,11 @@ def test_impl_choice_and_repr():
     assert "impl='rnnkit'" in repr(rnn.LSTM(3, 4))
     layer = rnn.GRU(3, 4, num_layers=2, bidirectional=True, impl="torch")
     assert repr(layer) == "GRU(3, 4, num_layers=2, bidirectional=True, impl='torch')"
-    assert "impl='auto'" in repr(rnn.RNN(3, 4, impl="auto"))
-    assert rnn.auto_impl("GRU", torch.device("cpu"), training=True) == "rnnkit"
+    assert "impl='auto' (rnnkit on cpu)" in repr(rnn.RNN(3, 4, impl="auto"))
+    assert rnn.auto_impl(torch.device("cpu")) == "rnnkit"
+    assert rnn.auto_impl(torch.device("cuda")) == "torch"
+    assert "time loop" not in repr(rnn.GRU(3, 4, impl="torch"))
+    assert repr(rnn.RNN(3, 4, impl="rnnkit-pytorch")).endswith("(time loop in PyTorch))")
     rnn.LSTM(3, 4).flatten_parameters()  # a no-op, kept for drop-in compatibility
 
 

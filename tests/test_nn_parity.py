@@ -38,6 +38,7 @@ def configs(draw):
         "with_h0": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
         "seed": draw(st.integers(0, 2**16)),
+        "impl": draw(st.sampled_from(["rnnkit", "rnnkit-pytorch"])),  # C or PyTorch time loop
     }
     return cfg, run
 
@@ -78,11 +79,11 @@ def _loss(output, finals, gen):
     return sum((p * torch.randn(p.shape, generator=gen, dtype=p.dtype)).sum() for p in parts)
 
 
-def check_parity(cfg, run, impl="rnnkit"):
+def check_parity(cfg, run, impl=None):
     torch.manual_seed(run["seed"])
     kind = cfg["kind"]
     kwargs = {k: v for k, v in cfg.items() if k != "kind"}
-    ours, theirs = twins(kind, impl=impl, **kwargs)
+    ours, theirs = twins(kind, impl=impl or run["impl"], **kwargs)
     ours, theirs = ours.to(run["dtype"]), theirs.to(run["dtype"])
     gen = torch.Generator().manual_seed(run["seed"])
     x, feed, states = _inputs(cfg, run, gen)
@@ -115,7 +116,7 @@ def check_parity(cfg, run, impl="rnnkit"):
         assert_close(a, b, f"grad of {name}")
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(configs())
 def test_parity_with_torch_nn(params):
     cfg, run = params
@@ -134,8 +135,10 @@ def test_everything_at_once():
     """Bidirectional + proj_size + batch_first + 3 layers + unsorted packed lengths 1..T + h0."""
     cfg = {"kind": "LSTM", "input_size": 3, "hidden_size": 6, "num_layers": 3, "bias": True}
     cfg.update(batch_first=True, bidirectional=True, proj_size=4)
+    gru = {k: v for k, v in cfg.items() if k != "proj_size"}
     for dtype in (torch.float32, torch.float64):
-        run = {"form": "packed_unsorted", "steps": 7, "batch": 5, "with_h0": True, "seed": 3}
-        check_parity(cfg, {**run, "dtype": dtype})
-        gru = {k: v for k, v in cfg.items() if k != "proj_size"}
-        check_parity({**gru, "kind": "GRU"}, {**run, "dtype": dtype})
+        for impl in ("rnnkit", "rnnkit-pytorch"):
+            run = {"form": "packed_unsorted", "steps": 7, "batch": 5, "with_h0": True, "seed": 3}
+            run.update(dtype=dtype, impl=impl)
+            check_parity(cfg, run)
+            check_parity({**gru, "kind": "GRU"}, run)

@@ -7,9 +7,11 @@ output format. Constructor arguments, parameter names (``weight_ih_l{k}[_reverse
 gate order and initialisation are torch.nn's, so ``load_state_dict`` works in both directions.
 
 ``impl=`` chooses the implementation: ``'rnnkit'`` (default) runs rnnkit's own kernels and never
-calls PyTorch's recurrent operators; ``'torch'`` calls PyTorch's fused operator (``torch._VF``; on
-the CPU this is oneDNN for the LSTM); ``'auto'`` picks whichever of the two the benchmark in
-``benchmarks/layers.py`` measured faster for the device and shape (see :func:`auto_impl`).
+calls PyTorch's recurrent operators (their time loop runs in C when it could be compiled, see
+:mod:`rnnkit.nn.native`, else in PyTorch); ``'rnnkit-pytorch'`` forces rnnkit's PyTorch time loop;
+``'torch'`` calls PyTorch's fused operator (``torch._VF``; on the CPU this is oneDNN for the
+LSTM); ``'auto'`` picks whichever the benchmark in ``benchmarks/layers.py`` measured faster for
+the device and shape (see :func:`auto_impl`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from rnnkit.nn import native
 from rnnkit.nn.checks import (
     check_dtype,
     check_input,
@@ -31,21 +34,19 @@ from rnnkit.nn.checks import (
 )
 from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
 
-IMPLS = ("rnnkit", "torch", "auto")
+IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
-def auto_impl(mode: str, device: torch.device, training: bool) -> str:
+def auto_impl(device: torch.device) -> str:
     """The implementation ``impl='auto'`` runs: the one ``benchmarks/layers.py`` measured faster.
 
-    On the CPU, rnnkit's kernels are used everywhere except LSTM inference (no gradient needed),
-    where torch's oneDNN kernel was faster; on CUDA, torch's cuDNN kernels are used.
+    On the CPU that is rnnkit's kernels with the C time loop, for every layer type and shape class
+    measured (training and inference, batch 1 to 64; see ``benchmarks/README.md``); on other
+    devices (CUDA) it is torch's fused operator (cuDNN), as rnnkit's time loop runs step by step
+    from Python there.
     """
-    if device.type == "cuda":
-        return "torch"
-    if mode == "LSTM" and not training:
-        return "torch"
-    return "rnnkit"
+    return "rnnkit" if device.type == "cpu" else "torch"
 
 
 class RNNBase(nn.Module):
@@ -164,12 +165,19 @@ class RNNBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
-        return s + f", impl={self.impl!r}"
+        # Say what runs: for 'auto' the resolved choice, for rnnkit's kernels where the loop runs.
+        weight = self.weight_ih_l0
+        runs = self._impl_for(weight.device)
+        s += f", impl={self.impl!r}"
+        if self.impl == "auto":
+            s += f" ({runs} on {weight.device.type})"
+        if runs.startswith("rnnkit"):
+            c_loop = runs == "rnnkit" and native.available(weight)
+            s += f" (time loop in {'C' if c_loop else 'PyTorch'})"
+        return s
 
     def _impl_for(self, device: torch.device) -> str:
-        if self.impl == "auto":
-            return auto_impl(self.mode, device, self.training and torch.is_grad_enabled())
-        return self.impl
+        return auto_impl(device) if self.impl == "auto" else self.impl
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple | None = None) -> tuple:
         name = type(self).__name__
@@ -201,7 +209,7 @@ class RNNBase(nn.Module):
         if self._impl_for(data.device) == "torch":
             out, finals = self._run_torch(data, sizes, states, input)
         else:
-            out, finals = self._run_rnnkit(data, sizes, states)
+            out, finals = self._run_rnnkit(data, sizes, states, self.impl != "rnnkit-pytorch")
         if unsorted_idx is not None:
             finals = [f.index_select(1, unsorted_idx) for f in finals]
         if isinstance(input, PackedSequence):
@@ -251,7 +259,7 @@ class RNNBase(nn.Module):
         return [getattr(self, n + suffix, None) for n in names]
 
     def _run_rnnkit(
-        self, data: Tensor, sizes: list[int], states: list[Tensor]
+        self, data: Tensor, sizes: list[int], states: list[Tensor], use_c: bool
     ) -> tuple[Tensor, list[Tensor]]:
         finals: list[list[Tensor]] = [[] for _ in states]
         for layer in range(self.num_layers):
@@ -263,14 +271,16 @@ class RNNBase(nn.Module):
                 reverse = direction == 1
                 if self.mode == "LSTM":
                     y, *fin = LSTMFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse
+                        data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
                     )
                 elif self.mode == "GRU":
-                    y, *fin = GRUFunction.apply(data, *init, w_ih, w_hh, b_ih, b_hh, sizes, reverse)
+                    y, *fin = GRUFunction.apply(
+                        data, *init, w_ih, w_hh, b_ih, b_hh, sizes, reverse, use_c
+                    )
                 else:
                     relu = self.mode == "RNN_RELU"
                     y, *fin = RNNFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse
+                        data, *init, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, use_c
                     )
                 outs.append(y)
                 for acc, f in zip(finals, fin):
@@ -306,7 +316,8 @@ _LAYER_DOC = """
         batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
         dropout: dropout probability on the outputs of every layer but the last (training only).
         bidirectional: run a second, time-reversed direction and concatenate its output.
-        impl: ``'rnnkit'`` (own kernels), ``'torch'`` (PyTorch's operator) or ``'auto'``.
+        impl: ``'rnnkit'`` (own kernels), ``'rnnkit-pytorch'`` (own kernels, time loop in
+            PyTorch), ``'torch'`` (PyTorch's operator) or ``'auto'``.
 
     Inputs: ``input``, ``{hx}``
         - input: ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, unbatched ``(T, I)``, or a

@@ -1,0 +1,312 @@
+/* rnnkit's recurrence loops in C: the per-step part of the kernels in rnnkit/nn/kernels.py.
+ *
+ * Python (rnnkit/nn/native.py) does the big matrix products over all N rows with torch (input
+ * projection before the loop, weight gradients after it) and calls these functions for the time
+ * loop, so that a step costs one BLAS call plus one fused pass over the gates instead of a dozen
+ * Python-level tensor operations. Compiled twice: -DREAL=float -DVECTOR_MATH (exp and tanh
+ * below, vectorizable) and -DREAL=double -DEXP=exp -DTANH=tanh (libm). The BLAS is the one torch links (its Fortran `sgemm_` /
+ * `dgemm_`), passed in as a function pointer.
+ *
+ * Layout: everything is row-major as in torch. A packed batch has N rows; step t owns rows
+ * starts[t] .. starts[t] + sizes[t] (sizes non-increasing); `reverse` walks t from T-1 down to 0.
+ * The running states hs (B x P) and cs (B x H) start as h0 / c0 and end as h_n / c_n: step t
+ * updates only their first sizes[t] rows, so a finished sequence's state stops changing.
+ * Backward walks the steps in the opposite order with running gradients dh (B x P), dc (B x H)
+ * that start as dL/dh_n, dL/dc_n and end as dL/dh0, dL/dc0.
+ */
+#include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef REAL real;
+typedef void (*gemm_fn)(const char *, const char *, const int *, const int *, const int *,
+                        const real *, const real *, const int *, const real *, const int *,
+                        const real *, real *, const int *);
+
+/* Row-major C (n x m) = beta C + A (n x k) @ op(W), where W is a row-major torch weight:
+ * op(W) = W^T for W (m x k) when wt = 'T', and op(W) = W for W (k x m) when wt = 'N'. */
+static void matmul(gemm_fn gemm, char wt, int m, int n, int k, const real *w, const real *a,
+                   real beta, real *c) {
+    const real one = 1;
+    const int ldw = wt == 'T' ? k : m;
+    const char an = 'N';
+    gemm(&wt, &an, &m, &n, &k, &one, w, &ldw, a, &k, &beta, c, &m);
+}
+
+#ifdef VECTOR_MATH
+/* float32: exp and tanh from arithmetic only (Cephes' polynomials, about 1 ulp), so that the
+ * compiler vectorizes the gate loops without -ffast-math or a vector math library. */
+typedef union { float f; int i; } bits32;
+
+static inline float exp_f32(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float n = (x * 1.44269504088896341f + magic) - magic;
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    bits32 scale;
+    scale.i = ((int)n + 127) << 23;
+    return p * scale.f;
+}
+
+static inline float tanh_f32(float x) {
+    const float z = x * x;
+    float small = -5.70498872745e-3f; /* |x| < 0.625: odd polynomial */
+    small = small * z + 2.06390887954e-2f;
+    small = small * z - 5.37397155531e-2f;
+    small = small * z + 1.33314422036e-1f;
+    small = small * z - 3.33332819422e-1f;
+    small = small * z * x + x;
+    const float large = 1.0f - 2.0f / (exp_f32(2.0f * x) + 1.0f);
+    return z < 0.390625f ? small : large;
+}
+#define EXP exp_f32
+#define TANH tanh_f32
+#endif
+
+static inline real sigmoid(real x) { return 1 / (1 + EXP(-x)); }
+
+static void steps_setup(int T, const int *sizes, int *starts) {
+    starts[0] = 0;
+    for (int t = 1; t < T; t++) starts[t] = starts[t - 1] + sizes[t - 1];
+}
+
+#define STEP_T(i) (reverse ? T - 1 - (i) : (i))
+
+/* Threads split the batch: one sequence's recurrence never reads another's, so each thread runs
+ * the whole time loop on its own rows [lo, hi) with single-threaded BLAS calls, and the threads
+ * never wait for each other (one parallel region per sequence instead of a barrier per step). */
+#define MIN_ROWS_PER_THREAD 4
+
+static int team_size(int batch) {
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads(), by_rows = batch / MIN_ROWS_PER_THREAD;
+    return threads < by_rows ? threads : (by_rows > 1 ? by_rows : 1);
+#else
+    (void)batch;
+    return 1;
+#endif
+}
+
+static void my_rows(int batch, int *lo, int *hi) {
+#ifdef _OPENMP
+    const int k = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const int k = 0, n = 1;
+#endif
+    *lo = (int)((long)batch * k / n);
+    *hi = (int)((long)batch * (k + 1) / n);
+}
+
+/* Inside the time loop: this thread's rows at step t are r0 .. r0 + b (b <= 0: none). */
+#define MY_STEP(i)                                                                              \
+    const int t = STEP_T(i), b = (sizes[t] < hi ? sizes[t] : hi) - lo, r0 = starts[t] + lo;     \
+    if (b <= 0) continue
+
+#define PARALLEL_ROWS _Pragma("omp parallel num_threads(team_size(sizes[0]))")
+
+/* One row of LSTM gate math: g holds the 4H pre-activations (i f g o) and gets the activations. */
+static void lstm_gates(int H, real *restrict g, const real *restrict cprev, real *restrict c,
+                       real *restrict tc, real *restrict h) {
+    for (int j = 0; j < H; j++) {
+        const real ig = sigmoid(g[j]), fg = sigmoid(g[H + j]);
+        const real cand = TANH(g[2 * H + j]), og = sigmoid(g[3 * H + j]);
+        const real cc = fg * cprev[j] + ig * cand, tcc = TANH(cc);
+        g[j] = ig, g[H + j] = fg, g[2 * H + j] = cand, g[3 * H + j] = og;
+        c[j] = cc, tc[j] = tcc, h[j] = og * tcc;
+    }
+}
+
+/* Its gradient: dh is dL/dh_t (before the projection), dc the running dL/dc (updated in place
+ * to dL/dc_{t-1}); writes the 4H pre-activation gradients dg. */
+static void lstm_gates_grad(int H, const real *restrict g, const real *restrict cprev,
+                            const real *restrict tc, const real *restrict dh, real *restrict dg,
+                            real *restrict dc) {
+    for (int j = 0; j < H; j++) {
+        const real ig = g[j], fg = g[H + j], cand = g[2 * H + j], og = g[3 * H + j];
+        const real tcc = tc[j], dcc = dc[j] + dh[j] * og * (1 - tcc * tcc);
+        dg[j] = dcc * cand * ig * (1 - ig);
+        dg[H + j] = dcc * cprev[j] * fg * (1 - fg);
+        dg[2 * H + j] = dcc * ig * (1 - cand * cand);
+        dg[3 * H + j] = dh[j] * tcc * og * (1 - og);
+        dc[j] = dcc * fg;
+    }
+}
+
+/* One row of GRU gate math: gi holds the 3H input pre-activations and gets r z n; gh holds
+ * W_hh h_{t-1} and gets b_hh added (bhh may be 0). */
+static void gru_gates(int H, real *restrict gi, real *restrict gh, const real *restrict bhh,
+                      const real *restrict hprev, real *restrict y) {
+    if (bhh)
+        for (int j = 0; j < 3 * H; j++) gh[j] += bhh[j];
+    for (int j = 0; j < H; j++) {
+        const real rg = sigmoid(gi[j] + gh[j]), zg = sigmoid(gi[H + j] + gh[H + j]);
+        const real ng = TANH(gi[2 * H + j] + rg * gh[2 * H + j]);
+        gi[j] = rg, gi[H + j] = zg, gi[2 * H + j] = ng;
+        y[j] = ng + zg * (hprev[j] - ng);
+    }
+}
+
+/* Its gradient: dh is the running dL/dh (gets the part that flows to h_{t-1} directly, z dh),
+ * dy the output gradient; writes the gradients of both projections, dgi and dgh. */
+static void gru_gates_grad(int H, const real *restrict gi, const real *restrict gh,
+                           const real *restrict hprev, const real *restrict dy,
+                           real *restrict dgi, real *restrict dgh, real *restrict dh) {
+    for (int j = 0; j < H; j++) {
+        const real d = dh[j] + dy[j], r = gi[j], z = gi[H + j], n = gi[2 * H + j];
+        const real dn = d * (1 - z) * (1 - n * n);
+        const real dr = dn * gh[2 * H + j] * r * (1 - r);
+        const real dz = d * (hprev[j] - n) * z * (1 - z);
+        dgi[j] = dr, dgi[H + j] = dz, dgi[2 * H + j] = dn;
+        dgh[j] = dr, dgh[H + j] = dz, dgh[2 * H + j] = dn * r;
+        dh[j] = d * z;
+    }
+}
+
+/* LSTM forward. g (N x 4H): input projection plus both biases on entry, activations i f g o on
+ * exit. Writes hp (N x P) = h_{t-1}, cp (N x H) = c_{t-1}, c, tc = tanh(c), hf (N x H) = h before
+ * the projection (only when whr != 0; otherwise y is written directly), y (N x P). */
+void lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H, int P,
+                  real *g, const real *whh, const real *whr, real *hs, real *cs, real *hp,
+                  real *cp, real *c, real *tc, real *hf, real *y) {
+    steps_setup(T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        real *h_out = whr ? hf : y;
+        for (int i = 0; i < T; i++) {
+            MY_STEP(i);
+            memcpy(hp + (long)r0 * P, hs + (long)lo * P, sizeof(real) * b * P);
+            memcpy(cp + (long)r0 * H, cs + (long)lo * H, sizeof(real) * b * H);
+            matmul(gemm, 'T', 4 * H, b, P, whh, hp + (long)r0 * P, 1, g + (long)r0 * 4 * H);
+            for (long row = r0; row < r0 + b; row++)
+                lstm_gates(H, g + row * 4 * H, cp + row * H, c + row * H, tc + row * H,
+                           h_out + row * H);
+            if (whr) matmul(gemm, 'T', P, b, H, whr, hf + (long)r0 * H, 0, y + (long)r0 * P);
+            memcpy(hs + (long)lo * P, y + (long)r0 * P, sizeof(real) * b * P);
+            memcpy(cs + (long)lo * H, c + (long)r0 * H, sizeof(real) * b * H);
+        }
+    }
+}
+
+/* LSTM backward. dy (N x P) is dL/dy and is overwritten with the total dL/dh_t (which the
+ * projection's weight gradient needs). Writes dg (N x 4H), the gradient of the pre-activations;
+ * dhf (B x H) is scratch for the gradient before the projection. */
+void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H, int P,
+                   const real *g, const real *cp, const real *tc, const real *whh,
+                   const real *whr, real *dy, real *dg, real *dhf, real *dh, real *dc) {
+    steps_setup(T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = T - 1; i >= 0; i--) {
+            MY_STEP(i);
+            real *restrict dyt = dy + (long)r0 * P;
+            const real *restrict dhl = dh + (long)lo * P;
+            for (long k = 0; k < (long)b * P; k++) dyt[k] += dhl[k];
+            const real *dht = dyt;
+            if (whr) {
+                matmul(gemm, 'N', H, b, P, whr, dyt, 0, dhf + (long)lo * H);
+                dht = dhf + (long)lo * H;
+            }
+            for (long row = 0; row < b; row++) {
+                const long n = r0 + row;
+                lstm_gates_grad(H, g + n * 4 * H, cp + n * H, tc + n * H, dht + row * H,
+                                dg + n * 4 * H, dc + (lo + row) * H);
+            }
+            matmul(gemm, 'N', P, b, 4 * H, whh, dg + (long)r0 * 4 * H, 0, dh + (long)lo * P);
+        }
+    }
+}
+
+/* GRU forward. gi (N x 3H): input projection plus b_ih on entry, r z n on exit. gh (N x 3H):
+ * W_hh h_{t-1} + b_hh (bhh may be 0). hp (N x H) = h_{t-1}. */
+void gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
+                 real *gi, real *gh, const real *whh, const real *bhh, real *hs, real *hp,
+                 real *y) {
+    steps_setup(T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = 0; i < T; i++) {
+            MY_STEP(i);
+            memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
+            matmul(gemm, 'T', 3 * H, b, H, whh, hp + (long)r0 * H, 0, gh + (long)r0 * 3 * H);
+            for (long row = r0; row < r0 + b; row++)
+                gru_gates(H, gi + row * 3 * H, gh + row * 3 * H, bhh, hp + row * H, y + row * H);
+            memcpy(hs + (long)lo * H, y + (long)r0 * H, sizeof(real) * b * H);
+        }
+    }
+}
+
+/* GRU backward: writes dgi (N x 3H) and dgh (N x 3H), the gradients of the input and recurrent
+ * projections. */
+void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
+                  const real *gi, const real *gh, const real *hp, const real *whh,
+                  const real *dy, real *dgi, real *dgh, real *dh) {
+    steps_setup(T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = T - 1; i >= 0; i--) {
+            MY_STEP(i);
+            for (long row = 0; row < b; row++) {
+                const long n = r0 + row;
+                gru_gates_grad(H, gi + n * 3 * H, gh + n * 3 * H, hp + n * H, dy + n * H,
+                               dgi + n * 3 * H, dgh + n * 3 * H, dh + (lo + row) * H);
+            }
+            matmul(gemm, 'N', H, b, 3 * H, whh, dgh + (long)r0 * 3 * H, 1, dh + (long)lo * H);
+        }
+    }
+}
+
+/* Elman RNN forward. y (N x H): input projection plus both biases on entry, h_t on exit. */
+void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
+                 int relu, const real *whh, real *hs, real *hp, real *y) {
+    steps_setup(T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = 0; i < T; i++) {
+            MY_STEP(i);
+            real *restrict yt = y + (long)r0 * H;
+            memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
+            matmul(gemm, 'T', H, b, H, whh, hp + (long)r0 * H, 1, yt);
+            if (relu)
+                for (long k = 0; k < (long)b * H; k++) yt[k] = yt[k] > 0 ? yt[k] : 0;
+            else
+                for (long k = 0; k < (long)b * H; k++) yt[k] = TANH(yt[k]);
+            memcpy(hs + (long)lo * H, yt, sizeof(real) * b * H);
+        }
+    }
+}
+
+/* Elman RNN backward: writes dp (N x H), the gradient of the pre-activations. */
+void rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
+                  int relu, const real *y, const real *whh, const real *dy, real *dp, real *dh) {
+    steps_setup(T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int i = T - 1; i >= 0; i--) {
+            MY_STEP(i);
+            const real *restrict yt = y + (long)r0 * H, *restrict dyt = dy + (long)r0 * H;
+            const real *restrict dhl = dh + (long)lo * H;
+            real *restrict dpt = dp + (long)r0 * H;
+            if (relu)
+                for (long k = 0; k < (long)b * H; k++) dpt[k] = yt[k] > 0 ? dhl[k] + dyt[k] : 0;
+            else
+                for (long k = 0; k < (long)b * H; k++)
+                    dpt[k] = (dhl[k] + dyt[k]) * (1 - yt[k] * yt[k]);
+            matmul(gemm, 'N', H, b, H, whh, dpt, 0, dh + (long)lo * H);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+"""The C time loops: they build where a compiler exists, fall back cleanly, and match PyTorch's."""
+
+import shutil
+
+import pytest
+import torch
+
+import rnnkit.nn as rnn
+from rnnkit.nn import native
+
+
+def test_c_loops_build_and_are_used_where_a_compiler_exists():
+    has_compiler = shutil.which("cc") is not None
+    assert native.available(torch.zeros(1)) == has_compiler
+    assert native.available(torch.zeros(1, dtype=torch.float64)) == has_compiler
+    assert not native.available(torch.zeros(1, dtype=torch.float16))
+    loop = "C" if has_compiler else "PyTorch"
+    assert repr(rnn.LSTM(3, 4)) == f"LSTM(3, 4, impl='rnnkit' (time loop in {loop}))"
+
+
+def test_build_is_cached_and_missing_compiler_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    if shutil.which("cc"):
+        built = native._build(torch.float64)
+        assert built.parent == tmp_path / "rnnkit" / "native" and built.exists()
+        mtime = built.stat().st_mtime_ns
+        assert native._build(torch.float64) == built and built.stat().st_mtime_ns == mtime
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
+    assert native._library.__wrapped__(torch.float32) is None  # logged, not raised
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads, so that the C loops split the batch between two OpenMP threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_c_and_pytorch_loops_agree_on_packed_bidirectional_input(kind, two_threads):
+    torch.manual_seed(5)
+    kw = {"num_layers": 2, "bidirectional": True}
+    if kind == "LSTM":
+        kw["proj_size"] = 3
+    cls = getattr(rnn, kind)
+    c_loop = cls(4, 6, impl="rnnkit", **kw).double()
+    py_loop = cls(4, 6, impl="rnnkit-pytorch", **kw).double()
+    py_loop.load_state_dict(c_loop.state_dict())
+    x = torch.randn(7, 9, 4, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([3, 7, 1, 5, 7, 2, 6, 1, 4])  # batch 9: threads own rows 0-3 and 4-8
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    grads = []
+    for model in (c_loop, py_loop):
+        out, _ = model(packed)
+        loss = out.data.square().sum()
+        grads.append(torch.autograd.grad(loss, [x, *model.parameters()], retain_graph=True))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
