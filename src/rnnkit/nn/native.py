@@ -49,12 +49,26 @@ def _cache_dir() -> Path:
     return Path(base) / "rnnkit" / "native"
 
 
+@functools.cache
+def _cpu_features() -> str:
+    """The processor's model and instruction-set flags: ``-march=native`` builds differ per CPU, so
+    a cache directory shared between machines must not hand one CPU's build to another."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    lines = {line.split(":")[0].strip(): line for line in text.splitlines() if ":" in line}
+    return "\n".join(lines.get(name, "") for name in wanted)
+
+
 def _build(dtype: torch.dtype) -> Path:
     real, math, _ = _TYPES[dtype]
     cc = os.environ.get("CC", "cc")
     defines = (f"-DREAL={real}", *math)
     key = hashlib.sha256(
-        SOURCE.read_bytes() + repr((cc, FLAGS, OPENMP, defines, platform.machine())).encode()
+        SOURCE.read_bytes()
+        + repr((cc, FLAGS, OPENMP, defines, platform.machine(), _cpu_features())).encode()
     ).hexdigest()[:16]
     target = _cache_dir() / f"rnnkit_loops_{real}_{key}.so"
     if target.exists():
