@@ -21,17 +21,15 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.checkpoint import RunDir
 from rnnkit.data.parallel import tokenize
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.training import TrainConfig, Trainer, seed_everything
 from rnnkit.translation import (
-    TASK,
     DataConfig,
     TaskConfig,
     TranslationData,
     TranslationTask,
-    config_json,
+    create_run,
     load_pairs,
 )
 from rnnkit.translator import Translator, plot_attention
@@ -52,10 +50,7 @@ def train_variant(attention, data, args, out):
         attention=attention,
         input_feeding=args.input_feeding,
     )
-    run = RunDir.create(out / attention, TASK)
-    run.write_json("config.json", config_json(model_config, data.config, task_config, train_config))
-    vocabs = {"source": data.source_vocab.to_dict(), "target": data.target_vocab.to_dict()}
-    run.write_json("vocab.json", vocabs)
+    run = create_run(out / attention, model_config, data, task_config, train_config)
     seed_everything(args.seed)
     model = Seq2Seq(model_config)
     task = TranslationTask(data, task_config, seed=args.seed)

@@ -14,6 +14,7 @@ batch then holds sentences of similar length (little padding) while the order st
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checkpoint import RunDir
 from rnnkit.data.parallel import (
     SPLITS,
     Pair,
@@ -258,3 +260,18 @@ def config_json(
         "translate": asdict(task),
         "train": config_dict(train),
     }
+
+
+def create_run(
+    path: str | os.PathLike,
+    model: Any,
+    data: TranslationData,
+    task: TaskConfig,
+    train: TrainConfig,
+) -> RunDir:
+    """A new translation run directory holding ``config.json`` and both vocabularies."""
+    run = RunDir.create(path, TASK)
+    run.write_json("config.json", config_json(model, data.config, task, train))
+    vocabs = {"source": data.source_vocab.to_dict(), "target": data.target_vocab.to_dict()}
+    run.write_json("vocab.json", vocabs)
+    return run

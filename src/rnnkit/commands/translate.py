@@ -134,7 +134,7 @@ def train_command(args: argparse.Namespace) -> int:
         TaskConfig,
         TranslationData,
         TranslationTask,
-        config_json,
+        create_run,
         load_pairs,
     )
 
@@ -189,12 +189,7 @@ def train_command(args: argparse.Namespace) -> int:
         )
     task = TranslationTask(data, task_config, seed=train_config.seed)  # checks the data
     if not args.resume:  # the run directory is made only once the data is known to be usable
-        run = RunDir.create(args.out, TASK)
-        run.write_json(
-            "config.json", config_json(model_config, data_config, task_config, train_config)
-        )
-        vocabs = {"source": data.source_vocab.to_dict(), "target": data.target_vocab.to_dict()}
-        run.write_json("vocab.json", vocabs)
+        run = create_run(args.out, model_config, data, task_config, train_config)
     seed_everything(train_config.seed)
     model = Seq2Seq(model_config)
     if not args.resume:  # a resumed run has its (possibly pretrained) weights in the checkpoint
