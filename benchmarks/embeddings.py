@@ -9,6 +9,7 @@ WordSim-353 and SimLex-999. Speed is raw corpus words per second of the whole tr
     python benchmarks/embeddings.py --model cbow
     python benchmarks/embeddings.py --seeds 1 2 3         # mean and range over seeds
     python benchmarks/embeddings.py --max-tokens 200000 --epochs 1   # a quick check
+    python benchmarks/embeddings.py --impl torch          # rnnkit's PyTorch steps instead of C
 
 Needs gensim (pip install 'rnnkit[embeddings]').
 """
@@ -24,7 +25,8 @@ import torch
 
 from rnnkit.data.datasets import load_corpus
 from rnnkit.embeddings import Word2VecConfig, WordVectors, evaluate_standard, train_word_vectors
-from rnnkit.embeddings.train import tokenize_corpus
+from rnnkit.embeddings.config import IMPLS
+from rnnkit.embeddings.train import tokenize_corpus, use_native
 
 
 def train_gensim(sentences, config: Word2VecConfig):
@@ -88,6 +90,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="rnnkit's centre words per step")
     parser.add_argument("--workers", type=int, default=2, help="threads, for both (default: 2)")
     parser.add_argument(
+        "--impl", choices=IMPLS, default="auto", help="rnnkit's training loops (default: auto)"
+    )
+    parser.add_argument(
         "--seeds", type=int, nargs="+", default=[1], help="one run of each per seed"
     )
     parser.add_argument("--max-tokens", type=int, help="train on the first N tokens only")
@@ -107,7 +112,7 @@ def main() -> None:
         config = Word2VecConfig(
             model=args.model, dim=args.dim, window=args.window, negative=args.negative,
             min_count=args.min_count, epochs=args.epochs, workers=args.workers, seed=seed,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, impl=args.impl,
         )  # fmt: skip
         # Alternate which goes first, so a change of machine load hits both alike.
         for name in ("gensim", "rnnkit") if i % 2 == 0 else ("rnnkit", "gensim"):
@@ -124,11 +129,11 @@ def main() -> None:
         f"negative {args.negative}, sample {config.sample}, lr {config.lr}, {args.epochs} epochs; "
         f"seeds {args.seeds}"
     )
+    loops = "C loops" if use_native(args.impl) else "PyTorch steps, 1 torch thread each"
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cores, load average {load_before:.1f} "
         f"before / {load_after:.1f} after; {args.workers} threads each (gensim workers="
-        f"{args.workers}; rnnkit workers={args.workers}, 1 torch thread each, torch "
-        f"{torch.__version__})"
+        f"{args.workers}; rnnkit workers={args.workers}, {loops}, torch {torch.__version__})"
     )
     r = results["rnnkit"][0]
     labels = {

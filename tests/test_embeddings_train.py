@@ -1,4 +1,5 @@
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -82,12 +83,16 @@ def test_alias_sampler_exact_on_a_small_distribution():
         AliasSampler(np.array([-1.0, 2.0]))
 
 
+IMPLS = pytest.mark.parametrize("impl", ["torch", "native"])
+
+
+@IMPLS
 @pytest.mark.parametrize("model", ["sgns", "cbow"])
-def test_cooccurring_words_end_up_closer(model):
+def test_cooccurring_words_end_up_closer(model, impl):
     corpus, topics = topic_corpus()
     config = Word2VecConfig(
         model=model, dim=16, window=3, epochs=3, min_count=1, sample=0, workers=1, seed=0,
-        lr=0.05, batch_size=16,
+        lr=0.05, batch_size=16, impl=impl,
     )  # fmt: skip
     v = train_word_vectors(corpus, config)
     same = [v.similarity(x, y) for t in topics for x in t for y in t if x < y]
@@ -96,19 +101,24 @@ def test_cooccurring_words_end_up_closer(model):
     assert min(same) > max(cross)
 
 
-def test_training_is_reproducible_with_one_worker():
+@IMPLS
+@pytest.mark.parametrize("model", ["sgns", "cbow"])
+def test_training_is_reproducible_with_one_worker(model, impl):
     corpus, _ = topic_corpus(sentences=40)
-    config = Word2VecConfig(dim=8, epochs=1, min_count=1, workers=1, seed=5)
+    config = Word2VecConfig(model=model, dim=8, epochs=1, min_count=1, workers=1, seed=5, impl=impl)
     a = train_word_vectors(corpus, config)
     b = train_word_vectors(corpus, config)
-    c = train_word_vectors(corpus, Word2VecConfig(dim=8, epochs=1, min_count=1, workers=1, seed=6))
+    c = train_word_vectors(corpus, replace(config, seed=6))
     assert a.words == b.words and np.array_equal(a.vectors, b.vectors)
     assert not np.array_equal(a.vectors, c.vectors)
 
 
-def test_two_workers_train_the_same_vocabulary():
+@IMPLS
+@pytest.mark.parametrize("model", ["sgns", "cbow"])
+def test_two_workers_train_the_same_vocabulary(model, impl):
     corpus, topics = topic_corpus(sentences=100)
-    v = train_word_vectors(corpus, Word2VecConfig(dim=8, epochs=1, min_count=1, workers=2))
+    config = Word2VecConfig(model=model, dim=8, epochs=1, min_count=1, workers=2, impl=impl)
+    v = train_word_vectors(corpus, config)
     assert sorted(v.words) == sorted({w for s in corpus for w in s})
     assert np.isfinite(v.vectors).all()
 
@@ -128,6 +138,7 @@ def test_min_count_filters_and_empty_vocabulary_is_an_error():
         ("window", 0, "window must be at least 1"),
         ("sample", -1.0, "sample must be >= 0"),
         ("min_lr", 1.0, "min_lr <= lr"),
+        ("impl", "c", "unknown impl 'c'"),
     ],
 )
 def test_config_validation_names_the_field(field, value, message):
@@ -156,7 +167,9 @@ def test_windows_shrink_uniformly_and_stop_at_sentence_ends(monkeypatch):
 
     monkeypatch.setattr(train_module._Trainer, "sgns_step", record)
     sentences = [[f"w{i}" for i in range(600)], [f"w{i}" for i in range(600, 1000)]]
-    config = Word2VecConfig(dim=4, window=4, epochs=1, min_count=1, sample=0, workers=1)
+    config = Word2VecConfig(
+        dim=4, window=4, epochs=1, min_count=1, sample=0, workers=1, impl="torch"
+    )
     train_word_vectors(sentences, config)
     widths = Counter()
     for context, mask, centres in seen:

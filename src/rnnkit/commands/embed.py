@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``train``, ``similar``, ``analogy`` and ``eval`` to the ``embed`` group."""
-    from rnnkit.embeddings.config import Word2VecConfig
+    from rnnkit.embeddings.config import IMPLS, Word2VecConfig
 
     d = Word2VecConfig()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,7 +65,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--epochs", type=int, default=d.epochs, help="passes over the text (default: %(default)s)"
     )
     train.add_argument(
-        "--batch-size", type=int, help="centre words per step (default: 128 sgns, 256 cbow)"
+        "--impl",
+        choices=IMPLS,
+        default=d.impl,
+        help="training loops: native (C, built on first use), torch, or auto: native if it "
+        "builds (default: %(default)s)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        help="centre words per step of --impl torch (default: 128 sgns, 256 cbow)",
     )
     train.add_argument(
         "--workers", type=int, default=d.workers, help="training threads (default: %(default)s)"
@@ -154,7 +163,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = Word2VecConfig(
         model=args.model, dim=args.dim, window=args.window, negative=args.negative,
         min_count=args.min_count, sample=args.sample, lr=args.lr, epochs=args.epochs,
-        workers=args.workers, seed=args.seed, batch_size=args.batch_size,
+        workers=args.workers, seed=args.seed, batch_size=args.batch_size, impl=args.impl,
     )  # fmt: skip
     config.validate()
     text = load_corpus(args.data, encoding=args.encoding)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODELS = ("sgns", "cbow")
+IMPLS = ("auto", "native", "torch")
 # Default centre words per step: the largest that lost no accuracy on the Shakespeare corpus.
 BATCH_SIZES = {"sgns": 128, "cbow": 256}
 
@@ -22,14 +23,17 @@ class Word2VecConfig:
     lr: float = 0.025  # starting learning rate, decayed linearly to min_lr
     min_lr: float = 1e-4  # learning rate at the end of the last epoch
     epochs: int = 5  # passes over the corpus
-    batch_size: int | None = None  # centre words per step; None: BATCH_SIZES[model]
+    batch_size: int | None = None  # centre words per PyTorch step; None: BATCH_SIZES[model]
     workers: int = 2  # threads training concurrently, one core each
     seed: int = 0  # seeds initialisation, subsampling, windows and negatives
+    impl: str = "auto"  # "native": the C loops; "torch": PyTorch steps; "auto": C if it builds
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that is out of range."""
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {MODELS}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"unknown impl {self.impl!r}; expected one of {IMPLS}")
         for name in ("dim", "window", "negative", "min_count", "epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

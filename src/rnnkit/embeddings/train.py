@@ -8,22 +8,39 @@ The recipe is word2vec's, step for step:
   code and gensim; discarded words are removed before windows are formed, so windows reach further;
 * each centre word gets its own window half-width ``b``, uniform in ``1..window`` ("shrinking"
   windows weight near context words more); windows never cross a sentence boundary;
-* negatives are drawn from the unigram distribution raised to ``3/4``;
+* negatives are drawn from the unigram distribution raised to ``3/4``; a negative that is the
+  centre word itself is skipped;
+* CBOW predicts the centre word from the mean of its context's input vectors (gensim's
+  ``cbow_mean=1``), and the gradient of that mean is added whole to every context word's input
+  vector, as in word2vec.c; skip-gram predicts it from each context word's input vector;
 * plain SGD whose learning rate falls linearly from ``lr`` to ``min_lr`` over all epochs, by the
-  fraction of the corpus' words processed;
+  fraction of the corpus' words processed (updated once per chunk of a few thousand centres);
 * the input vectors (``W_in``, gensim's ``syn0``) start uniform in ``±0.5/dim``, the output
-  vectors (``W_out``, ``syn1neg``) at zero; the result is ``W_in``.
+  vectors (``W_out``, ``syn1neg``) at zero; the result is ``W_in``. The sigmoid is computed
+  exactly (word2vec.c and gensim look it up in a table clipped at ``|x| = 6``).
 
-How it runs fast in PyTorch: the corpus is encoded once as an integer array; each step takes a
-block of ``batch_size`` centre words with the same window width and does the whole update as a few
-batched matrix products, with sparse row updates (``index_add_``) instead of autograd. As in
-Ji et al. (2016, "Parallelizing Word2Vec in Shared and Distributed Memory"), the ``negative``
-samples of a centre word are shared by all its context words in skip-gram, so one window is one
-small matrix product; in CBOW, groups of ``CBOW_GROUP`` consecutive centre words share them. Each
-prediction still meets ``negative`` draws from the same distribution; only their independence
-across the predictions of a window (group) is given up. Larger batches run faster but update
-rows from staler values. ``workers`` Python threads process blocks concurrently without locks
-("Hogwild", as word2vec and gensim do), each running torch operations on one core.
+Two implementations of the updates (``config.impl``) consume the same random draws: for each
+chunk of centre words, a generator seeded from the seed, the epoch and the chunk gives each
+centre's window half-width, then its ``negative`` negatives.
+
+* ``"native"`` (what ``"auto"`` picks when a C compiler is there): the C loops of
+  :mod:`rnnkit.embeddings.native` train centre by centre in corpus order, as word2vec.c does.
+  Their CBOW is word2vec's update exactly, each centre word with its own negatives.
+* ``"torch"``: each step takes ``batch_size`` centre words with the same window width and does
+  the whole update as a few batched matrix products with sparse row updates (``index_add_``),
+  no autograd. To keep the steps few and large, groups of ``CBOW_GROUP`` consecutive centres
+  share the negatives of the group's first centre in CBOW; larger batches update rows from
+  staler values.
+
+In skip-gram, both share the negatives of a centre word among all its context words (Ji et al.
+2016, "Parallelizing Word2Vec in Shared and Distributed Memory"), and a window is one update:
+all its scores are computed before any of its rows change. Each prediction still meets
+``negative`` draws from the same distribution; only their independence across the predictions of
+a window is given up. With one centre word per step the PyTorch steps compute exactly what the C
+loops compute (up to the order of the two updates of a negative drawn twice for one CBOW centre),
+which the tests check. ``workers`` Python threads train on interleaved chunks concurrently without
+locks ("Hogwild", as word2vec and gensim do): the C loops release the GIL, and the PyTorch steps
+run their torch operations on one core per thread.
 """
 
 from __future__ import annotations
@@ -41,13 +58,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.embeddings import native
 from rnnkit.embeddings.config import BATCH_SIZES, Word2VecConfig
 from rnnkit.embeddings.vectors import WordVectors
-from rnnkit.errors import DataError
+from rnnkit.errors import DataError, RnnkitError
 
 logger = logging.getLogger(__name__)
 
-CBOW_GROUP = 8  # CBOW: consecutive centre words that share one draw of negatives
+CBOW_GROUP = 8  # CBOW in PyTorch: consecutive centre words that share one draw of negatives
 MAX_SENTENCE = 10_000  # gensim's limit on sentence length (longer ones are cut)
 
 
@@ -202,6 +220,7 @@ class _Trainer:
     def __init__(self, config: Word2VecConfig, counts: np.ndarray) -> None:
         self.config = config
         self.batch_size = config.batch_size or BATCH_SIZES[config.model]
+        self.native = use_native(config.impl)
         vocab = len(counts)
         generator = torch.Generator().manual_seed(config.seed)
         self.w_in = (torch.rand(vocab, config.dim, generator=generator) - 0.5) / config.dim
@@ -266,21 +285,36 @@ class _Trainer:
 
         ``job`` is ``(seq, owner, start, stop, lr, seed)``: the subsampled word ids and their
         sentence numbers, the centre range, the learning rate and the seed of the random draws.
+        Both implementations use the same draws: each centre's window half-width, then its
+        negatives.
         """
         seq, owner, start, stop, lr, seed = job
         config = self.config
         generator = torch.Generator().manual_seed(seed)
-        n, w, k = len(seq), config.window, config.negative
+        width = torch.randint(1, config.window + 1, (stop - start,), generator=generator)
+        negatives = self.negatives.sample((stop - start, config.negative), generator)  # (N, K)
+        if self.native:
+            native.train_chunk(
+                config.model, self.w_in, self.w_out, seq, owner, start, stop, width, negatives,
+                window=config.window, lr=lr,
+            )  # fmt: skip
+        else:
+            self.torch_chunk(seq, owner, start, stop, width, negatives, lr)
+
+    def torch_chunk(
+        self, seq: Tensor, owner: Tensor, start: int, stop: int, width: Tensor, negatives: Tensor,
+        lr: float,
+    ) -> None:  # fmt: skip
+        """:meth:`chunk` in PyTorch: batches of ``batch_size`` centres with the same width."""
+        config = self.config
+        n, w = len(seq), config.window
         centres = torch.arange(start, stop)
-        width = torch.randint(1, w + 1, (len(centres),), generator=generator)  # b in 1..W
         positions = centres[:, None] + self.offsets  # (N, 2W)
         inside = (positions >= 0) & (positions < n)
         positions = positions.clamp(0, n - 1)
         valid = inside & (owner[positions] == owner[centres][:, None])
         context = seq[positions]  # (N, 2W)
-        targets = torch.cat(
-            [seq[centres, None], self.negatives.sample((len(centres), k), generator)], 1
-        )
+        targets = torch.cat([seq[centres, None], negatives], 1)  # (N, K+1)
         step = self.sgns_step if config.model == "sgns" else self.cbow_step
         # Same-width centres together, so each step's windows have no padding.
         for b in range(1, w + 1):
@@ -308,6 +342,8 @@ class _Trainer:
         u = self.w_out.index_select(0, targets.reshape(-1)).view(n, -1, dim)  # (N, K+1, D)
         # Gradient of log sigmoid(+-u.v) w.r.t. the score: label - sigmoid(score), scaled by lr.
         g = torch.bmm(v, u.transpose(1, 2)).sigmoid_().neg_().add_(self.label).mul_(lr)  # (N,C,K+1)
+        # A negative that is the centre word itself is skipped, as in word2vec.c.
+        g[:, :, 1:].masked_fill_((targets[:, 1:] == targets[:, :1]).unsqueeze(1), 0.0)
         if mask is not None:
             g.mul_(mask.unsqueeze(2))
         grad_in = torch.bmm(g, u)  # (N, C, D)
@@ -336,6 +372,8 @@ class _Trainer:
         u_neg = self.w_out.index_select(0, negatives).view(groups, -1, dim)  # (G, K, D)
         h_grouped = F.pad(h, (0, 0, 0, groups * CBOW_GROUP - n)).view(groups, CBOW_GROUP, dim)
         g_neg = torch.bmm(h_grouped, u_neg.transpose(1, 2)).sigmoid_().mul_(-lr)  # (G, group, K)
+        centre_grouped = F.pad(centre, (0, groups * CBOW_GROUP - n), value=-1).view(groups, -1, 1)
+        g_neg.masked_fill_(centre_grouped == negatives.view(groups, 1, -1), 0.0)  # skip the centre
         grad_h = torch.bmm(g_neg, u_neg).view(-1, dim)[:n].add_(g_pos.unsqueeze(1) * u_pos)
         self.w_out.index_add_(0, centre, g_pos.unsqueeze(1) * h)
         grad_neg = torch.bmm(g_neg.transpose(1, 2), h_grouped)  # (G, K, D)
@@ -344,6 +382,25 @@ class _Trainer:
         for j in range(c):
             source = grad_h if mask is None else grad_h * mask[:, j : j + 1]
             self.w_in.index_add_(0, context[:, j], source)
+
+
+def use_native(impl: str) -> bool:
+    """Whether training with ``impl`` ("auto", "native" or "torch") runs the C loops.
+
+    Raises:
+        RnnkitError: ``impl="native"`` and the C loops could not be built.
+    """
+    if impl == "torch":
+        return False
+    if native.available():
+        return True
+    if impl == "native":
+        raise RnnkitError(
+            "impl='native' but rnnkit's C word2vec loops could not be built (is a C compiler "
+            "installed? the log says why); use impl='auto' or 'torch'"
+        )
+    logger.info("the C word2vec loops are not available; training with the PyTorch steps")
+    return False
 
 
 def words_per_second(raw_words: int, epochs: int, seconds: float) -> float:

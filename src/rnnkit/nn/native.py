@@ -7,34 +7,27 @@ torch (see :mod:`rnnkit.nn.kernels`). Everything here is optional: if there is n
 exported BLAS symbol, or the tensors are not float32/float64 on the CPU, :func:`available` says no
 and the kernels run their pure-PyTorch loops, which compute the same function.
 
-The shared library is built with the system ``cc`` (``$CC`` to override) into
-``$XDG_CACHE_HOME/rnnkit/native`` (or ``~/.cache/rnnkit/native``) under a name that hashes the
-source and flags, so it is built once per machine (about a second) and rebuilt when the source
-changes.
+The shared library is built on first use by :mod:`rnnkit.cbuild` (the system ``cc``, cached
+under ``~/.cache/rnnkit/native``, rebuilt when the source changes).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
-import os
-import platform
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from rnnkit import cbuild
 from rnnkit.nn.loops import project
 from rnnkit.nn.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native.c")
-FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared")
 # Threads split the batch inside the C loops (OpenMP, the runtime torch itself loads); a compiler
 # without OpenMP support builds single-threaded loops instead.
 OPENMP = ("-fopenmp",)
@@ -44,46 +37,14 @@ _TYPES = {
 }
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnnkit" / "native"
-
-
-@functools.cache
-def _cpu_features() -> str:
-    """The processor's model and instruction-set flags: ``-march=native`` builds differ per CPU, so
-    a cache directory shared between machines must not hand one CPU's build to another."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return platform.processor()
-    wanted = ("model name", "flags", "Features", "CPU part")
-    lines = {line.split(":")[0].strip(): line for line in text.splitlines() if ":" in line}
-    return "\n".join(lines.get(name, "") for name in wanted)
+def _recipe(dtype: torch.dtype) -> tuple[Path, str, tuple[str, ...], tuple[str, ...]]:
+    """``(source, name, flags, optional flags)`` of the loops for ``dtype``, for rnnkit.cbuild."""
+    real, math, _ = _TYPES[dtype]
+    return SOURCE, f"rnnkit_loops_{real}", (f"-DREAL={real}", *math), OPENMP
 
 
 def _build(dtype: torch.dtype) -> Path:
-    real, math, _ = _TYPES[dtype]
-    cc = os.environ.get("CC", "cc")
-    defines = (f"-DREAL={real}", *math)
-    key = hashlib.sha256(
-        SOURCE.read_bytes()
-        + repr((cc, FLAGS, OPENMP, defines, platform.machine(), _cpu_features())).encode()
-    ).hexdigest()[:16]
-    target = _cache_dir() / f"rnnkit_loops_{real}_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        cmd = [cc, *FLAGS, *defines, str(SOURCE), "-o", str(out), "-lm"]
-        try:
-            subprocess.run([*cmd, *OPENMP], check=True, capture_output=True, timeout=120)
-        except subprocess.CalledProcessError:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-        os.replace(out, target)  # atomic: concurrent builders all end with a whole file
-    log.info("built %s", target)
-    return target
+    return cbuild.build(*_recipe(dtype))
 
 
 @functools.cache
@@ -106,10 +67,8 @@ def _library(dtype: torch.dtype) -> tuple[ctypes.CDLL, int] | None:
     if gemm is None:
         log.info("torch exports no %s; using the PyTorch loops", _TYPES[dtype][2])
         return None
-    try:
-        lib = ctypes.CDLL(str(_build(dtype)))
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("could not build rnnkit's C loops (%s); using the PyTorch loops", exc)
+    lib = cbuild.load(*_recipe(dtype))
+    if lib is None:
         return None
     return lib, ctypes.cast(gemm, ctypes.c_void_p).value
 
