@@ -14,10 +14,15 @@
  * Backward walks the steps in the opposite order with running gradients dh (B x P), dc (B x H)
  * that start as dL/dh_n, dL/dc_n and end as dL/dh0, dL/dc0.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(VECTOR_MATH) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define OWN_GEMM 1
 #endif
 
 typedef REAL real;
@@ -33,6 +38,125 @@ static void matmul(gemm_fn gemm, char wt, int m, int n, int k, const real *w, co
     const int ldw = wt == 'T' ? k : m;
     const char an = 'N';
     gemm(&wt, &an, &m, &n, &k, &one, w, &ldw, a, &k, &beta, c, &m);
+}
+
+/* float32 on AVX2/FMA processors: the per-step products with a recurrent weight run on rnnkit's
+ * own small matrix-product kernel rather than the BLAS. The weight is copied once per call into
+ * panels of 16 columns (`pack_weight`), which every step then streams through a 6 x 16 register
+ * tile (12 accumulators, 12 FMAs per 8 loads); the BLAS would re-pack the weight at every step,
+ * and the one torch links reaches 60-70% of this processor's peak on these shapes where this tile
+ * reaches about 90% (benchmarks/README.md). Everything else, and float64, uses the BLAS. */
+#ifdef OWN_GEMM
+#define NR 16  /* columns of a panel (two 8-float vectors) */
+#define KC 256 /* depth of a block: a panel block (16 KB) stays in the L1 cache across rows */
+
+/* op(W) as k x m panels: panel p holds columns p*NR .. p*NR+NR-1, one row of NR per depth index.
+ * W is a row-major torch weight: m x k when wt = 'T' (op(W) = W^T), k x m when wt = 'N'. */
+static void pack_panel(char wt, int m, int k, const float *w, float *dst, int p) {
+    float *d = dst + (long)p * k * NR;
+    if (wt == 'T')
+        for (int col = 0; col < NR; col++) {
+            const float *src = w + (long)(p * NR + col) * k;
+            for (int kk = 0; kk < k; kk++) d[kk * NR + col] = src[kk];
+        }
+    else
+        for (int kk = 0; kk < k; kk++)
+            memcpy(d + kk * NR, w + (long)kk * m + p * NR, sizeof(float) * NR);
+}
+
+static float *pack_weight(char wt, int m, int k, const float *w) {
+    if (m % NR) return 0;
+    float *dst = malloc(sizeof(float) * (size_t)m * k);
+    if (dst)
+        for (int p = 0; p < m / NR; p++) pack_panel(wt, m, k, w, dst, p);
+    return dst;
+}
+
+/* C (MR x 16, ldc) = (acc ? C : 0) + A (MR x kc, lda) @ B (kc x 16, a block of one panel). */
+static inline __attribute__((always_inline)) void tile(const int MR, int kc, const float *a,
+                                                       int lda, const float *b, float *c, int ldc,
+                                                       int acc) {
+    __m256 lo[6], hi[6];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) lo[i] = _mm256_setzero_ps(), hi[i] = _mm256_setzero_ps();
+    for (int kk = 0; kk < kc; kk++) {
+        const __m256 b0 = _mm256_loadu_ps(b + kk * NR), b1 = _mm256_loadu_ps(b + kk * NR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + (long)i * lda + kk);
+            lo[i] = _mm256_fmadd_ps(ai, b0, lo[i]);
+            hi[i] = _mm256_fmadd_ps(ai, b1, hi[i]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + (long)i * ldc;
+        if (acc) {
+            lo[i] = _mm256_add_ps(lo[i], _mm256_loadu_ps(ci));
+            hi[i] = _mm256_add_ps(hi[i], _mm256_loadu_ps(ci + 8));
+        }
+        _mm256_storeu_ps(ci, lo[i]);
+        _mm256_storeu_ps(ci + 8, hi[i]);
+    }
+}
+
+/* Row-major C (n x m) = beta C + A (n x k) @ op(W), op(W) packed by pack_weight; beta is 0 or 1. */
+static void packed_matmul(int m, int n, int k, const float *pw, const float *a, float beta,
+                          float *c) {
+    for (int k0 = 0; k0 < k; k0 += KC) {
+        const int kc = k - k0 < KC ? k - k0 : KC, acc = beta != 0 || k0 > 0;
+        for (int p = 0; p < m / NR; p++) {
+            const float *b = pw + (long)p * k * NR + (long)k0 * NR;
+            int r = 0;
+            for (; r + 6 <= n; r += 6)
+                tile(6, kc, a + (long)r * k + k0, k, b, c + (long)r * m + p * NR, m, acc);
+            const float *ar = a + (long)r * k + k0;
+            float *cr = c + (long)r * m + p * NR;
+            switch (n - r) { /* the last rows: a tile of as many rows, unrolled by the compiler */
+            case 5: tile(5, kc, ar, k, b, cr, m, acc); break;
+            case 4: tile(4, kc, ar, k, b, cr, m, acc); break;
+            case 3: tile(3, kc, ar, k, b, cr, m, acc); break;
+            case 2: tile(2, kc, ar, k, b, cr, m, acc); break;
+            case 1: tile(1, kc, ar, k, b, cr, m, acc); break;
+            }
+        }
+    }
+}
+#else
+static real *pack_weight(char wt, int m, int k, const real *w) {
+    (void)wt, (void)m, (void)k, (void)w;
+    return 0;
+}
+static void packed_matmul(int m, int n, int k, const real *pw, const real *a, real beta,
+                          real *c) {
+    (void)m, (void)n, (void)k, (void)pw, (void)a, (void)beta, (void)c;
+}
+#endif
+
+/* A recurrent weight as the steps use it: packed for rnnkit's kernel where that pays, i.e. when
+ * the steps have enough rows in all to amortise the copy (not for one-token generation steps). */
+typedef struct {
+    char wt;
+    int m, k;
+    const real *w;
+    real *packed;
+} weight;
+
+#define PACK_MIN_ROWS 64
+
+static weight use_weight(char wt, int m, int k, const real *w, int T, const int *sizes,
+                         const int *starts) {
+    const int rows = starts[T - 1] + sizes[T - 1];
+    weight r = {wt, m, k, w, w && rows >= PACK_MIN_ROWS ? pack_weight(wt, m, k, w) : 0};
+    return r;
+}
+
+/* Row-major C (n x W.m) = beta C + A (n x W.k) @ op(W). */
+static void step_matmul(gemm_fn gemm, const weight *w, int n, const real *a, real beta, real *c) {
+    if (w->packed)
+        packed_matmul(w->m, n, w->k, w->packed, a, beta, c);
+    else
+        matmul(gemm, w->wt, w->m, n, w->k, w->w, a, beta, c);
 }
 
 #ifdef VECTOR_MATH
@@ -178,6 +302,8 @@ void lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
                   real *g, const real *whh, const real *whr, real *hs, real *cs, real *hp,
                   real *cp, real *c, real *tc, real *hf, real *y) {
     steps_setup(T, sizes, starts);
+    weight wh = use_weight('T', 4 * H, P, whh, T, sizes, starts);
+    weight wr = use_weight('T', P, H, whr, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
@@ -186,15 +312,16 @@ void lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
             MY_STEP(i);
             memcpy(hp + (long)r0 * P, hs + (long)lo * P, sizeof(real) * b * P);
             memcpy(cp + (long)r0 * H, cs + (long)lo * H, sizeof(real) * b * H);
-            matmul(gemm, 'T', 4 * H, b, P, whh, hp + (long)r0 * P, 1, g + (long)r0 * 4 * H);
+            step_matmul(gemm, &wh, b, hp + (long)r0 * P, 1, g + (long)r0 * 4 * H);
             for (long row = r0; row < r0 + b; row++)
                 lstm_gates(H, g + row * 4 * H, cp + row * H, c + row * H, tc + row * H,
                            h_out + row * H);
-            if (whr) matmul(gemm, 'T', P, b, H, whr, hf + (long)r0 * H, 0, y + (long)r0 * P);
+            if (whr) step_matmul(gemm, &wr, b, hf + (long)r0 * H, 0, y + (long)r0 * P);
             memcpy(hs + (long)lo * P, y + (long)r0 * P, sizeof(real) * b * P);
             memcpy(cs + (long)lo * H, c + (long)r0 * H, sizeof(real) * b * H);
         }
     }
+    free(wh.packed), free(wr.packed);
 }
 
 /* LSTM backward. dy (N x P) is dL/dy and is overwritten with the total dL/dh_t (which the
@@ -204,6 +331,8 @@ void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rever
                    const real *g, const real *cp, const real *tc, const real *whh,
                    const real *whr, real *dy, real *dg, real *dhf, real *dh, real *dc) {
     steps_setup(T, sizes, starts);
+    weight wh = use_weight('N', P, 4 * H, whh, T, sizes, starts);
+    weight wr = use_weight('N', H, P, whr, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
@@ -214,7 +343,7 @@ void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rever
             for (long k = 0; k < (long)b * P; k++) dyt[k] += dhl[k];
             const real *dht = dyt;
             if (whr) {
-                matmul(gemm, 'N', H, b, P, whr, dyt, 0, dhf + (long)lo * H);
+                step_matmul(gemm, &wr, b, dyt, 0, dhf + (long)lo * H);
                 dht = dhf + (long)lo * H;
             }
             for (long row = 0; row < b; row++) {
@@ -222,9 +351,10 @@ void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rever
                 lstm_gates_grad(H, g + n * 4 * H, cp + n * H, tc + n * H, dht + row * H,
                                 dg + n * 4 * H, dc + (lo + row) * H);
             }
-            matmul(gemm, 'N', P, b, 4 * H, whh, dg + (long)r0 * 4 * H, 0, dh + (long)lo * P);
+            step_matmul(gemm, &wh, b, dg + (long)r0 * 4 * H, 0, dh + (long)lo * P);
         }
     }
+    free(wh.packed), free(wr.packed);
 }
 
 /* GRU forward. gi (N x 3H): input projection plus b_ih on entry, r z n on exit. gh (N x 3H):
@@ -233,18 +363,20 @@ void gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
                  real *gi, real *gh, const real *whh, const real *bhh, real *hs, real *hp,
                  real *y) {
     steps_setup(T, sizes, starts);
+    weight wh = use_weight('T', 3 * H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
         for (int i = 0; i < T; i++) {
             MY_STEP(i);
             memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
-            matmul(gemm, 'T', 3 * H, b, H, whh, hp + (long)r0 * H, 0, gh + (long)r0 * 3 * H);
+            step_matmul(gemm, &wh, b, hp + (long)r0 * H, 0, gh + (long)r0 * 3 * H);
             for (long row = r0; row < r0 + b; row++)
                 gru_gates(H, gi + row * 3 * H, gh + row * 3 * H, bhh, hp + row * H, y + row * H);
             memcpy(hs + (long)lo * H, y + (long)r0 * H, sizeof(real) * b * H);
         }
     }
+    free(wh.packed);
 }
 
 /* GRU backward: writes dgi (N x 3H) and dgh (N x 3H), the gradients of the input and recurrent
@@ -253,6 +385,7 @@ void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
                   const real *gi, const real *gh, const real *hp, const real *whh,
                   const real *dy, real *dgi, real *dgh, real *dh) {
     steps_setup(T, sizes, starts);
+    weight wh = use_weight('N', H, 3 * H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
@@ -263,15 +396,17 @@ void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
                 gru_gates_grad(H, gi + n * 3 * H, gh + n * 3 * H, hp + n * H, dy + n * H,
                                dgi + n * 3 * H, dgh + n * 3 * H, dh + (lo + row) * H);
             }
-            matmul(gemm, 'N', H, b, 3 * H, whh, dgh + (long)r0 * 3 * H, 1, dh + (long)lo * H);
+            step_matmul(gemm, &wh, b, dgh + (long)r0 * 3 * H, 1, dh + (long)lo * H);
         }
     }
+    free(wh.packed);
 }
 
 /* Elman RNN forward. y (N x H): input projection plus both biases on entry, h_t on exit. */
 void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
                  int relu, const real *whh, real *hs, real *hp, real *y) {
     steps_setup(T, sizes, starts);
+    weight wh = use_weight('T', H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
@@ -279,7 +414,7 @@ void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
             MY_STEP(i);
             real *restrict yt = y + (long)r0 * H;
             memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
-            matmul(gemm, 'T', H, b, H, whh, hp + (long)r0 * H, 1, yt);
+            step_matmul(gemm, &wh, b, hp + (long)r0 * H, 1, yt);
             if (relu)
                 for (long k = 0; k < (long)b * H; k++) yt[k] = yt[k] > 0 ? yt[k] : 0;
             else
@@ -287,12 +422,14 @@ void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
             memcpy(hs + (long)lo * H, yt, sizeof(real) * b * H);
         }
     }
+    free(wh.packed);
 }
 
 /* Elman RNN backward: writes dp (N x H), the gradient of the pre-activations. */
 void rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
                   int relu, const real *y, const real *whh, const real *dy, real *dp, real *dh) {
     steps_setup(T, sizes, starts);
+    weight wh = use_weight('N', H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
@@ -306,7 +443,8 @@ void rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
             else
                 for (long k = 0; k < (long)b * H; k++)
                     dpt[k] = (dhl[k] + dyt[k]) * (1 - yt[k] * yt[k]);
-            matmul(gemm, 'N', H, b, H, whh, dpt, 0, dh + (long)lo * H);
+            step_matmul(gemm, &wh, b, dpt, 0, dh + (long)lo * H);
         }
     }
+    free(wh.packed);
 }
