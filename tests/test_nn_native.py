@@ -83,3 +83,49 @@ def test_float32_steps_on_rnnkits_matrix_kernel_match_torch_nn(kind, two_threads
         results.append((out.data, *grads))
     for a, b in zip(*results):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * max(1.0, a.abs().max().item()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+def test_lstm_inference_loop_matches_torch_nn(dtype, chunk_bytes, two_threads, monkeypatch):
+    """Without gradients an LSTM runs native.lstm_infer (nothing kept for backward): the fused
+    per-step projection (float32, 64+ rows) or, otherwise, chunks of steps (forced down to one
+    step per chunk with chunk_bytes=1); outputs and final states equal torch.nn's."""
+    if chunk_bytes is not None:
+        monkeypatch.setattr(native, "INFER_CHUNK_BYTES", chunk_bytes)
+    torch.manual_seed(8)
+    kw = {"num_layers": 2, "bidirectional": True}
+    ref = torch.nn.LSTM(24, 32, **kw).to(dtype)
+    mine = rnn.LSTM(24, 32, impl="rnnkit", **kw).to(dtype)
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randn(30, 7, 24, dtype=dtype)
+    lengths = torch.tensor([30, 22, 30, 9, 1, 17, 25])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    state = (torch.randn(4, 7, 32, dtype=dtype), torch.randn(4, 7, 32, dtype=dtype))
+    calls = []
+    monkeypatch.setattr(native, "lstm_infer", _counting(native.lstm_infer, calls))
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    with torch.no_grad():
+        for inputs in (packed, x, x[:, :1]):  # packed, padded, and 30 rows (< 64: not fused)
+            expected, got = ref(inputs, None), mine(inputs, None)
+            for a, b in zip(_flat(expected), _flat(got)):
+                torch.testing.assert_close(b, a, **tol)
+        expected, got = ref(packed, state), mine(packed, state)
+        for a, b in zip(_flat(expected), _flat(got)):
+            torch.testing.assert_close(b, a, **tol)
+    assert len(calls) == 4 * 4  # every layer and direction of the four calls
+    mine(x)  # with gradients wanted: the training kernel, not the inference loop
+    assert len(calls) == 16
+
+
+def _counting(function, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _flat(result):
+    out, (h_n, c_n) = result
+    return [out.data if hasattr(out, "batch_sizes") else out, h_n, c_n]

@@ -33,6 +33,7 @@ from rnnkit.nn.checks import (
     init_uniform,
 )
 from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
+from rnnkit.nn.schedule import Schedule
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -269,7 +270,11 @@ class RNNBase(nn.Module):
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
                 init = [s[k] for s in states]
                 reverse = direction == 1
-                if self.mode == "LSTM":
+                if self.mode == "LSTM" and self._infer_natively(data, use_c, w_hr):
+                    bias = None if b_ih is None else b_ih + b_hh
+                    y, *fin = native.lstm_infer(Schedule(sizes, reverse), data, w_ih, bias, w_hh,
+                                                *init)  # fmt: skip
+                elif self.mode == "LSTM":
                     y, *fin = LSTMFunction.apply(
                         data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
                     )
@@ -289,6 +294,13 @@ class RNNBase(nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 data = F.dropout(data, self.dropout, training=True)
         return data, [torch.stack(f) for f in finals]
+
+    def _infer_natively(self, data: Tensor, use_c: bool, w_hr: Tensor | None) -> bool:
+        """Whether an LSTM layer runs C's inference loop: no gradient wanted, no projection."""
+        wanted = torch.is_grad_enabled() and (
+            data.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        return use_c and not wanted and w_hr is None and native.available(data)
 
     def _run_torch(
         self, data: Tensor, sizes: list[int], states: list[Tensor], input: Tensor | PackedSequence

@@ -133,6 +133,31 @@ def lstm_forward(
     return h_prev, c_prev, c, tanh_c, (y if h_full is None else h_full), y, h_n, c_n
 
 
+# Rows of input projection that lstm_infer computes at a time: about 4 MB of gates, which stay in
+# the cache until the steps read them.
+INFER_CHUNK_BYTES = 4 << 20
+
+
+def lstm_infer(
+    sched: Schedule, x: Tensor, w_ih: Tensor, bias: Tensor | None, w_hh: Tensor, h0: Tensor,
+    c0: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """The LSTM forward pass without anything kept for backward (no projection): ``(y, h_n, c_n)``.
+
+    For inference (no gradient wanted): the input projection runs a few steps at a time, so the
+    gates never go to memory in full. Same function as :func:`lstm_forward`.
+    """
+    hidden = h0.shape[1]
+    h_n, c_n = h0.contiguous().clone(), c0.contiguous().clone()
+    y = x.new_empty(sched.total, hidden)
+    chunk = max(sched.batch, INFER_CHUNK_BYTES // (4 * hidden * x.element_size()))
+    gates = x.new_empty(min(chunk, sched.total), 4 * hidden)
+    bias = bias.contiguous() if bias is not None else None
+    _call("lstm_infer", sched, w_hh, hidden, x.shape[1], x.contiguous(), w_ih.contiguous(), bias,
+          w_hh.contiguous(), h_n, c_n, gates, chunk, y)  # fmt: skip
+    return y, h_n, c_n
+
+
 def lstm_backward(
     sched: Schedule, gates: Tensor, c_prev: Tensor, tanh_c: Tensor, w_hh: Tensor,
     w_hr: Tensor | None, dy: Tensor, dh_n: Tensor, dc_n: Tensor,
