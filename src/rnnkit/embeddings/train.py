@@ -19,32 +19,25 @@ The recipe is word2vec's, step for step:
   vectors (``W_out``, ``syn1neg``) at zero; the result is ``W_in``. The sigmoid is computed
   exactly (word2vec.c and gensim look it up in a table clipped at ``|x| = 6``).
 
-Two implementations of the updates (``config.impl``) draw from the same seeded generators: for
-each chunk of centre words, a generator seeded from the seed, the epoch and the chunk gives each
-centre's window half-width, then the negatives.
+Two implementations of the updates (``config.impl``) draw, for each chunk of centre words, from
+a generator seeded from the seed, the epoch and the chunk: window half-widths, then negatives.
 
 * ``"native"`` (what ``"auto"`` picks when a C compiler is there): the C loops of
   :mod:`rnnkit.embeddings.native` are word2vec's sequential SGD exactly (word2vec.c, gensim),
   centre by centre in corpus order. CBOW: each centre word gets its own ``negative`` negatives.
   Skip-gram: each (context word, centre word) pair, in corpus order, gets its own ``negative``
-  negatives (drawn here, ``(centres, 2 * window, negative)``), the output rows change target by
-  target and the context word's input vector at the end of its pair.
-* ``"torch"``: each step takes ``batch_size`` centre words with the same window width and does
-  the whole update as a few batched matrix products with sparse row updates (``index_add_``),
-  no autograd. To keep the steps few and large it approximates word2vec: in skip-gram, the
-  ``negative`` negatives of a centre word are shared by all its context words (Ji et al. 2016,
-  "Parallelizing Word2Vec in Shared and Distributed Memory") and a window is one update, all its
-  scores computed before any of its rows change; in CBOW, groups of ``CBOW_GROUP`` consecutive
-  centres share the negatives of the group's first centre. Larger batches update rows from staler
-  values. Each prediction still meets ``negative`` draws from the same distribution; only their
-  independence across predictions is given up.
+  negatives (``(centres, 2 * window, negative)`` draws); output rows change target by target,
+  the context word's input vector at the end of its pair.
+* ``"torch"``: each step does ``batch_size`` centre words with the same window width as a few
+  batched matrix products with sparse row updates (``index_add_``), no autograd. To keep steps
+  few and large it approximates word2vec: in skip-gram, a centre's negatives are shared by all its
+  context words and a window is one update (Ji et al. 2016, "Parallelizing Word2Vec in Shared and
+  Distributed Memory"); in CBOW, groups of ``CBOW_GROUP`` consecutive centres share the negatives
+  of the first. Each prediction still meets ``negative`` draws from the same distribution.
 
-With one centre word per step, the PyTorch CBOW step computes exactly what the C loop computes
-(up to the order of the two updates of a negative drawn twice for one centre), and the C
-skip-gram equals a plain-Python word2vec loop; the tests check both. ``workers`` Python threads
-train on interleaved chunks concurrently without locks ("Hogwild", as word2vec and gensim do):
-the C loops release the GIL, and the PyTorch steps run their torch operations on one core per
-thread.
+``workers`` Python threads train on interleaved chunks concurrently without locks ("Hogwild", as
+word2vec and gensim do): the C loops release the GIL, and the PyTorch steps run their torch
+operations on one core per thread.
 """
 
 from __future__ import annotations
