@@ -1,10 +1,13 @@
 """The C training loops of ``word2vec.c``: compiled on first use, called through ``ctypes``.
 
 One call trains on one chunk of centre words, centre by centre, in place on the float32 weight
-matrices (see the comment at the top of ``word2vec.c``). ctypes releases the GIL during the call,
-so :class:`rnnkit.embeddings.train._Trainer`'s worker threads run the loops concurrently, without
-locks, as word2vec.c's and gensim's threads do. The library is built by :mod:`rnnkit.cbuild`; when
-that fails, :func:`available` says no and training uses its PyTorch steps.
+matrices (see the comment at the top of ``word2vec.c``). Both loops are word2vec's sequential SGD
+exactly (Mikolov et al. 2013; word2vec.c, gensim): CBOW takes ``K`` negatives per centre word,
+skip-gram ``K`` per (context word, centre word) pair, and uses them in order. ctypes releases the
+GIL during the call, so :class:`rnnkit.embeddings.train._Trainer`'s worker threads run the loops
+concurrently, without locks, as word2vec.c's and gensim's threads do. The library is built by
+:mod:`rnnkit.cbuild`; when that fails, :func:`available` says no and training uses its PyTorch
+steps (whose skip-gram shares a centre's negatives among its context words: Ji et al. 2016).
 """
 
 from __future__ import annotations
@@ -52,18 +55,26 @@ def train_chunk(
         seq, owner: the subsampled corpus and the sentence number of each token, int64 ``(n,)``.
         start, stop: the centre positions of the chunk.
         width: each centre's window half-width, int64 ``(stop - start,)``, in ``1..window``.
-        negatives: each centre's negatives, int64 ``(stop - start, K)``.
+        negatives: int64; CBOW: each centre's negatives, ``(stop - start, K)``; skip-gram: the
+            negatives of each centre's ``a``-th context word (in corpus order) at ``[:, a]``,
+            ``(stop - start, 2 * window, K)`` (slots beyond a window's context are unused).
         window: the largest half-width; lr: the step size.
     """
     for t in (w_in, w_out):
         if t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu":
             raise ValueError(f"weights must be contiguous float32 CPU tensors, got {t.dtype}")
     seq, owner, width, negatives = (x.contiguous().long() for x in (seq, owner, width, negatives))
-    assert width.shape == (stop - start,) and negatives.shape[0] == stop - start
+    per_centre = (2 * window,) if model == "sgns" else ()
+    if width.shape != (stop - start,) or negatives.shape[:-1] != (stop - start, *per_centre):
+        expected = ", ".join(str(s) for s in (stop - start, *per_centre, "K"))
+        raise ValueError(
+            f"{model} needs width of shape ({stop - start},) and negatives of shape ({expected}), "
+            f"got {tuple(width.shape)} and {tuple(negatives.shape)}"
+        )
     function = getattr(_library(), f"{model}_chunk")
     status = function(
         w_in.data_ptr(), w_out.data_ptr(), w_in.shape[1], seq.data_ptr(), owner.data_ptr(),
-        len(seq), start, stop, width.data_ptr(), negatives.data_ptr(), negatives.shape[1],
+        len(seq), start, stop, width.data_ptr(), negatives.data_ptr(), negatives.shape[-1],
         window, lr,
     )  # fmt: skip
     if status != 0:

@@ -19,28 +19,25 @@ The recipe is word2vec's, step for step:
   vectors (``W_out``, ``syn1neg``) at zero; the result is ``W_in``. The sigmoid is computed
   exactly (word2vec.c and gensim look it up in a table clipped at ``|x| = 6``).
 
-Two implementations of the updates (``config.impl``) consume the same random draws: for each
-chunk of centre words, a generator seeded from the seed, the epoch and the chunk gives each
-centre's window half-width, then its ``negative`` negatives.
+Two implementations of the updates (``config.impl``) draw, for each chunk of centre words, from
+a generator seeded from the seed, the epoch and the chunk: window half-widths, then negatives.
 
 * ``"native"`` (what ``"auto"`` picks when a C compiler is there): the C loops of
-  :mod:`rnnkit.embeddings.native` train centre by centre in corpus order, as word2vec.c does.
-  Their CBOW is word2vec's update exactly, each centre word with its own negatives.
-* ``"torch"``: each step takes ``batch_size`` centre words with the same window width and does
-  the whole update as a few batched matrix products with sparse row updates (``index_add_``),
-  no autograd. To keep the steps few and large, groups of ``CBOW_GROUP`` consecutive centres
-  share the negatives of the group's first centre in CBOW; larger batches update rows from
-  staler values.
+  :mod:`rnnkit.embeddings.native` are word2vec's sequential SGD exactly (word2vec.c, gensim),
+  centre by centre in corpus order. CBOW: each centre word gets its own ``negative`` negatives.
+  Skip-gram: each (context word, centre word) pair, in corpus order, gets its own ``negative``
+  negatives (``(centres, 2 * window, negative)`` draws); output rows change target by target,
+  the context word's input vector at the end of its pair.
+* ``"torch"``: each step does ``batch_size`` centre words with the same window width as a few
+  batched matrix products with sparse row updates (``index_add_``), no autograd. To keep steps
+  few and large it approximates word2vec: in skip-gram, a centre's negatives are shared by all its
+  context words and a window is one update (Ji et al. 2016, "Parallelizing Word2Vec in Shared and
+  Distributed Memory"); in CBOW, groups of ``CBOW_GROUP`` consecutive centres share the negatives
+  of the first. Each prediction still meets ``negative`` draws from the same distribution.
 
-In skip-gram, both share the negatives of a centre word among all its context words (Ji et al.
-2016, "Parallelizing Word2Vec in Shared and Distributed Memory"), and a window is one update:
-all its scores are computed before any of its rows change. Each prediction still meets
-``negative`` draws from the same distribution; only their independence across the predictions of
-a window is given up. With one centre word per step the PyTorch steps compute exactly what the C
-loops compute (up to the order of the two updates of a negative drawn twice for one CBOW centre),
-which the tests check. ``workers`` Python threads train on interleaved chunks concurrently without
-locks ("Hogwild", as word2vec and gensim do): the C loops release the GIL, and the PyTorch steps
-run their torch operations on one core per thread.
+``workers`` Python threads train on interleaved chunks concurrently without locks ("Hogwild", as
+word2vec and gensim do): the C loops release the GIL, and the PyTorch steps run their torch
+operations on one core per thread.
 """
 
 from __future__ import annotations
@@ -285,14 +282,16 @@ class _Trainer:
 
         ``job`` is ``(seq, owner, start, stop, lr, seed)``: the subsampled word ids and their
         sentence numbers, the centre range, the learning rate and the seed of the random draws.
-        Both implementations use the same draws: each centre's window half-width, then its
-        negatives.
+        Both implementations draw each centre's window half-width, then the negatives: ``K`` per
+        centre word, except for the C skip-gram, ``K`` per (context word, centre word) pair.
         """
         seq, owner, start, stop, lr, seed = job
         config = self.config
         generator = torch.Generator().manual_seed(seed)
         width = torch.randint(1, config.window + 1, (stop - start,), generator=generator)
-        negatives = self.negatives.sample((stop - start, config.negative), generator)  # (N, K)
+        per_pair = self.native and config.model == "sgns"
+        shape = (stop - start, *((2 * config.window,) if per_pair else ()), config.negative)
+        negatives = self.negatives.sample(shape, generator)  # (N, K) or (N, 2W, K)
         if self.native:
             native.train_chunk(
                 config.model, self.w_in, self.w_out, seq, owner, start, stop, width, negatives,
@@ -331,6 +330,9 @@ class _Trainer:
 
     def sgns_step(self, context: Tensor, mask: Tensor | None, targets: Tensor, lr: float) -> None:
         """Skip-gram: every context word predicts the centre word against shared negatives.
+
+        The Ji et al. (2016) approximation of word2vec: a centre's negatives serve all its
+        context words, and each window is one update from the weights before it.
 
         Args:
             context: word ids, shape ``(N, C)``; mask: ``(N, C)`` 0/1 or None (all valid);

@@ -1,19 +1,19 @@
-/* word2vec's training loops in C: the native twin of the PyTorch steps in rnnkit/embeddings/train.py.
+/* word2vec's training loops in C (the PyTorch steps of rnnkit/embeddings/train.py are the fallback).
  *
  * Python (rnnkit/embeddings/native.py) subsamples the corpus, cuts it into chunks of centre
  * words and draws each centre's window half-width and negatives from a seeded torch generator;
  * one call here trains on one chunk, centre by centre in corpus order, updating the float32
  * row-major matrices w_in (V x dim) and w_out (V x dim) in place. Two Python threads call these
  * functions at once on different chunks without locks ("Hogwild", as word2vec.c and gensim do);
- * ctypes releases the GIL for the call.
+ * ctypes releases the GIL for the call. Both loops are word2vec.c's sequential SGD exactly.
  *
  * Arguments shared by both functions:
  *   seq, owner: the subsampled corpus (word ids) and each token's sentence number, length n;
  *   [start, stop): the centre positions of this chunk;
  *   width[i - start]: centre i's window half-width b in 1..window; its context is positions
- *     i-b .. i+b except i, inside the corpus and in the same sentence;
- *   negatives[(i - start) * k + j]: centre i's j-th negative; a negative equal to the centre word
- *     is skipped, as in word2vec.c;
+ *     i-b .. i+b except i, inside the corpus and in the same sentence, in corpus order;
+ *   negatives: k negatives per prediction (layout: see each function); a negative equal to the
+ *     centre word is skipped, as in word2vec.c;
  *   lr: the step size. g = lr * (label - sigmoid(score)) is the gradient of log sigmoid(+-score).
  */
 #include <math.h>
@@ -46,10 +46,27 @@ static int64_t context(const int64_t *seq, const int64_t *owner, int64_t n, int6
     return count;
 }
 
+/* One prediction of word2vec's negative sampling: the hidden vector h against the centre word
+ * (label 1), then each of the k negatives neg[0..k-1] (label 0) that is not the centre, in turn:
+ * g from h . w_out[t], grad_h += g * w_out[t], then w_out[t] += g * h at once. h is not
+ * changed; the caller applies grad_h. */
+static void predict(const float *restrict h, float *restrict w_out, int64_t dim, int64_t centre,
+                    const int64_t *neg, int64_t k, float lr, float *restrict grad_h) {
+    for (int64_t j = -1; j < k; j++) {
+        const int64_t t = j < 0 ? centre : neg[j];
+        if (j >= 0 && t == centre) continue;
+        float *u = w_out + t * dim;
+        const float g = ((j < 0 ? 1.0f : 0.0f) - sigmoid(dot(h, u, dim))) * lr;
+        axpy(g, u, grad_h, dim);
+        axpy(g, h, u, dim);
+    }
+}
+
 /* CBOW (cbow_mean=1), exactly word2vec.c's loop: h is the mean of the context's input vectors;
  * the centre word (label 1) and each negative (label 0) in turn: g from h . w_out[t], the
  * gradient of h gathers g * w_out[t], then w_out[t] += g * h; finally the whole gradient of h is
- * added to every context word's input vector. Returns 0, or -1 if out of memory. */
+ * added to every context word's input vector. negatives[(i - start) * k + j]: centre i's j-th
+ * negative. Returns 0, or -1 if out of memory. */
 int cbow_chunk(float *w_in, float *w_out, int64_t dim, const int64_t *seq, const int64_t *owner,
                int64_t n, int64_t start, int64_t stop, const int64_t *width,
                const int64_t *negatives, int64_t k, int64_t window, float lr) {
@@ -67,60 +84,38 @@ int cbow_chunk(float *w_in, float *w_out, int64_t dim, const int64_t *seq, const
         memset(grad_h, 0, dim * sizeof(float));
         for (int64_t a = 0; a < c; a++) axpy(1.0f, w_in + ctx[a] * dim, h, dim);
         for (int64_t d = 0; d < dim; d++) h[d] /= (float)c;
-        const int64_t centre = seq[i];
-        const int64_t *neg = negatives + (i - start) * k;
-        for (int64_t j = -1; j < k; j++) {
-            const int64_t t = j < 0 ? centre : neg[j];
-            if (j >= 0 && t == centre) continue;
-            float *u = w_out + t * dim;
-            const float g = ((j < 0 ? 1.0f : 0.0f) - sigmoid(dot(h, u, dim))) * lr;
-            axpy(g, u, grad_h, dim);
-            axpy(g, h, u, dim);
-        }
+        predict(h, w_out, dim, seq[i], negatives + (i - start) * k, k, lr, grad_h);
         for (int64_t a = 0; a < c; a++) axpy(1.0f, grad_h, w_in + ctx[a] * dim, dim);
     }
     free(h), free(ctx);
     return 0;
 }
 
-/* Skip-gram: each context word's input vector predicts the centre word against the centre's k
- * negatives, which all its context words share (Ji et al. 2016), and a window is one step: every
- * score is computed from the values before the window's update, then both sides are updated
- * (the same function as train.py's sgns_step with one centre word per step). Returns 0, or -1
- * if out of memory. */
+/* Skip-gram, exactly word2vec.c's loop (and gensim's): for each context word of centre i in
+ * corpus order, one prediction: its input vector v predicts the centre word against that pair's
+ * own k negatives, negatives[((i - start) * 2 * window + a) * k + j] for the a-th context word
+ * (slots a >= the context's size are unused); the output rows change at once, target by target,
+ * and v += the pair's gathered gradient at the end of the pair, before the next pair. Returns 0,
+ * or -1 if out of memory. */
 int sgns_chunk(float *w_in, float *w_out, int64_t dim, const int64_t *seq, const int64_t *owner,
                int64_t n, int64_t start, int64_t stop, const int64_t *width,
                const int64_t *negatives, int64_t k, int64_t window, float lr) {
-    const int64_t rows = 2 * window;
-    float *grad_in = malloc(rows * dim * sizeof(float));
-    float *g = malloc(rows * (k + 1) * sizeof(float));
-    int64_t *ctx = malloc(rows * sizeof(int64_t));
-    int64_t *targets = malloc((k + 1) * sizeof(int64_t));
-    if (grad_in == NULL || g == NULL || ctx == NULL || targets == NULL) {
-        free(grad_in), free(g), free(ctx), free(targets);
+    float *grad = malloc(dim * sizeof(float));
+    int64_t *ctx = malloc(2 * window * sizeof(int64_t));
+    if (grad == NULL || ctx == NULL) {
+        free(grad), free(ctx);
         return -1;
     }
     for (int64_t i = start; i < stop; i++) {
         const int64_t c = context(seq, owner, n, i, width[i - start], ctx);
-        if (c == 0) continue;
-        targets[0] = seq[i];
-        memcpy(targets + 1, negatives + (i - start) * k, k * sizeof(int64_t));
+        const int64_t *neg = negatives + (i - start) * 2 * window * k;
         for (int64_t a = 0; a < c; a++) {
-            const float *v = w_in + ctx[a] * dim;
-            float *ga = g + a * (k + 1), *grad = grad_in + a * dim;
+            float *v = w_in + ctx[a] * dim;
             memset(grad, 0, dim * sizeof(float));
-            for (int64_t j = 0; j <= k; j++) {
-                const float *u = w_out + targets[j] * dim;
-                const int skip = j > 0 && targets[j] == targets[0];
-                ga[j] = skip ? 0.0f : ((j == 0 ? 1.0f : 0.0f) - sigmoid(dot(v, u, dim))) * lr;
-                axpy(ga[j], u, grad, dim);
-            }
+            predict(v, w_out, dim, seq[i], neg + a * k, k, lr, grad);
+            axpy(1.0f, grad, v, dim);
         }
-        for (int64_t j = 0; j <= k; j++)
-            for (int64_t a = 0; a < c; a++)
-                axpy(g[a * (k + 1) + j], w_in + ctx[a] * dim, w_out + targets[j] * dim, dim);
-        for (int64_t a = 0; a < c; a++) axpy(1.0f, grad_in + a * dim, w_in + ctx[a] * dim, dim);
     }
-    free(grad_in), free(g), free(ctx), free(targets);
+    free(grad), free(ctx);
     return 0;
 }
