@@ -87,12 +87,23 @@ def test_float32_steps_on_rnnkits_matrix_kernel_match_torch_nn(kind, two_threads
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("chunk_bytes", [None, 1])
-def test_lstm_inference_loop_matches_torch_nn(dtype, chunk_bytes, two_threads, monkeypatch):
-    """Without gradients an LSTM runs native.lstm_infer (nothing kept for backward): the fused
-    per-step projection (float32, 64+ rows) or, otherwise, chunks of steps (forced down to one
-    step per chunk with chunk_bytes=1); outputs and final states equal torch.nn's."""
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_lstm_inference_loop_matches_torch_nn(dtype, chunk_bytes, threads, monkeypatch):
+    """Without gradients an LSTM runs native.lstm_infer (nothing kept for backward). float32 with
+    64+ rows: threads split the hidden units (2-3 threads) or one thread fuses the projection into
+    each step; otherwise chunks of steps (forced down to one step per chunk with chunk_bytes=1).
+    Outputs and final states equal torch.nn's."""
     if chunk_bytes is not None:
         monkeypatch.setattr(native, "INFER_CHUNK_BYTES", chunk_bytes)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_lstm_inference(dtype, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_lstm_inference(dtype, monkeypatch):
     torch.manual_seed(8)
     kw = {"num_layers": 2, "bidirectional": True}
     ref = torch.nn.LSTM(24, 32, **kw).to(dtype)

@@ -339,6 +339,70 @@ static void lstm_infer_row(int H, const real *restrict g, const real *restrict b
     }
 }
 
+#if defined(OWN_GEMM) && defined(_OPENMP)
+/* LSTM inference with the threads splitting the hidden units (float32, packed kernel): thread k
+ * owns units j0..j1 (a multiple of 4) of all four gates, so it packs and streams only its share of
+ * W_ih and W_hh at each step (a quarter of the traffic of a batch split with two threads), and its
+ * products have all the batch's rows. h_{t-1} must be complete before any thread's product: two
+ * state buffers alternate (read one, write the other), with one barrier per step. */
+static int lstm_infer_units(int T, const int *sizes, const int *starts, int reverse, int H, int I,
+                            const float *x, const float *wih, const float *bias,
+                            const float *whh, float *hs, float *cs, float *y) {
+    /* most: the widest share of gate columns (4 gates x units) a thread can get */
+    const int B = sizes[0], n = omp_get_max_threads(), most = 16 * ((H / 4 + n - 1) / n);
+    float *spare = malloc(sizeof(float) * (size_t)B * H);
+    float *packs = malloc(sizeof(float) * (size_t)n * most * (I + H));
+    float *slices = malloc(sizeof(float) * (size_t)n * most * (I > H ? I : H));
+    float *gates = malloc(sizeof(float) * (size_t)n * B * most);
+    float *biases = malloc(sizeof(float) * (size_t)n * most);
+    if (!spare || !packs || !slices || !gates || !biases) {
+        free(spare), free(packs), free(slices), free(gates), free(biases);
+        return 0;
+    }
+#pragma omp parallel num_threads(n)
+    {
+        const int k = omp_get_thread_num(), quarters = H / 4;
+        const int j0 = 4 * (int)((long)quarters * k / n), j1 = 4 * (int)((long)quarters * (k + 1) / n);
+        const int u = j1 - j0, m = 4 * u;
+        float *pi = packs + (long)k * most * (I + H), *ph = pi + (long)most * I;
+        float *slice = slices + (long)k * most * (I > H ? I : H), *gt = gates + (long)k * B * most;
+        float *bk = bias ? biases + (long)k * most : 0;
+        for (int q = 0; q < 4; q++) { /* rows q*H + j0 .. q*H + j1 of each weight, gate by gate */
+            memcpy(slice + (long)q * u * I, wih + ((long)q * H + j0) * I, sizeof(float) * u * I);
+            if (bk) memcpy(bk + q * u, bias + q * H + j0, sizeof(float) * u);
+        }
+        for (int p = 0; p < m / NR; p++) pack_panel('T', m, I, slice, pi, p);
+        for (int q = 0; q < 4; q++)
+            memcpy(slice + (long)q * u * H, whh + ((long)q * H + j0) * H, sizeof(float) * u * H);
+        for (int p = 0; p < m / NR; p++) pack_panel('T', m, H, slice, ph, p);
+        float *cur = hs, *next = spare;
+#pragma omp barrier
+        for (int i = 0; i < T; i++) {
+            const int t = STEP_T(i), b = sizes[t], r0 = starts[t];
+            if (u > 0) {
+                packed_matmul(m, b, I, pi, x + (long)r0 * I, 0, gt);
+                packed_matmul(m, b, H, ph, cur, 1, gt);
+                for (long row = 0; row < b; row++) {
+                    float *yr = y + (r0 + row) * H + j0;
+                    lstm_infer_row(u, gt + row * m, bk, cs + row * H + j0, yr);
+                    memcpy(next + row * H + j0, yr, sizeof(float) * u);
+                }
+                for (long row = b; row < B; row++) /* finished sequences keep their state */
+                    memcpy(next + row * H + j0, cur + row * H + j0, sizeof(float) * u);
+            }
+            float *swap = cur;
+            cur = next, next = swap;
+#pragma omp barrier
+        }
+        if (cur != hs)
+            for (long row = 0; row < B; row++)
+                memcpy(hs + row * H + j0, cur + row * H + j0, sizeof(float) * u);
+    }
+    free(spare), free(packs), free(slices), free(gates), free(biases);
+    return 1;
+}
+#endif
+
 /* LSTM inference (no projection): the forward pass when no gradient is wanted, which keeps
  * nothing for backward and never writes the N x 4H gates to memory (52 MB for 100 steps of
  * 64 x 512). Where both weights are packed for rnnkit's kernel, each thread forms its rows' gates
@@ -350,6 +414,12 @@ void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse,
                 const real *x, const real *wih, const real *bias, const real *whh, real *hs,
                 real *cs, real *g, int chunk, real *y) {
     steps_setup(T, sizes, starts);
+#if defined(OWN_GEMM) && defined(_OPENMP)
+    const int rows = starts[T - 1] + sizes[T - 1], threads = omp_get_max_threads();
+    if (threads > 1 && H % 4 == 0 && H / 4 >= threads && rows >= PACK_MIN_ROWS &&
+        lstm_infer_units(T, sizes, starts, reverse, H, I, x, wih, bias, whh, hs, cs, y))
+        return;
+#endif
     weight wh = use_weight('T', 4 * H, H, whh, T, sizes, starts);
     weight wi = use_weight('T', 4 * H, I, wih, T, sizes, starts);
     if (wh.packed && wi.packed) {
