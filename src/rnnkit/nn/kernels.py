@@ -42,7 +42,8 @@ def _impl(native_wanted: bool, x: Tensor) -> ModuleType:
     return native if native_wanted and native.available(x) else loops
 
 
-def _sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    """The one bias the gates see, ``b_ih + b_hh`` (None for a layer without biases)."""
     return None if b_ih is None else b_ih + b_hh
 
 
@@ -70,7 +71,7 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native_):  # noqa: ANN001
         sched = _start(ctx, sizes, reverse, native_, x, 3)
-        gates = project(x, w_ih, _sum_bias(b_ih, b_hh))  # (N, 4H)
+        gates = project(x, w_ih, sum_bias(b_ih, b_hh))  # (N, 4H)
         h_prev, c_prev, _, tanh_c, h_full, y, h_n, c_n = ctx.loops.lstm_forward(
             sched, gates, w_hh, w_hr, h0, c0
         )
@@ -129,7 +130,7 @@ class RNNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native_):  # noqa: ANN001
         sched = _start(ctx, sizes, reverse, native_, x, 2)
-        bias = _sum_bias(b_ih, b_hh)
+        bias = sum_bias(b_ih, b_hh)
         h_prev, y, h_n = ctx.loops.rnn_forward(sched, x, w_ih, bias, w_hh, h0, relu)
         ctx.save_for_backward(x, w_ih, w_hh, y)
         ctx.state = (sched, h_prev, relu)

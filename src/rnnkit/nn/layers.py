@@ -32,7 +32,7 @@ from rnnkit.nn.checks import (
     check_state,
     init_uniform,
 )
-from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
+from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction, sum_bias
 from rnnkit.nn.schedule import Schedule
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
@@ -263,6 +263,7 @@ class RNNBase(nn.Module):
         self, data: Tensor, sizes: list[int], states: list[Tensor], use_c: bool
     ) -> tuple[Tensor, list[Tensor]]:
         finals: list[list[Tensor]] = [[] for _ in states]
+        infer = self.mode == "LSTM" and self._infer_natively(data, use_c)
         for layer in range(self.num_layers):
             outs = []
             for direction in range(self.num_directions):
@@ -270,10 +271,9 @@ class RNNBase(nn.Module):
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
                 init = [s[k] for s in states]
                 reverse = direction == 1
-                if self.mode == "LSTM" and self._infer_natively(data, use_c, w_hr):
-                    bias = None if b_ih is None else b_ih + b_hh
-                    y, *fin = native.lstm_infer(Schedule(sizes, reverse), data, w_ih, bias, w_hh,
-                                                *init)  # fmt: skip
+                if infer:
+                    y, *fin = native.lstm_infer(Schedule(sizes, reverse), data, w_ih,
+                                                sum_bias(b_ih, b_hh), w_hh, *init)  # fmt: skip
                 elif self.mode == "LSTM":
                     y, *fin = LSTMFunction.apply(
                         data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
@@ -295,12 +295,12 @@ class RNNBase(nn.Module):
                 data = F.dropout(data, self.dropout, training=True)
         return data, [torch.stack(f) for f in finals]
 
-    def _infer_natively(self, data: Tensor, use_c: bool, w_hr: Tensor | None) -> bool:
-        """Whether an LSTM layer runs C's inference loop: no gradient wanted, no projection."""
+    def _infer_natively(self, data: Tensor, use_c: bool) -> bool:
+        """Whether the LSTM runs C's inference loop: no gradient wanted, no projection."""
         wanted = torch.is_grad_enabled() and (
             data.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        return use_c and not wanted and w_hr is None and native.available(data)
+        return use_c and not wanted and not self.proj_size and native.available(data)
 
     def _run_torch(
         self, data: Tensor, sizes: list[int], states: list[Tensor], input: Tensor | PackedSequence

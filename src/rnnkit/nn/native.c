@@ -408,7 +408,8 @@ static int lstm_infer_units(int T, const int *sizes, const int *starts, int reve
  * 64 x 512). Where both weights are packed for rnnkit's kernel, each thread forms its rows' gates
  * step by step, input projection included, in a buffer of its own that stays in its cache.
  * Otherwise the steps run in chunks of at most `chunk` rows whose input projection (one BLAS call
- * on all threads) goes into the scratch g (chunk x 4H) just before the chunk's steps read it. hs
+ * on all threads) goes into the scratch g (chunk x 4H) just before the chunk's steps read it. The
+ * bias is added in the gate pass, never copied into the gates. hs
  * and cs are the running states (h0, c0 on entry, h_n, c_n on exit); y (N x H) gets every h_t. */
 void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H, int I,
                 const real *x, const real *wih, const real *bias, const real *whh, real *hs,
@@ -449,9 +450,7 @@ void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse,
             rows += sizes[STEP_T(i1)];
         const int first = reverse ? STEP_T(i1 - 1) : STEP_T(i0); /* lowest step of the chunk */
         const long base = starts[first];
-        for (int r = 0; bias && r < rows; r++)
-            memcpy(g + (long)r * 4 * H, bias, sizeof(real) * 4 * H);
-        matmul(gemm, 'T', 4 * H, rows, I, wih, x + base * I, bias ? 1 : 0, g);
+        matmul(gemm, 'T', 4 * H, rows, I, wih, x + base * I, 0, g);
         PARALLEL_ROWS {
             int lo, hi;
             my_rows(sizes[0], &lo, &hi);
@@ -460,7 +459,7 @@ void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse,
                 real *gt = g + (r0 - base) * 4 * H;
                 step_matmul(gemm, &wh, b, hs + (long)lo * H, 1, gt);
                 for (long row = 0; row < b; row++) {
-                    lstm_infer_row(H, gt + row * 4 * H, 0, cs + (lo + row) * H,
+                    lstm_infer_row(H, gt + row * 4 * H, bias, cs + (lo + row) * H,
                                    y + (r0 + row) * H);
                     memcpy(hs + (lo + row) * H, y + (r0 + row) * H, sizeof(real) * H);
                 }

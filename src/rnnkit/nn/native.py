@@ -144,8 +144,10 @@ def lstm_infer(
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """The LSTM forward pass without anything kept for backward (no projection): ``(y, h_n, c_n)``.
 
-    For inference (no gradient wanted): the input projection runs a few steps at a time, so the
-    gates never go to memory in full. Same function as :func:`lstm_forward`.
+    For inference (no gradient wanted): the input projection is formed step by step (threads
+    splitting the hidden units, or each its rows) or, where rnnkit's packed kernel does not apply,
+    a few steps at a time into ``gates``; the N x 4H gates never go to memory in full. Same
+    function as :func:`lstm_forward`.
     """
     hidden = h0.shape[1]
     h_n, c_n = h0.contiguous().clone(), c0.contiguous().clone()
