@@ -92,15 +92,21 @@ def test_dropout_between_layers_only_in_training():
 
 
 def test_impl_choice_and_repr():
-    assert "impl='rnnkit'" in repr(rnn.LSTM(3, 4))
+    """torch's repr plus rnnkit's choice in torch's key=value form: where the time loop runs."""
+    assert repr(rnn.LSTM(3, 4)) == "LSTM(3, 4, impl='rnnkit', loop='C')"
     layer = rnn.GRU(3, 4, num_layers=2, bidirectional=True, impl="torch")
     assert repr(layer) == "GRU(3, 4, num_layers=2, bidirectional=True, impl='torch')"
-    assert "impl='auto' (rnnkit on cpu)" in repr(rnn.RNN(3, 4, impl="auto"))
+    assert repr(rnn.RNN(3, 4, impl="auto")) == "RNN(3, 4, impl='auto', loop='C')"
     assert rnn.auto_impl(torch.device("cpu")) == "rnnkit"
     assert rnn.auto_impl(torch.device("cuda")) == "torch"
-    assert "time loop" not in repr(rnn.GRU(3, 4, impl="torch"))
-    assert repr(rnn.RNN(3, 4, impl="rnnkit-pytorch")).endswith("(time loop in PyTorch))")
-    rnn.LSTM(3, 4).flatten_parameters()  # a no-op, kept for drop-in compatibility
+    assert repr(rnn.RNN(3, 4, impl="rnnkit-pytorch")).endswith("loop='PyTorch')")
+    half = rnn.LSTM(3, 4, dtype=torch.bfloat16)  # no C kernel for bfloat16: visibly PyTorch's
+    assert repr(half) == "LSTM(3, 4, impl='rnnkit', loop='PyTorch')"
+    ours = rnn.LSTM(3, 4, 2, bias=False, batch_first=True, dropout=0.5, bidirectional=True,
+                    proj_size=2)  # fmt: skip
+    theirs = torch.nn.LSTM(3, 4, 2, bias=False, batch_first=True, dropout=0.5, bidirectional=True,
+                           proj_size=2)  # fmt: skip
+    assert repr(ours) == repr(theirs)[:-1] + ", impl='rnnkit', loop='C')"
 
 
 def test_device_and_dtype_arguments():

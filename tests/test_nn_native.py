@@ -15,7 +15,7 @@ def test_c_loops_build_and_are_used_where_a_compiler_exists():
     assert native.available(torch.zeros(1, dtype=torch.float64)) == has_compiler
     assert not native.available(torch.zeros(1, dtype=torch.float16))
     loop = "C" if has_compiler else "PyTorch"
-    assert repr(rnn.LSTM(3, 4)) == f"LSTM(3, 4, impl='rnnkit' (time loop in {loop}))"
+    assert repr(rnn.LSTM(3, 4)) == f"LSTM(3, 4, impl='rnnkit', loop={loop!r})"
 
 
 def test_build_is_cached_and_missing_compiler_falls_back(tmp_path, monkeypatch):
