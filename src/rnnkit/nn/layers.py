@@ -199,6 +199,9 @@ class RNNBase(nn.RNNBase):
         if sizes[0] == 0:  # an empty batch: empty outputs, as torch.nn gives
             out = data.new_zeros(len(sizes), 0, self._output_width(), dtype=dtype)
             finals = [s.to(dtype) for s in states]
+            if torch.is_grad_enabled():  # in the graph, so that backward runs (zero gradients)
+                nothing = sum(w.sum() for w in self._flat_weights) * 0
+                out, finals = out + nothing.to(dtype), [f + nothing.to(dtype) for f in finals]
         else:
             with _no_autocast(data.device.type):  # the layer casts once, for the whole call
                 states = [s.to(dtype) for s in states]
