@@ -59,18 +59,25 @@ def autocast_dtype(mode: str, input: Tensor) -> torch.dtype:
     autocast leaves alone), the input's dtype.
     """
     device = input.device.type
-    autocast = device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
-    if not autocast or input.dtype == torch.float64:
+    if not _autocasting(device) or input.dtype == torch.float64:
         return input.dtype
     if mode == "GRU" and device == "cpu":
         return input.dtype
     return torch.get_autocast_dtype(device)
 
 
+def _autocasting(device: str) -> bool:
+    return device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
+
+
 def _no_autocast(device: str) -> contextlib.AbstractContextManager:
-    if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
-        return torch.autocast(device, enabled=False)
-    return contextlib.nullcontext()
+    return (
+        torch.autocast(device, enabled=False) if _autocasting(device) else contextlib.nullcontext()
+    )
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def check_impl(impl: str) -> str:
@@ -161,22 +168,20 @@ class RNNBase(nn.RNNBase):
         the state has the input's dtype: torch.nn fails deep in its operator otherwise (a
         ``RuntimeError``), and rnnkit's C loop must never read a buffer as another type."""
         name, first = _NAMES[self.mode], self._flat_weights[0]
+        all_cpu = input.is_cpu and all(w.is_cpu for w in self._flat_weights)
         for wname, w in zip(self._flat_weights_names, self._flat_weights):
             if w.dtype != first.dtype:
                 raise RuntimeError(
                     f"{name}: {wname} has dtype {w.dtype} but {self._flat_weights_names[0]} has "
                     f"{first.dtype}; the weights must share one dtype: model.to({first.dtype})"
                 )
-            if w.device != input.device:
+            if not all_cpu and w.device != input.device:
                 raise RuntimeError(
                     f"{name}: {wname} is on {w.device} but the input is on {input.device}; move "
                     f"the model with model.to({str(input.device)!r})"
                 )
-        autocast = input.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(
-            input.device.type
-        )
         for what, state in zip(("hx", "cx"), states):
-            if state.dtype != input.dtype and not autocast:
+            if state.dtype != input.dtype and not _autocasting(input.device.type):
                 raise RuntimeError(
                     f"{name}: {what} dtype ({state.dtype}) does not match input dtype "
                     f"({input.dtype}); convert it with {what}.to({input.dtype})"
@@ -204,8 +209,8 @@ class RNNBase(nn.RNNBase):
                 out, finals = out + nothing.to(dtype), [f + nothing.to(dtype) for f in finals]
         else:
             with _no_autocast(data.device.type):  # the layer casts once, for the whole call
-                states = [s.to(dtype) for s in states]
-                out, finals = self._run_rows(data.to(dtype), sizes, states, batch_sizes)
+                states = [_cast(s, dtype) for s in states]
+                out, finals = self._run_rows(_cast(data, dtype), sizes, states, batch_sizes)
             if batch_sizes is None:
                 out = out.view(len(sizes), sizes[0], out.shape[-1])  # (T, B, D * H_out)
         if batch_sizes is None and self.batch_first:
@@ -218,7 +223,7 @@ class RNNBase(nn.RNNBase):
     def _run_rows(
         self, data: Tensor, sizes: list[int], states: list[Tensor], batch_sizes: Tensor | None
     ) -> tuple[Tensor, list[Tensor]]:
-        weights = [w.to(data.dtype) for w in self._flat_weights]  # (autocast: cast per call)
+        weights = [_cast(w, data.dtype) for w in self._flat_weights]  # (autocast: per call)
         impl = self._impl_for(data.device)
         if impl == "torch":
             return self._run_torch(data, sizes, states, weights, batch_sizes)
