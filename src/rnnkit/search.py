@@ -21,20 +21,44 @@ search raises ``ValueError``.
 ``eos``; ``min_length`` is the number of tokens that must be generated before ``eos`` may be.
 ``eos=None`` means there is no end token: every input runs to ``max_length`` (free text).
 Returned tokens exclude ``bos`` and ``eos``; returned log-probabilities include the ``eos`` step.
+
+**One entry point.** :func:`decode` takes a :class:`SearchOptions` (greedy, sampling or beam
+search and their settings, validated once) and returns, for each input, its best hypotheses;
+applications call it rather than choosing among :func:`greedy`, :func:`sample` and
+:func:`beam_search` themselves.
+
+**Constraints are processors**: small callables ``(log_probs (N, V), history (N, t), step) ->
+log_probs`` applied, in order, to every step's log-probabilities before a token is chosen
+(``history`` holds each row's generated tokens, or is None for processors that do not ask for
+it). :func:`ban_tokens` removes tokens from the model's distribution (renormalised, as if the
+model could not produce them: an LM never writes ``<unk>``); :func:`min_length` and
+:func:`no_repeat_ngram` are search constraints (the blocked mass is not redistributed).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-__all__ = ["Decoder", "Hypothesis", "beam_search", "greedy", "sample"]
+__all__ = [
+    "Decoder",
+    "Hypothesis",
+    "Processor",
+    "SearchOptions",
+    "ban_tokens",
+    "beam_search",
+    "decode",
+    "greedy",
+    "min_length",
+    "no_repeat_ngram",
+    "sample",
+]
 
 LENGTH_PENALTIES = ("none", "average", "gnmt")
 
@@ -62,6 +86,198 @@ class Hypothesis:
 
 
 # ----------------------------------------------------------------------------------------------
+# Constraints as processors
+
+
+class Processor(Protocol):
+    """Reshapes one step's log-probabilities (see the module docstring)."""
+
+    needs_history: bool  # whether it reads ``history`` (the search keeps it only then)
+
+    def __call__(self, log_probs: Tensor, history: Tensor | None, step: int) -> Tensor: ...
+
+
+def _fill(log_probs: Tensor, tokens: Sequence[int]) -> Tensor:
+    index = torch.tensor(list(tokens), dtype=torch.long, device=log_probs.device)
+    return log_probs.index_fill(1, index, -math.inf)
+
+
+@dataclass(frozen=True)
+class ban_tokens:  # lower case: a processor reads as a call, ban_tokens([unk])
+    """Never produce ``tokens``: the model's distribution restricted to the other tokens."""
+
+    tokens: tuple[int, ...]
+    needs_history = False
+
+    def __init__(self, tokens: Sequence[int]) -> None:
+        object.__setattr__(self, "tokens", tuple(int(t) for t in tokens))
+
+    def __call__(self, log_probs: Tensor, history: Tensor | None, step: int) -> Tensor:
+        if not self.tokens:
+            return log_probs
+        return torch.log_softmax(_fill(log_probs, self.tokens), dim=-1)
+
+
+@dataclass(frozen=True)
+class min_length:
+    """No ``eos`` before ``length`` tokens have been generated."""
+
+    eos: int
+    length: int
+    needs_history = False
+
+    def __call__(self, log_probs: Tensor, history: Tensor | None, step: int) -> Tensor:
+        return _fill(log_probs, [self.eos]) if step < self.length else log_probs
+
+
+@dataclass(frozen=True)
+class no_repeat_ngram:
+    """No n-gram of ``size`` tokens occurs twice in a hypothesis.
+
+    A token is banned for a row when the row's last ``size - 1`` tokens followed by it already
+    occur in the row.
+    """
+
+    size: int
+    needs_history = True
+
+    def __call__(self, log_probs: Tensor, history: Tensor | None, step: int) -> Tensor:
+        n = self.size
+        length = 0 if history is None else history.size(1)
+        if n <= 0 or length < n:
+            return log_probs
+        windows = history.unfold(1, n, 1)  # (N, t-n+1, n) every n-gram of each row
+        suffix = history[:, length - n + 1 :]  # (N, n-1) the row's last n-1 tokens
+        match = (windows[:, :, :-1] == suffix[:, None, :]).all(dim=2)  # (N, t-n+1)
+        banned = torch.zeros(log_probs.shape, device=log_probs.device)
+        banned.scatter_add_(1, windows[:, :, -1], match.to(banned.dtype))
+        return log_probs.masked_fill(banned > 0, -math.inf)
+
+
+def _constraints(
+    processors: Sequence[Processor], eos: int | None, min_len: int, ngram: int = 0
+) -> list[Processor]:
+    """``processors`` followed by the length and n-gram constraints the arguments ask for."""
+    chain = list(processors)
+    if eos is not None and min_len > 0:
+        chain.append(min_length(eos, min_len))
+    if ngram > 0:
+        chain.append(no_repeat_ngram(ngram))
+    return chain
+
+
+def _process(
+    chain: Sequence[Processor], log_probs: Tensor, history: Tensor | None, step: int
+) -> Tensor:
+    for processor in chain:
+        log_probs = processor(log_probs, history, step)
+    return log_probs
+
+
+# ----------------------------------------------------------------------------------------------
+# Options and the one entry point
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to decode: greedy search, sampling or beam search, and their settings.
+
+    ``beam_size > 1`` is beam search; otherwise ``sample`` draws tokens, else greedy search.
+    Invalid values raise :class:`rnnkit.errors.ConfigError` naming the value.
+    """
+
+    beam_size: int = 1  # hypotheses kept per input; 1: one token per step (greedy or sampling)
+    sample: bool = False  # draw tokens (with beam_size 1) instead of taking the most likely
+    temperature: float = 1.0  # sampling: >= 0, below 1 sharpens; 0 takes the most likely token
+    top_k: int | None = None  # sampling: only the k most likely tokens
+    top_p: float | None = None  # sampling: nucleus threshold in (0, 1]
+    seed: int | None = None  # sampling: seed of the generator (None: nondeterministic)
+    length_penalty: str = "none"  # beam ranking: "none", "average" or "gnmt"
+    alpha: float = 0.6  # exponent of the "gnmt" penalty
+    n_best: int = 1  # hypotheses returned per input (beam search; at most beam_size)
+    min_length: int = 0  # tokens generated before eos is allowed
+    no_repeat_ngram: int = 0  # if > 0, no n-gram of this size occurs twice (beam search)
+
+    def __post_init__(self) -> None:
+        from rnnkit.errors import ConfigError
+
+        problems = [
+            (self.beam_size < 1, f"beam size must be >= 1, got {self.beam_size}"),
+            (
+                not 1 <= self.n_best <= self.beam_size,
+                f"n-best must be between 1 and the beam size {self.beam_size}, got {self.n_best}",
+            ),
+            (
+                self.length_penalty not in LENGTH_PENALTIES,
+                f"length penalty must be one of {', '.join(LENGTH_PENALTIES)}, "
+                f"got {self.length_penalty!r}",
+            ),
+            (
+                not self.temperature >= 0 or math.isinf(self.temperature),
+                f"temperature must be a finite number >= 0, got {self.temperature}",
+            ),
+            (
+                self.top_k is not None and self.top_k < 1,
+                f"top-k must be a positive integer, got {self.top_k}",
+            ),
+            (
+                self.top_p is not None and not 0 < self.top_p <= 1,
+                f"top-p must be in (0, 1], got {self.top_p}",
+            ),
+            (self.min_length < 0, f"min length must be >= 0, got {self.min_length}"),
+            (
+                self.no_repeat_ngram < 0,
+                f"no-repeat n-gram must be >= 0, got {self.no_repeat_ngram}",
+            ),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ConfigError(message)
+
+    @property
+    def method(self) -> str:
+        """``"beam"``, ``"sample"`` or ``"greedy"``."""
+        return "beam" if self.beam_size > 1 else "sample" if self.sample else "greedy"
+
+
+def decode(
+    decoder: Decoder,
+    state: Any,
+    bos: int | Tensor,
+    eos: int | None,
+    max_length: int,
+    options: SearchOptions | None = None,
+    *,
+    processors: Sequence[Processor] = (),
+    on_token: Callable[[Tensor], None] | None = None,
+) -> list[list[Hypothesis]]:
+    """Decode B inputs as ``options`` say; for each input, its best hypotheses (best first).
+
+    Greedy search and sampling give one hypothesis per input; beam search up to ``n_best``.
+    ``processors`` constrain every step (see the module docstring); ``on_token`` streams the
+    tokens of greedy search and sampling (beam search knows its result only at the end).
+    """
+    options = options or SearchOptions()
+    common = {"min_length": options.min_length, "processors": processors}
+    if options.method == "beam":
+        return beam_search(
+            decoder, state, bos, eos, options.beam_size, max_length,
+            length_penalty=options.length_penalty, alpha=options.alpha, n_best=options.n_best,
+            no_repeat_ngram_size=options.no_repeat_ngram, **common,
+        )  # fmt: skip
+    if options.method == "sample":
+        generator = None if options.seed is None else torch.Generator().manual_seed(options.seed)
+        found = sample(
+            decoder, state, bos, eos, max_length, temperature=options.temperature,
+            top_k=options.top_k, top_p=options.top_p, generator=generator, on_token=on_token,
+            **common,
+        )  # fmt: skip
+    else:
+        found = greedy(decoder, state, bos, eos, max_length, on_token=on_token, **common)
+    return [[h] for h in found]
+
+
+# ----------------------------------------------------------------------------------------------
 # Greedy search and sampling: one token per input and step
 
 
@@ -73,6 +289,7 @@ def greedy(
     max_length: int,
     *,
     min_length: int = 0,
+    processors: Sequence[Processor] = (),
     on_token: Callable[[Tensor], None] | None = None,
 ) -> list[Hypothesis]:
     """Decode by taking the most likely token at every step.
@@ -84,6 +301,7 @@ def greedy(
         eos: end token, or None to always generate ``max_length`` tokens.
         max_length: the most decoding steps (tokens generated, eos included).
         min_length: tokens that must be generated before eos is allowed.
+        processors: constraints applied to every step (see the module docstring).
         on_token: called after every step with the chosen tokens (B,), so a caller can stream
             text; inputs that have already ended receive ``eos``.
 
@@ -91,7 +309,8 @@ def greedy(
         One :class:`Hypothesis` per input, with ``score == log_prob``.
     """
     _check_lengths(max_length, min_length)
-    return _generate(decoder, state, bos, eos, max_length, min_length, on_token, _argmax)
+    chain = _constraints(processors, eos, min_length)
+    return _generate(decoder, state, bos, eos, max_length, chain, on_token, _argmax)
 
 
 def sample(
@@ -106,6 +325,7 @@ def sample(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     min_length: int = 0,
+    processors: Sequence[Processor] = (),
     on_token: Callable[[Tensor], None] | None = None,
 ) -> list[Hypothesis]:
     """Decode by drawing every token from the model's (reshaped) distribution.
@@ -133,8 +353,9 @@ def sample(
         raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
+    chain = _constraints(processors, eos, min_length)
     if temperature == 0:
-        return _generate(decoder, state, bos, eos, max_length, min_length, on_token, _argmax)
+        return _generate(decoder, state, bos, eos, max_length, chain, on_token, _argmax)
 
     def draw(log_probs: Tensor) -> Tensor:
         logits = log_probs / temperature  # (N, V)
@@ -146,7 +367,7 @@ def sample(
         probs = torch.softmax(logits.float(), dim=1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
-    return _generate(decoder, state, bos, eos, max_length, min_length, on_token, draw)
+    return _generate(decoder, state, bos, eos, max_length, chain, on_token, draw)
 
 
 def _argmax(log_probs: Tensor) -> Tensor:
@@ -169,7 +390,7 @@ def _generate(
     bos: int | Tensor,
     eos: int | None,
     max_length: int,
-    min_length: int,
+    chain: Sequence[Processor],
     on_token: Callable[[Tensor], None] | None,
     choose: Callable[[Tensor], Tensor],
 ) -> list[Hypothesis]:
@@ -183,13 +404,17 @@ def _generate(
     running = torch.arange(batch, device=tokens.device)  # (A,) their positions among the B
     log_prob: Tensor | None = None  # (B,) summed log-probabilities
     steps: list[Tensor] = []  # one (B,) tensor of chosen tokens per step
+    keep_history = any(p.needs_history for p in chain)
     for t in range(max_length):
         log_probs, state = decoder.step(tokens, state)
         _check_log_probs(log_probs, tokens.numel())
         if t == 0:
             running = running.to(log_probs.device)
             log_prob = log_probs.new_zeros(batch)
-        log_probs = _block(log_probs, eos if t < min_length else None)
+        history = None
+        if keep_history:
+            history = torch.stack(steps, dim=1)[running] if steps else tokens[:, None][:, :0]
+        log_probs = _process(chain, log_probs, history, t)
         chosen = choose(log_probs)  # (A,)
         log_prob[running] += log_probs.gather(1, chosen[:, None]).squeeze(1)
         column = torch.full((batch,), -1 if eos is None else eos, dtype=torch.long)
@@ -233,6 +458,7 @@ def beam_search(
     alpha: float = 0.6,
     n_best: int = 1,
     no_repeat_ngram_size: int = 0,
+    processors: Sequence[Processor] = (),
 ) -> list[list[Hypothesis]]:
     """Find the best sequences of every input with beam search.
 
@@ -270,6 +496,7 @@ def beam_search(
         alpha: exponent of the ``"gnmt"`` penalty.
         n_best: hypotheses returned per input (1 <= n_best <= beam_size).
         no_repeat_ngram_size: if > 0, no n-gram of this size occurs twice in a hypothesis.
+        processors: constraints applied to every step (see the module docstring).
 
     Returns:
         For each of the B inputs, up to ``n_best`` hypotheses, best score first.
@@ -285,6 +512,8 @@ def beam_search(
         )
     if no_repeat_ngram_size < 0:
         raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
+
+    chain = _constraints(processors, eos, min_length, no_repeat_ngram_size)
 
     def penalty(n: int) -> float:
         if length_penalty == "average":
@@ -308,8 +537,7 @@ def beam_search(
             history = history.to(device)
         n_inputs, width = scores.shape
         vocab = log_probs.size(1)
-        banned_eos = eos if t < min_length else None
-        log_probs = _block(log_probs, banned_eos, history.flatten(0, 1), no_repeat_ngram_size)
+        log_probs = _process(chain, log_probs, history.flatten(0, 1), t)
         candidates = (scores[:, :, None] + log_probs.view(n_inputs, width, vocab)).flatten(1)
         k = min(beam_size if eos is None else 2 * beam_size, width * vocab)
         top_scores, top_index = candidates.topk(k, dim=1)  # (A, k), best first
@@ -364,27 +592,6 @@ def _refill(top_scores: Tensor, is_eos: Tensor, beam_size: int) -> tuple[Tensor,
     width = max(int(valid.sum(dim=1).max()), 1)
     order, scores, valid = order[:, :width], scores[:, :width], valid[:, :width]
     return torch.where(valid, order, order[:, :1]), scores
-
-
-def _block(
-    log_probs: Tensor, eos: int | None, history: Tensor | None = None, ngram: int = 0
-) -> Tensor:
-    """Set to -inf the log-probs of ``eos`` (unless None) and of tokens repeating an n-gram.
-
-    ``history`` (N, t) holds each row's generated tokens. A token is banned for a row when the
-    row's last ``ngram - 1`` tokens followed by it already occur in the row.
-    """
-    if eos is not None:
-        log_probs = log_probs.index_fill(1, torch.tensor([eos], device=log_probs.device), -math.inf)
-    length = 0 if history is None else history.size(1)
-    if ngram > 0 and length >= ngram:
-        windows = history.unfold(1, ngram, 1)  # (N, t-n+1, n) every n-gram of each row
-        suffix = history[:, length - ngram + 1 :]  # (N, n-1) the row's last n-1 tokens
-        match = (windows[:, :, :-1] == suffix[:, None, :]).all(dim=2)  # (N, t-n+1)
-        banned = torch.zeros(log_probs.shape, device=log_probs.device)
-        banned.scatter_add_(1, windows[:, :, -1], match.to(banned.dtype))
-        log_probs = log_probs.masked_fill(banned > 0, -math.inf)
-    return log_probs
 
 
 def _finish_live(
