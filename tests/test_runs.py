@@ -5,7 +5,7 @@ import torch
 
 import rnnkit
 from rnnkit import runs
-from rnnkit.errors import RunDirError
+from rnnkit.errors import ConfigError, RunDirError
 from rnnkit.runs import RunDir, load_model_weights
 from rnnkit.training.state import flatten, unflatten
 
@@ -105,3 +105,61 @@ def test_tied_weights_save_and_load(tmp_path):
     wrong = torch.nn.Sequential(torch.nn.Embedding(6, 4), torch.nn.Linear(4, 5))
     with pytest.raises(RunDirError, match="does not fit the model"):
         load_model_weights(run, wrong)
+
+
+# ------------------------------------------------------------------ one format for every task
+
+
+def fake_trained_run(path, task, config):
+    """A run directory of ``task`` with ``config`` and placeholder vocabulary/weights files."""
+    run = RunDir.create(path, task)
+    run.write_json(runs.CONFIG, config)
+    run.write_json(runs.VOCAB, {})
+    run.save_tensors(runs.BEST, {"w": torch.zeros(1)})
+    return run
+
+
+def load_lm(path):
+    from rnnkit import lm
+
+    return lm.load(path)
+
+
+def load_translate(path):
+    from rnnkit import translate
+
+    return translate.load(path)
+
+
+@pytest.mark.parametrize(("task", "load"), [("lm", load_lm), ("translate", load_translate)])
+def test_damaged_config_is_the_same_one_line_error_for_every_task(tmp_path, task, load):
+    run = fake_trained_run(tmp_path / "no_model", task, {"recipe": {}, "train": {}})
+    with pytest.raises(RunDirError) as missing:
+        load(run.path)
+    assert str(missing.value) == (
+        f"{run.file('config.json')} is damaged (no 'model' section); "
+        "train a new run or restore the file"
+    )
+    run = fake_trained_run(tmp_path / "bad_model", task, {"recipe": {}, "train": {}, "model": {}})
+    with pytest.raises(RunDirError, match=r"config.json is damaged \(section 'model': "):
+        load(run.path)
+    (run.path / "config.json").write_text("{not json")
+    with pytest.raises(RunDirError, match=r"config.json is damaged \(not valid JSON\)"):
+        load(run.path)
+
+
+def test_resume_may_change_the_budget_only(tmp_path):
+    run = runs.start(tmp_path / "r", "lm", recipe={}, model={}, train={"max_steps": 10, "lr": 1.0})
+    run.save_tensors(runs.CHECKPOINT, {"w": torch.zeros(1)})
+    assert runs.RESUMABLE == {"epochs", "max_steps", "max_minutes"}
+    _, config = runs.resume(run.path, "lm", {"max_steps": 20, "epochs": None})
+    assert config["train"] == {"max_steps": 20, "lr": 1.0}
+    assert json.loads(run.file("config.json").read_text())["train"]["max_steps"] == 10  # unwritten
+    with pytest.raises(ConfigError, match="only the budget .* may change, not --lr, --seed"):
+        runs.resume(run.path, "lm", {"lr": 0.1, "seed": 3, "max_steps": 20})
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    run = runs.start(tmp_path / "r", "lm", recipe={}, model={}, train={})
+    with pytest.raises(RunDirError, match="is missing last.safetensors"):
+        runs.resume(run.path, "lm")

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+BUDGETS = ("epochs", "max_steps", "max_minutes")  # a recipe's budget fields (TrainConfig's)
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written; every option's default (taken from the recipe) shown as
@@ -48,26 +50,27 @@ def add_run_location(parser: argparse.ArgumentParser) -> None:
 def add_budget_arguments(group: Any, recipe: Any) -> None:
     """``--epochs``, ``--max-steps``, ``--max-minutes``; the recipe's budget applies when none
     is given (and a resumed run keeps its own unless one is given)."""
+    given = {name: getattr(recipe, name) for name in BUDGETS}
+    default = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None)
     group.add_argument("--epochs", type=int, help="passes over the training data")
     group.add_argument("--max-steps", type=int, help="optimizer steps")
     group.add_argument(
         "--max-minutes",
         type=float,
-        help=f"wall-clock budget; when no budget is given: {recipe.max_minutes:g}",
+        help=f"wall-clock budget (when no budget is given: {default})",
     )
 
 
 def budget_of(args: argparse.Namespace) -> dict[str, Any]:
     """The budget options given on the command line (None where not given)."""
-    return {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
+    return {name: getattr(args, name) for name in BUDGETS}
 
 
 def recipe_budget(args: argparse.Namespace, recipe: Any) -> dict[str, Any]:
     """The budget of a new run: the options given, or the recipe's when none is."""
     budget = budget_of(args)
     if all(v is None for v in budget.values()):
-        budget = {"epochs": recipe.epochs, "max_steps": recipe.max_steps}
-        budget["max_minutes"] = recipe.max_minutes
+        budget = {name: getattr(recipe, name) for name in BUDGETS}
     return budget
 
 
