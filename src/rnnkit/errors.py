@@ -46,12 +46,13 @@ def require_extra(module: str, extra: str, purpose: str) -> None:
     Args:
         module: the importable name (``"gensim"``).
         extra: rnnkit's extra that installs it (``"embeddings"``).
-        purpose: what needs it, for the message (``"rnnkit embed eval"``).
+        purpose: what needs it, for the message (``"the standard evaluation sets"``).
     """
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or (spec.submodule_search_locations is None and spec.origin is None):
         raise MissingExtraError(
-            f"{purpose} needs {module}, which is not installed; "
+            f"{purpose} need the {module} package, which is not installed; "
             f"install it with: pip install 'rnnkit[{extra}]'"
         )

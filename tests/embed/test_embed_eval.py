@@ -11,7 +11,7 @@ import pytest
 from rnnkit.embed import WordVectors, evaluate_analogies, evaluate_similarity
 from rnnkit.embed import evaluate as evaluate_module
 from rnnkit.embed.evaluate import _ranks, spearman, standard_set_path
-from rnnkit.errors import DataError, RnnkitError
+from rnnkit.errors import DataError
 
 TOY = {
     "man": [0, 1, 0, 0],
@@ -107,10 +107,19 @@ def test_malformed_evaluation_files(tmp_path):
         evaluate_similarity(WordVectors(["a"], np.ones((1, 2))), tmp_path / "p.tsv")
 
 
-def test_missing_gensim_says_pip_install(monkeypatch):
-    monkeypatch.setattr(evaluate_module.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(RnnkitError, match="pip install gensim"):
+def test_missing_gensim_names_the_extra_to_install(monkeypatch, run_cli, toy):
+    from rnnkit.errors import MissingExtraError
+
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'rnnkit\[embeddings\]'"):
         standard_set_path("wordsim353")
+    vectors, path = toy
+    vectors.save(path / "v.txt")
+    code, _, err = run_cli("embed", "eval", path / "v.txt")  # a documented command: one line
+    assert code == 2 and err == (
+        "rnnkit: error: the standard evaluation sets (gensim's test data) need the gensim package, "
+        "which is not installed; install it with: pip install 'rnnkit[embeddings]'\n"
+    )
 
 
 # ------------------------------------------------------------------------------------ CLI

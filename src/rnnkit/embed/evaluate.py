@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.embed.vectors import WordVectors, analogy_scores
-from rnnkit.errors import DataError, RnnkitError
+from rnnkit.errors import DataError, RnnkitError, require_extra
 
 STANDARD_SETS = {
     "analogy": "questions-words.txt",
@@ -32,12 +32,8 @@ def standard_set_path(name: str) -> Path:
     """Path of a standard evaluation set (a key of ``STANDARD_SETS``) in the installed gensim."""
     if name not in STANDARD_SETS:
         raise ValueError(f"unknown evaluation set {name!r}; expected one of {list(STANDARD_SETS)}")
+    require_extra("gensim", "embeddings", "the standard evaluation sets (gensim's test data)")
     spec = importlib.util.find_spec("gensim")
-    if spec is None or not spec.submodule_search_locations:
-        raise RnnkitError(
-            "the standard evaluation sets are read from the gensim package, which is not "
-            "installed: pip install gensim (or pip install 'rnnkit[embeddings]')"
-        )
     path = Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data"
     path = path / STANDARD_SETS[name]
     if not path.is_file():
