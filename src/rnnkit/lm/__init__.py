@@ -10,17 +10,10 @@ first use, so the command line can read the recipe's defaults without importing 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from rnnkit.lazy import lazy_attributes
 from rnnkit.lm.recipe import LMRecipe
 
 _API = ("LoadedLM", "encode_prime", "evaluate", "generate", "load", "train")
 
 __all__ = ["LMRecipe", *_API]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module("rnnkit.lm.api"), name)
-    raise AttributeError(f"module 'rnnkit.lm' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, "rnnkit.lm.api", _API)

@@ -122,7 +122,7 @@ def fit(
     """
     seed_everything(config.seed)
     model = build_model()
-    logger.info("%s model: %d parameters", task.name, sum(p.numel() for p in model.parameters()))
+    (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
     return Trainer(model, task, config, run, quiet=quiet, report=report).fit(resume=resume)
 
 

@@ -15,17 +15,10 @@ loaded on first use, so the command line can read the recipe's defaults without 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from rnnkit.lazy import lazy_attributes
 from rnnkit.translate.recipe import TranslateRecipe
 
 _API = ("Translation", "Translator", "evaluate", "load", "train", "translate")
 
 __all__ = ["TranslateRecipe", *_API]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module("rnnkit.translate.api"), name)
-    raise AttributeError(f"module 'rnnkit.translate' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, "rnnkit.translate.api", _API)
