@@ -29,6 +29,7 @@ from typing import Any
 
 from rnnkit import __version__
 from rnnkit.errors import RnnkitError, TrainingInterrupted
+from rnnkit.options import HelpFormatter
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=(module.__doc__ or help_text).strip(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         sub.set_defaults(group_parser=sub)
         module.register(sub)

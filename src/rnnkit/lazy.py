@@ -4,22 +4,22 @@ importing torch when only its recipe is needed (``rnnkit --help``)."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_attributes(package: str, module: str, names: Iterable[str]) -> Callable[[str], Any]:
-    """A module-level ``__getattr__`` for ``package``: ``names`` come from ``module`` on first use.
+def lazy_attributes(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` for ``package``: each name of ``where`` is imported from the
+    module it maps to, on first use.
 
     Example (in ``rnnkit/lm/__init__.py``)::
 
-        __getattr__ = lazy_attributes(__name__, "rnnkit.lm.api", ("train", "load"))
+        __getattr__ = lazy_attributes(__name__, dict.fromkeys(["train", "load"], "rnnkit.lm.api"))
     """
-    wanted = frozenset(names)
 
     def __getattr__(name: str) -> Any:
-        if name in wanted:
-            return getattr(importlib.import_module(module), name)
+        if name in where:
+            return getattr(importlib.import_module(where[name]), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -16,4 +16,4 @@ from rnnkit.lm.recipe import LMRecipe
 _API = ("LoadedLM", "encode_prime", "evaluate", "generate", "load", "train")
 
 __all__ = ["LMRecipe", *_API]
-__getattr__ = lazy_attributes(__name__, "rnnkit.lm.api", _API)
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.lm.api"))

@@ -35,7 +35,7 @@ from rnnkit.embed.vectors import WordVectors
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.lm.data import SPLITS, data_source, encode_splits, fingerprint, prepare_text
 from rnnkit.lm.model import LMConfig, RNNLanguageModel
-from rnnkit.lm.recipe import LMRecipe
+from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
 from rnnkit.lm.task import TASK, LanguageModelTask, stream_loss
 from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
 
@@ -190,12 +190,12 @@ def generate(
     lm: LoadedLM,
     prime: str,
     *,
-    length: int = 500,
-    temperature: float = 1.0,
+    length: int = GenerateRecipe.length,
+    temperature: float = GenerateRecipe.temperature,
     top_k: int | None = None,
     top_p: float | None = None,
     greedy: bool = False,
-    beam: int = 0,
+    beam: int = GenerateRecipe.beam,
     seed: int | None = None,
     on_text: Callable[[str], None] | None = None,
     report: Callable[[str], None] | None = None,

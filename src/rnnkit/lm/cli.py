@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from rnnkit.lm.recipe import LMRecipe
+from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
 from rnnkit.options import (
     add_budget_arguments,
     add_command,
@@ -178,12 +178,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     gen = add_command(sub, "generate", "generate text, streamed to stdout", cmd_generate)
     gen.add_argument("run_dir", metavar="RUN_DIR")
-    gen.add_argument("--prime", default="\n", help="text to continue (\\n for a newline)")
-    gen.add_argument("--length", type=int, default=500, help="tokens to generate")
-    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    g = GenerateRecipe()
+    gen.add_argument(
+        "--prime", default=g.prime, help="text to continue, \\n for a newline (default: a newline)"
+    )
+    gen.add_argument("--length", type=int, default=g.length, help="tokens to generate")
+    gen.add_argument("--temperature", type=float, default=g.temperature, help="for sampling")
     gen.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
     gen.add_argument("--top-p", type=float, help="nucleus sampling threshold")
     gen.add_argument("--greedy", action="store_true", help="most likely token every step")
-    gen.add_argument("--beam", type=int, default=0, help="beam search of this width (> 1)")
+    gen.add_argument("--beam", type=int, default=g.beam, help="beam search of this width (> 1)")
     gen.add_argument("--seed", type=int, help="random seed for sampling")
     gen.add_argument("--quiet", action="store_true", help="no warnings on stderr")

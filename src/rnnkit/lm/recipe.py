@@ -70,3 +70,21 @@ class LMRecipe:
         from rnnkit.training.config import TrainConfig
 
         return TrainConfig.from_dict(asdict(self))
+
+
+@dataclass
+class GenerateRecipe:
+    """How ``rnnkit lm generate`` and :func:`rnnkit.lm.generate` continue a text by default."""
+
+    prime: str = "\n"  # the text to continue
+    length: int = 500  # tokens to generate
+    temperature: float = 0.8  # sampling: below 1 safer text, above 1 more surprising
+    beam: int = 0  # > 1: beam search of this width (the most likely text) instead of sampling
+
+
+@dataclass
+class DemoRecipe:
+    """What ``rnnkit demo`` does by default (the model is :class:`LMRecipe`'s)."""
+
+    minutes: float = 2.0  # training time
+    length: int = 600  # characters generated afterwards

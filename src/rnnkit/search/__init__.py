@@ -35,11 +35,19 @@ model could not produce them: an LM never writes ``<unk>``); :func:`min_length` 
 :func:`no_repeat_ngram` are search constraints (the blocked mass is not redistributed).
 """
 
-from rnnkit.search.beam import beam_search
-from rnnkit.search.contract import LENGTH_PENALTIES, Decoder, Hypothesis
-from rnnkit.search.options import SearchOptions, decode
-from rnnkit.search.processors import Processor, ban_tokens, min_length, no_repeat_ngram
-from rnnkit.search.stepwise import greedy, sample
+from __future__ import annotations
+
+from rnnkit.lazy import lazy_attributes
+from rnnkit.search.settings import LENGTH_PENALTIES, SearchOptions
+
+# The searches need torch: imported on first use, so SearchOptions alone stays torch-free.
+_MODULES = {
+    "rnnkit.search.contract": ("Decoder", "Hypothesis"),
+    "rnnkit.search.dispatch": ("decode",),
+    "rnnkit.search.processors": ("Processor", "ban_tokens", "min_length", "no_repeat_ngram"),
+    "rnnkit.search.stepwise": ("greedy", "sample"),
+    "rnnkit.search.beam": ("beam_search",),
+}
 
 __all__ = [
     "LENGTH_PENALTIES",
@@ -55,3 +63,7 @@ __all__ = [
     "no_repeat_ngram",
     "sample",
 ]
+
+__getattr__ = lazy_attributes(
+    __name__, {name: module for module, names in _MODULES.items() for name in names}
+)

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 from rnnkit.search.checks import check_lengths, check_log_probs, start_tokens
-from rnnkit.search.contract import LENGTH_PENALTIES, Decoder, Hypothesis
+from rnnkit.search.contract import Decoder, Hypothesis
 from rnnkit.search.processors import Processor, constraints, process
+from rnnkit.search.settings import LENGTH_PENALTIES
 
 
 def beam_search(

@@ -7,8 +7,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-LENGTH_PENALTIES = ("none", "average", "gnmt")
-
 
 @runtime_checkable
 class Decoder(Protocol):

@@ -21,4 +21,4 @@ from rnnkit.translate.recipe import TranslateRecipe
 _API = ("Translation", "Translator", "evaluate", "load", "train", "translate")
 
 __all__ = ["TranslateRecipe", *_API]
-__getattr__ = lazy_attributes(__name__, "rnnkit.translate.api", _API)
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.translate.api"))

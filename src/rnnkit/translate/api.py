@@ -118,25 +118,21 @@ class Translator:
         self,
         texts: Sequence[str],
         *,
-        beam_size: int = 1,
-        n_best: int = 1,
-        length_penalty: str = "none",
-        alpha: float = 0.6,
         replace_unknown: bool = True,
         allow_unknown: bool = False,
+        **options: Any,
     ) -> list[list[Translation]]:
         """Translate ``texts``: for each, up to ``n_best`` candidates, best first.
 
-        ``beam_size=1`` is greedy search. ``length_penalty`` (``"none"``, ``"average"``,
-        ``"gnmt"`` with exponent ``alpha``) ranks beam hypotheses of different lengths.
+        ``options`` are :class:`rnnkit.search.SearchOptions` fields: ``beam_size`` (1: greedy
+        search), ``n_best``, ``length_penalty`` (``"none"``, ``"average"``, ``"gnmt"`` with
+        exponent ``alpha``) to rank beam hypotheses of different lengths.
         With ``replace_unknown`` (and attention), an output ``<unk>`` is replaced by the source
         token the decoder attended to most when writing it (Luong et al. 2015, "unk replace"),
         which copies names, options and rare placeholders. A text with no known token raises
         ``DataError`` unless ``allow_unknown``.
         """
-        options = search.SearchOptions(
-            beam_size=beam_size, n_best=n_best, length_penalty=length_penalty, alpha=alpha
-        )
+        settings = search.SearchOptions(**options)
         results: list[list[Translation]] = []
         bos, eos = self.target_vocab.bos_index, self.target_vocab.eos_index
         for start in range(0, len(texts), DECODE_BATCH):
@@ -146,7 +142,7 @@ class Translator:
             bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long)
             # Room for a translation twice as long as its source, within the training lengths.
             max_length = min(2 * src.size(1) + 10, 2 * self.recipe.max_len)
-            found = search.decode(self.model, state, bos_tokens, eos, max_length, options)
+            found = search.decode(self.model, state, bos_tokens, eos, max_length, settings)
             tokens = [[self.target_vocab.decode(h.tokens) for h in row] for row in found]
             if replace_unknown and self.model.attention is not None:
                 self._replace_unknown(tokens, found, batch, src, lengths)
@@ -203,7 +199,9 @@ class Translator:
 
     # -- evaluating --------------------------------------------------------------------------
 
-    def evaluate(self, split: str = "test", **options: Any) -> dict[str, Any]:
+    def evaluate(
+        self, split: str = "test", *, replace_unknown: bool = True, **options: Any
+    ) -> dict[str, Any]:
         """BLEU and chrF (sacrebleu) on a split of the run's corpus, and placeholder fidelity.
 
         Pairs with a side longer than the run's ``max_len`` are left out, as in training.
@@ -222,13 +220,15 @@ class Translator:
         references = [t for _, t in pairs]
         outputs = [
             candidates[0].text
-            for candidates in self.translate(sources, allow_unknown=True, **options)
+            for candidates in self.translate(
+                sources, allow_unknown=True, replace_unknown=replace_unknown, **options
+            )
         ]
         return {
             "split": split,
             "sentences": len(pairs),
-            "beam_size": options.get("beam_size", 1),
-            "replace_unknown": options.get("replace_unknown", True),
+            "beam_size": search.SearchOptions(**options).beam_size,
+            "replace_unknown": replace_unknown,
             **corpus_scores(sources, outputs, references, lang=self.recipe.lang),
         }
 

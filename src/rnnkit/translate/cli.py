@@ -30,6 +30,7 @@ from rnnkit.options import (
     reporter,
     set_threads,
 )
+from rnnkit.search.settings import LENGTH_PENALTIES, SearchOptions
 from rnnkit.translate.recipe import ATTENTIONS, DEFAULT_EMBEDDING_DIM, TranslateRecipe
 
 _D = TranslateRecipe()
@@ -115,11 +116,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy search)")
+    d = SearchOptions()
+    parser.add_argument("--beam", type=int, default=d.beam_size, help="beam size (1: greedy)")
     parser.add_argument(
-        "--length-penalty", default="none", help="none, average or gnmt (beam search ranking)"
-    )
-    parser.add_argument("--alpha", type=float, default=0.6, help="exponent of the gnmt penalty")
+        "--length-penalty", default=d.length_penalty, choices=LENGTH_PENALTIES,
+        help="ranking of beam hypotheses of different lengths",
+    )  # fmt: skip
+    parser.add_argument("--alpha", type=float, default=d.alpha, help="exponent of gnmt")
     parser.add_argument(
         "--keep-unk",
         action="store_true",
