@@ -13,7 +13,6 @@ model, and writes the attention heat map of one test sentence.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -21,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from rnnkit import translate
+from rnnkit import runs, translate
 from rnnkit.plots import plot_attention
 from rnnkit.translate import TranslateRecipe
 from rnnkit.translate.api import read_data
 from rnnkit.translate.recipe import DEFAULT_EMBEDDING_DIM
+from rnnkit.translate.task import TASK
 from rnnkit.translate.tokens import JOINER, tokenize
 
 VARIANTS = ("none", "additive", "general")
@@ -89,7 +89,8 @@ def main():
     for attention in VARIANTS:
         if args.reuse:
             path = out / attention
-            result = json.loads((path / "trainer.json").read_text())
+            run, _ = runs.load(path, TASK)
+            result = run.read_json(runs.SUMMARY)
             steps, valid = result["step"], result["best_valid_loss"]
         else:
             path, result = train_variant(attention, args, out)
