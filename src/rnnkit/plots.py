@@ -18,7 +18,8 @@ def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
         points = [(r["step"], r["loss"]) for r in records if r["split"] == split]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if split == "valid" else None, label=split)
+            dots = split == "valid" or len(points) == 1  # a single point needs a marker
+            ax.plot(xs, ys, marker="o" if dots else None, label=split)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
