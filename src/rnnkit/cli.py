@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rnnkit`` command; returns the process exit code."""
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc's workers run
     # A command whose last positional takes any number of values (`nargs="*"`) names it in
     # `set_defaults(trailing=...)`; values given after its options belong there too.
     trailing = getattr(args, "trailing", None)

@@ -123,3 +123,63 @@ def reporter(args: argparse.Namespace) -> Callable[[str], None]:
         print(message, file=sys.stderr, flush=True)
 
     return report
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, launch: bool = True) -> None:
+    """``--device``, ``--precision`` (and for training ``--nproc``, ``--port``); the defaults are
+    :class:`rnnkit.training.config.Runtime`'s (see docs/distributed.md)."""
+    from rnnkit.training.config import DEVICES, PRECISIONS, Runtime
+
+    d = Runtime()
+    group = parser.add_argument_group("device and processes")
+    group.add_argument("--device", choices=DEVICES, default=d.device, help="where to compute")
+    group.add_argument(
+        "--precision", choices=PRECISIONS, default=d.precision, help="autocast precision"
+    )
+    if launch:
+        group.add_argument(
+            "--nproc", type=int, default=d.nproc,
+            help="training processes on this machine (torch's elastic launcher, as torchrun); "
+            "--batch-size stays the global batch",
+        )  # fmt: skip
+        group.add_argument(
+            "--port", type=int, default=d.port, help="rendezvous port of --nproc (0: a free one)"
+        )
+
+
+def runtime_of(args: argparse.Namespace) -> Any:
+    """The :class:`rnnkit.training.config.Runtime` the options describe."""
+    from rnnkit.training.config import Runtime
+
+    return Runtime(
+        device=args.device, precision=args.precision, nproc=getattr(args, "nproc", 1),
+        port=getattr(args, "port", 0),
+    )  # fmt: skip
+
+
+def launched(args: argparse.Namespace) -> int | None:
+    """Start ``--nproc`` workers running this same command and return their exit status, or
+    None to train in this process. Under a launch (torchrun's ``WORLD_SIZE`` set), only rank 0
+    prints to stdout."""
+    import os
+
+    from rnnkit.training.distributed import check_runtime
+
+    runtime = runtime_of(args)
+    world_size = int(os.environ.get("WORLD_SIZE", runtime.nproc))
+    new_run = getattr(args, "resume", None) is None  # a resumed run keeps its own batch size
+    batch_size = getattr(args, "batch_size", None) if new_run else None
+    check_runtime(runtime, world_size=world_size, batch_size=batch_size)
+    if "WORLD_SIZE" in os.environ:
+        if runtime.nproc > 1:
+            from rnnkit.errors import ConfigError
+
+            raise ConfigError("--nproc starts its own processes; drop it when using torchrun")
+        if os.environ.get("RANK", "0") != "0":
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the process's lifetime)
+        return None
+    if runtime.nproc == 1:
+        return None
+    from rnnkit.training.launch import launch
+
+    return launch(args.argv, runtime.nproc, port=runtime.port)

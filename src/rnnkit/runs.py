@@ -64,6 +64,12 @@ RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes"})
 _META_KEY = "rnnkit"  # safetensors metadata entry that holds our JSON
 
 
+def writes_runs() -> bool:
+    """Whether this process writes run directories: only rank 0 of a torchrun launch does
+    (``RANK`` is torchrun's; see docs/distributed.md)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
@@ -104,6 +110,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, task: str) -> None:
         self.path = Path(path)
         self.task = task
+        self.writer = writes_runs()  # False: another rank writes this run (reads still work)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, task={self.task!r})"
@@ -116,6 +123,8 @@ class RunDir:
             RunDirError: ``path`` is a file, already holds a run, or holds other files.
         """
         path = Path(path)
+        if not writes_runs():
+            return cls(path, task)  # rank 0 creates it (and reports any problem)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file; give a directory for the run")
         if (path / MANIFEST).exists():
@@ -190,7 +199,8 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> None:
         """Write ``obj`` as ``name`` (atomically)."""
-        write_json_atomic(self.file(name), obj)
+        if self.writer:
+            write_json_atomic(self.file(name), obj)
 
     def read_json(self, name: str) -> Any:
         """The JSON content of ``name``."""
@@ -223,7 +233,8 @@ class RunDir:
 
     def save_tensors(self, name: str, tensors: dict[str, Tensor], metadata: Any = None) -> None:
         """Write tensors (and JSON ``metadata``) as the safetensors file ``name`` (atomically)."""
-        save_tensors_atomic(self.file(name), tensors, metadata)
+        if self.writer:
+            save_tensors_atomic(self.file(name), tensors, metadata)
 
     def load_tensors(self, name: str) -> tuple[dict[str, Tensor], Any]:
         """Tensors and metadata of the safetensors file ``name``."""
@@ -231,13 +242,16 @@ class RunDir:
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON object as a line of ``name``."""
+        if not self.writer:
+            return
         with open(self.file(name), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> None:
         """Replace ``name`` with ``records``, one JSON object a line (atomically)."""
         text = "".join(json.dumps(r) + "\n" for r in records)
-        write_text_atomic(self.file(name), text)
+        if self.writer:
+            write_text_atomic(self.file(name), text)
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         """All records of the JSON-lines file ``name`` (empty if it does not exist)."""

@@ -37,7 +37,7 @@ from rnnkit.lm.data import SPLITS, data_source, encode_splits, fingerprint, prep
 from rnnkit.lm.model import LMConfig, RNNLanguageModel
 from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
 from rnnkit.lm.task import TASK, LanguageModelTask, stream_loss
-from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def train(
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
     vectors: WordVectors | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train a language model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -69,6 +70,8 @@ def train(
         resume: continue the run in ``out`` exactly where it stopped.
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bar.
+        runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
+            this with the same arguments.
         report: receives one-line progress messages.
         vectors: the word vectors of ``recipe.embeddings``, if the caller has loaded them already.
     """
@@ -102,7 +105,8 @@ def train(
             train=config_dict(train_config),
             data=fingerprint(text),
         )
-        vocab.save(run.file(runs.VOCAB))
+        if run.writer:
+            vocab.save(run.file(runs.VOCAB))
 
     def build_model() -> RNNLanguageModel:
         model = RNNLanguageModel(model_config)
@@ -116,7 +120,8 @@ def train(
             (report or logger.info)(f"embeddings from {recipe.embeddings}: {coverage}")
         return model
 
-    return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report)
+    return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report,
+               runtime=runtime)  # fmt: skip
 
 
 def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:

@@ -24,9 +24,12 @@ from rnnkit.options import (
     add_pretrained_arguments,
     add_process_arguments,
     add_run_location,
+    add_runtime_arguments,
     budget_of,
+    launched,
     recipe_budget,
     reporter,
+    runtime_of,
     set_threads,
 )
 
@@ -79,6 +82,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=d.seed, help="random seed")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
+    add_runtime_arguments(parser)
 
 
 def recipe_from_args(args: argparse.Namespace, vectors: Any = None) -> LMRecipe:
@@ -105,6 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.embed.api import load_vectors
 
     set_threads(args)
+    if (code := launched(args)) is not None:
+        return code
     report = reporter(args)
     resume = args.resume is not None
     out = args.resume or args.out
@@ -113,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     report(f"{'resuming' if resume else 'training'} into {out} ...")
     result = lm.train(
         out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
-        report=report, vectors=vectors,
+        report=report, vectors=vectors, runtime=runtime_of(args),
     )  # fmt: skip
     valid = result.best_valid_loss
     summary = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs)"

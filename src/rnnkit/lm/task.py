@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import batchify, check_long_enough, get_window, num_windows
 from rnnkit.errors import DataError
+from rnnkit.training.distributed import check_divides
 
 TASK = "lm"  # the task name in run directories
 EVAL_BATCH_SIZE = 16  # streams used to evaluate a split (few: little context is lost at starts)
@@ -29,6 +30,12 @@ class LanguageModelTask:
         self.splits = splits
         self.bptt = bptt
         self.streams = batchify(splits["train"], batch_size)  # (T, B)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Keep this rank's group of streams: the B streams split into ``world_size`` groups of
+        B / world_size contiguous columns (``--batch-size`` is the global batch)."""
+        share = check_divides(self.streams.size(1), world_size)
+        self.streams = self.streams[:, rank * share : (rank + 1) * share]  # (T, B / world_size)
 
     def steps_per_epoch(self) -> int:
         return num_windows(self.streams, self.bptt)
@@ -52,6 +59,7 @@ def stream_loss(model: nn.Module, ids: Tensor) -> tuple[float, int]:
     (read as a few parallel streams, state carried); also the number of tokens predicted."""
     if ids.numel() < 2:
         raise DataError(f"the evaluation text has {ids.numel()} tokens; need at least 2")
+    ids = ids.to(next(model.parameters()).device)
     streams = batchify(ids, max(1, min(EVAL_BATCH_SIZE, ids.numel() // 2)))
     total, count, state = 0.0, 0, None
     with torch.no_grad():

@@ -9,7 +9,7 @@ Imports point one way: config <- optim <- loop, state <- loop; nothing here impo
 application.
 """
 
-from rnnkit.training.config import TrainConfig, config_dict
+from rnnkit.training.config import Runtime, TrainConfig, config_dict
 from rnnkit.training.loop import (
     NonFiniteLossError,
     Trainer,
@@ -23,6 +23,7 @@ from rnnkit.training.loop import (
 
 __all__ = [
     "NonFiniteLossError",
+    "Runtime",
     "TrainConfig",
     "TrainResult",
     "Trainer",

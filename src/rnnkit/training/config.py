@@ -65,3 +65,32 @@ def config_dict(config: TrainConfig) -> dict[str, Any]:
     data = asdict(config)
     data["betas"] = list(config.betas)
     return data
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class Runtime:
+    """Where and how a run computes; not stored in the run (a resumed run may choose again)."""
+
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda" or "mps"
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16": autocast (fp16 on CUDA: a grad scaler)
+    nproc: int = 1  # processes on this machine (--nproc starts them with torch's elastic launcher)
+    port: int = 0  # rendezvous port of --nproc (0: any free port)
+    timeout_s: float = 600.0  # how long a collective waits for a slow or dead rank
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"
+            )
+        if self.nproc < 1:
+            raise ConfigError(f"--nproc must be >= 1, got {self.nproc}")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"the collective timeout must be > 0 s, got {self.timeout_s}")

@@ -61,10 +61,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rnnkit.errors import NonFiniteLossError, TrainingInterrupted
+from rnnkit.errors import ConfigError, NonFiniteLossError, RunDirError, TrainingInterrupted
 from rnnkit.plots import plot_losses
 from rnnkit.runs import BEST, CHECKPOINT, METRICS, PLOT, SUMMARY, RunDir
-from rnnkit.training.config import TrainConfig
+from rnnkit.training.config import Runtime, TrainConfig
+from rnnkit.training.distributed import Group, TaskStep, join, to_device
 from rnnkit.training.optim import lr_at, make_optimizer
 from rnnkit.training.state import load_training_state, save_training_state
 
@@ -113,17 +114,24 @@ def fit(
     resume: bool = False,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Seed, build the model and train it on ``task`` into ``run`` (or continue the run).
 
     What every application's ``train()`` ends with, once its data, task and run directory are
-    ready: the seed fixes the initial weights; ``build_model`` may start embeddings from word
-    vectors (a resumed run gets its weights from the checkpoint instead).
+    ready: the seed fixes the initial weights (the same on every rank); ``build_model`` may start
+    embeddings from word vectors (a resumed run gets its weights from the checkpoint instead).
+    ``runtime`` picks the device and precision; under torchrun every rank calls this, and the
+    trainer joins the ranks (see ``docs/distributed.md``).
     """
-    seed_everything(config.seed)
-    model = build_model()
-    (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
-    return Trainer(model, task, config, run, quiet=quiet, report=report).fit(resume=resume)
+    with join(runtime) as group:
+        seed_everything(config.seed)
+        model = build_model()
+        if group.writer:
+            (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} "
+                                    "parameters")  # fmt: skip
+        trainer = Trainer(model, task, config, run, quiet=quiet, report=report, group=group)
+        return trainer.fit(resume=resume)
 
 
 def detach_state(state: Any) -> Any:
@@ -172,6 +180,8 @@ class Trainer:
         on_step: called as ``on_step(trainer)`` after every optimizer step (tests, tools).
         clock: seconds counter for budgets and throughput; ``time.process_time`` measures CPU
             time instead of wall-clock time (comparisons on a loaded machine).
+        group: this process's place among the ranks, its device and precision (default: alone,
+            on the CPU, fp32). With several ranks the task must have ``shard(rank, world_size)``.
     """
 
     def __init__(
@@ -185,15 +195,24 @@ class Trainer:
         report: Callable[[str], None] | None = None,
         on_step: Callable[[Trainer], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        group: Group | None = None,
     ) -> None:
-        self.model = model
+        self.group = group or Group(Runtime(device="cpu"))
+        self.model = model.to(self.group.device)
         self.task = task
         self.config = config
         self.run = run
-        self.quiet = quiet
-        self.report = report or logger.info
+        self.quiet = quiet or not self.group.writer
+        self.report = (report or logger.info) if self.group.writer else _silent
         self.on_step = on_step
         self.clock = clock
+        if self.group.world_size > 1:
+            shard = getattr(task, "shard", None)
+            if shard is None:
+                raise ConfigError(f"the {task.name} task cannot train in several processes yet")
+            shard(self.group.rank, self.group.world_size)
+        self.step_module = self.group.wrap(TaskStep(self.model, task))
+        self.scaler = self.group.grad_scaler()
         self.optimizer = make_optimizer(model, config)
         self.steps_per_epoch = task.steps_per_epoch()
         if self.steps_per_epoch < 1:
@@ -211,11 +230,16 @@ class Trainer:
         self.window_loss = 0.0  # summed training loss since the last train record
         self.window_tokens = 0  # tokens behind window_loss
         self._stop_requested = False
+        self._stop_agreed = False  # some rank was asked to stop (all ranks stop at this step)
         self._session_start = clock()
+        self._agreed_elapsed: float | None = None  # rank 0's clock, as of the last step
 
     # ----------------------------------------------------------------- budget and schedule
     def elapsed_s(self) -> float:
-        """Wall-clock seconds of the whole run (earlier sessions included)."""
+        """Wall-clock seconds of the whole run (earlier sessions included); with several ranks,
+        rank 0's as of the last step, so that every rank decides budgets and rates alike."""
+        if self.group.world_size > 1:
+            return self.elapsed if self._agreed_elapsed is None else self._agreed_elapsed
         return self.elapsed + self.clock() - self._session_start
 
     def progress(self) -> float:
@@ -268,7 +292,8 @@ class Trainer:
                         if self._budget_spent():
                             break
                         t0 = self.clock()
-                        loss_value, n_tokens = self._train_step(batch)
+                        asked = stop.signal is not None or self._stop_requested
+                        loss_value, n_tokens = self._train_step(batch, stop=asked)
                         session_train_s += self.clock() - t0
                         session_tokens += n_tokens
                         self.window_loss += loss_value * n_tokens
@@ -283,8 +308,9 @@ class Trainer:
                             self._validate_and_checkpoint()
                         if self.on_step is not None:
                             self.on_step(self)
-                        if stop.signal is not None or self._stop_requested:
+                        if self._stop_now(stop.signal is not None or self._stop_requested):
                             self._save_checkpoint("interrupted")
+                            self.group.barrier()  # rank 0 has written before anyone exits
                             raise TrainingInterrupted(
                                 f"interrupted at step {self.step}; checkpoint saved in "
                                 f"{self.run.path}; continue with --resume {self.run.path}"
@@ -313,29 +339,55 @@ class Trainer:
             elapsed_s=self.elapsed_s(),
         )
 
-    def _train_step(self, batch: Any) -> tuple[float, int]:
+    def _train_step(self, batch: Any, *, stop: bool = False) -> tuple[float, int]:
+        """One optimizer step on this rank's share of a global batch; returns the global batch's
+        mean loss and its tokens (the ranks agree on them, and on ``stop``, before backward)."""
         lr = lr_at(self.config, self.step, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        loss, n_tokens, carry = self.task.train_loss(self.model, batch, self.carry)
+        if self.group.device.type != "cpu":
+            batch = to_device(batch, self.group.device)
+        with self.group.autocast():
+            loss, n_tokens, carry = self.step_module(batch, self.carry)
         loss_value = float(loss.detach())
+        if self.group.world_size > 1:
+            clock = self.elapsed + self.clock() - self._session_start if self.group.writer else 0.0
+            tokens, loss_sum, stops, clock = self.group.agree(
+                [n_tokens, loss_value * n_tokens, float(stop), clock]
+            )
+            self._stop_agreed = stops > 0
+            self._agreed_elapsed = clock
+            # DDP averages gradients over ranks; weighting each rank's mean by its share of the
+            # tokens makes that average the gradient of the global batch's mean loss.
+            loss = loss * (n_tokens * self.group.world_size / tokens)
+            loss_value, n_tokens = loss_sum / tokens, int(tokens)
         if not math.isfinite(loss_value):
             self._non_finite(f"loss became {loss_value}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
         if self.config.clip_norm > 0:
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-            if not math.isfinite(float(norm)):
+            if not math.isfinite(float(norm)) and self.scaler is None:
                 self._non_finite(f"gradient norm became {float(norm)}")
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips steps with inf/nan gradients (fp16)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.carry = detach_state(carry)
         self.step += 1
         self.position += 1
         return loss_value, n_tokens
 
     def _non_finite(self, what: str) -> None:
-        self._write_summary("stopped: non-finite loss")
+        if self.group.writer:
+            self._write_summary("stopped: non-finite loss")
+        self.group.barrier()  # every rank saw the same global loss and norm: all stop here
         kept = (
             f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.run.path}"
             if self.checkpoint_step is not None
@@ -363,7 +415,9 @@ class Trainer:
         """Mean loss (nats/token) of the current weights on ``split``."""
         was_training = self.model.training
         self.model.eval()
-        with torch.no_grad():
+        # Every rank evaluates the whole split with the same weights: one number, the
+        # single-process one, and no rank idles at a barrier that could time out.
+        with torch.no_grad(), self.group.autocast():
             loss = float(self.task.evaluate(self.model, split))
         self.model.train(was_training)
         return loss
@@ -375,7 +429,9 @@ class Trainer:
         improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
         if improved:
             self.best_valid, self.best_step = loss, self.step
-            self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "loss": loss})
+            if self.group.writer:
+                self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step,
+                                                                     "loss": loss})  # fmt: skip
         self.report(
             f"step {self.step}: valid loss {loss:.4f} nats/token"
             + (" (best so far, saved)" if improved else f" (best {self.best_valid:.4f})")
@@ -389,6 +445,8 @@ class Trainer:
         return loss
 
     def _log(self, split: str, loss: float, **extra: float) -> None:
+        if not self.group.writer:
+            return
         record = {"step": self.step, "epoch": self.epoch, "split": split, "loss": loss}
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         record.update(extra)
@@ -396,6 +454,8 @@ class Trainer:
         self.run.append_jsonl(METRICS, record)
 
     def _write_summary(self, status: str) -> None:
+        if not self.group.writer:
+            return
         self.run.write_json(
             SUMMARY,
             {
@@ -410,13 +470,18 @@ class Trainer:
         )
 
     def _plot(self) -> None:
-        records = self.run.read_jsonl(METRICS)
+        records = self.run.read_jsonl(METRICS) if self.group.writer else []
         if records:
             plot_losses(records, self.run.file(PLOT))
 
     # ----------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, status: str) -> None:
-        """Write ``last.safetensors`` (one atomic file) and the readable summary."""
+        """Write ``last.safetensors`` (one atomic file) and the readable summary (rank 0; every
+        rank calls this, as it gathers the ranks' carried states and random states)."""
+        carry = self._gathered_carry()
+        if not self.group.writer:
+            self.checkpoint_step = self.step
+            return
         if self.best_step is None and self.last_valid is None:
             # Never validated: the last weights are the best we have for generate/eval.
             self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step})
@@ -429,18 +494,21 @@ class Trainer:
             "best_step": self.best_step,
             "last_valid": self.last_valid,
             "window": [self.window_loss, self.window_tokens],
+            "world_size": self.group.world_size,
         }
         save_training_state(
-            self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer, carry=self.carry,
+            self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer, carry=carry,
             state=position,
         )  # fmt: skip
         self.checkpoint_step = self.step
         self._write_summary(status)
 
     def _load_checkpoint(self) -> None:
-        self.carry, state = load_training_state(
+        carry, state = load_training_state(
             self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer
         )
+        self._check_world_size(state.get("world_size", 1))
+        self.carry = self._own_carry(carry)
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.elapsed = state["elapsed_s"]
         self.best_valid, self.best_step = state["best_valid"], state["best_step"]
@@ -448,6 +516,42 @@ class Trainer:
         self.window_loss, self.window_tokens = state["window"]
         self.checkpoint_step = self.step
         # Records written after the checkpoint belong to a session that is being replayed.
-        records = [r for r in self.run.read_jsonl(METRICS) if r["step"] <= self.step]
-        self.run.write_jsonl(METRICS, records)
+        if self.group.writer:
+            records = [r for r in self.run.read_jsonl(METRICS) if r["step"] <= self.step]
+            self.run.write_jsonl(METRICS, records)
         self.report(f"resumed {self.run.path} at step {self.step} (epoch {self.epoch})")
+
+    # ----------------------------------------------------------------- several ranks
+    def _stop_now(self, asked_here: bool) -> bool:
+        """Whether to stop after this step: alone, when asked; with several ranks, when any rank
+        had been asked by the time the ranks last agreed (so all stop at the same step)."""
+        return self._stop_agreed if self.group.world_size > 1 else asked_here
+
+    def _gathered_carry(self) -> Any:
+        """What a checkpoint stores as the carried state: this process's, or with several ranks
+        every rank's carried state and torch random state, in rank order."""
+        if self.group.world_size == 1:
+            return self.carry
+        mine = {"carry": to_device(self.carry, torch.device("cpu")), "rng": torch.get_rng_state()}
+        return {"ranks": self.group.gather(mine)}
+
+    def _own_carry(self, saved: Any) -> Any:
+        """This rank's carried state from :meth:`_gathered_carry`'s (restores its random state)."""
+        if self.group.world_size == 1:
+            return saved
+        mine = saved["ranks"][self.group.rank]
+        torch.set_rng_state(mine["rng"])
+        return to_device(mine["carry"], self.group.device)
+
+    def _check_world_size(self, saved: int) -> None:
+        """Refuse a resume with another number of processes (see ``docs/distributed.md``)."""
+        if saved != self.group.world_size:
+            raise RunDirError(
+                f"{self.run.path} was trained by {saved} process(es) and this is "
+                f"{self.group.world_size}; the carried states and random streams are per process, "
+                f"so resume it with {saved} (--nproc {saved} or torchrun --nproc_per_node ...)"
+            )
+
+
+def _silent(message: str) -> None:
+    """The report of ranks other than 0 (they print nothing)."""

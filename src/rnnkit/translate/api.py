@@ -34,7 +34,7 @@ from rnnkit import runs, search
 from rnnkit.data.tokenize import EOS, Vocab
 from rnnkit.embed.vectors import WordVectors
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
 from rnnkit.translate.data import SPLITS, TranslationData, load_pairs
 from rnnkit.translate.metrics import corpus_scores
 from rnnkit.translate.model import Seq2Seq, Seq2SeqConfig
@@ -262,6 +262,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train a translation model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -271,6 +272,8 @@ def train(
         resume: continue the run in ``out`` exactly where it stopped.
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bar.
+        runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
+            this with the same arguments.
         report: receives one-line progress messages (default: the log).
     """
     from rnnkit.embed.api import load_vectors
@@ -322,7 +325,8 @@ def train(
                 start_embedding(name, embedding, vocab.itos, words, freeze=freeze, report=report)
         return model
 
-    return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report)
+    return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report,
+               runtime=runtime)  # fmt: skip
 
 
 def load(run_dir: str | os.PathLike) -> Translator:

@@ -25,9 +25,12 @@ from rnnkit.options import (
     add_pretrained_arguments,
     add_process_arguments,
     add_run_location,
+    add_runtime_arguments,
     budget_of,
+    launched,
     recipe_budget,
     reporter,
+    runtime_of,
     set_threads,
 )
 from rnnkit.search.settings import LENGTH_PENALTIES, SearchOptions
@@ -88,6 +91,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--eval-every", type=int, default=d.eval_every, help="validate every N steps")
     fit.add_argument("--seed", type=int, default=d.seed, help="random seed")
     add_process_arguments(train)
+    add_runtime_arguments(train)
 
     run = add_command(commands, "run", "translate TEXT arguments, or lines of stdin", run_command)
     run.add_argument("run_dir", metavar="RUN_DIR")
@@ -151,12 +155,14 @@ def train_command(args: argparse.Namespace) -> int:
     from rnnkit import translate
 
     set_threads(args)
+    if (code := launched(args)) is not None:
+        return code
     resume = args.resume is not None
     out = args.resume or args.out
     recipe = None if resume else recipe_from_args(args)
     result = translate.train(
         out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
-        report=reporter(args),
+        report=reporter(args), runtime=runtime_of(args),
     )  # fmt: skip
     print(
         f"done: {result.steps} steps ({result.epochs_done:.1f} epochs) in "

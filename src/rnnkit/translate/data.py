@@ -157,6 +157,7 @@ class Batch:
     src_lengths: Tensor  # (N,) real source lengths
     tgt_in: Tensor  # (N, T) BOS + target: the decoder's inputs
     tgt_out: Tensor  # (N, T) target + EOS: what it must predict (padding is ignored)
+    counted: bool = True  # False: a stand-in batch whose loss counts for nothing (see shard)
 
 
 def collate(examples: Sequence[Example], vocab: Vocab) -> Batch:

@@ -4,13 +4,15 @@ label-smoothed cross-entropy with scheduled teacher forcing, validation loss per
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.errors import DataError
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.training.distributed import check_divides, to_device
 from rnnkit.translate.data import Batch, TranslationData, bucketed_batches, collate
 from rnnkit.translate.recipe import TranslateRecipe
 
@@ -29,6 +31,18 @@ class TranslationTask:
                 "raise --max-len"
             )
         self.data, self.recipe = data, recipe
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Train on this rank's share of every global batch (the distributed sampler: the batches
+        depend only on the seed and the epoch; rank r takes rows r, r + world_size, ...)."""
+        check_divides(self.recipe.batch_size, world_size)
+        pairs = len(self.data.examples["train"])
+        if world_size > pairs:
+            raise ConfigError(
+                f"{world_size} processes but only {pairs} training pairs; use at most {pairs}"
+            )
+        self.rank, self.world_size = rank, world_size
 
     def _batches(self, split: str, epoch: int) -> list[list[int]]:
         examples = self.data.examples[split]
@@ -43,14 +57,18 @@ class TranslationTask:
         """Batches ``start, start + 1, ...`` of epoch ``epoch``."""
         examples = self.data.examples["train"]
         for indices in self._batches("train", epoch)[start:]:
-            yield collate([examples[i] for i in indices], self.data.target_vocab)
+            mine = indices[self.rank :: self.world_size]
+            # The last batch of an epoch may hold fewer pairs than ranks: a rank left without
+            # one trains on a stand-in that counts for nothing (no rank waits for another).
+            batch = collate([examples[i] for i in mine or indices[:1]], self.data.target_vocab)
+            yield dataclasses.replace(batch, counted=bool(mine))
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, None]:
         """Label-smoothed cross-entropy per target token, with scheduled teacher forcing."""
         logits = model(batch.src, batch.src_lengths, batch.tgt_in, self.recipe.teacher_forcing)
         pad = self.data.target_vocab.pad_index
         loss = token_loss(logits, batch.tgt_out, pad, self.recipe.label_smoothing)
-        return loss, int((batch.tgt_out != pad).sum()), None
+        return loss, int((batch.tgt_out != pad).sum()) if batch.counted else 0, None
 
     def evaluate(self, model: nn.Module, split: str) -> float:
         """Mean negative log-likelihood per target token on ``split`` (true previous tokens)."""
@@ -58,8 +76,10 @@ class TranslationTask:
         if not examples:
             raise DataError(f"the {split} split is empty; give a larger corpus")
         total, count = 0.0, 0
+        device = next(model.parameters()).device
         for indices in self._batches(split, epoch=0):
             batch = collate([examples[i] for i in indices], self.data.target_vocab)
+            batch = to_device(batch, device)
             logits = model(batch.src, batch.src_lengths, batch.tgt_in)
             n = int((batch.tgt_out != self.data.target_vocab.pad_index).sum())
             total += float(token_loss(logits, batch.tgt_out, self.data.target_vocab.pad_index)) * n

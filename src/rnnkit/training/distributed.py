@@ -1,0 +1,267 @@
+"""Training in several processes: torchrun's environment, the process group, DDP, devices and
+precision. The trainer (:mod:`rnnkit.training.loop`) is the only caller; tasks only
+learn their rank through ``shard(rank, world_size)`` (see ``docs/distributed.md``).
+
+A process belongs to a *group* of ``world_size`` ranks. torchrun (or ``--nproc``, which starts the
+same workers through torch's elastic launcher, :mod:`rnnkit.training.launch`) sets ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK``; without them the group is this process alone and nothing here
+communicates. Backends: gloo on the CPU, nccl on CUDA (one device per local rank).
+
+Every rank runs the same steps on its share of the global batch; per step the ranks exchange one
+small vector (:meth:`Group.agree`: tokens, loss, stop requests, rank 0's clock), so that they
+weight their losses by tokens, log the global loss and stop at the same step, and DDP averages
+the gradients during ``backward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.errors import ConfigError
+from rnnkit.training.config import Runtime
+
+logger = logging.getLogger(__name__)
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def launch_env() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment; ``(0, 1, 0)`` without it."""
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    raw = [os.environ.get(name) for name in names]
+    if raw[1] is None:
+        return 0, 1, 0
+    try:
+        rank, world, local = (int(v if v is not None else 0) for v in raw)
+    except ValueError:
+        given = ", ".join(f"{n}={v}" for n, v in zip(names, raw, strict=True))
+        message = f"torchrun's environment is malformed ({given}); launch with torchrun"
+        raise ConfigError(message) from None
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} is outside WORLD_SIZE={world}; launch with torchrun")
+    return rank, world, local
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device ``--device name`` means for the process of ``local_rank``.
+
+    Raises:
+        ConfigError: the device is not there (one line naming what to pass instead).
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available() and "WORLD_SIZE" not in os.environ:
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device cuda: this torch ({torch.__version__}) sees no CUDA device; "
+                "pass --device cpu (or auto), or install a CUDA build of torch"
+            )
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"local rank {local_rank} has no GPU (this machine has "
+                f"{torch.cuda.device_count()}); start at most that many processes per machine"
+            )
+        return torch.device("cuda", local_rank)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: no Apple GPU (MPS) is available; pass --device cpu")
+    return torch.device(name)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Raise :class:`ConfigError` unless ``device`` can train in ``precision``."""
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; "
+            "use --precision fp16 or fp32"
+        )
+
+
+def nearest_multiples(total: int, world: int) -> list[int]:
+    """The multiples of ``world`` nearest to ``total`` (at most two, both >= world)."""
+    below = (total // world) * world
+    return sorted({m for m in (below, below + world) if m >= world})
+
+
+def nearest_divisors(total: int, world: int) -> list[int]:
+    """The divisors of ``total`` nearest to ``world`` (one below, one above where they exist)."""
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    below = [d for d in divisors if d < world]
+    above = [d for d in divisors if d > world]
+    return ([below[-1]] if below else []) + ([above[0]] if above else [])
+
+
+def check_divides(batch_size: int, world: int) -> int:
+    """Each rank's share of a global batch of ``batch_size``.
+
+    Raises:
+        ConfigError: ``world`` does not divide ``batch_size`` (naming the nearest valid sizes).
+    """
+    if batch_size % world == 0:
+        return batch_size // world
+    sizes = " or ".join(str(m) for m in nearest_multiples(batch_size, world))
+    procs = " or ".join(str(d) for d in nearest_divisors(batch_size, world))
+    raise ConfigError(
+        f"--batch-size {batch_size} (the global batch) does not split evenly over {world} "
+        f"processes; use --batch-size {sizes}, or {procs} processes"
+    )
+
+
+def check_runtime(runtime: Runtime, *, world_size: int, batch_size: int | None = None) -> None:
+    """Everything about ``runtime`` that can be checked before any data is read or any run
+    directory made: the device, the precision, and that ``world_size`` splits ``batch_size``."""
+    check_precision(runtime.precision, pick_device(runtime.device, launch_env()[2]))
+    if batch_size is not None:
+        check_divides(batch_size, world_size)
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` (a tensor, or tuples, lists, dicts and dataclasses of them) on ``device``."""
+    if isinstance(obj, Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (tuple, list)):
+        moved = [to_device(x, device) for x in obj]
+        return type(obj)(*moved) if hasattr(obj, "_fields") else type(obj)(moved)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {f.name: to_device(getattr(obj, f.name), device) for f in dataclasses.fields(obj)}
+        return dataclasses.replace(obj, **changes)
+    return obj
+
+
+class TaskStep(nn.Module):
+    """The task's loss as a module, so that DistributedDataParallel wraps the whole step
+    (tasks call ``model.loss(...)`` or other methods, which DDP alone would not see)."""
+
+    def __init__(self, model: nn.Module, task: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, batch: Any, carry: Any) -> tuple[Tensor, int, Any]:
+        return self.task.train_loss(self.model, batch, carry)
+
+
+class Group:
+    """This process's place in a training launch (a group of one without torchrun).
+
+    Args:
+        runtime: device, precision and collective timeout.
+        rank, world_size, local_rank: from :func:`launch_env`.
+    """
+
+    def __init__(self, runtime: Runtime, rank: int = 0, world_size: int = 1, local_rank: int = 0):
+        self.runtime = runtime
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.device = pick_device(runtime.device, local_rank)
+        check_precision(runtime.precision, self.device)
+        self.writer = rank == 0  # only rank 0 writes files, logs and prints
+        self.started = False  # whether this object initialized torch's process group
+
+    # ----------------------------------------------------------------- process group
+    def start(self) -> Group:
+        """Join torch's process group (gloo on the CPU, nccl on CUDA) unless alone."""
+        import torch.distributed as dist
+
+        if self.world_size == 1 or dist.is_initialized():
+            return self
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        dist.init_process_group(
+            backend, rank=self.rank, world_size=self.world_size,
+            timeout=timedelta(seconds=self.runtime.timeout_s),
+        )  # fmt: skip
+        self.started = True
+        logger.info("rank %d of %d joined (%s, %s)", self.rank, self.world_size, backend,
+                    self.device)  # fmt: skip
+        return self
+
+    def close(self) -> None:
+        """Leave the process group if :meth:`start` joined it."""
+        if self.started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.started = False
+
+    # ----------------------------------------------------------------- collectives
+    def wrap(self, step: TaskStep) -> nn.Module:
+        """``step`` under DistributedDataParallel (as it is when alone)."""
+        if self.world_size == 1:
+            return step
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(step, device_ids=ids)
+
+    def agree(self, values: list[float]) -> list[float]:
+        """The sum over ranks of each value (float64; the values themselves when alone)."""
+        if self.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        vector = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        dist.all_reduce(vector)
+        return vector.tolist()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every rank, in rank order (``[obj]`` when alone)."""
+        if self.world_size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        """Wait until every rank is here (a no-op when alone)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    # ----------------------------------------------------------------- precision
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the runtime's precision (nothing for fp32)."""
+        dtype = AUTOCAST_DTYPES.get(self.runtime.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> Any:
+        """A gradient scaler for fp16 on CUDA (None otherwise: bf16 and fp32 need none)."""
+        if self.runtime.precision == "fp16" and self.device.type == "cuda":
+            return torch.amp.GradScaler("cuda")
+        return None
+
+
+@contextlib.contextmanager
+def join(runtime: Runtime | None = None) -> Iterator[Group]:
+    """This process's :class:`Group` from torchrun's environment, joined for the duration."""
+    rank, world, local = launch_env()
+    group = Group(runtime or Runtime(), rank, world, local).start()
+    try:
+        yield group
+    finally:
+        group.close()

@@ -1,0 +1,138 @@
+"""Scenarios of distributed training, run by every rank under torchrun and, with one process,
+by the tests as the reference (tests/training/test_training_distributed.py).
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 ddp_worker.py OUT
+
+Each rank writes, per scenario, its final weights (``OUT/NAME.rankR.safetensors``) and a digest
+of its weights after every step (``OUT/NAME.rankR.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the corpus generators
+
+from conftest import parallel_corpus  # noqa: E402
+from rnnkit.errors import TrainingInterrupted  # noqa: E402
+from rnnkit.lm.model import LMConfig, RNNLanguageModel  # noqa: E402
+from rnnkit.lm.task import LanguageModelTask  # noqa: E402
+from rnnkit.runs import RunDir  # noqa: E402
+from rnnkit.training import Runtime, TrainConfig, Trainer, seed_everything  # noqa: E402
+from rnnkit.training.distributed import Group, launch_env  # noqa: E402
+
+LM_STEPS = 4
+VOCAB = 11
+
+
+def digest(model: torch.nn.Module) -> str:
+    """A hash of the exact bytes of every weight."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def lm_task() -> LanguageModelTask:
+    """Random token ids: 4 streams of 60 tokens, windows of 5."""
+    g = torch.Generator().manual_seed(0)
+    splits = {s: torch.randint(0, VOCAB, (n,), generator=g) for s, n in
+              (("train", 240), ("valid", 60), ("test", 60))}  # fmt: skip
+    return LanguageModelTask(splits, batch_size=4, bptt=5)
+
+
+def lm_model(cell: str, dropout: float = 0.0) -> RNNLanguageModel:
+    config = LMConfig(vocab_size=VOCAB, cell=cell, embedding_dim=6, hidden_size=7, num_layers=2,
+                      dropout=dropout)  # fmt: skip
+    return RNNLanguageModel(config).double()
+
+
+def translation_setup(corpus: Path):
+    """A tiny translation task whose 21 training pairs make 5 batches of 4 and one of 1 (fewer
+    pairs than ranks: the uneven case), and its model builder."""
+    from rnnkit.translate.api import read_data
+    from rnnkit.translate.model import Seq2Seq
+    from rnnkit.translate.recipe import TranslateRecipe
+    from rnnkit.translate.task import TranslationTask
+
+    recipe = TranslateRecipe(data=str(corpus), min_freq=1, embedding_dim=6, hidden_size=8,
+                             dropout=0.0, batch_size=4, max_steps=8)  # fmt: skip
+    data = read_data(recipe)
+    data.examples["train"] = data.examples["train"][:21]
+    task = TranslationTask(data, recipe)
+    config = recipe.model_config(len(data.source_vocab), len(data.target_vocab),
+                                 pad_index=data.target_vocab.pad_index)  # fmt: skip
+    return task, lambda: Seq2Seq(config).double()
+
+
+def scenario(name, out: Path, task, build, steps: int, group: Group, *, hook=None, stop_at=None,
+             resume: bool = False, dropout_seed: int = 3):  # fmt: skip
+    """Train ``steps`` steps into ``out/NAME``; write the weights and the per-step digests."""
+    rank = group.rank
+    seed_everything(dropout_seed)
+    model = build()
+    config = TrainConfig(max_steps=steps, eval_every=2, log_every=1, lr=1e-2, seed=dropout_seed)
+    run = RunDir.open(out / name, task.name) if resume else RunDir.create(out / name, task.name)
+    digests: list[str] = []
+
+    def on_step(trainer):
+        digests.append(digest(trainer.model))
+        if stop_at is not None and trainer.step == stop_at[0] and rank == stop_at[1]:
+            os.kill(os.getpid(), signal.SIGTERM)  # one rank is told to stop: all must stop
+
+    trainer = Trainer(model, task, config, run, on_step=on_step, group=group)
+    if hook is not None and group.world_size > 1:
+        trainer.step_module.register_comm_hook(None, hook)
+    try:
+        trainer.fit(resume=resume)
+        status = "finished"
+    except TrainingInterrupted:
+        status = "interrupted"
+    tag = f"{name}{'.resumed' if resume else ''}.rank{rank}"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(out / f"{tag}.safetensors"))  # fmt: skip
+    (out / f"{tag}.json").write_text(json.dumps({"digests": digests, "status": status}))
+
+
+def skip_allreduce(state, bucket):
+    """A DDP communication hook that does not communicate: each rank keeps its own gradients."""
+    future = torch.futures.Future()
+    future.set_result(bucket.buffer())
+    return future
+
+
+def run_all(out: Path, group: Group) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for cell in ("rnn", "lstm", "gru"):
+        scenario(f"lm_{cell}", out, lm_task(), lambda c=cell: lm_model(c), LM_STEPS, group)
+    scenario("lm_broken", out, lm_task(), lambda: lm_model("gru"), LM_STEPS, group,
+             hook=skip_allreduce)  # fmt: skip
+    if group.rank == 0:
+        parallel_corpus(out / "pairs.tsv", n=60)
+    group.barrier()
+    task, build = translation_setup(out / "pairs.tsv")
+    scenario("translate", out, task, build, 8, group)
+    # Exact resume: stopped by a SIGTERM to rank 1 after step 3, resumed to step 6 (dropout on).
+    straight = lambda: lm_model("lstm", dropout=0.3)  # noqa: E731
+    scenario("resume_straight", out, lm_task(), straight, 6, group)
+    scenario("resume", out, lm_task(), straight, 6, group, stop_at=(3, 1))
+    group.barrier()
+    scenario("resume", out, lm_task(), straight, 6, group, resume=True)
+
+
+if __name__ == "__main__":
+    rank, world, local = launch_env()
+    torch.set_num_threads(1)
+    group = Group(Runtime(device="cpu", timeout_s=60), rank, world, local).start()
+    try:
+        run_all(Path(sys.argv[1]), group)
+    finally:
+        group.close()
