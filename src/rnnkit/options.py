@@ -177,6 +177,9 @@ def launched(args: argparse.Namespace) -> int | None:
             raise ConfigError("--nproc starts its own processes; drop it when using torchrun")
         if os.environ.get("RANK", "0") != "0":
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the process's lifetime)
+        from rnnkit.training.distributed import join_launch
+
+        join_launch(runtime)
         return None
     if runtime.nproc == 1:
         return None

@@ -70,6 +70,15 @@ def writes_runs() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def all_ranks_checked() -> None:
+    """Under a torchrun launch that has joined its process group, wait until every rank has
+    checked the run directory (so no rank sees the one rank 0 is about to make)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
@@ -123,8 +132,6 @@ class RunDir:
             RunDirError: ``path`` is a file, already holds a run, or holds other files.
         """
         path = Path(path)
-        if not writes_runs():
-            return cls(path, task)  # rank 0 creates it (and reports any problem)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file; give a directory for the run")
         if (path / MANIFEST).exists():
@@ -134,6 +141,9 @@ class RunDir:
             )
         if path.is_dir() and any(path.iterdir()):
             raise RunDirError(f"{path} is not empty; choose a new or empty directory for --out")
+        all_ranks_checked()
+        if not writes_runs():
+            return cls(path, task)  # rank 0 makes it
         path.mkdir(parents=True, exist_ok=True)
         manifest = {
             "format": RUN_FORMAT,

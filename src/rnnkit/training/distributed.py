@@ -15,6 +15,7 @@ the gradients during ``backward``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -254,6 +255,14 @@ class Group:
         if self.runtime.precision == "fp16" and self.device.type == "cuda":
             return torch.amp.GradScaler("cuda")
         return None
+
+
+def join_launch(runtime: Runtime) -> None:
+    """Join torchrun's process group for the rest of this process (the command line, before
+    any data is read), so that every rank checks the run directory before rank 0 makes it."""
+    rank, world, local = launch_env()
+    group = Group(runtime, rank, world, local).start()
+    atexit.register(group.close)
 
 
 @contextlib.contextmanager

@@ -75,6 +75,11 @@ def launch(argv: Sequence[str], nproc: int, *, port: int = 0) -> int:
     )
     args = ["-m", "rnnkit", *worker_argv(argv)]
     logger.info("starting %d workers: %s %s", nproc, sys.executable, " ".join(args))
+    # The workers print their own one-line errors; the launcher's log of them is for -v.
+    elastic_log = logging.getLogger("torch.distributed.elastic")
+    level = elastic_log.level
+    if not logger.isEnabledFor(logging.INFO):
+        elastic_log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:
@@ -82,4 +87,6 @@ def launch(argv: Sequence[str], nproc: int, *, port: int = 0) -> int:
         return next((c for c in codes if c in EXIT_CODES_TO_KEEP), 1)
     except SignalException as exc:
         return 128 + int(exc.sigval)
+    finally:
+        elastic_log.setLevel(level)
     return 0
