@@ -1,0 +1,198 @@
+"""Data-parallel training: tokens/s with 1 and with N processes, and the communication share.
+
+Trains the default language-model recipe (``rnnkit lm train``: a 2x256 GRU, 32 streams of 100
+characters, the global batch) on a generated text for ``--minutes`` per row, once in one process
+and once with ``--nproc N`` (torch's elastic launcher, gloo on the CPU), each a real ``rnnkit``
+command in its own process group, and prints a side-by-side table: optimizer steps, tokens/s
+(all ranks together), validation loss, and the ratio to one process. With a GPU it adds a CUDA
+row (one process per GPU) and a bf16 row.
+
+The communication share is measured apart, side by side in one torchrun launch: ms per step of
+the same model with DDP's all-reduce, and with the all-reduce replaced by a no-op hook; the
+share is ``1 - no_op / normal``.
+
+    python benchmarks/distributed.py --minutes 10            # the measurement (quiet machine)
+    python benchmarks/distributed.py --minutes 0.5 --threads 1   # a quick check
+
+On 2 CPU cores that other work shares, 2 processes cannot be faster than one: each rank gets
+half the cores it would have alone, and pays for the all-reduce on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = "the of and to a in that is was he for it with as his on be at by had not".split()
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def write_text(path: Path, characters: int = 400_000, seed: int = 0) -> Path:
+    """A generated text: words of a small vocabulary in random order, with line breaks."""
+    rng = random.Random(seed)
+    parts, n = [], 0
+    while n < characters:
+        word = rng.choice(WORDS) + rng.choice(" " * 9 + "\n")
+        parts.append(word)
+        n += len(word)
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def train_row(text: Path, out: Path, *, nproc: int, minutes: float, threads: int,
+              device: str = "cpu", precision: str = "fp32", seed: int = 0) -> dict:  # fmt: skip
+    """One ``rnnkit lm train`` run; its steps, tokens/s and validation loss."""
+    command = [sys.executable, "-m", "rnnkit", "lm", "train", "--data", str(text), "--out",
+               str(out), "--max-minutes", str(minutes), "--eval-every", "100000", "--quiet",
+               "--threads", str(threads), "--device", device, "--precision", precision,
+               "--seed", str(seed), "--nproc", str(nproc)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    valid = [r for r in records if r["split"] == "valid"]
+    summary = json.loads((out / "trainer.json").read_text())
+    return {
+        "processes": nproc,
+        "device": device,
+        "precision": precision,
+        "steps": summary["step"],
+        "tokens_per_s": train[-1]["tokens_per_s"] if train else float("nan"),  # all ranks
+        "valid": valid[-1]["loss"] if valid else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------- communication share
+def comm_worker(steps: int) -> None:
+    """Under torchrun: ms per step with DDP's all-reduce and with a no-op hook (rank 0 prints)."""
+    import torch
+
+    from rnnkit.lm import LMRecipe
+    from rnnkit.lm.model import RNNLanguageModel
+    from rnnkit.lm.task import LanguageModelTask
+    from rnnkit.runs import RunDir
+    from rnnkit.training import Runtime, Trainer
+    from rnnkit.training.distributed import Group, launch_env
+
+    recipe = LMRecipe()
+    rank, world, local = launch_env()
+    group = Group(Runtime(device="cpu"), rank, world, local).start()
+    ids = torch.randint(0, 60, (recipe.batch_size * (recipe.bptt + 1) * (steps + 2),))
+    splits = {"train": ids, "valid": ids[:2000]}
+    results = {}
+    for mode in ("all-reduce", "no-op hook"):
+        task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
+        torch.manual_seed(0)
+        model = RNNLanguageModel(recipe.model_config(60))
+        config = recipe.train_config()
+        config.max_minutes, config.max_steps, config.eval_every = None, steps, 0
+        ends: list[float] = []
+        with tempfile.TemporaryDirectory() as folder:
+            run = RunDir.create(Path(folder) / "run", "lm")
+            clock = lambda trainer, ends=ends: ends.append(time.perf_counter())  # noqa: E731
+            trainer = Trainer(model, task, config, run, group=group, quiet=True, on_step=clock)
+            if mode == "no-op hook":
+                trainer.step_module.register_comm_hook(None, _no_op_hook)
+            trainer.fit()
+        times = sorted(b - a for a, b in zip(ends[1:], ends[2:]))  # warm steps
+        results[mode] = 1000 * times[len(times) // 2]  # median
+    if rank == 0:
+        print(json.dumps(results))
+    group.close()
+
+
+def _no_op_hook(state, bucket):
+    import torch
+
+    future = torch.futures.Future()
+    future.set_result(bucket.buffer())
+    return future
+
+
+def comm_share(nproc: int, steps: int, threads: int) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        __file__,
+        "--comm-worker",
+        "--steps",
+        str(steps),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"the communication measurement failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time per row")
+    parser.add_argument("--nproc", type=int, default=2, help="processes of the parallel row")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per row (the mean is shown)")
+    parser.add_argument("--steps", type=int, default=12, help="steps timed for the comm share")
+    parser.add_argument("--comm-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.comm_worker:
+        comm_worker(args.steps)
+        return
+    import torch
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{args.threads} thread(s) per process; load average before: {load()}")  # fmt: skip
+    configs = [dict(nproc=1), dict(nproc=args.nproc)]
+    if torch.cuda.is_available():
+        gpus = torch.cuda.device_count()
+        configs += [dict(nproc=gpus, device="cuda"),
+                    dict(nproc=gpus, device="cuda", precision="bf16")]  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        text = write_text(Path(folder) / "text.txt")
+        for config in configs:
+            runs = [train_row(text, Path(folder) / f"r{len(rows)}-{seed}", minutes=args.minutes,
+                              threads=args.threads, seed=seed, **config)  # fmt: skip
+                    for seed in range(args.seeds)]  # fmt: skip
+            row = dict(runs[0])
+            for key in ("steps", "tokens_per_s", "valid"):
+                row[key] = sum(r[key] for r in runs) / len(runs)
+            rows.append(row)
+    base = rows[0]["tokens_per_s"]
+    print(f"\n{args.minutes:g} min per row, global batch 32 x 100 characters, "
+          f"{args.seeds} seed(s)")  # fmt: skip
+    print("| processes | device | precision | steps | tokens/s | x 1 process | valid loss |")
+    print("|---:|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['processes']} | {r['device']} | {r['precision']} | {r['steps']:.0f} | "
+            f"{r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f} | {r['valid']:.3f} |"
+        )
+    share = comm_share(args.nproc, args.steps, args.threads)
+    normal, silent = share["all-reduce"], share["no-op hook"]
+    print(f"\ncommunication, {args.nproc} processes (median ms per step): with all-reduce "
+          f"{normal:.0f}, with a no-op hook {silent:.0f}; share of a step "
+          f"{max(0.0, 1 - silent / normal):.0%}")  # fmt: skip
+    print(f"load average after: {load()}")
+
+
+if __name__ == "__main__":
+    main()
