@@ -195,3 +195,26 @@ def test_several_processes_need_a_task_that_can_shard():
     group = Group(Runtime(device="cpu"), rank=0, world_size=2)
     with pytest.raises(ConfigError, match="toy task cannot train in several processes"):
         Trainer(torch.nn.Linear(2, 2), Unshardable(), TrainConfig(max_steps=1), None, group=group)
+
+
+def test_bf16_autocast_on_the_cpu_trains_float32_weights():
+    """--precision bf16: the forward runs under autocast (the loss differs from fp32's by
+    rounding only), the weights and their optimizer stay float32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = ddp_worker.lm_model("gru").float()
+        group = Group(Runtime(device="cpu", precision=precision))
+        config = TrainConfig(max_steps=3, eval_every=0, lr=1e-2)
+        trainer = Trainer(model, ddp_worker.lm_task(), config, _NoRun(), group=group)
+        batches = list(ddp_worker.lm_task().train_batches(0, 0))[:3]
+        losses[precision] = [trainer._train_step(batch)[0] for batch in batches]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.05)
+
+
+class _NoRun:
+    """A run directory that is never written (the steps above neither log nor checkpoint)."""
+
+    path = Path("unused")
