@@ -140,6 +140,7 @@ def evaluate(
     data: str | None = None,
     encoding: str = "utf-8",
     split: str = "valid",
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character of a run on a split.
 
@@ -148,7 +149,11 @@ def evaluate(
         data: another corpus or text file (default: the run's own); it is split 90/5/5 too.
         encoding: encoding of ``data``.
         split: ``"valid"`` or ``"test"`` (or ``"train"``).
+        runtime: the device and precision to evaluate with (default: ``--device auto``, fp32).
     """
+    from rnnkit.training.distributed import Group
+
+    place = Group(runtime or Runtime())  # one process: the device and autocast of `runtime`
     if split not in SPLITS:
         raise ConfigError(f"split must be train, valid or test, got {split!r}")
     lm = load(run_dir)
@@ -157,7 +162,8 @@ def evaluate(
     split_text_ = dict(zip(SPLITS, split_text(text)))[split]
     tokens = lm.tokenizer.tokenize(split_text_)
     unknown = len(lm.vocab.unknown(tokens))
-    loss, _ = stream_loss(lm.model, as_tensor(lm.vocab.encode(tokens)))
+    with place.autocast():
+        loss, _ = stream_loss(lm.model.to(place.device), as_tensor(lm.vocab.encode(tokens)))
     # Bits per character: the split's total information (mean loss x tokens) over its characters,
     # comparable between character and word models.
     nats = loss * len(tokens)

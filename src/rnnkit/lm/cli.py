@@ -135,7 +135,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit import lm
 
-    result = lm.evaluate(args.run_dir, data=args.data, encoding=args.encoding, split=args.split)
+    result = lm.evaluate(args.run_dir, data=args.data, encoding=args.encoding, split=args.split,
+                         runtime=runtime_of(args))  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return 0
@@ -181,6 +182,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--encoding", default="utf-8", help="encoding of --data")
     ev.add_argument("--split", choices=["valid", "test", "train"], default="valid", help="split")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    add_runtime_arguments(ev, launch=False)
 
     gen = add_command(sub, "generate", "generate text, streamed to stdout", cmd_generate)
     gen.add_argument("run_dir", metavar="RUN_DIR")
