@@ -8,6 +8,7 @@ autograd code, the readable reference.
 from rnnkit.nn.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
 from rnnkit.nn.layers import GRU, LSTM, RNN, RNNBase, auto_impl
+from rnnkit.nn.minrnn import MinGRU, MinLSTM
 
 __all__ = [
     "GRU",
@@ -16,6 +17,8 @@ __all__ = [
     "LSTM",
     "LSTMCell",
     "LSTMFunction",
+    "MinGRU",
+    "MinLSTM",
     "RNN",
     "RNNBase",
     "RNNCell",
