@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnkit.nn import native
+from rnnkit.nn import native, options
 from rnnkit.nn.checks import (
     check_dtype,
     check_input,
@@ -66,6 +66,10 @@ class RNNBase(nn.Module):
         proj_size: int = 0,
         *,
         impl: str = "rnnkit",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -97,6 +101,9 @@ class RNNBase(nn.Module):
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got impl={impl!r}")
+        options.check_options(
+            mode, proj_size, impl, layer_norm, zoneout, recurrent_dropout, weight_drop
+        )
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
@@ -114,6 +121,10 @@ class RNNBase(nn.Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         self.impl = impl
+        self.layer_norm = layer_norm
+        self.zoneout = float(zoneout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.weight_drop = float(weight_drop)
         kw = {"device": device, "dtype": dtype}
         gate_size = _GATES[mode] * hidden_size
         out_size = proj_size or hidden_size
@@ -131,6 +142,10 @@ class RNNBase(nn.Module):
                 for name, shape in shapes:
                     self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape, **kw)))
                     self._flat_weights_names.append(name + suffix)
+                for name, size in options.layer_norm_shapes(mode, _GATES[mode], hidden_size):
+                    if layer_norm:  # gains and shifts of layer normalization (not torch.nn's)
+                        norm = nn.Parameter(torch.empty(size, **kw))
+                        self.register_parameter(name + suffix, norm)
         self.reset_parameters()
 
     @property
@@ -146,6 +161,7 @@ class RNNBase(nn.Module):
 
     def reset_parameters(self) -> None:
         init_uniform(self.parameters(), self.hidden_size)
+        options.reset_layer_norm(self)
 
     def flatten_parameters(self) -> None:
         """No-op, for drop-in compatibility with torch.nn (rnnkit keeps no flat weight buffer)."""
@@ -166,6 +182,9 @@ class RNNBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        for name in options.OPTIONS:
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
         # Say what runs: for 'auto' the resolved choice, for rnnkit's kernels where the loop runs.
         weight = self.weight_ih_l0
         runs = self._impl_for(weight.device)
@@ -173,7 +192,8 @@ class RNNBase(nn.Module):
         if self.impl == "auto":
             s += f" ({runs} on {weight.device.type})"
         if runs.startswith("rnnkit"):
-            c_loop = runs == "rnnkit" and native.available(weight)
+            in_cell = self.layer_norm or self.zoneout or self.recurrent_dropout
+            c_loop = runs == "rnnkit" and native.available(weight) and not in_cell
             s += f" (time loop in {'C' if c_loop else 'PyTorch'})"
         return s
 
@@ -207,7 +227,10 @@ class RNNBase(nn.Module):
         if not sizes or sizes[0] == 0:
             raise ValueError(f"{name}: input must have at least one time step and one sequence")
         states = self._initial_states(hx, data, sizes[0], batched, sorted_idx)
-        if self._impl_for(data.device) == "torch":
+        if options.active(self):
+            use_c = self.impl != "rnnkit-pytorch"
+            out, finals = options.run(self, data, sizes, states, sorted_idx, use_c=use_c)
+        elif self._impl_for(data.device) == "torch":
             out, finals = self._run_torch(data, sizes, states, input)
         else:
             out, finals = self._run_rnnkit(data, sizes, states, self.impl != "rnnkit-pytorch")
@@ -330,6 +353,16 @@ _LAYER_DOC = """
         bidirectional: run a second, time-reversed direction and concatenate its output.
         impl: ``'rnnkit'`` (own kernels), ``'rnnkit-pytorch'`` (own kernels, time loop in
             PyTorch), ``'torch'`` (PyTorch's operator) or ``'auto'``.
+        layer_norm: layer normalization inside the cell (Ba et al. 2016), parameters
+            ``ln_weight_ih_l{{k}}``, ``ln_weight_hh_l{{k}}`` (and for the LSTM
+            ``ln_weight_c_l{{k}}``, ``ln_bias_c_l{{k}}``); equations in
+            :mod:`rnnkit.nn.regularized_cells`.
+        zoneout: probability that a unit keeps its previous state at a step (Krueger et al.
+            2017); evaluation uses the expectation.
+        recurrent_dropout: dropout on ``h_{{t-1}}`` where it enters the gates, one mask per
+            sequence (Gal & Ghahramani 2016); off in evaluation.
+        weight_drop: DropConnect on ``weight_hh``, one mask per call (Merity et al. 2017); off in
+            evaluation. The options are described in :mod:`rnnkit.nn.options`.
 
     Inputs: ``input``, ``{hx}``
         - input: ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, unbatched ``(T, I)``, or a
@@ -362,6 +395,10 @@ class RNN(RNNBase):
         bidirectional: bool = False,
         *,
         impl: str = "rnnkit",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -370,7 +407,9 @@ class RNN(RNNBase):
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         super().__init__(
             mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            impl=impl, device=device, dtype=dtype,
+            impl=impl, layer_norm=layer_norm, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_drop=weight_drop, device=device,
+            dtype=dtype,
         )  # fmt: skip
 
 
@@ -401,12 +440,18 @@ class LSTM(RNNBase):
         proj_size: int = 0,
         *,
         impl: str = "rnnkit",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, proj_size, impl=impl, device=device, dtype=dtype,
+            bidirectional, proj_size, impl=impl, layer_norm=layer_norm, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_drop=weight_drop, device=device,
+            dtype=dtype,
         )  # fmt: skip
 
 
@@ -426,10 +471,16 @@ class GRU(RNNBase):
         bidirectional: bool = False,
         *,
         impl: str = "rnnkit",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            impl=impl, device=device, dtype=dtype,
+            impl=impl, layer_norm=layer_norm, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_drop=weight_drop, device=device,
+            dtype=dtype,
         )  # fmt: skip
