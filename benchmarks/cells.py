@@ -35,6 +35,7 @@ OPTIONS = {
     "weight_drop": {"weight_drop": 0.5},
 }
 SCAN_SHAPE = (256, 32, 512, 512)  # T, B, I, H of the issue's MinGRU target
+CURVE_STEPS = (32, 64, 128, 256, 512)  # sequence lengths of the figure (B=16, I=H=256)
 
 
 def bench_interleaved(fns: dict, seconds: float, min_repeats: int = 3) -> dict:
@@ -110,26 +111,61 @@ def scan_table(seconds: float) -> list[str]:
     return lines
 
 
+def scan_curve(seconds: float, path: str) -> list[str]:
+    """Training tokens per second against sequence length; the ratios to the GRU drawn into
+    ``path``."""
+    from rnnkit.plots import plot_series
+
+    kinds = {"GRU (rnnkit)": rnn.GRU, "LSTM (rnnkit)": rnn.LSTM, "MinGRU": rnn.MinGRU,
+             "MinLSTM": rnn.MinLSTM}  # fmt: skip
+    rates: dict[str, list[float]] = {name: [] for name in kinds}
+    for steps in CURVE_STEPS:
+        torch.manual_seed(0)
+        x = torch.randn(steps, 16, 256)
+        fns = {name: train_step(cls(256, 256), x) for name, cls in kinds.items()}
+        for name, value in bench_interleaved(fns, seconds / len(CURVE_STEPS)).items():
+            rates[name].append(steps * 16 / value * 1e3)
+    # Ratios to the GRU measured in the same rounds: robust to the machine's load.
+    base = rates["GRU (rnnkit)"]
+    series = {n: (list(CURVE_STEPS), [v / b for v, b in zip(r, base)]) for n, r in rates.items()}
+    plot_series(series, path, xlabel="sequence length T (B=16, I=H=256)",
+                ylabel="training tokens/s relative to rnnkit's GRU", logx=True,
+                title="forward+backward, interleaved, medians")  # fmt: skip
+    lines = ["T      " + " ".join(f"{name:>14}" for name in kinds)]
+    for i, steps in enumerate(CURVE_STEPS):
+        lines.append(f"{steps:<6} " + " ".join(f"{rates[n][i]:14.0f}" for n in kinds))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget (default: 10)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--plot", help="also draw tokens/s against T into this PNG")
+    parser.add_argument("--only-plot", action="store_true", help="skip the two tables")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = args.minutes * 60
-    groups = 2 * len(SHAPES) + 1  # each option group and the scan group get an equal share
+    # Each option group, the scan group and the figure get an equal share.
+    groups = (0 if args.only_plot else 2 * len(SHAPES) + 1) + (1 if args.plot else 0)
     print(
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"load before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     print(f"# budget {args.minutes} min; times are medians of interleaved repeats (train mode)\n")
-    print("## Options: forward+backward, against the plain layers")
-    for line in option_table(budget / groups * 0.8):  # the warm-up rounds take the rest
-        print(line)
-    print(f"\n## Parallel scans at T, B, I, H = {SCAN_SHAPE}: training tokens per second")
-    for line in scan_table(budget / groups * 0.8):
-        print(line)
+    share = budget / groups * 0.8  # the warm-up rounds take the rest
+    if not args.only_plot:
+        print("## Options: forward+backward, against the plain layers", flush=True)
+        for line in option_table(share):
+            print(line, flush=True)
+        print(f"\n## Parallel scans at T, B, I, H = {SCAN_SHAPE}: training tokens per second")
+        for line in scan_table(share):
+            print(line, flush=True)
+    if args.plot:
+        print(f"\n## Training tokens/s against T (figure: {args.plot})")
+        for line in scan_curve(share, args.plot):
+            print(line, flush=True)
     print(f"\n# load after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

@@ -321,3 +321,13 @@ def test_embedding_dropout_drops_whole_words():
     assert torch.equal(emb(tokens), torch.nn.functional.embedding(tokens, before))
     with pytest.raises(ValueError, match="dropout should be a probability"):
         rnn.EmbeddingDropout(5, 2, dropout=-0.1)
+
+
+def test_docs_example_runs():
+    """The example at the top of docs/cells.md runs and its assertions hold."""
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cells.md"
+    (block,) = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    exec(compile(block, str(doc), "exec"), {})
