@@ -45,10 +45,10 @@ class Norm:
         self.rstd = weight.new_empty(rows, 1)
         self.d_outputs = torch.empty_like(self.inputs)  # dL/d(output), filled by backward
 
-    def forward(self, r: slice, x: Tensor) -> Tensor:
-        self.inputs[r] = x
+    def forward(self, r: slice) -> Tensor:
+        """Normalize rows ``r`` of :attr:`inputs` (the caller writes them there)."""
         y, self.mean[r], self.rstd[r] = torch.native_layer_norm(
-            x, self.weight.shape, self.weight, self.bias, EPS
+            self.inputs[r], self.weight.shape, self.weight, self.bias, EPS
         )
         return y
 
@@ -109,8 +109,10 @@ class Recurrence:
         """``(b, G*H)`` for rows ``r`` whose previous state is ``h`` ``(b, H_out)``."""
         if self.mask is not None:
             h = torch.mul(h, self.mask[: h.shape[0]], out=self.inputs[r])
-        product = h @ self.w_hh.t()
-        return product if self.norm is None else self.norm.forward(r, product)
+        if self.norm is None:
+            return h @ self.w_hh.t()
+        torch.mm(h, self.w_hh.t(), out=self.norm.inputs[r])
+        return self.norm.forward(r)
 
     def backward(self, r: slice, d_out: Tensor) -> Tensor:
         """dL/dh_{t-1} ``(b, H_out)`` through the gates, from dL/d(forward's result)."""
@@ -157,8 +159,9 @@ class RegularizedLSTMFunction(torch.autograd.Function):
             g[:, 2 * hidden : 3 * hidden].tanh_()
             g[:, 3 * hidden :].sigmoid_()
             i, f, cand, o = g.chunk(4, 1)
-            c_new = torch.addcmul(f * c_prev[r], i, cand)  # (b, H)
-            c_out = c_new if norm_c is None else norm_c.forward(r, c_new)
+            c_new = torch.mul(f, c_prev[r], out=None if norm_c is None else norm_c.inputs[r])
+            c_new.addcmul_(i, cand)  # (b, H)
+            c_out = c_new if norm_c is None else norm_c.forward(r)
             h_new = o * torch.tanh(c_out, out=tanh_c[r])
             zone_c.forward(r, c_new, c_prev[r], c[r])
             zone_h.forward(r, h_new, h_prev[r], y[r])
