@@ -62,14 +62,22 @@ static void predict(const float *restrict h, float *restrict w_out, int64_t dim,
     }
 }
 
+/* The sizes one call trusts (Python checks the buffers against them, and every word id in the
+ * ranges read: rnnkit/embeddings/native.py); -2 from the entry points when they do not hold. */
+static int sizes_ok(int64_t dim, int64_t n, int64_t start, int64_t stop, int64_t k,
+                    int64_t window) {
+    return dim >= 1 && k >= 0 && window >= 1 && 0 <= start && start <= stop && stop <= n;
+}
+
 /* CBOW (cbow_mean=1), exactly word2vec.c's loop: h is the mean of the context's input vectors;
  * the centre word (label 1) and each negative (label 0) in turn: g from h . w_out[t], the
  * gradient of h gathers g * w_out[t], then w_out[t] += g * h; finally the whole gradient of h is
  * added to every context word's input vector. negatives[(i - start) * k + j]: centre i's j-th
- * negative. Returns 0, or -1 if out of memory. */
+ * negative. Returns 0, -1 if out of memory, -2 for sizes it cannot trust. */
 int cbow_chunk(float *w_in, float *w_out, int64_t dim, const int64_t *seq, const int64_t *owner,
                int64_t n, int64_t start, int64_t stop, const int64_t *width,
                const int64_t *negatives, int64_t k, int64_t window, float lr) {
+    if (!sizes_ok(dim, n, start, stop, k, window)) return -2;
     float *h = malloc(2 * dim * sizeof(float));
     int64_t *ctx = malloc(2 * window * sizeof(int64_t));
     if (h == NULL || ctx == NULL) {
@@ -96,10 +104,11 @@ int cbow_chunk(float *w_in, float *w_out, int64_t dim, const int64_t *seq, const
  * own k negatives, negatives[((i - start) * 2 * window + a) * k + j] for the a-th context word
  * (slots a >= the context's size are unused); the output rows change at once, target by target,
  * and v += the pair's gathered gradient at the end of the pair, before the next pair. Returns 0,
- * or -1 if out of memory. */
+ * -1 if out of memory, -2 for sizes it cannot trust. */
 int sgns_chunk(float *w_in, float *w_out, int64_t dim, const int64_t *seq, const int64_t *owner,
                int64_t n, int64_t start, int64_t stop, const int64_t *width,
                const int64_t *negatives, int64_t k, int64_t window, float lr) {
+    if (!sizes_ok(dim, n, start, stop, k, window)) return -2;
     float *grad = malloc(dim * sizeof(float));
     int64_t *ctx = malloc(2 * window * sizeof(int64_t));
     if (grad == NULL || ctx == NULL) {

@@ -38,8 +38,11 @@ from rnnkit.nn.loops import project
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
 
 
-def _impl(native_wanted: bool, x: Tensor) -> ModuleType:
-    return native if native_wanted and native.available(x) else loops
+def _impl(native_wanted: bool, *tensors: Tensor | None) -> ModuleType:
+    """The C loops when wanted and they can take every tensor (one element type, CPU), else
+    PyTorch's (which raise torch's own errors for mixed types)."""
+    given = [t for t in tensors if t is not None]
+    return native if native_wanted and native.available(*given) else loops
 
 
 def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
@@ -57,10 +60,10 @@ def _input_grads(ctx: Any, d_pre: Tensor, x: Tensor, w_ih: Tensor) -> tuple[Tens
 
 
 def _start(
-    ctx: Any, sizes: list[int], reverse: bool, native_wanted: bool, x: Tensor, w: int
+    ctx: Any, sizes: list[int], reverse: bool, native_wanted: bool, w: int, *tensors: Tensor | None
 ) -> Schedule:
     """Record on ``ctx`` which loops run and where ``weight_ih`` is among the inputs."""
-    ctx.loops = _impl(native_wanted, x)
+    ctx.loops = _impl(native_wanted, *tensors)
     ctx.w_index = w
     return Schedule(sizes, reverse)
 
@@ -70,7 +73,7 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native_):  # noqa: ANN001
-        sched = _start(ctx, sizes, reverse, native_, x, 3)
+        sched = _start(ctx, sizes, reverse, native_, 3, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
         gates = project(x, w_ih, sum_bias(b_ih, b_hh))  # (N, 4H)
         h_prev, c_prev, _, tanh_c, h_full, y, h_n, c_n = ctx.loops.lstm_forward(
             sched, gates, w_hh, w_hr, h0, c0
@@ -102,7 +105,7 @@ class GRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, native_):  # noqa: ANN001
-        sched = _start(ctx, sizes, reverse, native_, x, 2)
+        sched = _start(ctx, sizes, reverse, native_, 2, x, h0, w_ih, w_hh, b_ih, b_hh)
         gi = project(x, w_ih, b_ih)  # (N, 3H)
         gh, h_prev, y, h_n = ctx.loops.gru_forward(sched, gi, w_hh, b_hh, h0)
         ctx.save_for_backward(x, w_ih, w_hh, y)
@@ -129,7 +132,7 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native_):  # noqa: ANN001
-        sched = _start(ctx, sizes, reverse, native_, x, 2)
+        sched = _start(ctx, sizes, reverse, native_, 2, x, h0, w_ih, w_hh, b_ih, b_hh)
         bias = sum_bias(b_ih, b_hh)
         h_prev, y, h_n = ctx.loops.rnn_forward(sched, x, w_ih, bias, w_hh, h0, relu)
         ctx.save_for_backward(x, w_ih, w_hh, y)
