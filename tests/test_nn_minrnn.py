@@ -151,3 +151,18 @@ def test_bad_inputs():
         layer(torch.randn(5))
     with pytest.raises(RuntimeError, match="Expected hx size"):
         layer(torch.randn(5, 2, 3), torch.zeros(1, 3, 4))
+
+
+def test_dropout_between_layers_only_in_training():
+    torch.manual_seed(6)
+    layer = rnn.MinGRU(3, 4, 2, dropout=0.5).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    out, _ = layer(x)
+    again, _ = layer(x)
+    assert not torch.allclose(out, again)
+    layer.eval()
+    plain = rnn.MinGRU(3, 4, 2).double()
+    plain.load_state_dict(layer.state_dict())
+    assert torch.equal(layer(x)[0], plain(x)[0])
+    with pytest.raises(ValueError, match="dropout should be a probability"):
+        rnn.MinLSTM(3, 4, 2, dropout=1.0)

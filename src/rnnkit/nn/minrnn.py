@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn.checks import check_dtype, check_input, check_sizes, check_state, init_uniform
+from rnnkit.nn.dropout import check_probability
 from rnnkit.nn.scan import LinearScan
 
 
@@ -51,6 +52,7 @@ class MinRNNBase(nn.Module):
         num_layers: int = 1,
         *,
         batch_first: bool = False,
+        dropout: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -66,6 +68,7 @@ class MinRNNBase(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.batch_first = batch_first
+        self.dropout = check_probability(dropout, "dropout")
         kw = {"device": device, "dtype": dtype}
         for k in range(num_layers):
             layer_in = input_size if k == 0 else hidden_size
@@ -82,7 +85,8 @@ class MinRNNBase(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        return s + (", batch_first=True" if self.batch_first else "")
+        s += ", batch_first=True" if self.batch_first else ""
+        return s + (f", dropout={self.dropout}" if self.dropout else "")
 
     def coefficients(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(a, b)`` of ``h_t = a_t h_{t-1} + b_t`` for ``x`` ``(..., I_k)``; each ``(..., H)``."""
@@ -101,6 +105,8 @@ class MinRNNBase(nn.Module):
             x = x.transpose(0, 1)
         finals = []
         for k in range(self.num_layers):
+            if k and self.dropout and self.training:  # between layers, as torch.nn's layers
+                x = F.dropout(x, self.dropout, training=True)
             a, b = self.coefficients(k, x)  # (T, B, H) each
             x = LinearScan.apply(a, b, h[k])
             finals.append(x[-1])
@@ -116,6 +122,8 @@ class MinRNNBase(nn.Module):
         x, h, batched = self._prepare(input, hx, sequence=False)
         finals = []
         for k in range(self.num_layers):
+            if k and self.dropout and self.training:
+                x = F.dropout(x, self.dropout, training=True)
             a, b = self.coefficients(k, x)  # (B, H) each
             x = torch.addcmul(b, a, h[k])
             finals.append(x)
@@ -159,6 +167,7 @@ class MinGRU(MinRNNBase):
         hidden_size: features of the hidden state ``h``.
         num_layers: stacked layers.
         batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
+        dropout: dropout probability on the outputs of every layer but the last (training only).
     """
 
     gates = 2
