@@ -331,3 +331,15 @@ def test_docs_example_runs():
     doc = Path(__file__).resolve().parents[1] / "docs" / "cells.md"
     (block,) = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
     exec(compile(block, str(doc), "exec"), {})
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_unbatched_and_batch_first_inputs(kind):
+    layer = _layer(kind, 3, 4, layer_norm=True, zoneout=0.2).eval()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    out, _ = layer(x)
+    batched, _ = layer(x.unsqueeze(1))
+    torch.testing.assert_close(out, batched[:, 0], rtol=0, atol=0)
+    layer.batch_first = True
+    first, _ = layer(x.unsqueeze(0))
+    torch.testing.assert_close(first[0], out, rtol=0, atol=0)
