@@ -343,3 +343,15 @@ def test_unbatched_and_batch_first_inputs(kind):
     layer.batch_first = True
     first, _ = layer(x.unsqueeze(0))
     torch.testing.assert_close(first[0], out, rtol=0, atol=0)
+
+
+def test_drop_connect_distribution():
+    from rnnkit.nn.dropout import drop_connect
+
+    torch.manual_seed(0)
+    w = torch.ones(200, 100, dtype=torch.float64, requires_grad=True)
+    dropped = drop_connect(w, 0.3)
+    assert set(dropped.unique().tolist()) == {0.0, 1 / 0.7}
+    assert 0.28 < (dropped == 0).double().mean() < 0.32
+    dropped.sum().backward()
+    torch.testing.assert_close(w.grad, dropped.detach())  # gradient = the scaled mask

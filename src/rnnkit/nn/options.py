@@ -9,8 +9,9 @@ hand-written BPTT (:mod:`rnnkit.nn.regularized`), or, for tests, by the referenc
 
 Masks, in the order they are drawn from torch's global generator, per layer and direction:
 
-* weight drop: one Bernoulli mask over ``weight_hh`` per forward call, through ``F.dropout`` (so
-  scaled by ``1/(1-p)``); the stored parameter is untouched, its gradient flows through the mask;
+* weight drop: one Bernoulli mask over ``weight_hh`` per forward call
+  (:func:`rnnkit.nn.dropout.drop_connect`, scaled by ``1/(1-p)``); the stored parameter is
+  untouched, its gradient flows through the mask;
 * recurrent dropout: one ``(B, H)`` mask per sequence (drawn in the caller's batch order), scaled
   by ``1/(1-p)``, applied to ``h_{t-1}`` at every step;
 * zoneout: a fresh 0/1 mask per step and unit for ``h`` (and then ``c``), 1 = keep the previous
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn.dropout import check_probability
+from rnnkit.nn.dropout import check_probability, drop_connect
 from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction, sum_bias
 from rnnkit.nn.regularized import (
     EPS,
@@ -113,7 +114,7 @@ def _params(layer: nn.Module, k: int, direction: int) -> CellWeights:
     suffix = f"_l{k}" + ("_reverse" if direction else "")
     w_ih, w_hh, b_ih, b_hh, w_hr = layer._layer_params(k, direction)
     if layer.training and layer.weight_drop:
-        w_hh = F.dropout(w_hh, layer.weight_drop, training=True)
+        w_hh = drop_connect(w_hh, layer.weight_drop)
     names = ("ln_weight_ih", "ln_weight_hh", "ln_weight_c", "ln_bias_c")
     norms = [getattr(layer, n + suffix, None) for n in names]
     return CellWeights(w_ih, w_hh, b_ih, b_hh, *norms, w_hr=w_hr)
