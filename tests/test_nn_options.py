@@ -8,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit.nn as rnn
 from nn_oracle import CLASSES
-from rnnkit.nn import options
+from rnnkit.nn import options, regularized_native
 from rnnkit.nn.regularized import (
     RegularizedGRUFunction,
     RegularizedLSTMFunction,
@@ -140,6 +140,26 @@ def _kernel_args(kind, opts, sizes, reverse, seed=0):
 def test_kernel_gradcheck(kind, opts, sizes, reverse):
     function, args = _kernel_args(kind, opts, sizes, reverse)
     assert gradcheck(function.apply, args, fast_mode=True)
+
+
+@pytest.mark.parametrize("opts", [(), ("ln",), ("mask",), ("zone",), ("ln", "mask", "zone")])
+@pytest.mark.parametrize("sizes", [[3, 3, 3], [3, 2, 2, 1]])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_c_loop_gradcheck_and_equal_to_pytorch_loop(opts, sizes, reverse):
+    """The C loop (regularized.c): gradcheck, and the same outputs and gradients as the
+    PyTorch loop to 1e-12 (float64)."""
+    function, args = _kernel_args("LSTM", opts, sizes, reverse)
+    assert regularized_native.available(args[0])
+    assert gradcheck(lambda *a: function.apply(*a, True), args, fast_mode=True)
+    weights = [torch.randn_like(t) for t in function.apply(*args, False)]
+    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    results = []
+    for native in (False, True):
+        outs = function.apply(*args, native)
+        loss = sum((o * w).sum() for o, w in zip(outs, weights))
+        results.append([*outs, *torch.autograd.grad(loss, inputs)])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", MODES)

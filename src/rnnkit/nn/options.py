@@ -145,7 +145,8 @@ def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: 
     gx = _input_side(mode, x, w)
     if mode == "LSTM":
         return RegularizedLSTMFunction.apply(gx, *init, w.w_hh, w.ln_hh, w.ln_c_weight,
-                                             w.ln_c_bias, mask, *keep, sizes, reverse)  # fmt: skip
+                                             w.ln_c_bias, mask, *keep, sizes, reverse,
+                                             use_c)  # fmt: skip
     if mode == "GRU":
         return RegularizedGRUFunction.apply(gx, *init, w.w_hh, w.b_hh, w.ln_hh, mask, keep[0],
                                             sizes, reverse)  # fmt: skip

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnkit.nn import regularized_native
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
 
 EPS = 1e-5  # layer normalization's epsilon, torch.nn.LayerNorm's default
@@ -62,9 +63,14 @@ class Norm:
 
     def parameter_grads(self) -> tuple[Tensor, Tensor | None]:
         """dL/d(gain) and dL/d(shift) (None without a shift), as sums over all rows."""
-        xhat = (self.inputs - self.mean).mul_(self.rstd)  # (N, F)
-        d_bias = self.d_outputs.sum(0) if self.bias is not None else None
-        return (self.d_outputs * xhat).sum(0), d_bias
+        return norm_grads(self.d_outputs, self.inputs, self.mean, self.rstd, self.bias is not None)
+
+
+def norm_grads(d_out: Tensor, inputs: Tensor, mean: Tensor, rstd: Tensor,
+               shift: bool) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """Gain and shift gradients of a layer normalization over all N rows: one pass each."""
+    xhat = (inputs - mean).mul_(rstd)  # (N, F)
+    return (d_out * xhat).sum(0), (d_out.sum(0) if shift else None)
 
 
 class Zone:
@@ -134,16 +140,22 @@ def _keep(keep: Tensor | None, r: slice) -> Tensor | None:
 
 
 class RegularizedLSTMFunction(torch.autograd.Function):
-    """``(gx, h0, c0, w_hh, ln_h, ln_c_weight, ln_c_bias, mask, keep_h, keep_c, sizes, reverse)
-    -> (y, h_n, c_n)``; ``gx`` ``(N, 4H)`` is the input side of the gates with both biases."""
+    """``(gx, h0, c0, w_hh, ln_h, ln_c_weight, ln_c_bias, mask, keep_h, keep_c, sizes, reverse,
+    native) -> (y, h_n, c_n)``; ``gx`` ``(N, 4H)`` is the input side of the gates with both
+    biases. ``native=True`` runs the time loop in C (``regularized.c``) when it is available."""
 
     @staticmethod
     def forward(
         ctx: Any, gx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, ln_h: Tensor | None,
         ln_cw: Tensor | None, ln_cb: Tensor | None, mask: Tensor | None, keep_h: Tensor | None,
-        keep_c: Tensor | None, sizes: list[int], reverse: bool,
+        keep_c: Tensor | None, sizes: list[int], reverse: bool, native_: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         sched = Schedule(sizes, reverse)
+        present = [t for t in (ln_h, ln_cw, ln_cb, mask, keep_h, keep_c) if t is not None]
+        ctx.native = native_ and regularized_native.available(gx, h0, c0, w_hh, *present)
+        if ctx.native:
+            return _lstm_forward_native(ctx, sched, gx, h0, c0, w_hh, ln_h, (ln_cw, ln_cb), mask,
+                                        (keep_h, keep_c))  # fmt: skip
         hidden = c0.shape[1]
         h_prev, y = sched.state_buffers(h0)  # (N, H) each
         c_prev, c = sched.state_buffers(c0)
@@ -174,6 +186,8 @@ class RegularizedLSTMFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy, dh_n, dc_n):  # noqa: ANN001
+        if ctx.native:
+            return _lstm_backward_native(ctx, dy, dh_n, dc_n)
         (y,) = ctx.saved_tensors
         sched, rec, norm_c, zone_h, zone_c, gates, c_prev, tanh_c = ctx.state
         dy = grad_or_zeros(dy, y)
@@ -199,7 +213,51 @@ class RegularizedLSTMFunction(torch.autograd.Function):
             dh[:b] = dh_rec if dh_prev is None else dh_rec.add_(dh_prev)
         dw_hh, d_ln_h = rec.grads(d_gates)
         d_ln_cw, d_ln_cb = norm_c.parameter_grads() if norm_c is not None else (None, None)
-        return d_gates, dh, dc, dw_hh, d_ln_h, d_ln_cw, d_ln_cb, None, None, None, None, None
+        return d_gates, dh, dc, dw_hh, d_ln_h, d_ln_cw, d_ln_cb, None, None, None, None, None, None
+
+
+def _lstm_forward_native(ctx: Any, sched: Schedule, gx: Tensor, h0: Tensor, c0: Tensor,
+                         w_hh: Tensor, ln_h: Tensor | None, ln_c: tuple, mask: Tensor | None,
+                         keep: tuple) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """:class:`RegularizedLSTMFunction`'s forward with the time loop in C."""
+    n, hidden = sched.total, c0.shape[1]
+
+    def rows(width: int, wanted: object = True) -> Tensor | None:
+        return gx.new_empty(n, width) if wanted is not None else None
+
+    buffers = {
+        "hin": rows(hidden), "cp": rows(hidden), "g": rows(4 * hidden), "tc": rows(hidden),
+        "rec_in": rows(4 * hidden, ln_h), "rec_mean": rows(1, ln_h), "rec_rstd": rows(1, ln_h),
+        "c_in": rows(hidden, ln_c[0]), "c_mean": rows(1, ln_c[0]), "c_rstd": rows(1, ln_c[0]),
+    }  # fmt: skip
+    y, h_n, c_n = regularized_native.lstm_forward(
+        sched, gx, w_hh, ln_h, ln_c, mask, keep, h0, c0, buffers
+    )
+    ctx.save_for_backward(w_hh)
+    ctx.state = (sched, buffers, ln_h, ln_c[0], mask, keep)
+    return y, h_n, c_n
+
+
+def _lstm_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None,
+                          dc_n: Tensor | None) -> tuple:  # fmt: skip
+    (w_hh,) = ctx.saved_tensors
+    sched, buffers, ln_h, ln_cw, mask, keep = ctx.state
+    like = buffers["tc"]
+    dy = grad_or_zeros(dy, like)
+    dh_n = grad_or_zeros(dh_n, like[: sched.batch])
+    dc_n = grad_or_zeros(dc_n, like[: sched.batch])
+    d_gates, d_rec, d_c_out, dh, dc = regularized_native.lstm_backward(
+        sched, w_hh, ln_h, ln_cw, mask, keep, buffers, dy, dh_n, dc_n
+    )
+    dw_hh = (d_gates if d_rec is None else d_rec).t() @ buffers["hin"]
+    d_ln_h = d_ln_cw = d_ln_cb = None
+    if ln_h is not None:
+        d_ln_h, _ = norm_grads(d_gates, buffers["rec_in"], buffers["rec_mean"],
+                               buffers["rec_rstd"], False)  # fmt: skip
+    if ln_cw is not None:
+        d_ln_cw, d_ln_cb = norm_grads(d_c_out, buffers["c_in"], buffers["c_mean"],
+                                      buffers["c_rstd"], True)  # fmt: skip
+    return d_gates, dh, dc, dw_hh, d_ln_h, d_ln_cw, d_ln_cb, None, None, None, None, None, None
 
 
 class RegularizedGRUFunction(torch.autograd.Function):
