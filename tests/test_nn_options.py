@@ -142,13 +142,16 @@ def test_kernel_gradcheck(kind, opts, sizes, reverse):
     assert gradcheck(function.apply, args, fast_mode=True)
 
 
+@pytest.mark.parametrize("kind", MODES)
 @pytest.mark.parametrize("opts", [(), ("ln",), ("mask",), ("zone",), ("ln", "mask", "zone")])
 @pytest.mark.parametrize("sizes", [[3, 3, 3], [3, 2, 2, 1]])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_lstm_c_loop_gradcheck_and_equal_to_pytorch_loop(opts, sizes, reverse):
-    """The C loop (regularized.c): gradcheck, and the same outputs and gradients as the
-    PyTorch loop to 1e-12 (float64)."""
-    function, args = _kernel_args("LSTM", opts, sizes, reverse)
+def test_c_loop_gradcheck_and_equal_to_pytorch_loop(kind, opts, sizes, reverse):
+    """The C loops (regularized.c): gradcheck, and the same outputs and gradients as the
+    PyTorch loops to 1e-12 (float64)."""
+    function, args = _kernel_args(kind, opts, sizes, reverse)
+    if kind == "RNN" and reverse:
+        args[6] = True  # the ReLU variant
     assert regularized_native.available(args[0])
     assert gradcheck(lambda *a: function.apply(*a, True), args, fast_mode=True)
     weights = [torch.randn_like(t) for t in function.apply(*args, False)]

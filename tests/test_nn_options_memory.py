@@ -86,11 +86,13 @@ ASAN_CASE = textwrap.dedent(
     torch.manual_seed(0)
     lengths = torch.tensor([9, 3, 9, 1, 7, 2])
     worst = 0.0
-    for dtype in (torch.float32, torch.float64):
+    cases = [(rnn.LSTM, {}), (rnn.GRU, {}), (rnn.RNN, {"nonlinearity": "relu"})]
+    for (cls, extra), dtype in [(c, d) for c in cases for d in (torch.float32, torch.float64)]:
         for kw in ({"layer_norm": True}, {"zoneout": 0.3}, {"recurrent_dropout": 0.3},
                    {"layer_norm": True, "zoneout": 0.2, "recurrent_dropout": 0.2}):
-            c_loop = rnn.LSTM(3, 7, 2, bidirectional=True, **kw).to(dtype)
-            py_loop = rnn.LSTM(3, 7, 2, bidirectional=True, impl="rnnkit-pytorch", **kw).to(dtype)
+            kw = {**kw, **extra}
+            c_loop = cls(3, 7, 2, bidirectional=True, **kw).to(dtype)
+            py_loop = cls(3, 7, 2, bidirectional=True, impl="rnnkit-pytorch", **kw).to(dtype)
             py_loop.load_state_dict(c_loop.state_dict())
             x = torch.randn(9, 6, 3, dtype=dtype, requires_grad=True)
             packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)

@@ -149,9 +149,9 @@ def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: 
                                              use_c)  # fmt: skip
     if mode == "GRU":
         return RegularizedGRUFunction.apply(gx, *init, w.w_hh, w.b_hh, w.ln_hh, mask, keep[0],
-                                            sizes, reverse)  # fmt: skip
+                                            sizes, reverse, use_c)  # fmt: skip
     return RegularizedRNNFunction.apply(gx, *init, w.w_hh, w.ln_hh, mask, keep[0], relu, sizes,
-                                        reverse)  # fmt: skip
+                                        reverse, use_c)  # fmt: skip
 
 
 def run(layer: nn.Module, data: Tensor, sizes: list[int], states: list[Tensor],

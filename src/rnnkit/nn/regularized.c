@@ -1,6 +1,6 @@
-/* The LSTM time loop of the layer options in C: the per-step part of RegularizedLSTMFunction
- * (rnnkit/nn/regularized.py), with layer normalization (of the recurrent product and of the cell),
- * recurrent dropout and zoneout, forward and backward.
+/* The time loops of the layer options in C: the per-step part of the Regularized{LSTM,GRU,RNN}
+ * Functions (rnnkit/nn/regularized.py), with layer normalization (of the recurrent product, and of
+ * the LSTM's cell), recurrent dropout and zoneout, forward and backward.
  *
  * Python does the products over all N rows with torch (the input side before the loop, the weight
  * and gain gradients after it) and calls these functions for the loop: a step is one BLAS call
@@ -73,6 +73,51 @@ static void norm_backward(int n, const real *dy, const real *w, const real *x, r
         dx[j] = rstd * (dy[j] * w[j] - m1 - (x[j] - mean) * rstd * m2);
 }
 
+/* The recurrent side of the gates for the b rows of one step: out = add + LN_h(W_hh (m * h)),
+ * or out += W_hh (m * h) without normalization (the caller has put the rest of the gates in out).
+ * `add` has rows `add_stride` apart (0: one vector for every row). hin receives m * h, rec_in the
+ * raw product, rec_mean and rec_rstd its moments. */
+static void recurrent_side(gemm_fn gemm, int b, int H, int G, const real *hs, const real *mask,
+                           const real *whh, const real *ln_h, real *hin, real *rec_in,
+                           real *rec_mean, real *rec_rstd, const real *add, long add_stride,
+                           real *out) {
+    for (long k = 0; k < (long)b * H; k++) hin[k] = mask ? hs[k] * mask[k] : hs[k];
+    if (!ln_h) {
+        matmul(gemm, 'T', G, b, H, whh, hin, 1, out);
+        return;
+    }
+    matmul(gemm, 'T', G, b, H, whh, hin, 0, rec_in);
+    for (int i = 0; i < b; i++) {
+        const real *x = rec_in + (long)i * G, *a = add + i * add_stride;
+        moments(G, x, rec_mean + i, rec_rstd + i);
+        const real m = rec_mean[i], s = rec_rstd[i];
+        real *o = out + (long)i * G;
+        for (int j = 0; j < G; j++) o[j] = a[j] + ln_h[j] * (x[j] - m) * s;
+    }
+}
+
+/* dL/dh_{t-1} through the gates' recurrent side, added into dh (b x H): d (b x G) is dL/d of
+ * that side; with normalization, d_rec receives dL/d of the raw product. */
+static void recurrent_side_backward(gemm_fn gemm, int b, int H, int G, const real *d,
+                                    const real *whh, const real *ln_h, const real *rec_in,
+                                    const real *rec_mean, const real *rec_rstd, real *d_rec,
+                                    const real *mask, real *scratch, real *dh) {
+    if (ln_h)
+        for (int i = 0; i < b; i++)
+            norm_backward(G, d + (long)i * G, ln_h, rec_in + (long)i * G, rec_mean[i],
+                          rec_rstd[i], d_rec + (long)i * G);
+    matmul(gemm, 'N', H, b, G, whh, ln_h ? d_rec : d, 0, scratch);
+    for (long k = 0; k < (long)b * H; k++) dh[k] += mask ? scratch[k] * mask[k] : scratch[k];
+}
+
+/* Rows r0.. of an optional (N x width) buffer. */
+#define ROWS(p, r0, width) ((p) ? (p) + (r0) * (width) : 0)
+#define STEP_LOOP(first, last, dir)                                                            \
+    for (int step = (first); step != (last); step += (dir))
+#define THIS_STEP                                                                              \
+    const int t = reverse ? T - 1 - step : step, b = sizes[t];                                 \
+    const long r0 = starts[t]
+
 int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
                      long N, int H, const real *gx, const real *whh, const real *ln_h,
                      const real *ln_cw, const real *ln_cb, const real *mask, const real *keep_h,
@@ -81,30 +126,16 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                      real *c_rstd, real *tc, real *y) {
     if (steps_setup(T, sizes, starts, B, N, H)) return 1;
     const int G = 4 * H;
-    for (int step = 0; step < T; step++) {
-        const int t = reverse ? T - 1 - step : step, b = sizes[t];
-        const long r0 = starts[t];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j;
-                hin[r0 * H + k] = mask ? hs[k] * mask[k] : hs[k];
-                cp[r0 * H + k] = cs[k];
-            }
-        if (ln_h) {
-            matmul(gemm, 'T', G, b, H, whh, hin + r0 * H, 0, rec_in + r0 * G);
-        } else {
-            memcpy(g + r0 * G, gx + r0 * G, sizeof(real) * b * G);
-            matmul(gemm, 'T', G, b, H, whh, hin + r0 * H, 1, g + r0 * G);
-        }
+    STEP_LOOP(0, T, 1) {
+        THIS_STEP;
+        memcpy(cp + r0 * H, cs, sizeof(real) * b * H);
+        memcpy(g + r0 * G, gx + r0 * G, sizeof(real) * b * G);
+        recurrent_side(gemm, b, H, G, hs, mask, whh, ln_h, hin + r0 * H, ROWS(rec_in, r0, G),
+                       ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), gx + r0 * G, G,
+                       g + r0 * G);
         for (int i = 0; i < b; i++) {
             const long row = r0 + i;
             real *gr = g + row * G;
-            if (ln_h) {
-                const real *x = rec_in + row * G;
-                moments(G, x, rec_mean + row, rec_rstd + row);
-                const real m = rec_mean[row], s = rec_rstd[row];
-                for (int j = 0; j < G; j++) gr[j] = gx[row * G + j] + ln_h[j] * (x[j] - m) * s;
-            }
             for (int j = 0; j < H; j++) {
                 gr[j] = sigmoid(gr[j]);
                 gr[H + j] = sigmoid(gr[H + j]);
@@ -142,9 +173,8 @@ int reg_lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int re
                       real *d_rec, real *d_c_out, real *scratch, real *dh, real *dc) {
     if (steps_setup(T, sizes, starts, B, N, H)) return 1;
     const int G = 4 * H;
-    for (int step = T - 1; step >= 0; step--) {
-        const int t = reverse ? T - 1 - step : step, b = sizes[t];
-        const long r0 = starts[t];
+    STEP_LOOP(T - 1, -1, -1) {
+        THIS_STEP;
         for (int i = 0; i < b; i++) {
             const long row = r0 + i;
             const real *gr = g + row * G;
@@ -173,16 +203,130 @@ int reg_lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int re
                 dg[2 * H + j] = d * ig * (1 - cg * cg);
                 dc[k] = d * fg + dc[k] * kc;
             }
-            if (ln_h)
-                norm_backward(G, dg, ln_h, rec_in + row * G, rec_mean[row], rec_rstd[row],
-                              d_rec + row * G);
         }
-        matmul(gemm, 'N', H, b, G, whh, (ln_h ? d_rec : d_gates) + r0 * G, 0, scratch);
-        for (int i = 0; i < b; i++)
+        recurrent_side_backward(gemm, b, H, G, d_gates + r0 * G, whh, ln_h, ROWS(rec_in, r0, G),
+                                ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1),
+                                ROWS(d_rec, r0, G), mask, scratch, dh);
+    }
+    return 0;
+}
+
+int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
+                    long N, int H, const real *gx, const real *whh, const real *bhh,
+                    const real *ln_h, const real *mask, const real *keep_h, real *hs, real *hp,
+                    real *hin, real *g, real *gh, real *rec_in, real *rec_mean, real *rec_rstd,
+                    real *y) {
+    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    const int G = 3 * H;
+    real *bias = calloc(G, sizeof(real)); /* b_hh, or zeros */
+    if (!bias) return 2;
+    if (bhh) memcpy(bias, bhh, sizeof(real) * G);
+    STEP_LOOP(0, T, 1) {
+        THIS_STEP;
+        memcpy(hp + r0 * H, hs, sizeof(real) * b * H);
+        for (int i = 0; i < b; i++) memcpy(gh + (r0 + i) * G, bias, sizeof(real) * G);
+        recurrent_side(gemm, b, H, G, hs, mask, whh, ln_h, hin + r0 * H, ROWS(rec_in, r0, G),
+                       ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), bias, 0, gh + r0 * G);
+        for (int i = 0; i < b; i++) {
+            const long row = r0 + i;
+            const real *x = gx + row * G, *h = gh + row * G;
+            real *gr = g + row * G;
             for (int j = 0; j < H; j++) {
                 const long k = (long)i * H + j;
-                dh[k] += mask ? scratch[k] * mask[k] : scratch[k];
+                const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
+                const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
+                gr[j] = r, gr[H + j] = z, gr[2 * H + j] = n;
+                const real h_new = n + z * (hs[k] - n);
+                const real kh = keep_h ? keep_h[row * H + j] : 0;
+                hs[k] = keep_h ? kh * hs[k] + (1 - kh) * h_new : h_new;
+                y[row * H + j] = hs[k];
             }
+        }
+    }
+    free(bias);
+    return 0;
+}
+
+int reg_gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
+                     long N, int H, const real *g, const real *gh, const real *hp,
+                     const real *whh, const real *ln_h, const real *rec_in, const real *rec_mean,
+                     const real *rec_rstd, const real *mask, const real *keep_h, const real *dy,
+                     real *d_gx, real *d_gh, real *d_rec, real *scratch, real *dh) {
+    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    const int G = 3 * H;
+    STEP_LOOP(T - 1, -1, -1) {
+        THIS_STEP;
+        for (int i = 0; i < b; i++) {
+            const long row = r0 + i;
+            const real *gr = g + row * G, *h = gh + row * G;
+            real *dx = d_gx + row * G, *dhh = d_gh + row * G;
+            for (int j = 0; j < H; j++) {
+                const long k = (long)i * H + j;
+                const real dh_t = dh[k] + dy[row * H + j];
+                const real kh = keep_h ? keep_h[row * H + j] : 0;
+                const real dh_new = dh_t * (1 - kh);
+                const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
+                const real dn = dh_new * (1 - z) * (1 - n * n);
+                const real dz = dh_new * (hp[row * H + j] - n) * z * (1 - z);
+                const real dr = dn * h[2 * H + j] * r * (1 - r);
+                dx[j] = dhh[j] = dr;
+                dx[H + j] = dhh[H + j] = dz;
+                dx[2 * H + j] = dn;
+                dhh[2 * H + j] = dn * r;
+                dh[k] = dh_t * kh + dh_new * z; /* the direct paths to h_{t-1} */
+            }
+        }
+        recurrent_side_backward(gemm, b, H, G, d_gh + r0 * G, whh, ln_h, ROWS(rec_in, r0, G),
+                                ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G),
+                                mask, scratch, dh);
+    }
+    return 0;
+}
+
+int reg_rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
+                    long N, int H, int relu, const real *gx, const real *whh, const real *ln_h,
+                    const real *mask, const real *keep_h, real *hs, real *hin, real *act,
+                    real *rec_in, real *rec_mean, real *rec_rstd, real *y) {
+    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    STEP_LOOP(0, T, 1) {
+        THIS_STEP;
+        memcpy(act + r0 * H, gx + r0 * H, sizeof(real) * b * H);
+        recurrent_side(gemm, b, H, H, hs, mask, whh, ln_h, hin + r0 * H, ROWS(rec_in, r0, H),
+                       ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), gx + r0 * H, H,
+                       act + r0 * H);
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < H; j++) {
+                const long k = (long)i * H + j, row = r0 + i;
+                real *a = act + row * H + j;
+                *a = relu ? (*a > 0 ? *a : 0) : TANH(*a);
+                const real kh = keep_h ? keep_h[row * H + j] : 0;
+                hs[k] = keep_h ? kh * hs[k] + (1 - kh) * *a : *a;
+                y[row * H + j] = hs[k];
+            }
+    }
+    return 0;
+}
+
+int reg_rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
+                     long N, int H, int relu, const real *act, const real *whh, const real *ln_h,
+                     const real *rec_in, const real *rec_mean, const real *rec_rstd,
+                     const real *mask, const real *keep_h, const real *dy, real *d_pre,
+                     real *d_rec, real *scratch, real *dh) {
+    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    STEP_LOOP(T - 1, -1, -1) {
+        THIS_STEP;
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < H; j++) {
+                const long k = (long)i * H + j, row = r0 + i;
+                const real dh_t = dh[k] + dy[row * H + j];
+                const real kh = keep_h ? keep_h[row * H + j] : 0;
+                const real a = act[row * H + j];
+                d_pre[row * H + j] = dh_t * (1 - kh) * (relu ? (a > 0) : 1 - a * a);
+                dh[k] = dh_t * kh;
+            }
+        recurrent_side_backward(gemm, b, H, H, d_pre + r0 * H, whh, ln_h, ROWS(rec_in, r0, H),
+                                ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, H),
+                                mask, scratch, dh);
     }
     return 0;
 }

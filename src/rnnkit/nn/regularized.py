@@ -151,8 +151,7 @@ class RegularizedLSTMFunction(torch.autograd.Function):
         keep_c: Tensor | None, sizes: list[int], reverse: bool, native_: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         sched = Schedule(sizes, reverse)
-        present = [t for t in (ln_h, ln_cw, ln_cb, mask, keep_h, keep_c) if t is not None]
-        ctx.native = native_ and regularized_native.available(gx, h0, c0, w_hh, *present)
+        ctx.native = _use_c(native_, gx, h0, c0, w_hh, ln_h, ln_cw, ln_cb, mask, keep_h, keep_c)
         if ctx.native:
             return _lstm_forward_native(ctx, sched, gx, h0, c0, w_hh, ln_h, (ln_cw, ln_cb), mask,
                                         (keep_h, keep_c))  # fmt: skip
@@ -249,11 +248,8 @@ def _lstm_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None,
     d_gates, d_rec, d_c_out, dh, dc = regularized_native.lstm_backward(
         sched, w_hh, ln_h, ln_cw, mask, keep, buffers, dy, dh_n, dc_n
     )
-    dw_hh = (d_gates if d_rec is None else d_rec).t() @ buffers["hin"]
-    d_ln_h = d_ln_cw = d_ln_cb = None
-    if ln_h is not None:
-        d_ln_h, _ = norm_grads(d_gates, buffers["rec_in"], buffers["rec_mean"],
-                               buffers["rec_rstd"], False)  # fmt: skip
+    dw_hh, d_ln_h = _recurrent_grads(d_gates, d_rec, buffers, ln_h)
+    d_ln_cw = d_ln_cb = None
     if ln_cw is not None:
         d_ln_cw, d_ln_cb = norm_grads(d_c_out, buffers["c_in"], buffers["c_mean"],
                                       buffers["c_rstd"], True)  # fmt: skip
@@ -261,12 +257,19 @@ def _lstm_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None,
 
 
 class RegularizedGRUFunction(torch.autograd.Function):
-    """``(gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse) -> (y, h_n)``; ``gx``
+    """``(gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse, native) -> (y, h_n)``; ``gx``
     ``(N, 3H)`` is the input side ``LN_x(W_ih x) + b_ih`` (``b_hh`` stays inside ``r * (...)``)."""
 
     @staticmethod
-    def forward(ctx: Any, gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse):  # noqa: ANN001
+    def forward(ctx: Any, gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse, native_=False):  # noqa: ANN001, E501
         sched = Schedule(sizes, reverse)
+        ctx.native = _use_c(native_, gx, h0, w_hh, b_hh, ln_h, mask, keep_h)
+        if ctx.native:
+            y, h_n, buffers = regularized_native.gru_forward(sched, gx, w_hh, b_hh, ln_h, mask,
+                                                             keep_h, h0)  # fmt: skip
+            ctx.save_for_backward(w_hh)
+            ctx.state = (sched, buffers, ln_h, mask, keep_h, b_hh is not None)
+            return y, h_n
         hidden = h0.shape[1]
         h_prev, y = sched.state_buffers(h0)
         rec, zone_h = Recurrence(w_hh, ln_h, mask, h_prev), Zone(keep_h)
@@ -291,6 +294,8 @@ class RegularizedGRUFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
+        if ctx.native:
+            return _gru_backward_native(ctx, dy, dh_n)
         (y,) = ctx.saved_tensors
         sched, rec, zone_h, gates, gh, h_prev, has_bias = ctx.state
         hidden = h_prev.shape[1]
@@ -311,16 +316,23 @@ class RegularizedGRUFunction(torch.autograd.Function):
         d_gx[:, : 2 * hidden] = d_gh[:, : 2 * hidden]
         db_hh = d_gh.sum(0) if has_bias else None
         dw_hh, d_ln_h = rec.grads(d_gh)
-        return d_gx, dh, dw_hh, db_hh, d_ln_h, None, None, None, None
+        return d_gx, dh, dw_hh, db_hh, d_ln_h, None, None, None, None, None
 
 
 class RegularizedRNNFunction(torch.autograd.Function):
-    """``(gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse) -> (y, h_n)``; ``gx``
+    """``(gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse, native) -> (y, h_n)``; ``gx``
     ``(N, H)`` is the input side with both biases."""
 
     @staticmethod
-    def forward(ctx: Any, gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse):  # noqa: ANN001
+    def forward(ctx: Any, gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse, native_=False):  # noqa: ANN001, E501
         sched = Schedule(sizes, reverse)
+        ctx.native = _use_c(native_, gx, h0, w_hh, ln_h, mask, keep_h)
+        if ctx.native:
+            y, h_n, buffers = regularized_native.rnn_forward(sched, gx, w_hh, ln_h, mask, keep_h,
+                                                             relu, h0)  # fmt: skip
+            ctx.save_for_backward(w_hh)
+            ctx.state = (sched, buffers, ln_h, mask, keep_h, relu)
+            return y, h_n
         h_prev, y = sched.state_buffers(h0)
         rec, zone_h = Recurrence(w_hh, ln_h, mask, h_prev), Zone(keep_h)
         act = torch.empty_like(gx)  # the new state before zoneout (N, H)
@@ -337,6 +349,8 @@ class RegularizedRNNFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
+        if ctx.native:
+            return _rnn_backward_native(ctx, dy, dh_n)
         (y,) = ctx.saved_tensors
         sched, rec, zone_h, act, relu = ctx.state
         dy = grad_or_zeros(dy, y)
@@ -350,4 +364,44 @@ class RegularizedRNNFunction(torch.autograd.Function):
             dh_t = rec.backward(r, d_pre[r])
             dh[:b] = dh_t if dh_prev is None else dh_t.add_(dh_prev)
         dw_hh, d_ln_h = rec.grads(d_pre)
-        return d_pre, dh, dw_hh, d_ln_h, None, None, None, None, None
+        return d_pre, dh, dw_hh, d_ln_h, None, None, None, None, None, None
+
+
+def _use_c(wanted: bool, *tensors: Tensor | None) -> bool:
+    """Whether a Function runs its time loop in C: asked for, and every tensor fits the loop."""
+    return wanted and regularized_native.available(*(t for t in tensors if t is not None))
+
+
+def _recurrent_grads(d_side: Tensor, d_rec: Tensor | None, buffers: dict,
+                     ln_h: Tensor | None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """dL/dW_hh and dL/d(LN_h gain) from the C loop's buffers (one product, one column sum)."""
+    dw_hh = (d_side if d_rec is None else d_rec).t() @ buffers["hin"]
+    if ln_h is None:
+        return dw_hh, None
+    gain, _ = norm_grads(d_side, buffers["rec_in"], buffers["rec_mean"], buffers["rec_rstd"], False)
+    return dw_hh, gain
+
+
+def _gru_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
+    (w_hh,) = ctx.saved_tensors
+    sched, buffers, ln_h, mask, keep_h, has_bias = ctx.state
+    like = buffers["hp"]
+    dy, dh_n = grad_or_zeros(dy, like), grad_or_zeros(dh_n, like[: sched.batch])
+    d_gx, d_gh, d_rec, dh = regularized_native.gru_backward(
+        sched, w_hh, ln_h, mask, keep_h, buffers, dy, dh_n
+    )
+    dw_hh, d_ln_h = _recurrent_grads(d_gh, d_rec, buffers, ln_h)
+    db_hh = d_gh.sum(0) if has_bias else None
+    return d_gx, dh, dw_hh, db_hh, d_ln_h, None, None, None, None, None
+
+
+def _rnn_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
+    (w_hh,) = ctx.saved_tensors
+    sched, buffers, ln_h, mask, keep_h, relu = ctx.state
+    like = buffers["act"]
+    dy, dh_n = grad_or_zeros(dy, like), grad_or_zeros(dh_n, like[: sched.batch])
+    d_pre, d_rec, dh = regularized_native.rnn_backward(
+        sched, w_hh, ln_h, mask, keep_h, relu, buffers, dy, dh_n
+    )
+    dw_hh, d_ln_h = _recurrent_grads(d_pre, d_rec, buffers, ln_h)
+    return d_pre, dh, dw_hh, d_ln_h, None, None, None, None, None, None

@@ -1,9 +1,9 @@
-"""The C time loop of the LSTM with layer options (``regularized.c``), through ``ctypes``.
+"""The C time loops of the layer options (``regularized.c``), through ``ctypes``.
 
 Built on first use by :mod:`rnnkit.cbuild` like :mod:`rnnkit.nn.native`, with torch's own BLAS
 for the per-step products. Optional: :func:`available` says whether it can run, and otherwise
-:class:`rnnkit.nn.regularized.RegularizedLSTMFunction` runs its PyTorch loop, which computes the
-same function. Every buffer is checked (device, dtype, shape, contiguity) before it reaches C.
+:mod:`rnnkit.nn.regularized`'s Functions run their PyTorch loops, which compute the same
+function. Every buffer is checked (device, dtype, shape, contiguity) before it reaches C.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ def available(*tensors: Tensor) -> bool:
     return same and dtype in _MATH and _library(dtype) is not None
 
 
-def _call(name: str, sched: Schedule, hidden: int, dtype: torch.dtype, buffers: list) -> None:
-    """``name(gemm, T, sizes, starts, reverse, B, N, H, *buffers)`` after checking each buffer."""
+def _call(name: str, sched: Schedule, hidden: int, dtype: torch.dtype, buffers: list,
+          flag: bool | None = None) -> None:  # fmt: skip
+    """``name(gemm, T, sizes, starts, reverse, B, N, H, [flag,] *buffers)`` after checking each
+    buffer against its shape and ``dtype``."""
     library = _library(dtype)
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
@@ -65,8 +67,10 @@ def _call(name: str, sched: Schedule, hidden: int, dtype: torch.dtype, buffers: 
     function.restype = ctypes.c_int
     status = function(
         ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), sched.batch,
-        ctypes.c_long(sched.total), hidden, *pointers,
+        ctypes.c_long(sched.total), hidden, *([] if flag is None else [int(flag)]), *pointers,
     )  # fmt: skip
+    if status == 2:
+        raise MemoryError(f"regularized.c {name}: out of memory for its scratch space")
     if status != 0:
         raise ValueError(f"regularized.c {name} refused the schedule {sched.sizes} (a bug)")
 
@@ -129,3 +133,95 @@ def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Ten
         ("dh", dh, (b, hidden)), ("dc", dc, (b, hidden)),
     ])  # fmt: skip
     return d_gates, d_rec, d_c_out, dh, dc
+
+
+def _norm_buffers(like: Tensor, rows: int, width: int, ln: Tensor | None) -> dict:
+    """``rec_in (N, G), rec_mean (N, 1), rec_rstd (N, 1)``, or Nones without normalization."""
+    if ln is None:
+        return {"rec_in": None, "rec_mean": None, "rec_rstd": None}
+    return {"rec_in": like.new_empty(rows, width), "rec_mean": like.new_empty(rows, 1),
+            "rec_rstd": like.new_empty(rows, 1)}  # fmt: skip
+
+
+def _norm_entries(buffers: dict, rows: int, width: int) -> list:
+    return [(k, buffers[k], (rows, width if k == "rec_in" else 1))
+            for k in ("rec_in", "rec_mean", "rec_rstd")]  # fmt: skip
+
+
+def gru_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+                ln_h: Tensor | None, mask: Tensor | None, keep_h: Tensor | None,
+                h0: Tensor) -> tuple[Tensor, Tensor, dict]:  # fmt: skip
+    """``(y, h_n, buffers)``: buffers ``hp, hin, g, gh`` and the normalization's, for backward."""
+    n, b, hidden = sched.total, sched.batch, h0.shape[1]
+    gates = 3 * hidden
+    h_n, y = h0.contiguous().clone(), gx.new_empty(n, hidden)
+    buffers = {"hp": gx.new_empty(n, hidden), "hin": gx.new_empty(n, hidden),
+               "g": gx.new_empty(n, gates), "gh": gx.new_empty(n, gates),
+               **_norm_buffers(gx, n, gates, ln_h)}  # fmt: skip
+    _call("reg_gru_forward", sched, hidden, gx.dtype, [
+        ("gx", gx.contiguous(), (n, gates)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
+        ("b_hh", _contiguous(b_hh), (gates,)), ("ln_h", _contiguous(ln_h), (gates,)),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
+        ("h", h_n, (b, hidden)), ("hp", buffers["hp"], (n, hidden)),
+        ("hin", buffers["hin"], (n, hidden)), ("g", buffers["g"], (n, gates)),
+        ("gh", buffers["gh"], (n, gates)), *_norm_entries(buffers, n, gates), ("y", y, (n, hidden)),
+    ])  # fmt: skip
+    return y, h_n, buffers
+
+
+def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
+                 keep_h: Tensor | None, buffers: dict, dy: Tensor,
+                 dh_n: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
+    """``(d_gx, d_gh, d_rec, dh0)``."""
+    n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
+    gates = 3 * hidden
+    dh = dh_n.contiguous().clone()
+    d_gx, d_gh = dy.new_empty(n, gates), dy.new_empty(n, gates)
+    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
+    _call("reg_gru_backward", sched, hidden, dy.dtype, [
+        ("g", buffers["g"], (n, gates)), ("gh", buffers["gh"], (n, gates)),
+        ("hp", buffers["hp"], (n, hidden)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
+        ("ln_h", _contiguous(ln_h), (gates,)), *_norm_entries(buffers, n, gates),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
+        ("dy", dy.contiguous(), (n, hidden)), ("d_gx", d_gx, (n, gates)),
+        ("d_gh", d_gh, (n, gates)), ("d_rec", d_rec, (n, gates)),
+        ("scratch", dy.new_empty(b, hidden), (b, hidden)), ("dh", dh, (b, hidden)),
+    ])  # fmt: skip
+    return d_gx, d_gh, d_rec, dh
+
+
+def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
+                mask: Tensor | None, keep_h: Tensor | None, relu: bool,
+                h0: Tensor) -> tuple[Tensor, Tensor, dict]:  # fmt: skip
+    """``(y, h_n, buffers)``: buffers ``hin, act`` and the normalization's, for backward."""
+    n, b, hidden = sched.total, sched.batch, h0.shape[1]
+    h_n, y = h0.contiguous().clone(), gx.new_empty(n, hidden)
+    buffers = {"hin": gx.new_empty(n, hidden), "act": gx.new_empty(n, hidden),
+               **_norm_buffers(gx, n, hidden, ln_h)}  # fmt: skip
+    _call("reg_rnn_forward", sched, hidden, gx.dtype, [
+        ("gx", gx.contiguous(), (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
+        ("ln_h", _contiguous(ln_h), (hidden,)), ("mask", _contiguous(mask), (b, hidden)),
+        ("keep_h", _contiguous(keep_h), (n, hidden)), ("h", h_n, (b, hidden)),
+        ("hin", buffers["hin"], (n, hidden)), ("act", buffers["act"], (n, hidden)),
+        *_norm_entries(buffers, n, hidden), ("y", y, (n, hidden)),
+    ], flag=relu)  # fmt: skip
+    return y, h_n, buffers
+
+
+def rnn_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
+                 keep_h: Tensor | None, relu: bool, buffers: dict, dy: Tensor,
+                 dh_n: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
+    """``(d_pre, d_rec, dh0)``."""
+    n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
+    dh = dh_n.contiguous().clone()
+    d_pre = dy.new_empty(n, hidden)
+    d_rec = dy.new_empty(n, hidden) if ln_h is not None else None
+    _call("reg_rnn_backward", sched, hidden, dy.dtype, [
+        ("act", buffers["act"], (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
+        ("ln_h", _contiguous(ln_h), (hidden,)), *_norm_entries(buffers, n, hidden),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
+        ("dy", dy.contiguous(), (n, hidden)), ("d_pre", d_pre, (n, hidden)),
+        ("d_rec", d_rec, (n, hidden)), ("scratch", dy.new_empty(b, hidden), (b, hidden)),
+        ("dh", dh, (b, hidden)),
+    ], flag=relu)  # fmt: skip
+    return d_pre, d_rec, dh
