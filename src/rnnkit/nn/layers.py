@@ -192,8 +192,7 @@ class RNNBase(nn.Module):
         if self.impl == "auto":
             s += f" ({runs} on {weight.device.type})"
         if runs.startswith("rnnkit"):
-            in_cell = self.layer_norm or self.zoneout or self.recurrent_dropout
-            c_loop = runs == "rnnkit" and native.available(weight) and not in_cell
+            c_loop = runs == "rnnkit" and native.available(weight)
             s += f" (time loop in {'C' if c_loop else 'PyTorch'})"
         return s
 
