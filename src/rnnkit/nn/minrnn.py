@@ -26,13 +26,49 @@ Layers stack as in torch.nn: layer ``k`` reads layer ``k-1``'s output. Parameter
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn.checks import check_dtype, check_input, check_sizes, check_state, init_uniform
 from rnnkit.nn.dropout import check_probability
 from rnnkit.nn.scan import LinearScan
+
+
+def _check_sizes(input_size: object, hidden_size: object, dtype: torch.dtype | None) -> None:
+    """Positive int sizes and a floating dtype, with torch.nn's exception types."""
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+        if value <= 0:
+            raise ValueError(f"{name} must be greater than zero, got {name}={value}")
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point type, got dtype={dtype}")
+
+
+def _check_input(input: Tensor, weight: Tensor, input_size: int, name: str) -> None:
+    """A floating input of the weights' dtype with ``input_size`` features."""
+    if not input.dtype.is_floating_point or input.dtype != weight.dtype:
+        raise ValueError(
+            f"{name}: input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}); "
+            f"convert it with input.to({weight.dtype})"
+        )
+    if input.shape[-1] != input_size:
+        raise RuntimeError(
+            f"{name}: input.size(-1) must be equal to input_size. "
+            f"Expected {input_size}, got {input.shape[-1]}"
+        )
+
+
+def _check_state(state: Tensor, expected: tuple[int, ...], input: Tensor) -> None:
+    if tuple(state.shape) != expected:
+        raise RuntimeError(f"Expected hx size {expected}, got {list(state.shape)}")
+    if state.dtype != input.dtype or state.device != input.device:
+        raise ValueError(
+            f"hx ({state.dtype} on {state.device}) must match the input ({input.dtype} on "
+            f"{input.device})"
+        )
 
 
 def g(v: Tensor) -> Tensor:
@@ -57,8 +93,7 @@ class MinRNNBase(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_sizes(input_size, hidden_size)
-        check_dtype(dtype)
+        _check_sizes(input_size, hidden_size, dtype)
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
             raise ValueError(f"num_layers must be greater than zero, got num_layers={num_layers}")
         if not isinstance(batch_first, bool):
@@ -79,7 +114,11 @@ class MinRNNBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init_uniform(self.parameters(), self.hidden_size)
+        """torch.nn's recurrent initialisation: uniform in (-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -137,7 +176,7 @@ class MinRNNBase(nn.Module):
             raise ValueError(
                 f"{name}: Expected input to be {full - 1}D or {full}D, got {input.dim()}D instead"
             )
-        check_input(input, self.weight_ih_l0, self.input_size, name)
+        _check_input(input, self.weight_ih_l0, self.input_size, name)
         batched = input.dim() == full
         if not batched:
             input = input.unsqueeze(1 if sequence else 0)
@@ -147,9 +186,9 @@ class MinRNNBase(nn.Module):
         if hx is None:
             return input, input.new_zeros(shape), batched
         if not batched:
-            check_state(hx, (self.num_layers, self.hidden_size), "hx", input)
+            _check_state(hx, (self.num_layers, self.hidden_size), input)
             return input, hx.unsqueeze(1), batched
-        check_state(hx, shape, "hx", input)
+        _check_state(hx, shape, input)
         return input, hx, batched
 
     @staticmethod

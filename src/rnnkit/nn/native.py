@@ -77,7 +77,7 @@ def available(*tensors: Tensor) -> bool:
     """Whether the C loops can run on tensors like these: all on the CPU, all float32 or all
     float64 (never a mix: the loops have one element type), and the library built."""
     dtype = tensors[0].dtype
-    same = all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+    same = all(t.is_cpu and t.dtype == dtype for t in tensors)
     return same and dtype in _TYPES and _library(dtype) is not None
 
 
@@ -96,7 +96,7 @@ def check_buffer(what: str, t: Tensor | None, shape: tuple[int, ...], dtype: tor
     ``prod(shape)`` elements of its element type, so anything else would read or write out of
     bounds. (``None`` passes: C receives a null pointer and knows the buffer is absent.)
     """
-    if t is None:
+    if t is None or (t.is_cpu and t.dtype == dtype and t.shape == shape and t.is_contiguous()):
         return
     problems = []
     if t.device.type != "cpu":

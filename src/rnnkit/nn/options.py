@@ -12,8 +12,9 @@ Masks, in the order they are drawn from torch's global generator, per layer and 
 * weight drop: one Bernoulli mask over ``weight_hh`` per forward call
   (:func:`rnnkit.nn.dropout.drop_connect`, scaled by ``1/(1-p)``); the stored parameter is
   untouched, its gradient flows through the mask;
-* recurrent dropout: one ``(B, H)`` mask per sequence (drawn in the caller's batch order), scaled
-  by ``1/(1-p)``, applied to ``h_{t-1}`` at every step;
+* recurrent dropout: one ``(B, H)`` mask per sequence (in the packed batch's order, which for a
+  ``PackedSequence`` is sorted by length), scaled by ``1/(1-p)``, applied to ``h_{t-1}`` at every
+  step;
 * zoneout: a fresh 0/1 mask per step and unit for ``h`` (and then ``c``), 1 = keep the previous
   value, with probability ``p``.
 
@@ -29,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.nn import dispatch
 from rnnkit.nn.dropout import check_probability, drop_connect
-from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction, sum_bias
+from rnnkit.nn.kernels import sum_bias
 from rnnkit.nn.regularized import (
     EPS,
     RegularizedGRUFunction,
@@ -64,12 +66,44 @@ def check_options(mode: str, proj_size: int, impl: str, layer_norm: object, zone
         )
 
 
-def layer_norm_shapes(mode: str, gates: int, hidden: int) -> list[tuple[str, int]]:
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
+
+def setup(layer: nn.Module, layer_norm: bool, zoneout: float, recurrent_dropout: float,
+          weight_drop: float) -> None:  # fmt: skip
+    """Check the options of a constructed torch.nn-style layer, store them on it and add the
+    normalization parameters ``ln_*_l{k}[_reverse]`` (after torch's own, initialised 1 and 0)."""
+    check_options(layer.mode, layer.proj_size, layer.impl, layer_norm, zoneout,
+                  recurrent_dropout, weight_drop)  # fmt: skip
+    layer.layer_norm = layer_norm
+    layer.zoneout = float(zoneout)
+    layer.recurrent_dropout = float(recurrent_dropout)
+    layer.weight_drop = float(weight_drop)
+    if not layer_norm:
+        return
+    first = layer.weight_ih_l0
+    for k in range(layer.num_layers):
+        for direction in range(2 if layer.bidirectional else 1):
+            suffix = f"_l{k}" + ("_reverse" if direction else "")
+            for name, size in _layer_norm_shapes(layer.mode, layer.hidden_size):
+                weight = torch.empty(size, device=first.device, dtype=first.dtype)
+                layer.register_parameter(name + suffix, nn.Parameter(weight))
+    reset_layer_norm(layer)
+
+
+def _layer_norm_shapes(mode: str, hidden: int) -> list[tuple[str, int]]:
     """Names (without the ``_l{k}`` suffix) and sizes of one layer-direction's LN parameters."""
-    shapes = [("ln_weight_ih", gates * hidden), ("ln_weight_hh", gates * hidden)]
+    gates = _GATES[mode] * hidden
+    shapes = [("ln_weight_ih", gates), ("ln_weight_hh", gates)]
     if mode == "LSTM":
         shapes += [("ln_weight_c", hidden), ("ln_bias_c", hidden)]
     return shapes
+
+
+def extra_repr(layer: nn.Module) -> str:
+    """``, layer_norm=True, zoneout=0.1`` for the options that are on."""
+    return "".join(f", {n}={getattr(layer, n)}" for n in OPTIONS if getattr(layer, n, None))
 
 
 def reset_layer_norm(module: nn.Module) -> None:
@@ -84,8 +118,9 @@ def reset_layer_norm(module: nn.Module) -> None:
 
 def active(layer: nn.Module) -> bool:
     """Whether the options change this call's computation (else the plain path runs)."""
-    dropping = layer.training and (layer.recurrent_dropout or layer.weight_drop)
-    return bool(layer.layer_norm or layer.zoneout or dropping)
+    on = {n: getattr(layer, n, None) for n in OPTIONS}  # layers pickled before the options
+    dropping = layer.training and (on["recurrent_dropout"] or on["weight_drop"])
+    return bool(on["layer_norm"] or on["zoneout"] or dropping)
 
 
 def _zoneout_weights(layer: nn.Module, rows: int, widths: list[int], like: Tensor) -> list:
@@ -101,22 +136,24 @@ def _zoneout_weights(layer: nn.Module, rows: int, widths: list[int], like: Tenso
     return keep + [None] * (2 - len(keep))
 
 
-def _recurrent_mask(layer: nn.Module, batch: int, width: int, like: Tensor,
-                    sorted_idx: Tensor | None) -> Tensor | None:  # fmt: skip
+def _recurrent_mask(layer: nn.Module, batch: int, width: int, like: Tensor) -> Tensor | None:
+    """One ``(B, H)`` mask per sequence (in the packed batch's order), scaled by ``1/(1-p)``."""
     p = layer.recurrent_dropout
     if not (p and layer.training):
         return None
-    mask = torch.bernoulli(like.new_full((batch, width), 1 - p)).div_(1 - p)
-    return mask if sorted_idx is None else mask.index_select(0, sorted_idx)
+    return torch.bernoulli(like.new_full((batch, width), 1 - p)).div_(1 - p)
 
 
-def _params(layer: nn.Module, k: int, direction: int) -> CellWeights:
+def _params(layer: nn.Module, named: dict[str, Tensor], k: int, direction: int,
+            dtype: torch.dtype) -> CellWeights:  # fmt: skip
+    """One layer-direction's parameters (torch's as the layer passes them, cast for the call)."""
     suffix = f"_l{k}" + ("_reverse" if direction else "")
-    w_ih, w_hh, b_ih, b_hh, w_hr = layer._layer_params(k, direction)
+    w_ih, w_hh, b_ih, b_hh, w_hr = (named.get(n + suffix) for n in _PARAMS)
     if layer.training and layer.weight_drop:
         w_hh = drop_connect(w_hh, layer.weight_drop)
     names = ("ln_weight_ih", "ln_weight_hh", "ln_weight_c", "ln_bias_c")
     norms = [getattr(layer, n + suffix, None) for n in names]
+    norms = [n if n is None or n.dtype == dtype else n.to(dtype) for n in norms]
     return CellWeights(w_ih, w_hh, b_ih, b_hh, *norms, w_hr=w_hr)
 
 
@@ -130,18 +167,13 @@ def _input_side(mode: str, x: Tensor, w: CellWeights) -> Tensor:
 
 
 def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: Tensor | None,
-                keep: list, sizes: list[int], reverse: bool, use_c: bool) -> tuple:  # fmt: skip
-    """One layer-direction by the kernels: the plain ones (C loop) when only weight drop is on."""
-    plain = w.ln_ih is None and mask is None and keep[0] is None
+                keep: list, sizes: list[int], reverse: bool, use_c: bool,
+                plain: dispatch.Runner) -> tuple:  # fmt: skip
+    """One layer-direction by the kernels: the plain ones when only weight drop is on."""
     relu = mode == "RNN_RELU"
-    if plain and mode == "LSTM":
-        return LSTMFunction.apply(x, *init, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr, sizes,
-                                  reverse, use_c)  # fmt: skip
-    if plain and mode == "GRU":
-        return GRUFunction.apply(x, *init, w.w_ih, w.w_hh, w.b_ih, w.b_hh, sizes, reverse, use_c)
-    if plain:
-        return RNNFunction.apply(x, *init, w.w_ih, w.w_hh, w.b_ih, w.b_hh, relu, sizes, reverse,
-                                 use_c)  # fmt: skip
+    if w.ln_ih is None and mask is None and keep[0] is None:
+        y, fin = plain(x, init, [w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr], sizes, reverse)
+        return (y, *fin)
     gx = _input_side(mode, x, w)
     if mode == "LSTM":
         return RegularizedLSTMFunction.apply(gx, *init, w.w_hh, w.ln_hh, w.ln_c_weight,
@@ -155,30 +187,33 @@ def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: 
 
 
 def run(layer: nn.Module, data: Tensor, sizes: list[int], states: list[Tensor],
-        sorted_idx: Tensor | None, *, use_c: bool = True,
+        named: dict[str, Tensor], *, use_c: bool = True,
         reference: bool = False) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
     """Every layer and direction of ``layer`` over packed rows ``data`` ``(N, I)``.
 
-    Same contract as the layer's plain path: returns the last layer's output rows
-    ``(N, D * H)`` and the final states, each ``(L * D, B, H)``. ``reference=True`` steps the
-    plain-autograd cells instead of the kernels (the oracle; masks are drawn identically).
+    Same contract as the layer's plain path: ``named`` holds torch's parameters by name (as the
+    call uses them); returns the last layer's output rows ``(N, D * H)`` and the final states,
+    each ``(L * D, B, H)``. ``reference=True`` steps the plain-autograd cells instead of the
+    kernels (the oracle; masks are drawn identically).
     """
     finals: list[list[Tensor]] = [[] for _ in states]
     mode, batch, rows = layer.mode, sizes[0], data.shape[0]
     widths = [layer.hidden_size] * len(states)
+    directions = 2 if layer.bidirectional else 1
+    plain = dispatch.plan(mode, data, list(named.values()), use_c=use_c, proj=layer.proj_size)
     for k in range(layer.num_layers):
         outs = []
-        for direction in range(layer.num_directions):
-            index = k * layer.num_directions + direction
-            w = _params(layer, k, direction)
-            mask = _recurrent_mask(layer, batch, layer.hidden_size, data, sorted_idx)
+        for direction in range(directions):
+            index = k * directions + direction
+            w = _params(layer, named, k, direction, data.dtype)
+            mask = _recurrent_mask(layer, batch, layer.hidden_size, data)
             keep = _zoneout_weights(layer, rows, widths, data)
             init = [s[index] for s in states]
             reverse = direction == 1
             if reference:
                 y, fin = run_reference(mode, data, init, w, mask, keep, sizes, reverse)
             else:
-                y, *fin = _run_kernel(mode, data, init, w, mask, keep, sizes, reverse, use_c)
+                y, *fin = _run_kernel(mode, data, init, w, mask, keep, sizes, reverse, use_c, plain)
             outs.append(y)
             for acc, f in zip(finals, fin):
                 acc.append(f)
