@@ -45,7 +45,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--encoding", default=d.encoding, help="encoding of --data")
     data.add_argument("--level", choices=["char", "word"], default=d.level, help="tokens")
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=d.cell, help="layer")
+    model.add_argument(
+        "--cell", choices=["rnn", "lstm", "gru", "mingru", "minlstm"], default=d.cell,
+        help="recurrent layer (mingru, minlstm: parallel scans, Feng et al. 2024)",
+    )  # fmt: skip
     model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
     model.add_argument("--hidden", type=int, default=d.hidden_size, help="hidden state size")
     model.add_argument(

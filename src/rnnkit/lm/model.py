@@ -24,10 +24,13 @@ from torch import Tensor, nn
 # The one import point of the recurrent layers: rnnkit's own, drop-ins for torch.nn's.
 from rnnkit.errors import ConfigError
 from rnnkit.lm.recipe import LMRecipe
-from rnnkit.nn import GRU, LSTM, RNN
+from rnnkit.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnkit.nn.layers import IMPLS
 
-RECURRENT_LAYERS: dict[str, type[nn.Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+RECURRENT_LAYERS: dict[str, type[nn.Module]] = {
+    "rnn": RNN, "lstm": LSTM, "gru": GRU,
+    "mingru": MinGRU, "minlstm": MinLSTM,  # parallel scans (Feng et al. 2024); no impl= choice
+}  # fmt: skip
 
 
 @dataclass
@@ -38,7 +41,7 @@ class LMConfig:
     """
 
     vocab_size: int  # number of tokens (the Vocab's size, specials included)
-    cell: str = LMRecipe.cell  # recurrent layer: "rnn" (tanh), "lstm" or "gru"
+    cell: str = LMRecipe.cell  # recurrent layer: "rnn" (tanh), "lstm", "gru", "mingru", "minlstm"
     embedding_dim: int = LMRecipe.embedding_dim  # size of the token embeddings
     hidden_size: int = LMRecipe.hidden_size  # size of each recurrent layer's state
     num_layers: int = LMRecipe.num_layers  # stacked recurrent layers
@@ -84,7 +87,7 @@ class RNNLanguageModel(nn.Module):
     Inputs: tokens, state
         - tokens: LongTensor (T, B) of token ids.
         - state: the recurrent state from the previous block, or ``None`` for zeros.
-          LSTM: a tuple ``(h, c)``, each (num_layers, B, hidden_size); RNN/GRU: ``h``.
+          LSTM: a tuple ``(h, c)``, each (num_layers, B, hidden_size); others: ``h``.
 
     Outputs: logits, state
         - logits: (T, B, vocab_size), unnormalised scores of the next token.
@@ -101,8 +104,9 @@ class RNNLanguageModel(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         # Dropout between layers is the recurrent layer's own (torch.nn semantics).
         layer_dropout = c.dropout if c.num_layers > 1 else 0.0
+        impl = {} if c.cell.startswith("min") else {"impl": c.impl}  # MinGRU/MinLSTM: one path
         self.rnn = RECURRENT_LAYERS[c.cell](
-            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout, impl=c.impl
+            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout, **impl
         )
         out_dim = c.hidden_size
         self.projection: nn.Linear | None = None

@@ -26,7 +26,7 @@ class LMRecipe:
     data: str = "shakespeare"  # corpus name or path of a text file
     encoding: str = "utf-8"  # encoding of a text file
     level: str = "char"  # tokenizer: "char" or "word"
-    cell: str = "gru"  # recurrent layer: "rnn", "lstm" or "gru"
+    cell: str = "gru"  # recurrent layer: "rnn", "lstm", "gru", "mingru" or "minlstm"
     embedding_dim: int = 64  # token embedding size
     hidden_size: int = 256  # recurrent state size
     num_layers: int = 2  # stacked recurrent layers
