@@ -115,6 +115,10 @@ def main() -> None:
         help="torch threads, or 'auto': time 1 and 2 threads briefly and use the faster",
     )  # fmt: skip
     parser.add_argument("--compare", action="store_true", help="also train the plain baseline")
+    parser.add_argument(
+        "--cells", default="",
+        help="also train the default recipe with these layers instead (e.g. mingru,minlstm)",
+    )  # fmt: skip
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
@@ -141,6 +145,9 @@ def main() -> None:
         rows.append(
             train_and_measure("baseline 2x256 torch", baseline, folder / "baseline", args.quiet)
         )
+    for cell in filter(None, args.cells.split(",")):
+        variant = dataclasses.replace(recipe, cell=cell)
+        rows.append(train_and_measure(f"default, {cell}", variant, folder / cell, args.quiet))
     print(f"\nload average after: {load()}")
 
     print(f"\n{'model':<22} {'steps':>6} {'epochs':>6} {'tokens/s':>9} {'valid nats/char':>15} "
@@ -149,8 +156,8 @@ def main() -> None:
         print(f"{r['name']:<22} {r['steps']:>6} {r['epochs']:>6.2f} {r['tokens_per_s']:>9.0f} "
               f"{r['valid']:>15.4f} {r['valid'] / math.log(2):>9.4f} {r['test']:>14.4f} "
               f"{r['wall_min']:>8.1f}")  # fmt: skip
-    if len(rows) == 2:
-        a, b = rows
+    if args.compare:
+        a, b = rows[:2]
         speed, quality = a["tokens_per_s"] / b["tokens_per_s"], a["valid"] / b["valid"]
         print(f"{'ratio default/baseline':<22} {'':>6} {'':>6} {speed:>9.2f} {quality:>15.3f}")
     best = rows[0]["valid"]
