@@ -33,6 +33,10 @@ class LMRecipe:
     dropout: float = 0.0  # dropout (embeddings, between layers, output)
     tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto" (faster)
+    layer_norm: bool = False  # layer normalization in the rnn/lstm/gru cells (docs/cells.md)
+    zoneout: float = 0.0  # zoneout probability of the rnn/lstm/gru states
+    recurrent_dropout: float = 0.0  # one dropout mask per sequence on h_{t-1} (rnn/lstm/gru)
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights (rnn/lstm/gru)
     embeddings: str | None = None  # word-vector file that starts the embedding layer
     freeze_embeddings: bool = False  # keep those pretrained embeddings fixed
     bptt: int = 100  # truncated-BPTT window length (tokens)
@@ -62,6 +66,10 @@ class LMRecipe:
             dropout=self.dropout,
             tie_weights=self.tie_weights,
             impl=self.impl,
+            layer_norm=self.layer_norm,
+            zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout,
+            weight_drop=self.weight_drop,
             freeze_embedding=self.freeze_embeddings and self.embeddings is not None,
         )
 
