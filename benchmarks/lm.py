@@ -8,10 +8,12 @@ times a few training steps with 1 and with 2 torch threads and trains with the f
 
 ``--compare`` also trains, for the same time and in the same process, the plain baseline the
 target was set against (2x256 LSTM through torch.nn's fused kernel, constant learning rate
-2e-3, no warm-up), and prints both side by side with their ratio.
+2e-3, no warm-up), and prints both side by side with their ratio. ``--cells mingru,minlstm``
+also trains the default recipe with each of those layers instead, for the same time.
 
     python benchmarks/lm.py --minutes 10               # the measurement (about 11 minutes)
     python benchmarks/lm.py --minutes 10 --compare     # plus the baseline (about 22 minutes)
+    python benchmarks/lm.py --minutes 10 --cells mingru,minlstm   # plus MinGRU and MinLSTM
     python benchmarks/lm.py --minutes 0.5              # a quick check that everything runs
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
