@@ -26,13 +26,17 @@ class LMRecipe:
     data: str = "shakespeare"  # corpus name or path of a text file
     encoding: str = "utf-8"  # encoding of a text file
     level: str = "char"  # tokenizer: "char" or "word"
-    cell: str = "gru"  # recurrent layer: "rnn", "lstm" or "gru"
+    cell: str = "gru"  # recurrent layer: "rnn", "lstm", "gru", "mingru" or "minlstm"
     embedding_dim: int = 64  # token embedding size
     hidden_size: int = 256  # recurrent state size
     num_layers: int = 2  # stacked recurrent layers
     dropout: float = 0.0  # dropout (embeddings, between layers, output)
     tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto" (faster)
+    layer_norm: bool = False  # layer normalization in the rnn/lstm/gru cells (docs/cells.md)
+    zoneout: float = 0.0  # zoneout probability of the rnn/lstm/gru states
+    recurrent_dropout: float = 0.0  # one dropout mask per sequence on h_{t-1} (rnn/lstm/gru)
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights (rnn/lstm/gru)
     embeddings: str | None = None  # word-vector file that starts the embedding layer
     freeze_embeddings: bool = False  # keep those pretrained embeddings fixed
     bptt: int = 100  # truncated-BPTT window length (tokens)
@@ -48,22 +52,6 @@ class LMRecipe:
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 1000  # validate and checkpoint every N steps
     seed: int = 0  # random seed
-
-    def model_config(self, vocab_size: int) -> Any:
-        """The :class:`rnnkit.lm.model.LMConfig` of this recipe for ``vocab_size`` tokens."""
-        from rnnkit.lm.model import LMConfig
-
-        return LMConfig(
-            vocab_size=vocab_size,
-            cell=self.cell,
-            embedding_dim=self.embedding_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            tie_weights=self.tie_weights,
-            impl=self.impl,
-            freeze_embedding=self.freeze_embeddings and self.embeddings is not None,
-        )
 
     def train_config(self) -> Any:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
