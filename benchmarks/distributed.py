@@ -84,7 +84,7 @@ def comm_worker(steps: int) -> None:
     import torch
 
     from rnnkit.lm import LMRecipe
-    from rnnkit.lm.model import RNNLanguageModel
+    from rnnkit.lm.model import LMConfig, RNNLanguageModel
     from rnnkit.lm.task import LanguageModelTask
     from rnnkit.runs import RunDir
     from rnnkit.training import Runtime, Trainer
@@ -99,7 +99,7 @@ def comm_worker(steps: int) -> None:
     for mode in ("all-reduce", "no-op hook"):
         task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
         torch.manual_seed(0)
-        model = RNNLanguageModel(recipe.model_config(60))
+        model = RNNLanguageModel(LMConfig.from_recipe(recipe, 60))
         config = recipe.train_config()
         config.max_minutes, config.max_steps, config.eval_every = None, steps, 0
         ends: list[float] = []

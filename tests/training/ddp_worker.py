@@ -59,7 +59,7 @@ def translation_setup(corpus: Path):
     """A tiny translation task whose 21 training pairs make 5 batches of 4 and one of 1 (fewer
     pairs than ranks: the uneven case), and its model builder."""
     from rnnkit.translate.api import read_data
-    from rnnkit.translate.model import Seq2Seq
+    from rnnkit.translate.model import Seq2Seq, Seq2SeqConfig
     from rnnkit.translate.recipe import TranslateRecipe
     from rnnkit.translate.task import TranslationTask
 
@@ -68,8 +68,8 @@ def translation_setup(corpus: Path):
     data = read_data(recipe)
     data.examples["train"] = data.examples["train"][:21]
     task = TranslationTask(data, recipe)
-    config = recipe.model_config(len(data.source_vocab), len(data.target_vocab),
-                                 pad_index=data.target_vocab.pad_index)  # fmt: skip
+    config = Seq2SeqConfig.from_recipe(recipe, len(data.source_vocab), len(data.target_vocab),
+                                       pad_index=data.target_vocab.pad_index)  # fmt: skip
     return task, lambda: Seq2Seq(config).double()
 
 
