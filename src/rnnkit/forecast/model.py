@@ -1,0 +1,164 @@
+"""DeepAR-style global autoregressive forecaster (Salinas et al. 2020) on rnnkit.nn LSTM/GRU.
+
+One network for all series. Window layout, for a forecast made at position ``c`` of a window::
+
+    values  |<-- max_lag -->|<---- context ---->|<-- horizon -->|
+                            ^ first RNN step     ^ c: first forecast step
+
+At each RNN step ``t`` the input is the lagged values ``z[t - l] / scale`` for every lag ``l``
+(lag 1 is the previous value), whether ``z[t - 1]`` was observed, the known features at ``t``
+(calendar, covariates), ``log(scale)`` and a learnt series embedding; the output is a
+distribution over ``z[t]`` (:mod:`.likelihoods`). ``scale`` is the mean absolute observed value
+of the context (DeepAR's per-series mean scaling), so one network serves series of any level.
+Training scores every step of context and horizon with the true values fed in (teacher
+forcing); forecasting feeds its own samples back in over the horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.forecast.likelihoods import LIKELIHOODS
+from rnnkit.nn import GRU, LSTM
+
+CELLS = {"lstm": LSTM, "gru": GRU}
+_MIN_SCALE = 1e-8
+
+
+@dataclass
+class ForecastConfig:
+    """Shape of a :class:`DeepAR` model; stored in the run's ``config.json``."""
+
+    lags: list[int] = field(default_factory=lambda: [1])  # lagged values fed at each step
+    num_features: int = 0  # known inputs per step (calendar features, then covariates)
+    num_series: int = 1  # series the embedding knows
+    embedding_dim: int = 0  # series embedding size (0: none)
+    cell: str = "lstm"  # "lstm" or "gru"
+    hidden_size: int = 40  # recurrent state size
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.1  # between recurrent layers
+    likelihood: str = "student-t"  # "gaussian", "student-t" or "negbin"
+    impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
+            )
+        if not self.lags or min(self.lags) < 1:
+            raise ValueError(f"lags must be positive step counts, got {self.lags}")
+
+    @property
+    def max_lag(self) -> int:
+        return max(self.lags)
+
+    @property
+    def input_size(self) -> int:
+        return len(self.lags) + 1 + self.num_features + 1 + self.embedding_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForecastConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class DeepAR(nn.Module):
+    """The forecaster: inputs as in the module docstring, a recurrent layer, a likelihood head.
+
+    Inputs (every method): ``values`` (N, W) the window's values, missing ones filled in;
+    ``observed`` (N, W) 1.0 where a value was observed; ``features`` (N, T, F) the known inputs
+    of the T = W - max_lag RNN steps; ``series`` (N,) series indices.
+    """
+
+    def __init__(self, config: ForecastConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.rnn = CELLS[c.cell](
+            c.input_size, c.hidden_size, c.num_layers, batch_first=True,
+            dropout=c.dropout if c.num_layers > 1 else 0.0, impl=c.impl,
+        )  # fmt: skip
+        self.head = LIKELIHOODS[c.likelihood](c.hidden_size)
+        self.embedding = nn.Embedding(c.num_series, c.embedding_dim) if c.embedding_dim else None
+        self.register_buffer("lags", torch.tensor(c.lags, dtype=torch.long), persistent=False)
+
+    def scale(self, values: Tensor, observed: Tensor, context: int) -> Tensor:
+        """(N, 1) mean absolute observed value over the ``context`` steps before the forecast."""
+        start = self.config.max_lag
+        v, o = values[:, start : start + context].abs(), observed[:, start : start + context]
+        mean = (v * o).sum(1, keepdim=True) / o.sum(1, keepdim=True).clamp(min=1)
+        return mean.clamp(min=_MIN_SCALE)
+
+    def inputs(
+        self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, scale: Tensor,
+        steps: Tensor,
+    ) -> Tensor:  # fmt: skip
+        """(N, len(steps), input_size) RNN inputs of window positions ``steps`` (max_lag <= t)."""
+        back = steps[:, None] - self.lags[None, :]  # (S, L) positions of the lagged values
+        lagged = values[:, back] / scale[:, :, None]  # (N, S, L)
+        seen = observed[:, steps - 1].unsqueeze(-1)  # (N, S, 1)
+        log_scale = torch.log(scale)[:, :, None].expand(-1, len(steps), 1)
+        parts = [lagged, seen, features, log_scale]
+        if self.embedding is not None:
+            parts.append(self.embedding(series)[:, None, :].expand(-1, len(steps), -1))
+        return torch.cat(parts, dim=-1)
+
+    def forward(
+        self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, context: int
+    ) -> tuple[tuple[Tensor, ...], Tensor]:
+        """Teacher-forced distributions of every value after the lags: params (N, T), scale."""
+        scale = self.scale(values, observed, context)
+        steps = torch.arange(self.config.max_lag, values.shape[1], device=values.device)
+        hidden, _ = self.rnn(self.inputs(values, observed, features, series, scale, steps))
+        return self.head(hidden, scale), scale
+
+    def nll(
+        self, values: Tensor, observed: Tensor, target_mask: Tensor, features: Tensor,
+        series: Tensor, context: int,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Summed negative log-likelihood of the values where ``target_mask`` (N, T) is 1, and
+        how many there are."""
+        params, _ = self(values, observed, features, series, context)
+        y = values[:, self.config.max_lag :]
+        log_p = self.head.log_prob(params, y)
+        return -(log_p * target_mask).sum(), target_mask.sum()
+
+    @torch.no_grad()
+    def sample_paths(
+        self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, *,
+        context: int, horizon: int, num_samples: int,
+    ) -> Tensor:  # fmt: skip
+        """(N, num_samples, horizon) sample paths after the ``max_lag + context`` given values.
+
+        ``values``/``observed`` hold the lags and the context (N, max_lag + context); ``features``
+        the known inputs of the context and the horizon (N, context + horizon, F). Draws use
+        torch's global generator.
+        """
+        n, start = values.shape[0], self.config.max_lag
+        scale = self.scale(values, observed, context)
+        steps = torch.arange(start, start + context)
+        x = self.inputs(values, observed, features[:, :context], series, scale, steps)
+        _, state = self.rnn(x)
+        # Every path continues the same context: repeat each row num_samples times.
+        rep = lambda t: t.repeat_interleave(num_samples, dim=0)  # noqa: E731
+        rep_state = lambda s: s.repeat_interleave(num_samples, dim=1)  # noqa: E731  # (L, N, H)
+        state = tuple(map(rep_state, state)) if isinstance(state, tuple) else rep_state(state)
+        tail = torch.zeros(n * num_samples, horizon)
+        paths_v = torch.cat([rep(values), tail], dim=1)  # (N*S, max_lag + context + horizon)
+        paths_o = torch.cat([rep(observed), torch.ones_like(tail)], dim=1)
+        feats, ser, sc = rep(features[:, context:]), rep(series), rep(scale)
+        for h in range(horizon):
+            t = torch.tensor([start + context + h])
+            x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, sc, t)
+            out, state = self.rnn(x, state)
+            paths_v[:, t] = self.head.sample(self.head(out, sc)).to(paths_v.dtype)
+        return paths_v[:, start + context :].reshape(n, num_samples, horizon)

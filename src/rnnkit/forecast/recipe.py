@@ -1,0 +1,79 @@
+"""The default forecasting recipe: the one source of every ``rnnkit forecast train`` default.
+
+Torch-free, so ``--help`` can show the defaults without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
+
+
+@dataclass
+class ForecastRecipe:
+    """Everything ``rnnkit forecast train`` decides: data, window, model and training.
+
+    The defaults are DeepAR's for hourly data (2 x 40 LSTM, Student-t likelihood, 168 hours of
+    context) with AdamW at 3e-3 and a cosine decay over a 10-minute budget on 2 CPU cores;
+    ``benchmarks/forecast.py`` measures them against classical baselines.
+    """
+
+    data: str = "seattle-temps"  # dataset name or CSV file
+    freq: str | None = None  # grid step ("1h", "30min", "d"); None: the most common difference
+    covariates: list[str] = field(default_factory=list)  # CSV columns known in advance
+    time_column: str | None = None  # None: time/timestamp/date/datetime/ds, else the first
+    id_column: str | None = None  # long layout's series column (None: series_id/series/id/...)
+    target: str | None = None  # long layout's value column (None: value/y/target)
+    horizon: int = 24  # steps forecast from each origin
+    context: int = 168  # steps the network reads before the first forecast step
+    lags: list[int] | None = None  # lagged values fed each step; None: from the step (default_lags)
+    cell: str = "lstm"  # recurrent layer: "lstm" or "gru"
+    hidden_size: int = 40  # recurrent state size
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.1  # between recurrent layers
+    likelihood: str = "student-t"  # output distribution: "gaussian", "student-t" or "negbin"
+    embedding_dim: int = 8  # series embedding size (used when there are several series)
+    impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
+    batch_size: int = 64  # windows per step
+    steps_per_epoch: int = 100  # optimizer steps between reshuffles of the window draws
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    lr: float = 3e-3  # peak learning rate
+    weight_decay: float = 0.0  # decoupled weight decay
+    schedule: str = "cosine"  # learning-rate decay over the budget
+    warmup_steps: int = 50  # linear warm-up steps
+    clip_norm: float = 10.0  # gradient-norm clipping
+    epochs: int | None = None  # budget: epochs of steps_per_epoch steps
+    max_steps: int | None = None  # budget: optimizer steps
+    max_minutes: float | None = 10.0  # budget: wall-clock minutes
+    eval_every: int = 200  # validate (NLL of the validation horizons) and checkpoint every N steps
+    seed: int = 0  # random seed (weights, window draws)
+    num_samples: int = 100  # sample paths per forecast (predict, backtest)
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "context", "batch_size", "steps_per_epoch", "num_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def train_config(self) -> Any:
+        """The :class:`rnnkit.training.TrainConfig` of this recipe."""
+        from rnnkit.training import TrainConfig
+
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+def default_lags(step: int) -> list[int]:
+    """Lags for data of ``step`` seconds: the last few steps, and one and two seasons back
+    (hourly also a week), in the spirit of GluonTS' lag sets."""
+    if step == HOUR:
+        return [1, 2, 3, 23, 24, 25, 48, 168]
+    if step < DAY and DAY % step == 0:
+        day = DAY // step
+        return [1, 2, 3, day - 1, day, day + 1, 2 * day]
+    if step == DAY:
+        return [1, 2, 3, 7, 14, 28]
+    if step == WEEK:
+        return [1, 2, 3, 4, 52]
+    return [1, 2, 3]
