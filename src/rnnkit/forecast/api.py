@@ -111,7 +111,9 @@ def train(
         recipe = ForecastRecipe(**config["recipe"])
         data = read_data(recipe)
         if data_digest(data) != config["data"]["sha256"]:
-            raise DataError(f"the data of {recipe.data} changed since the run started; cannot resume")
+            raise DataError(
+                f"the data of {recipe.data} changed since the run started; cannot resume"
+            )
         model_config = ForecastConfig.from_dict(config["model"])
         train_config = TrainConfig.from_dict({**config["train"], **(budget or {})})
         stats = config["data"]["covariate_stats"]
@@ -129,7 +131,8 @@ def train(
             num_series=len(data.series),
             embedding_dim=recipe.embedding_dim if len(data.series) > 1 else 0,
             cell=recipe.cell, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
-            dropout=recipe.dropout, likelihood=recipe.likelihood, impl=recipe.impl,
+            dropout=recipe.dropout, likelihood=recipe.likelihood, scaling=recipe.scaling,
+            impl=recipe.impl,
         )  # fmt: skip
     windows = _windows(data, model_config, recipe, stats)
     task = ForecastTask(

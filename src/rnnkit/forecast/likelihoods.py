@@ -2,7 +2,7 @@
 
 Each head turns ``(N, T, hidden)`` states and a per-series ``scale`` into the parameters of its
 distribution *in the data's own units* (DeepAR, Salinas et al. 2020, sec. 3.1 and 3.3): the
-network works on ``z / scale`` and the head multiplies its location and spread back by ``scale``
+network works on ``(z - loc) / scale`` and the head maps its location and spread back
 (for the negative binomial: ``mu = scale * softplus(.)``, ``alpha = softplus(.) / sqrt(scale)``).
 So ``log_prob`` is the log-density of the raw value and the training loss is in nats per
 observation of the data as given.
@@ -31,12 +31,14 @@ class LikelihoodHead(nn.Module):
         super().__init__()
         self.proj = nn.Linear(hidden_size, self.num_params)
 
-    def forward(self, hidden: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
-        """Distribution parameters, each ``(N, T)``, from ``hidden`` (N, T, H) and ``scale`` (N, 1)."""
+    def forward(self, hidden: Tensor, loc: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
+        """Distribution parameters, each ``(N, T)``, from ``hidden`` (N, T, H) and the window's
+        ``loc`` and ``scale`` (N, 1): the network's outputs are in units of ``scale`` from
+        ``loc``."""
         raw = self.proj(hidden)  # (N, T, P)
-        return self.params(raw.unbind(-1), scale)
+        return self.params(raw.unbind(-1), loc, scale)
 
-    def params(self, raw: tuple[Tensor, ...], scale: Tensor) -> tuple[Tensor, ...]:
+    def params(self, raw: tuple[Tensor, ...], loc: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
         raise NotImplementedError
 
     def log_prob(self, params: tuple[Tensor, ...], y: Tensor) -> Tensor:
@@ -55,10 +57,10 @@ class LikelihoodHead(nn.Module):
 
 
 class Gaussian(LikelihoodHead):
-    """Normal(mu, sigma): ``mu = scale * a``, ``sigma = scale * softplus(b)``."""
+    """Normal(mu, sigma): ``mu = loc + scale * a``, ``sigma = scale * softplus(b)``."""
 
-    def params(self, raw: tuple[Tensor, ...], scale: Tensor) -> tuple[Tensor, ...]:
-        return raw[0] * scale, (F.softplus(raw[1]) + _MIN_SCALE) * scale
+    def params(self, raw: tuple[Tensor, ...], loc: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
+        return loc + raw[0] * scale, (F.softplus(raw[1]) + _MIN_SCALE) * scale
 
     def log_prob(self, params: tuple[Tensor, ...], y: Tensor) -> Tensor:
         mu, sigma = params
@@ -74,9 +76,9 @@ class StudentT(LikelihoodHead):
 
     num_params = 3
 
-    def params(self, raw: tuple[Tensor, ...], scale: Tensor) -> tuple[Tensor, ...]:
+    def params(self, raw: tuple[Tensor, ...], loc: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
         nu = 2.0 + F.softplus(raw[2])
-        return raw[0] * scale, (F.softplus(raw[1]) + _MIN_SCALE) * scale, nu
+        return loc + raw[0] * scale, (F.softplus(raw[1]) + _MIN_SCALE) * scale, nu
 
     def log_prob(self, params: tuple[Tensor, ...], y: Tensor) -> Tensor:
         mu, sigma, nu = params
@@ -97,7 +99,8 @@ class StudentT(LikelihoodHead):
 class NegativeBinomial(LikelihoodHead):
     """Counts: mean ``mu``, shape ``alpha`` (variance ``mu + alpha mu^2``), DeepAR's eq. (3)."""
 
-    def params(self, raw: tuple[Tensor, ...], scale: Tensor) -> tuple[Tensor, ...]:
+    def params(self, raw: tuple[Tensor, ...], loc: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
+        # Counts are only scaled (the model checks that ``loc`` is 0 for this head).
         mu = (F.softplus(raw[0]) + _MIN_SCALE) * scale
         alpha = (F.softplus(raw[1]) + _MIN_SCALE) / torch.sqrt(scale)
         return mu, alpha

@@ -119,7 +119,8 @@ class Scores:
         self.abs_err.append(err)
         self.sq_err.append((y - forecast.mean()) ** 2)
         denom = np.abs(y) + np.abs(median)
-        self.smape.append(np.where(denom > 0, 200 * err / np.where(denom > 0, denom, 1), 0.0))
+        smape = np.where(denom > 0, 200 * err / np.where(denom > 0, denom, 1), 0.0)
+        self.smape.append(np.where(np.isnan(y), np.nan, smape))
         self.crps.append(forecast.crps(y))
         for level in INTERVALS:
             lo, hi = forecast.quantile((1 - level) / 2), forecast.quantile((1 + level) / 2)

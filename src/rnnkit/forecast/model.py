@@ -8,8 +8,11 @@ One network for all series. Window layout, for a forecast made at position ``c``
 At each RNN step ``t`` the input is the lagged values ``z[t - l] / scale`` for every lag ``l``
 (lag 1 is the previous value), whether ``z[t - 1]`` was observed, the known features at ``t``
 (calendar, covariates), ``log(scale)`` and a learnt series embedding; the output is a
-distribution over ``z[t]`` (:mod:`.likelihoods`). ``scale`` is the mean absolute observed value
-of the context (DeepAR's per-series mean scaling), so one network serves series of any level.
+distribution over ``z[t]`` (:mod:`.likelihoods`). With ``scaling="mean"`` (DeepAR's per-series
+mean scaling) ``scale`` is the mean absolute observed value of the context and ``loc`` is 0;
+with ``scaling="std"`` the values are standardised by the context's mean and standard deviation
+(the network then reads ``(z - loc) / scale``), which suits series whose swings are small next to
+their level. Either way one network serves series of any level.
 Training scores every step of context and horizon with the true values fed in (teacher
 forcing); forecasting feeds its own samples back in over the horizon.
 """
@@ -42,6 +45,7 @@ class ForecastConfig:
     num_layers: int = 2  # stacked recurrent layers
     dropout: float = 0.1  # between recurrent layers
     likelihood: str = "student-t"  # "gaussian", "student-t" or "negbin"
+    scaling: str = "mean"  # "mean" (z / mean|z|, DeepAR) or "std" ((z - mean) / std)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
 
     def __post_init__(self) -> None:
@@ -51,6 +55,10 @@ class ForecastConfig:
             raise ValueError(
                 f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
             )
+        if self.scaling not in ("mean", "std"):
+            raise ValueError(f"scaling must be 'mean' or 'std', got {self.scaling!r}")
+        if self.likelihood == "negbin" and self.scaling != "mean":
+            raise ValueError("the negbin likelihood needs scaling='mean' (counts are not shifted)")
         if not self.lags or min(self.lags) < 1:
             raise ValueError(f"lags must be positive step counts, got {self.lags}")
 
@@ -91,20 +99,27 @@ class DeepAR(nn.Module):
         self.embedding = nn.Embedding(c.num_series, c.embedding_dim) if c.embedding_dim else None
         self.register_buffer("lags", torch.tensor(c.lags, dtype=torch.long), persistent=False)
 
-    def scale(self, values: Tensor, observed: Tensor, context: int) -> Tensor:
-        """(N, 1) mean absolute observed value over the ``context`` steps before the forecast."""
+    def scale(self, values: Tensor, observed: Tensor, context: int) -> tuple[Tensor, Tensor]:
+        """(N, 1) ``loc`` and ``scale`` of the observed values of the ``context`` steps before
+        the forecast (see the module docstring)."""
         start = self.config.max_lag
-        v, o = values[:, start : start + context].abs(), observed[:, start : start + context]
-        mean = (v * o).sum(1, keepdim=True) / o.sum(1, keepdim=True).clamp(min=1)
-        return mean.clamp(min=_MIN_SCALE)
+        v, o = values[:, start : start + context], observed[:, start : start + context]
+        count = o.sum(1, keepdim=True).clamp(min=1)
+        if self.config.scaling == "mean":
+            loc = torch.zeros_like(count)
+            scale = (v.abs() * o).sum(1, keepdim=True) / count
+        else:
+            loc = (v * o).sum(1, keepdim=True) / count
+            scale = (((v - loc) ** 2 * o).sum(1, keepdim=True) / count).sqrt()
+        return loc, scale.clamp(min=_MIN_SCALE)
 
     def inputs(
-        self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, scale: Tensor,
-        steps: Tensor,
+        self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor,
+        loc: Tensor, scale: Tensor, steps: Tensor,
     ) -> Tensor:  # fmt: skip
         """(N, len(steps), input_size) RNN inputs of window positions ``steps`` (max_lag <= t)."""
         back = steps[:, None] - self.lags[None, :]  # (S, L) positions of the lagged values
-        lagged = values[:, back] / scale[:, :, None]  # (N, S, L)
+        lagged = (values[:, back] - loc[:, :, None]) / scale[:, :, None]  # (N, S, L)
         seen = observed[:, steps - 1].unsqueeze(-1)  # (N, S, 1)
         log_scale = torch.log(scale)[:, :, None].expand(-1, len(steps), 1)
         parts = [lagged, seen, features, log_scale]
@@ -114,12 +129,13 @@ class DeepAR(nn.Module):
 
     def forward(
         self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, context: int
-    ) -> tuple[tuple[Tensor, ...], Tensor]:
-        """Teacher-forced distributions of every value after the lags: params (N, T), scale."""
-        scale = self.scale(values, observed, context)
+    ) -> tuple[Tensor, ...]:
+        """Teacher-forced distributions of every value after the lags: params, each (N, T)."""
+        loc, scale = self.scale(values, observed, context)
         steps = torch.arange(self.config.max_lag, values.shape[1], device=values.device)
-        hidden, _ = self.rnn(self.inputs(values, observed, features, series, scale, steps))
-        return self.head(hidden, scale), scale
+        x = self.inputs(values, observed, features, series, loc, scale, steps)
+        hidden, _ = self.rnn(x)
+        return self.head(hidden, loc, scale)
 
     def nll(
         self, values: Tensor, observed: Tensor, target_mask: Tensor, features: Tensor,
@@ -127,7 +143,7 @@ class DeepAR(nn.Module):
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """Summed negative log-likelihood of the values where ``target_mask`` (N, T) is 1, and
         how many there are."""
-        params, _ = self(values, observed, features, series, context)
+        params = self(values, observed, features, series, context)
         y = values[:, self.config.max_lag :]
         log_p = self.head.log_prob(params, y)
         return -(log_p * target_mask).sum(), target_mask.sum()
@@ -144,9 +160,9 @@ class DeepAR(nn.Module):
         torch's global generator.
         """
         n, start = values.shape[0], self.config.max_lag
-        scale = self.scale(values, observed, context)
+        loc, scale = self.scale(values, observed, context)
         steps = torch.arange(start, start + context)
-        x = self.inputs(values, observed, features[:, :context], series, scale, steps)
+        x = self.inputs(values, observed, features[:, :context], series, loc, scale, steps)
         _, state = self.rnn(x)
         # Every path continues the same context: repeat each row num_samples times.
         rep = lambda t: t.repeat_interleave(num_samples, dim=0)  # noqa: E731
@@ -155,10 +171,10 @@ class DeepAR(nn.Module):
         tail = torch.zeros(n * num_samples, horizon)
         paths_v = torch.cat([rep(values), tail], dim=1)  # (N*S, max_lag + context + horizon)
         paths_o = torch.cat([rep(observed), torch.ones_like(tail)], dim=1)
-        feats, ser, sc = rep(features[:, context:]), rep(series), rep(scale)
+        feats, ser, lc, sc = rep(features[:, context:]), rep(series), rep(loc), rep(scale)
         for h in range(horizon):
             t = torch.tensor([start + context + h])
-            x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, sc, t)
+            x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, lc, sc, t)
             out, state = self.rnn(x, state)
-            paths_v[:, t] = self.head.sample(self.head(out, sc)).to(paths_v.dtype)
+            paths_v[:, t] = self.head.sample(self.head(out, lc, sc)).to(paths_v.dtype)
         return paths_v[:, start + context :].reshape(n, num_samples, horizon)

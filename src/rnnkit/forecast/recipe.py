@@ -34,6 +34,7 @@ class ForecastRecipe:
     num_layers: int = 2  # stacked recurrent layers
     dropout: float = 0.1  # between recurrent layers
     likelihood: str = "student-t"  # output distribution: "gaussian", "student-t" or "negbin"
+    scaling: str = "mean"  # "mean" (DeepAR: z / mean|z| of the context) or "std" (standardise)
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     batch_size: int = 64  # windows per step
