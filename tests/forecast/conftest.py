@@ -16,10 +16,8 @@ SMALL += ["--lags", "1,2,24", "--batch-size", "16", "--eval-every", "40", "--qui
 def sinusoid_rows(n, *, period=24, noise=0.3, seed=0, level=10.0, start=datetime(2024, 1, 1)):
     """(time, value) rows of an hourly daily cycle with Gaussian noise."""
     rng = random.Random(seed)
-    return [
-        (start + timedelta(hours=t), level + 3 * math.sin(2 * math.pi * t / period) + rng.gauss(0, noise))
-        for t in range(n)
-    ]  # fmt: skip
+    wave = [level + 3 * math.sin(2 * math.pi * t / period) for t in range(n)]
+    return [(start + timedelta(hours=t), w + rng.gauss(0, noise)) for t, w in enumerate(wave)]
 
 
 def write_wide(path, columns, rows_by_column, *, fmt="%Y-%m-%d %H:%M"):

@@ -20,7 +20,9 @@ def test_log_probs_match_torch_distributions():
     counts = torch.randint(0, 30, (4, 5)).double()
     head = NegativeBinomial(8)
     params = _params(head, raw[..., :2], torch.zeros_like(loc), scale)
-    torch.testing.assert_close(head.log_prob(params, counts), head.distribution(params).log_prob(counts))
+    torch.testing.assert_close(
+        head.log_prob(params, counts), head.distribution(params).log_prob(counts)
+    )
 
 
 def test_location_and_spread_follow_loc_and_scale():

@@ -131,7 +131,7 @@ def train(
             num_series=len(data.series),
             embedding_dim=recipe.embedding_dim if len(data.series) > 1 else 0,
             cell=recipe.cell, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
-            dropout=recipe.dropout, likelihood=recipe.likelihood, scaling=recipe.scaling,
+            dropout=recipe.dropout, likelihood=recipe.likelihood, scaling=recipe.model_scaling(),
             impl=recipe.impl,
         )  # fmt: skip
     windows = _windows(data, model_config, recipe, stats)

@@ -101,7 +101,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="(default: %(default)s)",
     )
     model.add_argument(
-        "--scaling", choices=["mean", "std"], default=d.scaling, help="(default: %(default)s)"
+        "--scaling",
+        choices=["auto", "mean", "std"],
+        default=d.scaling,
+        help="(default: %(default)s)",
     )
     model.add_argument(
         "--embedding",

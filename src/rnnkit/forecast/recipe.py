@@ -17,7 +17,10 @@ class ForecastRecipe:
 
     The defaults are DeepAR's for hourly data (2 x 40 LSTM, Student-t likelihood, 168 hours of
     context) with AdamW at 3e-3 and a cosine decay over a 10-minute budget on 2 CPU cores;
-    ``benchmarks/forecast.py`` measures them against classical baselines.
+    ``benchmarks/forecast.py`` measures them against classical baselines. One departure:
+    standardising each window (``scaling="std"``) instead of DeepAR's mean scaling, which on the
+    default data (swings of a few degrees on a level of ~45 F) left the MAE 10x higher after 600
+    steps (1.32 F against 0.13 F).
     """
 
     data: str = "seattle-temps"  # dataset name or CSV file
@@ -34,7 +37,8 @@ class ForecastRecipe:
     num_layers: int = 2  # stacked recurrent layers
     dropout: float = 0.1  # between recurrent layers
     likelihood: str = "student-t"  # output distribution: "gaussian", "student-t" or "negbin"
-    scaling: str = "mean"  # "mean" (DeepAR: z / mean|z| of the context) or "std" (standardise)
+    scaling: str = "auto"  # "std" ((z - mean) / std), "mean" (DeepAR's z / mean|z|); auto: std,
+    # but mean for negbin (counts are only scaled)
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     batch_size: int = 64  # windows per step
@@ -56,6 +60,12 @@ class ForecastRecipe:
         for name in ("horizon", "context", "batch_size", "steps_per_epoch", "num_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def model_scaling(self) -> str:
+        """The scaling the model uses: ``scaling``, with "auto" resolved."""
+        if self.scaling != "auto":
+            return self.scaling
+        return "mean" if self.likelihood == "negbin" else "std"
 
     def train_config(self) -> Any:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
