@@ -10,7 +10,7 @@ from rnnkit import cli
 
 # A small model and window that train in seconds.
 SMALL = ["--hidden", "16", "--layers", "1", "--context", "48", "--horizon", "12"]
-SMALL += ["--lags", "1,2,24", "--batch-size", "16", "--eval-every", "40", "--quiet"]
+SMALL += ["--lags", "1,2,24", "--batch-size", "16", "--eval-every", "40", "--quiet", "--threads", "1"]
 
 
 def sinusoid_rows(n, *, period=24, noise=0.3, seed=0, level=10.0, start=datetime(2024, 1, 1)):
@@ -44,3 +44,13 @@ def run_cli(argv, capsys):
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keep_torch_threads():
+    """``--threads 1`` sets torch's global thread count; give the other tests theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

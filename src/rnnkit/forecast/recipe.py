@@ -82,7 +82,7 @@ def default_lags(step: int) -> list[int]:
         return [1, 2, 3, 23, 24, 25, 48, 168]
     if step < DAY and DAY % step == 0:
         day = DAY // step
-        return [1, 2, 3, day - 1, day, day + 1, 2 * day]
+        return [1, 2, 3, day - 1, day, day + 1, 2 * day, 7 * day]
     if step == DAY:
         return [1, 2, 3, 7, 14, 28]
     if step == WEEK:
