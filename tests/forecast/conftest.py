@@ -10,7 +10,17 @@ from rnnkit import cli
 
 # A small model and window that train in seconds.
 SMALL = ["--hidden", "16", "--layers", "1", "--context", "48", "--horizon", "12"]
-SMALL += ["--lags", "1,2,24", "--batch-size", "16", "--eval-every", "40", "--quiet", "--threads", "1"]
+SMALL += [
+    "--lags",
+    "1,2,24",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "40",
+    "--quiet",
+    "--threads",
+    "1",
+]
 
 
 def sinusoid_rows(n, *, period=24, noise=0.3, seed=0, level=10.0, start=datetime(2024, 1, 1)):
