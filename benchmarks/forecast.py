@@ -13,6 +13,7 @@ table: the model as mean +- standard deviation over the seeds, and the issue's t
 
     python benchmarks/forecast.py --minutes 10                 # the measurement (~35 minutes)
     python benchmarks/forecast.py --minutes 1 --seeds 1        # a quick check that it runs
+    python benchmarks/forecast.py --data taylor --horizon 48 --context 336   # half-hourly demand
 
 Run it on a quiet machine; the script prints the load average before and after.
 """
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per seed")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--horizon", type=int, default=ForecastRecipe().horizon)
+    parser.add_argument("--context", type=int, default=ForecastRecipe().context)
     parser.add_argument("--likelihood", default=ForecastRecipe().likelihood)
     parser.add_argument("--scaling", default=ForecastRecipe().scaling)
     parser.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
@@ -93,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {loadavg()}")
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
     recipe = ForecastRecipe(
-        data=args.data, likelihood=args.likelihood, scaling=args.scaling,
-        max_minutes=args.minutes,
+        data=args.data, horizon=args.horizon, context=args.context,
+        likelihood=args.likelihood, scaling=args.scaling, max_minutes=args.minutes,
     )  # fmt: skip
     runs = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-forecast-") as tmp:

@@ -14,14 +14,17 @@ def _window(n=3, lags=(1, 2, 5), context=6, horizon=4, features=2, seed=0):
     return values, observed, feats, torch.arange(n) % 2
 
 
-@pytest.mark.parametrize(("cell", "scaling"), [("lstm", "std"), ("gru", "mean")])
-def test_sampling_step_by_step_matches_the_teacher_forced_pass(cell, scaling):
+@pytest.mark.parametrize(
+    ("cell", "scaling", "residual"), [("lstm", "std", False), ("gru", "mean", True)]
+)
+def test_sampling_step_by_step_matches_the_teacher_forced_pass(cell, scaling, residual):
     # Fed the true values instead of draws, the step-by-step forecast must see exactly the
     # distributions of the whole-window pass: the same lags, features, state and scale.
     torch.manual_seed(0)
     config = ForecastConfig(
         lags=[1, 2, 5], num_features=2, num_series=2, embedding_dim=3, cell=cell,
         hidden_size=8, num_layers=2, dropout=0.0, likelihood="student-t", scaling=scaling,
+        residual=residual,
     )  # fmt: skip
     model = DeepAR(config).eval()
     values, observed, feats, series = _window()

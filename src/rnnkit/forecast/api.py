@@ -131,8 +131,8 @@ def train(
             num_series=len(data.series),
             embedding_dim=recipe.embedding_dim if len(data.series) > 1 else 0,
             cell=recipe.cell, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
-            dropout=recipe.dropout, likelihood=recipe.likelihood, scaling=recipe.model_scaling(),
-            impl=recipe.impl,
+            dropout=recipe.dropout, likelihood=recipe.likelihood,
+            scaling=recipe.model_scaling(), residual=recipe.residual, impl=recipe.impl,
         )  # fmt: skip
     windows = _windows(data, model_config, recipe, stats)
     task = ForecastTask(
@@ -279,7 +279,7 @@ def predict(
     results = []
     for (index, origin), sample in zip(picks, paths):
         s = series.series[index]
-        tail = max(s.offset, origin - 4 * fc.recipe.context)
+        tail = max(s.offset, origin - min(fc.recipe.context, 4 * horizon))
         forecast = SampleForecast(sample)
         results.append(
             {
@@ -381,7 +381,7 @@ def backtest(
 def _example(
     series: SeriesSet, s: Any, origin: int, truth: np.ndarray, forecasts: dict, context: int
 ) -> dict[str, Any]:
-    start = max(s.offset, origin - context)
+    start = max(s.offset, origin - min(context, 2 * len(truth)))
     return {
         "series": s.name,
         "origin": series.time_at(origin).isoformat(),

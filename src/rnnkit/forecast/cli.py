@@ -107,6 +107,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="(default: %(default)s)",
     )
     model.add_argument(
+        "--residual",
+        action=argparse.BooleanOptionalAction,
+        default=d.residual,
+        help="locate each step's distribution from the previous value (default: %(default)s)",
+    )
+    model.add_argument(
         "--embedding",
         type=int,
         default=d.embedding_dim,
@@ -149,8 +155,9 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         id_column=args.id_column, target=args.target, horizon=args.horizon,
         context=args.context, lags=args.lags, cell=args.cell, hidden_size=args.hidden,
         num_layers=args.layers, dropout=args.dropout, likelihood=args.likelihood,
-        scaling=args.scaling, embedding_dim=args.embedding, batch_size=args.batch_size,
-        lr=args.lr, eval_every=args.eval_every, seed=args.seed, **budget,
+        scaling=args.scaling, residual=args.residual, embedding_dim=args.embedding,
+        batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, seed=args.seed,
+        **budget,
     )  # fmt: skip
 
 

@@ -12,7 +12,9 @@ distribution over ``z[t]`` (:mod:`.likelihoods`). With ``scaling="mean"`` (DeepA
 mean scaling) ``scale`` is the mean absolute observed value of the context and ``loc`` is 0;
 with ``scaling="std"`` the values are standardised by the context's mean and standard deviation
 (the network then reads ``(z - loc) / scale``), which suits series whose swings are small next to
-their level. Either way one network serves series of any level.
+their level. Either way one network serves series of any level. With ``residual`` the head's
+location is ``z[t-1] + scale * a`` instead of ``loc + scale * a``: the network predicts the
+change, which a smooth series needs to a fraction of its swings.
 Training scores every step of context and horizon with the true values fed in (teacher
 forcing); forecasting feeds its own samples back in over the horizon.
 """
@@ -46,6 +48,7 @@ class ForecastConfig:
     dropout: float = 0.1  # between recurrent layers
     likelihood: str = "student-t"  # "gaussian", "student-t" or "negbin"
     scaling: str = "mean"  # "mean" (z / mean|z|, DeepAR) or "std" ((z - mean) / std)
+    residual: bool = False  # the head's location is relative to the previous value z[t-1]
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
 
     def __post_init__(self) -> None:
@@ -57,8 +60,11 @@ class ForecastConfig:
             )
         if self.scaling not in ("mean", "std"):
             raise ValueError(f"scaling must be 'mean' or 'std', got {self.scaling!r}")
-        if self.likelihood == "negbin" and self.scaling != "mean":
-            raise ValueError("the negbin likelihood needs scaling='mean' (counts are not shifted)")
+        if self.likelihood == "negbin" and (self.scaling != "mean" or self.residual):
+            raise ValueError(
+                "the negbin likelihood needs scaling='mean' and residual=False (counts are only "
+                "scaled, not shifted)"
+            )
         if not self.lags or min(self.lags) < 1:
             raise ValueError(f"lags must be positive step counts, got {self.lags}")
 
@@ -135,7 +141,12 @@ class DeepAR(nn.Module):
         steps = torch.arange(self.config.max_lag, values.shape[1], device=values.device)
         x = self.inputs(values, observed, features, series, loc, scale, steps)
         hidden, _ = self.rnn(x)
-        return self.head(hidden, loc, scale)
+        return self.head(hidden, self.base(values, steps, loc), scale)
+
+    def base(self, values: Tensor, steps: Tensor, loc: Tensor) -> Tensor:
+        """Where the head's location is measured from: ``loc`` (N, 1), or with ``residual`` the
+        previous value of each step (N, len(steps)), so the network predicts the change."""
+        return values[:, steps - 1] if self.config.residual else loc
 
     def nll(
         self, values: Tensor, observed: Tensor, target_mask: Tensor, features: Tensor,
@@ -176,5 +187,6 @@ class DeepAR(nn.Module):
             t = torch.tensor([start + context + h])
             x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, lc, sc, t)
             out, state = self.rnn(x, state)
-            paths_v[:, t] = self.head.sample(self.head(out, lc, sc)).to(paths_v.dtype)
+            params = self.head(out, self.base(paths_v, t, lc), sc)
+            paths_v[:, t] = self.head.sample(params).to(paths_v.dtype)
         return paths_v[:, start + context :].reshape(n, num_samples, horizon)

@@ -39,6 +39,7 @@ class ForecastRecipe:
     likelihood: str = "student-t"  # output distribution: "gaussian", "student-t" or "negbin"
     scaling: str = "auto"  # "std" ((z - mean) / std), "mean" (DeepAR's z / mean|z|); auto: std,
     # but mean for negbin (counts are only scaled)
+    residual: bool = False  # the location is relative to the previous value (not for negbin)
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     batch_size: int = 64  # windows per step
