@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,26 +32,11 @@ from pathlib import Path
 
 import torch
 
+from lm import cpu_name  # benchmarks/lm.py: this folder is on the path when run as a script
+from lm import load as loadavg
 from rnnkit.forecast import ForecastRecipe, backtest, load, train
 
 COLUMNS = ("mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def run_seed(recipe: ForecastRecipe, seed: int, out: Path, baselines: bool, args) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +30,18 @@ class MissingExtraError(RnnkitError):
     """An optional dependency is not installed."""
 
 
-def _statsmodels() -> None:
+def _statsmodels() -> Any:
+    """A context that keeps BLAS on one thread (statsmodels' fits are small; spare BLAS threads
+    only spin on a busy machine), or one line saying what to install."""
     try:
         import statsmodels  # noqa: F401
+        from threadpoolctl import threadpool_limits
     except ImportError:
         raise MissingExtraError(
-            "the Holt-Winters and ARIMA baselines need statsmodels: "
+            "the Holt-Winters and ARIMA baselines need statsmodels and threadpoolctl: "
             "pip install 'rnnkit[forecast]' (or leave out --baselines)"
         ) from None
+    return threadpool_limits(1, user_api="blas")
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> GaussianForecast:
@@ -50,13 +55,13 @@ def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> GaussianFo
 
 def holt_winters(history: np.ndarray, horizon: int, season: int) -> GaussianForecast:
     """Additive Holt-Winters (ETS(A,N,A)) with statsmodels; ETS(A,N,N) without a season."""
-    _statsmodels()
+    single_thread = _statsmodels()
     import pandas as pd
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
     seasonal = "add" if 1 < season and 2 * season <= len(history) else None
     n = len(history)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), single_thread:
         warnings.simplefilter("ignore")
         model = ETSModel(
             pd.Series(history), error="add", trend=None, seasonal=seasonal,
@@ -70,12 +75,12 @@ def holt_winters(history: np.ndarray, horizon: int, season: int) -> GaussianFore
 
 def arima(history: np.ndarray, horizon: int, season: int) -> GaussianForecast:
     """ARIMA(2,0,1) on the seasonal differences, integrated back (see the module docstring)."""
-    _statsmodels()
+    single_thread = _statsmodels()
     from statsmodels.tsa.arima.model import ARIMA
 
     m = season if 1 < season < len(history) // 2 else 1
     diffs = history[m:] - history[:-m]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), single_thread:
         warnings.simplefilter("ignore")
         fit = ARIMA(diffs, order=(2, 0, 1), trend="c" if m > 1 else "n").fit()
         forecast = fit.get_forecast(horizon)
