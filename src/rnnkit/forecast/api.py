@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, NamedTuple
@@ -313,6 +314,7 @@ def backtest(
     seed: int = 0,
     baseline_history: int | None = None,
     examples: int = 3,
+    quiet: bool = True,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Rolling-origin evaluation over the test period (its last 10%).
@@ -329,7 +331,8 @@ def backtest(
         seed: sampling seed.
         baseline_history: steps the baselines fit on before each origin (default: the context).
         examples: how many origins to keep for plotting.
-        report: receives one-line progress messages.
+        quiet: no progress bar over the origins (there is none off a terminal either).
+        report: receives one-line progress messages (every 10 origins, without a bar).
     """
     report = report or logger.info
     horizon = fc.recipe.horizon
@@ -349,6 +352,11 @@ def backtest(
     history_len = baseline_history or fc.recipe.context
     keep = np.linspace(0, len(picks) - 1, min(examples, len(picks))).round().astype(int).tolist()
     shown = []
+    bar = None
+    if baselines and not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(picks), unit="origin", leave=False, desc="baselines")
     for n, ((index, origin), sample) in enumerate(zip(picks, paths)):
         s = series.series[index]
         local = origin - s.offset
@@ -364,8 +372,12 @@ def backtest(
             scores[name].add(forecast, truth, scale)
         if n in keep:
             shown.append(_example(series, s, origin, truth, forecasts, fc.recipe.context))
-        if baselines and (n + 1) % 10 == 0:
+        if bar is not None:
+            bar.update(1)
+        elif baselines and (n + 1) % 10 == 0:
             report(f"backtest: {n + 1}/{len(picks)} origins")
+    if bar is not None:
+        bar.close()
     return {
         "run": fc.run_dir,
         "data": series.source,

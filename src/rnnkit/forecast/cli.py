@@ -244,7 +244,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     fc = api.load(args.run_dir)
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
-        baseline_history=args.baseline_history, report=_report(args),
+        baseline_history=args.baseline_history, quiet=args.quiet, report=_report(args),
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
