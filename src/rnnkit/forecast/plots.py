@@ -67,7 +67,7 @@ def plot_backtest(result: dict[str, Any], path: str | os.PathLike) -> None:
         ax.set_xlabel("steps from the origin")
         ax.grid(alpha=0.3)
         if i == 0:
-            ax.legend(fontsize=7, loc="lower left")
+            ax.legend(fontsize=7, loc="best")
     ax = fig.add_subplot(1, len(examples) + 1, len(examples) + 1)
     for name, per in result["per_step"].items():
         ax.plot(range(1, len(per["mae"]) + 1), per["mae"], color=COLORS.get(name), label=name)
