@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import sinusoid_rows, write_wide
+from forecast_series import sinusoid_rows, write_wide
 
-from rnnkit.checkpoint import RunDir
 from rnnkit.errors import DataError
 from rnnkit.forecast import ForecastRecipe, load, predict, train
+from rnnkit.runs import RunDir
 
 TINY = dict(
     horizon=6, context=24, lags=[1, 24], hidden_size=8, num_layers=1, batch_size=8,

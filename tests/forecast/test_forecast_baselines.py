@@ -3,7 +3,8 @@ import sys
 import numpy as np
 import pytest
 
-from rnnkit.forecast.baselines import MissingExtraError, arima, holt_winters, seasonal_naive
+from rnnkit.errors import MissingExtraError
+from rnnkit.forecast.baselines import arima, holt_winters, seasonal_naive
 
 
 def _seasonal(n, season=6, noise=0.0, seed=0):

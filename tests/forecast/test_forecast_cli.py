@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import SMALL, run_cli, sinusoid_rows, write_wide
+from forecast_series import SMALL, sinusoid_rows, write_wide
 
 from rnnkit import cli
 
@@ -26,11 +26,9 @@ def test_train_writes_the_run_directory(trained):
     assert config["model"]["lags"] == [1, 2, 24] and config["data"]["step_s"] == 3600
 
 
-def test_predict_prints_quantiles_as_csv_and_json_and_draws(trained, capsys, tmp_path):
+def test_predict_prints_quantiles_as_csv_and_json_and_draws(trained, run_cli, tmp_path):
     out, _ = trained
-    code, text, _ = run_cli(
-        ["forecast", "predict", out, "--quantiles", "0.1,0.5,0.9", "--csv"], capsys
-    )
+    code, text, _ = run_cli(*["forecast", "predict", out, "--quantiles", "0.1,0.5,0.9", "--csv"])
     assert code == 0
     lines = text.strip().splitlines()
     assert lines[0] == "series,time,mean,q0.1,q0.5,q0.9" and len(lines) == 1 + 12
@@ -39,27 +37,23 @@ def test_predict_prints_quantiles_as_csv_and_json_and_draws(trained, capsys, tmp
     q10, q50, q90 = map(float, first[3:])
     assert q10 < q50 < q90
     plot = tmp_path / "f.png"
-    code, text, _ = run_cli(
-        ["forecast", "predict", out, "--json", "--horizon", 6, "--plot", plot], capsys
-    )
+    code, text, _ = run_cli(*["forecast", "predict", out, "--json", "--horizon", 6, "--plot", plot])
     result = json.loads(text)
     assert code == 0 and len(result["series"][0]["times"]) == 6
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_same_seed_same_forecast(trained, capsys):
+def test_same_seed_same_forecast(trained, run_cli):
     out, _ = trained
-    runs = [
-        run_cli(["forecast", "predict", out, "--csv", "--seed", s], capsys)[1] for s in (3, 3, 4)
-    ]
+    runs = [run_cli(*["forecast", "predict", out, "--csv", "--seed", s])[1] for s in (3, 3, 4)]
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
-def test_backtest_with_baselines(trained, capsys, tmp_path):
+def test_backtest_with_baselines(trained, run_cli, tmp_path):
     out, _ = trained
     plot = tmp_path / "b.png"
     argv = ["forecast", "backtest", out, "--baselines", "--json", "--plot", plot, "--samples", 50]
-    code, text, _ = run_cli(argv, capsys)
+    code, text, _ = run_cli(*argv)
     assert code == 0
     result = json.loads(text)
     assert set(result["methods"]) == {"model", "seasonal-naive", "holt-winters", "arima"}
@@ -70,17 +64,17 @@ def test_backtest_with_baselines(trained, capsys, tmp_path):
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def _error(argv, capsys):
-    code, _, err = run_cli(argv, capsys)
+def _error(run_cli, argv):
+    code, _, err = run_cli(*argv)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), err
     return lines[0]
 
 
-def _train(tmp_path, data, capsys, *extra):
+def _train(run_cli, tmp_path, data, *extra):
     argv = ["forecast", "train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1]
-    return _error([*argv, *SMALL, *extra], capsys)
+    return _error(run_cli, [*argv, *SMALL, *extra])
 
 
 @pytest.mark.parametrize(
@@ -100,42 +94,42 @@ def _train(tmp_path, data, capsys, *extra):
         ("time,v\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n", r"series 'v' .* has 2 steps, fewer"),
     ],
 )
-def test_bad_files_name_the_line_or_series(tmp_path, capsys, text, expected):
+def test_bad_files_name_the_line_or_series(tmp_path, run_cli, text, expected):
     import re
 
     path = tmp_path / "bad.csv"
     path.write_text(text)
-    assert re.search(expected, _train(tmp_path, path, capsys))
+    assert re.search(expected, _train(run_cli, tmp_path, path))
 
 
-def test_constant_series_is_named(tmp_path, capsys):
+def test_constant_series_is_named(tmp_path, run_cli):
     rows = sinusoid_rows(200)
     data = write_wide(tmp_path / "c.csv", ["wave", "flat"], [rows, [(t, 1.0) for t, _ in rows]])
-    assert "series 'flat'" in _train(tmp_path, data, capsys) and not (tmp_path / "r").exists()
+    assert "series 'flat'" in _train(run_cli, tmp_path, data) and not (tmp_path / "r").exists()
 
 
-def test_missing_values_are_counted(tmp_path, capsys):
+def test_missing_values_are_counted(tmp_path, run_cli):
     rows = sinusoid_rows(300)
     rows = [(t, None if i in (50, 51) else v) for i, (t, v) in enumerate(rows) if i != 100]
     data = write_wide(tmp_path / "m.csv", ["load"], [rows])
     argv = ["forecast", "train", "--data", data, "--out", tmp_path / "r", "--max-steps", 2]
-    code, _, err = run_cli([*argv, *[a for a in SMALL if a != "--quiet"]], capsys)
+    code, _, err = run_cli(*[*argv, *[a for a in SMALL if a != "--quiet"]])
     assert code == 0 and "3 missing values (1 gaps in the time column)" in err
 
 
-def test_run_dir_of_another_task_and_too_long_horizon(trained, tmp_path, capsys):
+def test_run_dir_of_another_task_and_too_long_horizon(trained, tmp_path, run_cli):
     out, _ = trained
     other = tmp_path / "lm"
     other.mkdir()
     (other / "run.json").write_text((out / "run.json").read_text().replace('"forecast"', '"lm"'))
-    assert "is a 'lm' run, not a 'forecast' run" in _error(["forecast", "predict", other], capsys)
-    line = _error(["forecast", "predict", out, "--horizon", 13], capsys)
+    assert "is a 'lm' run, not a 'forecast' run" in _error(run_cli, ["forecast", "predict", other])
+    line = _error(run_cli, ["forecast", "predict", out, "--horizon", 13])
     assert "horizon 13 is longer than the model was trained for (12)" in line
 
 
-def test_existing_run_is_not_overwritten(trained, capsys):
+def test_existing_run_is_not_overwritten(trained, run_cli):
     out, data = trained
     before = (out / "model.safetensors").read_bytes()
     argv = ["forecast", "train", "--data", data, "--out", out, "--max-steps", 1, *SMALL]
-    assert "already holds a run" in _error(argv, capsys)
+    assert "already holds a run" in _error(run_cli, argv)
     assert (out / "model.safetensors").read_bytes() == before

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import sinusoid_rows, write_wide
+from forecast_series import sinusoid_rows, write_wide
 
 from rnnkit.errors import DataError
 from rnnkit.forecast.data import (

@@ -1,22 +1,23 @@
-"""Time-series forecasting with a DeepAR-style recurrent network (``rnnkit forecast``).
+"""Time-series forecasting with a DeepAR-style recurrent network (the ``rnnkit forecast``
+application).
 
-``from rnnkit.forecast import ForecastRecipe, train, load, predict, backtest``; see
-:mod:`rnnkit.forecast.api` and docs/forecasting.md. Names load on first use, so the command
-line can read the recipe's defaults without importing torch.
+Rooms: :mod:`~rnnkit.forecast.recipe` (the defaults), :mod:`~rnnkit.forecast.data` (CSV files on
+a time grid, splits) with :mod:`~rnnkit.forecast.sources` (named datasets),
+:mod:`~rnnkit.forecast.model` (``DeepAR``) with :mod:`~rnnkit.forecast.likelihoods`,
+:mod:`~rnnkit.forecast.task` (windows, the ``TrainingTask``), :mod:`~rnnkit.forecast.metrics` and
+:mod:`~rnnkit.forecast.baselines` (backtest scoring), :mod:`~rnnkit.forecast.api` (``train``,
+``load``, ``predict``, ``backtest``), :mod:`~rnnkit.forecast.plots`, :mod:`~rnnkit.forecast.cli`.
+
+The API is importable from here (``from rnnkit.forecast import ForecastRecipe, train``); it is
+loaded on first use, so the command line can read the recipe's defaults without importing torch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rnnkit.forecast.recipe import ForecastRecipe
+from rnnkit.lazy import lazy_attributes
 
-_API = ("train", "load", "predict", "backtest", "Forecaster")
+_API = ("Forecaster", "backtest", "load", "predict", "train")
+
 __all__ = ["ForecastRecipe", *_API]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ForecastRecipe":
-        return importlib.import_module("rnnkit.forecast.recipe").ForecastRecipe
-    if name in _API:
-        return getattr(importlib.import_module("rnnkit.forecast.api"), name)
-    raise AttributeError(f"module 'rnnkit.forecast' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.forecast.api"))

@@ -29,15 +29,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from rnnkit.checkpoint import RunDir, load_model_weights
-from rnnkit.errors import DataError, RunDirError
+from rnnkit import runs
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.forecast.baselines import BASELINES
 from rnnkit.forecast.data import SeriesSet, check_series, format_freq, load_series
 from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
 from rnnkit.forecast.recipe import ForecastRecipe, default_lags
 from rnnkit.forecast.task import TASK, ForecastTask, Windows, covariate_stats
-from rnnkit.training import BEST, CHECKPOINT, TrainConfig, Trainer, TrainResult, config_dict
+from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
 
 logger = logging.getLogger(__name__)
 EVAL_BATCH = 32  # origins sampled together (times num_samples paths)
@@ -107,16 +107,15 @@ def train(
     """
     report = report or logger.info
     if resume:
-        run = RunDir.open(out, TASK, require=["config.json", CHECKPOINT])
-        config = run.read_json("config.json")
-        recipe = ForecastRecipe(**config["recipe"])
+        run, config = runs.resume(out, TASK, budget)
+        recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
+        model_config = runs.build(run, config, "model", ForecastConfig.from_dict)
+        train_config = runs.build(run, config, "train", TrainConfig.from_dict)
         data = read_data(recipe)
         if data_digest(data) != config["data"]["sha256"]:
             raise DataError(
                 f"the data of {recipe.data} changed since the run started; cannot resume"
             )
-        model_config = ForecastConfig.from_dict(config["model"])
-        train_config = TrainConfig.from_dict({**config["train"], **(budget or {})})
         stats = config["data"]["covariate_stats"]
     else:
         recipe = recipe or ForecastRecipe()
@@ -140,14 +139,14 @@ def train(
         windows, batch_size=recipe.batch_size, steps_per_epoch=recipe.steps_per_epoch,
         seed=train_config.seed,
     )  # fmt: skip
-    if not resume:
-        run = RunDir.create(out, TASK)
+    if resume:
+        run.write_config(config)
+    else:
         source = recipe.data if not os.path.exists(recipe.data) else os.path.abspath(recipe.data)
-        config = {
-            "recipe": {**asdict(recipe), "data": source},
-            "model": model_config.to_dict(),
-            "train": config_dict(train_config),
-            "data": {
+        run = runs.start(
+            out, TASK, recipe={**asdict(recipe), "data": source}, model=model_config.to_dict(),
+            train=config_dict(train_config),
+            data={
                 "sha256": data_digest(data),
                 "step_s": data.step,
                 "series": [s.name for s in data.series],
@@ -156,32 +155,23 @@ def train(
                 "missing": data.missing,
                 "gaps": data.gaps,
             },
-        }
-        run.write_json("config.json", config)
+        )  # fmt: skip
         report(
             f"{data.source}: {len(data.series)} series, step {format_freq(data.step)}, "
             f"{data.length} steps; {data.missing} missing values ({data.gaps} gaps in the time "
             "column) interpolated as inputs and left out of the loss"
         )
-    else:
-        config["train"] = config_dict(train_config)
-        run.write_json("config.json", config)
-    torch.manual_seed(train_config.seed)  # the initial weights
-    model = DeepAR(model_config)
-    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report)
-    return trainer.fit(resume=resume)
+    build = lambda: DeepAR(model_config)  # noqa: E731
+    return fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report)
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = BEST) -> Forecaster:
+def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Forecaster:
     """The trained model of ``run_dir`` (best validation weights) and its settings."""
-    run = RunDir.open(run_dir, TASK, require=["config.json", weights])
-    config = run.read_json("config.json")
-    try:
-        recipe = ForecastRecipe(**config["recipe"])
-        model = DeepAR(ForecastConfig.from_dict(config["model"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunDirError(f"{run.file('config.json')} is damaged ({exc})") from None
-    load_model_weights(run, model, weights)
+    run, config = runs.load(run_dir, TASK, weights=weights)
+    recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
+    model = DeepAR(runs.build(run, config, "model", ForecastConfig.from_dict))
+    runs.build(run, config, "data", lambda d: (d["series"], d["step_s"], d["covariate_stats"]))
+    runs.load_model_weights(run, model, weights)
     model.eval()
     return Forecaster(model, recipe, config, os.fspath(run_dir))
 
@@ -258,7 +248,7 @@ def predict(
     horizon = horizon or fc.recipe.horizon
     for q in quantiles:
         if not 0 < q < 1:
-            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {q}")
+            raise ConfigError(f"quantiles must lie strictly between 0 and 1, got {q}")
     series, windows = _prepare(fc, data, horizon)
     picks = []
     for index, s in enumerate(series.series):

@@ -16,9 +16,18 @@ import argparse
 import csv
 import json
 import sys
-from typing import Any
 
 from rnnkit.forecast.recipe import ForecastRecipe
+from rnnkit.options import (
+    add_budget_arguments,
+    add_command,
+    add_process_arguments,
+    add_run_location,
+    budget_of,
+    recipe_budget,
+    reporter,
+    set_threads,
+)
 
 
 def _ints(text: str) -> list[int]:
@@ -44,9 +53,7 @@ def _names(text: str) -> list[str]:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = ForecastRecipe()
     data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data", default=d.data, help="dataset name or CSV file (default: %(default)s)"
-    )
+    data.add_argument("--data", default=d.data, help="dataset name or CSV file")
     data.add_argument(
         "--freq", default=d.freq, help="grid step, e.g. 1h, 30min, d (default: inferred)"
     )
@@ -70,14 +77,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--target", default=d.target, help="long layout: value column (default: value/y/target)"
     )
     win = parser.add_argument_group("window")
-    win.add_argument(
-        "--horizon", type=int, default=d.horizon, help="steps to forecast (default: %(default)s)"
-    )
+    win.add_argument("--horizon", type=int, default=d.horizon, help="steps to forecast")
     win.add_argument(
         "--context",
         type=int,
         default=d.context,
-        help="steps read before the forecast (default: %(default)s)",
+        help="steps read before the forecast",
     )
     win.add_argument(
         "--lags",
@@ -86,70 +91,55 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="lagged values, e.g. 1,24,168 (default: from the step)",
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--cell", choices=["lstm", "gru"], default=d.cell, help="(default: %(default)s)"
-    )
-    model.add_argument(
-        "--hidden", type=int, default=d.hidden_size, help="state size (default: %(default)s)"
-    )
-    model.add_argument("--layers", type=int, default=d.num_layers, help="(default: %(default)s)")
-    model.add_argument("--dropout", type=float, default=d.dropout, help="(default: %(default)s)")
+    model.add_argument("--cell", choices=["lstm", "gru"], default=d.cell, help="")
+    model.add_argument("--hidden", type=int, default=d.hidden_size, help="state size")
+    model.add_argument("--layers", type=int, default=d.num_layers, help="")
+    model.add_argument("--dropout", type=float, default=d.dropout, help="")
     model.add_argument(
         "--likelihood",
         choices=["gaussian", "student-t", "negbin"],
         default=d.likelihood,
-        help="(default: %(default)s)",
+        help="",
     )
     model.add_argument(
         "--scaling",
         choices=["auto", "mean", "std"],
         default=d.scaling,
-        help="(default: %(default)s)",
+        help="",
     )
     model.add_argument(
         "--residual",
         action=argparse.BooleanOptionalAction,
         default=d.residual,
-        help="locate each step's distribution from the previous value (default: %(default)s)",
+        help="locate each step's distribution from the previous value",
     )
     model.add_argument(
         "--embedding",
         type=int,
         default=d.embedding_dim,
-        help="series embedding size, several series (default: %(default)s)",
+        help="series embedding size, several series",
     )
     train = parser.add_argument_group("training")
     train.add_argument(
         "--batch-size",
         type=int,
         default=d.batch_size,
-        help="windows per step (default: %(default)s)",
+        help="windows per step",
     )
-    train.add_argument(
-        "--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)"
-    )
+    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     train.add_argument(
         "--eval-every",
         type=int,
         default=d.eval_every,
-        help="validate every N steps (default: %(default)s)",
+        help="validate every N steps",
     )
-    train.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
-    train.add_argument("--epochs", type=int, help=f"epochs of {d.steps_per_epoch} steps")
-    train.add_argument("--max-steps", type=int, help="optimizer steps")
-    train.add_argument(
-        "--max-minutes",
-        type=float,
-        help=f"wall-clock budget (default when no budget is given: {d.max_minutes:g})",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    train.add_argument("--seed", type=int, default=d.seed, help="")
+    add_budget_arguments(train, d)
+    add_process_arguments(parser)
 
 
 def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
-    budget = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
-    if all(v is None for v in budget.values()):
-        budget["max_minutes"] = ForecastRecipe().max_minutes
+    budget = recipe_budget(args, ForecastRecipe())
     return ForecastRecipe(
         data=args.data, freq=args.freq, covariates=args.covariates, time_column=args.time_column,
         id_column=args.id_column, target=args.target, horizon=args.horizon,
@@ -161,36 +151,17 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
     )  # fmt: skip
 
 
-def _report(args: argparse.Namespace) -> Any:
-    if getattr(args, "quiet", False):
-        return lambda message: None
-    return lambda message: print(message, file=sys.stderr, flush=True)
-
-
-def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.forecast import api
-    from rnnkit.training import TrainingInterrupted
 
-    _threads(args)
+    set_threads(args)
     resume = args.resume is not None
     out = args.resume or args.out
-    budget = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
-    budget = {k: v for k, v in budget.items() if v is not None}
     recipe = None if resume else recipe_from_args(args)
-    try:
-        result = api.train(
-            out, recipe=recipe, resume=resume, budget=budget, quiet=args.quiet, report=_report(args)
-        )
-    except TrainingInterrupted as exc:  # fmt: skip
-        print(f"rnnkit: {exc}", file=sys.stderr)
-        return 130
+    result = api.train(
+        out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
+        report=reporter(args),
+    )  # fmt: skip
     summary = f"done: {result.steps} steps in {result.elapsed_s / 60:.1f} min"
     if result.best_valid_loss is not None:
         summary += f"; best validation NLL {result.best_valid_loss:.4f} nats per value"
@@ -202,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.forecast import api
 
-    _threads(args)
+    set_threads(args)
     fc = api.load(args.run_dir)
     result = api.predict(
         fc, data=args.data, horizon=args.horizon, quantiles=args.quantiles,
@@ -240,11 +211,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from rnnkit.forecast import api
 
-    _threads(args)
+    set_threads(args)
     fc = api.load(args.run_dir)
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
-        baseline_history=args.baseline_history, quiet=args.quiet, report=_report(args),
+        baseline_history=args.baseline_history, quiet=args.quiet, report=reporter(args),
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
@@ -267,55 +238,39 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    train = sub.add_parser("train", help="train a forecaster into a run directory")
-    where = train.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
-    where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = add_command(commands, "train", "train a forecaster into a run directory", cmd_train)
+    add_run_location(train)
     add_train_arguments(train)
-    train.set_defaults(func=cmd_train)
 
     d = ForecastRecipe()
-    pred = sub.add_parser("predict", help="forecast after the last value of each series")
+    pred = add_command(
+        commands, "predict", "forecast after the last value of each series", cmd_predict
+    )
     pred.add_argument("run_dir", metavar="RUN_DIR")
     pred.add_argument("--data", help="CSV file to forecast (default: the run's own data)")
-    pred.add_argument(
-        "--horizon", type=int, help="steps to forecast (default: the trained horizon)"
-    )
-    pred.add_argument(
-        "--quantiles",
-        type=_floats,
-        default=(0.1, 0.5, 0.9),
-        help="comma-separated (default: 0.1,0.5,0.9)",
-    )
-    pred.add_argument(
-        "--samples", type=int, default=d.num_samples, help="sample paths (default: %(default)s)"
-    )
-    pred.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    pred.add_argument("--horizon", type=int, help="steps to forecast (default: as trained)")
+    pred.add_argument("--quantiles", type=_floats, default="0.1,0.5,0.9", help="comma-separated")
+    pred.add_argument("--samples", type=int, default=d.num_samples, help="sample paths")
+    pred.add_argument("--seed", type=int, default=0, help="sampling seed")
     fmt = pred.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
     pred.add_argument("--plot", metavar="PNG", help="draw history, median and 80%%/95%% bands")
-    pred.add_argument("--threads", type=int, help="torch CPU threads")
-    pred.set_defaults(func=cmd_predict)
+    add_process_arguments(pred)
 
-    back = sub.add_parser("backtest", help="rolling-origin evaluation over the test period")
+    back = add_command(
+        commands, "backtest", "rolling-origin evaluation over the test period", cmd_backtest
+    )
     back.add_argument("run_dir", metavar="RUN_DIR")
     back.add_argument("--data", help="other data on the same grid (default: the run's own)")
     back.add_argument(
-        "--baselines",
-        action="store_true",
-        help="also seasonal naive, Holt-Winters, ARIMA (statsmodels)",
-    )
-    back.add_argument(
-        "--baseline-history", type=int, help="steps the baselines fit on (default: the context)"
-    )
-    back.add_argument(
-        "--samples", type=int, default=d.num_samples, help="sample paths (default: %(default)s)"
-    )
-    back.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+        "--baselines", action="store_true",
+        help="also seasonal naive, Holt-Winters, ARIMA (pip install 'rnnkit[forecast]')",
+    )  # fmt: skip
+    back.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
+    back.add_argument("--samples", type=int, default=d.num_samples, help="sample paths")
+    back.add_argument("--seed", type=int, default=0, help="sampling seed")
     back.add_argument("--json", action="store_true", help="print one JSON object")
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
-    back.add_argument("--quiet", action="store_true", help="no progress lines")
-    back.add_argument("--threads", type=int, help="torch CPU threads")
-    back.set_defaults(func=cmd_backtest)
+    add_process_arguments(back)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.errors import ConfigError
 from rnnkit.forecast.likelihoods import LIKELIHOODS
 from rnnkit.nn import GRU, LSTM
 
@@ -53,20 +54,20 @@ class ForecastConfig:
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.likelihood not in LIKELIHOODS:
-            raise ValueError(
+            raise ConfigError(
                 f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
             )
         if self.scaling not in ("mean", "std"):
-            raise ValueError(f"scaling must be 'mean' or 'std', got {self.scaling!r}")
+            raise ConfigError(f"scaling must be 'mean' or 'std', got {self.scaling!r}")
         if self.likelihood == "negbin" and (self.scaling != "mean" or self.residual):
-            raise ValueError(
+            raise ConfigError(
                 "the negbin likelihood needs scaling='mean' and residual=False (counts are only "
                 "scaled, not shifted)"
             )
         if not self.lags or min(self.lags) < 1:
-            raise ValueError(f"lags must be positive step counts, got {self.lags}")
+            raise ConfigError(f"lags must be positive step counts, got {self.lags}")
 
     @property
     def max_lag(self) -> int:

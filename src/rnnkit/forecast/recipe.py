@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from rnnkit.errors import ConfigError
+
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 
 
@@ -62,7 +64,7 @@ class ForecastRecipe:
     def __post_init__(self) -> None:
         for name in ("horizon", "context", "batch_size", "steps_per_epoch", "num_samples"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def model_scaling(self) -> str:
         """The scaling the model uses: ``scaling``, with "auto" resolved."""
