@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from rnnkit.errors import ConfigError
 from rnnkit.forecast.likelihoods import LIKELIHOODS
+from rnnkit.forecast.recipe import ForecastRecipe
 from rnnkit.nn import GRU, LSTM
 
 CELLS = {"lstm": LSTM, "gru": GRU}
@@ -43,14 +44,14 @@ class ForecastConfig:
     num_features: int = 0  # known inputs per step (calendar features, then covariates)
     num_series: int = 1  # series the embedding knows
     embedding_dim: int = 0  # series embedding size (0: none)
-    cell: str = "lstm"  # "lstm" or "gru"
-    hidden_size: int = 40  # recurrent state size
-    num_layers: int = 2  # stacked recurrent layers
-    dropout: float = 0.1  # between recurrent layers
-    likelihood: str = "student-t"  # "gaussian", "student-t" or "negbin"
+    cell: str = ForecastRecipe.cell  # "lstm" or "gru"
+    hidden_size: int = ForecastRecipe.hidden_size  # recurrent state size
+    num_layers: int = ForecastRecipe.num_layers  # stacked recurrent layers
+    dropout: float = ForecastRecipe.dropout  # between recurrent layers
+    likelihood: str = ForecastRecipe.likelihood  # "gaussian", "student-t" or "negbin"
     scaling: str = "mean"  # "mean" (z / mean|z|, DeepAR) or "std" ((z - mean) / std)
-    residual: bool = False  # the head's location is relative to the previous value z[t-1]
-    impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
+    residual: bool = ForecastRecipe.residual  # the location is relative to the value z[t-1]
+    impl: str = ForecastRecipe.impl  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
