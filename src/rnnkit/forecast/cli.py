@@ -60,8 +60,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--covariates",
         type=_names,
-        default=d.covariates,
-        help="CSV columns known in advance, comma-separated",
+        help="CSV columns known in advance, comma-separated (default: none)",
     )
     data.add_argument(
         "--time-column",
@@ -91,21 +90,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="lagged values, e.g. 1,24,168 (default: from the step)",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=["lstm", "gru"], default=d.cell, help="")
+    model.add_argument("--cell", choices=["lstm", "gru"], default=d.cell, help="recurrent layer")
     model.add_argument("--hidden", type=int, default=d.hidden_size, help="state size")
-    model.add_argument("--layers", type=int, default=d.num_layers, help="")
-    model.add_argument("--dropout", type=float, default=d.dropout, help="")
+    model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
+    model.add_argument("--dropout", type=float, default=d.dropout, help="between layers")
     model.add_argument(
         "--likelihood",
         choices=["gaussian", "student-t", "negbin"],
         default=d.likelihood,
-        help="",
+        help="distribution of each value (negbin: counts)",
     )
     model.add_argument(
         "--scaling",
         choices=["auto", "mean", "std"],
         default=d.scaling,
-        help="",
+        help="per-window scaling; auto: std, mean for negbin",
     )
     model.add_argument(
         "--residual",
@@ -133,7 +132,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.eval_every,
         help="validate every N steps",
     )
-    train.add_argument("--seed", type=int, default=d.seed, help="")
+    train.add_argument("--seed", type=int, default=d.seed, help="weights and window draws")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
 
@@ -141,8 +140,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
     budget = recipe_budget(args, ForecastRecipe())
     return ForecastRecipe(
-        data=args.data, freq=args.freq, covariates=args.covariates, time_column=args.time_column,
-        id_column=args.id_column, target=args.target, horizon=args.horizon,
+        data=args.data, freq=args.freq, covariates=args.covariates or [],
+        time_column=args.time_column, id_column=args.id_column, target=args.target, horizon=args.horizon,
         context=args.context, lags=args.lags, cell=args.cell, hidden_size=args.hidden,
         num_layers=args.layers, dropout=args.dropout, likelihood=args.likelihood,
         scaling=args.scaling, residual=args.residual, embedding_dim=args.embedding,
