@@ -141,12 +141,12 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
     budget = recipe_budget(args, ForecastRecipe())
     return ForecastRecipe(
         data=args.data, freq=args.freq, covariates=args.covariates or [],
-        time_column=args.time_column, id_column=args.id_column, target=args.target, horizon=args.horizon,
-        context=args.context, lags=args.lags, cell=args.cell, hidden_size=args.hidden,
-        num_layers=args.layers, dropout=args.dropout, likelihood=args.likelihood,
-        scaling=args.scaling, residual=args.residual, embedding_dim=args.embedding,
-        batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, seed=args.seed,
-        **budget,
+        time_column=args.time_column, id_column=args.id_column, target=args.target,
+        horizon=args.horizon, context=args.context, lags=args.lags, cell=args.cell,
+        hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
+        likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
+        embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
+        eval_every=args.eval_every, seed=args.seed, **budget,
     )  # fmt: skip
 
 
