@@ -57,9 +57,10 @@ def run_seed(recipe: ForecastRecipe, seed: int, out: Path, baselines: bool, args
 
 
 def fmt(values: list[float]) -> str:
+    """Mean (and standard deviation over seeds), 4 significant digits."""
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f}+-{statistics.stdev(values):.4f}"
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g}+-{statistics.stdev(values):.2g}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         f"horizon {first['horizon']}; model: {args.minutes:g} min per seed, "
         f"{args.seeds} seed(s); {args.likelihood}, {args.scaling} scaling"
     )
-    print(f"{'method':16}" + "".join(f"{c:>17}" for c in COLUMNS))
+    print(f"{'method':16}" + "".join(f"{c:>18}" for c in COLUMNS))
     model = {c: [r["methods"]["model"][c] for r in runs] for c in COLUMNS}
-    print(f"{'model':16}" + "".join(f"{fmt(model[c]):>17}" for c in COLUMNS))
+    print(f"{'model':16}" + "".join(f"{fmt(model[c]):>18}" for c in COLUMNS))
     base = {k: v for k, v in first["methods"].items() if k != "model"}
     for name, m in base.items():
-        print(f"{name:16}" + "".join(f"{m[c]:>17.4f}" for c in COLUMNS))
+        print(f"{name:16}" + "".join(f"{fmt([m[c]]):>18}" for c in COLUMNS))
     mase = statistics.mean(model["mase"])
     checks = {
         "MASE <= 0.85 x seasonal naive": mase <= 0.85 * base["seasonal-naive"]["mase"],
