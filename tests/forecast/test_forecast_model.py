@@ -69,3 +69,26 @@ def test_config_refuses_bad_choices():
         ForecastConfig(likelihood="negbin", scaling="std")
     with pytest.raises(ValueError, match="lags"):
         ForecastConfig(lags=[0, 1])
+
+
+def test_free_running_loss_fed_the_truth_is_the_teacher_forced_loss():
+    torch.manual_seed(0)
+    config = ForecastConfig(lags=[1, 2, 5], num_features=2, hidden_size=8, dropout=0.0)
+    model = DeepAR(config)
+    values, observed, feats, series = _window()
+    mask = observed[:, 5:]
+    state = {"h": 0}
+
+    def truth(params):
+        state["h"] += 1
+        return values[:, 5 + 6 + state["h"] - 1].unsqueeze(1)
+
+    model.head.sample = truth
+    seen = observed.clone()
+    seen[:, 11:] = 1.0  # draws count as observed, in both passes
+    expected = model.nll(values, seen, mask, feats, series, 6)
+    got = model.nll_free_running(values, seen, mask, feats, series, 6)
+    torch.testing.assert_close(got[0], expected[0])
+    assert float(got[1]) == float(mask.sum())
+    got[0].backward()  # the draws are cut from the graph, the states are not
+    assert model.head.proj.weight.grad is not None

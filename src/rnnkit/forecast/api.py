@@ -137,7 +137,7 @@ def train(
     windows = _windows(data, model_config, recipe, stats)
     task = ForecastTask(
         windows, batch_size=recipe.batch_size, steps_per_epoch=recipe.steps_per_epoch,
-        seed=train_config.seed,
+        seed=train_config.seed, free_running=recipe.free_running,
     )  # fmt: skip
     if resume:
         run.write_config(config)

@@ -161,6 +161,38 @@ class DeepAR(nn.Module):
         log_p = self.head.log_prob(params, y)
         return -(log_p * target_mask).sum(), target_mask.sum()
 
+    def nll_free_running(
+        self, values: Tensor, observed: Tensor, target_mask: Tensor, features: Tensor,
+        series: Tensor, context: int,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """As :meth:`nll`, but the horizon is scored the way it is forecast: after the context,
+        each step reads the model's own draws (cut from the graph) instead of the true values,
+        so the spread it learns for step h is that of an h-step forecast."""
+        start = self.config.max_lag
+        loc, scale = self.scale(values, observed, context)
+        steps = torch.arange(start, start + context)
+        x = self.inputs(values, observed, features[:, :context], series, loc, scale, steps)
+        hidden, state = self.rnn(x)
+        y = values[:, start:]
+        log_p = [
+            self.head.log_prob(
+                self.head(hidden, self.base(values, steps, loc), scale), y[:, :context]
+            )
+        ]
+        drawn, seen = values.clone(), observed.clone()
+        for h in range(values.shape[1] - start - context):
+            t = torch.tensor([start + context + h])
+            x = self.inputs(
+                drawn, seen, features[:, context + h : context + h + 1], series, loc, scale, t
+            )
+            out, state = self.rnn(x, state)
+            params = self.head(out, self.base(drawn, t, loc), scale)
+            log_p.append(self.head.log_prob(params, y[:, context + h : context + h + 1]))
+            with torch.no_grad():
+                drawn[:, t] = self.head.sample(params).to(drawn.dtype)
+                seen[:, t] = 1.0
+        return -(torch.cat(log_p, dim=1) * target_mask).sum(), target_mask.sum()
+
     @torch.no_grad()
     def sample_paths(
         self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, *,

@@ -46,6 +46,7 @@ class ForecastRecipe:
     residual: bool = False  # the location is relative to the previous value (not for negbin)
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
+    free_running: bool = False  # train the horizon on the model's own draws, as it forecasts
     batch_size: int = 64  # windows per step
     steps_per_epoch: int = 100  # optimizer steps between reshuffles of the window draws
     optimizer: str = "adamw"  # "adamw" or "sgd"

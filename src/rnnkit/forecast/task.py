@@ -123,9 +123,11 @@ class ForecastTask:
     name = TASK
 
     def __init__(
-        self, windows: Windows, *, batch_size: int, steps_per_epoch: int, seed: int
-    ) -> None:
+        self, windows: Windows, *, batch_size: int, steps_per_epoch: int, seed: int,
+        free_running: bool = False,
+    ) -> None:  # fmt: skip
         self.windows = windows
+        self.free_running = free_running
         self.batch_size, self.seed = batch_size, seed
         self._steps = steps_per_epoch
         valid_start, test_start = windows.data.cuts()
@@ -153,7 +155,8 @@ class ForecastTask:
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, Any]:
         mask = batch.observed[:, model.config.max_lag :]
-        total, count = model.nll(
+        loss = model.nll_free_running if self.free_running else model.nll
+        total, count = loss(
             batch.values, batch.observed, mask, batch.features, batch.series,
             self.windows.context,
         )  # fmt: skip
