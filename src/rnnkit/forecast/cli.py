@@ -120,6 +120,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     train = parser.add_argument_group("training")
     train.add_argument(
+        "--free-running",
+        action=argparse.BooleanOptionalAction,
+        default=d.free_running,
+        help="score the horizon on the model's own draws (as it forecasts), not the true values",
+    )
+    train.add_argument(
         "--batch-size",
         type=int,
         default=d.batch_size,
@@ -146,7 +152,8 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
         likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
         embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
-        eval_every=args.eval_every, seed=args.seed, **budget,
+        eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
+        **budget,
     )  # fmt: skip
 
 
