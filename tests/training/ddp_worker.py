@@ -10,6 +10,7 @@ of its weights after every step (``OUT/NAME.rankR.json``).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -19,17 +20,26 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the corpus generators
-
-from conftest import parallel_corpus  # noqa: E402
-from rnnkit.errors import TrainingInterrupted  # noqa: E402
-from rnnkit.lm.model import LMConfig, RNNLanguageModel  # noqa: E402
-from rnnkit.lm.task import LanguageModelTask  # noqa: E402
-from rnnkit.runs import RunDir  # noqa: E402
-from rnnkit.training import Runtime, TrainConfig, Trainer, seed_everything  # noqa: E402
-from rnnkit.training.distributed import Group, launch_env  # noqa: E402
+from rnnkit.errors import TrainingInterrupted
+from rnnkit.lm.model import LMConfig, RNNLanguageModel
+from rnnkit.lm.task import LanguageModelTask
+from rnnkit.runs import RunDir
+from rnnkit.training import Runtime, TrainConfig, Trainer, seed_everything
+from rnnkit.training.distributed import Group, launch_env
 
 LM_STEPS = 4
+
+
+def parallel_corpus(path: Path, n: int) -> Path:
+    """tests/conftest.py's generated parallel corpus (loaded by path: other test folders have a
+    conftest module of their own)."""
+    conftest = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("rnnkit_tests_conftest", conftest)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parallel_corpus(path, n=n)
+
+
 VOCAB = 11
 
 

@@ -155,11 +155,11 @@ def evaluate(
         data: another corpus or text file (default: the run's own); it is split 90/5/5 too.
         encoding: encoding of ``data``.
         split: ``"valid"`` or ``"test"`` (or ``"train"``).
-        runtime: the device and precision to evaluate with (default: ``--device auto``, fp32).
+        runtime: the device and precision to evaluate with (default: the CPU, fp32).
     """
     from rnnkit.training.distributed import Group
 
-    place = Group(runtime or Runtime())  # one process: the device and autocast of `runtime`
+    place = Group(runtime or Runtime(device="cpu"))  # one process: its device and autocast
     if split not in SPLITS:
         raise ConfigError(f"split must be train, valid or test, got {split!r}")
     lm = load(run_dir)

@@ -267,9 +267,10 @@ def join_launch(runtime: Runtime) -> None:
 
 @contextlib.contextmanager
 def join(runtime: Runtime | None = None) -> Iterator[Group]:
-    """This process's :class:`Group` from torchrun's environment, joined for the duration."""
+    """This process's :class:`Group` from torchrun's environment, joined for the duration
+    (``runtime`` None: the CPU in fp32, for tasks whose data do not follow the model's device)."""
     rank, world, local = launch_env()
-    group = Group(runtime or Runtime(), rank, world, local).start()
+    group = Group(runtime or Runtime(device="cpu"), rank, world, local).start()
     try:
         yield group
     finally:
