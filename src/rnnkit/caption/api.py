@@ -1,0 +1,334 @@
+"""Image captioning end to end: train, load, describe, evaluate (the Python face of the CLI).
+
+Example (a short run on the synthetic scenes, then a caption and the test scores)::
+
+    from rnnkit.caption.api import describe, draw_attention, evaluate, load, train
+    from rnnkit.caption.recipe import CaptionRecipe
+
+    train("runs/cap", recipe=CaptionRecipe(max_minutes=2))
+    captioner = load("runs/cap")
+    best = describe(captioner, ["photo.png"], beam=3)[0][0]
+    print(best.text)                                  # "a small red circle left of a blue square"
+    print(evaluate(captioner, split="test")["beam"]["cider_d"])
+
+A run directory holds, besides the trainer's files (:mod:`rnnkit.training`), ``config.json``
+(``{"task": "caption", "recipe": ..., "model": ..., "train": ...}``) and ``vocab.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnkit import search
+from rnnkit.caption import metrics, scenes
+from rnnkit.caption.data import Split, build_vocab, load_corpus, source_key
+from rnnkit.caption.encoders import check_encoder, model_inputs
+from rnnkit.caption.images import load_image
+from rnnkit.caption.model import CaptionConfig, CaptionModel
+from rnnkit.caption.plots import plot_attention
+from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.caption.task import TASK, CaptionTask, encode_captions
+from rnnkit.checkpoint import RunDir, load_model_weights
+from rnnkit.data.tokenize import Vocab
+from rnnkit.errors import RunDirError
+from rnnkit.training import BEST, CHECKPOINT, TrainConfig, Trainer, TrainResult, config_dict
+
+logger = logging.getLogger(__name__)
+
+DECODE_BATCH = 64  # images decoded at once
+# Words that name an object attribute in the synthetic scenes (for the grounding metric).
+GROUNDED_WORDS = {**{c: "colour" for c in scenes.COLOURS}, **{s: "shape" for s in scenes.SHAPES}}
+
+
+@dataclass
+class Captioner:
+    """A trained captioning model with what is needed to use it."""
+
+    model: CaptionModel
+    vocab: Vocab
+    recipe: CaptionRecipe
+    run_dir: str
+
+
+@dataclass
+class Caption:
+    """One generated caption."""
+
+    words: list[str]
+    text: str
+    log_prob: float  # summed log-probability of the words and the end token
+    attention: np.ndarray | None  # (T, L) where the decoder looked for each word and the end
+
+
+def _load_splits(recipe: CaptionRecipe) -> dict[str, Split]:
+    return load_corpus(
+        recipe.data,
+        image_size=recipe.image_size,
+        seed=recipe.scene_seed,
+        counts=recipe.scenes,
+        images_dir=recipe.images_dir,
+    )
+
+
+def build_task(
+    recipe: CaptionRecipe, splits: dict[str, Split], vocab: Vocab, seed: int
+) -> CaptionTask:
+    """The training task of ``recipe`` over ``splits``."""
+    inputs = {name: model_inputs(split.images, recipe.encoder) for name, split in splits.items()}
+    captions = {
+        name: encode_captions(split.captions, vocab, recipe.max_length)
+        for name, split in splits.items()
+    }
+    return CaptionTask(
+        inputs, captions, vocab, batch_size=recipe.batch_size,
+        attention_penalty=recipe.attention_penalty, seed=seed,
+    )  # fmt: skip
+
+
+def train(
+    out: str | os.PathLike,
+    *,
+    recipe: CaptionRecipe | None = None,
+    resume: bool = False,
+    budget: dict[str, Any] | None = None,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a captioning model into the run directory ``out`` (or continue it with ``resume``).
+
+    Args:
+        out: the run directory (new or empty; an existing caption run with ``resume``).
+        recipe: data, model and training settings (ignored on resume: the run's own are used).
+        resume: continue the run in ``out`` exactly where it stopped.
+        budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
+        quiet: no progress bar.
+        report: receives one-line progress messages.
+    """
+    if resume:
+        run = RunDir.open(out, TASK, require=["config.json", "vocab.json", CHECKPOINT])
+        config = run.read_json("config.json")
+        recipe = CaptionRecipe.from_dict(config["recipe"])
+        vocab = Vocab.load(run.file("vocab.json"))
+        train_config = TrainConfig.from_dict({**config["train"], **(budget or {})})
+        model_config = CaptionConfig.from_dict(config["model"])
+        splits = _load_splits(recipe)
+    else:
+        recipe = recipe or CaptionRecipe()
+        check_encoder(recipe.encoder)
+        train_config = recipe.train_config()
+        recipe.model_config(1)  # validate the model options before reading any data
+        splits = _load_splits(recipe)
+        vocab = build_vocab(splits["train"], min_freq=recipe.min_freq)
+        model_config = recipe.model_config(len(vocab))
+    task = build_task(recipe, splits, vocab, train_config.seed)
+    if resume:
+        config["train"] = config_dict(train_config)
+        run.write_json("config.json", config)
+    else:
+        run = RunDir.create(out, TASK)
+        stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes)}
+        run.write_json(
+            "config.json",
+            {
+                "task": TASK,
+                "recipe": stored,
+                "model": model_config.to_dict(),
+                "train": config_dict(train_config),
+            },
+        )
+        vocab.save(run.file("vocab.json"))
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = CaptionModel(model_config)
+    logger.info("caption model: %d parameters", sum(p.numel() for p in model.parameters()))
+    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report)
+    return trainer.fit(resume=resume)
+
+
+def load(run_dir: str | os.PathLike, *, weights: str = BEST) -> Captioner:
+    """The trained model of ``run_dir`` (best validation weights) and its vocabulary."""
+    run = RunDir.open(run_dir, TASK, require=["config.json", "vocab.json", weights])
+    config = run.read_json("config.json")
+    try:
+        recipe = CaptionRecipe.from_dict(config["recipe"])
+        model = CaptionModel(CaptionConfig.from_dict(config["model"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunDirError(f"{run.file('config.json')} is damaged ({exc})") from None
+    load_model_weights(run, model, weights)
+    model.eval()
+    return Captioner(model, Vocab.load(run.file("vocab.json")), recipe, os.fspath(run_dir))
+
+
+def read_images(captioner: Captioner, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """The pictures at ``paths`` as the model's ``(N, S, S, 3)`` uint8 images."""
+    size = captioner.recipe.image_size
+    return np.stack([load_image(p, size) for p in paths])
+
+
+def decode(
+    captioner: Captioner, images: np.ndarray, *, beam: int = 1, n_best: int = 1
+) -> list[list[search.Hypothesis]]:
+    """Captions of ``(N, S, S, 3)`` uint8 images: greedy (``beam=1``) or beam search.
+
+    Every caption ends with the end token within ``recipe.max_length`` steps (the model forces
+    it at the last step). Returns ``n_best`` hypotheses per image, best first.
+    """
+    if beam < 1 or not 1 <= n_best <= beam:
+        raise ValueError(
+            f"need beam >= 1 and 1 <= n_best <= beam, got beam={beam}, n_best={n_best}"
+        )
+    model, vocab, limit = captioner.model, captioner.vocab, captioner.recipe.max_length
+    model.eval()
+    out: list[list[search.Hypothesis]] = []
+    with torch.no_grad():
+        for start in range(0, len(images), DECODE_BATCH):
+            inputs = model_inputs(images[start : start + DECODE_BATCH], captioner.recipe.encoder)
+            state = model.start(inputs, max_length=limit, eos=vocab.eos_index)
+            bos = torch.full((len(inputs),), vocab.bos_index, dtype=torch.long)
+            if beam == 1:
+                out += [[h] for h in search.greedy(model, state, bos, vocab.eos_index, limit)]
+            else:
+                out += search.beam_search(
+                    model, state, bos, vocab.eos_index, beam, limit, n_best=n_best
+                )
+    return out
+
+
+def attention_of(
+    captioner: Captioner, images: np.ndarray, captions: Sequence[Sequence[int]]
+) -> list[np.ndarray]:
+    """Where the attention decoder looks while it reads each caption: ``(len + 1, L)`` per image.
+
+    Row t is the attention of the step that emits word t (the last row: the end token). The
+    decoder is deterministic in eval mode, so these are the weights of the decoding itself.
+    """
+    if captioner.model.config.decoder != "attention":
+        raise ValueError(
+            f"this model has no attention (decoder={captioner.model.config.decoder!r}); "
+            "train one with --decoder attention"
+        )
+    bos = captioner.vocab.bos_index
+    maps = []
+    with torch.no_grad():
+        for i, words in enumerate(captions):
+            inputs = model_inputs(images[i : i + 1], captioner.recipe.encoder)
+            tgt_in = torch.tensor([[bos, *words]], dtype=torch.long)
+            _, alphas = captioner.model(inputs, tgt_in)
+            maps.append(alphas[0].numpy())
+    return maps
+
+
+def describe(
+    captioner: Captioner,
+    images: Sequence[str | os.PathLike],
+    *,
+    beam: int = 1,
+    n_best: int = 1,
+    attention: bool = False,
+) -> list[list[Caption]]:
+    """Captions of the pictures at ``images``: ``n_best`` per picture, best first.
+
+    Args:
+        beam: 1 for greedy search, else beam search of this width.
+        n_best: captions returned per picture (<= beam).
+        attention: also return each caption's attention maps (attention decoder only).
+    """
+    pixels = read_images(captioner, images)
+    results = []
+    for i, hyps in enumerate(decode(captioner, pixels, beam=beam, n_best=n_best)):
+        maps = (
+            attention_of(
+                captioner, pixels[i : i + 1].repeat(len(hyps), 0), [h.tokens for h in hyps]
+            )
+            if attention
+            else [None] * len(hyps)
+        )
+        row = []
+        for h, weights in zip(hyps, maps):
+            words = captioner.vocab.decode(h.tokens)
+            row.append(Caption(words, " ".join(words), h.log_prob, weights))
+        results.append(row)
+    return results
+
+
+def draw_attention(
+    captioner: Captioner, image: str | os.PathLike, caption: Caption, path: str | os.PathLike
+) -> None:
+    """Write the attention figure of ``caption`` (from :func:`describe` with ``attention=True``)."""
+    if caption.attention is None:
+        raise ValueError("this caption has no attention maps; describe it with attention=True")
+    plot_attention(read_images(captioner, [image])[0], caption.words, caption.attention, path)
+
+
+def _scores(
+    hyps: list[list[str]], split: Split, maps: list[np.ndarray] | None, image_size: int
+) -> dict[str, Any]:
+    """BLEU-1..4, CIDEr-D (whole split and per subset) and grounding of generated captions."""
+    refs = split.captions
+    cider, per_image = metrics.cider_d(hyps, refs, per_image=True)
+    result: dict[str, Any] = {"bleu": metrics.bleu(hyps, refs), "cider_d": cider}
+    if split.objects is not None:
+        subsets: dict[str, Any] = {}
+        relational = [len(objs) > 1 for objs in split.objects]
+        for name, wanted in (("one object", False), ("relations", True)):
+            rows = [i for i, r in enumerate(relational) if r == wanted]
+            if rows:
+                subsets[name] = {
+                    "images": len(rows),
+                    "bleu": metrics.bleu([hyps[i] for i in rows], [refs[i] for i in rows]),
+                    "cider_d": float(np.mean([per_image[i] for i in rows])),
+                }
+        result["subsets"] = subsets
+        if maps is not None:
+            result["grounding"] = metrics.grounding(
+                hyps, maps, split.objects, image_size=image_size, vocabulary=GROUNDED_WORDS
+            )
+    return result
+
+
+def evaluate(
+    captioner: Captioner | str | os.PathLike,
+    *,
+    split: str = "test",
+    beam: int = 3,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Free-running scores on a split of the run's own data, greedy and with beam search.
+
+    Returns ``{"split", "images", "greedy": scores, "beam": scores, "beam_size"}``; scores hold
+    ``bleu`` (BLEU-1..4), ``cider_d``, and for the synthetic scenes ``subsets`` (images with one
+    object / with relations) and, for the attention decoder, ``grounding``
+    (see :func:`rnnkit.caption.metrics.grounding`).
+
+    Args:
+        split: ``"valid"`` or ``"test"`` (or ``"train"``).
+        beam: the beam width of the second decoding (1: greedy only).
+        limit: score only the first ``limit`` images.
+    """
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"split must be train, valid or test, got {split!r}")
+    if not isinstance(captioner, Captioner):
+        captioner = load(captioner)
+    data = _load_splits(captioner.recipe)[split]
+    if limit is not None:
+        keep = slice(0, limit)
+        objects = None if data.objects is None else data.objects[keep]
+        data = Split(data.images[keep], data.names[keep], data.captions[keep], objects)
+    result: dict[str, Any] = {"split": split, "images": len(data), "beam_size": beam}
+    for name, width in (("greedy", 1), ("beam", beam)):
+        if name == "beam" and beam == 1:
+            break
+        hyps = [h[0].tokens for h in decode(captioner, data.images, beam=width)]
+        maps = None
+        if captioner.model.config.decoder == "attention" and data.objects is not None:
+            maps = attention_of(captioner, data.images, hyps)
+        words = [captioner.vocab.decode(h) for h in hyps]
+        result[name] = _scores(words, data, maps, captioner.recipe.image_size)
+        result[name]["examples"] = [" ".join(w) for w in words[:5]]
+    return result
