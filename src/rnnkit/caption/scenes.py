@@ -146,7 +146,7 @@ def captions_for(objects: list[SceneObject], rng: random.Random) -> list[str]:
 
 
 def _place(count: int, size: int, rng: random.Random) -> list[SceneObject] | None:
-    """Random objects that do not overlap and whose pairwise relations are unambiguous."""
+    """Random objects, told apart by colour and shape, apart, in unambiguous relations."""
     objects: list[SceneObject] = []
     for _ in range(count):
         obj_size = rng.choice(SIZES)
@@ -156,6 +156,8 @@ def _place(count: int, size: int, rng: random.Random) -> list[SceneObject] | Non
         box = (cx - half, cy - half, cx + half + 1, cy + half + 1)
         obj = SceneObject(rng.choice(SHAPES), rng.choice(COLOURS), obj_size, box)
         for other in objects:
+            if (other.colour, other.shape) == (obj.colour, obj.shape):
+                return None  # two objects one phrase names: the captions would be ambiguous
             gap = 2
             if not (
                 box[2] + gap <= other.box[0]
