@@ -1,6 +1,7 @@
 """Shared fixtures of the captioning tests: a private cache, tiny scenes, a tiny trained run."""
 
 import pytest
+import torch
 
 from rnnkit.caption.recipe import CaptionRecipe
 
@@ -18,8 +19,13 @@ def tiny_recipe(**changes) -> CaptionRecipe:
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Synthetic scenes are cached in a folder of the test session, never the user's."""
+    """Synthetic scenes are cached in a folder of the test session, never the user's; one
+    thread (tiny models run faster without threads on a busy machine)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

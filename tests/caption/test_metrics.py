@@ -105,6 +105,8 @@ def test_grounding_counts_the_most_attended_cell_against_its_object():
         [["green"]], [cells[:1]], [objects], image_size=32, vocabulary={"green": "colour"}
     )
     assert other["hit_rate"] == 0.0 and other["chance"] == 0.0
+    nothing = grounding([["a"]], [cells[:1]], [objects], image_size=32, vocabulary=vocabulary)
+    assert nothing == {"words": 0, "hit_rate": None, "chance": None, "area": None}
 
 
 def test_metrics_refuse_mismatched_inputs():

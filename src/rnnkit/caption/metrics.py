@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def grounding(
     *,
     image_size: int,
     vocabulary: dict[str, str],
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """How often the model looks at the object a word names, against chance.
 
     For every generated word that names an object attribute (``vocabulary`` maps such words to
@@ -141,7 +142,7 @@ def grounding(
     of that step is a **hit** when its square overlaps the box of an object of the image that has
     the attribute (a word naming nothing in the image is a miss). **Chance** is the hit rate of a
     cell drawn uniformly at random: the fraction of cells overlapping such a box; ``area`` is the
-    fraction of the image those boxes cover.
+    fraction of the image those boxes cover. All three are None when no word names an object.
 
     Args:
         words: the generated captions.
@@ -172,7 +173,7 @@ def grounding(
             areas += float(mask.mean())
             count += 1
     if count == 0:
-        return {"words": 0, "hit_rate": float("nan"), "chance": float("nan"), "area": float("nan")}
+        return {"words": 0, "hit_rate": None, "chance": None, "area": None}
     return {
         "words": count,
         "hit_rate": hits / count,
