@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -100,6 +101,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train a captioning model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -110,6 +112,8 @@ def train(
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bar.
         report: receives one-line progress messages.
+        clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
+            comparisons on a busy machine).
     """
     if resume:
         run = RunDir.open(out, TASK, require=["config.json", "vocab.json", CHECKPOINT])
@@ -147,7 +151,7 @@ def train(
     torch.manual_seed(train_config.seed)  # the initial weights
     model = CaptionModel(model_config)
     logger.info("caption model: %d parameters", sum(p.numel() for p in model.parameters()))
-    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report)
+    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report, clock=clock)
     return trainer.fit(resume=resume)
 
 

@@ -1,4 +1,4 @@
-"""Image captioning: a CNN encoder and an LSTM decoder with visual attention (Show, Attend and Tell).
+"""Image captioning: a CNN encoder, an LSTM decoder with visual attention (Show, Attend, Tell).
 
   rnnkit caption train --out runs/cap --max-minutes 10          # synthetic scenes, attention
   rnnkit caption train --out runs/cap-mean --decoder mean       # baseline without attention
