@@ -122,7 +122,9 @@ def test_cached_features_feed_a_caption_model(monkeypatch):
     with torch.no_grad():
         direct = net.features(encoders.normalise(images)).flatten(2).transpose(1, 2)
     torch.testing.assert_close(first, direct)
-    model = CaptionModel(CaptionConfig(vocab_size=9, encoder="efficientnet-lite0", feature_size=320,
-                                       image_size=32, hidden_size=16, attention_size=8))  # fmt: skip
+    config = CaptionConfig(
+        vocab_size=9, encoder="efficientnet-lite0", feature_size=320, hidden_size=16
+    )
+    model = CaptionModel(config)
     logits, alphas = model(first, torch.zeros(3, 2, dtype=torch.long))
     assert logits.shape == (3, 2, 9) and alphas.shape == (3, 2, 49) and model.encoder is None
