@@ -136,11 +136,11 @@ def captions_for(objects: list[SceneObject], rng: random.Random) -> list[str]:
         ]
         if len(objects) == 2:
             options.append(f"{a.phrase()} and {b.phrase()}")
-        else:
+        else:  # the relation of the two leftmost objects, then the third one
             c = ordered[2]
+            options = [f"{text} and {c.phrase(False)}" for text in options]
             listing = f"{a.phrase()} , {b.phrase()} and {c.phrase()}"
             options += [listing, f"three shapes : {listing}"]
-            options = [f"{o} and {c.phrase(False)}" if i < 4 else o for i, o in enumerate(options)]
     count = rng.randint(3, min(5, len(options)))
     return rng.sample(options, count)
 
