@@ -1,5 +1,6 @@
 """The captioning model: decoding contract, length limit, step/forward agreement, the loss."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,3 +149,16 @@ def test_bad_model_options_are_refused():
         CaptionConfig(vocab_size=10, decoder="lstm")
     with pytest.raises(ValueError, match="multiple of 8"):
         CaptionConfig(vocab_size=10, image_size=50)
+
+
+def test_attention_maps_of_a_batch_equal_those_of_each_caption_alone():
+    from rnnkit.caption.api import Captioner, attention_of
+    from rnnkit.caption.recipe import CaptionRecipe
+
+    captioner = Captioner(_model("attention"), VOCAB, CaptionRecipe(image_size=32), "")
+    images, captions = _images(3), [[3, 4, 5, 6], [7], []]
+    together = attention_of(captioner, images, captions)
+    for i, words in enumerate(captions):
+        alone = attention_of(captioner, images[i : i + 1], [words])[0]
+        assert together[i].shape == (len(words) + 1, 16)
+        np.testing.assert_allclose(together[i], alone, rtol=1e-5, atol=1e-6)

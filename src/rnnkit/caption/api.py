@@ -36,7 +36,7 @@ from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
 from rnnkit.caption.recipe import CaptionRecipe
-from rnnkit.caption.task import TASK, CaptionTask, encode_captions
+from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.checkpoint import RunDir, load_model_weights
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import RunDirError
@@ -222,13 +222,14 @@ def attention_of(
             f"this model has no attention (decoder={captioner.model.config.decoder!r}); "
             "train one with --decoder attention"
         )
-    bos = captioner.vocab.bos_index
-    maps = []
+    vocab, maps = captioner.vocab, []
     with torch.no_grad():
-        for i, words in enumerate(captions):
-            tgt_in = torch.tensor([[bos, *words]], dtype=torch.long)
-            _, alphas = captioner.model(inputs[i : i + 1], tgt_in)
-            maps.append(alphas[0].numpy())
+        for start in range(0, len(captions), DECODE_BATCH):
+            part = captions[start : start + DECODE_BATCH]
+            # Padding after a caption cannot change the steps before it: one batch for all.
+            tgt_in = collate(inputs[start : start + DECODE_BATCH], part, vocab).tgt_in
+            _, alphas = captioner.model(inputs[start : start + DECODE_BATCH], tgt_in)
+            maps += [alphas[i, : len(words) + 1].numpy() for i, words in enumerate(part)]
     return maps
 
 
