@@ -17,6 +17,12 @@ def tiny_recipe(**changes) -> CaptionRecipe:
     return CaptionRecipe(**{**TINY, "max_steps": 3, **changes})
 
 
+@pytest.fixture
+def recipe():
+    """``recipe(**changes)``: the tiny recipe with changes."""
+    return tiny_recipe
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Synthetic scenes are cached in a folder of the test session, never the user's; one

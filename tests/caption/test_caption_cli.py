@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from rnnkit.caption import scenes
@@ -126,3 +127,18 @@ def test_a_model_without_attention_says_so_when_asked_for_the_figure(tmp_path, c
     capsys.readouterr()
     err = _error(capsys, ["caption", "describe", str(out), str(scene_png), "--attention", "a.png"])
     assert "no attention" in err
+
+
+def test_resume_continues_to_the_same_weights(tmp_path, recipe):
+    from safetensors.torch import load_file
+
+    from rnnkit.caption.api import train
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(straight, recipe=recipe(max_steps=4, schedule="constant"))
+    train(split, recipe=recipe(max_steps=2, schedule="constant"))
+    assert main(["caption", "train", "--resume", str(split), "--max-steps", "4", "--quiet"]) == 0
+    a, b = load_file(straight / "last.safetensors"), load_file(split / "last.safetensors")
+    weights = [k for k in a if k.startswith("model.")]
+    assert weights and all(torch.equal(a[k], b[k]) for k in weights)
+    assert json.loads((split / "trainer.json").read_text())["step"] == 4
