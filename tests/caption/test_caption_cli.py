@@ -142,3 +142,14 @@ def test_resume_continues_to_the_same_weights(tmp_path, recipe):
     weights = [k for k in a if k.startswith("model.")]
     assert weights and all(torch.equal(a[k], b[k]) for k in weights)
     assert json.loads((split / "trainer.json").read_text())["step"] == 4
+
+
+def test_train_help_shows_the_recipe_defaults(capsys):
+    from rnnkit.caption.recipe import CaptionRecipe
+
+    with pytest.raises(SystemExit):
+        main(["caption", "train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    d = CaptionRecipe()
+    for option, value in (("--hidden", d.hidden_size), ("--lr", d.lr), ("--decoder", d.decoder)):
+        assert f"(default: {value})" in text.split(option, 2)[-1].split("--", 1)[0]

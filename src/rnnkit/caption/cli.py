@@ -22,6 +22,15 @@ from rnnkit.caption.recipe import CaptionRecipe
 from rnnkit.commands.lm import add_budget_arguments
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the empty ones (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _report(args: argparse.Namespace) -> Any:
     if getattr(args, "quiet", False):
         return lambda message: None
@@ -42,54 +51,51 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--data", default=d.data,
         help="synth-scenes, a Karpathy split .json or an image<TAB>caption .tsv "
-        "(default: %(default)s)",
+        "",
     )  # fmt: skip
-    data.add_argument("--images-dir", help="image folder of a .json (default: the JSON's folder)")
-    data.add_argument(
-        "--image-size", type=int, default=d.image_size, help="square side (default: %(default)s)"
-    )
+    data.add_argument("--images-dir", help="image folder of a .json (none: the JSON's folder)")
+    data.add_argument("--image-size", type=int, default=d.image_size, help="square side")
     data.add_argument(
         "--scenes", type=int, nargs=3, default=list(d.scenes), metavar=("TRAIN", "VALID", "TEST"),
-        help="synthetic images per split (default: %(default)s)",
+        help="synthetic images per split",
     )  # fmt: skip
     data.add_argument(
         "--scene-seed", type=int, default=d.scene_seed, help="seed of the synthetic scenes"
     )
-    data.add_argument(
-        "--min-freq", type=int, default=d.min_freq, help="rarer words become <unk> (default: 1)"
-    )
+    data.add_argument("--min-freq", type=int, default=d.min_freq, help="rarer words become <unk>")
     model = parser.add_argument_group("model")
     model.add_argument(
         "--decoder", choices=["attention", "mean", "text"], default=d.decoder,
-        help="attention (Show, Attend and Tell), mean (no attention) or text (no image); "
-        "default: %(default)s",
+        help="attention (Show, Attend and Tell), mean (no attention) or text (no image)",
     )  # fmt: skip
     model.add_argument(
         "--encoder", default=d.encoder, help="cnn (trained here) or efficientnet-lite0 (frozen)"
     )
     model.add_argument("--hidden", type=int, default=d.hidden_size, help="LSTM state size")
     model.add_argument("--embedding", type=int, default=d.embedding_dim, help="word embedding size")
-    model.add_argument("--dropout", type=float, default=d.dropout, help="default: %(default)s")
+    model.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate")
     model.add_argument(
         "--attention-penalty", type=float, default=d.attention_penalty,
-        help="doubly stochastic attention penalty weight (default: %(default)s)",
+        help="doubly stochastic attention penalty weight",
     )  # fmt: skip
     model.add_argument(
         "--max-length", type=int, default=d.max_length,
-        help="longest caption, end token included (default: %(default)s)",
+        help="longest caption, end token included",
     )  # fmt: skip
     train = parser.add_argument_group("training")
     train.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch")
-    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (%(default)s)")
-    train.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    train.add_argument(
+        "--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up steps"
+    )
     train.add_argument("--clip", type=float, default=d.clip_norm, help="gradient-norm clip")
     train.add_argument(
         "--eval-every", type=int, default=d.eval_every, help="validate every N steps"
     )
-    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and batches")
     add_budget_arguments(train)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (none: torch's choice)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
@@ -208,14 +214,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train a captioning model into a run directory")
+    defaults = _ShowDefaults
+    train = sub.add_parser(
+        "train", help="train a captioning model into a run directory", formatter_class=defaults
+    )
     where = train.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
 
-    describe = sub.add_parser("describe", help="caption images")
+    describe = sub.add_parser("describe", help="caption images", formatter_class=defaults)
     describe.add_argument("run_dir", metavar="RUN_DIR")
     describe.add_argument("images", nargs="+", metavar="IMAGE")
     describe.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
@@ -228,9 +237,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     describe.add_argument("--threads", type=int, help="torch CPU threads")
     describe.set_defaults(func=cmd_describe, trailing="images")
 
-    ev = sub.add_parser("eval", help="BLEU-1..4, CIDEr-D and grounding on a split")
+    ev = sub.add_parser(
+        "eval", help="BLEU-1..4, CIDEr-D and grounding on a split", formatter_class=defaults
+    )
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--split", choices=["valid", "test", "train"], default="test")
+    ev.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split")
     ev.add_argument("--beam", type=int, default=3, help="beam width besides greedy (1: greedy)")
     ev.add_argument("--limit", type=int, help="score only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
