@@ -80,9 +80,10 @@ def mean(rows: list[dict], key: str) -> str:
     values = [r[key] for r in rows if key in r]
     if not values:
         return "-"
+    digits = 0 if all(isinstance(v, int) for v in values) else 1
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f}±{statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f}±{statistics.stdev(values):.{digits}f}"
 
 
 def print_table(rows: list[dict], beam: int) -> None:
