@@ -153,3 +153,18 @@ def test_train_help_shows_the_recipe_defaults(capsys):
     d = CaptionRecipe()
     for option, value in (("--hidden", d.hidden_size), ("--lr", d.lr), ("--decoder", d.decoder)):
         assert f"(default: {value})" in text.split(option, 2)[-1].split("--", 1)[0]
+
+
+def test_train_and_eval_on_a_tsv_of_ones_own_pictures(tmp_path, capsys):
+    rows = []
+    for i in range(8):
+        Image.new("RGB", (30 + i, 20), (30 * i, 100, 0)).save(tmp_path / f"p{i}.jpg")
+        rows += [f"p{i}.jpg\tA green field, number {i}.", f"p{i}.jpg\tgrass"]
+    (tmp_path / "caps.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    argv = ["caption", "train", "--out", str(out), "--data", str(tmp_path / "caps.tsv")]
+    assert main([*argv, "--max-steps", "2", *TINY_ARGS]) == 0
+    assert main(["caption", "eval", str(out), "--json", "--beam", "1"]) == 0
+    scores = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert scores["images"] == 1 and "subsets" not in scores["greedy"]
+    assert "grounding" not in scores["greedy"] and len(scores["greedy"]["bleu"]) == 4

@@ -36,7 +36,7 @@ def plot_attention(
         ax = fig.add_subplot(rows, COLUMNS, k + 1)
         ax.imshow(image, interpolation="nearest")
         if k == 0:
-            ax.set_title(" ".join(words)[:40], fontsize=8)
+            ax.set_title("picture", fontsize=11)
         else:
             grid = attention[k - 1].reshape(side, side)
             ax.imshow(
@@ -50,6 +50,7 @@ def plot_attention(
             )
             ax.set_title(labels[k - 1], fontsize=11)
         ax.axis("off")
+    fig.suptitle(" ".join(words), fontsize=12)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
