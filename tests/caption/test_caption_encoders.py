@@ -121,7 +121,8 @@ def test_cached_features_feed_a_caption_model(monkeypatch):
     assert first.shape == (3, 49, 320) and torch.equal(first, again) and len(calls) == 1
     with torch.no_grad():
         direct = net.features(encoders.normalise(images)).flatten(2).transpose(1, 2)
-    torch.testing.assert_close(first, direct)
+    assert first.dtype == torch.float16
+    torch.testing.assert_close(first.float(), direct, rtol=2e-3, atol=2e-3)
     config = CaptionConfig(
         vocab_size=9, encoder="efficientnet-lite0", feature_size=320, hidden_size=16
     )

@@ -252,8 +252,8 @@ def load_network(spec: PretrainedEncoder) -> EfficientNetLite0:
 
 
 def encode(images: np.ndarray, spec: PretrainedEncoder, *, cache: bool = False) -> Tensor:
-    """Feature grids ``(N, 49, F)`` of ``(N, S, S, 3)`` uint8 images; with ``cache``, stored
-    in (and read from) the cache directory, keyed by the images' bytes."""
+    """Feature grids ``(N, 49, F)`` (float16) of ``(N, S, S, 3)`` uint8 images; with ``cache``,
+    stored in (and read from) the cache directory, keyed by the images' bytes."""
     from rnnkit.checkpoint import load_tensors, save_tensors_atomic
 
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
@@ -269,7 +269,8 @@ def encode(images: np.ndarray, spec: PretrainedEncoder, *, cache: bool = False) 
         for start in range(0, len(images), FEATURE_BATCH):
             grid = net.features(normalise(images[start : start + FEATURE_BATCH]))  # (B, F, 7, 7)
             grids.append(grid.flatten(2).transpose(1, 2).contiguous())  # (B, 49, F)
-    features = torch.cat(grids) if grids else torch.zeros(0, 49, spec.feature_size)
+    # float16 halves the memory and the cache (6,000 pictures: 188 MB); the model reads float32.
+    features = torch.cat(grids).half() if grids else torch.zeros(0, 49, spec.feature_size).half()
     if cache:
         save_tensors_atomic(path, {"features": features})
     return features
