@@ -59,7 +59,7 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
     out = folder / f"{decoder}-s{seed}"
     clock = time.process_time if args.cpu_time else time.monotonic
     result = api.train(out, recipe=recipe, quiet=True, clock=clock)
-    scores = api.evaluate(str(out), split="test", beam=args.beam, limit=args.limit)
+    scores = api.evaluate(str(out), split="test", beam_size=args.beam, limit=args.limit)
     row = {"decoder": decoder, "seed": seed, "steps": result.steps}
     for name in ("greedy", "beam"):
         part = scores[name]

@@ -79,7 +79,7 @@ def test_bad_pictures_are_one_line_and_exit_2(tiny_run, tmp_path, capsys):
 
 
 def test_a_run_of_another_task_is_refused(tmp_path, capsys, scene_png):
-    from rnnkit.checkpoint import RunDir
+    from rnnkit.runs import RunDir
 
     RunDir.create(tmp_path / "lm-run", "lm")
     err = _error(capsys, ["caption", "describe", str(tmp_path / "lm-run"), str(scene_png)])
@@ -115,7 +115,7 @@ def test_bad_caption_files_name_file_and_line(tmp_path, capsys):
 
 def test_bad_options_are_one_line(tiny_run, capsys, scene_png):
     err = _error(capsys, ["caption", "describe", str(tiny_run), str(scene_png), "--n-best", "3"])
-    assert "n_best" in err
+    assert "n-best must be between 1 and the beam size" in err
     err = _error(capsys, ["caption", "train", "--out", "x", "--encoder", "resnet", *TINY_ARGS])
     assert "encoder='resnet'" in err
 

@@ -5,10 +5,14 @@ import pytest
 import torch
 
 from rnnkit import search
+from rnnkit.caption.api import Captioner, decode
 from rnnkit.caption.data import SPECIALS
 from rnnkit.caption.model import CaptionConfig, CaptionModel
+from rnnkit.caption.recipe import CaptionRecipe
 from rnnkit.caption.task import CaptionTask, collate
 from rnnkit.data.tokenize import Vocab
+from rnnkit.errors import ConfigError
+from rnnkit.search import SearchOptions
 
 VOCAB = Vocab(["a", "red", "blue", "circle", "square", "left", "of"], specials=SPECIALS)
 EOS, BOS = VOCAB.eos_index, VOCAB.bos_index
@@ -33,27 +37,29 @@ def test_beam_of_one_is_greedy_search(decoder):
     model, images = _model(decoder), _images(5)
     bos = torch.full((5,), BOS)
     with torch.no_grad():
-        greedy = search.greedy(model, model.start(images, max_length=8, eos=EOS), bos, EOS, 8)
-        beam = search.beam_search(model, model.start(images, max_length=8, eos=EOS), bos, EOS, 1, 8)
-    assert [h.tokens for h in greedy] == [b[0].tokens for b in beam]
-    assert [h.log_prob for h in greedy] == pytest.approx([b[0].log_prob for b in beam], abs=1e-5)
+        greedy = search.decode(model, model.start(images), bos, EOS, 8, SearchOptions())
+        beam = search.beam_search(model, model.start(images), bos, EOS, 1, 8)
+    assert [h[0].tokens for h in greedy] == [b[0].tokens for b in beam]
+    assert [h[0].log_prob for h in greedy] == pytest.approx([b[0].log_prob for b in beam], abs=1e-5)
 
 
 @pytest.mark.parametrize("decoder", ["attention", "mean", "text"])
 def test_every_caption_ends_with_the_end_token_within_the_limit(decoder):
     model, images = _model(decoder), _images(4)
+    captioner = Captioner(model, VOCAB, CaptionRecipe(image_size=32, max_length=6), "")
     with torch.no_grad():
         model.output.bias[EOS] = -50.0  # a model that would never end a caption by itself
         bos = torch.full((4,), BOS)
-        unlimited = search.greedy(model, model.start(images), bos, EOS, 6)
-        assert all(len(h.tokens) == 6 for h in unlimited)  # ran out of steps without eos
+        unlimited = search.decode(model, model.start(images), bos, EOS, 6)
+        assert all(len(h[0].tokens) == 6 for h in unlimited)  # ran out of steps without eos
         for width in (1, 3):
-            state = model.start(images, max_length=6, eos=EOS)
-            found = search.beam_search(model, state, bos, EOS, width, 6, n_best=width)
+            found = decode(captioner, images, beam_size=width, n_best=width)
             for hyps in found:
+                assert len(hyps) == width
                 for h in hyps:  # ended by eos at step 6 at the latest: at most 5 words
                     assert len(h.tokens) <= 5 and h.log_prob > -float("inf")
-                    assert EOS not in h.tokens
+                    specials = {EOS, BOS, VOCAB.pad_index, VOCAB.unk_index}
+                    assert not specials & set(h.tokens)
 
 
 @pytest.mark.parametrize("decoder", ["attention", "mean", "text"])
@@ -75,15 +81,14 @@ def test_teacher_forced_forward_equals_step_by_step_decoding(decoder):
         assert alphas is None
 
 
-def test_reorder_selects_rows_and_keeps_the_limit():
+def test_reorder_selects_rows():
     model, images = _model("attention"), _images(3)
-    state = model.start(images, max_length=5, eos=EOS)
+    state = model.start(images)
     _, state = model.step(torch.full((3,), BOS), state)
     index = torch.tensor([2, 0, 0])
     moved = model.reorder(state, index)
     for name in ("hidden", "cell", "features", "projected", "weights"):
         assert torch.equal(getattr(moved, name), getattr(state, name)[index])
-    assert moved.steps_left == state.steps_left == 4 and moved.eos == EOS
 
 
 def test_the_images_matter_to_the_image_models_only():
@@ -145,15 +150,14 @@ def test_collate_pads_and_frames_captions():
 
 
 def test_bad_model_options_are_refused():
-    with pytest.raises(ValueError, match="decoder='lstm'"):
+    with pytest.raises(ConfigError, match="decoder='lstm'"):
         CaptionConfig(vocab_size=10, decoder="lstm")
-    with pytest.raises(ValueError, match="multiple of 8"):
+    with pytest.raises(ConfigError, match="multiple of 8"):
         CaptionConfig(vocab_size=10, image_size=50)
 
 
 def test_attention_maps_of_a_batch_equal_those_of_each_caption_alone():
-    from rnnkit.caption.api import Captioner, attention_of
-    from rnnkit.caption.recipe import CaptionRecipe
+    from rnnkit.caption.api import attention_of
 
     captioner = Captioner(_model("attention"), VOCAB, CaptionRecipe(image_size=32), "")
     images, captions = _images(3), [[3, 4, 5, 6], [7], []]

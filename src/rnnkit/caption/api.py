@@ -2,22 +2,23 @@
 
 Example (a short run on the synthetic scenes, then a caption and the test scores)::
 
-    from rnnkit.caption.api import describe, draw_attention, evaluate, load, train
-    from rnnkit.caption.recipe import CaptionRecipe
+    from rnnkit import caption
+    from rnnkit.caption import CaptionRecipe
 
-    train("runs/cap", recipe=CaptionRecipe(max_minutes=2))
-    captioner = load("runs/cap")
-    best = describe(captioner, ["photo.png"], beam=3)[0][0]
+    caption.train("runs/cap", recipe=CaptionRecipe(max_minutes=2))
+    captioner = caption.load("runs/cap")
+    best = caption.describe(captioner, ["photo.png"], beam_size=3)[0][0]
     print(best.text)                                  # "a small red circle left of a blue square"
-    print(evaluate(captioner, split="test")["beam"]["cider_d"])
+    print(caption.evaluate(captioner, split="test")["beam"]["cider_d"])
 
-A run directory holds, besides the trainer's files (:mod:`rnnkit.training`), ``config.json``
-(``{"task": "caption", "recipe": ..., "model": ..., "train": ...}``) and ``vocab.json``.
+A run directory (:mod:`rnnkit.runs`) holds, besides the trainer's files, ``config.json``
+(sections ``recipe``, ``model``, ``train``) and ``vocab.json``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit import search
+from rnnkit import runs, search
 from rnnkit.caption import metrics, scenes
 from rnnkit.caption.data import Split, build_vocab, load_corpus, source_key
 from rnnkit.caption.encoders import check_encoder, model_inputs
@@ -37,10 +38,10 @@ from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
 from rnnkit.caption.recipe import CaptionRecipe
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
-from rnnkit.checkpoint import RunDir, load_model_weights
 from rnnkit.data.tokenize import Vocab
-from rnnkit.errors import RunDirError
-from rnnkit.training import BEST, CHECKPOINT, TrainConfig, Trainer, TrainResult, config_dict
+from rnnkit.errors import ConfigError
+from rnnkit.search import SearchOptions, ban_tokens
+from rnnkit.training import TrainConfig, Trainer, TrainResult, config_dict, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +121,11 @@ def train(
             comparisons on a busy machine).
     """
     if resume:
-        run = RunDir.open(out, TASK, require=["config.json", "vocab.json", CHECKPOINT])
-        config = run.read_json("config.json")
-        recipe = CaptionRecipe.from_dict(config["recipe"])
-        vocab = Vocab.load(run.file("vocab.json"))
-        train_config = TrainConfig.from_dict({**config["train"], **(budget or {})})
-        model_config = CaptionConfig.from_dict(config["model"])
+        run, config = runs.resume(out, TASK, budget)
+        recipe = runs.build(run, config, "recipe", CaptionRecipe.from_dict)
+        model_config = runs.build(run, config, "model", CaptionConfig.from_dict)
+        train_config = runs.build(run, config, "train", TrainConfig.from_dict)
+        vocab = Vocab.from_dict(run.read_json(runs.VOCAB))
         splits = _load_splits(recipe)
     else:
         recipe = recipe or CaptionRecipe()
@@ -137,40 +137,29 @@ def train(
         model_config = recipe.model_config(len(vocab))
     task = build_task(recipe, splits, vocab, train_config.seed)
     if resume:
-        config["train"] = config_dict(train_config)
-        run.write_json("config.json", config)
+        run.write_config(config)
     else:
-        run = RunDir.create(out, TASK)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes)}
-        run.write_json(
-            "config.json",
-            {
-                "task": TASK,
-                "recipe": stored,
-                "model": model_config.to_dict(),
-                "train": config_dict(train_config),
-            },
+        run = runs.start(
+            out, TASK, recipe=stored, model=model_config.to_dict(), train=config_dict(train_config)
         )
-        vocab.save(run.file("vocab.json"))
-    torch.manual_seed(train_config.seed)  # the initial weights
+        run.write_json(runs.VOCAB, vocab.to_dict())
+    # training.fit without its clock: the benchmark counts CPU seconds on a busy machine
+    seed_everything(train_config.seed)  # the initial weights
     model = CaptionModel(model_config)
-    logger.info("caption model: %d parameters", sum(p.numel() for p in model.parameters()))
+    (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
     trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report, clock=clock)
     return trainer.fit(resume=resume)
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = BEST) -> Captioner:
+def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Captioner:
     """The trained model of ``run_dir`` (best validation weights) and its vocabulary."""
-    run = RunDir.open(run_dir, TASK, require=["config.json", "vocab.json", weights])
-    config = run.read_json("config.json")
-    try:
-        recipe = CaptionRecipe.from_dict(config["recipe"])
-        model = CaptionModel(CaptionConfig.from_dict(config["model"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunDirError(f"{run.file('config.json')} is damaged ({exc})") from None
-    load_model_weights(run, model, weights)
-    model.eval()
-    return Captioner(model, Vocab.load(run.file("vocab.json")), recipe, os.fspath(run_dir))
+    run, config = runs.load(run_dir, TASK, weights=weights, require=[runs.VOCAB])
+    recipe = runs.build(run, config, "recipe", CaptionRecipe.from_dict)
+    model = CaptionModel(runs.build(run, config, "model", CaptionConfig.from_dict))
+    vocab = Vocab.from_dict(run.read_json(runs.VOCAB))
+    runs.load_model_weights(run, model, weights)
+    return Captioner(model.eval(), vocab, recipe, os.fspath(run_dir))
 
 
 def read_images(captioner: Captioner, paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -179,33 +168,49 @@ def read_images(captioner: Captioner, paths: Sequence[str | os.PathLike]) -> np.
     return np.stack([load_image(p, size) for p in paths])
 
 
-def decode(
-    captioner: Captioner, inputs: Tensor, *, beam: int = 1, n_best: int = 1
-) -> list[list[search.Hypothesis]]:
-    """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``): greedy
-    (``beam=1``) or beam search.
+@dataclass(frozen=True)
+class end_by:  # a search processor (rnnkit.search): lower case, it reads as a call
+    """Only ``eos`` at step ``max_length - 1``: every caption ends within the length limit."""
 
-    Every caption ends with the end token within ``recipe.max_length`` steps (the model forces
-    it at the last step). Returns ``n_best`` hypotheses per image, best first.
+    eos: int
+    max_length: int
+    needs_history = False
+
+    def __call__(self, log_probs: Tensor, history: Tensor | None, step: int) -> Tensor:
+        if step < self.max_length - 1:
+            return log_probs
+        forced = torch.full_like(log_probs, -math.inf)
+        forced[:, self.eos] = 0.0
+        return forced
+
+
+def processors(vocab: Vocab, max_length: int) -> list[Any]:
+    """The constraints of caption decoding: never a special token but the end, which comes
+    within ``max_length`` steps."""
+    never = [i for i in (vocab.pad_index, vocab.bos_index, vocab.unk_index) if i is not None]
+    return [ban_tokens(never), end_by(vocab.eos_index, max_length)]
+
+
+def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[search.Hypothesis]]:
+    """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``).
+
+    ``options`` are :class:`rnnkit.search.SearchOptions` fields (``beam_size``: 1 is greedy
+    search; ``n_best``, ``length_penalty``, ...). Every caption ends with the end token within
+    ``recipe.max_length`` steps. Returns up to ``n_best`` hypotheses per image, best first.
     """
-    if beam < 1 or not 1 <= n_best <= beam:
-        raise ValueError(
-            f"need beam >= 1 and 1 <= n_best <= beam, got beam={beam}, n_best={n_best}"
-        )
+    settings = SearchOptions(**options)
     model, vocab, limit = captioner.model, captioner.vocab, captioner.recipe.max_length
+    constraints = processors(vocab, limit)
     model.eval()
     out: list[list[search.Hypothesis]] = []
     with torch.no_grad():
         for start in range(0, len(inputs), DECODE_BATCH):
             part = inputs[start : start + DECODE_BATCH]
-            state = model.start(part, max_length=limit, eos=vocab.eos_index)
             bos = torch.full((len(part),), vocab.bos_index, dtype=torch.long)
-            if beam == 1:
-                out += [[h] for h in search.greedy(model, state, bos, vocab.eos_index, limit)]
-            else:
-                out += search.beam_search(
-                    model, state, bos, vocab.eos_index, beam, limit, n_best=n_best
-                )
+            out += search.decode(
+                model, model.start(part), bos, vocab.eos_index, limit, settings,
+                processors=constraints,
+            )  # fmt: skip
     return out
 
 
@@ -218,7 +223,7 @@ def attention_of(
     decoder is deterministic in eval mode, so these are the weights of the decoding itself.
     """
     if captioner.model.config.decoder != "attention":
-        raise ValueError(
+        raise ConfigError(
             f"this model has no attention (decoder={captioner.model.config.decoder!r}); "
             "train one with --decoder attention"
         )
@@ -237,20 +242,18 @@ def describe(
     captioner: Captioner,
     images: Sequence[str | os.PathLike],
     *,
-    beam: int = 1,
-    n_best: int = 1,
     attention: bool = False,
+    **options: Any,
 ) -> list[list[Caption]]:
     """Captions of the pictures at ``images``: ``n_best`` per picture, best first.
 
     Args:
-        beam: 1 for greedy search, else beam search of this width.
-        n_best: captions returned per picture (<= beam).
         attention: also return each caption's attention maps (attention decoder only).
+        options: :class:`rnnkit.search.SearchOptions` fields (``beam_size``, ``n_best``, ...).
     """
     inputs = model_inputs(read_images(captioner, images), captioner.recipe.encoder)
     results = []
-    for i, hyps in enumerate(decode(captioner, inputs, beam=beam, n_best=n_best)):
+    for i, hyps in enumerate(decode(captioner, inputs, **options)):
         maps = (
             attention_of(captioner, inputs[[i] * len(hyps)], [h.tokens for h in hyps])
             if attention
@@ -303,7 +306,7 @@ def evaluate(
     captioner: Captioner | str | os.PathLike,
     *,
     split: str = "test",
-    beam: int = 3,
+    beam_size: int = 3,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Free-running scores on a split of the run's own data, greedy and with beam search.
@@ -315,11 +318,11 @@ def evaluate(
 
     Args:
         split: ``"valid"`` or ``"test"`` (or ``"train"``).
-        beam: the beam width of the second decoding (1: greedy only).
+        beam_size: the beam width of the second decoding (1: greedy only).
         limit: score only the first ``limit`` images.
     """
     if split not in ("train", "valid", "test"):
-        raise ValueError(f"split must be train, valid or test, got {split!r}")
+        raise ConfigError(f"split must be train, valid or test, got {split!r}")
     if not isinstance(captioner, Captioner):
         captioner = load(captioner)
     data = _load_splits(captioner.recipe)[split]
@@ -327,12 +330,12 @@ def evaluate(
         keep = slice(0, limit)
         objects = None if data.objects is None else data.objects[keep]
         data = Split(data.images[keep], data.names[keep], data.captions[keep], objects)
-    result: dict[str, Any] = {"split": split, "images": len(data), "beam_size": beam}
+    result: dict[str, Any] = {"split": split, "images": len(data), "beam_size": beam_size}
     inputs = model_inputs(data.images, captioner.recipe.encoder, cache=True)
-    for name, width in (("greedy", 1), ("beam", beam)):
-        if name == "beam" and beam == 1:
+    for name, width in (("greedy", 1), ("beam", beam_size)):
+        if name == "beam" and beam_size == 1:
             break
-        hyps = [h[0].tokens for h in decode(captioner, inputs, beam=width)]
+        hyps = [h[0].tokens for h in decode(captioner, inputs, beam_size=width)]
         maps = None
         if captioner.model.config.decoder == "attention" and data.objects is not None:
             maps = attention_of(captioner, inputs, hyps)

@@ -19,34 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.caption.recipe import CaptionRecipe
-from rnnkit.commands.lm import add_budget_arguments
+from rnnkit.options import (
+    add_budget_arguments,
+    add_command,
+    add_process_arguments,
+    add_run_location,
+    budget_of,
+    recipe_budget,
+    reporter,
+    set_threads,
+)
 
-
-class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except the empty ones (None, False)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _report(args: argparse.Namespace) -> Any:
-    if getattr(args, "quiet", False):
-        return lambda message: None
-    return lambda message: print(message, file=sys.stderr, flush=True)
-
-
-def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
+_D = CaptionRecipe()
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The data, model and training options of ``caption train`` (defaults: the recipe's)."""
-    d = CaptionRecipe()
+    d = _D
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data", default=d.data,
@@ -93,16 +82,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-every", type=int, default=d.eval_every, help="validate every N steps"
     )
     train.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and batches")
-    add_budget_arguments(train)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (none: torch's choice)")
+    add_budget_arguments(train, d)
+    add_process_arguments(parser)
 
 
 def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
     """The recipe the parsed options describe."""
-    budget = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
-    if all(v is None for v in budget.values()):
-        budget["max_minutes"] = CaptionRecipe().max_minutes
     return CaptionRecipe(
         data=args.data, images_dir=args.images_dir, image_size=args.image_size,
         scenes=tuple(args.scenes), scene_seed=args.scene_seed, min_freq=args.min_freq,
@@ -110,7 +95,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         embedding_dim=args.embedding, dropout=args.dropout,
         attention_penalty=args.attention_penalty, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-        clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed, **budget,
+        clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
+        **recipe_budget(args, _D),
     )  # fmt: skip
 
 
@@ -118,17 +104,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.caption import api
     from rnnkit.training import TrainingInterrupted
 
-    _set_threads(args)
-    report = _report(args)
+    set_threads(args)
+    report = reporter(args)
     resume = args.resume is not None
     out = args.resume or args.out
-    budget = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_minutes")}
     recipe = None if resume else recipe_from_args(args)
     report(f"{'resuming' if resume else 'training'} into {out} ...")
     try:
         result = api.train(
             out, recipe=recipe, resume=resume, quiet=args.quiet, report=report,
-            budget={k: v for k, v in budget.items() if v is not None},
+            budget=budget_of(args),
         )  # fmt: skip
     except TrainingInterrupted as exc:
         print(f"rnnkit: {exc}", file=sys.stderr)
@@ -151,10 +136,10 @@ def _attention_path(path: str, index: int, count: int) -> Path:
 def cmd_describe(args: argparse.Namespace) -> int:
     from rnnkit.caption import api
 
-    _set_threads(args)
+    set_threads(args)
     captioner = api.load(args.run_dir)
     results = api.describe(
-        captioner, args.images, beam=args.beam, n_best=args.n_best,
+        captioner, args.images, beam_size=args.beam, n_best=args.n_best,
         attention=args.attention is not None,
     )  # fmt: skip
     if args.attention is not None:
@@ -187,8 +172,8 @@ def _score_line(name: str, scores: dict[str, Any]) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit.caption import api
 
-    _set_threads(args)
-    result = api.evaluate(args.run_dir, split=args.split, beam=args.beam, limit=args.limit)
+    set_threads(args)
+    result = api.evaluate(args.run_dir, split=args.split, beam_size=args.beam, limit=args.limit)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -212,19 +197,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    """Add the ``caption`` sub-commands; defaults from :class:`CaptionRecipe`."""
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    defaults = _ShowDefaults
-    train = sub.add_parser(
-        "train", help="train a captioning model into a run directory", formatter_class=defaults
+    train = add_command(
+        commands, "train", "train a captioning model into a run directory", cmd_train
     )
-    where = train.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
-    where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    add_run_location(train)
     add_train_arguments(train)
-    train.set_defaults(func=cmd_train)
 
-    describe = sub.add_parser("describe", help="caption images", formatter_class=defaults)
+    describe = add_command(commands, "describe", "caption pictures", cmd_describe)
     describe.add_argument("run_dir", metavar="RUN_DIR")
     describe.add_argument("images", nargs="+", metavar="IMAGE")
     describe.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
@@ -235,15 +217,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="draw the image once per word with its attention (several images: OUT-1.png, ...)",
     )  # fmt: skip
     describe.add_argument("--threads", type=int, help="torch CPU threads")
-    describe.set_defaults(func=cmd_describe, trailing="images")
+    describe.set_defaults(trailing="images")
 
-    ev = sub.add_parser(
-        "eval", help="BLEU-1..4, CIDEr-D and grounding on a split", formatter_class=defaults
-    )
+    ev = add_command(commands, "eval", "BLEU-1..4, CIDEr-D and grounding on a split", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split")
     ev.add_argument("--beam", type=int, default=3, help="beam width besides greedy (1: greedy)")
     ev.add_argument("--limit", type=int, help="score only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--threads", type=int, help="torch CPU threads")
-    ev.set_defaults(func=cmd_eval)

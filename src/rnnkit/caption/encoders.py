@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data.datasets import cache_dir, download_sdist, verify_sha256
-from rnnkit.errors import DownloadError
+from rnnkit.errors import ConfigError, DownloadError
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ FEATURE_BATCH = 32  # images through the network at once
 
 
 def check_encoder(name: str) -> None:
-    """Raise ``ValueError`` unless ``name`` is ``"cnn"`` or a known pretrained encoder."""
+    """Raise ``ConfigError`` unless ``name`` is ``"cnn"`` or a known pretrained encoder."""
     if name != "cnn" and name not in ENCODERS:
         known = ", ".join(["cnn", *ENCODERS])
-        raise ValueError(f"encoder={name!r} is not available; choose one of: {known}")
+        raise ConfigError(f"encoder={name!r} is not available; choose one of: {known}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def check_classifies(net: EfficientNetLite0, origin: str) -> None:
 
 def fetch_weights(spec: PretrainedEncoder) -> Path:
     """The cached safetensors weights of ``spec``: downloaded, converted and checked once."""
-    from rnnkit.checkpoint import save_tensors_atomic
+    from rnnkit.runs import save_tensors_atomic
 
     target = weights_path(spec)
     if target.is_file():
@@ -254,7 +254,7 @@ def load_network(spec: PretrainedEncoder) -> EfficientNetLite0:
 def encode(images: np.ndarray, spec: PretrainedEncoder, *, cache: bool = False) -> Tensor:
     """Feature grids ``(N, 49, F)`` (float16) of ``(N, S, S, 3)`` uint8 images; with ``cache``,
     stored in (and read from) the cache directory, keyed by the images' bytes."""
-    from rnnkit.checkpoint import load_tensors, save_tensors_atomic
+    from rnnkit.runs import load_tensors, save_tensors_atomic
 
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     digest.update(str(images.shape).encode())

@@ -20,7 +20,6 @@ contract: ``step(tokens, state) -> (log_probs, state)`` and ``reorder(state, ind
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -28,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.errors import ConfigError
 from rnnkit.nn import LSTMCell
 from rnnkit.nn.attention import Attention
 
@@ -36,26 +37,26 @@ DECODERS = ("attention", "mean", "text")
 
 @dataclass
 class CaptionConfig:
-    """The shape of a captioning model; stored in the run's ``config.json``."""
+    """The shape of a captioning model (defaults: the recipe's); stored in ``config.json``."""
 
     vocab_size: int  # words, specials included
-    decoder: str = "attention"  # "attention", "mean" (no attention) or "text" (no image)
-    encoder: str = "cnn"  # "cnn" (trained here) or "efficientnet-lite0" (frozen features)
-    image_size: int = 64  # side of the square input images (pixels)
-    channels: int = 32  # channels of the CNN's first layer (doubling at each of 3 more)
-    feature_size: int = 128  # size F of a feature vector (the CNN's; 320 for efficientnet)
-    embedding_dim: int = 64  # word embedding size
-    hidden_size: int = 256  # LSTM state size
-    attention_size: int = 128  # hidden size of the additive attention score
-    dropout: float = 0.3  # dropout on the embeddings and before the output layer
+    decoder: str = CaptionRecipe.decoder  # "attention", "mean" (no attention), "text" (no image)
+    encoder: str = CaptionRecipe.encoder  # "cnn" (trained here) or "efficientnet-lite0"
+    image_size: int = CaptionRecipe.image_size  # side of the square input images (pixels)
+    channels: int = CaptionRecipe.channels  # the CNN's first layer (doubling at the next two)
+    feature_size: int = CaptionRecipe.feature_size  # size F of a feature (320: efficientnet)
+    embedding_dim: int = CaptionRecipe.embedding_dim  # word embedding size
+    hidden_size: int = CaptionRecipe.hidden_size  # LSTM state size
+    attention_size: int = CaptionRecipe.attention_size  # additive attention's hidden size
+    dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
-            raise ValueError(f"decoder={self.decoder!r} is not one of {', '.join(DECODERS)}")
+            raise ConfigError(f"decoder={self.decoder!r} is not one of {', '.join(DECODERS)}")
         if self.image_size % 8 or self.image_size < 32:
-            raise ValueError(f"image_size={self.image_size} must be a multiple of 8, >= 32")
+            raise ConfigError(f"image_size={self.image_size} must be a multiple of 8, >= 32")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
@@ -105,8 +106,6 @@ class CaptionState:
     features: Tensor | None  # (N, L, F) the image's feature grid (None: text only)
     projected: Tensor | None  # (N, L, A) key part of the attention score, computed once
     weights: Tensor | None = None  # (N, L) attention of the last step
-    steps_left: int | None = None  # decoding steps left before eos is forced (None: no limit)
-    eos: int | None = None  # the end token forced at the last step
 
 
 class CaptionModel(nn.Module):
@@ -147,25 +146,19 @@ class CaptionModel(nn.Module):
             return images.float()  # precomputed features of a frozen encoder
         return self.encoder(images)
 
-    def start(
-        self, images: Tensor, *, max_length: int | None = None, eos: int | None = None
-    ) -> CaptionState:
-        """The initial decoder state for a batch of images.
-
-        With ``max_length`` (and ``eos``), :meth:`step` gives ``eos`` all the probability at the
-        ``max_length``-th step, so every decoded caption ends with the end token within the limit.
-        """
+    def start(self, images: Tensor) -> CaptionState:
+        """The initial decoder state for a batch of images (or features)."""
         features = self.encode(images)
         n, size = images.size(0), self.config.hidden_size
         if features is None:
             zeros = self.output.weight.new_zeros(n, size)
-            return CaptionState(zeros, zeros, None, None, None, max_length, eos)
+            return CaptionState(zeros, zeros, None, None)
         mean = features.mean(dim=1)  # (N, F)
         hidden, cell = torch.tanh(self.init_hidden(mean)), self.init_cell(mean)
         projected = None
         if self.config.decoder == "attention":
             projected = self.attention.precompute(features)  # (N, L, A)
-        return CaptionState(hidden, cell, features, projected, None, max_length, eos)
+        return CaptionState(hidden, cell, features, projected)
 
     def advance(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
         """One step: previous words ``(N,)`` -> logits ``(N, V)`` and the new state."""
@@ -181,19 +174,12 @@ class CaptionModel(nn.Module):
             inputs = torch.cat([inputs, state.features.mean(dim=1)], dim=1)
         hidden, cell = self.cell(inputs, (state.hidden, state.cell))
         logits = self.output(self.dropout(hidden))  # (N, V)
-        steps_left = None if state.steps_left is None else state.steps_left - 1
-        new = replace(state, hidden=hidden, cell=cell, weights=weights, steps_left=steps_left)
-        return logits, new
+        return logits, replace(state, hidden=hidden, cell=cell, weights=weights)
 
     def step(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
         """The decoding contract: previous words ``(N,)`` -> log-probabilities ``(N, V)``."""
         logits, state = self.advance(tokens, state)
-        log_probs = F.log_softmax(logits, dim=-1)
-        if state.steps_left == 0 and state.eos is not None:
-            # The length limit: the last step can only end the caption.
-            log_probs = torch.full_like(log_probs, -math.inf)
-            log_probs[:, state.eos] = 0.0
-        return log_probs, state
+        return F.log_softmax(logits, dim=-1), state
 
     @staticmethod
     def reorder(state: CaptionState, index: Tensor) -> CaptionState:

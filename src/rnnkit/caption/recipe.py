@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from rnnkit.errors import ConfigError
+
 
 @dataclass
 class CaptionRecipe:
@@ -52,13 +54,13 @@ class CaptionRecipe:
     def __post_init__(self) -> None:
         self.scenes = tuple(self.scenes)  # type: ignore[assignment]  # JSON gives a list
         if len(self.scenes) != 3 or min(self.scenes) < 1:
-            raise ValueError(f"scenes must be three positive counts, got {self.scenes}")
+            raise ConfigError(f"scenes must be three positive counts, got {self.scenes}")
         if self.max_length < 2:
-            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+            raise ConfigError(f"max_length must be >= 2, got {self.max_length}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.attention_penalty < 0:
-            raise ValueError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
+            raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 
     def model_config(self, vocab_size: int) -> Any:
         """The :class:`rnnkit.caption.model.CaptionConfig` of this recipe."""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit.data.datasets import cache_dir
+from rnnkit.errors import ConfigError
 from rnnkit.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -200,9 +201,9 @@ def generate(split: str, count: int, *, seed: int = 0, size: int = 64) -> Scenes
     Training scenes hold no held-out composition; validation and test scenes hold at least one.
     """
     if split not in SPLIT_SEEDS:
-        raise ValueError(f"split must be train, valid or test, got {split!r}")
+        raise ConfigError(f"split must be train, valid or test, got {split!r}")
     if count < 1 or size < 32:
-        raise ValueError(f"need count >= 1 and size >= 32, got count={count}, size={size}")
+        raise ConfigError(f"need count >= 1 and size >= 32, got count={count}, size={size}")
     rng = random.Random(f"{NAME}/{seed + SPLIT_SEEDS[split]}")
     images, objects_out, captions = [], [], []
     while len(images) < count:
