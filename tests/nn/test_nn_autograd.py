@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from torch.func import functional_call, grad, jacrev, jvp, vmap
-
 from nn_oracle import assert_close, twins
+from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 KINDS = ["LSTM", "GRU", "RNN"]
 

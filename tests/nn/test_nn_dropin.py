@@ -5,9 +5,9 @@ import pickle
 
 import pytest
 import torch
+from nn_oracle import assert_close, twins
 
 import rnnkit.nn as rnn
-from nn_oracle import assert_close, twins
 
 KINDS = ["RNN", "LSTM", "GRU"]
 

@@ -17,9 +17,9 @@ import re
 import pytest
 import torch
 import torch.nn.utils.rnn as rnn_utils
+from nn_oracle import assert_close
 
 import rnnkit.nn as nn
-from nn_oracle import assert_close
 
 MODES = ["RNN", "GRU", "LSTM"]
 

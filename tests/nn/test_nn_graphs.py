@@ -5,9 +5,9 @@ import warnings
 
 import pytest
 import torch
+from nn_oracle import assert_close
 
 import rnnkit.nn as rnn
-from nn_oracle import assert_close
 
 
 def _layer(kind, num_layers=2):
