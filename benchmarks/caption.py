@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,24 +29,11 @@ from pathlib import Path
 
 import torch
 
+from lm import cpu_name, load  # the machine lines of benchmarks/lm.py (same folder)
 from rnnkit.caption import api
 from rnnkit.caption.recipe import CaptionRecipe
 
 DECODERS = ("attention", "mean", "text")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
