@@ -23,6 +23,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
     ("embed", "rnnkit.commands.embed", "word embeddings: train, query, evaluate word vectors"),
     ("translate", "rnnkit.commands.translate", "machine translation with attention (seq2seq)"),
+    ("speech", "rnnkit.speech.cli", "speech recognition: CTC acoustic models, transcribe audio"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
 

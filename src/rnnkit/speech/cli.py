@@ -1,0 +1,224 @@
+"""Speech recognition: synthesize a corpus, train a CTC acoustic model, transcribe, evaluate.
+
+  rnnkit speech synth                                   # build the synth-digits corpus (cached)
+  rnnkit speech train --out runs/asr --max-minutes 10   # default recipe
+  rnnkit speech transcribe runs/asr a.wav b.flac --beam 8 --timestamps
+  rnnkit speech transcribe runs/asr a.wav --lm runs/shake --hotword seven --plot a.png
+  rnnkit speech eval runs/asr --split flite --beam 8
+
+synth-digits needs espeak-ng and flite (Debian packages espeak-ng, flite); your own recordings
+need neither: --corpus FILE.tsv (path<TAB>text lines) or a LibriSpeech-style folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Any
+
+from rnnkit.speech.recipe import SpeechRecipe
+
+# Recipe fields that `train` exposes: (field, type, help). Defaults come from SpeechRecipe.
+TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("corpus", str, "synth-digits, synth-text, a transcript TSV or a LibriSpeech folder"),
+    ("text", str, "synth-text: the text file to speak (default: Shakespeare)"),
+    ("train_utterances", int, "synthesized training utterances"),
+    ("valid_utterances", int, "synthesized validation utterances"),
+    ("test_utterances", int, "synthesized test utterances"),
+    ("flite_utterances", int, "utterances of the flite test set"),
+    ("n_mels", int, "log-mel channels"),
+    ("normalize", str, "feature normalisation: utterance or global"),
+    ("stack", int, "frames stacked per recurrent step (time subsampling)"),
+    ("cell", str, "recurrent layer: lstm or gru"),
+    ("hidden_size", int, "units per direction"),
+    ("num_layers", int, "bidirectional layers"),
+    ("dropout", float, "dropout between layers"),
+    ("impl", str, "recurrent kernels: auto, rnnkit or torch"),
+    ("ctc_impl", str, "CTC loss: rnnkit (own forward-backward) or torch (F.ctc_loss)"),
+    ("batch_frames", int, "padded feature frames per batch"),
+    ("lr", float, "peak learning rate"),
+    ("warmup_steps", int, "linear warm-up steps"),
+    ("clip_norm", float, "gradient-norm clipping"),
+    ("eval_every", int, "validate every N steps"),
+    ("seed", int, "corpus and training seed"),
+)
+BUDGET = ("epochs", "max_steps", "max_minutes")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    defaults = SpeechRecipe()
+    for name, kind, help_text in TRAIN_OPTIONS:
+        if name in names:
+            parser.add_argument(_option(name), type=kind, default=getattr(defaults, name),
+                                help=f"{help_text} (default: %(default)s)")  # fmt: skip
+
+
+def recipe_from_args(args: argparse.Namespace) -> SpeechRecipe:
+    values = {f.name: getattr(args, f.name) for f in fields(SpeechRecipe) if hasattr(args, f.name)}
+    if getattr(args, "no_spec_augment", False):
+        values["spec_augment"] = False
+    if all(values.get(b) is None for b in BUDGET):
+        values["max_minutes"] = SpeechRecipe().max_minutes
+    return SpeechRecipe(**values)
+
+
+def _report(args: argparse.Namespace) -> Any:
+    if getattr(args, "quiet", False):
+        return lambda message: None
+    return lambda message: print(message, file=sys.stderr, flush=True)
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    recipe = recipe_from_args(args)
+    items = api.corpus(recipe, progress=not args.quiet and sys.stderr.isatty())
+    for split, part in items.items():
+        print(f"{split:6s} {len(part):6d} utterances")
+    if items.get("train"):
+        print(f"cached in {items['train'][0].path.rsplit('/', 2)[0]}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+    from rnnkit.training import TrainingInterrupted
+
+    _threads(args)
+    resume = args.resume is not None
+    out = args.resume or args.out
+    budget = {b: getattr(args, b) for b in BUDGET if getattr(args, b) is not None}
+    recipe = None if resume else recipe_from_args(args)
+    report = _report(args)
+    report(f"{'resuming' if resume else 'training'} into {out} ...")
+    try:
+        result = api.train(out, recipe=recipe, resume=resume, budget=budget,
+                           quiet=args.quiet or not sys.stderr.isatty(), report=report)  # fmt: skip
+    except TrainingInterrupted as exc:
+        print(f"rnnkit: {exc}", file=sys.stderr)
+        return 130
+    line = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs) in "
+    line += f"{result.elapsed_s / 60:.1f} min, {result.tokens_per_s:.0f} characters/s"
+    if result.best_valid_loss is not None:
+        line += f"; best valid CTC loss {result.best_valid_loss:.4f} nats/character"
+    print(line)
+    print(f"run saved in {out}; try: rnnkit speech eval {out}")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    _threads(args)
+    asr = api.load(args.run_dir)
+    lm = api.load_lm(args.lm, asr.alphabet) if args.lm else None
+    results = asr.transcribe(
+        args.audio, beam=args.beam, nbest=args.nbest, lm=lm, alpha=args.alpha, beta=args.beta,
+        hotwords=args.hotword or (), hotword_weight=args.hotword_weight,
+        timestamps=args.timestamps,
+    )  # fmt: skip
+    if args.plot:
+        from rnnkit.speech.plots import plot_transcription
+
+        plot_transcription(asr, args.audio[0], results[0], args.plot)
+    for t in results:
+        if args.json:
+            print(json.dumps(t.to_dict()))
+            continue
+        print(f"{t.path}\t{t.text}" if len(results) > 1 else t.text)
+        if args.timestamps:
+            for w in t.words:
+                print(f"  {w.start:7.2f} {w.end:7.2f}  {w.text}")
+        for text, score in t.nbest[1:] if args.nbest > 1 else []:
+            print(f"  alt {score:9.3f}  {text}")
+    if args.plot:
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    _threads(args)
+    result = api.evaluate(
+        args.run_dir, split=args.split, data=args.data, beam=args.beam, lm=args.lm,
+        alpha=args.alpha, beta=args.beta, limit=args.limit,
+        progress=not args.json and sys.stderr.isatty(),
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['split']}: {result['utterances']} utterances")
+    print(f"greedy        WER {result['greedy']['wer']:7.2%}   CER {result['greedy']['cer']:7.2%}")
+    if "beam" in result:
+        b = result["beam"]
+        name = f"beam {b['width']}" + (" + LM" if b["lm"] else "")
+        print(f"{name:13s} WER {b['wer']:7.2%}   CER {b['cer']:7.2%}")
+    return 0
+
+
+def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
+    parser.add_argument("--beam", type=int, default=beam, help="beam width (default: %(default)s)")
+    parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight (default: 0.5)")
+    parser.add_argument(
+        "--beta", type=float, default=1.0, help="bonus per character with --lm (default: 1.0)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    synth = sub.add_parser("synth", help="build or extend a synthesized corpus (cached)")
+    add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
+                                 "test_utterances", "flite_utterances", "seed"))  # fmt: skip
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(func=cmd_synth)
+
+    train = sub.add_parser("train", help="train an acoustic model with CTC into a run directory")
+    where = train.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
+    where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
+    train.add_argument("--no-spec-augment", action="store_true", help="no SpecAugment masks")
+    train.add_argument("--epochs", type=int, help="passes over the training data")
+    train.add_argument("--max-steps", type=int, help="optimizer steps")
+    train.add_argument("--max-minutes", type=float, help="wall-clock budget (default: 10)")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or lines")
+    train.set_defaults(func=cmd_train)
+
+    tr = sub.add_parser("transcribe", help="audio files to text")
+    tr.add_argument("run_dir", metavar="RUN_DIR")
+    tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
+    _decoding_arguments(tr, beam=1)
+    tr.add_argument("--nbest", type=int, default=1, help="alternatives to show (with --beam)")
+    tr.add_argument("--hotword", action="append", metavar="WORD", help="boost WORD (repeatable)")
+    tr.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per character")
+    tr.add_argument("--timestamps", action="store_true", help="word start and end times")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file")
+    tr.add_argument("--plot", metavar="PNG", help="log-mel, CTC posteriors and alignment")
+    tr.set_defaults(func=cmd_transcribe, trailing="audio")
+
+    ev = sub.add_parser("eval", help="WER and CER on a test set")
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--split", choices=["valid", "test", "flite"], default="test")
+    ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
+    ev.add_argument("--limit", type=int, help="only the first N utterances")
+    _decoding_arguments(ev, beam=8)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_eval)
