@@ -31,7 +31,7 @@ from torch import Tensor
 from rnnkit.checkpoint import RunDir, load_model_weights
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.speech import data as speech_data
-from rnnkit.speech.audio import read_blocks
+from rnnkit.speech.audio import read_segments
 from rnnkit.speech.data import Alphabet, Item
 from rnnkit.speech.decode import (
     Hypothesis,
@@ -52,7 +52,7 @@ from rnnkit.training import BEST, CHECKPOINT, TrainConfig, Trainer, TrainResult,
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SECONDS = 30.0  # long audio is recognised in blocks of this length
+CHUNK_SECONDS = 30.0  # long audio is recognised in segments of 15-30 s, cut at pauses
 
 
 def corpus(
@@ -219,7 +219,7 @@ class Recognizer:
         """``(start seconds, features, log-probs)`` per block of the file (one for short files)."""
         out = []
         rate = self.features.sample_rate
-        for start, wave in read_blocks(path, sample_rate=rate, seconds=CHUNK_SECONDS):
+        for start, wave in read_segments(path, sample_rate=rate, seconds=CHUNK_SECONDS):
             if out and wave.shape[0] < self.features.n_fft:
                 continue  # a sliver at the end of a long file
             feats = self.featurize(wave)

@@ -1,0 +1,123 @@
+"""The speech commands end to end on tiny tone data, and every bad input as one line, exit 2."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from speech_tones import RATE, TINY, run, tone_word
+
+
+def test_training_learns_to_read_tones(trained, tone_tsv, capsys):
+    code, out, err = run(["speech", "eval", trained, "--data", tone_tsv, "--beam", "4",
+                          "--json"], capsys)  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["utterances"] == 60
+    assert result["greedy"]["cer"] < 0.2
+    assert result["beam"]["cer"] <= result["greedy"]["cer"] + 0.02
+    for name in ("run.json", "config.json", "model.safetensors", "last.safetensors", "loss.png"):
+        assert (trained / name).is_file()
+
+
+def test_transcribe_json_timestamps_and_plot(trained, tmp_path, capsys):
+    import random
+
+    wave = tone_word("cab", random.Random(5))
+    soundfile.write(tmp_path / "cab.flac", wave, RATE)
+    soundfile.write(tmp_path / "cab44.wav", np.stack([wave, wave], 1), RATE)
+    code, out, err = run(["speech", "transcribe", trained, tmp_path / "cab.flac",
+                          tmp_path / "cab44.wav", "--timestamps", "--json", "--plot",
+                          tmp_path / "p.png"], capsys)  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in lines] == ["cab", "cab"]
+    words = lines[0]["words"]
+    assert len(words) == 1 and words[0]["word"] == "cab"
+    assert 0.0 <= words[0]["start"] < 0.2 and 0.4 < words[0]["end"] <= lines[0]["seconds"] + 0.03
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_long_audio_is_transcribed_in_blocks(trained, tmp_path, capsys, monkeypatch):
+    import random
+
+    from rnnkit.speech import api
+
+    monkeypatch.setattr(api, "CHUNK_SECONDS", 0.5)  # 1 s of audio: segments of 0.25-0.5 s
+    rng = random.Random(1)
+    wave = np.concatenate([tone_word("ab", rng), tone_word("c", rng), tone_word("ba", rng)])
+    soundfile.write(tmp_path / "long.wav", wave, RATE)
+    asr = api.load(trained)
+    assert len(asr.blocks(tmp_path / "long.wav")) >= 2
+    text = asr.transcribe([tmp_path / "long.wav"])[0].text
+    assert text.replace(" ", "") == "abcba"
+
+
+def bad_files(tmp_path):
+    (tmp_path / "notes.wav").write_text("this is not audio at all\n" * 10)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    soundfile.write(tmp_path / "zero.wav", np.zeros(0), RATE, format="WAV")
+    soundfile.write(tmp_path / "short.wav", np.zeros(100), RATE)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\xff\x00\x00\x00WAVEfmt \x10\x00" + b"\x00" * 8)
+    (tmp_path / "song.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0")
+    (tmp_path / "folder").mkdir()
+    return {
+        "notes.wav": "cannot read",
+        "empty.wav": "empty",
+        "zero.wav": "zero-length",
+        "short.wav": "shorter than one feature frame",
+        "corrupt.wav": "cannot read",
+        "song.mid": "cannot read",
+        "folder": "is a directory",
+        "missing.wav": "no such audio file",
+    }
+
+
+def test_bad_audio_is_one_line_and_exit_2(trained, tmp_path, capsys):
+    for name, message in bad_files(tmp_path).items():
+        code, out, err = run(["speech", "transcribe", trained, tmp_path / name], capsys)
+        assert code == 2, name
+        assert message in err and err.count("\n") == 1, (name, err)
+
+
+def test_bad_transcripts_and_run_dirs(trained, tone_tsv, tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(f"{tone_tsv.parent / 'u000.wav'}\tab\nno tab on this line\n")
+    code, _, err = run(["speech", "eval", trained, "--data", bad], capsys)
+    assert code == 2 and f"{bad}:2:" in err and err.count("\n") == 1
+    odd = tmp_path / "odd.tsv"
+    odd.write_text(f"{tone_tsv.parent / 'u000.wav'}\tabé!\n")
+    code, _, err = run(["speech", "eval", trained, "--data", odd], capsys)
+    assert code == 2 and "outside the model's alphabet: '!é'" in err
+    # a run directory of another task
+    other = tmp_path / "lmrun"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"format": "rnnkit-run", "task": "lm"}))
+    code, _, err = run(["speech", "transcribe", other, tone_tsv.parent / "u000.wav"], capsys)
+    assert code == 2 and "'lm' run" in err
+    # training into an existing run refuses and keeps it intact
+    before = (trained / "model.safetensors").read_bytes()
+    code, _, err = run(["speech", "train", "--corpus", tone_tsv, "--out", trained,
+                        "--max-steps", "1", *TINY], capsys)  # fmt: skip
+    assert code == 2 and "already holds a run" in err
+    assert (trained / "model.safetensors").read_bytes() == before
+
+
+def test_missing_synthesizer_names_the_package(monkeypatch, tmp_path, capsys):
+    import shutil
+
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda p: None if p == "espeak-ng" else real(p))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, _, err = run(["speech", "synth", "--train-utterances", "2", "--quiet"], capsys)
+    assert code == 2 and "Debian package espeak-ng" in err
+
+
+@pytest.mark.parametrize("command", ["synth", "train", "transcribe", "eval"])
+def test_help_shows_defaults(command, capsys):
+    with pytest.raises(SystemExit):
+        run(["speech", command, "--help"], capsys)
+    out = capsys.readouterr().out
+    assert "usage" in out
+    if command == "train":
+        assert "(default: synth-digits)" in out and "(default: 160)" in out
