@@ -165,3 +165,27 @@ def test_segments_cut_at_pauses_and_join_to_the_whole(tmp_path):
     assert 1.3 * rate <= starts[2] <= 1.4 * rate  # and inside the second
     joined = torch.cat([seg for _, seg in segments])
     torch.testing.assert_close(joined, torch.from_numpy(x).float(), atol=1e-6, rtol=0)
+
+
+def test_vocal_tract_warp_moves_a_tone_to_the_scaled_frequency():
+    from rnnkit.speech.features import warp_matrix
+
+    c = FeatureConfig()
+    torch.testing.assert_close(warp_matrix(c, 1.0), torch.eye(c.n_mels))
+    t = torch.arange(8000) / 16000
+    low = log_mel(torch.sin(2 * math.pi * 1000 * t), c).mean(0)
+    high = log_mel(torch.sin(2 * math.pi * 1250 * t), c).mean(0)
+    warped = low @ warp_matrix(c, 1.25).T
+    assert abs(int(warped.argmax()) - int(high.argmax())) <= 1
+    assert int(low.argmax()) < int(high.argmax())
+
+
+def test_band_limit_zeroes_the_top_channels():
+    c = FeatureConfig()
+    feats = torch.randn(30, c.n_mels)
+    out = SpecAugment(freq_masks=0, time_masks=0, band_limit=1.0, config=c)(
+        feats, torch.Generator().manual_seed(0)
+    )
+    zero = (out == 0).all(0)
+    assert bool(zero[-1]) and not bool(zero[:20].any())
+    assert zero.int().diff().ge(0).all()  # one block at the top

@@ -64,7 +64,7 @@ def corpus(
                   "test": recipe.test_utterances}  # fmt: skip
         if recipe.corpus == "synth-digits" and with_flite and recipe.flite_utterances:
             counts["flite"] = recipe.flite_utterances
-        return speech_data.synth_corpus(recipe.corpus, counts=counts, seed=recipe.seed,
+        return speech_data.synth_corpus(recipe.corpus, counts=counts, seed=recipe.corpus_seed,
                                         text_file=recipe.text, progress=progress)  # fmt: skip
     return speech_data.user_corpus(recipe.corpus)
 
@@ -122,7 +122,11 @@ def train(
         hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, dropout=recipe.dropout,
         impl=recipe.impl,
     )  # fmt: skip
-    augment = SpecAugment() if recipe.spec_augment else None
+    augment = (
+        SpecAugment(warp=recipe.vtlp, band_limit=recipe.band_limit, config=features)
+        if recipe.spec_augment
+        else None
+    )
     task = SpeechTask(splits, batch_frames=recipe.batch_frames, seed=recipe.seed,
                       augment=augment, ctc_impl=recipe.ctc_impl)  # fmt: skip
     if resume:
@@ -237,6 +241,7 @@ class Recognizer:
         beta: float = 1.0,
         hotwords: Sequence[str] = (),
         hotword_weight: float = 2.0,
+        lexicon: Sequence[str] | None = None,
         timestamps: bool = False,
     ) -> list[Transcript]:
         """Transcribe audio files (long files block by block, in bounded memory).
@@ -244,8 +249,7 @@ class Recognizer:
         ``beam=1`` without an LM or hotwords is greedy decoding; anything else runs the prefix
         beam search (see :func:`rnnkit.speech.decode.prefix_beam_search`).
         """
-        words = Words(self.alphabet.symbols, hotwords=hotwords, weight=hotword_weight) if (
-            hotwords) else None  # fmt: skip
+        words = self.words(hotwords, lexicon, hotword_weight)
         results = []
         for path in paths:
             texts, spans, nbests, seconds = [], [], [], 0.0
@@ -265,6 +269,17 @@ class Recognizer:
             best = nbests[0] if len(nbests) == 1 else [(joined, sum(n[0][1] for n in nbests))]
             results.append(Transcript(str(path), joined, seconds, spans, best))
         return results
+
+    def words(
+        self, hotwords: Sequence[str] = (), lexicon: Sequence[str] | None = None,
+        weight: float = 2.0,
+    ) -> Words | None:  # fmt: skip
+        """The word rules of a search (None when there are none)."""
+        if not hotwords and lexicon is None:
+            return None
+        for word in [*hotwords, *(lexicon or ())]:
+            self.alphabet.encode(word, where=f"the word {word!r}")
+        return Words(self.alphabet.symbols, hotwords=hotwords, lexicon=lexicon, weight=weight)
 
     def text(self, tokens: Sequence[int]) -> str:
         """The transcript of class ids, spaces tidied."""
@@ -333,6 +348,7 @@ def evaluate(
     lm: str | None = None,
     alpha: float = 0.5,
     beta: float = 1.0,
+    lexicon: Sequence[str] | None = None,
     limit: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -343,6 +359,7 @@ def evaluate(
         data: a transcript TSV or LibriSpeech folder to score instead (all of it).
         beam: beam width of the second decoder (1: greedy only).
         lm: a character LM run directory for shallow fusion.
+        lexicon: the beam search may only output these words.
         limit: score only the first N utterances.
     """
     if split not in ("valid", "test", "flite"):
@@ -359,6 +376,8 @@ def evaluate(
         items = corpus(recipe, progress=progress)[split]
     items = items[:limit] if limit else items
     fusion = load_lm(lm, asr.alphabet) if lm else None
+    words = asr.words(lexicon=lexicon)
+    searching = beam > 1 or fusion is not None or words is not None
     refs, greedy_out, beam_out = [], [], []
     from tqdm import tqdm
 
@@ -368,8 +387,9 @@ def evaluate(
         texts_g, texts_b = [], []
         for _, _, log_probs in asr.blocks(item.path):
             texts_g.append(asr.text(greedy_decode(log_probs).tokens))
-            if beam > 1 or fusion is not None:
-                best = asr.decode(log_probs, beam=beam, lm=fusion, alpha=alpha, beta=beta)[0]
+            if searching:
+                best = asr.decode(log_probs, beam=beam, lm=fusion, alpha=alpha, beta=beta,
+                                  words=words)[0]  # fmt: skip
                 texts_b.append(asr.text(best.tokens))
         greedy_out.append(" ".join(texts_g))
         beam_out.append(" ".join(texts_b))
@@ -379,8 +399,9 @@ def evaluate(
         "utterances": len(refs),
         "greedy": {"wer": wer(refs, greedy_out), "cer": cer(refs, greedy_out)},
     }
-    if beam > 1 or fusion is not None:
+    if searching:
         result["beam"] = {"width": beam, "lm": lm, "alpha": alpha, "beta": beta,
+                          "lexicon": lexicon is not None,
                           "wer": wer(refs, beam_out), "cer": cer(refs, beam_out)}  # fmt: skip
     result["examples"] = [{"ref": r, "greedy": g} for r, g in list(zip(refs, greedy_out))[:5]]
     return result

@@ -30,6 +30,8 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("flite_utterances", int, "utterances of the flite test set"),
     ("n_mels", int, "log-mel channels"),
     ("normalize", str, "feature normalisation: utterance or global"),
+    ("vtlp", float, "vocal-tract warp factor range in training (0: off)"),
+    ("band_limit", float, "probability of a random band limit in training"),
     ("stack", int, "frames stacked per recurrent step (time subsampling)"),
     ("cell", str, "recurrent layer: lstm or gru"),
     ("hidden_size", int, "units per direction"),
@@ -42,7 +44,8 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("warmup_steps", int, "linear warm-up steps"),
     ("clip_norm", float, "gradient-norm clipping"),
     ("eval_every", int, "validate every N steps"),
-    ("seed", int, "corpus and training seed"),
+    ("corpus_seed", int, "seed of the synthesized corpus"),
+    ("seed", int, "training seed"),
 )
 BUDGET = ("epochs", "max_steps", "max_minutes")
 
@@ -128,7 +131,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     results = asr.transcribe(
         args.audio, beam=args.beam, nbest=args.nbest, lm=lm, alpha=args.alpha, beta=args.beta,
         hotwords=args.hotword or (), hotword_weight=args.hotword_weight,
-        timestamps=args.timestamps,
+        lexicon=_lexicon(args.lexicon), timestamps=args.timestamps,
     )  # fmt: skip
     if args.plot:
         from rnnkit.speech.plots import plot_transcription
@@ -155,7 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _threads(args)
     result = api.evaluate(
         args.run_dir, split=args.split, data=args.data, beam=args.beam, lm=args.lm,
-        alpha=args.alpha, beta=args.beta, limit=args.limit,
+        alpha=args.alpha, beta=args.beta, lexicon=_lexicon(args.lexicon), limit=args.limit,
         progress=not args.json and sys.stderr.isatty(),
     )  # fmt: skip
     if args.json:
@@ -165,7 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"greedy        WER {result['greedy']['wer']:7.2%}   CER {result['greedy']['cer']:7.2%}")
     if "beam" in result:
         b = result["beam"]
-        name = f"beam {b['width']}" + (" + LM" if b["lm"] else "")
+        name = f"beam {b['width']}" + (" + LM" if b["lm"] else "") + (
+            " + lexicon" if b["lexicon"] else "")  # fmt: skip
         print(f"{name:13s} WER {b['wer']:7.2%}   CER {b['cer']:7.2%}")
     return 0
 
@@ -177,7 +181,19 @@ def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
     parser.add_argument(
         "--beta", type=float, default=1.0, help="bonus per character with --lm (default: 1.0)"
     )
+    parser.add_argument("--lexicon", metavar="FILE", help="only output the words of FILE")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def _lexicon(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    from rnnkit.data import read_text_file
+
+    words = read_text_file(path).split()
+    if not words:
+        raise ValueError(f"{path} holds no words; give one word per line")
+    return words
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -185,7 +201,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     synth = sub.add_parser("synth", help="build or extend a synthesized corpus (cached)")
     add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
-                                 "test_utterances", "flite_utterances", "seed"))  # fmt: skip
+                                 "test_utterances", "flite_utterances", "corpus_seed"))  # fmt: skip
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
 
@@ -194,7 +210,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
-    train.add_argument("--no-spec-augment", action="store_true", help="no SpecAugment masks")
+    train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
     train.add_argument("--epochs", type=int, help="passes over the training data")
     train.add_argument("--max-steps", type=int, help="optimizer steps")
     train.add_argument("--max-minutes", type=float, help="wall-clock budget (default: 10)")

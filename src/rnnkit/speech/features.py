@@ -118,23 +118,62 @@ def normalize(feats: Tensor, mean: Tensor | None = None, std: Tensor | None = No
     return (feats - mean) / (std + 1e-5)
 
 
+def warp_matrix(config: FeatureConfig, alpha: float) -> Tensor:
+    """(n_mels, n_mels) matrix W such that ``feats @ W.T`` approximates the features of the same
+    speech with every frequency scaled by ``alpha`` (vocal tract length perturbation, Jaitly and
+    Hinton 2013, done on the mel channels): output channel j reads the input at the (fractional)
+    channel whose centre frequency is centre_j / alpha, by linear interpolation."""
+    c = config
+    low, high = hz_to_mel(torch.tensor([c.f_min, c.f_max], dtype=torch.float64)).tolist()
+    step = (high - low) / (c.n_mels + 1)
+    centres = low + step * torch.arange(1, c.n_mels + 1, dtype=torch.float64)  # mel
+    source = (hz_to_mel(mel_to_hz(centres) / alpha) - low) / step - 1  # fractional channel
+    source = source.clamp(0, c.n_mels - 1)
+    lower = source.floor().long().clamp(max=c.n_mels - 2) if c.n_mels > 1 else source.long()
+    frac = source - lower
+    W = torch.zeros(c.n_mels, c.n_mels, dtype=torch.float64)
+    rows = torch.arange(c.n_mels)
+    W[rows, lower] = 1 - frac
+    if c.n_mels > 1:
+        W[rows, lower + 1] += frac
+    return W.float()
+
+
 @dataclass
 class SpecAugment:
-    """Random frequency and time masks (Park et al. 2019), applied in training only."""
+    """Training-time augmentation of normalised features: a random vocal-tract warp, a random
+    band limit (the channels above a random cutoff zeroed, as audio sampled at 8 kHz looks after
+    normalisation), and SpecAugment's frequency and time masks (Park et al. 2019)."""
 
     freq_masks: int = 2  # bands of mel channels zeroed
     freq_width: int = 6  # at most this many channels each
     time_masks: int = 2  # stretches of frames zeroed
     time_width: int = 12  # at most this many frames each ...
     time_fraction: float = 0.15  # ... and at most this fraction of the utterance
+    warp: float = 0.0  # vocal-tract warp factor drawn from [1 - warp, 1 + warp] (0: off)
+    band_limit: float = 0.0  # probability of zeroing the channels above a random cutoff
+    config: FeatureConfig | None = None  # the features' config (needed for warp, band_limit)
 
     def __call__(self, feats: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``feats`` (frames, channels) with the masks set to zero (a copy)."""
+        """``feats`` (frames, channels) augmented (a copy)."""
         out = feats.clone()
         frames, channels = out.shape
 
         def draw(high: int) -> int:
             return int(torch.randint(0, max(high, 0) + 1, (1,), generator=generator))
+
+        def uniform() -> float:
+            return float(torch.rand((), generator=generator))
+
+        if self.warp and self.config is not None:
+            alpha = 1.0 + self.warp * (2 * uniform() - 1)
+            out = out @ warp_matrix(self.config, alpha).T.to(out.dtype)
+        if self.band_limit and self.config is not None and uniform() < self.band_limit:
+            # A cutoff between 3.4 kHz (telephone) and the top: channels above it carry nothing.
+            lowest = float(hz_to_mel(torch.tensor(3400.0)))
+            low, high = hz_to_mel(torch.tensor([self.config.f_min, self.config.f_max])).tolist()
+            first = int((lowest - low) / (high - low) * (channels + 1))
+            out[:, draw(channels - first) + first :] = 0.0
 
         for _ in range(self.freq_masks):
             width = draw(min(self.freq_width, channels))

@@ -20,9 +20,12 @@ class SpeechRecipe:
     valid_utterances: int = 200
     test_utterances: int = 300
     flite_utterances: int = 300  # ... and of the flite test set (synth-digits only)
+    corpus_seed: int = 0  # synthesized corpora: the seed of texts, voices and settings
     n_mels: int = 40  # log-mel channels
     normalize: str = "utterance"  # feature normalisation: "utterance" or "global"
-    spec_augment: bool = True  # SpecAugment masks in training
+    spec_augment: bool = True  # augmentation in training: SpecAugment masks, warp, band limit
+    vtlp: float = 0.1  # vocal-tract warp: frequencies scaled by a factor in [1 - vtlp, 1 + vtlp]
+    band_limit: float = 0.3  # probability of zeroing the channels above a random cutoff
     stack: int = 3  # frames stacked per recurrent step (time subsampling)
     cell: str = "gru"  # "lstm" or "gru"
     hidden_size: int = 160  # recurrent units per direction
@@ -41,7 +44,7 @@ class SpeechRecipe:
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 200  # validate and checkpoint every N steps
-    seed: int = 0  # corpus and training seed
+    seed: int = 0  # training seed (initial weights, batch order, augmentation)
 
     def __post_init__(self) -> None:
         if self.normalize not in ("utterance", "global"):

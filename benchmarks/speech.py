@@ -1,0 +1,176 @@
+"""Speech recognition in a fixed time: the default recipe on synth-digits, scored on held-out
+espeak-ng voices and on flite voices, and rnnkit's CTC against F.ctc_loss.
+
+For each seed: trains ``SpeechRecipe()`` (what ``rnnkit speech train`` uses) for ``--minutes``
+of wall-clock time, trains a character LM on digit strings with ``rnnkit.lm`` (``--lm-minutes``),
+then prints WER/CER of greedy decoding, of the prefix beam search, and of the beam search with
+the LM (shallow fusion) on the espeak-ng test voices and on the flite voices, the training
+utterances/s, and the forward+backward time of the CTC loss (rnnkit's C and PyTorch loops
+against ``torch.nn.functional.ctc_loss``) on a real training batch.
+
+Targets (issue 15, 2 cores, 10 minutes): greedy WER <= 2% on held-out espeak voices and <= 15%
+on flite voices; beam + LM never worse than greedy and better on flite; rnnkit's CTC at least
+as fast as F.ctc_loss.
+
+    python benchmarks/speech.py --minutes 10                   # the measurement
+    python benchmarks/speech.py --minutes 10 --seeds 0 1 2     # quality over seeds
+    python benchmarks/speech.py --minutes 1 --threads 1        # a quick check
+
+The corpus is synthesized (and cached) on first use: a few minutes, not counted in the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rnnkit import lm
+from rnnkit.nn.ctc import ctc_loss
+from rnnkit.recipes import LMRecipe
+from rnnkit.speech import api, synth
+from rnnkit.speech.recipe import SpeechRecipe
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def digit_lm(folder: Path, minutes: float, seed: int) -> Path:
+    """A character LM of digit strings (rnnkit lm), the text a user would train for the domain."""
+    rng = random.Random(f"lm-text/{seed}")
+    text = "\n".join(synth.digit_text(rng) for _ in range(30000)) + "\n"
+    (folder / "digits.txt").write_text(text)
+    recipe = LMRecipe(data=str(folder / "digits.txt"), hidden_size=128, num_layers=1,
+                      embedding_dim=16, max_minutes=minutes, eval_every=200, seed=seed)  # fmt: skip
+    lm.train(folder / "lm", recipe=recipe, quiet=True)
+    return folder / "lm"
+
+
+def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds of CTC forward+backward on one training batch of the run's corpus shape."""
+    asr = api.load(run)
+    recipe = SpeechRecipe.from_dict(asr.config["recipe"])
+    items = api.corpus(recipe, with_flite=False)["train"][:400]
+    from rnnkit.speech.data import collate, featurize, length_batches
+
+    examples = featurize(items, asr.alphabet, asr.features)
+    batch = collate([examples[i] for i in length_batches(examples, recipe.batch_frames)[-1]])
+    with torch.no_grad():
+        log_probs, lengths = asr.model(batch.feats, batch.lengths)
+    args = (batch.targets, lengths, batch.target_lengths)
+    impls = {
+        "F.ctc_loss": lambda x: F.ctc_loss(x, *args, reduction="sum", zero_infinity=True),
+        "rnnkit (C)": lambda x: ctc_loss(x, *args, reduction="sum", zero_infinity=True),
+        "rnnkit (PyTorch loop)": lambda x: ctc_loss(
+            x, *args, reduction="sum", zero_infinity=True, impl="rnnkit-pytorch"
+        ),  # fmt: skip
+    }
+    out = {"shape": f"T={log_probs.shape[0]} B={log_probs.shape[1]} C={log_probs.shape[2]} "
+                    f"U<={batch.targets.shape[1]}"}  # fmt: skip
+    for name, fn in impls.items():
+        times = []
+        for _ in range(repeats):
+            x = log_probs.clone().requires_grad_()
+            t0 = time.perf_counter()
+            fn(x).backward()
+            times.append(time.perf_counter() - t0)
+        out[name] = 1000 * statistics.median(times)
+    return out
+
+
+def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    recipe = dataclasses.replace(SpeechRecipe(), seed=seed, max_minutes=args.minutes)
+    run = folder / f"asr-{seed}"
+    n_train = len(api.corpus(recipe, with_flite=False)["train"])
+    t0 = time.monotonic()
+    result = api.train(run, recipe=recipe, quiet=True)
+    train_s = time.monotonic() - t0
+    lm_run = digit_lm(folder / f"lm-{seed}", args.lm_minutes, seed)
+    row: dict[str, object] = {
+        "seed": seed,
+        "steps": result.steps,
+        "epochs": result.epochs_done,
+        "utt_per_s": result.epochs_done * n_train / result.elapsed_s,
+        "train_s": train_s,
+    }
+    for split in ("test", "flite"):
+        plain = api.evaluate(run, split=split, beam=args.beam, limit=args.limit)
+        fused = api.evaluate(run, split=split, beam=args.beam, lm=str(lm_run), alpha=args.alpha,
+                             beta=args.beta, limit=args.limit)  # fmt: skip
+        row[split] = {"greedy": plain["greedy"], "beam": plain["beam"], "beam+lm": fused["beam"],
+                      "n": plain["utterances"]}  # fmt: skip
+    row["ctc"] = time_ctc(run)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per seed")
+    parser.add_argument("--lm-minutes", type=float, default=1.0, help="digit LM training budget")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--beam", type=int, default=8)
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with LM")
+    parser.add_argument("--limit", type=int, help="score only the first N test utterances")
+    parser.add_argument("--keep", metavar="DIR", help="keep the runs in DIR")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; load average before: {load()}")  # fmt: skip
+    print(f"recipe: {SpeechRecipe()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:
+            rows.append(one_seed(seed, args, folder))
+            print(f"seed {seed} done; load average {load()}", file=sys.stderr)
+    print(f"load average after: {load()}")
+    print()
+    print(f"{'seed':>4} {'steps':>6} {'epochs':>6} {'utt/s':>6} | "
+          f"{'test greedy':>12} {'test beam':>10} {'test +LM':>9} | "
+          f"{'flite greedy':>12} {'flite beam':>10} {'flite +LM':>9}   (WER / CER %)")  # fmt: skip
+    for r in rows:
+        cells = []
+        for split in ("test", "flite"):
+            for kind in ("greedy", "beam", "beam+lm"):
+                m = r[split][kind]
+                cells.append(f"{100 * m['wer']:5.1f}/{100 * m['cer']:4.1f}")
+        print(f"{r['seed']:>4} {r['steps']:>6} {r['epochs']:>6.1f} {r['utt_per_s']:>6.1f} | "
+              f"{cells[0]:>12} {cells[1]:>10} {cells[2]:>9} | "
+              f"{cells[3]:>12} {cells[4]:>10} {cells[5]:>9}")  # fmt: skip
+    print(f"(test: {rows[0]['test']['n']} utterances of unseen espeak-ng voices; flite: "
+          f"{rows[0]['flite']['n']} of flite voices; beam {args.beam}, LM alpha {args.alpha}, "
+          f"beta {args.beta})")  # fmt: skip
+    print()
+    ctc = rows[-1]["ctc"]
+    print(f"CTC loss forward+backward on a training batch ({ctc['shape']}), median of 20:")
+    base = ctc["F.ctc_loss"]
+    for name in ("F.ctc_loss", "rnnkit (C)", "rnnkit (PyTorch loop)"):
+        print(f"  {name:24s} {ctc[name]:8.2f} ms   {base / ctc[name]:5.2f}x F.ctc_loss speed")
+
+
+if __name__ == "__main__":
+    main()
