@@ -104,6 +104,19 @@ def test_lm_fusion_changes_the_best_hypothesis_where_the_lm_should_win():
     assert fused.acoustic == pytest.approx(-ref.ctc_loss(log_probs.numpy(), [2]))
 
 
+def test_lm_end_score_prefers_finished_words():
+    # Acoustically "ab" and "a" are close; the LM says an utterance ends only after "b".
+    table = [[0.01, 0.98, 0.01], [0.3, 0.01, 0.69], [0.98, 0.01, 0.01]]  # rows: after \n, a, b
+    rows = [[0.1, 0.8, 0.1], [0.9, 0.05, 0.05], [0.6, 0.1, 0.3], [0.9, 0.05, 0.05]]
+    without_end = LMFusion(BigramLM(table), [None, 1, 2], 0)
+    with_end = LMFusion(BigramLM(table), [None, 1, 2], 0, end=0)
+    log_probs = posteriors(rows)
+    assert prefix_beam_search(log_probs, beam=4, lm=without_end, alpha=1.0)[0].tokens == (1,)
+    best = prefix_beam_search(log_probs, beam=4, lm=with_end, alpha=1.0)[0]
+    assert best.tokens == (1, 2)
+    assert best.lm == pytest.approx(np.log(0.98 * 0.69 * 0.98))
+
+
 def test_lm_state_follows_each_prefix():
     # The LM says 'b' after 'a' and 'a' after 'b'; acoustics are flat over a/b at both labels.
     table = [[0.01, 0.98, 0.01], [0.01, 0.01, 0.98], [0.01, 0.98, 0.01]]

@@ -121,3 +121,34 @@ def test_help_shows_defaults(command, capsys):
     assert "usage" in out
     if command == "train":
         assert "(default: synth-digits)" in out and "(default: 160)" in out
+
+
+def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_path, capsys):
+    import random
+
+    rng = random.Random(0)
+    text = "\n".join(
+        "".join(rng.choice("abc") for _ in range(rng.randint(1, 3))) for _ in range(800)
+    )
+    (tmp_path / "lm.txt").write_text(text + "\n")
+    code, _, err = run(["lm", "train", "--data", tmp_path / "lm.txt", "--out", tmp_path / "lm",
+                        "--max-steps", "30", "--hidden", "16", "--embedding", "8", "--layers", "1",
+                        "--bptt", "16", "--batch-size", "4", "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    audio = tone_tsv.parent / "u001.wav"
+    code, out, err = run(["speech", "transcribe", trained, audio, "--json"], capsys)
+    plain = json.loads(out)["text"]
+    fusion = ["--beam", "4", "--lm", tmp_path / "lm", "--alpha", "0.3", "--nbest", "3"]
+    code, out, err = run(["speech", "transcribe", trained, audio, *fusion, "--json"], capsys)
+    assert code == 0, err
+    fused = json.loads(out)
+    assert fused["text"] == plain  # a clear recording: the LM does not overrule the audio
+    assert 1 <= len(fused["nbest"]) <= 3 and fused["nbest"][0]["text"] == fused["text"]
+    # an overwhelming hotword bonus for a word the audio does not hold wins
+    other = next(w for w in ("aaa", "bbb", "ccc") if w != plain)
+    code, out, err = run(["speech", "transcribe", trained, audio, "--beam", "4", "--hotword",
+                          other, "--hotword-weight", "30", "--json"], capsys)  # fmt: skip
+    assert code == 0 and json.loads(out)["text"] != plain
+    # a run of another task is no language model
+    code, _, err = run(["speech", "transcribe", trained, audio, "--lm", trained], capsys)
+    assert code == 2 and "'speech' run" in err

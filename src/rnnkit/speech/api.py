@@ -323,7 +323,7 @@ def load_lm(run_dir: str | os.PathLike, alphabet: Alphabet) -> LMFusion:
     """A character language model trained by ``rnnkit lm train``, for shallow fusion.
 
     Each acoustic character is scored by the LM's token for it (or its upper-case form when the
-    LM only knows that); the LM reads a newline before each utterance.
+    LM only knows that); the LM reads a newline before each utterance and scores one after it.
     """
     from rnnkit.lm import load as load_language_model
 
@@ -333,10 +333,11 @@ def load_lm(run_dir: str | os.PathLike, alphabet: Alphabet) -> LMFusion:
     stoi = lm.vocab.stoi
     token_of = [None] + [stoi.get(c, stoi.get(c.upper())) for c in alphabet.chars]
     start = stoi.get("\n", stoi.get(" ", 0))
+    end = stoi.get("\n")
     missing = [c for c, t in zip(alphabet.chars, token_of[1:]) if t is None]
     if missing:
         logger.warning("the LM does not know %r; those characters get no LM score", missing)
-    return LMFusion(lm.model, token_of, start)
+    return LMFusion(lm.model, token_of, start, end)
 
 
 def evaluate(

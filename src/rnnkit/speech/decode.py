@@ -109,12 +109,17 @@ class LMFusion:
         model: a decoder (``step``/``reorder`` as in :mod:`rnnkit.search`), in eval mode.
         token_of: for each acoustic class, the LM's token id (None: the LM does not score it).
         start: the LM token fed first (the context before the utterance, e.g. a newline).
+        end: the LM token that ends an utterance (scored once at the end: it penalises
+            hypotheses that stop in the middle of a word); None for no end score.
     """
 
-    def __init__(self, model: Any, token_of: Sequence[int | None], start: int) -> None:
+    def __init__(
+        self, model: Any, token_of: Sequence[int | None], start: int, end: int | None = None
+    ) -> None:
         self.model = model
         self.token_of = list(token_of)
         self.start = start
+        self.end = end
 
     @torch.no_grad()
     def begin(self) -> tuple[Tensor, Any]:
@@ -208,10 +213,15 @@ def prefix_beam_search(
     beams: dict[tuple[int, ...], _Beam] = {(): root}
 
     def score(prefix: tuple[int, ...], b: _Beam, final: bool = False) -> float:
-        total = b.acoustic + alpha * b.lm + beta * len(prefix)
+        total = b.acoustic + alpha * (b.lm + (end_term(b) if final else 0.0)) + beta * len(prefix)
         if words is not None:
             total += words.score(prefix, final=final)
         return total
+
+    def end_term(b: _Beam) -> float:
+        if lm is None or lm.end is None or b.lm_next is None:
+            return 0.0
+        return float(b.lm_next[lm.end])
 
     for row in frames:
         best = max(row)
@@ -249,7 +259,7 @@ def prefix_beam_search(
             _step_lm(lm, beams)
     final = sorted(beams.items(), key=lambda item: score(*item, final=True), reverse=True)
     return [
-        Hypothesis(prefix, score(prefix, b, True), b.acoustic, b.lm)
+        Hypothesis(prefix, score(prefix, b, True), b.acoustic, b.lm + end_term(b))
         for prefix, b in final[:nbest]
         if score(prefix, b, True) > NEG_INF
     ]
