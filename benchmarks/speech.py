@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import random
 import statistics
 import sys
@@ -35,25 +34,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rnnkit import lm
+from lm import cpu_name, load  # benchmarks/lm.py: the machine and load lines
+from rnnkit.lm import train as train_lm
 from rnnkit.nn.ctc import ctc_loss
 from rnnkit.recipes import LMRecipe
 from rnnkit.speech import api, synth
 from rnnkit.speech.recipe import SpeechRecipe
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def digit_lm(folder: Path, minutes: float, seed: int) -> Path:
@@ -63,7 +49,7 @@ def digit_lm(folder: Path, minutes: float, seed: int) -> Path:
     (folder / "digits.txt").write_text(text)
     recipe = LMRecipe(data=str(folder / "digits.txt"), hidden_size=128, num_layers=1,
                       embedding_dim=16, max_minutes=minutes, eval_every=200, seed=seed)  # fmt: skip
-    lm.train(folder / "lm", recipe=recipe, quiet=True)
+    train_lm(folder / "lm", recipe=recipe, quiet=True)
     return folder / "lm"
 
 

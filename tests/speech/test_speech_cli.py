@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import soundfile
+import torch
 from speech_tones import RATE, TINY, run, tone_word
 
 
@@ -152,3 +153,24 @@ def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_
     # a run of another task is no language model
     code, _, err = run(["speech", "transcribe", trained, audio, "--lm", trained], capsys)
     assert code == 2 and "'speech' run" in err
+
+
+def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    # A constant schedule: the first session's shorter budget must not change the learning rates.
+    common = ["--corpus", tone_tsv, "--quiet", "--threads", "1", *TINY, "--eval-every", "0",
+              "--schedule", "constant"]  # fmt: skip
+    code, _, err = run(["speech", "train", "--out", tmp_path / "a", "--max-steps", "12", *common],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(["speech", "train", "--out", tmp_path / "b", "--max-steps", "6", *common],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(["speech", "train", "--resume", tmp_path / "b", "--max-steps", "12",
+                        "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    a = load_file(tmp_path / "a" / "last.safetensors")
+    b = load_file(tmp_path / "b" / "last.safetensors")
+    for name in [k for k in a if k.startswith("model.")]:
+        assert torch.equal(a[name], b[name]), name
