@@ -174,3 +174,18 @@ def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, capsys):
     b = load_file(tmp_path / "b" / "last.safetensors")
     for name in [k for k in a if k.startswith("model.")]:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, capsys):
+    from rnnkit.speech import api
+
+    argv = ["speech", "train", "--out", tmp_path / "g", "--corpus", tone_tsv, "--normalize",
+            "global", "--max-steps", "2", "--quiet", *TINY]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    asr = api.load(tmp_path / "g")
+    mean, std = asr.stats
+    assert mean.shape == std.shape == (16,) and float(std.min()) > 0
+    feats = asr.featurize(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000))
+    raw = api.log_mel(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000), asr.features)
+    torch.testing.assert_close(feats, (raw - mean) / (std + 1e-5))

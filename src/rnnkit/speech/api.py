@@ -31,7 +31,7 @@ from torch import Tensor
 from rnnkit.checkpoint import RunDir, load_model_weights
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.speech import data as speech_data
-from rnnkit.speech.audio import read_segments
+from rnnkit.speech.audio import read_audio, read_segments
 from rnnkit.speech.data import Alphabet, Item
 from rnnkit.speech.decode import (
     Hypothesis,
@@ -103,14 +103,11 @@ def train(
     features = FeatureConfig(n_mels=recipe.n_mels)
     if resume:
         alphabet = Alphabet(config["alphabet"])
+        saved = config.get("stats")
+        stats = None if saved is None else (torch.tensor(saved[0]), torch.tensor(saved[1]))
     else:
         alphabet = Alphabet.from_texts([i.text for i in items["train"]])
-    if resume:
-        stats = None if config.get("stats") is None else tuple(map(torch.tensor, config["stats"]))
-    elif recipe.normalize == "global":
-        stats = feature_stats(items["train"], features)
-    else:
-        stats = None
+        stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
     splits = {
         split: speech_data.featurize(
             items[split], alphabet, features, stats=stats, progress=not quiet, what=split
@@ -154,8 +151,6 @@ def feature_stats(
     items: Sequence[Item], features: FeatureConfig, *, limit: int = 500
 ) -> tuple[Tensor, Tensor]:
     """Mean and standard deviation per mel channel over the frames of (up to ``limit``) items."""
-    from rnnkit.speech.audio import read_audio
-
     frames = [log_mel(read_audio(i.path, sample_rate=features.sample_rate), features)
               for i in items[:limit]]  # fmt: skip
     joined = torch.cat(frames)
