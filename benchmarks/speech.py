@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import random
 import statistics
@@ -42,15 +43,15 @@ from rnnkit.speech import api, synth
 from rnnkit.speech.recipe import SpeechRecipe
 
 
-def digit_lm(folder: Path, minutes: float, seed: int) -> Path:
+def digit_lm(folder: Path, minutes: float, seed: int) -> None:
     """A character LM of digit strings (rnnkit lm), the text a user would train for the domain."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"lm-text/{seed}")
     text = "\n".join(synth.digit_text(rng) for _ in range(30000)) + "\n"
     (folder / "digits.txt").write_text(text)
     recipe = LMRecipe(data=str(folder / "digits.txt"), hidden_size=128, num_layers=1,
                       embedding_dim=16, max_minutes=minutes, eval_every=200, seed=seed)  # fmt: skip
     train_lm(folder / "lm", recipe=recipe, quiet=True)
-    return folder / "lm"
 
 
 def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
@@ -88,17 +89,24 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
 def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, object]:
     recipe = dataclasses.replace(SpeechRecipe(), seed=seed, max_minutes=args.minutes)
     run = folder / f"asr-{seed}"
-    n_train = len(api.corpus(recipe, with_flite=False)["train"])
-    t0 = time.monotonic()
-    result = api.train(run, recipe=recipe, quiet=True)
-    train_s = time.monotonic() - t0
-    lm_run = digit_lm(folder / f"lm-{seed}", args.lm_minutes, seed)
+    train_items = api.corpus(recipe, with_flite=False)["train"]
+    if (run / "trainer.json").exists():  # --keep DIR with a finished run: score it again
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        train = [r for r in records if r["split"] == "train"]
+        steps, epochs = records[-1]["step"], records[-1]["epoch"]
+        chars_per_s = statistics.mean(r["tokens_per_s"] for r in train)
+    else:
+        result = api.train(run, recipe=recipe, quiet=True)
+        steps, epochs, chars_per_s = result.steps, result.epochs_done, result.tokens_per_s
+    lm_run = folder / f"lm-{seed}" / "lm"
+    if not (lm_run / "trainer.json").exists():
+        digit_lm(folder / f"lm-{seed}", args.lm_minutes, seed)
+    chars_per_utt = statistics.mean(len(i.text) for i in train_items)
     row: dict[str, object] = {
         "seed": seed,
-        "steps": result.steps,
-        "epochs": result.epochs_done,
-        "utt_per_s": result.epochs_done * n_train / result.elapsed_s,
-        "train_s": train_s,
+        "steps": steps,
+        "epochs": epochs,
+        "utt_per_s": chars_per_s / chars_per_utt,  # training throughput
     }
     for split in ("test", "flite"):
         plain = api.evaluate(run, split=split, beam=args.beam, limit=args.limit)
@@ -120,7 +128,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with LM")
     parser.add_argument("--limit", type=int, help="score only the first N test utterances")
-    parser.add_argument("--keep", metavar="DIR", help="keep the runs in DIR")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep the runs in DIR (finished runs there are rescored)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
