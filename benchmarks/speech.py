@@ -62,7 +62,8 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
     from rnnkit.speech.data import collate, featurize, length_batches
 
     examples = featurize(items, asr.alphabet, asr.features)
-    batch = collate([examples[i] for i in length_batches(examples, recipe.batch_frames)[-1]])
+    batches = length_batches(examples, recipe.batch_frames)  # shortest to longest
+    batch = collate([examples[i] for i in batches[len(batches) // 2]])  # a typical one
     with torch.no_grad():
         log_probs, lengths = asr.model(batch.feats, batch.lengths)
     args = (batch.targets, lengths, batch.target_lengths)
@@ -87,7 +88,7 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
 
 
 def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, object]:
-    recipe = dataclasses.replace(SpeechRecipe(), seed=seed, max_minutes=args.minutes)
+    recipe = dataclasses.replace(args.recipe, seed=seed, max_minutes=args.minutes)
     run = folder / f"asr-{seed}"
     train_items = api.corpus(recipe, with_flite=False)["train"]
     if (run / "trainer.json").exists():  # --keep DIR with a finished run: score it again
@@ -118,6 +119,18 @@ def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, obj
     return row
 
 
+def recipe_with(changes: list[str]) -> SpeechRecipe:
+    """The default recipe with ``FIELD=VALUE`` changes (values parsed as the default's type)."""
+    recipe = SpeechRecipe()
+    for change in changes:
+        name, _, value = change.partition("=")
+        default = getattr(recipe, name)
+        kind = type(default) if default is not None else str
+        parsed = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        recipe = dataclasses.replace(recipe, **{name: parsed})
+    return recipe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per seed")
@@ -131,11 +144,16 @@ def main() -> None:
     parser.add_argument(
         "--keep", metavar="DIR", help="keep the runs in DIR (finished runs there are rescored)"
     )
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE",
+        help="change recipe fields (e.g. lr=0.004 cell=lstm) to compare against the default",
+    )  # fmt: skip
     args = parser.parse_args()
+    args.recipe = recipe_with(args.set)
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; load average before: {load()}")  # fmt: skip
-    print(f"recipe: {SpeechRecipe()}")
+    print(f"recipe: {args.recipe}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
