@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -153,6 +153,7 @@ class SpecAugment:
     warp: float = 0.0  # vocal-tract warp factor drawn from [1 - warp, 1 + warp] (0: off)
     band_limit: float = 0.0  # probability of zeroing the channels above a random cutoff
     config: FeatureConfig | None = None  # the features' config (needed for warp, band_limit)
+    _warps: dict[float, Tensor] = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, feats: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``feats`` (frames, channels) augmented (a copy)."""
@@ -166,8 +167,10 @@ class SpecAugment:
             return float(torch.rand((), generator=generator))
 
         if self.warp and self.config is not None:
-            alpha = 1.0 + self.warp * (2 * uniform() - 1)
-            out = out @ warp_matrix(self.config, alpha).T.to(out.dtype)
+            alpha = round(1.0 + self.warp * (2 * uniform() - 1), 3)  # a grid: matrices reused
+            if alpha not in self._warps:
+                self._warps[alpha] = warp_matrix(self.config, alpha).T.contiguous()
+            out = out @ self._warps[alpha].to(out.dtype)
         if self.band_limit and self.config is not None and uniform() < self.band_limit:
             # A cutoff between 3.4 kHz (telephone) and the top: channels above it carry nothing.
             lowest = float(hz_to_mel(torch.tensor(3400.0)))
