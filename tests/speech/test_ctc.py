@@ -173,3 +173,20 @@ def test_bad_arguments_name_the_problem(change, message):
     args.update(change)
     with pytest.raises(ValueError, match=message):
         ctc_loss(**args)
+
+
+def test_c_entry_refuses_what_it_cannot_handle():
+    from rnnkit.nn.ctc import forward_backward_c
+
+    log_probs = torch.randn(5, 2, 4).log_softmax(2)
+    targets = torch.tensor([[1, 2], [3, 1]])
+    lengths = torch.tensor([5, 5])
+    with pytest.raises(ValueError, match="int64"):
+        forward_backward_c(log_probs, targets.int(), lengths, lengths, 0, True)
+    with pytest.raises(ValueError, match="float32/float64"):
+        forward_backward_c(log_probs.half(), targets, lengths, lengths, 0, True)
+    with pytest.raises(ValueError, match="refused"):  # a length past T, caught in C
+        forward_backward_c(log_probs, targets, torch.tensor([9, 5]), torch.tensor([2, 2]), 0, True)
+    with pytest.raises(ValueError, match="refused"):  # a label past C
+        forward_backward_c(log_probs, torch.tensor([[1, 7], [1, 2]]), lengths,
+                           torch.tensor([2, 2]), 0, True)  # fmt: skip

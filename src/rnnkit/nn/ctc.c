@@ -9,7 +9,9 @@
  *   grad[t, b, k]   = d nll[b] / d log_probs[t, b, k]            (only if grad != NULL;
  *                     zero for t >= input_lengths[b] and where nll[b] is inf)
  * log_probs is (T, B, C) contiguous; targets (B, max_target) int64, padded; grad (T, B, C).
- * Python validates every length and label before calling (rnnkit.nn.ctc.check_inputs).
+ * Python validates every buffer, length and label before calling (rnnkit.nn.ctc); the entry
+ * checks the lengths and labels again and returns -2 without touching anything if one is out of
+ * range, -1 when out of memory, 0 on success.
  */
 #include <math.h>
 #include <stdint.h>
@@ -171,6 +173,16 @@ int ctc_forward_backward(const REAL *log_probs, int64_t T, int64_t B, int64_t C,
                          const int64_t *targets, int64_t max_target, const int64_t *input_lengths,
                          const int64_t *target_lengths, int64_t blank, REAL *nll, REAL *grad,
                          int threads) {
+    /* Re-check what Python checked: nothing below reads outside the buffers it was given. */
+    if (T < 1 || B < 0 || C < 1 || max_target < 0 || blank < 0 || blank >= C) return -2;
+    for (int64_t b = 0; b < B; b++) {
+        if (input_lengths[b] < 1 || input_lengths[b] > T) return -2;
+        if (target_lengths[b] < 0 || target_lengths[b] > max_target) return -2;
+        for (int64_t u = 0; u < target_lengths[b]; u++) {
+            int64_t k = targets[b * max_target + u];
+            if (k < 0 || k >= C || k == blank) return -2;
+        }
+    }
     int failed = 0;
 #pragma omp parallel for schedule(dynamic) reduction(| : failed) num_threads(threads)
     for (int64_t b = 0; b < B; b++) {

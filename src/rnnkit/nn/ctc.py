@@ -198,6 +198,7 @@ def forward_backward_c(
     want_grad: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """``(nll (B,), grad (T, B, C) or None)`` from the C recursions of ``ctc.c``."""
+    check_buffers(log_probs, targets, input_lengths, target_lengths)
     T, B, C = log_probs.shape
     log_probs = log_probs.contiguous()
     targets, input_lengths, target_lengths = (
@@ -213,9 +214,29 @@ def forward_backward_c(
         ctypes.c_void_p(0 if grad is None else grad.data_ptr()),
         ctypes.c_int(torch.get_num_threads()),
     )  # fmt: skip
+    if status == -2:
+        raise ValueError("ctc.c refused the lengths or labels (out of range); nothing was computed")
     if status != 0:
         raise MemoryError("ctc.c: out of memory for the forward-backward variables")
     return nll, grad
+
+
+def check_buffers(
+    log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_lengths: Tensor
+) -> None:
+    """The types and shapes the C entry reads (:class:`CTCFunction` may be called directly)."""
+    if log_probs.dim() != 3 or log_probs.dtype not in _REALS or log_probs.device.type != "cpu":
+        raise ValueError(
+            f"log_probs must be a (T, B, C) float32/float64 CPU tensor, got {log_probs.dtype} "
+            f"{tuple(log_probs.shape)} on {log_probs.device}"
+        )
+    B = log_probs.shape[1]
+    for name, x, dims in (("targets", targets, 2), ("input_lengths", input_lengths, 1),
+                          ("target_lengths", target_lengths, 1)):  # fmt: skip
+        if x.dtype != torch.int64 or x.dim() != dims or x.shape[0] != B or x.device.type != "cpu":
+            raise ValueError(
+                f"{name} must be an int64 CPU tensor with {B} rows, got {x.dtype} {tuple(x.shape)}"
+            )
 
 
 def forward_backward_torch(
