@@ -33,9 +33,9 @@ class SpeechRecipe:
     dropout: float = 0.1  # between layers and before the output layer
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
     ctc_impl: str = "rnnkit"  # CTC: "rnnkit" (own forward-backward) or "torch" (F.ctc_loss)
-    batch_frames: int = 6000  # padded feature frames per batch
+    batch_frames: int = 4000  # padded feature frames per batch (about 20 utterances)
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 2e-3  # peak learning rate
+    lr: float = 4e-3  # peak learning rate
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget
     warmup_steps: int = 100  # linear warm-up steps
