@@ -88,7 +88,8 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
 
 
 def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, object]:
-    recipe = dataclasses.replace(args.recipe, seed=seed, max_minutes=args.minutes)
+    budget = {"max_minutes": None, "max_steps": args.steps} if args.steps else {}
+    recipe = dataclasses.replace(args.recipe, seed=seed, max_minutes=args.minutes, **budget)
     run = folder / f"asr-{seed}"
     train_items = api.corpus(recipe, with_flite=False)["train"]
     if (run / "trainer.json").exists():  # --keep DIR with a finished run: score it again
@@ -134,6 +135,9 @@ def recipe_with(changes: list[str]) -> SpeechRecipe:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per seed")
+    parser.add_argument(
+        "--steps", type=int, help="a step budget instead of --minutes (A/B runs on a busy machine)"
+    )
     parser.add_argument("--lm-minutes", type=float, default=1.0, help="digit LM training budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
