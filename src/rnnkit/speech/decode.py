@@ -122,21 +122,19 @@ class LMFusion:
         self.end = end
 
     @torch.no_grad()
-    def begin(self) -> tuple[Tensor, Any]:
-        """``(log_probs (V,), state)`` after the start token."""
+    def begin(self) -> tuple[list[float], Any]:
+        """``(log-probabilities of the next token (V,), state)`` after the start token."""
         log_probs, state = self.model.step(torch.tensor([self.start]), None)
-        return log_probs[0], state
+        return log_probs[0].tolist(), state
 
     @torch.no_grad()
-    def advance(self, parents: list[Any], classes: list[int]) -> list[tuple[Tensor, Any]]:
+    def advance(self, parents: list[Any], classes: list[int]) -> list[tuple[list[float], Any]]:
         """Step each parent state (single-row) by the LM token of its class, all in one batch."""
         state = _cat_states(parents)
         tokens = torch.tensor([self.token_of[k] for k in classes])
         log_probs, state = self.model.step(tokens, state)
-        return [
-            (log_probs[i], self.model.reorder(state, torch.tensor([i])))
-            for i in range(len(classes))
-        ]
+        rows = log_probs.tolist()  # Python floats: the search reads them one at a time
+        return [(rows[i], self.model.reorder(state, torch.tensor([i]))) for i in range(len(rows))]
 
 
 def _cat_states(states: list[Any]) -> Any:
@@ -154,7 +152,7 @@ class _Beam:
     p_blank: float = NEG_INF  # log p of the paths ending in blank
     p_label: float = NEG_INF  # log p of the paths ending in the prefix's last label
     lm: float = 0.0  # log P_lm(prefix)
-    lm_next: Tensor | None = None  # the LM's log-probabilities of the next token
+    lm_next: list[float] | None = None  # the LM's log-probabilities of the next token
     lm_state: Any = None
     pending: tuple[_Beam, int] | None = None  # (parent, class) whose LM step is still to run
 
@@ -221,7 +219,7 @@ def prefix_beam_search(
     def end_term(b: _Beam) -> float:
         if lm is None or lm.end is None or b.lm_next is None:
             return 0.0
-        return float(b.lm_next[lm.end])
+        return b.lm_next[lm.end]
 
     for row in frames:
         best = max(row)
@@ -268,7 +266,7 @@ def prefix_beam_search(
 def _lm_term(lm: LMFusion | None, parent: _Beam, k: int) -> float:
     if lm is None or parent.lm_next is None or lm.token_of[k] is None:
         return 0.0
-    return float(parent.lm_next[lm.token_of[k]])
+    return parent.lm_next[lm.token_of[k]]
 
 
 def _step_lm(lm: LMFusion, beams: dict[tuple[int, ...], _Beam]) -> None:
