@@ -88,8 +88,12 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
 
 
 def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, object]:
-    budget = {"max_minutes": None, "max_steps": args.steps} if args.steps else {}
-    recipe = dataclasses.replace(args.recipe, seed=seed, max_minutes=args.minutes, **budget)
+    budget = (
+        {"max_minutes": None, "max_steps": args.steps}
+        if args.steps
+        else {"max_minutes": args.minutes}
+    )
+    recipe = dataclasses.replace(args.recipe, seed=seed, **budget)
     run = folder / f"asr-{seed}"
     train_items = api.corpus(recipe, with_flite=False)["train"]
     if (run / "trainer.json").exists():  # --keep DIR with a finished run: score it again
