@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,16 +214,16 @@ class Recognizer:
         log_probs, _ = self.model(feats.unsqueeze(0), torch.tensor([feats.shape[0]]))
         return log_probs[:, 0]
 
-    def blocks(self, path: str | os.PathLike) -> list[tuple[float, Tensor, Tensor]]:
-        """``(start seconds, features, log-probs)`` per block of the file (one for short files)."""
-        out = []
+    def blocks(self, path: str | os.PathLike) -> Iterator[tuple[float, Tensor, Tensor]]:
+        """``(start seconds, features, log-probs)`` per segment of the file (one for short
+        files), one segment in memory at a time."""
         rate = self.features.sample_rate
-        for start, wave in read_segments(path, sample_rate=rate, seconds=CHUNK_SECONDS):
-            if out and wave.shape[0] < self.features.n_fft:
+        segments = read_segments(path, sample_rate=rate, seconds=CHUNK_SECONDS)
+        for index, (start, wave) in enumerate(segments):
+            if index and wave.shape[0] < self.features.n_fft:
                 continue  # a sliver at the end of a long file
             feats = self.featurize(wave)
-            out.append((start / rate, feats, self.posteriors(feats)))
-        return out
+            yield start / rate, feats, self.posteriors(feats)
 
     def transcribe(
         self,

@@ -17,12 +17,13 @@ def plot_transcription(asr: Any, audio: str | os.PathLike, transcript: Any, path
     from matplotlib.figure import Figure
 
     blocks = asr.blocks(audio)
-    _, feats, log_probs = blocks[0]
+    _, feats, log_probs = next(blocks)
+    several = next(blocks, None) is not None
     probs = log_probs.exp().numpy()  # (T', C)
     step = asr.seconds_per_step
     seconds = feats.shape[0] * asr.features.frame_seconds
     # The transcript's own characters (a long file's first block: its greedy decoding).
-    tokens = asr.alphabet.encode(transcript.text) if len(blocks) == 1 else None
+    tokens = None if several else asr.alphabet.encode(transcript.text)
     tokens = tokens if tokens is not None else list(greedy_decode(log_probs).tokens)
     fig = Figure(figsize=(10, 6), dpi=100)
     top, middle, bottom = fig.subplots(3, 1, sharex=True, height_ratios=[3, 3, 1])
