@@ -66,9 +66,12 @@ def test_length_batches_bound_the_padded_frames():
     assert batch.lengths.tolist() == sorted(batch.lengths.tolist(), reverse=True)
 
 
-def test_model_output_of_an_utterance_does_not_depend_on_its_batch():
+@pytest.mark.parametrize("frontend", ["stack", "conv"])
+def test_model_output_of_an_utterance_does_not_depend_on_its_batch(frontend):
     torch.manual_seed(0)
-    model = AcousticModel(AcousticConfig(n_mels=4, num_classes=3, stack=3, hidden_size=8)).eval()
+    config = AcousticConfig(n_mels=4, num_classes=3, stack=3, hidden_size=8, frontend=frontend,
+                            channels=4)  # fmt: skip
+    model = AcousticModel(config).eval()
     data = examples([10, 7, 4])
     batch = collate(data)
     with torch.no_grad():

@@ -115,7 +115,8 @@ def train(
         for split in ("train", "valid")
     }
     model_config = AcousticConfig(
-        n_mels=recipe.n_mels, num_classes=len(alphabet), stack=recipe.stack, cell=recipe.cell,
+        n_mels=recipe.n_mels, num_classes=len(alphabet), stack=recipe.stack,
+        frontend=recipe.frontend, cell=recipe.cell,
         hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, dropout=recipe.dropout,
         impl=recipe.impl,
     )  # fmt: skip

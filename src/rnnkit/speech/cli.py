@@ -33,6 +33,7 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("vtlp", float, "vocal-tract warp factor range in training (0: off)"),
     ("band_limit", float, "probability of a random band limit in training"),
     ("stack", int, "frames stacked per recurrent step (time subsampling)"),
+    ("frontend", str, "time subsampling: stack (frames side by side) or conv (2 convolutions)"),
     ("cell", str, "recurrent layer: lstm or gru"),
     ("hidden_size", int, "units per direction"),
     ("num_layers", int, "bidirectional layers"),

@@ -1,5 +1,5 @@
-"""The acoustic model: frame stacking, a bidirectional recurrent stack, a linear layer to the
-characters plus the CTC blank.
+"""The acoustic model: frame stacking (or a small convolution), a bidirectional recurrent stack,
+a linear layer to the characters plus the CTC blank.
 
 Frame stacking (Sak et al. 2015) joins ``stack`` consecutive 10 ms frames into one input of
 ``stack * n_mels`` values: the recurrence then runs ``stack`` times fewer steps, which is most of
@@ -35,6 +35,8 @@ class AcousticConfig:
     n_mels: int  # feature channels per frame
     num_classes: int  # characters + 1 (the blank, class 0)
     stack: int = 3  # frames joined into one step (time subsampling factor)
+    frontend: str = "stack"  # "stack" (frame stacking) or "conv" (two small 2-D convolutions)
+    channels: int = 32  # conv front end: feature maps of each convolution
     cell: str = "gru"  # "lstm" or "gru"
     hidden_size: int = 160  # per direction
     num_layers: int = 2  # bidirectional layers
@@ -42,6 +44,8 @@ class AcousticConfig:
     impl: str = "auto"  # rnnkit.nn kernels
 
     def __post_init__(self) -> None:
+        if self.frontend not in ("stack", "conv"):
+            raise ValueError(f"frontend must be 'stack' or 'conv', got {self.frontend!r}")
         if self.cell not in RECURRENT:
             raise ValueError(f"cell must be one of {sorted(RECURRENT)}, got {self.cell!r}")
         for name in ("n_mels", "num_classes", "stack", "hidden_size", "num_layers"):
@@ -74,8 +78,18 @@ class AcousticModel(nn.Module):
     def __init__(self, config: AcousticConfig) -> None:
         super().__init__()
         self.config = c = config
+        self.conv: nn.ModuleList | None = None
+        width = c.n_mels * c.stack
+        if c.frontend == "conv":
+            # 3x3 convolutions over (time, mel): the first halves the mel axis, the second also
+            # steps `stack` frames at a time; a filter sees the same pattern at any frequency.
+            self.conv = nn.ModuleList([
+                nn.Conv2d(1, c.channels, 3, stride=(1, 2), padding=1),
+                nn.Conv2d(c.channels, c.channels, 3, stride=(c.stack, 2), padding=1),
+            ])  # fmt: skip
+            width = c.channels * (((c.n_mels + 1) // 2 + 1) // 2)  # mel axis halved twice
         self.rnn = RECURRENT[c.cell](
-            c.n_mels * c.stack, c.hidden_size, c.num_layers, batch_first=True,
+            width, c.hidden_size, c.num_layers, batch_first=True,
             bidirectional=True, dropout=c.dropout if c.num_layers > 1 else 0.0, impl=c.impl,
         )  # fmt: skip
         self.dropout = nn.Dropout(c.dropout)
@@ -89,8 +103,21 @@ class AcousticModel(nn.Module):
         feats = nn.functional.pad(feats, (0, 0, 0, steps * k - T))
         return feats.reshape(B, steps, k * F), -(-lengths // k)
 
+    def subsample(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, F) -> (B, ceil(T / stack), width) by the configured front end."""
+        if self.conv is None:
+            return self.stack_frames(feats, lengths)
+        first, second = self.conv
+        x = torch.relu(first(feats.unsqueeze(1)))  # (B, channels, T, F / 2)
+        # Zero the frames past each utterance's end, as the padding of an utterance alone.
+        inside = torch.arange(x.shape[2], device=x.device) < lengths.to(x.device).unsqueeze(1)
+        x = torch.relu(second(x * inside[:, None, :, None]))  # (B, channels, T', F / 4)
+        B, channels, steps, width = x.shape
+        x = x.permute(0, 2, 1, 3).reshape(B, steps, channels * width)
+        return x, -(-lengths // self.config.stack)
+
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        x, out_lengths = self.stack_frames(feats, lengths)  # (B, T', k F)
+        x, out_lengths = self.subsample(feats, lengths)  # (B, T', width)
         packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=False, total_length=x.shape[1])  # (T', B, 2H)

@@ -30,6 +30,7 @@ class SpeechRecipe:
     vtlp: float = 0.1  # vocal-tract warp: frequencies scaled by a factor in [1 - vtlp, 1 + vtlp]
     band_limit: float = 0.3  # probability of zeroing the channels above a random cutoff
     stack: int = 3  # frames stacked per recurrent step (time subsampling)
+    frontend: str = "stack"  # "stack" (frame stacking) or "conv" (two 3x3 convolutions)
     cell: str = "gru"  # "lstm" or "gru"
     hidden_size: int = 160  # recurrent units per direction
     num_layers: int = 2  # bidirectional layers
