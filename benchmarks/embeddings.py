@@ -1,7 +1,7 @@
 """rnnkit's word2vec against gensim's Word2Vec: same corpus, same tokens, same hyperparameters.
 
 Trains both, one after the other in one run, and scores both with the same evaluation code
-(rnnkit.embeddings.evaluate, checked against gensim's own evaluation) on the Google analogies,
+(rnnkit.embed.evaluate, checked against gensim's own evaluation) on the Google analogies,
 WordSim-353 and SimLex-999. Speed is raw corpus words per second of the whole training call
 (vocabulary building included, for both), as word2vec and gensim count them.
 
@@ -24,9 +24,9 @@ import time
 import torch
 
 from rnnkit.data.datasets import load_corpus
-from rnnkit.embeddings import Word2VecConfig, WordVectors, evaluate_standard, train_word_vectors
-from rnnkit.embeddings.config import IMPLS
-from rnnkit.embeddings.train import tokenize_corpus, use_native
+from rnnkit.embed import Word2VecConfig, WordVectors, evaluate_standard, train_word_vectors
+from rnnkit.embed.recipe import IMPLS
+from rnnkit.embed.train import tokenize_corpus, use_native
 
 
 def train_gensim(sentences, config: Word2VecConfig):
@@ -162,7 +162,7 @@ def check_against_gensim(vectors: WordVectors, ours: dict[str, float]) -> None:
     """Score the same vectors with gensim's evaluation code, to check rnnkit's."""
     from gensim.models import KeyedVectors
 
-    from rnnkit.embeddings import standard_set_path
+    from rnnkit.embed import standard_set_path
 
     kv = KeyedVectors(vectors.dim)
     kv.add_vectors(vectors.words, vectors.vectors)

@@ -1,6 +1,6 @@
 """Language-model quality in a fixed time: the default recipe on the default corpus.
 
-Trains ``rnnkit.recipes.LMRecipe()`` (the recipe ``rnnkit lm train`` and ``rnnkit demo`` use) on
+Trains ``rnnkit.lm.LMRecipe()`` (the recipe ``rnnkit lm train`` and ``rnnkit demo`` use) on
 the Shakespeare corpus for ``--minutes`` of wall-clock time (evaluation included), then prints
 the validation loss in nats per character (the target: <= 1.45 within 10 minutes on 2 CPU
 cores), the training throughput, and a generated sample. ``--threads auto`` (the default) first
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from rnnkit import lm
-from rnnkit.recipes import LMRecipe
+from rnnkit.lm import LMRecipe
 
 TARGET = 1.45  # nats/char on the validation split within 10 minutes on 2 cores
 
@@ -57,7 +57,7 @@ def load() -> str:
 
 def steps_per_second(recipe: LMRecipe, threads: int, steps: int = 8) -> float:
     """Training steps per second of the recipe's model with ``threads`` torch threads."""
-    from rnnkit.models.lm import RNNLanguageModel
+    from rnnkit.lm.model import RNNLanguageModel
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -13,7 +13,6 @@ model, and writes the attention heat map of one test sentence.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -21,52 +20,47 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.data.parallel import tokenize
-from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from rnnkit.training import TrainConfig, Trainer, seed_everything
-from rnnkit.translation import (
-    DataConfig,
-    TaskConfig,
-    TranslationData,
-    TranslationTask,
-    create_run,
-    load_pairs,
-)
-from rnnkit.translator import Translator, plot_attention
+from rnnkit import runs, translate
+from rnnkit.plots import plot_attention
+from rnnkit.translate import TranslateRecipe
+from rnnkit.translate.api import read_data
+from rnnkit.translate.recipe import DEFAULT_EMBEDDING_DIM
+from rnnkit.translate.task import TASK
+from rnnkit.translate.tokens import JOINER, tokenize
 
 VARIANTS = ("none", "additive", "general")
+D = TranslateRecipe()
 
 
-def train_variant(attention, data, args, out):
-    task_config = TaskConfig(batch_size=args.batch_size)
-    train_config = TrainConfig(
-        lr=args.lr, max_minutes=args.minutes, eval_every=args.eval_every, seed=args.seed
-    )
-    model_config = Seq2SeqConfig(
-        len(data.source_vocab),
-        len(data.target_vocab),
+def recipe_of(attention, args):
+    return TranslateRecipe(
+        lang=args.lang,
+        attention=attention,
         embedding_dim=args.embedding_dim,
         hidden_size=args.hidden_size,
-        attention=attention,
         input_feeding=args.input_feeding,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        max_minutes=args.minutes,
+        seed=args.seed,
     )
-    run = create_run(out / attention, model_config, data, task_config, train_config)
-    seed_everything(args.seed)
-    model = Seq2Seq(model_config)
-    task = TranslationTask(data, task_config, seed=args.seed)
-    result = Trainer(model, task, train_config, run, quiet=True).fit()
-    return run.path, result
+
+
+def train_variant(attention, args, out):
+    result = translate.train(out / attention, recipe=recipe_of(attention, args))
+    return out / attention, result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="training time per variant")
-    parser.add_argument("--lang", default="fr")
+    parser.add_argument("--lang", default=D.lang)
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--embedding-dim", type=int, default=128)
-    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=D.batch_size)
+    parser.add_argument("--lr", type=float, default=D.lr)
+    parser.add_argument("--embedding-dim", type=int, default=DEFAULT_EMBEDDING_DIM)
+    parser.add_argument("--hidden-size", type=int, default=D.hidden_size)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument(
         "--input-feeding",
@@ -82,8 +76,7 @@ def main():
     args = parser.parse_args()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="rnnkit-translate-bench-"))
-    data_config = DataConfig(lang=args.lang)
-    data = TranslationData(load_pairs(data_config), data_config)
+    data = read_data(recipe_of(VARIANTS[0], args))
     threads = torch.get_num_threads()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {threads}; "
@@ -96,18 +89,19 @@ def main():
     for attention in VARIANTS:
         if args.reuse:
             path = out / attention
-            result = json.loads((path / "trainer.json").read_text())
+            run, _ = runs.load(path, TASK)
+            result = run.read_json(runs.SUMMARY)
             steps, valid = result["step"], result["best_valid_loss"]
         else:
-            path, result = train_variant(attention, data, args, out)
+            path, result = train_variant(attention, args, out)
             steps, valid = result.steps, result.best_valid_loss
             print(f"  trained {attention}: {steps} steps, {result.epochs_done:.1f} epochs")
-        translator = Translator.load(path)
+        translator = translate.load(path)
         scores = {
-            "greedy": translator.evaluate("test", beam_size=1),
-            "beam": translator.evaluate("test", beam_size=args.beam),
-            "beam, keep unk": translator.evaluate(
-                "test", beam_size=args.beam, replace_unknown=False
+            "greedy": translate.evaluate(translator, "test", beam_size=1),
+            "beam": translate.evaluate(translator, "test", beam_size=args.beam),
+            "beam, keep unk": translate.evaluate(
+                translator, "test", beam_size=args.beam, replace_unknown=False
             ),
         }
         rows.append((attention, steps, valid, scores))
@@ -139,10 +133,10 @@ def main():
     )
 
     best = max(rows, key=lambda row: row[3]["beam"]["bleu"])
-    translator = Translator.load(out / best[0])
+    translator = translate.load(out / best[0])
     short = [pair for pair in data.pairs["test"] if len(tokenize(pair[0])) <= 15]
     test = short[: args.examples]
-    outputs = translator.translate([s for s, _ in test], beam_size=args.beam)
+    outputs = translate.translate(translator, [s for s, _ in test], beam_size=args.beam)
     print(f"\nexamples ({best[0]} attention, beam {args.beam}):")
     for (source, reference), candidates in zip(test, outputs):
         print(f"  source:    {source!r}\n  output:    {candidates[0].text!r}")
@@ -150,7 +144,8 @@ def main():
     if best[0] != "none":
         sentence = min((s for s, _ in data.pairs["test"] if 6 <= len(s.split()) <= 10), key=len)
         source, output, weights = translator.attention(sentence, beam_size=args.beam)
-        plot_attention(source, output, weights, out / "attention.png")
+        labels = [[t.removeprefix(JOINER) for t in tokens] for tokens in (source, output)]
+        plot_attention(*labels, weights, out / "attention.png")
         print(f"\nattention heat map of {sentence!r}: {out / 'attention.png'}")
 
 

@@ -59,3 +59,100 @@ def test_importing_rnnkit_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "False"
+
+
+def run_handler(monkeypatch, handler):
+    """``rnnkit`` whose command is ``handler`` (the parsed arguments are the top level's)."""
+    parser = cli.build_parser()
+    real_parse = parser.parse_known_args
+
+    def parse_with_func(argv):
+        args, extras = real_parse(argv)
+        args.func = handler
+        return args, extras
+
+    monkeypatch.setattr(parser, "parse_known_args", parse_with_func)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    return cli.main([])
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    def bug(_args):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    with pytest.raises(TypeError, match="unsupported operand"):
+        run_handler(monkeypatch, bug)
+
+
+def test_os_errors_about_user_files_are_one_line_others_are_bugs(monkeypatch, capsys, tmp_path):
+    def unreadable(_args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "corpus.txt"))
+
+    assert run_handler(monkeypatch, unreadable) == 2
+    assert (
+        capsys.readouterr().err == f"rnnkit: error: {tmp_path / 'corpus.txt'}: Permission denied\n"
+    )
+
+    def no_file(_args):
+        raise OSError("the C compiler crashed")
+
+    with pytest.raises(OSError, match="compiler"):
+        run_handler(monkeypatch, no_file)
+
+
+def test_signals_end_a_command_with_one_line(monkeypatch, capsys):
+    import os
+    import signal
+
+    from rnnkit.errors import TrainingInterrupted
+
+    def interrupted(_args):
+        raise TrainingInterrupted("interrupted at step 3; checkpoint saved in r; --resume r")
+
+    assert run_handler(monkeypatch, interrupted) == 130
+    assert (
+        capsys.readouterr().err
+        == "rnnkit: interrupted at step 3; checkpoint saved in r; --resume r\n"
+    )
+
+    def terminated(_args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_handler(monkeypatch, terminated) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "rnnkit: terminated\n"
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+
+
+@pytest.mark.parametrize(
+    ("argv", "recipe", "fields"),
+    [
+        (["lm", "train"], "rnnkit.lm:LMRecipe", {"--cell": "cell", "--hidden": "hidden_size"}),
+        (
+            ["translate", "train"],
+            "rnnkit.translate:TranslateRecipe",
+            {"--attention": "attention", "--hidden-size": "hidden_size", "--lr": "lr"},
+        ),
+        (["embed", "train"], "rnnkit.embed:Word2VecConfig", {"--dim": "dim", "--window": "window"}),
+    ],
+)
+def test_help_shows_the_recipe_defaults(capsys, argv, recipe, fields):
+    import importlib
+    import re
+
+    module, name = recipe.split(":")
+    defaults = getattr(importlib.import_module(module), name)()
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    text = " ".join(capsys.readouterr().out.split("\noptions:")[1].split())  # after the usage
+    for option, field in fields.items():
+        shown = re.search(rf"{option} \S+ .*?\(default: (\S+?)\)", text).group(1)
+        assert shown == str(getattr(defaults, field)), option
+
+
+def test_lm_help_names_the_default_cell():
+    from rnnkit.lm import LMRecipe
+    from rnnkit.lm.cli import DESCRIPTION
+
+    assert f"{LMRecipe.cell.upper()}," in DESCRIPTION and "LSTM" not in DESCRIPTION

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import re
 import zlib
 
 import pytest
@@ -454,3 +455,85 @@ def test_bos_of_wrong_type_is_a_type_error():
     dec = ToyDecoder()
     with pytest.raises(TypeError, match="bos"):
         greedy(dec, dec.start([0]), "<s>", EOS, 5)
+
+
+# ------------------------------------------------------------------ options, decode, processors
+
+
+def test_decode_follows_its_options_to_the_right_search():
+    from rnnkit.search import SearchOptions, decode
+
+    dec = ToyDecoder(vocab=5, eos_bias=1.0)
+    state = dec.start(range(3))
+    assert decode(dec, state, bos_for(3), EOS, 6) == [
+        [h] for h in greedy(dec, state, bos_for(3), EOS, 6)
+    ]
+    options = SearchOptions(beam_size=3, n_best=2, length_penalty="gnmt", min_length=1)
+    expected = beam_search(
+        dec, state, bos_for(3), EOS, 3, 6, n_best=2, length_penalty="gnmt", min_length=1
+    )
+    assert decode(dec, state, bos_for(3), EOS, 6, options) == expected
+    drawn = decode(dec, state, bos_for(3), EOS, 6, SearchOptions(sample=True, top_k=2, seed=4))
+    generator = torch.Generator().manual_seed(4)
+    plain = sample(dec, state, bos_for(3), EOS, 6, top_k=2, generator=generator)
+    assert drawn == [[h] for h in plain]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"beam_size": 0}, "beam size must be >= 1"),
+        ({"beam_size": 2, "n_best": 3}, "n-best must be between 1 and the beam size 2"),
+        ({"length_penalty": "long"}, "length penalty must be one of none, average, gnmt"),
+        ({"temperature": float("inf")}, "temperature must be a finite number >= 0"),
+        ({"top_p": 0.0}, "top-p must be in (0, 1]"),
+        ({"top_k": 0}, "top-k must be a positive integer"),
+    ],
+)
+def test_search_options_refuse_bad_values_as_config_errors(options, message):
+    from rnnkit.errors import ConfigError
+    from rnnkit.search import SearchOptions
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        SearchOptions(**options)
+
+
+def test_ban_tokens_removes_them_and_renormalises():
+    from rnnkit.search import ban_tokens
+
+    dec = ToyDecoder(vocab=6)
+    state = dec.start(range(4))
+    log_probs, _ = dec.step(bos_for(4), state)
+    banned = ban_tokens([2, 4])(log_probs, None, 0)
+    assert torch.isinf(banned[:, [2, 4]]).all()
+    torch.testing.assert_close(banned.exp().sum(1), torch.ones(4, dtype=banned.dtype))
+    kept = [0, 1, 3, 5]
+    expected = log_probs[:, kept] - log_probs[:, kept].logsumexp(1, keepdim=True)
+    torch.testing.assert_close(banned[:, kept], expected)
+
+
+@pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
+def test_banned_tokens_never_appear_in_any_search(method):
+    from rnnkit.search import SearchOptions, ban_tokens, decode
+
+    dec = ToyDecoder(vocab=5, scale=0.5)
+    options = {
+        "greedy": SearchOptions(),
+        "sample": SearchOptions(sample=True, seed=0),
+        "beam": SearchOptions(beam_size=3, n_best=3),
+    }[method]
+    found = decode(dec, dec.start(range(6)), bos_for(6), None, 8, options,
+                   processors=[ban_tokens([3])])  # fmt: skip
+    tokens = [t for row in found for h in row for t in h.tokens]
+    assert len(tokens) >= 6 * 8 and 3 not in tokens
+
+
+def test_no_repeat_ngram_processor_works_in_greedy_search_too():
+    from rnnkit.search import no_repeat_ngram
+
+    dec = TableDecoder({}, [0.04, 0.05, 0.85, 0.06])  # always prefers 2, then 3, 1, eos
+    plain = greedy(dec, dec.start([0]), BOS, EOS, 6)[0].tokens
+    assert plain == [2] * 6
+    blocked = greedy(dec, dec.start([0]), BOS, EOS, 6, processors=[no_repeat_ngram(2)])[0]
+    # (2, 2) then 3; 2; (2, 2) and (2, 3) seen, so 1; 2: the best tokens that repeat no bigram
+    assert blocked.tokens == [2, 2, 3, 2, 1, 2]

@@ -1,6 +1,6 @@
 """Compile one of rnnkit's C source files into a shared library on first use; load it with ctypes.
 
-rnnkit's C kernels (:mod:`rnnkit.nn.native`, :mod:`rnnkit.embeddings.native`) are optional
+rnnkit's C kernels (:mod:`rnnkit.nn.native`, :mod:`rnnkit.embed.native`) are optional
 speed-ups of PyTorch code that stays in place as the fallback. Each is one ``.c`` file shipped
 with the package and built with the system ``cc`` (``$CC`` to override) into
 ``$XDG_CACHE_HOME/rnnkit/native`` (or ``~/.cache/rnnkit/native``), under a name that hashes the

@@ -1,9 +1,19 @@
-"""The ``rnnkit`` command.
+"""The ``rnnkit`` command: the list of command groups and the one error policy.
 
-Each command group lives in ``rnnkit.commands.<group>`` and exposes ``register(subparsers)``, which
-adds its sub-commands with ``set_defaults(func=handler)``; a handler takes the parsed arguments and
-returns an exit code. Groups are imported lazily only when this module builds the parser, so
-``import rnnkit`` stays cheap. User errors print one line and exit 2; Ctrl-C exits 130.
+Each application's command group lives in ``rnnkit.<app>.cli`` and exposes ``register(parser)``,
+which adds its sub-commands with ``set_defaults(func=handler)``; a handler takes the parsed
+arguments, calls the application's API and prints, and returns an exit code. Groups are imported
+only when this module builds the parser, so ``import rnnkit.cli`` does not import torch.
+
+The error policy, for every command:
+
+- rnnkit's own errors (:class:`rnnkit.errors.RnnkitError`: bad data, settings, run directories,
+  missing downloads or extras) and OS errors about a file the user named print one line
+  ``rnnkit: error: ...`` and exit 2;
+- :class:`rnnkit.training.TrainingInterrupted` (SIGINT/SIGTERM during training; a checkpoint was
+  written) prints its one line and exits 130;
+- SIGINT or SIGTERM anywhere else prints ``rnnkit: interrupted`` and exits 130 / 143;
+- anything else is a bug: its traceback is shown (with ``-v``, the library's log lines too).
 """
 
 from __future__ import annotations
@@ -11,18 +21,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from rnnkit import __version__
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import RnnkitError, TrainingInterrupted
+from rnnkit.options import HelpFormatter
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("demo", "rnnkit.commands.demo", "train a Shakespeare model for 2 minutes, then generate"),
-    ("lm", "rnnkit.commands.lm", "language models: train, evaluate, generate text"),
-    ("embed", "rnnkit.commands.embed", "word embeddings: train, query, evaluate word vectors"),
-    ("translate", "rnnkit.commands.translate", "machine translation with attention (seq2seq)"),
+    ("demo", "rnnkit.lm.demo", "train a Shakespeare model for 2 minutes, then generate"),
+    ("lm", "rnnkit.lm.cli", "language models: train, evaluate, generate text"),
+    ("embed", "rnnkit.embed.cli", "word embeddings: train, query, evaluate word vectors"),
+    ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
     ("speech", "rnnkit.speech.cli", "speech recognition: CTC acoustic models, transcribe audio"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
@@ -51,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=(module.__doc__ or help_text).strip(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         sub.set_defaults(group_parser=sub)
         module.register(sub)
@@ -79,15 +93,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = getattr(args, "group_parser", parser)
         target.print_help()
         return 0 if args.group is None else 2
+    return run_command(func, args)
+
+
+class Terminated(BaseException):
+    """SIGTERM outside training (raised by the handler :func:`main` installs)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def user_file_error(exc: OSError) -> bool:
+    """Whether ``exc`` is about a file the user named (it has a file name), not a bug."""
+    return exc.filename is not None
+
+
+def run_command(func: Any, args: argparse.Namespace) -> int:
+    """Run a command handler under the error policy (see the module docstring)."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
+    if in_main:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"rnnkit: {exc}", file=sys.stderr)
+        return 130
     except RnnkitError as exc:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        # Library validation errors name the bad value; show them as one line, not a traceback.
-        print(f"rnnkit: error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if not user_file_error(exc):
+            raise
+        print(f"rnnkit: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("rnnkit: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

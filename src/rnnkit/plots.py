@@ -1,7 +1,10 @@
-"""Plots of training runs (matplotlib's Agg canvas; no pyplot, no GUI, no global figure state)."""
+"""Every figure rnnkit draws: loss curves, attention maps (matplotlib's Agg canvas through
+``Figure``; no pyplot, no GUI, no global figure state)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -15,10 +18,35 @@ def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
         points = [(r["step"], r["loss"]) for r in records if r["split"] == split]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if split == "valid" else None, label=split)
+            dots = split == "valid" or len(points) == 1  # a single point needs a marker
+            ax.plot(xs, ys, marker="o" if dots else None, label=split)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def plot_attention(
+    source: Sequence[str], output: Sequence[str], weights: Any, path: str | os.PathLike
+) -> None:
+    """Save an attention matrix ``weights`` (len(output), len(source)) as a labelled heat map.
+
+    ``source`` and ``output`` label the columns and rows; the image format follows the suffix of
+    ``path``.
+    """
+    from matplotlib.figure import Figure
+
+    height = max(3.0, 0.3 * len(output) + 1.5)
+    width = max(4.0, 0.35 * len(source) + 2.0)
+    fig = Figure(figsize=(width, height), dpi=120)
+    ax = fig.add_subplot()
+    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source)), list(source), rotation=60, ha="right")
+    ax.set_yticks(range(len(output)), list(output))
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    fig.colorbar(image, ax=ax, label="attention weight")
     fig.tight_layout()
     fig.savefig(path)

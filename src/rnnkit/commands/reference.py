@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rnnkit.errors import DownloadError
+from rnnkit.errors import ConfigError, DownloadError, RnnkitError
 
 # The corpus `rnnkit reference train` uses when --data is not given.
 DEFAULT_DATA = "shakespeare"
@@ -154,7 +154,20 @@ def load_text(data: str) -> tuple[str, str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Handler of ``rnnkit reference train``."""
+    """Handler of ``rnnkit reference train``.
+
+    ``rnnkit.reference`` stays free of rnnkit's other modules and checks its arguments with
+    ``ValueError``; here, at the command line's boundary, those are the user's settings.
+    """
+    try:
+        return _train(args)
+    except ValueError as exc:
+        if isinstance(exc, RnnkitError):
+            raise
+        raise ConfigError(str(exc)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
     from rnnkit.reference.train import (
         DEFAULT_LR,
         Progress,

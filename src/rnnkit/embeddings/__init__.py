@@ -1,55 +1,22 @@
-"""Word embeddings: train, load and save, query, evaluate, and initialise models with them.
+"""The former name of :mod:`rnnkit.embed`, kept importable for code written against it
+(``from rnnkit.embeddings import native``); new code imports :mod:`rnnkit.embed`."""
 
-Example::
+from __future__ import annotations
 
-    from rnnkit.embeddings import WordVectors, Word2VecConfig, train_word_vectors
-
-    vectors = train_word_vectors(sentences, Word2VecConfig(model="sgns", epochs=5))
-    vectors.save("vectors.txt")                      # word2vec text format
-    vectors = WordVectors.load("vectors.txt")        # format detected from the content
-    vectors.most_similar("king", k=5)
-    vectors.analogy("man", "king", "woman")          # man : king :: woman : ?
-
-Only training and :func:`load_into_embedding` need torch; they are imported on first use.
-"""
-
-from rnnkit.embeddings.config import MODELS, Word2VecConfig
-from rnnkit.embeddings.evaluate import (
-    STANDARD_SETS,
-    AnalogyScore,
-    SimilarityScore,
-    evaluate_analogies,
-    evaluate_similarity,
-    evaluate_standard,
-    standard_set_path,
-)
-from rnnkit.embeddings.vectors import FORMATS, UnknownWordError, WordVectors
-
-__all__ = [
-    "FORMATS",
-    "MODELS",
-    "STANDARD_SETS",
-    "AnalogyScore",
-    "SimilarityScore",
-    "UnknownWordError",
-    "Word2VecConfig",
-    "WordVectors",
-    "evaluate_analogies",
-    "evaluate_similarity",
-    "evaluate_standard",
-    "standard_set_path",
-    "load_into_embedding",
-    "train_word_vectors",
-]
+import importlib
+import sys
+from typing import Any
 
 
-def __getattr__(name: str):  # noqa: ANN202 (PEP 562: import the torch parts on first use)
-    if name == "train_word_vectors":
-        from rnnkit.embeddings.train import train_word_vectors
-
-        return train_word_vectors
-    if name == "load_into_embedding":
-        from rnnkit.embeddings.pretrained import load_into_embedding
-
-        return load_into_embedding
-    raise AttributeError(f"module 'rnnkit.embeddings' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    package = importlib.import_module("rnnkit.embed")
+    try:
+        return getattr(package, name)
+    except AttributeError:
+        pass
+    try:
+        module = importlib.import_module(f"rnnkit.embed.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'rnnkit.embeddings' has no attribute {name!r}") from None
+    sys.modules[f"{__name__}.{name}"] = module
+    return module

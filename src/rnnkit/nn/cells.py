@@ -2,154 +2,94 @@
 
 A cell maps ``(x_t, state_{t-1})`` to ``state_t``; it does not loop over time. The layers in
 :mod:`rnnkit.nn.layers` run whole sequences with the hand-written kernels, and the tests check that
-stepping these cells by hand over a sequence gives the same result. Parameter names, shapes, gate
-order and initialisation are torch.nn's, so ``load_state_dict`` works in both directions.
+stepping these cells by hand over a sequence gives the same result.
+
+Each cell subclasses torch.nn's (``RNNCell(torch.nn.RNNCell)``, ...): the constructor, parameters,
+initialisation, ``repr`` and ``state_dict`` are torch's; ``forward`` is rnnkit's step
+(:mod:`rnnkit.nn.steps`) behind torch's checks and messages (:mod:`rnnkit.nn.checks`). Under
+``torch.autocast`` the steps' matrix products follow autocast's policy and the gate math type
+promotion, which gives torch.nn's output dtypes (the RNN cell in the autocast dtype, the LSTM and
+GRU cells in their state's).
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn.checks import (
-    check_dtype,
-    check_input,
-    check_nonlinearity,
-    check_sizes,
-    check_state,
-    init_uniform,
-)
+from rnnkit.nn.checks import check_cell_dims, check_cell_sizes
+from rnnkit.nn.steps import gru_step, lstm_step, rnn_step
+
+_NAMES = ("RNNCell", "LSTMCell", "GRUCell")
 
 
-class _CellBase(nn.Module):
-    """Parameters ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih``, ``bias_hh`` (G*H)."""
-
-    gates = 1
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        check_sizes(input_size, hidden_size)
-        check_dtype(dtype)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bias
-        kw = {"device": device, "dtype": dtype}
-        rows = self.gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(rows, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(rows, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(rows, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init_uniform(self.parameters(), self.hidden_size)
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        return s
-
-    def _batch(self, input: Tensor) -> tuple[Tensor, bool]:
-        """Check ``input`` and return it as ``(B, I)`` plus whether it was batched."""
-        name = type(self).__name__
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        check_input(input, self.weight_ih, self.input_size, name)
-        return (input, True) if input.dim() == 2 else (input.unsqueeze(0), False)
-
-    def _state(self, state: Tensor | None, input: Tensor, batched: bool, what: str) -> Tensor:
-        """The ``(B, H)`` state: zeros when not given, checked against the input otherwise."""
-        if state is None:
-            return input.new_zeros(input.shape[0], self.hidden_size)
-        expected = (input.shape[0], self.hidden_size) if batched else (self.hidden_size,)
-        check_state(state, expected, what, input)
-        return state if batched else state.unsqueeze(0)
+def _name(cell: nn.RNNCellBase) -> str:
+    """torch.nn's class name of a cell (for subclasses of rnnkit's cells too)."""
+    return next(n for n in _NAMES if isinstance(cell, getattr(nn, n)))
 
 
-class RNNCell(_CellBase):
+def _batched(
+    cell: nn.RNNCellBase, input: Tensor, hx: Tensor | tuple | None, count: int
+) -> tuple[Tensor, list[Tensor], bool]:
+    """``(input (B, I), states [(B, H)] * count, batched)`` after torch.nn's checks."""
+    check_cell_dims(_name(cell), input, hx)
+    batched = input.dim() == 2
+    if not batched:
+        input = input.unsqueeze(0)
+    if hx is None:
+        zeros = input.new_zeros(input.shape[0], cell.hidden_size)
+        states = [zeros] * count
+    else:
+        states = list(hx) if count == 2 else [hx]
+        states = states if batched else [s.unsqueeze(0) for s in states]
+    check_cell_sizes(input, states, cell.input_size, cell.hidden_size)
+    return input, states, batched
+
+
+class RNNCell(nn.RNNCell):
     r"""An Elman RNN cell: :math:`h' = \tanh(W_{ih} x + b_{ih} + W_{hh} h + b_{hh})` (or ReLU).
 
-    Args:
-        input_size: features of ``x``.
-        hidden_size: features of ``h``.
-        bias: use ``bias_ih`` and ``bias_hh``.
-        nonlinearity: ``'tanh'`` or ``'relu'``.
+    Args: torch.nn.RNNCell's: ``input_size, hidden_size, bias=True, nonlinearity='tanh',
+    device=None, dtype=None``.
 
     Inputs: ``input`` ``(B, I)`` or ``(I,)``; ``hx`` ``(B, H)`` or ``(H,)``, zeros if omitted.
     Outputs: ``h'`` with the shape of ``hx``.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        nonlinearity: str = "tanh",
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        check_nonlinearity(nonlinearity)
-        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self.nonlinearity = nonlinearity
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s if self.nonlinearity == "tanh" else s + f", nonlinearity={self.nonlinearity!r}"
-
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, batched = self._batch(input)
-        h = self._state(hx, x, batched, "hx")
-        pre = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
-        h_new = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
+        x, (h,), batched = _batched(self, input, hx, 1)
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        relu = self.nonlinearity == "relu"
+        h_new = rnn_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, relu)
         return h_new if batched else h_new.squeeze(0)
 
 
-class LSTMCell(_CellBase):
+class LSTMCell(nn.LSTMCell):
     r"""A long short-term memory cell (Hochreiter & Schmidhuber 1997, with forget gate).
 
     .. math::
         i, f, g, o = \sigma, \sigma, \tanh, \sigma (W_{ih} x + b_{ih} + W_{hh} h + b_{hh}) \\
         c' = f \odot c + i \odot g, \qquad h' = o \odot \tanh(c')
 
+    Args: torch.nn.LSTMCell's: ``input_size, hidden_size, bias=True, device=None, dtype=None``.
+
     Inputs: ``input`` ``(B, I)`` or ``(I,)``; ``hx`` = ``(h, c)``, each ``(B, H)`` or ``(H,)``,
     zeros if omitted. Outputs: ``(h', c')``.
     """
 
-    gates = 4
-
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
-        x, batched = self._batch(input)
-        h0, c0 = (None, None) if hx is None else hx
-        h = self._state(h0, x, batched, "hx[0]")
-        c = self._state(c0, x, batched, "hx[1]")
-        gates = F.linear(x, self.weight_ih, self.bias_ih)
-        gates = gates + F.linear(h, self.weight_hh, self.bias_hh)  # (B, 4H)
-        i, f, g, o = gates.chunk(4, dim=1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        x, (h, c), batched = _batched(self, input, hx, 2)
+        h_new, c_new = lstm_step(
+            x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+        )
         if not batched:
             return h_new.squeeze(0), c_new.squeeze(0)
         return h_new, c_new
 
 
-class GRUCell(_CellBase):
+class GRUCell(nn.GRUCell):
     r"""A gated recurrent unit cell (Cho et al. 2014), torch's variant (reset applied after W_hn).
 
     .. math::
@@ -158,19 +98,13 @@ class GRUCell(_CellBase):
         n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})), \quad
         h' = (1 - z) \odot n + z \odot h
 
+    Args: torch.nn.GRUCell's: ``input_size, hidden_size, bias=True, device=None, dtype=None``.
+
     Inputs: ``input`` ``(B, I)`` or ``(I,)``; ``hx`` ``(B, H)`` or ``(H,)``, zeros if omitted.
     Outputs: ``h'``.
     """
 
-    gates = 3
-
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, batched = self._batch(input)
-        h = self._state(hx, x, batched, "hx")
-        xr, xz, xn = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, dim=1)
-        hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        h_new = (1 - z) * n + z * h
+        x, (h,), batched = _batched(self, input, hx, 1)
+        h_new = gru_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return h_new if batched else h_new.squeeze(0)

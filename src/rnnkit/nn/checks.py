@@ -1,68 +1,51 @@
-"""Argument checks shared by the cells and the layers, with torch.nn's messages."""
+"""The cells' input checks, with torch.nn's exception types and messages.
+
+torch.nn's cells check the dimensions in Python and the sizes inside their C++ operators; rnnkit's
+cells run plain autograd code, so these functions make the same checks, in the same order, with the
+same words. (The layers' checks are torch.nn's own methods: rnnkit's layers subclass torch's.)
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-
-import torch
-from torch import Tensor, nn
-
-NONLINEARITIES = ("tanh", "relu")
+from torch import Tensor
 
 
-def check_sizes(input_size: object, hidden_size: object) -> None:
-    """Raise ``TypeError``/``ValueError`` unless both sizes are positive ints."""
-    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-        if value <= 0:
-            raise ValueError(f"{name} must be greater than zero, got {name}={value}")
+def check_cell_dims(name: str, input: Tensor, hx: Tensor | tuple | None) -> None:
+    """Input and state must be 1-D (unbatched) or 2-D: ``ValueError`` as torch.nn raises."""
+    if input.dim() not in (1, 2):
+        raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+    if hx is None:
+        return
+    if name == "LSTMCell":
+        if isinstance(hx, Tensor):
+            raise TypeError(
+                "lstm_cell(): argument 'hx' (position 2) must be tuple of Tensors, not Tensor"
+            )
+        for idx, value in enumerate(hx):
+            if value.dim() not in (1, 2):
+                raise ValueError(
+                    f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D instead"
+                )
+    elif hx.dim() not in (1, 2):
+        raise ValueError(f"{name}: Expected hidden to be 1D or 2D, got {hx.dim()}D instead")
 
 
-def check_nonlinearity(nonlinearity: str) -> None:
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-
-
-def check_dtype(dtype: torch.dtype | None) -> None:
-    """Parameters must be floating point (as in torch.nn, integer weights cannot be trained)."""
-    if dtype is not None and not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point type, got dtype={dtype}")
-
-
-def check_input(input: Tensor, weight: Tensor, input_size: int, name: str) -> None:
-    """The input must be floating, match the weights' dtype and have ``input_size`` features."""
-    if not input.dtype.is_floating_point:
-        raise TypeError(
-            f"{name}: input must be a floating-point tensor, got dtype={input.dtype}; "
-            f"convert it with input.to({weight.dtype})"
-        )
-    if input.dtype != weight.dtype:
-        raise ValueError(
-            f"{name}: input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
-            f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
-        )
-    if input.shape[-1] != input_size:
+def check_cell_sizes(
+    input: Tensor, states: list[Tensor], input_size: int, hidden_size: int
+) -> None:
+    """Batched input ``(B, I)`` and states against the sizes: ``RuntimeError``s as torch.nn's."""
+    if input.shape[1] != input_size:
         raise RuntimeError(
-            f"{name}: input.size(-1) must be equal to input_size. "
-            f"Expected {input_size}, got {input.shape[-1]}"
+            f"input has inconsistent input_size: got {input.shape[1]} expected {input_size}"
         )
-
-
-def check_state(state: Tensor, expected: tuple[int, ...], what: str, input: Tensor) -> None:
-    """A state tensor must have the expected shape and the input's dtype and device."""
-    if tuple(state.shape) != expected:
-        raise RuntimeError(f"Expected {what} size {expected}, got {list(state.shape)}")
-    if state.dtype != input.dtype:
-        raise ValueError(f"{what} dtype ({state.dtype}) does not match input dtype ({input.dtype})")
-    if state.device != input.device:
-        raise ValueError(f"{what} is on {state.device} but input is on {input.device}")
-
-
-def init_uniform(parameters: Iterable[nn.Parameter], hidden_size: int) -> None:
-    """torch.nn's initialisation: every weight and bias uniform in (-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / math.sqrt(hidden_size)
-    with torch.no_grad():
-        for p in parameters:
-            p.uniform_(-bound, bound)
+    for i, state in enumerate(states):
+        if input.shape[0] != state.shape[0]:
+            raise RuntimeError(
+                f"Input batch size {input.shape[0]} doesn't match hidden{i} batch size "
+                f"{state.shape[0]}"
+            )
+        if state.shape[1] != hidden_size:
+            raise RuntimeError(
+                f"hidden{i} has inconsistent hidden_size: got {state.shape[1]}, expected "
+                f"{hidden_size}"
+            )

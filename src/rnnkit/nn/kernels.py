@@ -14,6 +14,11 @@ Variable lengths are handled by the schedule (:mod:`rnnkit.nn.schedule`): step `
 its active rows, so a finished sequence's state stops changing and its padding never contributes
 to any gradient.
 
+The hand-written backward is exact but not itself differentiable; when autograd records a graph of
+the gradient (``create_graph=True``: double backward, gradient penalties), backward instead
+recomputes the layer-direction with the differentiable steps of :mod:`rnnkit.nn.steps` and
+differentiates that, so second derivatives are right (never silently dropped).
+
 The time loop exists twice with the same signatures: :mod:`rnnkit.nn.loops` in PyTorch, and
 :mod:`rnnkit.nn.native` in C (compiled on first use). ``native=True`` asks for the C loop, which
 runs when :func:`rnnkit.nn.native.available`; the PyTorch loop is used otherwise.
@@ -31,15 +36,17 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from rnnkit.nn import loops, native
+from rnnkit.nn import loops, native, steps
 from rnnkit.nn.loops import project
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
 
 
-def _impl(native_wanted: bool, x: Tensor) -> ModuleType:
-    return native if native_wanted and native.available(x) else loops
+def _impl(native_wanted: bool, *tensors: Tensor | None) -> ModuleType:
+    """The C loops when wanted and they can take every tensor (one element type, CPU), else
+    PyTorch's (which raise torch's own errors for mixed types)."""
+    given = [t for t in tensors if t is not None]
+    return native if native_wanted and native.available(*given) else loops
 
 
 def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
@@ -56,11 +63,33 @@ def _input_grads(ctx: Any, d_pre: Tensor, x: Tensor, w_ih: Tensor) -> tuple[Tens
     return dx, dw_ih, db
 
 
+def _graph_grads(
+    ctx: Any, mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``inputs`` (``x``, states, then params) as a graph autograd can differentiate:
+    the layer-direction recomputed with :func:`rnnkit.nn.steps.run` and differentiated."""
+    x, states, params = inputs[0], list(inputs[1 : 1 + n_states]), list(inputs[1 + n_states :])
+    params += [None] * (5 - len(params))  # the GRU and RNN have no projection
+    sched = ctx.state[0]
+    with torch.enable_grad():
+        y, finals = steps.run(mode, x, states, params, sched.sizes, sched.reverse)
+    pairs = [(out, g) for out, g in zip([y, *finals], grads) if g is not None]
+    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    found = torch.autograd.grad(
+        [out for out, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
+        create_graph=True, allow_unused=True,
+    )  # fmt: skip
+    result: list[Tensor | None] = [None] * len(inputs)
+    for i, g in zip(wanted, found):
+        result[i] = g
+    return tuple(result)
+
+
 def _start(
-    ctx: Any, sizes: list[int], reverse: bool, native_wanted: bool, x: Tensor, w: int
+    ctx: Any, sizes: list[int], reverse: bool, native_wanted: bool, w: int, *tensors: Tensor | None
 ) -> Schedule:
     """Record on ``ctx`` which loops run and where ``weight_ih`` is among the inputs."""
-    ctx.loops = _impl(native_wanted, x)
+    ctx.loops = _impl(native_wanted, *tensors)
     ctx.w_index = w
     return Schedule(sizes, reverse)
 
@@ -70,20 +99,27 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native_):  # noqa: ANN001
-        sched = _start(ctx, sizes, reverse, native_, x, 3)
+        sched = _start(ctx, sizes, reverse, native_, 3, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
         gates = project(x, w_ih, sum_bias(b_ih, b_hh))  # (N, 4H)
         h_prev, c_prev, _, tanh_c, h_full, y, h_n, c_n = ctx.loops.lstm_forward(
             sched, gates, w_hh, w_hr, h0, c0
         )
-        ctx.save_for_backward(x, w_ih, w_hh, w_hr, y)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y)
         ctx.state = (sched, gates, h_prev, c_prev, tanh_c, h_full)
         ctx.has_bias = b_ih is not None
         return y, h_n, c_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy, dh_n, dc_n):  # noqa: ANN001
-        x, w_ih, w_hh, w_hr, y = ctx.saved_tensors
+        *inputs, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            return (
+                *_graph_grads(ctx, "LSTM", tuple(inputs), 2, (dy, dh_n, dc_n)),
+                None,
+                None,
+                None,
+            )
+        x, _, _, w_ih, w_hh, _, _, w_hr = inputs
         sched, gates, h_prev, c_prev, tanh_c, h_full = ctx.state
         dy = grad_or_zeros(dy, y)
         dh_n = grad_or_zeros(dh_n, h_prev[: sched.batch])
@@ -102,18 +138,20 @@ class GRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, native_):  # noqa: ANN001
-        sched = _start(ctx, sizes, reverse, native_, x, 2)
+        sched = _start(ctx, sizes, reverse, native_, 2, x, h0, w_ih, w_hh, b_ih, b_hh)
         gi = project(x, w_ih, b_ih)  # (N, 3H)
         gh, h_prev, y, h_n = ctx.loops.gru_forward(sched, gi, w_hh, b_hh, h0)
-        ctx.save_for_backward(x, w_ih, w_hh, y)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
         ctx.state = (sched, gi, gh, h_prev)
         ctx.has_bias = b_ih is not None
         return y, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
-        x, w_ih, w_hh, y = ctx.saved_tensors
+        *inputs, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            return (*_graph_grads(ctx, "GRU", tuple(inputs), 1, (dy, dh_n)), None, None, None)
+        x, _, w_ih, w_hh, _, _ = inputs
         sched, gi, gh, h_prev = ctx.state
         dy = grad_or_zeros(dy, y)
         dh_n = grad_or_zeros(dh_n, h_prev[: sched.batch])
@@ -129,18 +167,22 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native_):  # noqa: ANN001
-        sched = _start(ctx, sizes, reverse, native_, x, 2)
+        sched = _start(ctx, sizes, reverse, native_, 2, x, h0, w_ih, w_hh, b_ih, b_hh)
         bias = sum_bias(b_ih, b_hh)
         h_prev, y, h_n = ctx.loops.rnn_forward(sched, x, w_ih, bias, w_hh, h0, relu)
-        ctx.save_for_backward(x, w_ih, w_hh, y)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
         ctx.state = (sched, h_prev, relu)
         ctx.has_bias = b_ih is not None
         return y, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
-        x, w_ih, w_hh, y = ctx.saved_tensors
+        *inputs, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            mode = "RNN_RELU" if ctx.state[2] else "RNN_TANH"
+            grads = _graph_grads(ctx, mode, tuple(inputs), 1, (dy, dh_n))
+            return (*grads[:6], None, None, None, None)
+        x, _, w_ih, w_hh, _, _ = inputs
         sched, h_prev, relu = ctx.state
         dy = grad_or_zeros(dy, y)
         dh_n = grad_or_zeros(dh_n, h_prev[: sched.batch])

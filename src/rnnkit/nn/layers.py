@@ -1,42 +1,42 @@
 """Multi-layer, optionally bidirectional RNN, LSTM and GRU layers: drop-ins for torch.nn's.
 
-A layer turns its input (padded, unbatched or packed) into packed rows ``(N, features)`` plus a list
-of per-step batch sizes (see :mod:`rnnkit.nn.schedule`), runs the hand-written kernel of
-:mod:`rnnkit.nn.kernels` once per layer and direction, and turns the result back into torch.nn's
-output format. Constructor arguments, parameter names (``weight_ih_l{k}[_reverse]``, ...), shapes,
-gate order and initialisation are torch.nn's, so ``load_state_dict`` works in both directions.
+The classes *are* torch.nn's classes as far as any caller can tell: :class:`LSTM` subclasses
+``torch.nn.LSTM`` (and so ``torch.nn.RNNBase``), and likewise :class:`GRU` and :class:`RNN`. The
+constructor, its checks and errors, the parameters (names, shapes, gate order, initialisation),
+``state_dict``, ``repr``, pickling and the helper methods (``check_input``, ``check_forward_args``,
+``get_expected_hidden_size``, ``permute_hidden``, ``_flat_weights``, ``all_weights``,
+``flatten_parameters``) are torch's own. Only ``forward`` is rnnkit's: it checks its input as
+torch.nn's does (same exception types and messages), turns it into packed rows ``(N, features)``
+plus per-step batch sizes (see :mod:`rnnkit.nn.schedule`), runs one kernel per layer and direction
+(:mod:`rnnkit.nn.dispatch` picks which), and returns torch.nn's output format.
 
 ``impl=`` chooses the implementation: ``'rnnkit'`` (default) runs rnnkit's own kernels and never
-calls PyTorch's recurrent operators (their time loop runs in C when it could be compiled, see
-:mod:`rnnkit.nn.native`, else in PyTorch); ``'rnnkit-pytorch'`` forces rnnkit's PyTorch time loop;
-``'torch'`` calls PyTorch's fused operator (``torch._VF``; on the CPU this is oneDNN for the
-LSTM); ``'auto'`` picks whichever the benchmark in ``benchmarks/layers.py`` measured faster for
-the device and shape (see :func:`auto_impl`).
+calls PyTorch's recurrent operators (their time loop runs in C when it could be compiled and the
+dtype is float32/float64, see :mod:`rnnkit.nn.native`, else in PyTorch); ``'rnnkit-pytorch'``
+forces rnnkit's PyTorch time loop; ``'torch'`` calls PyTorch's fused operator (``torch._VF``);
+``'auto'`` picks whichever ``benchmarks/layers.py`` measured faster (see :func:`auto_impl`).
+``repr`` shows it in torch's ``key=value`` form: ``LSTM(3, 4, impl='rnnkit', loop='C')``.
+
+Mixed precision: under ``torch.autocast`` the layers compute in the dtype torch.nn's outputs have
+(:func:`autocast_dtype`), casting weights, input and state for the call; bfloat16 and float16 run
+rnnkit's PyTorch time loop (the C loops have no kernel for them).
 """
 
 from __future__ import annotations
 
-import warnings
+import contextlib
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnkit.nn import native
-from rnnkit.nn.checks import (
-    check_dtype,
-    check_input,
-    check_nonlinearity,
-    check_sizes,
-    check_state,
-    init_uniform,
-)
-from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction, sum_bias
-from rnnkit.nn.schedule import Schedule
+from rnnkit.nn import dispatch, native
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
-_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+_NAMES = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
+_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 def auto_impl(device: torch.device) -> str:
@@ -50,243 +50,194 @@ def auto_impl(device: torch.device) -> str:
     return "rnnkit" if device.type == "cpu" else "torch"
 
 
-class RNNBase(nn.Module):
-    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU` (not used directly)."""
+def autocast_dtype(mode: str, input: Tensor) -> torch.dtype:
+    """The dtype a layer computes in, and returns, under ``torch.autocast``: torch.nn's.
 
-    def __init__(
-        self,
-        mode: str,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        *,
-        impl: str = "rnnkit",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        check_sizes(input_size, hidden_size)
-        check_dtype(dtype)
-        for name, flag in (("bias", bias), ("batch_first", batch_first)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
-        number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-        if not number or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an "
-                f"element being zeroed, got dropout={dropout!r}"
-            )
-        if not isinstance(num_layers, int) or num_layers <= 0:
-            raise ValueError(f"num_layers must be greater than zero, got num_layers={num_layers}")
-        if proj_size < 0:
-            raise ValueError(
-                f"proj_size should be a positive integer or zero to disable projections, "
-                f"got proj_size={proj_size}"
-            )
-        if proj_size >= hidden_size:
-            raise ValueError(
-                f"proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
-                f"and hidden_size={hidden_size}"
-            )
-        if proj_size and mode != "LSTM":
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {IMPLS}, got impl={impl!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero "
-                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
-                f"num_layers={num_layers}",
-                stacklevel=3,
-            )
-        self.mode = mode
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = proj_size
-        self.impl = impl
-        kw = {"device": device, "dtype": dtype}
-        gate_size = _GATES[mode] * hidden_size
-        out_size = proj_size or hidden_size
-        self._flat_weights_names: list[str] = []
-        for layer in range(num_layers):
-            for direction in range(self.num_directions):
-                layer_in = input_size if layer == 0 else out_size * self.num_directions
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = [("weight_ih", (gate_size, layer_in))]
-                shapes += [("weight_hh", (gate_size, out_size))]
-                if bias:
-                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
-                if proj_size:
-                    shapes += [("weight_hr", (proj_size, hidden_size))]
-                for name, shape in shapes:
-                    self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape, **kw)))
-                    self._flat_weights_names.append(name + suffix)
-        self.reset_parameters()
+    torch.nn's recurrent operators are on autocast's lower-precision list (cuDNN on CUDA, oneDNN's
+    LSTM on the CPU), so their outputs have the autocast dtype, except the CPU GRU, whose gate math
+    runs at the precision of its input and state. Outside autocast, or for float64 input (which
+    autocast leaves alone), the input's dtype.
+    """
+    device = input.device.type
+    if not _autocasting(device) or input.dtype == torch.float64:
+        return input.dtype
+    if mode == "GRU" and device == "cpu":
+        return input.dtype
+    return torch.get_autocast_dtype(device)
 
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
 
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """Parameters grouped per layer and direction, in torch.nn's order."""
-        per = len(self._flat_weights_names) // (self.num_layers * self.num_directions)
-        flat = [getattr(self, n) for n in self._flat_weights_names]
-        return [flat[i : i + per] for i in range(0, len(flat), per)]
+def _autocasting(device: str) -> bool:
+    return device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
 
-    def reset_parameters(self) -> None:
-        init_uniform(self.parameters(), self.hidden_size)
 
-    def flatten_parameters(self) -> None:
-        """No-op, for drop-in compatibility with torch.nn (rnnkit keeps no flat weight buffer)."""
+def _no_autocast(device: str) -> contextlib.AbstractContextManager:
+    return (
+        torch.autocast(device, enabled=False) if _autocasting(device) else contextlib.nullcontext()
+    )
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got impl={impl!r}")
+    return impl
+
+
+class RNNBase(nn.RNNBase):
+    """rnnkit's ``forward`` for :class:`RNN`, :class:`LSTM` and :class:`GRU` (not used directly).
+
+    Everything else is ``torch.nn.RNNBase``'s; the subclasses list torch's class second
+    (``class LSTM(RNNBase, torch.nn.LSTM)``) so that its ``__init__`` and helper methods apply.
+    """
+
+    impl: str
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size:
-            s += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if self.mode == "RNN_RELU":
-            s += ", nonlinearity='relu'"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        # Say what runs: for 'auto' the resolved choice, for rnnkit's kernels where the loop runs.
-        weight = self.weight_ih_l0
-        runs = self._impl_for(weight.device)
-        s += f", impl={self.impl!r}"
-        if self.impl == "auto":
-            s += f" ({runs} on {weight.device.type})"
+        s = super().extra_repr() + f", impl={self.impl!r}"
+        runs = self._impl_for(self._flat_weights[0].device)
         if runs.startswith("rnnkit"):
-            c_loop = runs == "rnnkit" and native.available(weight)
-            s += f" (time loop in {'C' if c_loop else 'PyTorch'})"
+            c_loop = runs == "rnnkit" and native.available(*self._flat_weights)
+            s += f", loop={'C' if c_loop else 'PyTorch'!r}"
+        elif self.impl == "auto":
+            s += f", loop={runs!r}"
         return s
 
     def _impl_for(self, device: torch.device) -> str:
         return auto_impl(device) if self.impl == "auto" else self.impl
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple | None = None) -> tuple:
-        name = type(self).__name__
-        weight = self.weight_ih_l0
-        sorted_idx = unsorted_idx = None
-        if isinstance(input, PackedSequence):
-            data, batch_sizes, sorted_idx, unsorted_idx = input
-            if data.dim() != 2:
-                raise RuntimeError(f"{name}: packed data must have 2 dimensions, got {data.dim()}")
-            check_input(data, weight, self.input_size, name)
-            sizes = batch_sizes.tolist()
-            batched = True
+        self._update_flat_weights()
+        lstm = self.mode == "LSTM"
+        name = _NAMES[self.mode]
+        batch_sizes = sorted_indices = unsorted_indices = None
+        packed = isinstance(input, PackedSequence)
+        batched = True
+        if packed:
+            input, batch_sizes, sorted_indices, unsorted_indices = input
         else:
             if input.dim() not in (2, 3):
+                tensor = " tensor" if name == "RNN" else ""
                 raise ValueError(
-                    f"{name}: Expected input to be 2D or 3D, got {input.dim()}D instead"
+                    f"{name}: Expected input to be 2D or 3D, got {input.dim()}D{tensor} instead"
                 )
-            check_input(input, weight, self.input_size, name)
             batched = input.dim() == 3
-            x = input if batched else input.unsqueeze(0 if self.batch_first else 1)
-            if self.batch_first:
-                x = x.transpose(0, 1)  # (T, B, I)
-            steps, batch = x.shape[0], x.shape[1]
-            data = x.reshape(steps * batch, self.input_size)  # (N, I), rows in time-major order
-            sizes = [batch] * steps
-        if not sizes or sizes[0] == 0:
-            raise ValueError(f"{name}: input must have at least one time step and one sequence")
-        states = self._initial_states(hx, data, sizes[0], batched, sorted_idx)
-        if self._impl_for(data.device) == "torch":
-            out, finals = self._run_torch(data, sizes, states, input)
-        else:
-            out, finals = self._run_rnnkit(data, sizes, states, self.impl != "rnnkit-pytorch")
-        if unsorted_idx is not None:
-            finals = [f.index_select(1, unsorted_idx) for f in finals]
-        if isinstance(input, PackedSequence):
-            output = PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx)
-        else:
-            output = out.view(len(sizes), sizes[0], out.shape[-1])  # (T, B, D * H_out)
-            if self.batch_first:
-                output = output.transpose(0, 1)
             if not batched:
-                output = output.squeeze(0 if self.batch_first else 1)
-                finals = [f.squeeze(1) for f in finals]
-        return output, (tuple(finals) if self.mode == "LSTM" else finals[0])
+                input = input.unsqueeze(0 if self.batch_first else 1)
+            if hx is not None:
+                hx = self._batch_hidden(hx, batched)
+        hx = self._zero_hidden(input, batch_sizes) if hx is None else hx
+        hx = self.permute_hidden(hx, sorted_indices)
+        self.check_forward_args(input, hx, batch_sizes)
+        self._check_dtypes(input, list(hx) if lstm else [hx])
+        output, hidden = self._run(input, batch_sizes, hx)
+        if packed:
+            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+        elif not batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            hidden = tuple(h.squeeze(1) for h in hidden) if lstm else hidden.squeeze(1)
+        return output, self.permute_hidden(hidden, unsorted_indices)
 
-    def _initial_states(
-        self, hx: Tensor | tuple | None, data: Tensor, batch: int, batched: bool, sorted_idx: Tensor
-    ) -> list[Tensor]:
-        """``[h0]`` or ``[h0, c0]``, each ``(L * D, B, width)``, in the packed batch order."""
-        layers = self.num_layers * self.num_directions
-        widths = [self.proj_size or self.hidden_size]
-        whats = ["hidden"]
+    def _batch_hidden(self, hx: Tensor | tuple, batched: bool) -> Tensor | tuple:
+        """The state's dimensions checked as torch.nn checks them; unbatched -> ``(L, 1, H)``."""
+        want, kind = (3, "batched 3-D") if batched else (2, "unbatched 2-D")
         if self.mode == "LSTM":
-            widths.append(self.hidden_size)
-            whats = ["hidden[0]", "hidden[1]"]
-        if hx is None:
-            return [data.new_zeros(layers, batch, w) for w in widths]
-        given = list(hx) if self.mode == "LSTM" else [hx]
-        if self.mode == "LSTM" and (isinstance(hx, Tensor) or len(given) != 2):
-            raise TypeError("LSTM: hx must be a tuple (h_0, c_0) of two tensors")
-        states = []
-        for state, width, what in zip(given, widths, whats):
-            want = 3 if batched else 2
-            if state.dim() != want:
-                kind = "batched 3-D" if batched else "unbatched 2-D"
+            if hx[0].dim() != want or hx[1].dim() != want:
                 raise RuntimeError(
-                    f"For {kind} input, {what} should also be {want}-D "
-                    f"but got {state.dim()}-D tensor"
+                    f"For {kind} input, hx and cx should also be {want}-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
                 )
-            state = state if batched else state.unsqueeze(1)
-            check_state(state, (layers, batch, width), what, data)
-            states.append(state if sorted_idx is None else state.index_select(1, sorted_idx))
-        return states
+            return hx if batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        if hx.dim() != want:
+            raise RuntimeError(
+                f"For {kind} input, hx should also be {want}-D but got {hx.dim()}-D tensor"
+            )
+        return hx if batched else hx.unsqueeze(1)
 
-    def _layer_params(self, layer: int, direction: int) -> list[Tensor | None]:
-        """``[w_ih, w_hh, b_ih, b_hh, w_hr]`` of one layer and direction (``None`` where absent)."""
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-        return [getattr(self, n + suffix, None) for n in names]
+    def _zero_hidden(self, input: Tensor, batch_sizes: Tensor | None) -> Tensor | tuple:
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        batch = self.get_expected_hidden_size(input, batch_sizes)[1]
+        kw = {"dtype": input.dtype, "device": input.device}
+        h = torch.zeros(layers, batch, self.proj_size or self.hidden_size, **kw)
+        return (h, torch.zeros(layers, batch, self.hidden_size, **kw)) if self.mode == "LSTM" else h
 
-    def _run_rnnkit(
-        self, data: Tensor, sizes: list[int], states: list[Tensor], use_c: bool
+    def _check_dtypes(self, input: Tensor, states: list[Tensor]) -> None:
+        """Every weight has the first one's dtype and the input's device, and (outside autocast)
+        the state has the input's dtype: torch.nn fails deep in its operator otherwise (a
+        ``RuntimeError``), and rnnkit's C loop must never read a buffer as another type."""
+        name, first = _NAMES[self.mode], self._flat_weights[0]
+        all_cpu = input.is_cpu and all(w.is_cpu for w in self._flat_weights)
+        for wname, w in zip(self._flat_weights_names, self._flat_weights):
+            if w.dtype != first.dtype:
+                raise RuntimeError(
+                    f"{name}: {wname} has dtype {w.dtype} but {self._flat_weights_names[0]} has "
+                    f"{first.dtype}; the weights must share one dtype: model.to({first.dtype})"
+                )
+            if not all_cpu and w.device != input.device:
+                raise RuntimeError(
+                    f"{name}: {wname} is on {w.device} but the input is on {input.device}; move "
+                    f"the model with model.to({str(input.device)!r})"
+                )
+        for what, state in zip(("hx", "cx"), states):
+            if state.dtype != input.dtype and not _autocasting(input.device.type):
+                raise RuntimeError(
+                    f"{name}: {what} dtype ({state.dtype}) does not match input dtype "
+                    f"({input.dtype}); convert it with {what}.to({input.dtype})"
+                )
+
+    def _run(self, input: Tensor, batch_sizes: Tensor | None, hx: Any) -> tuple[Tensor, Any]:
+        """The layers on checked input: padded ``(T, B, I)`` (or batch first) or packed rows."""
+        lstm = self.mode == "LSTM"
+        states = list(hx) if lstm else [hx]
+        if batch_sizes is not None:
+            data, sizes = input, batch_sizes.tolist()
+        else:
+            x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+            steps, batch = x.shape[0], x.shape[1]
+            if steps == 0:
+                raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+            data = x.reshape(steps * batch, x.shape[2])  # (N, I), rows in time-major order
+            sizes = [batch] * steps
+        dtype = autocast_dtype(self.mode, input)
+        if sizes[0] == 0:  # an empty batch: empty outputs, as torch.nn gives
+            out = data.new_zeros(len(sizes), 0, self._output_width(), dtype=dtype)
+            finals = [s.to(dtype) for s in states]
+            if torch.is_grad_enabled():  # in the graph, so that backward runs (zero gradients)
+                nothing = sum(w.sum() for w in self._flat_weights) * 0
+                out, finals = out + nothing.to(dtype), [f + nothing.to(dtype) for f in finals]
+        else:
+            with _no_autocast(data.device.type):  # the layer casts once, for the whole call
+                states = [_cast(s, dtype) for s in states]
+                out, finals = self._run_rows(_cast(data, dtype), sizes, states, batch_sizes)
+            if batch_sizes is None:
+                out = out.view(len(sizes), sizes[0], out.shape[-1])  # (T, B, D * H_out)
+        if batch_sizes is None and self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (tuple(finals) if lstm else finals[0])
+
+    def _output_width(self) -> int:
+        return (self.proj_size or self.hidden_size) * (2 if self.bidirectional else 1)
+
+    def _run_rows(
+        self, data: Tensor, sizes: list[int], states: list[Tensor], batch_sizes: Tensor | None
     ) -> tuple[Tensor, list[Tensor]]:
+        weights = [_cast(w, data.dtype) for w in self._flat_weights]  # (autocast: per call)
+        impl = self._impl_for(data.device)
+        if impl == "torch":
+            return self._run_torch(data, sizes, states, weights, batch_sizes)
+        named = dict(zip(self._flat_weights_names, weights))
+        directions = 2 if self.bidirectional else 1
         finals: list[list[Tensor]] = [[] for _ in states]
-        infer = self.mode == "LSTM" and self._infer_natively(data, use_c)
+        run = dispatch.plan(self.mode, data, weights, use_c=impl == "rnnkit", proj=self.proj_size)
         for layer in range(self.num_layers):
             outs = []
-            for direction in range(self.num_directions):
-                k = layer * self.num_directions + direction
-                w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
-                init = [s[k] for s in states]
-                reverse = direction == 1
-                if infer:
-                    y, *fin = native.lstm_infer(Schedule(sizes, reverse), data, w_ih,
-                                                sum_bias(b_ih, b_hh), w_hh, *init)  # fmt: skip
-                elif self.mode == "LSTM":
-                    y, *fin = LSTMFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
-                    )
-                elif self.mode == "GRU":
-                    y, *fin = GRUFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, sizes, reverse, use_c
-                    )
-                else:
-                    relu = self.mode == "RNN_RELU"
-                    y, *fin = RNNFunction.apply(
-                        data, *init, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, use_c
-                    )
+            for direction in range(directions):
+                k = layer * directions + direction
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                params = [named.get(n + suffix) for n in _PARAMS]
+                y, fin = run(data, [s[k] for s in states], params, sizes, direction == 1)
                 outs.append(y)
                 for acc, f in zip(finals, fin):
                     acc.append(f)
@@ -295,23 +246,16 @@ class RNNBase(nn.Module):
                 data = F.dropout(data, self.dropout, training=True)
         return data, [torch.stack(f) for f in finals]
 
-    def _infer_natively(self, data: Tensor, use_c: bool) -> bool:
-        """Whether the LSTM runs C's inference loop: no gradient wanted, no projection."""
-        wanted = torch.is_grad_enabled() and (
-            data.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
-        return use_c and not wanted and not self.proj_size and native.available(data)
-
     def _run_torch(
-        self, data: Tensor, sizes: list[int], states: list[Tensor], input: Tensor | PackedSequence
-    ) -> tuple[Tensor, list[Tensor]]:
+        self, data: Tensor, sizes: list[int], states: list[Tensor], weights: list[Tensor],
+        batch_sizes: Tensor | None,
+    ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
         """PyTorch's fused recurrent operator (``impl='torch'``), on the same packed rows."""
         op = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
-        weights = [getattr(self, n) for n in self._flat_weights_names]
         hx = tuple(states) if self.mode == "LSTM" else states[0]
         flags = (self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-        if isinstance(input, PackedSequence):
-            result = op[self.mode](data, input.batch_sizes, hx, weights, *flags)
+        if batch_sizes is not None:
+            result = op[self.mode](data, batch_sizes, hx, weights, *flags)
         else:
             x = data.view(len(sizes), sizes[0], -1)
             result = op[self.mode](x, hx, weights, *flags, False)
@@ -320,14 +264,9 @@ class RNNBase(nn.Module):
 
 
 _LAYER_DOC = """
-    Args:
-        input_size: features of the input ``x``.
-        hidden_size: features of the hidden state ``h``.
-        num_layers: stacked recurrent layers.{extra}
-        bias: use ``bias_ih`` and ``bias_hh``.
-        batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
-        dropout: dropout probability on the outputs of every layer but the last (training only).
-        bidirectional: run a second, time-reversed direction and concatenate its output.
+    Args: torch.nn.{cls}'s, positional or by keyword, with torch's defaults and checks:
+        ``input_size, hidden_size, num_layers=1, {extra}bias=True, batch_first=False, dropout=0.0,
+        bidirectional=False, {proj}device=None, dtype=None``; and, by keyword only,
         impl: ``'rnnkit'`` (own kernels), ``'rnnkit-pytorch'`` (own kernels, time loop in
             PyTorch), ``'torch'`` (PyTorch's operator) or ``'auto'``.
 
@@ -343,38 +282,19 @@ _LAYER_DOC = """
 """
 
 
-class RNN(RNNBase):
+class RNN(RNNBase, nn.RNN):
     r"""Elman RNN: :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})` (or ReLU)."""
 
     __doc__ = (__doc__ or "") + _LAYER_DOC.format(
-        extra="\n        nonlinearity: ``'tanh'`` or ``'relu'``.", hx="hx", hn="h_n"
+        cls="RNN", extra="nonlinearity='tanh', ", proj="", hx="hx", hn="h_n"
     )
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        *,
-        impl: str = "rnnkit",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        check_nonlinearity(nonlinearity)
-        self.nonlinearity = nonlinearity
-        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
-        super().__init__(
-            mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            impl=impl, device=device, dtype=dtype,
-        )  # fmt: skip
+    def __init__(self, *args: Any, impl: str = "rnnkit", **kwargs: Any) -> None:
+        nn.RNN.__init__(self, *args, **kwargs)
+        self.impl = check_impl(impl)
 
 
-class LSTM(RNNBase):
+class LSTM(RNNBase, nn.LSTM):
     r"""Long short-term memory; gates ``i, f, g, o`` as in torch.nn, optional projection of ``h``.
 
     .. math::
@@ -384,52 +304,19 @@ class LSTM(RNNBase):
     """
 
     __doc__ = (__doc__ or "") + _LAYER_DOC.format(
-        extra="\n        proj_size: if > 0, project ``h`` to this size with ``weight_hr_l{k}``.",
-        hx="(h_0, c_0)",
-        hn="(h_n, c_n)",
+        cls="LSTM", extra="", proj="proj_size=0, ", hx="(h_0, c_0)", hn="(h_n, c_n)"
     )
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        *,
-        impl: str = "rnnkit",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(
-            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, proj_size, impl=impl, device=device, dtype=dtype,
-        )  # fmt: skip
+    def __init__(self, *args: Any, impl: str = "rnnkit", **kwargs: Any) -> None:
+        nn.LSTM.__init__(self, *args, **kwargs)
+        self.impl = check_impl(impl)
 
 
-class GRU(RNNBase):
+class GRU(RNNBase, nn.GRU):
     r"""Gated recurrent unit, torch.nn's variant (reset gate applied after :math:`W_{hn}`)."""
 
-    __doc__ = (__doc__ or "") + _LAYER_DOC.format(extra="", hx="hx", hn="h_n")
+    __doc__ = (__doc__ or "") + _LAYER_DOC.format(cls="GRU", extra="", proj="", hx="hx", hn="h_n")
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        *,
-        impl: str = "rnnkit",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(
-            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            impl=impl, device=device, dtype=dtype,
-        )  # fmt: skip
+    def __init__(self, *args: Any, impl: str = "rnnkit", **kwargs: Any) -> None:
+        nn.GRU.__init__(self, *args, **kwargs)
+        self.impl = check_impl(impl)

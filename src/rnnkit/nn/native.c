@@ -13,6 +13,11 @@
  * updates only their first sizes[t] rows, so a finished sequence's state stops changing.
  * Backward walks the steps in the opposite order with running gradients dh (B x P), dc (B x H)
  * that start as dL/dh_n, dL/dc_n and end as dL/dh0, dL/dc0.
+ *
+ * Memory safety: every buffer's element type, shape and contiguity is checked in Python before the
+ * call (rnnkit/nn/native.py, check_buffer), against the same B (batch), N (rows) and widths that
+ * are passed here; each entry point checks the schedule against B and N again (steps_setup) and
+ * returns nonzero without touching any buffer when they disagree, 2 when out of memory.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -200,9 +205,18 @@ static inline float tanh_f32(float x) {
 
 static inline real sigmoid(real x) { return 1 / (1 + EXP(-x)); }
 
-static void steps_setup(int T, const int *sizes, int *starts) {
-    starts[0] = 0;
-    for (int t = 1; t < T; t++) starts[t] = starts[t - 1] + sizes[t - 1];
+/* The schedule's row offsets; nonzero (and nothing touched) unless the schedule is one the loops
+ * can trust: T >= 1 steps of 1 .. B rows, never increasing, N rows in all, and the widths H and P
+ * of the buffers positive. Python validates every buffer against the same numbers. */
+static int steps_setup(int T, const int *sizes, int *starts, int B, long N, int H, int P) {
+    if (T < 1 || B < 1 || H < 1 || P < 1 || sizes[0] != B) return 1;
+    long total = 0;
+    for (int t = 0; t < T; t++) {
+        if (sizes[t] < 1 || (t > 0 && sizes[t] > sizes[t - 1])) return 1;
+        starts[t] = (int)total;
+        total += sizes[t];
+    }
+    return total != N;
 }
 
 #define STEP_T(i) (reverse ? T - 1 - (i) : (i))
@@ -300,10 +314,10 @@ static void gru_gates_grad(int H, const real *restrict gi, const real *restrict 
 /* LSTM forward. g (N x 4H): input projection plus both biases on entry, activations i f g o on
  * exit. Writes hp (N x P) = h_{t-1}, cp (N x H) = c_{t-1}, c, tc = tanh(c), hf (N x H) = h before
  * the projection (only when whr != 0; otherwise y is written directly), y (N x P). */
-void lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H, int P,
-                  real *g, const real *whh, const real *whr, real *hs, real *cs, real *hp,
-                  real *cp, real *c, real *tc, real *hf, real *y) {
-    steps_setup(T, sizes, starts);
+int lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+                 int H, int P, real *g, const real *whh, const real *whr, real *hs, real *cs,
+                 real *hp, real *cp, real *c, real *tc, real *hf, real *y) {
+    if (steps_setup(T, sizes, starts, B, N, H, P)) return 1;
     weight wh = use_weight('T', 4 * H, P, whh, T, sizes, starts);
     weight wr = use_weight('T', P, H, whr, T, sizes, starts);
     PARALLEL_ROWS {
@@ -324,6 +338,7 @@ void lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
         }
     }
     free(wh.packed), free(wr.packed);
+    return 0;
 }
 
 /* One row of LSTM inference: g holds the 4H pre-activations without the bias b (may be 0); the
@@ -411,23 +426,28 @@ static int lstm_infer_units(int T, const int *sizes, const int *starts, int reve
  * on all threads) goes into the scratch g (chunk x 4H) just before the chunk's steps read it. The
  * bias is added in the gate pass, never copied into the gates. hs
  * and cs are the running states (h0, c0 on entry, h_n, c_n on exit); y (N x H) gets every h_t. */
-void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H, int I,
-                const real *x, const real *wih, const real *bias, const real *whh, real *hs,
-                real *cs, real *g, int chunk, real *y) {
-    steps_setup(T, sizes, starts);
+int lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+               int H, int I, int chunk, const real *x, const real *wih, const real *bias,
+               const real *whh, real *hs, real *cs, real *g, real *y) {
+    if (steps_setup(T, sizes, starts, B, N, H, I) || chunk < B) return 1;
 #if defined(OWN_GEMM) && defined(_OPENMP)
     const int rows = starts[T - 1] + sizes[T - 1], threads = omp_get_max_threads();
     if (threads > 1 && H % 4 == 0 && H / 4 >= threads && rows >= PACK_MIN_ROWS &&
         lstm_infer_units(T, sizes, starts, reverse, H, I, x, wih, bias, whh, hs, cs, y))
-        return;
+        return 0;
 #endif
     weight wh = use_weight('T', 4 * H, H, whh, T, sizes, starts);
     weight wi = use_weight('T', 4 * H, I, wih, T, sizes, starts);
     if (wh.packed && wi.packed) {
+        int failed = 0;
         PARALLEL_ROWS {
             int lo, hi;
             my_rows(sizes[0], &lo, &hi);
             real *gt = malloc(sizeof(real) * (size_t)(hi > lo ? hi - lo : 1) * 4 * H);
+            if (!gt) {
+#pragma omp atomic write
+                failed = 1;
+            }
             for (int i = 0; gt && i < T; i++) {
                 MY_STEP(i);
                 step_matmul(gemm, &wi, b, x + (long)r0 * I, 0, gt);
@@ -441,7 +461,7 @@ void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse,
             free(gt);
         }
         free(wh.packed), free(wi.packed);
-        return;
+        return failed ? 2 : 0;
     }
     free(wi.packed);
     for (int i0 = 0, i1; i0 < T; i0 = i1) {
@@ -467,15 +487,16 @@ void lstm_infer(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse,
         }
     }
     free(wh.packed);
+    return 0;
 }
 
 /* LSTM backward. dy (N x P) is dL/dy and is overwritten with the total dL/dh_t (which the
  * projection's weight gradient needs). Writes dg (N x 4H), the gradient of the pre-activations;
  * dhf (B x H) is scratch for the gradient before the projection. */
-void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H, int P,
-                   const real *g, const real *cp, const real *tc, const real *whh,
-                   const real *whr, real *dy, real *dg, real *dhf, real *dh, real *dc) {
-    steps_setup(T, sizes, starts);
+int lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+                  int H, int P, const real *g, const real *cp, const real *tc, const real *whh,
+                  const real *whr, real *dy, real *dg, real *dhf, real *dh, real *dc) {
+    if (steps_setup(T, sizes, starts, B, N, H, P)) return 1;
     weight wh = use_weight('N', P, 4 * H, whh, T, sizes, starts);
     weight wr = use_weight('N', H, P, whr, T, sizes, starts);
     PARALLEL_ROWS {
@@ -500,14 +521,15 @@ void lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rever
         }
     }
     free(wh.packed), free(wr.packed);
+    return 0;
 }
 
 /* GRU forward. gi (N x 3H): input projection plus b_ih on entry, r z n on exit. gh (N x 3H):
  * W_hh h_{t-1} + b_hh (bhh may be 0). hp (N x H) = h_{t-1}. */
-void gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
-                 real *gi, real *gh, const real *whh, const real *bhh, real *hs, real *hp,
-                 real *y) {
-    steps_setup(T, sizes, starts);
+int gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+                int H, real *gi, real *gh, const real *whh, const real *bhh, real *hs, real *hp,
+                real *y) {
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     weight wh = use_weight('T', 3 * H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
@@ -522,14 +544,15 @@ void gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
         }
     }
     free(wh.packed);
+    return 0;
 }
 
 /* GRU backward: writes dgi (N x 3H) and dgh (N x 3H), the gradients of the input and recurrent
  * projections. */
-void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
-                  const real *gi, const real *gh, const real *hp, const real *whh,
-                  const real *dy, real *dgi, real *dgh, real *dh) {
-    steps_setup(T, sizes, starts);
+int gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+                 int H, const real *gi, const real *gh, const real *hp, const real *whh,
+                 const real *dy, real *dgi, real *dgh, real *dh) {
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     weight wh = use_weight('N', H, 3 * H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
@@ -545,12 +568,13 @@ void gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
         }
     }
     free(wh.packed);
+    return 0;
 }
 
 /* Elman RNN forward. y (N x H): input projection plus both biases on entry, h_t on exit. */
-void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
-                 int relu, const real *whh, real *hs, real *hp, real *y) {
-    steps_setup(T, sizes, starts);
+int rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+                int H, int relu, const real *whh, real *hs, real *hp, real *y) {
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     weight wh = use_weight('T', H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
@@ -568,12 +592,14 @@ void rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse
         }
     }
     free(wh.packed);
+    return 0;
 }
 
 /* Elman RNN backward: writes dp (N x H), the gradient of the pre-activations. */
-void rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int H,
-                  int relu, const real *y, const real *whh, const real *dy, real *dp, real *dh) {
-    steps_setup(T, sizes, starts);
+int rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B, long N,
+                 int H, int relu, const real *y, const real *whh, const real *dy, real *dp,
+                 real *dh) {
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     weight wh = use_weight('N', H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
@@ -592,4 +618,5 @@ void rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int revers
         }
     }
     free(wh.packed);
+    return 0;
 }

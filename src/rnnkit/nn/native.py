@@ -73,63 +73,107 @@ def _library(dtype: torch.dtype) -> tuple[ctypes.CDLL, int] | None:
     return lib, ctypes.cast(gemm, ctypes.c_void_p).value
 
 
-def available(x: Tensor) -> bool:
-    """Whether the C loops can run on tensors like ``x`` (CPU, float32/float64)."""
-    return x.device.type == "cpu" and x.dtype in _TYPES and _library(x.dtype) is not None
+def available(*tensors: Tensor) -> bool:
+    """Whether the C loops can run on tensors like these: all on the CPU, all float32 or all
+    float64 (never a mix: the loops have one element type), and the library built."""
+    dtype = tensors[0].dtype
+    same = all(t.is_cpu and t.dtype == dtype for t in tensors)
+    return same and dtype in _TYPES and _library(dtype) is not None
 
 
 # Below this many floating-point operations per step, the per-step matrix products run on one
 # thread: splitting a small product costs a thread synchronisation per step, which dominates (and
 # stalls badly when other processes share the cores). See benchmarks/README.md.
 SMALL_STEP_FLOPS = 2**24
+# The C loops index rows with int: a packed batch must have fewer rows than this.
+MAX_ROWS = 2**31 - 1
 
 
-def _call(name: str, sched: Schedule, weight: Tensor, *args: object) -> None:
-    """Call ``name(gemm, T, sizes, starts, reverse, *args)``; tensors are passed as pointers.
+def check_buffer(what: str, t: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Raise ``ValueError`` unless ``t`` is a contiguous CPU tensor of ``dtype`` and ``shape``.
 
-    ``weight`` is the recurrent weight, which sets the size of the per-step matrix product.
+    Every buffer handed to C goes through here: the C code trusts the pointer to hold exactly
+    ``prod(shape)`` elements of its element type, so anything else would read or write out of
+    bounds. (``None`` passes: C receives a null pointer and knows the buffer is absent.)
     """
-    lib, gemm = _library(args_dtype(args))
+    if t is None or (t.is_cpu and t.dtype == dtype and t.shape == shape and t.is_contiguous()):
+        return
+    problems = []
+    if t.device.type != "cpu":
+        problems.append(f"device {t.device}")
+    if t.dtype != dtype:
+        problems.append(f"dtype {t.dtype}")
+    if tuple(t.shape) != shape:
+        problems.append(f"shape {tuple(t.shape)}")
+    if not t.is_contiguous():
+        problems.append("not contiguous")
+    if problems:
+        raise ValueError(
+            f"C loop buffer {what} must be a contiguous {dtype} CPU tensor of shape {shape}, "
+            f"got {', '.join(problems)}"
+        )
+
+
+def _call(
+    name: str, sched: Schedule, weight: Tensor, scalars: tuple[int, ...],
+    buffers: list[tuple[str, Tensor | None, tuple[int, ...]]],
+) -> None:  # fmt: skip
+    """Call ``name(gemm, T, sizes, starts, reverse, B, N, *scalars, *buffers)`` after checking
+    every buffer against its expected shape and the element type of ``weight``.
+
+    ``weight`` is the recurrent weight: its dtype picks the library (float or double) and its size
+    the threading of the per-step matrix product. The C function checks the schedule against
+    ``B`` and ``N`` again and returns nonzero, touching nothing, when they disagree.
+    """
+    dtype = weight.dtype
+    library = _library(dtype) if dtype in _TYPES else None
+    if library is None:
+        raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
+    if sched.total > MAX_ROWS:
+        raise ValueError(f"the C loops take at most {MAX_ROWS} rows, got {sched.total}")
+    for what, tensor, shape in buffers:
+        check_buffer(what, tensor, shape, dtype)
+    lib, gemm = library
     steps = len(sched.sizes)
     sizes = (ctypes.c_int * steps)(*sched.sizes)
     starts = (ctypes.c_int * steps)()
-    converted = []
-    for a in args:
-        if isinstance(a, Tensor):
-            assert a.is_contiguous()
-            converted.append(ctypes.c_void_p(a.data_ptr()))
-        elif a is None:
-            converted.append(ctypes.c_void_p(0))
-        else:
-            converted.append(ctypes.c_int(int(a)))
+    pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for _, t, _ in buffers]
     set_threads = _torch_symbol("MKL_Set_Num_Threads_Local")  # C interface: int by value
     small = 2 * sched.batch * weight.numel() < SMALL_STEP_FLOPS and set_threads is not None
     previous = set_threads(1) if small else 0
     try:
         function = getattr(lib, name)
-        function(ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), *converted)
+        function.restype = ctypes.c_int
+        status = function(
+            ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), sched.batch,
+            ctypes.c_long(sched.total), *(ctypes.c_int(int(v)) for v in scalars), *pointers,
+        )  # fmt: skip
     finally:
         if small:
             set_threads(previous)  # 0 restores torch's (global) setting
-
-
-def args_dtype(args: tuple) -> torch.dtype:
-    return next(a.dtype for a in args if isinstance(a, Tensor))
+    if status == 2:
+        raise MemoryError(f"native.c {name}: out of memory for its scratch space")
+    if status != 0:
+        raise ValueError(f"native.c {name} refused the schedule {sched.sizes} (a bug in rnnkit)")
 
 
 def lstm_forward(
     sched: Schedule, gates: Tensor, w_hh: Tensor, w_hr: Tensor | None, h0: Tensor, c0: Tensor
 ) -> tuple[Tensor, ...]:
     """Returns ``(h_prev, c_prev, c, tanh_c, h_full, y, h_n, c_n)``, as ``loops.lstm_forward``."""
-    n, hidden = sched.total, c0.shape[1]
+    n, b, hidden = sched.total, sched.batch, c0.shape[1]
     out = h0.shape[1]
     h_n, c_n = h0.contiguous().clone(), c0.contiguous().clone()
     h_prev, y = gates.new_empty(n, out), gates.new_empty(n, out)
     c_prev, c, tanh_c = (gates.new_empty(n, hidden) for _ in range(3))
     h_full = gates.new_empty(n, hidden) if w_hr is not None else None
     w_hr = w_hr.contiguous() if w_hr is not None else None
-    _call("lstm_forward", sched, w_hh, hidden, out, gates, w_hh.contiguous(), w_hr, h_n, c_n,
-          h_prev, c_prev, c, tanh_c, h_full, y)  # fmt: skip
+    _call("lstm_forward", sched, w_hh, (hidden, out), [
+        ("gates", gates, (n, 4 * hidden)), ("w_hh", w_hh.contiguous(), (4 * hidden, out)),
+        ("w_hr", w_hr, (out, hidden)), ("h", h_n, (b, out)), ("c", c_n, (b, hidden)),
+        ("h_prev", h_prev, (n, out)), ("c_prev", c_prev, (n, hidden)), ("c_all", c, (n, hidden)),
+        ("tanh_c", tanh_c, (n, hidden)), ("h_full", h_full, (n, hidden)), ("y", y, (n, out)),
+    ])  # fmt: skip
     return h_prev, c_prev, c, tanh_c, (y if h_full is None else h_full), y, h_n, c_n
 
 
@@ -149,14 +193,18 @@ def lstm_infer(
     a few steps at a time into ``gates``; the N x 4H gates never go to memory in full. Same
     function as :func:`lstm_forward`.
     """
-    hidden = h0.shape[1]
+    n, b, hidden, features = sched.total, sched.batch, h0.shape[1], x.shape[1]
     h_n, c_n = h0.contiguous().clone(), c0.contiguous().clone()
-    y = x.new_empty(sched.total, hidden)
-    chunk = max(sched.batch, INFER_CHUNK_BYTES // (4 * hidden * x.element_size()))
-    gates = x.new_empty(min(chunk, sched.total), 4 * hidden)
+    y = x.new_empty(n, hidden)
+    chunk = max(b, INFER_CHUNK_BYTES // (4 * hidden * x.element_size()))
+    gates = x.new_empty(min(chunk, n), 4 * hidden)
     bias = bias.contiguous() if bias is not None else None
-    _call("lstm_infer", sched, w_hh, hidden, x.shape[1], x.contiguous(), w_ih.contiguous(), bias,
-          w_hh.contiguous(), h_n, c_n, gates, chunk, y)  # fmt: skip
+    _call("lstm_infer", sched, w_hh, (hidden, features, chunk), [
+        ("x", x.contiguous(), (n, features)), ("w_ih", w_ih.contiguous(), (4 * hidden, features)),
+        ("bias", bias, (4 * hidden,)), ("w_hh", w_hh.contiguous(), (4 * hidden, hidden)),
+        ("h", h_n, (b, hidden)), ("c", c_n, (b, hidden)),
+        ("gates", gates, (min(chunk, n), 4 * hidden)), ("y", y, (n, hidden)),
+    ])  # fmt: skip
     return y, h_n, c_n
 
 
@@ -165,14 +213,19 @@ def lstm_backward(
     w_hr: Tensor | None, dy: Tensor, dh_n: Tensor, dc_n: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """Returns ``(d_gates, dh_total, dh0, dc0)``."""
-    hidden, out = tanh_c.shape[1], dy.shape[1]
+    n, b, hidden, out = sched.total, sched.batch, tanh_c.shape[1], dy.shape[1]
     dh_total = dy.contiguous().clone()
     dh, dc = dh_n.contiguous().clone(), dc_n.contiguous().clone()
     d_gates = torch.empty_like(gates)
-    scratch = gates.new_empty(sched.batch, hidden) if w_hr is not None else None
+    scratch = gates.new_empty(b, hidden) if w_hr is not None else None
     w_hr = w_hr.contiguous() if w_hr is not None else None
-    _call("lstm_backward", sched, w_hh, hidden, out, gates, c_prev, tanh_c, w_hh.contiguous(),
-          w_hr, dh_total, d_gates, scratch, dh, dc)  # fmt: skip
+    _call("lstm_backward", sched, w_hh, (hidden, out), [
+        ("gates", gates, (n, 4 * hidden)), ("c_prev", c_prev, (n, hidden)),
+        ("tanh_c", tanh_c, (n, hidden)), ("w_hh", w_hh.contiguous(), (4 * hidden, out)),
+        ("w_hr", w_hr, (out, hidden)), ("dy", dh_total, (n, out)),
+        ("d_gates", d_gates, (n, 4 * hidden)), ("scratch", scratch, (b, hidden)),
+        ("dh", dh, (b, out)), ("dc", dc, (b, hidden)),
+    ])  # fmt: skip
     return d_gates, dh_total, dh, dc
 
 
@@ -180,12 +233,16 @@ def gru_forward(
     sched: Schedule, gi: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor
 ) -> tuple[Tensor, ...]:
     """Returns ``(gh, h_prev, y, h_n)``; ``gi`` is overwritten with the gates r, z, n."""
-    n, hidden = sched.total, h0.shape[1]
+    n, b, hidden = sched.total, sched.batch, h0.shape[1]
     h_n = h0.contiguous().clone()
     gh = torch.empty_like(gi)
     h_prev, y = gi.new_empty(n, hidden), gi.new_empty(n, hidden)
     b_hh = b_hh.contiguous() if b_hh is not None else None
-    _call("gru_forward", sched, w_hh, hidden, gi, gh, w_hh.contiguous(), b_hh, h_n, h_prev, y)
+    _call("gru_forward", sched, w_hh, (hidden,), [
+        ("gi", gi, (n, 3 * hidden)), ("gh", gh, (n, 3 * hidden)),
+        ("w_hh", w_hh.contiguous(), (3 * hidden, hidden)), ("b_hh", b_hh, (3 * hidden,)),
+        ("h", h_n, (b, hidden)), ("h_prev", h_prev, (n, hidden)), ("y", y, (n, hidden)),
+    ])  # fmt: skip
     return gh, h_prev, y, h_n
 
 
@@ -193,10 +250,14 @@ def gru_backward(
     sched: Schedule, gi: Tensor, gh: Tensor, h_prev: Tensor, w_hh: Tensor, dy: Tensor, dh_n: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns ``(d_gi, d_gh, dh0)``."""
+    n, b, hidden = sched.total, sched.batch, h_prev.shape[1]
     dh = dh_n.contiguous().clone()
     d_gi, d_gh = torch.empty_like(gi), torch.empty_like(gh)
-    _call("gru_backward", sched, w_hh, h_prev.shape[1], gi, gh, h_prev, w_hh.contiguous(),
-          dy.contiguous(), d_gi, d_gh, dh)  # fmt: skip
+    _call("gru_backward", sched, w_hh, (hidden,), [
+        ("gi", gi, (n, 3 * hidden)), ("gh", gh, (n, 3 * hidden)), ("h_prev", h_prev, (n, hidden)),
+        ("w_hh", w_hh.contiguous(), (3 * hidden, hidden)), ("dy", dy.contiguous(), (n, hidden)),
+        ("d_gi", d_gi, (n, 3 * hidden)), ("d_gh", d_gh, (n, 3 * hidden)), ("dh", dh, (b, hidden)),
+    ])  # fmt: skip
     return d_gi, d_gh, dh
 
 
@@ -205,10 +266,14 @@ def rnn_forward(
     relu: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Returns ``(h_prev, y, h_n)``."""
+    n, b, hidden = sched.total, sched.batch, h0.shape[1]
     y = project(x, w_ih, bias)  # (N, H): pre-activations, overwritten with h_t
     h_n = h0.contiguous().clone()
     h_prev = torch.empty_like(y)
-    _call("rnn_forward", sched, w_hh, h0.shape[1], relu, w_hh.contiguous(), h_n, h_prev, y)
+    _call("rnn_forward", sched, w_hh, (hidden, relu), [
+        ("w_hh", w_hh.contiguous(), (hidden, hidden)), ("h", h_n, (b, hidden)),
+        ("h_prev", h_prev, (n, hidden)), ("y", y, (n, hidden)),
+    ])  # fmt: skip
     return h_prev, y, h_n
 
 
@@ -216,8 +281,12 @@ def rnn_backward(
     sched: Schedule, y: Tensor, w_hh: Tensor, dy: Tensor, dh_n: Tensor, relu: bool
 ) -> tuple[Tensor, Tensor]:
     """Returns ``(d_pre, dh0)``."""
+    n, b, hidden = sched.total, sched.batch, y.shape[1]
     dh = dh_n.contiguous().clone()
     d_pre = torch.empty_like(y)
-    _call("rnn_backward", sched, w_hh, y.shape[1], relu, y, w_hh.contiguous(), dy.contiguous(),
-          d_pre, dh)  # fmt: skip
+    _call("rnn_backward", sched, w_hh, (hidden, relu), [
+        ("y", y, (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
+        ("dy", dy.contiguous(), (n, hidden)), ("d_pre", d_pre, (n, hidden)),
+        ("dh", dh, (b, hidden)),
+    ])  # fmt: skip
     return d_pre, dh

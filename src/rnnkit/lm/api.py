@@ -1,0 +1,252 @@
+"""Language modelling end to end: train on a text, evaluate, generate. The Python API that
+``rnnkit lm``, ``rnnkit demo``, ``benchmarks/lm.py`` and the docs call.
+
+Example (a short run on the default corpus, then 200 characters from a prompt)::
+
+    from rnnkit.lm import LMRecipe, evaluate, generate, load, train
+
+    result = train("runs/shakespeare", recipe=LMRecipe(max_minutes=2))
+    lm = load("runs/shakespeare")
+    print(generate(lm, "ROMEO.\\n", length=200, temperature=0.8, seed=1))
+    print(evaluate("runs/shakespeare", split="test"))   # loss, perplexity, bits per character
+
+A run directory (see :mod:`rnnkit.runs`) holds ``config.json`` (``{"recipe": LMRecipe, "model":
+LMConfig, "train": TrainConfig, "data": {"sha256", "characters"}}``) and ``vocab.json``.
+The vocabulary is built from the training split; validation and test tokens outside it count
+as ``<unk>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from rnnkit import runs, search
+from rnnkit.data import UNK, Tokenizer, Vocab, get_tokenizer, load_corpus, split_text
+from rnnkit.data.batching import as_tensor
+from rnnkit.embed.vectors import WordVectors
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.lm.data import SPLITS, data_source, encode_splits, fingerprint, prepare_text
+from rnnkit.lm.model import LMConfig, RNNLanguageModel
+from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
+from rnnkit.lm.task import TASK, LanguageModelTask, stream_loss
+from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+
+logger = logging.getLogger(__name__)
+
+
+class LoadedLM(NamedTuple):
+    """A trained language model with what is needed to use it."""
+
+    model: RNNLanguageModel
+    vocab: Vocab
+    tokenizer: Tokenizer
+    config: dict[str, Any]  # the run's config.json
+
+
+def train(
+    out: str | os.PathLike,
+    *,
+    recipe: LMRecipe | None = None,
+    resume: bool = False,
+    budget: dict[str, Any] | None = None,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+    vectors: WordVectors | None = None,
+) -> TrainResult:
+    """Train a language model into the run directory ``out`` (or continue it with ``resume``).
+
+    Args:
+        out: the run directory (new or empty; an existing run with ``resume``).
+        recipe: data, model and training settings (ignored when resuming: the run's own are used).
+        resume: continue the run in ``out`` exactly where it stopped.
+        budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
+        quiet: no progress bar.
+        report: receives one-line progress messages.
+        vectors: the word vectors of ``recipe.embeddings``, if the caller has loaded them already.
+    """
+    if resume:
+        run, config = runs.resume(out, TASK, budget)
+        recipe = runs.build(run, config, "recipe", lambda d: LMRecipe(**d))
+        vocab = Vocab.load(run.file(runs.VOCAB))
+        text, tokenizer, texts = prepare_text(recipe)
+        if fingerprint(text)["sha256"] != config.get("data", {}).get("sha256"):
+            raise DataError(
+                f"the text of {recipe.data} changed since the run started; cannot resume"
+            )
+        train_config = runs.build(run, config, "train", TrainConfig.from_dict)
+        model_config = runs.build(run, config, "model", LMConfig.from_dict)
+    else:
+        recipe = recipe or LMRecipe()
+        text, tokenizer, texts = prepare_text(recipe)
+        vocab = Vocab.build(tokenizer.tokenize(texts["train"]), specials=[UNK])
+        model_config = recipe.model_config(len(vocab))
+        train_config = recipe.train_config()
+    splits = encode_splits(tokenizer, vocab, texts)
+    task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
+    if resume:
+        run.write_config(config)
+    else:
+        run = runs.start(
+            out,
+            TASK,
+            recipe={**asdict(recipe), "data": data_source(recipe.data)},
+            model=model_config.to_dict(),
+            train=config_dict(train_config),
+            data=fingerprint(text),
+        )
+        vocab.save(run.file(runs.VOCAB))
+
+    def build_model() -> RNNLanguageModel:
+        model = RNNLanguageModel(model_config)
+        if recipe.embeddings and not resume:  # a resumed run has them in its checkpoint
+            from rnnkit.embed.pretrained import load_into_embedding
+
+            words = vectors or WordVectors.load(recipe.embeddings)
+            coverage = load_into_embedding(
+                model.embedding, vocab.itos, words, freeze=recipe.freeze_embeddings
+            )
+            (report or logger.info)(f"embeddings from {recipe.embeddings}: {coverage}")
+        return model
+
+    return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report)
+
+
+def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:
+    """The trained model of ``run_dir`` (best validation weights), its vocabulary and tokenizer."""
+    run, config = runs.load(run_dir, TASK, weights=weights, require=[runs.VOCAB])
+    model = RNNLanguageModel(runs.build(run, config, "model", LMConfig.from_dict))
+    tokenizer = runs.build(run, config, "recipe", lambda r: get_tokenizer(r["level"]))
+    runs.load_model_weights(run, model, weights)
+    model.eval()
+    return LoadedLM(model, Vocab.load(run.file(runs.VOCAB)), tokenizer, config)
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    *,
+    data: str | None = None,
+    encoding: str = "utf-8",
+    split: str = "valid",
+) -> dict[str, Any]:
+    """Loss (nats/token), perplexity and bits per character of a run on a split.
+
+    Args:
+        run_dir: the run directory.
+        data: another corpus or text file (default: the run's own); it is split 90/5/5 too.
+        encoding: encoding of ``data``.
+        split: ``"valid"`` or ``"test"`` (or ``"train"``).
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be train, valid or test, got {split!r}")
+    lm = load(run_dir)
+    source = data or lm.config["recipe"]["data"]
+    text = load_corpus(source, encoding=encoding if data else lm.config["recipe"]["encoding"])
+    split_text_ = dict(zip(SPLITS, split_text(text)))[split]
+    tokens = lm.tokenizer.tokenize(split_text_)
+    unknown = len(lm.vocab.unknown(tokens))
+    loss, _ = stream_loss(lm.model, as_tensor(lm.vocab.encode(tokens)))
+    # Bits per character: the split's total information (mean loss x tokens) over its characters,
+    # comparable between character and word models.
+    nats = loss * len(tokens)
+    return {
+        "run": os.fspath(run_dir),
+        "data": source,
+        "split": split,
+        "tokens": len(tokens),
+        "characters": len(split_text_),
+        "unknown_types": unknown,
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        "bits_per_char": nats / max(len(split_text_), 1) / math.log(2),
+    }
+
+
+def encode_prime(
+    lm: LoadedLM, prime: str, *, report: Callable[[str], None] | None = None
+) -> list[int]:
+    """Token ids of ``prime``: characters outside the vocabulary are an error (naming them);
+    unknown words become ``<unk>`` (reported)."""
+    tokens = lm.tokenizer.tokenize(prime)
+    if not tokens:
+        raise ValueError("the prime is empty after tokenization; give --prime some text")
+    unknown = lm.vocab.unknown(tokens)
+    if unknown and lm.tokenizer.level == "char":
+        shown = ", ".join(repr(t) for t in unknown)
+        raise DataError(f"the prime has characters outside the model's vocabulary: {shown}")
+    if unknown and report is not None:
+        report(f"words outside the vocabulary read as {UNK}: {', '.join(unknown)}")
+    return lm.vocab.encode(tokens)
+
+
+def generate(
+    lm: LoadedLM,
+    prime: str,
+    *,
+    length: int = GenerateRecipe.length,
+    temperature: float = GenerateRecipe.temperature,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    beam: int = GenerateRecipe.beam,
+    seed: int | None = None,
+    on_text: Callable[[str], None] | None = None,
+    report: Callable[[str], None] | None = None,
+) -> str:
+    """Continue ``prime`` by ``length`` tokens; returns the prime and its continuation.
+
+    Args:
+        lm: a model from :func:`load`.
+        prime: the text to continue (see :func:`encode_prime` for unknown tokens).
+        length: tokens to generate.
+        temperature, top_k, top_p: sampling settings (see :class:`rnnkit.search.SearchOptions`).
+        greedy: take the most likely token each step instead of sampling.
+        beam: if > 1, beam search of this width for the most likely continuation.
+        seed: seed of the sampling generator (None: nondeterministic).
+        on_text: called with each new piece of text as it is produced (streaming; beam search
+            streams its result once found).
+        report: receives warnings such as unknown prime words.
+
+    Generated text never contains ``<unk>`` (it stands for text the model never saw).
+    """
+    if length < 1:
+        raise ConfigError(f"length must be >= 1, got {length}")
+    options = search.SearchOptions(
+        beam_size=beam if beam > 1 else 1, sample=not greedy, temperature=temperature,
+        top_k=top_k, top_p=top_p, seed=seed,
+    )  # fmt: skip
+    ids = encode_prime(lm, prime, report=report)
+    model, vocab, tokenizer = lm.model, lm.vocab, lm.tokenizer
+    model.eval()
+    prime_tokens = vocab.decode(ids)
+    generated: list[str] = []
+    shown = tokenizer.detokenize(prime_tokens)
+
+    def emit(step_tokens: Tensor) -> None:
+        nonlocal shown
+        generated.append(vocab.itos[int(step_tokens[0])])
+        text = tokenizer.detokenize(prime_tokens + generated)
+        if on_text is not None and text.startswith(shown):
+            on_text(text[len(shown) :])
+        shown = text
+
+    if on_text is not None:
+        on_text(shown)
+    banned = [] if vocab.unk_index is None else [vocab.unk_index]
+    with torch.no_grad():
+        state = model.prime(torch.tensor(ids[:-1], dtype=torch.long).unsqueeze(1))
+        best = search.decode(
+            model, state, ids[-1], None, length, options,
+            processors=[search.ban_tokens(banned)], on_token=emit,
+        )[0][0]  # fmt: skip
+    if options.method == "beam":
+        for token in best.tokens:
+            emit(torch.tensor([token]))
+    return tokenizer.detokenize(prime_tokens + generated)

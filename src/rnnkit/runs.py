@@ -1,0 +1,361 @@
+"""Run directories: the one owner of their layout, for every task.
+
+A run directory holds one training run of one task:
+
+==================  =========================================================================
+``run.json``        the manifest: format, task name (``"lm"``, ``"translate"``, ...), rnnkit
+                    version, creation time; :meth:`RunDir.open` refuses another task or version
+``config.json``     one schema for every task: ``{"recipe": ..., "model": ..., "train": ...}``
+                    (the recipe the user gave, the model's config, the ``TrainConfig``), plus
+                    task-specific sections (the LM's ``"data"`` checksum)
+``vocab.json``      the vocabulary (or vocabularies) the model was trained with
+``model.safetensors``  the weights with the best validation loss (what ``load`` reads)
+``last.safetensors``   everything to resume (see :mod:`rnnkit.training.state`)
+``trainer.json``    a readable summary; ``metrics.jsonl`` one record a line; ``loss.png``
+==================  =========================================================================
+
+The file names are defined here once. :func:`start`, :func:`resume` and :func:`load` are how an
+application creates, continues and opens a run; a damaged or foreign directory gives the same
+one-line :class:`rnnkit.errors.RunDirError` for every task. Every file is written atomically (a
+temporary file in the same folder, then ``os.replace``), so a crash or a kill in the middle of a
+write leaves the previous version intact. Nothing is pickled: tensors go to safetensors, the rest
+to JSON. Example::
+
+    run = runs.start("runs/x", "lm", recipe=asdict(recipe), model=asdict(cfg), train=asdict(tc))
+    run.save_tensors(runs.BEST, model.state_dict())
+    run, config = runs.load("runs/x", "lm")
+    model = runs.build(run, config, "model", LMConfig.from_dict)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from rnnkit import __version__
+from rnnkit.errors import ConfigError, RunDirError
+from rnnkit.files import atomic_path, write_text_atomic
+
+T = TypeVar("T")
+
+# The files of a run directory (the only place their names are spelled).
+MANIFEST = "run.json"
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+BEST = "model.safetensors"
+CHECKPOINT = "last.safetensors"
+SUMMARY = "trainer.json"
+METRICS = "metrics.jsonl"
+PLOT = "loss.png"
+
+RUN_FORMAT = "rnnkit-run"
+SECTIONS = ("recipe", "model", "train")  # the sections every config.json has
+# The only settings a resumed run may change: its budgets (everything else is fixed by the run).
+RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes"})
+_META_KEY = "rnnkit"  # safetensors metadata entry that holds our JSON
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def save_tensors_atomic(
+    path: str | os.PathLike, tensors: dict[str, Tensor], metadata: Any = None
+) -> None:
+    """Save ``tensors`` as a safetensors file (atomically), with ``metadata`` as JSON in its header.
+
+    Tensors are copied to contiguous CPU memory first, so tied (shared) weights save fine.
+    """
+    plain = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
+    meta = None if metadata is None else {_META_KEY: json.dumps(metadata)}
+    with atomic_path(path) as tmp:
+        save_file(plain, tmp, metadata=meta)
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], Any]:
+    """Tensors and JSON metadata of a file written by :func:`save_tensors_atomic`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(_META_KEY)
+        tensors = load_file(os.fspath(path))
+    except (SafetensorError, OSError) as exc:
+        raise RunDirError(f"cannot read {path}: {exc}") from None
+    return tensors, (None if raw is None else json.loads(raw))
+
+
+class RunDir:
+    """One run's directory, checked to belong to ``task`` and this rnnkit version.
+
+    Use :meth:`create` for a new run and :meth:`open` for an existing one.
+    """
+
+    def __init__(self, path: str | os.PathLike, task: str) -> None:
+        self.path = Path(path)
+        self.task = task
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r}, task={self.task!r})"
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, task: str) -> RunDir:
+        """Make a new run directory (it may exist if empty) and write its manifest.
+
+        Raises:
+            RunDirError: ``path`` is a file, already holds a run, or holds other files.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} is a file; give a directory for the run")
+        if (path / MANIFEST).exists():
+            raise RunDirError(
+                f"{path} already holds a run; continue it with --resume {path} "
+                "or choose a new --out"
+            )
+        if path.is_dir() and any(path.iterdir()):
+            raise RunDirError(f"{path} is not empty; choose a new or empty directory for --out")
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": RUN_FORMAT,
+            "task": task,
+            "rnnkit_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(path / MANIFEST, manifest)
+        return cls(path, task)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, task: str, *, require: Iterable[str] = ()) -> RunDir:
+        """An existing run directory of ``task`` written by this rnnkit version.
+
+        Args:
+            path: the run directory.
+            task: the task it must belong to.
+            require: files that must be present (named in the error if missing).
+
+        Raises:
+            RunDirError: not a directory, no manifest, another task or version, or missing files.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise RunDirError(f"no run directory at {path}")
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise RunDirError(f"{path} is not an rnnkit run directory (no {MANIFEST})")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RunDirError(f"{manifest_path} is damaged (not valid JSON)") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
+            raise RunDirError(f"{manifest_path} is not an rnnkit run manifest")
+        if manifest.get("task") != task:
+            raise RunDirError(
+                f"{path} is a {manifest.get('task')!r} run, not a {task!r} run; "
+                f"use `rnnkit {manifest.get('task')} ...` with it"
+            )
+        if manifest.get("rnnkit_version") != __version__:
+            raise RunDirError(
+                f"{path} was written by rnnkit {manifest.get('rnnkit_version')}, this is rnnkit "
+                f"{__version__}; use that version or train a new run"
+            )
+        run = cls(path, task)
+        missing = [name for name in require if not run.has(name)]
+        if missing:
+            raise RunDirError(f"{path} is missing {', '.join(missing)}; the run is incomplete")
+        return run
+
+    def file(self, name: str) -> Path:
+        """Path of the file ``name`` inside the run directory."""
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        """Whether the run directory holds the file ``name``."""
+        return (self.path / name).is_file()
+
+    def _require(self, name: str) -> Path:
+        if not self.has(name):
+            raise RunDirError(f"{self.path} is missing {name}; the run is incomplete")
+        return self.path / name
+
+    def write_json(self, name: str, obj: Any) -> None:
+        """Write ``obj`` as ``name`` (atomically)."""
+        write_json_atomic(self.file(name), obj)
+
+    def read_json(self, name: str) -> Any:
+        """The JSON content of ``name``."""
+        path = self._require(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RunDirError(f"{path} is damaged (not valid JSON)") from None
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write ``config.json`` (atomically)."""
+        self.write_json(CONFIG, config)
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's ``config.json``, checked to hold the sections every task writes.
+
+        Raises:
+            RunDirError: the file is missing, not JSON, or lacks a section.
+        """
+        config = self.read_json(CONFIG)
+        if not isinstance(config, dict):
+            raise RunDirError(f"{self.file(CONFIG)} is damaged (not a JSON object)")
+        for section in SECTIONS:
+            if not isinstance(config.get(section), dict):
+                raise RunDirError(
+                    f"{self.file(CONFIG)} is damaged (no {section!r} section); "
+                    "train a new run or restore the file"
+                )
+        return config
+
+    def save_tensors(self, name: str, tensors: dict[str, Tensor], metadata: Any = None) -> None:
+        """Write tensors (and JSON ``metadata``) as the safetensors file ``name`` (atomically)."""
+        save_tensors_atomic(self.file(name), tensors, metadata)
+
+    def load_tensors(self, name: str) -> tuple[dict[str, Tensor], Any]:
+        """Tensors and metadata of the safetensors file ``name``."""
+        return load_tensors(self._require(name))
+
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON object as a line of ``name``."""
+        with open(self.file(name), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> None:
+        """Replace ``name`` with ``records``, one JSON object a line (atomically)."""
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        write_text_atomic(self.file(name), text)
+
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        """All records of the JSON-lines file ``name`` (empty if it does not exist)."""
+        if not self.has(name):
+            return []
+        lines = self.file(name).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def load_model_weights(run: RunDir, model: torch.nn.Module, name: str = BEST) -> Any:
+    """Load the weights ``name`` of ``run`` into ``model``; returns the file's metadata.
+
+    Raises:
+        RunDirError: the file is missing or its tensors do not fit the model.
+    """
+    tensors, meta = run.load_tensors(name)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RunDirError(f"{run.file(name)} does not fit the model in {CONFIG}: {first}") from None
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Start, resume, load: how every application creates, continues and opens its runs
+
+
+def start(
+    path: str | os.PathLike,
+    task: str,
+    *,
+    recipe: dict[str, Any],
+    model: dict[str, Any],
+    train: dict[str, Any],
+    **extra: Any,
+) -> RunDir:
+    """Create the run directory ``path`` of ``task`` and write its ``config.json``.
+
+    Args:
+        recipe, model, train: the three sections every ``config.json`` has (JSON-able dicts).
+        extra: task-specific sections (JSON-able).
+
+    Raises:
+        RunDirError: ``path`` is a file, already holds a run, or holds other files.
+    """
+    run = RunDir.create(path, task)
+    run.write_config({"recipe": recipe, "model": model, "train": train, **extra})
+    return run
+
+
+def check_resumable(changes: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings ``changes`` a resume asks for (None values dropped), checked to be budgets.
+
+    Raises:
+        ConfigError: a setting outside :data:`RESUMABLE` (naming it and what may change).
+    """
+    given = {k: v for k, v in (changes or {}).items() if v is not None}
+    fixed = sorted(set(given) - RESUMABLE)
+    if fixed:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in fixed)
+        raise ConfigError(
+            f"a resumed run keeps its settings; only the budget (--epochs, --max-steps, "
+            f"--max-minutes) may change, not {names}; start a new run with --out instead"
+        )
+    return given
+
+
+def resume(
+    path: str | os.PathLike, task: str, changes: dict[str, Any] | None = None
+) -> tuple[RunDir, dict[str, Any]]:
+    """Open the run in ``path`` to continue it; returns the run and its config.
+
+    The returned config's ``"train"`` section has the budget ``changes`` applied (see
+    :func:`check_resumable`); it is not written until the caller calls ``run.write_config``.
+
+    Raises:
+        RunDirError: not a run of ``task``, damaged, or without a checkpoint to resume from.
+        ConfigError: ``changes`` holds something else than a budget.
+    """
+    given = check_resumable(changes)
+    run = RunDir.open(path, task, require=[CONFIG, CHECKPOINT])
+    config = run.read_config()
+    config["train"] = {**config["train"], **given}
+    return run, config
+
+
+def load(
+    path: str | os.PathLike, task: str, *, weights: str = BEST, require: Iterable[str] = ()
+) -> tuple[RunDir, dict[str, Any]]:
+    """Open the trained run in ``path`` to use it; returns the run and its config.
+
+    Raises:
+        RunDirError: not a run of ``task``, damaged, or missing ``weights`` or ``require``.
+    """
+    run = RunDir.open(path, task, require=[CONFIG, *require, weights])
+    return run, run.read_config()
+
+
+def build(
+    run: RunDir,
+    config: dict[str, Any],
+    section: str,
+    factory: Callable[[Any], T],
+    *,
+    name: str = CONFIG,
+) -> T:
+    """``factory(config[section])``, with a damaged section reported as one :class:`RunDirError`
+    (``config``: the content of the run's file ``name``).
+
+    Use it for everything built from ``config.json`` (model configs, recipes), so a hand-edited
+    or truncated file gives the same one line for every task.
+    """
+    try:
+        return factory(config[section])
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(
+            f"{run.file(name)} is damaged (section {section!r}: {detail}); "
+            "train a new run or restore the file"
+        ) from None

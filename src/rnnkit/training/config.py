@@ -1,0 +1,67 @@
+"""How to train: :class:`TrainConfig`, the settings of :class:`rnnkit.training.Trainer`.
+
+Stored in every run's ``config.json`` under ``"train"``; torch-free, so the command line can show
+defaults without importing torch. What a resumed run may change is
+:data:`rnnkit.runs.RESUMABLE`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from rnnkit.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """How to train; stored in the run's ``config.json`` under ``"train"``."""
+
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (SGD: L2 penalty)
+    momentum: float = 0.0  # SGD momentum
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    schedule: str = "cosine"  # decay over the budget: "constant", "linear" or "cosine"
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over these steps
+    min_lr_ratio: float = 0.0  # final learning rate as a fraction of lr
+    clip_norm: float = 1.0  # clip the global gradient norm to this (0: no clipping)
+    epochs: int | None = None  # stop after this many passes over the training data
+    max_steps: int | None = None  # stop after this many optimizer steps
+    max_minutes: float | None = None  # stop after this much wall-clock time (evaluation included)
+    eval_every: int = 500  # validate and checkpoint every N steps (0: only at the end)
+    log_every: int = 50  # write a training-loss record every N steps
+    seed: int = 0  # seeds torch's and Python's random generators
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON gives a list
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        for name in ("epochs", "max_steps", "max_minutes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.epochs is None and self.max_steps is None and self.max_minutes is None:
+            raise ConfigError("give a budget: epochs, max_steps or max_minutes")
+        if self.eval_every < 0 or self.log_every < 1 or self.clip_norm < 0:
+            raise ConfigError(
+                f"need eval_every >= 0, log_every >= 1, clip_norm >= 0; got {self.eval_every}, "
+                f"{self.log_every}, {self.clip_norm}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config from ``asdict`` output, ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as a JSON-able dict."""
+    data = asdict(config)
+    data["betas"] = list(config.betas)
+    return data

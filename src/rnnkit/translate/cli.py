@@ -1,0 +1,233 @@
+"""Machine translation: a recurrent encoder-decoder with attention.
+
+The default corpus is git's own message catalog (English -> the language of --lang, French by
+default), read from the system's locale directory.
+
+examples:
+  rnnkit translate train --out runs/fr --max-minutes 10
+  rnnkit translate train --data pairs.tsv --lang de --attention additive --out runs/de
+  rnnkit translate run runs/fr "Cannot open '%s'." --beam 5
+  echo "Could not read the index." | rnnkit translate run runs/fr
+  rnnkit translate eval runs/fr --beam 5 --json
+  rnnkit translate attention runs/fr "Could not read the index." --out attention.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rnnkit.options import (
+    add_budget_arguments,
+    add_command,
+    add_pretrained_arguments,
+    add_process_arguments,
+    add_run_location,
+    budget_of,
+    recipe_budget,
+    reporter,
+    set_threads,
+)
+from rnnkit.search.settings import LENGTH_PENALTIES, SearchOptions
+from rnnkit.translate.recipe import ATTENTIONS, DEFAULT_EMBEDDING_DIM, TranslateRecipe
+
+_D = TranslateRecipe()
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``translate`` sub-commands to ``parser``; defaults from :class:`TranslateRecipe`."""
+    d = _D
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = add_command(commands, "train", "train a translation model into a run directory",
+                        train_command)  # fmt: skip
+    add_run_location(train)
+    data = train.add_argument_group("data")
+    data.add_argument(
+        "--data", metavar="FILE", help="corpus: FILE.tsv (source<TAB>target), .mo, .po "
+        "(default: git's message catalog for --lang)",
+    )  # fmt: skip
+    data.add_argument("--lang", default=d.lang, help="target language: git's catalog for it")
+    data.add_argument("--max-len", type=int, default=d.max_len, help="longest sentence, tokens")
+    data.add_argument("--min-freq", type=int, default=d.min_freq, help="rarer tokens: <unk>")
+    model = train.add_argument_group("model")
+    model.add_argument("--attention", default=d.attention, choices=ATTENTIONS, help="score")
+    model.add_argument("--cell", default=d.cell, choices=("gru", "lstm"), help="recurrent cell")
+    model.add_argument(
+        "--embedding-dim", type=int,
+        help=f"embedding size (default: the word vectors' size, else {DEFAULT_EMBEDDING_DIM})",
+    )  # fmt: skip
+    model.add_argument("--hidden-size", type=int, default=d.hidden_size, help="state size")
+    model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
+    model.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate")
+    model.add_argument(
+        "--impl", default=d.impl, choices=("rnnkit", "torch", "auto"),
+        help="recurrent kernels: rnnkit's own BPTT or torch's fused ones",
+    )  # fmt: skip
+    model.add_argument(
+        "--unidirectional", action="store_true", help="read the source left to right only"
+    )
+    model.add_argument(
+        "--input-feeding",
+        action="store_true",
+        help="feed the last attentional vector back into the decoder (slower to train)",
+    )
+    add_pretrained_arguments(train.add_argument_group("pretrained word vectors"), target=True)
+    fit = train.add_argument_group("training")
+    add_budget_arguments(fit, d)
+    fit.add_argument("--batch-size", type=int, default=d.batch_size, help="sentence pairs")
+    fit.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    fit.add_argument(
+        "--teacher-forcing", type=float, default=d.teacher_forcing, help="ratio in [0, 1]"
+    )
+    fit.add_argument(
+        "--label-smoothing", type=float, default=d.label_smoothing, help="in the training loss"
+    )
+    fit.add_argument("--eval-every", type=int, default=d.eval_every, help="validate every N steps")
+    fit.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    add_process_arguments(train)
+
+    run = add_command(commands, "run", "translate TEXT arguments, or lines of stdin", run_command)
+    run.add_argument("run_dir", metavar="RUN_DIR")
+    run.add_argument("text", metavar="TEXT", nargs="*", help="texts (default: lines of stdin)")
+    _add_search_options(run)
+    run.add_argument("--n-best", type=int, default=1, help="print the K best candidates")
+    run.set_defaults(trailing="text")
+
+    evaluate = add_command(
+        commands, "eval", "BLEU, chrF and placeholder fidelity on a split", eval_command
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument(
+        "--split", default="test", choices=("train", "valid", "test"), help="corpus split"
+    )
+    _add_search_options(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    attention = add_command(
+        commands, "attention", "draw the attention matrix as a heat map", attention_command
+    )
+    attention.add_argument("run_dir", metavar="RUN_DIR")
+    attention.add_argument("text", metavar="TEXT")
+    attention.add_argument("--out", required=True, metavar="FILE.png")
+    attention.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+
+
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    d = SearchOptions()
+    parser.add_argument("--beam", type=int, default=d.beam_size, help="beam size (1: greedy)")
+    parser.add_argument(
+        "--length-penalty", default=d.length_penalty, choices=LENGTH_PENALTIES,
+        help="ranking of beam hypotheses of different lengths",
+    )  # fmt: skip
+    parser.add_argument("--alpha", type=float, default=d.alpha, help="exponent of gnmt")
+    parser.add_argument(
+        "--keep-unk",
+        action="store_true",
+        help="print <unk> instead of copying the most attended source token",
+    )
+
+
+def recipe_from_args(args: argparse.Namespace) -> TranslateRecipe:
+    """The :class:`TranslateRecipe` the options describe (checked before any data is read)."""
+    recipe = TranslateRecipe(
+        data=args.data, lang=args.lang, max_len=args.max_len, min_freq=args.min_freq,
+        attention=args.attention, cell=args.cell, embedding_dim=args.embedding_dim,
+        hidden_size=args.hidden_size, num_layers=args.layers, dropout=args.dropout,
+        impl=args.impl, bidirectional=not args.unidirectional, input_feeding=args.input_feeding,
+        embeddings=args.embeddings, target_embeddings=args.target_embeddings,
+        freeze_embeddings=args.freeze_embeddings, batch_size=args.batch_size,
+        teacher_forcing=args.teacher_forcing, label_smoothing=args.label_smoothing, lr=args.lr,
+        eval_every=args.eval_every, seed=args.seed, **recipe_budget(args, _D),
+    )  # fmt: skip
+    recipe.model_config(1, 1)  # validate the model options
+    recipe.train_config()
+    return recipe
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from rnnkit import translate
+
+    set_threads(args)
+    resume = args.resume is not None
+    out = args.resume or args.out
+    recipe = None if resume else recipe_from_args(args)
+    result = translate.train(
+        out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
+        report=reporter(args),
+    )  # fmt: skip
+    print(
+        f"done: {result.steps} steps ({result.epochs_done:.1f} epochs) in "
+        f"{result.elapsed_s / 60:.1f} min; best valid loss {result.best_valid_loss:.3f} "
+        f"nats/token; run in {out}"
+    )
+    print(f'try: rnnkit translate run {out} "Could not read the index."')
+    return 0
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    if args.text:
+        return list(args.text)
+    return [line.rstrip("\n") for line in sys.stdin]
+
+
+def _search_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "beam_size": args.beam,
+        "length_penalty": args.length_penalty,
+        "alpha": args.alpha,
+        "replace_unknown": not args.keep_unk,
+    }
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from rnnkit import translate
+
+    translator = translate.load(args.run_dir)
+    texts = _read_texts(args)
+    present = [text for text in texts if text.strip()]
+    options = _search_options(args)
+    results = iter(translate.translate(translator, present, n_best=args.n_best, **options))
+    for text in texts:
+        candidates = next(results) if text.strip() else []
+        if args.n_best == 1:
+            print(candidates[0].text if candidates else "")
+        else:
+            for rank, candidate in enumerate(candidates, start=1):
+                print(f"{rank}\t{candidate.score:.3f}\t{candidate.text}")
+            print()
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from rnnkit import translate
+
+    scores = translate.evaluate(args.run_dir, args.split, **_search_options(args))
+    if args.json:
+        print(json.dumps(scores))
+        return 0
+    print(
+        f"{scores['split']}: {scores['sentences']} sentences, beam {scores['beam_size']}\n"
+        f"BLEU  {scores['bleu']:.2f}\n"
+        f"chrF  {scores['chrf']:.2f}\n"
+        f"placeholders kept  {scores['placeholders_kept']:.1%} of "
+        f"{scores['sentences_with_placeholders']} sentences with placeholders "
+        f"(references: {scores['placeholders_kept_reference']:.1%})"
+    )
+    return 0
+
+
+def attention_command(args: argparse.Namespace) -> int:
+    from rnnkit import translate
+    from rnnkit.plots import plot_attention
+    from rnnkit.translate.tokens import JOINER, detokenize
+
+    translator = translate.load(args.run_dir)
+    source, output, weights = translator.attention(args.text, beam_size=args.beam)
+    labels = [[t.removeprefix(JOINER) for t in tokens] for tokens in (source, output)]
+    plot_attention(*labels, weights, args.out)
+    print(detokenize(output[:-1]))
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,66 @@
+"""Fixtures shared by the whole suite (tests mirror src/rnnkit: tests/nn, tests/lm, ...).
+
+- ``run_cli``: runs ``rnnkit ARGS...`` in-process; returns ``(exit code, stdout, stderr)``.
+- ``write_text_corpus``: writes a small generated text (a few words in random order).
+- ``write_parallel_corpus``: writes a small generated ``source<TAB>target`` corpus.
+
+Everything is generated from a seed: no test needs the network.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rnnkit import cli
+
+WORDS = ["to", "be", "or", "not", "that", "is", "the", "question"]
+PARALLEL_WORDS = ["red", "green", "blue", "cat", "dog", "big", "small", "file", "open", "read"]
+
+
+@pytest.fixture
+def run_cli(capsys) -> Callable[..., tuple[int, str, str]]:
+    """``run_cli(*argv)``: ``rnnkit`` with ``argv`` (any objects, made strings) in-process."""
+
+    def run(*argv: object) -> tuple[int, str, str]:
+        capsys.readouterr()  # drop what came before
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def text_corpus(path: Path, n: int = 3000, seed: int = 0) -> Path:
+    """About ``n`` characters of WORDS in random order with spaces and line breaks."""
+    rng = random.Random(seed)
+    text = "".join(rng.choice(WORDS) + rng.choice([" ", " ", "\n"]) for _ in range(n // 4))
+    path.write_text(text)
+    return path
+
+
+def parallel_corpus(path: Path, n: int = 400, seed: int = 0) -> Path:
+    """``n`` pairs: a few words and a placeholder -> the same reversed, words upper-cased."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = rng.choices(PARALLEL_WORDS, k=rng.randint(2, 5)) + ["%d"]
+        target = [w if w.startswith("%") else w.upper() for w in reversed(words)]
+        lines.append(" ".join(words) + "\t" + " ".join(target))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_text_corpus() -> Callable[..., Path]:
+    """``write_text_corpus(path, n=3000, seed=0)`` -> path (see :func:`text_corpus`)."""
+    return text_corpus
+
+
+@pytest.fixture(scope="session")
+def write_parallel_corpus() -> Callable[..., Path]:
+    """``write_parallel_corpus(path, n=400, seed=0)`` -> path (see :func:`parallel_corpus`)."""
+    return parallel_corpus

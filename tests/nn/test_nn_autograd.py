@@ -1,0 +1,89 @@
+"""Second derivatives and torch.func transforms through the layers, against torch.nn."""
+
+import pytest
+import torch
+from nn_oracle import assert_close, twins
+from torch.func import functional_call, grad, jacrev, jvp, vmap
+
+KINDS = ["LSTM", "GRU", "RNN"]
+
+
+def _outputs(out):
+    return out.data if hasattr(out, "batch_sizes") else out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradient_penalty_matches_torch_nn(kind):
+    """The issue's case: a penalty on dL/dx must reach the weights (it silently did not)."""
+    torch.manual_seed(0)
+    kw = {"proj_size": 3} if kind == "LSTM" else {}
+    ours, theirs = twins(kind, 3, 5, num_layers=2, bidirectional=True, **kw)
+    ours, theirs = ours.double(), theirs.double()
+    x = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for model in (ours, theirs):
+        y, _ = model(x)
+        (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        penalty = dx.square().sum()
+        grads.append(torch.autograd.grad(penalty, list(model.parameters())))
+    for a, b in zip(*grads):
+        assert_close(a, b)
+    assert sum(g.norm() for g in grads[0]) > 1e-3  # the penalty does reach the weights
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradgradcheck_through_packed_bidirectional_input(kind):
+    torch.manual_seed(1)
+    kw = {"proj_size": 2} if kind == "LSTM" else {}
+    layer = twins(kind, 2, 3, bidirectional=True, **kw)[0].double()
+    names = [n for n, _ in layer.named_parameters()]
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().requires_grad_() for p in layer.parameters()]
+
+    def f(x, *params):
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([3, 2]))
+        out, h = functional_call(layer, dict(zip(names, params)), (packed,))
+        h = h[0] if kind == "LSTM" else h
+        return _outputs(out), h
+
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_torch_func_transforms_match_torch_nn(kind):
+    torch.manual_seed(2)
+    ours, theirs = twins(kind, 3, 4)
+    ours, theirs = ours.double(), theirs.double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    xs = torch.randn(3, 5, 2, 3, dtype=torch.float64)
+
+    def loss(model):
+        return lambda p, x: functional_call(model, p, (x,))[0].square().sum()
+
+    params, t_params = dict(ours.named_parameters()), dict(theirs.named_parameters())
+    a, b = grad(loss(ours))(params, x), grad(loss(theirs))(t_params, x)
+    for name in a:
+        assert_close(a[name], b[name], name)
+    per_sample = vmap(grad(loss(ours)), in_dims=(None, 0))(params, xs)
+    for i in range(3):
+        assert_close(
+            per_sample["weight_hh_l0"][i], grad(loss(theirs))(t_params, xs[i])["weight_hh_l0"]
+        )
+    assert_close(vmap(lambda x: ours(x)[0])(xs), torch.stack([theirs(x)[0] for x in xs]))
+    expected = torch.autograd.functional.jacobian(lambda x: theirs(x)[0], x)
+    assert_close(jacrev(lambda x: ours(x)[0])(x), expected)
+    tangent = torch.randn_like(x)
+    _, ours_t = jvp(lambda x: ours(x)[0], (x,), (tangent,))
+    _, theirs_t = torch.autograd.functional.jvp(lambda x: theirs(x)[0], (x,), (tangent,))
+    assert_close(ours_t, theirs_t)
+
+
+def test_forward_mode_ad_outside_torch_func():
+    import torch.autograd.forward_ad as fwAD
+
+    ours, theirs = twins("LSTM", 3, 4)
+    x, tangent = torch.randn(5, 2, 3), torch.randn(5, 2, 3)
+    with fwAD.dual_level():
+        out = fwAD.unpack_dual(ours(fwAD.make_dual(x, tangent))[0]).tangent
+    _, expected = torch.autograd.functional.jvp(lambda x: theirs(x)[0], (x,), (tangent,))
+    assert_close(out, expected)

@@ -1,0 +1,186 @@
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from rnnkit.lm.model import LMConfig, RNNLanguageModel
+from rnnkit.lm.task import LanguageModelTask
+from rnnkit.runs import RunDir
+from rnnkit.training import (
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+)
+from rnnkit.training.optim import lr_at
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 20
+
+
+def make_task(batch_size=4, bptt=8):
+    ids = torch.tensor([ord(c) % 32 for c in TEXT])
+    splits = {"train": ids[:800], "valid": ids[800:850], "test": ids[850:]}
+    return LanguageModelTask(splits, batch_size=batch_size, bptt=bptt)
+
+
+def make_model(cell="lstm", seed=0):
+    torch.manual_seed(seed)
+    config = LMConfig(
+        vocab_size=32, cell=cell, embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.2
+    )
+    return RNNLanguageModel(config)
+
+
+def config(**kw):
+    base = dict(max_steps=30, eval_every=10, log_every=5, lr=1e-2, warmup_steps=3, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def records(run):
+    return [(r["step"], r["split"], r["loss"]) for r in run.read_jsonl("metrics.jsonl")]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_interrupted_then_resumed_run_ends_with_identical_weights(tmp_path, optimizer):
+    task = make_task()  # 25 windows per epoch: the stop at 13 is mid-epoch, the run crosses one
+    assert task.steps_per_epoch() == 25
+    cfg = config(optimizer=optimizer, momentum=0.9)
+    straight_run = RunDir.create(tmp_path / "a", task="lm")
+    straight = make_model()
+    Trainer(straight, task, cfg, straight_run).fit()
+
+    run = RunDir.create(tmp_path / "b", task="lm")
+
+    def stop_at_13(trainer):
+        if trainer.step == 13:
+            trainer.request_stop()
+
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 13.*--resume"):
+        Trainer(make_model(), task, cfg, run, on_step=stop_at_13).fit()
+    assert json.loads((run.path / "trainer.json").read_text())["status"] == "interrupted"
+    resumed = make_model(seed=99)  # other initial weights: all must come from the checkpoint
+    result = Trainer(resumed, task, cfg, run).fit(resume=True)
+    assert result.steps == 30
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    assert records(run) == records(straight_run)
+
+
+def test_sigint_writes_a_checkpoint_before_stopping(tmp_path):
+    run = RunDir.create(tmp_path / "r", task="lm")
+
+    def interrupt(trainer):
+        if trainer.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background by a shell
+    with pytest.raises(TrainingInterrupted):
+        Trainer(make_model(), make_task(), config(), run, on_step=interrupt).fit()
+    _, meta = run.load_tensors("last.safetensors")
+    assert meta["trainer"]["step"] == 4 and meta["trainer"]["position"] == 4
+    assert signal.getsignal(signal.SIGINT) is before  # the previous handler is restored
+
+
+class NaNAfter:
+    """Wraps a task; its loss becomes NaN from step ``n`` on."""
+
+    def __init__(self, task, n):
+        self.task, self.n, self.calls = task, n, 0
+        self.name = task.name
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def train_loss(self, model, batch, carry):
+        loss, count, state = self.task.train_loss(model, batch, carry)
+        self.calls += 1
+        return (loss * math.nan if self.calls > self.n else loss), count, state
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    run = RunDir.create(tmp_path / "r", task="lm")
+    with pytest.raises(
+        NonFiniteLossError, match="loss became nan at step 13.*step 10.*kept"
+    ) as exc:
+        Trainer(make_model(), NaNAfter(make_task(), 12), config(), run).fit()
+    assert "\n" not in str(exc.value)
+    _, meta = run.load_tensors("last.safetensors")
+    assert meta["trainer"]["step"] == 10
+    weights, _ = run.load_tensors("model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    summary = json.loads((run.path / "trainer.json").read_text())
+    assert summary["status"].startswith("stopped") and summary["checkpoint_step"] == 10
+
+
+def test_nan_before_any_checkpoint_says_so(tmp_path):
+    run = RunDir.create(tmp_path / "r", task="lm")
+    with pytest.raises(NonFiniteLossError, match="no checkpoint had been written yet"):
+        Trainer(make_model(), NaNAfter(make_task(), 0), config(), run).fit()
+
+
+def test_budgets_epochs_and_minutes(tmp_path):
+    task = make_task()
+    result = Trainer(
+        make_model(), task, config(max_steps=None, epochs=2), RunDir.create(tmp_path / "e", "lm")
+    ).fit()
+    assert result.steps == 2 * task.steps_per_epoch()
+    tiny = config(max_steps=None, max_minutes=1e-6)
+    result = Trainer(make_model(), task, tiny, RunDir.create(tmp_path / "m", "lm")).fit()
+    assert result.steps <= 1
+
+
+def test_training_learns_and_writes_metrics_and_plot(tmp_path):
+    run = RunDir.create(tmp_path / "r", task="lm")
+    trainer = Trainer(make_model("gru"), make_task(), config(max_steps=60, lr=2e-2), run)
+    before = trainer.evaluate("valid")
+    result = trainer.fit()
+    assert result.best_valid_loss < before - 0.5
+    lines = run.read_jsonl("metrics.jsonl")
+    train = [r for r in lines if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(5, 61, 5))
+    assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
+    assert [r["step"] for r in lines if r["split"] == "valid"] == [10, 20, 30, 40, 50, 60]
+    assert (run.path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"model.safetensors", "last.safetensors", "trainer.json"} <= {
+        p.name for p in run.path.iterdir()
+    }
+
+
+def test_learning_rate_schedule():
+    c = TrainConfig(max_steps=100, lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(c, 0, 0.0) == pytest.approx(0.1)
+    assert lr_at(c, 9, 0.09) == pytest.approx(1.0)
+    assert lr_at(c, 50, 0.5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_at(c, 100, 1.0) == pytest.approx(0.1)
+    lin = TrainConfig(max_steps=10, lr=2.0, schedule="linear")
+    assert lr_at(lin, 5, 0.25) == pytest.approx(1.5)
+    assert lr_at(TrainConfig(epochs=1, schedule="constant"), 7, 0.9) == 2e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "give a budget"),
+        ({"max_steps": 5, "optimizer": "adam"}, "optimizer"),
+        ({"max_steps": 5, "lr": 0}, "lr"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"max_steps": 5, "schedule": "step"}, "schedule"),
+    ],
+)
+def test_bad_training_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_resume_into_another_model_shape_is_a_run_dir_error(tmp_path):
+    from rnnkit.errors import RunDirError
+
+    run = RunDir.create(tmp_path / "r", task="lm")
+    Trainer(make_model(), make_task(), config(max_steps=3), run).fit()
+    torch.manual_seed(0)
+    other = RNNLanguageModel(LMConfig(vocab_size=32, embedding_dim=8, hidden_size=12, num_layers=2))
+    with pytest.raises(RunDirError, match="does not fit this model"):
+        Trainer(other, make_task(), config(max_steps=6), run).fit(resume=True)
