@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from lm import cpu_name, load  # benchmarks/lm.py: the machine and load lines
+from rnnkit.lm import LMRecipe
 from rnnkit.lm import train as train_lm
 from rnnkit.nn.ctc import ctc_loss
-from rnnkit.recipes import LMRecipe
 from rnnkit.speech import api, synth
 from rnnkit.speech.recipe import SpeechRecipe
 

@@ -5,8 +5,6 @@ import random
 import numpy as np
 import soundfile
 
-from rnnkit import cli
-
 RATE = 16000
 TONES = {"a": 500.0, "b": 1200.0, "c": 2400.0}
 TINY = ["--hidden-size", "24", "--num-layers", "1", "--n-mels", "16", "--batch-frames", "1500",
@@ -35,9 +33,3 @@ def write_tone_corpus(folder, n=60, seed=0):
     tsv = folder / "transcripts.tsv"
     tsv.write_text("\n".join(lines) + "\n")
     return tsv
-
-
-def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err

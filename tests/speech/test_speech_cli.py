@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from speech_tones import RATE, TINY, run, tone_word
+from speech_tones import RATE, TINY, tone_word
 
 
-def test_training_learns_to_read_tones(trained, tone_tsv, capsys):
-    code, out, err = run(["speech", "eval", trained, "--data", tone_tsv, "--beam", "4",
-                          "--json"], capsys)  # fmt: skip
+def test_training_learns_to_read_tones(trained, tone_tsv, run_cli):
+    code, out, err = run_cli("speech", "eval", trained, "--data", tone_tsv, "--beam", "4",
+                          "--json")  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
     assert result["utterances"] == 60
@@ -21,15 +21,15 @@ def test_training_learns_to_read_tones(trained, tone_tsv, capsys):
         assert (trained / name).is_file()
 
 
-def test_transcribe_json_timestamps_and_plot(trained, tmp_path, capsys):
+def test_transcribe_json_timestamps_and_plot(trained, tmp_path, run_cli):
     import random
 
     wave = tone_word("cab", random.Random(5))
     soundfile.write(tmp_path / "cab.flac", wave, RATE)
     soundfile.write(tmp_path / "cab44.wav", np.stack([wave, wave], 1), RATE)
-    code, out, err = run(["speech", "transcribe", trained, tmp_path / "cab.flac",
+    code, out, err = run_cli("speech", "transcribe", trained, tmp_path / "cab.flac",
                           tmp_path / "cab44.wav", "--timestamps", "--json", "--plot",
-                          tmp_path / "p.png"], capsys)  # fmt: skip
+                          tmp_path / "p.png")  # fmt: skip
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in lines] == ["cab", "cab"]
@@ -39,7 +39,7 @@ def test_transcribe_json_timestamps_and_plot(trained, tmp_path, capsys):
     assert (tmp_path / "p.png").stat().st_size > 10_000
 
 
-def test_long_audio_is_transcribed_in_blocks(trained, tmp_path, capsys, monkeypatch):
+def test_long_audio_is_transcribed_in_blocks(trained, tmp_path, run_cli, monkeypatch):
     import random
 
     from rnnkit.speech import api
@@ -74,57 +74,59 @@ def bad_files(tmp_path):
     }
 
 
-def test_bad_audio_is_one_line_and_exit_2(trained, tmp_path, capsys):
+def test_bad_audio_is_one_line_and_exit_2(trained, tmp_path, run_cli):
     for name, message in bad_files(tmp_path).items():
-        code, out, err = run(["speech", "transcribe", trained, tmp_path / name], capsys)
+        code, out, err = run_cli("speech", "transcribe", trained, tmp_path / name)
         assert code == 2, name
         assert message in err and err.count("\n") == 1, (name, err)
 
 
-def test_bad_transcripts_and_run_dirs(trained, tone_tsv, tmp_path, capsys):
+def test_bad_transcripts_and_run_dirs(trained, tone_tsv, tmp_path, run_cli):
     bad = tmp_path / "bad.tsv"
     bad.write_text(f"{tone_tsv.parent / 'u000.wav'}\tab\nno tab on this line\n")
-    code, _, err = run(["speech", "eval", trained, "--data", bad], capsys)
+    code, _, err = run_cli("speech", "eval", trained, "--data", bad)
     assert code == 2 and f"{bad}:2:" in err and err.count("\n") == 1
     odd = tmp_path / "odd.tsv"
     odd.write_text(f"{tone_tsv.parent / 'u000.wav'}\tabé!\n")
-    code, _, err = run(["speech", "eval", trained, "--data", odd], capsys)
+    code, _, err = run_cli("speech", "eval", trained, "--data", odd)
     assert code == 2 and "outside the model's alphabet: '!é'" in err
     # a run directory of another task
     other = tmp_path / "lmrun"
     other.mkdir()
     (other / "run.json").write_text(json.dumps({"format": "rnnkit-run", "task": "lm"}))
-    code, _, err = run(["speech", "transcribe", other, tone_tsv.parent / "u000.wav"], capsys)
+    code, _, err = run_cli("speech", "transcribe", other, tone_tsv.parent / "u000.wav")
     assert code == 2 and "'lm' run" in err
     # training into an existing run refuses and keeps it intact
     before = (trained / "model.safetensors").read_bytes()
-    code, _, err = run(["speech", "train", "--corpus", tone_tsv, "--out", trained,
-                        "--max-steps", "1", *TINY], capsys)  # fmt: skip
+    code, _, err = run_cli("speech", "train", "--corpus", tone_tsv, "--out", trained,
+                        "--max-steps", "1", *TINY)  # fmt: skip
     assert code == 2 and "already holds a run" in err
     assert (trained / "model.safetensors").read_bytes() == before
 
 
-def test_missing_synthesizer_names_the_package(monkeypatch, tmp_path, capsys):
+def test_missing_synthesizer_names_the_package(monkeypatch, tmp_path, run_cli):
     import shutil
 
     real = shutil.which
     monkeypatch.setattr(shutil, "which", lambda p: None if p == "espeak-ng" else real(p))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    code, _, err = run(["speech", "synth", "--train-utterances", "2", "--quiet"], capsys)
+    code, _, err = run_cli("speech", "synth", "--train-utterances", "2", "--quiet")
     assert code == 2 and "Debian package espeak-ng" in err
 
 
 @pytest.mark.parametrize("command", ["synth", "train", "transcribe", "eval"])
 def test_help_shows_defaults(command, capsys):
+    from rnnkit import cli
+
     with pytest.raises(SystemExit):
-        run(["speech", command, "--help"], capsys)
+        cli.main(["speech", command, "--help"])
     out = capsys.readouterr().out
     assert "usage" in out
     if command == "train":
         assert "(default: synth-digits)" in out and "(default: 160)" in out
 
 
-def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_path, capsys):
+def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_path, run_cli):
     import random
 
     rng = random.Random(0)
@@ -132,43 +134,41 @@ def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_
         "".join(rng.choice("abc") for _ in range(rng.randint(1, 3))) for _ in range(800)
     )
     (tmp_path / "lm.txt").write_text(text + "\n")
-    code, _, err = run(["lm", "train", "--data", tmp_path / "lm.txt", "--out", tmp_path / "lm",
+    code, _, err = run_cli("lm", "train", "--data", tmp_path / "lm.txt", "--out", tmp_path / "lm",
                         "--max-steps", "30", "--hidden", "16", "--embedding", "8", "--layers", "1",
-                        "--bptt", "16", "--batch-size", "4", "--quiet"], capsys)  # fmt: skip
+                        "--bptt", "16", "--batch-size", "4", "--quiet")  # fmt: skip
     assert code == 0, err
     audio = tone_tsv.parent / "u001.wav"
-    code, out, err = run(["speech", "transcribe", trained, audio, "--json"], capsys)
+    code, out, err = run_cli("speech", "transcribe", trained, audio, "--json")
     plain = json.loads(out)["text"]
     fusion = ["--beam", "4", "--lm", tmp_path / "lm", "--alpha", "0.3", "--nbest", "3"]
-    code, out, err = run(["speech", "transcribe", trained, audio, *fusion, "--json"], capsys)
+    code, out, err = run_cli("speech", "transcribe", trained, audio, *fusion, "--json")
     assert code == 0, err
     fused = json.loads(out)
     assert fused["text"] == plain  # a clear recording: the LM does not overrule the audio
     assert 1 <= len(fused["nbest"]) <= 3 and fused["nbest"][0]["text"] == fused["text"]
     # an overwhelming hotword bonus for a word the audio does not hold wins
     other = next(w for w in ("aaa", "bbb", "ccc") if w != plain)
-    code, out, err = run(["speech", "transcribe", trained, audio, "--beam", "4", "--hotword",
-                          other, "--hotword-weight", "30", "--json"], capsys)  # fmt: skip
+    code, out, err = run_cli("speech", "transcribe", trained, audio, "--beam", "4", "--hotword",
+                          other, "--hotword-weight", "30", "--json")  # fmt: skip
     assert code == 0 and json.loads(out)["text"] != plain
     # a run of another task is no language model
-    code, _, err = run(["speech", "transcribe", trained, audio, "--lm", trained], capsys)
+    code, _, err = run_cli("speech", "transcribe", trained, audio, "--lm", trained)
     assert code == 2 and "'speech' run" in err
 
 
-def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, capsys):
+def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, run_cli):
     from safetensors.torch import load_file
 
     # A constant schedule: the first session's shorter budget must not change the learning rates.
     common = ["--corpus", tone_tsv, "--quiet", "--threads", "1", *TINY, "--eval-every", "0",
               "--schedule", "constant"]  # fmt: skip
-    code, _, err = run(["speech", "train", "--out", tmp_path / "a", "--max-steps", "12", *common],
-                       capsys)  # fmt: skip
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "a", "--max-steps", 12, *common)
     assert code == 0, err
-    code, _, err = run(["speech", "train", "--out", tmp_path / "b", "--max-steps", "6", *common],
-                       capsys)  # fmt: skip
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "b", "--max-steps", 6, *common)
     assert code == 0, err
-    code, _, err = run(["speech", "train", "--resume", tmp_path / "b", "--max-steps", "12",
-                        "--quiet"], capsys)  # fmt: skip
+    code, _, err = run_cli("speech", "train", "--resume", tmp_path / "b", "--max-steps", "12",
+                        "--quiet")  # fmt: skip
     assert code == 0, err
     a = load_file(tmp_path / "a" / "last.safetensors")
     b = load_file(tmp_path / "b" / "last.safetensors")
@@ -176,12 +176,12 @@ def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, capsys):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, capsys):
+def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, run_cli):
     from rnnkit.speech import api
 
     argv = ["speech", "train", "--out", tmp_path / "g", "--corpus", tone_tsv, "--normalize",
             "global", "--max-steps", "2", "--quiet", *TINY]  # fmt: skip
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(*argv)
     assert code == 0, err
     asr = api.load(tmp_path / "g")
     mean, std = asr.stats

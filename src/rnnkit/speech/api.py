@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.checkpoint import RunDir, load_model_weights
+from rnnkit import runs
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.speech import data as speech_data
 from rnnkit.speech.audio import read_audio, read_segments
@@ -48,7 +48,7 @@ from rnnkit.speech.metrics import cer, wer
 from rnnkit.speech.model import AcousticConfig, AcousticModel
 from rnnkit.speech.recipe import SpeechRecipe
 from rnnkit.speech.task import TASK, SpeechTask
-from rnnkit.training import BEST, CHECKPOINT, TrainConfig, Trainer, TrainResult, config_dict
+from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
 
 logger = logging.getLogger(__name__)
 
@@ -89,37 +89,36 @@ def train(
         report: receives one-line progress messages.
     """
     if resume:
-        run = RunDir.open(out, TASK, require=["config.json", CHECKPOINT])
-        config = run.read_json("config.json")
-        recipe = SpeechRecipe.from_dict(config["recipe"])
-        train_config = TrainConfig.from_dict({**config["train"], **(budget or {})})
+        run, config = runs.resume(out, TASK, budget)
+        recipe = runs.build(run, config, "recipe", SpeechRecipe.from_dict)
+        model_config = runs.build(run, config, "model", AcousticConfig.from_dict)
+        train_config = runs.build(run, config, "train", TrainConfig.from_dict)
+        features = runs.build(run, config, "features", FeatureConfig.from_dict)
+        alphabet = runs.build(run, config, "alphabet", Alphabet)
+        stats = runs.build(run, config, "stats", _stats_from_json)
+        run.write_config(config)
+        items = corpus(recipe, progress=not quiet, with_flite=False)
     else:
         recipe = recipe or SpeechRecipe()
         train_config = recipe.train_config()
         target = Path(out)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            RunDir.create(out, TASK)  # raises its one-line error before any work is done
-    items = corpus(recipe, progress=not quiet, with_flite=False)
-    features = FeatureConfig(n_mels=recipe.n_mels)
-    if resume:
-        alphabet = Alphabet(config["alphabet"])
-        saved = config.get("stats")
-        stats = None if saved is None else (torch.tensor(saved[0]), torch.tensor(saved[1]))
-    else:
+            runs.RunDir.create(out, TASK)  # raises its one-line error before any work is done
+        items = corpus(recipe, progress=not quiet, with_flite=False)
+        features = FeatureConfig(n_mels=recipe.n_mels)
         alphabet = Alphabet.from_texts([i.text for i in items["train"]])
         stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
+        model_config = AcousticConfig(
+            n_mels=recipe.n_mels, num_classes=len(alphabet), stack=recipe.stack,
+            frontend=recipe.frontend, cell=recipe.cell, hidden_size=recipe.hidden_size,
+            num_layers=recipe.num_layers, dropout=recipe.dropout, impl=recipe.impl,
+        )  # fmt: skip
     splits = {
         split: speech_data.featurize(
             items[split], alphabet, features, stats=stats, progress=not quiet, what=split
         )  # fmt: skip
         for split in ("train", "valid")
     }
-    model_config = AcousticConfig(
-        n_mels=recipe.n_mels, num_classes=len(alphabet), stack=recipe.stack,
-        frontend=recipe.frontend, cell=recipe.cell,
-        hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, dropout=recipe.dropout,
-        impl=recipe.impl,
-    )  # fmt: skip
     augment = (
         SpecAugment(warp=recipe.vtlp, band_limit=recipe.band_limit, config=features)
         if recipe.spec_augment
@@ -127,25 +126,26 @@ def train(
     )
     task = SpeechTask(splits, batch_frames=recipe.batch_frames, seed=recipe.seed,
                       augment=augment, ctc_impl=recipe.ctc_impl)  # fmt: skip
-    if resume:
-        config["train"] = config_dict(train_config)
-    else:
-        run = RunDir.create(out, TASK)
-        config = {
-            "recipe": recipe.to_dict(),
-            "model": model_config.to_dict(),
-            "features": features.to_dict(),
-            "alphabet": alphabet.chars,
-            "stats": None if stats is None else [stats[0].tolist(), stats[1].tolist()],
-            "train": config_dict(train_config),
-            "data": {s: len(v) for s, v in splits.items()},
-        }
-    run.write_json("config.json", config)
-    torch.manual_seed(train_config.seed)
-    model = AcousticModel(model_config)
-    logger.info("acoustic model: %d parameters", sum(p.numel() for p in model.parameters()))
-    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report)
-    return trainer.fit(resume=resume)
+    if not resume:
+        run = runs.start(
+            out, TASK, recipe=recipe.to_dict(), model=model_config.to_dict(),
+            train=config_dict(train_config), features=features.to_dict(),
+            alphabet=alphabet.chars,
+            stats=None if stats is None else [stats[0].tolist(), stats[1].tolist()],
+            data={s: len(v) for s, v in splits.items()},
+        )  # fmt: skip
+    return fit(run, task, train_config, lambda: AcousticModel(model_config), resume=resume,
+               quiet=quiet, report=report)  # fmt: skip
+
+
+def _stats_from_json(saved: list[list[float]] | None) -> tuple[Tensor, Tensor] | None:
+    """The (mean, std) of global normalisation from config.json (None: per utterance)."""
+    if saved is None:
+        return None
+    mean, std = torch.tensor(saved[0]), torch.tensor(saved[1])
+    if mean.shape != std.shape or mean.dim() != 1:
+        raise ValueError("stats must be two lists of the same length")
+    return mean, std
 
 
 def feature_stats(
@@ -298,21 +298,16 @@ class Recognizer:
                                   beta=beta if lm is not None else 0.0, words=words)  # fmt: skip
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = BEST) -> Recognizer:
+def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Recognizer:
     """The trained recognizer of ``run_dir`` (best validation weights)."""
-    run = RunDir.open(run_dir, TASK, require=["config.json", weights])
-    config = run.read_json("config.json")
-    try:
-        model = AcousticModel(AcousticConfig.from_dict(config["model"]))
-        features = FeatureConfig.from_dict(config["features"])
-        alphabet = Alphabet(config["alphabet"])
-        stats = config.get("stats")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunDirError(f"{run.file('config.json')} is damaged ({exc})") from None
-    load_model_weights(run, model, weights)
+    run, config = runs.load(run_dir, TASK, weights=weights)
+    model = AcousticModel(runs.build(run, config, "model", AcousticConfig.from_dict))
+    features = runs.build(run, config, "features", FeatureConfig.from_dict)
+    alphabet = runs.build(run, config, "alphabet", Alphabet)
+    stats = runs.build(run, config, "stats", _stats_from_json)
+    runs.load_model_weights(run, model, weights)
     model.eval()
-    stats_t = None if stats is None else (torch.tensor(stats[0]), torch.tensor(stats[1]))
-    return Recognizer(model, alphabet, features, stats_t, config)
+    return Recognizer(model, alphabet, features, stats, config)
 
 
 def load_lm(run_dir: str | os.PathLike, alphabet: Alphabet) -> LMFusion:
@@ -321,7 +316,7 @@ def load_lm(run_dir: str | os.PathLike, alphabet: Alphabet) -> LMFusion:
     Each acoustic character is scored by the LM's token for it (or its upper-case form when the
     LM only knows that); the LM reads a newline before each utterance and scores one after it.
     """
-    from rnnkit.lm import load as load_language_model
+    from rnnkit.lm.api import load as load_language_model
 
     lm = load_language_model(run_dir)
     if lm.tokenizer.level != "char":

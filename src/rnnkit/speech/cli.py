@@ -18,7 +18,20 @@ import sys
 from dataclasses import fields
 from typing import Any
 
+from rnnkit.options import (
+    BUDGETS,
+    add_budget_arguments,
+    add_command,
+    add_process_arguments,
+    add_run_location,
+    budget_of,
+    recipe_budget,
+    reporter,
+    set_threads,
+)
 from rnnkit.speech.recipe import SpeechRecipe
+
+_D = SpeechRecipe()
 
 # Recipe fields that `train` exposes: (field, type, help). Defaults come from SpeechRecipe.
 TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
@@ -49,7 +62,6 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("corpus_seed", int, "seed of the synthesized corpus"),
     ("seed", int, "training seed"),
 )
-BUDGET = ("epochs", "max_steps", "max_minutes")
 
 
 def _option(name: str) -> str:
@@ -57,33 +69,22 @@ def _option(name: str) -> str:
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    defaults = SpeechRecipe()
+    """The options of the recipe fields ``names``, defaults from :class:`SpeechRecipe`."""
     for name, kind, help_text in TRAIN_OPTIONS:
         if name in names:
-            parser.add_argument(_option(name), type=kind, default=getattr(defaults, name),
-                                help=f"{help_text} (default: %(default)s)")  # fmt: skip
+            parser.add_argument(_option(name), type=kind, default=getattr(_D, name),
+                                help=help_text)  # fmt: skip
 
 
 def recipe_from_args(args: argparse.Namespace) -> SpeechRecipe:
-    values = {f.name: getattr(args, f.name) for f in fields(SpeechRecipe) if hasattr(args, f.name)}
+    """The recipe of a new run: the options given, the defaults elsewhere."""
+    names = {f.name for f in fields(SpeechRecipe)} - set(BUDGETS)
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
     if getattr(args, "no_spec_augment", False):
         values["spec_augment"] = False
-    if all(values.get(b) is None for b in BUDGET):
-        values["max_minutes"] = SpeechRecipe().max_minutes
+    if hasattr(args, "max_minutes"):
+        values.update(recipe_budget(args, _D))
     return SpeechRecipe(**values)
-
-
-def _report(args: argparse.Namespace) -> Any:
-    if getattr(args, "quiet", False):
-        return lambda message: None
-    return lambda message: print(message, file=sys.stderr, flush=True)
-
-
-def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -100,21 +101,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
-    from rnnkit.training import TrainingInterrupted
 
-    _threads(args)
+    set_threads(args)
     resume = args.resume is not None
     out = args.resume or args.out
-    budget = {b: getattr(args, b) for b in BUDGET if getattr(args, b) is not None}
     recipe = None if resume else recipe_from_args(args)
-    report = _report(args)
+    report = reporter(args)
     report(f"{'resuming' if resume else 'training'} into {out} ...")
-    try:
-        result = api.train(out, recipe=recipe, resume=resume, budget=budget,
-                           quiet=args.quiet or not sys.stderr.isatty(), report=report)  # fmt: skip
-    except TrainingInterrupted as exc:
-        print(f"rnnkit: {exc}", file=sys.stderr)
-        return 130
+    result = api.train(out, recipe=recipe, resume=resume, budget=budget_of(args),
+                       quiet=args.quiet or not sys.stderr.isatty(), report=report)  # fmt: skip
     line = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs) in "
     line += f"{result.elapsed_s / 60:.1f} min, {result.tokens_per_s:.0f} characters/s"
     if result.best_valid_loss is not None:
@@ -127,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
 
-    _threads(args)
+    set_threads(args)
     asr = api.load(args.run_dir)
     lm = api.load_lm(args.lm, asr.alphabet) if args.lm else None
     results = asr.transcribe(
@@ -157,11 +152,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
 
-    _threads(args)
+    set_threads(args)
     result = api.evaluate(
         args.run_dir, split=args.split, data=args.data, beam=args.beam, lm=args.lm,
         alpha=args.alpha, beta=args.beta, lexicon=_lexicon(args.lexicon), limit=args.limit,
-        progress=not args.json and sys.stderr.isatty(),
+        progress=not (args.json or args.quiet) and sys.stderr.isatty(),
     )  # fmt: skip
     if args.json:
         print(json.dumps(result))
@@ -177,14 +172,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
-    parser.add_argument("--beam", type=int, default=beam, help="beam width (default: %(default)s)")
+    parser.add_argument("--beam", type=int, default=beam, help="beam width (1: greedy)")
     parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
-    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight (default: 0.5)")
-    parser.add_argument(
-        "--beta", type=float, default=1.0, help="bonus per character with --lm (default: 1.0)"
-    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with --lm")
     parser.add_argument("--lexicon", metavar="FILE", help="only output the words of FILE")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    add_process_arguments(parser)
 
 
 def _lexicon(path: str | None) -> list[str] | None:
@@ -199,28 +192,24 @@ def _lexicon(path: str | None) -> list[str] | None:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    """Add the ``speech`` sub-commands to ``parser``; defaults from :class:`SpeechRecipe`."""
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    synth = sub.add_parser("synth", help="build or extend a synthesized corpus (cached)")
+    synth = add_command(commands, "synth", "build or extend a synthesized corpus (cached)",
+                        cmd_synth)  # fmt: skip
     add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
                                  "test_utterances", "flite_utterances", "corpus_seed"))  # fmt: skip
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(func=cmd_synth)
 
-    train = sub.add_parser("train", help="train an acoustic model with CTC into a run directory")
-    where = train.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", metavar="RUN_DIR", help="new run directory")
-    where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train = add_command(commands, "train", "train an acoustic model with CTC into a run directory",
+                        cmd_train)  # fmt: skip
+    add_run_location(train)
     add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
     train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
-    train.add_argument("--epochs", type=int, help="passes over the training data")
-    train.add_argument("--max-steps", type=int, help="optimizer steps")
-    train.add_argument("--max-minutes", type=float, help="wall-clock budget (default: 10)")
-    train.add_argument("--threads", type=int, help="torch CPU threads")
-    train.add_argument("--quiet", action="store_true", help="no progress bars or lines")
-    train.set_defaults(func=cmd_train)
+    add_budget_arguments(train, _D)
+    add_process_arguments(train)
 
-    tr = sub.add_parser("transcribe", help="audio files to text")
+    tr = add_command(commands, "transcribe", "audio files to text", cmd_transcribe)
     tr.add_argument("run_dir", metavar="RUN_DIR")
     tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
     _decoding_arguments(tr, beam=1)
@@ -230,13 +219,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("--timestamps", action="store_true", help="word start and end times")
     tr.add_argument("--json", action="store_true", help="one JSON object per file")
     tr.add_argument("--plot", metavar="PNG", help="log-mel, CTC posteriors and alignment")
-    tr.set_defaults(func=cmd_transcribe, trailing="audio")
+    tr.set_defaults(trailing="audio")
 
-    ev = sub.add_parser("eval", help="WER and CER on a test set")
+    ev = add_command(commands, "eval", "WER and CER on a test set", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--split", choices=["valid", "test", "flite"], default="test")
     ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
     ev.add_argument("--limit", type=int, help="only the first N utterances")
     _decoding_arguments(ev, beam=8)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.set_defaults(func=cmd_eval)
