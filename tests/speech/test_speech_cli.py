@@ -189,3 +189,16 @@ def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, run_cli):
     feats = asr.featurize(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000))
     raw = api.log_mel(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000), asr.features)
     torch.testing.assert_close(feats, (raw - mean) / (std + 1e-5))
+
+
+def test_bad_settings_are_one_line(trained, tone_tsv, tmp_path, run_cli):
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", tone_tsv,
+                           "--normalize", "loud")  # fmt: skip
+    assert code == 2 and "normalize must be" in err and not (tmp_path / "x").exists()
+    code, _, err = run_cli("speech", "transcribe", trained, tone_tsv.parent / "u000.wav",
+                           "--beam", "0")  # fmt: skip
+    assert code == 2 and "beam and nbest must be >= 1" in err and err.count("\n") == 1
+    empty = tmp_path / "words.txt"
+    empty.write_text("\n")
+    code, _, err = run_cli("speech", "eval", trained, "--data", tone_tsv, "--lexicon", empty)
+    assert code == 2 and "is empty" in err and err.count("\n") == 1

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from rnnkit import runs
-from rnnkit.errors import DataError, RunDirError
+from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.speech import data as speech_data
 from rnnkit.speech.audio import read_audio, read_segments
 from rnnkit.speech.data import Alphabet, Item
@@ -144,7 +144,7 @@ def _stats_from_json(saved: list[list[float]] | None) -> tuple[Tensor, Tensor] |
         return None
     mean, std = torch.tensor(saved[0]), torch.tensor(saved[1])
     if mean.shape != std.shape or mean.dim() != 1:
-        raise ValueError("stats must be two lists of the same length")
+        raise ConfigError("stats must be two lists of the same length")
     return mean, std
 
 
@@ -355,7 +355,7 @@ def evaluate(
         limit: score only the first N utterances.
     """
     if split not in ("valid", "test", "flite"):
-        raise ValueError(f"split must be valid, test or flite, got {split!r}")
+        raise ConfigError(f"split must be valid, test or flite, got {split!r}")
     asr = load(run_dir)
     recipe = SpeechRecipe.from_dict(asr.config["recipe"])
     if data is not None:

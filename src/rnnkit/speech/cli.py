@@ -184,10 +184,11 @@ def _lexicon(path: str | None) -> list[str] | None:
     if path is None:
         return None
     from rnnkit.data import read_text_file
+    from rnnkit.errors import DataError
 
     words = read_text_file(path).split()
     if not words:
-        raise ValueError(f"{path} holds no words; give one word per line")
+        raise DataError(f"{path} holds no words; give one word per line")
     return words
 
 

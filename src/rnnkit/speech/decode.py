@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.errors import ConfigError
+
 NEG_INF = float("-inf")
 
 
@@ -203,7 +205,7 @@ def prefix_beam_search(
     if log_probs.dim() != 2:
         raise ValueError(f"log_probs must be (T, C), got shape {tuple(log_probs.shape)}")
     if beam < 1 or nbest < 1:
-        raise ValueError(f"beam and nbest must be >= 1, got {beam} and {nbest}")
+        raise ConfigError(f"beam and nbest must be >= 1, got {beam} and {nbest}")
     frames = log_probs.detach().double().tolist()
     root = _Beam(p_blank=0.0)
     if lm is not None:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.errors import DataError
+from rnnkit.errors import ConfigError, DataError
 
 
 @dataclass
@@ -42,12 +42,12 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
-            raise ValueError(
+            raise ConfigError(
                 f"need 0 <= f_min < f_max <= sample_rate / 2, got {self.f_min}, {self.f_max}, "
                 f"{self.sample_rate}"
             )
         if self.hop < 1 or self.n_fft < self.hop or self.n_mels < 1:
-            raise ValueError(f"need n_fft >= hop >= 1 and n_mels >= 1, got {self}")
+            raise ConfigError(f"need n_fft >= hop >= 1 and n_mels >= 1, got {self}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.errors import ConfigError
 from rnnkit.nn import GRU, LSTM
 
 RECURRENT = {"lstm": LSTM, "gru": GRU}
@@ -45,14 +46,14 @@ class AcousticConfig:
 
     def __post_init__(self) -> None:
         if self.frontend not in ("stack", "conv"):
-            raise ValueError(f"frontend must be 'stack' or 'conv', got {self.frontend!r}")
+            raise ConfigError(f"frontend must be 'stack' or 'conv', got {self.frontend!r}")
         if self.cell not in RECURRENT:
-            raise ValueError(f"cell must be one of {sorted(RECURRENT)}, got {self.cell!r}")
+            raise ConfigError(f"cell must be one of {sorted(RECURRENT)}, got {self.cell!r}")
         for name in ("n_mels", "num_classes", "stack", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AcousticConfig:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from rnnkit.errors import ConfigError
+
 
 @dataclass
 class SpeechRecipe:
@@ -52,12 +54,12 @@ class SpeechRecipe:
 
     def __post_init__(self) -> None:
         if self.normalize not in ("utterance", "global"):
-            raise ValueError(f"normalize must be 'utterance' or 'global', got {self.normalize!r}")
+            raise ConfigError(f"normalize must be 'utterance' or 'global', got {self.normalize!r}")
         if self.ctc_impl not in ("rnnkit", "torch"):
-            raise ValueError(f"ctc_impl must be 'rnnkit' or 'torch', got {self.ctc_impl!r}")
+            raise ConfigError(f"ctc_impl must be 'rnnkit' or 'torch', got {self.ctc_impl!r}")
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpeechRecipe:
