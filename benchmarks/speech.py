@@ -162,6 +162,8 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; load average before: {load()}")  # fmt: skip
     print(f"recipe: {args.recipe}")
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
+    print(f"budget per seed: {budget} of training (the recipe's own budget is replaced)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
