@@ -195,6 +195,9 @@ def test_bad_settings_are_one_line(trained, tone_tsv, tmp_path, run_cli):
     code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", tone_tsv,
                            "--normalize", "loud")  # fmt: skip
     assert code == 2 and "normalize must be" in err and not (tmp_path / "x").exists()
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", "nothing.tsv",
+                           "--cell", "rnn")  # fmt: skip
+    assert code == 2 and "cell must be one of" in err  # checked before the corpus is read
     code, _, err = run_cli("speech", "transcribe", trained, tone_tsv.parent / "u000.wav",
                            "--beam", "0")  # fmt: skip
     assert code == 2 and "beam and nbest must be >= 1" in err and err.count("\n") == 1

@@ -69,6 +69,14 @@ def corpus(
     return speech_data.user_corpus(recipe.corpus)
 
 
+def check_recipe(recipe: SpeechRecipe) -> None:
+    """Raise :class:`ConfigError` if ``recipe``'s model, feature or training settings are
+    invalid: before any audio is read or synthesized."""
+    AcousticConfig.from_recipe(recipe, 2)
+    FeatureConfig(n_mels=recipe.n_mels)
+    recipe.train_config()
+
+
 def train(
     out: str | os.PathLike,
     *,
@@ -100,6 +108,7 @@ def train(
         items = corpus(recipe, progress=not quiet, with_flite=False)
     else:
         recipe = recipe or SpeechRecipe()
+        check_recipe(recipe)
         train_config = recipe.train_config()
         target = Path(out)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -108,11 +117,7 @@ def train(
         features = FeatureConfig(n_mels=recipe.n_mels)
         alphabet = Alphabet.from_texts([i.text for i in items["train"]])
         stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
-        model_config = AcousticConfig(
-            n_mels=recipe.n_mels, num_classes=len(alphabet), stack=recipe.stack,
-            frontend=recipe.frontend, cell=recipe.cell, hidden_size=recipe.hidden_size,
-            num_layers=recipe.num_layers, dropout=recipe.dropout, impl=recipe.impl,
-        )  # fmt: skip
+        model_config = AcousticConfig.from_recipe(recipe, len(alphabet))
     splits = {
         split: speech_data.featurize(
             items[split], alphabet, features, stats=stats, progress=not quiet, what=split

@@ -56,6 +56,15 @@ class AcousticConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @classmethod
+    def from_recipe(cls, recipe: Any, num_classes: int) -> AcousticConfig:
+        """The model settings of a :class:`rnnkit.speech.recipe.SpeechRecipe`."""
+        return cls(
+            n_mels=recipe.n_mels, num_classes=num_classes, stack=recipe.stack,
+            frontend=recipe.frontend, cell=recipe.cell, hidden_size=recipe.hidden_size,
+            num_layers=recipe.num_layers, dropout=recipe.dropout, impl=recipe.impl,
+        )  # fmt: skip
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AcousticConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
