@@ -39,6 +39,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
     ("speech", "rnnkit.speech.cli", "speech recognition: CTC acoustic models, transcribe audio"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
+    ("forecast", "rnnkit.forecast.cli", "time-series forecasting: train, predict, backtest"),
 )
 
 DESCRIPTION = """\
