@@ -13,7 +13,8 @@ import argparse
 import os
 import platform
 
-from rnnkit.commands.reference import load_text
+from rnnkit.data import load_corpus
+from rnnkit.reference.sample_text import SAMPLE_TEXT
 from rnnkit.reference.train import TrainConfig, train_char_model, unigram_entropy
 
 
@@ -25,7 +26,8 @@ def main() -> None:
     parser.add_argument("--cells", default="rnn,lstm,gru")
     args = parser.parse_args()
 
-    text, source = load_text(args.data)
+    text = SAMPLE_TEXT if args.data == "sample" else load_corpus(args.data)
+    source = "built-in sample text" if args.data == "sample" else args.data
     entropy = unigram_entropy(text)
     print(f"text: {source}, {len(text):,} characters; unigram entropy {entropy:.3f} nats/char")
     print(
