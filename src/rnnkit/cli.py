@@ -37,6 +37,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("lm", "rnnkit.lm.cli", "language models: train, evaluate, generate text"),
     ("embed", "rnnkit.embed.cli", "word embeddings: train, query, evaluate word vectors"),
     ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
+    ("serve", "rnnkit.serve.cli", "local web playground: try trained runs in a browser"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
 )
 
