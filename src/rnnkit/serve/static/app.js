@@ -33,7 +33,9 @@ async function loadRuns() {
     const button = el("button", { "data-run": run.id }, run.name);
     button.append(el("span", { class: "task" }, run.task));
     button.addEventListener("click", () => openRun(run.id));
-    list.append(el("li")).append(button);
+    const item = el("li");
+    item.append(button);
+    list.append(item);
   }
   if (runs.length) openRun(runs[0].id);
 }
