@@ -39,6 +39,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
     ("serve", "rnnkit.serve.cli", "local web playground: try trained runs in a browser"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
+    ("forecast", "rnnkit.forecast.cli", "time-series forecasting: train, predict, backtest"),
 )
 
 DESCRIPTION = """\
