@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 import pytest
 
-from rnnkit import lm, translate
+from rnnkit import forecast, lm, translate
+from rnnkit.forecast import ForecastRecipe
 from rnnkit.lm import LMRecipe
 from rnnkit.translate import TranslateRecipe
 
@@ -38,14 +40,35 @@ def translate_run(tmp_path_factory, write_parallel_corpus):
     return tmp / "fr"
 
 
+def hourly_csv(path, hours: int = 200):
+    """A wide CSV of one hourly series with a daily cycle."""
+    rows = [f"2024-01-{1 + h // 24:02d} {h % 24:02d}:00,{10 + 3 * math.sin(h * math.pi / 12):.3f}"
+            for h in range(hours)]  # fmt: skip
+    path.write_text("time,load\n" + "\n".join(rows) + "\n")
+    return path
+
+
 @pytest.fixture(scope="session")
-def served(lm_run, translate_run):
+def forecast_run(tmp_path_factory):
+    """A tiny forecasting run (a few steps: the bands exist, not their quality)."""
+    tmp = tmp_path_factory.mktemp("serve-forecast")
+    recipe = ForecastRecipe(
+        data=str(hourly_csv(tmp / "load.csv")), horizon=6, context=24, lags=[1, 24],
+        hidden_size=8, num_layers=1, batch_size=8, steps_per_epoch=10, eval_every=3,
+        max_steps=3, max_minutes=None, num_samples=20,
+    )  # fmt: skip
+    forecast.train(tmp / "load", recipe=recipe)
+    return tmp / "load"
+
+
+@pytest.fixture(scope="session")
+def served(lm_run, translate_run, forecast_run):
     """The playground for both runs, served by uvicorn on a free port: its base URL."""
     import uvicorn
 
     from rnnkit.serve import create_app
 
-    app = create_app([lm_run, translate_run])
+    app = create_app([lm_run, translate_run, forecast_run])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

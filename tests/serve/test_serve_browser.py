@@ -55,7 +55,7 @@ def test_generate_hover_and_attention_in_a_real_browser(page, served, tmp_path):
     page.wait_for_selector(
         "#curves svg path", state="attached"
     )  # the first run opens with its curves
-    assert page.locator("nav button").count() == 2
+    assert page.locator("nav button").count() == 3
     assert "hidden_size" in page.locator("#config").inner_text()
 
     page.fill("#lm-form textarea[name=prime]", "to be ")
@@ -98,5 +98,12 @@ def test_generate_hover_and_attention_in_a_real_browser(page, served, tmp_path):
     page.click("#translate-form button[type=submit]")
     page.wait_for_selector("#translate-error:not([hidden])")
     assert "limit is 1000" in page.locator("#translate-error").inner_text()
+
+    page.click("nav button[data-run='2']")
+    page.wait_for_selector("#forecast-panel:not([hidden])")
+    page.click("#forecast-form button[type=submit]")
+    page.wait_for_selector("svg.forecast path.median", state="attached")
+    assert page.locator("svg.forecast path.band80").count() == 1
+    screenshot(page, tmp_path, "forecast", "#forecast-panel")
     assert page.outside == []  # nothing but the local server was asked for anything
     print(f"\nfirst page load {load_ms:.0f} ms; first generated character {first_char_ms:.0f} ms")

@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import hourly_csv
 from starlette.testclient import TestClient
 
-from rnnkit import lm, translate
+from rnnkit import forecast, lm, translate
 from rnnkit.errors import RunDirError
 from rnnkit.serve import ServeRecipe, create_app
 from rnnkit.serve.app import STATIC, is_loopback
 
 
 @pytest.fixture(scope="module")
-def client(lm_run, translate_run):
-    with TestClient(create_app([lm_run, translate_run])) as client:
+def client(lm_run, translate_run, forecast_run):
+    with TestClient(create_app([lm_run, translate_run, forecast_run])) as client:
         yield client
 
 
@@ -49,7 +50,7 @@ def test_page_and_its_files_are_served_with_nothing_from_elsewhere(client):
 def test_runs_are_listed_with_config_and_training_records(client, lm_run):
     runs = client.get("/api/runs").json()
     assert [(r["id"], r["task"], r["name"]) for r in runs] == [
-        (0, "lm", "words"), (1, "translate", "fr"),
+        (0, "lm", "words"), (1, "translate", "fr"), (2, "forecast", "load"),
     ]  # fmt: skip
     details = client.get("/api/runs/0").json()
     assert details["config"]["model"]["hidden_size"] == 16
@@ -57,10 +58,10 @@ def test_runs_are_listed_with_config_and_training_records(client, lm_run):
     assert splits == {"train", "valid"} and max(r["step"] for r in details["metrics"]) == 40
 
 
-@pytest.mark.parametrize("path", ["/api/runs/2", "/api/runs/abc", "/api/runs/-1/generate"])
+@pytest.mark.parametrize("path", ["/api/runs/3", "/api/runs/abc", "/api/runs/-1/generate"])
 def test_only_the_named_runs_exist(client, path):
     answer = client.get(path, params={"prime": "to"})
-    assert answer.status_code == 404 and "served runs are 0 to 1" in answer.json()["error"]
+    assert answer.status_code == 404 and "served runs are 0 to 2" in answer.json()["error"]
 
 
 def test_generation_streams_what_the_api_generates(client, lm_run):
@@ -134,6 +135,33 @@ def test_bad_translation_requests_are_one_line_400s(client, body, message):
     assert answer.status_code == 400 and message in answer.json()["error"]
 
 
+def test_forecast_of_the_runs_data_and_of_an_uploaded_csv(client, forecast_run):
+    fc = forecast.load(forecast_run)
+    answer = client.post("/api/runs/2/forecast", json={})
+    assert answer.status_code == 200
+    assert answer.json()["series"] == forecast.predict(fc)["series"]
+    csv = hourly_csv(forecast_run.parent / "other.csv", hours=150)
+    answer = client.post("/api/runs/2/forecast", json={"csv": csv.read_text(), "horizon": 4})
+    assert answer.status_code == 200 and answer.json()["data"] == "the uploaded CSV"
+    expected = forecast.predict(fc, data=str(csv), horizon=4)["series"]
+    assert answer.json()["series"] == expected and len(expected[0]["bands"]["0.5"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"horizon": 0}, "horizon must be between 1 and 2000"),
+        ({"horizon": 7}, "horizon 7 is longer than the model was trained for (6)"),
+        ({"csv": "time,load\n2024-01-01 00:00,1\n"}, "the uploaded CSV: every series has a single"),
+        ({"csv": "time,load\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n"}, "fewer than the context"),
+        ({"csv": "x" * (2 * 1024 * 1024 + 1)}, "limit is 2097152"),
+    ],
+)
+def test_bad_forecast_requests_are_one_line_400s(client, body, message):
+    answer = client.post("/api/runs/2/forecast", json=body)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+
+
 def test_a_panel_only_serves_its_own_task(client):
     answer = client.get("/api/runs/1/generate", params={"prime": "red"})
     assert answer.status_code == 400 and "'translate' run, not a 'lm' run" in answer.json()["error"]
@@ -177,7 +205,7 @@ def test_a_slow_generation_does_not_hold_up_other_requests(served, monkeypatch):
     time.sleep(0.3)  # the slow stream is running
     start = time.monotonic()
     with urllib.request.urlopen(f"{served}/api/runs", timeout=5) as answer:
-        assert len(json.load(answer)) == 2
+        assert len(json.load(answer)) == 3
     assert time.monotonic() - start < 2
     release.set()
     slow.join(timeout=10)

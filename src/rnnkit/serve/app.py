@@ -59,6 +59,7 @@ def create_app(
             Route("/api/runs/{id}", routes.run_details),
             Route("/api/runs/{id}/generate", routes.generate),
             Route("/api/runs/{id}/translate", routes.translate, methods=["POST"]),
+            Route("/api/runs/{id}/forecast", routes.forecast, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={

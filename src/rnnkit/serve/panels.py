@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rnnkit import runs
-from rnnkit.errors import RunDirError
+from rnnkit.errors import RnnkitError, RunDirError
 from rnnkit.serve import params
 from rnnkit.serve.recipe import ServeRecipe
 
 # The application API behind each task's try-it panel (its ``load`` gives the served model).
-APIS = {"lm": "rnnkit.lm.api", "translate": "rnnkit.translate.api"}
+APIS = {
+    "lm": "rnnkit.lm.api",
+    "translate": "rnnkit.translate.api",
+    "forecast": "rnnkit.forecast.api",
+}
+
+
+UPLOAD = "the uploaded CSV"  # how messages name an uploaded file
 
 
 class ServedRun:
@@ -135,3 +143,28 @@ def translate(served: ServedRun, settings: Mapping[str, Any]) -> dict[str, Any]:
             for a in found
         ],
     }  # fmt: skip
+
+
+def forecast_settings(body: Mapping[str, Any], recipe: ServeRecipe) -> dict[str, Any]:
+    """The uploaded CSV (or None: the run's own data) and horizon of a forecast request."""
+    csv = body.get("csv")
+    return {
+        "csv": None if csv in (None, "") else params.text(body, "csv", limit=recipe.max_upload),
+        "horizon": params.integer(body, "horizon", None, low=1, high=recipe.max_length),
+    }
+
+
+def forecast(served: ServedRun, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The forecast with its median and 80%/95% bands (the API's ``predict``) of the run's own
+    data, or of the uploaded CSV (written to a private temporary file for the API to read)."""
+    fc = served.model()
+    if settings["csv"] is None:
+        return served.api.predict(fc, horizon=settings["horizon"])
+    with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as folder:
+        path = Path(folder) / "upload.csv"
+        path.write_text(settings["csv"], encoding="utf-8")
+        try:
+            result = served.api.predict(fc, data=str(path), horizon=settings["horizon"])
+        except RnnkitError as exc:  # name the upload, not the server's temporary file
+            raise type(exc)(str(exc).replace(str(path), UPLOAD)) from None
+    return {**result, "data": UPLOAD}

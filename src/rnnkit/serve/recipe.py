@@ -15,5 +15,6 @@ class ServeRecipe:
     max_length: int = 2000  # tokens one generation may ask for
     max_text: int = 1000  # characters of a text to translate
     max_beam: int = 16  # beam width (and n-best list) of one request
-    max_body: int = 64 * 1024  # bytes of a request body (JSON or upload)
+    max_body: int = 64 * 1024  # bytes of a request body (JSON)
+    max_upload: int = 2 * 1024 * 1024  # bytes of an uploaded file (a CSV to forecast)
     top_alternatives: int = 5  # alternatives shown per generated token

@@ -6,6 +6,7 @@
 ``GET /api/runs/{id}``                   one run: config and training records
 ``GET /api/runs/{id}/generate?prime=..`` language model: tokens as server-sent events
 ``POST /api/runs/{id}/translate``        translation: n-best list with attention
+``POST /api/runs/{id}/forecast``         forecast with bands (the run's data or a CSV)
 =======================================  ============================================
 
 A bad parameter or request is answered with a 4xx status and ``{"error": "one line"}``. Models
@@ -102,9 +103,9 @@ async def generate(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object body, at most ``max_body`` bytes."""
-    limit = request.app.state.recipe.max_body
+async def read_json(request: Request, limit: int | None = None) -> dict[str, Any]:
+    """The request's JSON object body, at most ``limit`` bytes (default ``max_body``)."""
+    limit = limit or request.app.state.recipe.max_body
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -123,3 +124,11 @@ async def translate(request: Request) -> Response:
     run = served_run(request, "translate")
     settings = panels.translation_settings(await read_json(request), request.app.state.recipe)
     return JSONResponse(await run_in_threadpool(panels.translate, run, settings))
+
+
+async def forecast(request: Request) -> Response:
+    run = served_run(request, "forecast")
+    recipe = request.app.state.recipe
+    body = await read_json(request, recipe.max_upload + recipe.max_body)
+    settings = panels.forecast_settings(body, recipe)
+    return JSONResponse(await run_in_threadpool(panels.forecast, run, settings))

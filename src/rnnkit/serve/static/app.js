@@ -53,6 +53,8 @@ async function openRun(id) {
   drawCurves();
   $("lm-panel").hidden = run.task !== "lm";
   $("translate-panel").hidden = run.task !== "translate";
+  $("forecast-panel").hidden = run.task !== "forecast";
+  $("forecast").textContent = "";
   $("lm-output").textContent = "";
   $("nbest").textContent = "";
   $("attention").textContent = "";
@@ -253,9 +255,61 @@ function showAttention(i) {
   $("attention").append(el("p", { class: "hint" }, "Attention: each row is an output token, each column a source token."), table);
 }
 
+// ---------------------------------------------------------------- forecasting
+async function forecast(event) {
+  event.preventDefault();
+  showError("forecast-error", "");
+  const file = $("forecast-form").elements.csv.files[0];
+  const body = { horizon: $("forecast-form").elements.horizon.value };
+  if (file) body.csv = await file.text();
+  let result;
+  try {
+    result = await getJSON(`/api/runs/${state.run.id}/forecast`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+  } catch (err) {
+    showError("forecast-error", err.message);
+    return;
+  }
+  const box = $("forecast");
+  box.textContent = "";
+  box.append(el("p", { class: "hint" }, `${result.data}: median, 80% and 95% bands, ${result.horizon} steps`));
+  for (const series of result.series.slice(0, 6)) box.append(el("h4", {}, series.name), forecastChart(series));
+}
+
+function forecastChart(series) {
+  const history = series.history.values, n = history.length, h = series.mean.length;
+  const bands = series.bands;
+  const all = history.filter((v) => v !== null).concat(bands["0.025"], bands["0.975"]);
+  const W = 640, H = 200, L = 46, B = 22, T = 8, R = 10;
+  const y0 = Math.min(...all), y1 = Math.max(...all);
+  const sx = (i) => L + (i / (n + h - 1 || 1)) * (W - L - R);
+  const sy = (v) => T + (1 - (v - y0) / (y1 - y0 || 1)) * (H - T - B);
+  const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", class: "curves forecast", role: "img" });
+  plot.append(svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "none", stroke: "#e5e7eb" }));
+  const line = (values, offset) => values.map((v, i) => v === null ? "" :
+    `${i && values[i - 1] !== null ? "L" : "M"}${sx(offset + i).toFixed(1)},${sy(v).toFixed(1)}`).join("");
+  const band = (lo, hi) => line(lo, n) + hi.map((v, i) => `L${sx(n + hi.length - 1 - i).toFixed(1)},` +
+    `${sy(hi[hi.length - 1 - i]).toFixed(1)}`).join("") + "Z";
+  plot.append(svg("path", { d: band(bands["0.025"], bands["0.975"]), fill: "rgba(37, 99, 235, 0.15)", class: "band95" }));
+  plot.append(svg("path", { d: band(bands["0.1"], bands["0.9"]), fill: "rgba(37, 99, 235, 0.3)", class: "band80" }));
+  plot.append(svg("path", { d: line(history, 0), fill: "none", stroke: "#374151", "stroke-width": 1.5 }));
+  plot.append(svg("path", { d: line(bands["0.5"], n), fill: "none", stroke: "#2563eb", "stroke-width": 2, class: "median" }));
+  for (const v of [y0, y1]) {
+    const t = svg("text", { x: L - 4, y: sy(v) + 4, "text-anchor": "end" });
+    t.textContent = v.toFixed(1);
+    plot.append(t);
+  }
+  const start = svg("text", { x: sx(n), y: H - 6, "text-anchor": "middle" });
+  start.textContent = series.times[0].replace("T", " ");
+  plot.append(start);
+  return plot;
+}
+
 // ---------------------------------------------------------------- wiring
 $("lm-form").addEventListener("submit", generate);
 $("translate-form").addEventListener("submit", translate);
+$("forecast-form").addEventListener("submit", forecast);
 $("lm-output").addEventListener("mouseover", showTooltip);
 $("lm-output").addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
 document.querySelectorAll("input[name=shade]").forEach((r) => r.addEventListener("change", reshade));
