@@ -1,15 +1,15 @@
 """The playground's speed in a real browser, and the screenshots of docs/playground.md.
 
-Trains two small runs for ``--minutes`` in all (a character LM on the default Shakespeare corpus,
-and an attentional translator on a generated corpus: a few words -> the same reversed and
-upper-cased), serves them with ``rnnkit.serve`` on a free local port, and drives headless
+Trains three small runs for ``--minutes`` in all (a character LM on the default Shakespeare
+corpus, an attentional translator on a generated corpus: a few words -> the same reversed and
+upper-cased, and a forecaster on the default Seattle temperatures), serves them with ``rnnkit.serve`` on a free local port, and drives headless
 Chromium (Debian's ``/usr/bin/chromium`` through Playwright) ``--repeats`` times:
 
 - first page load: navigation start to the page's ``load`` event, fresh page each time;
 - first character: from the click on Generate to the first streamed token on the page;
 - characters per second of the stream (200 characters).
 
-Screenshots of the LM and translation panels go to ``--screenshots`` (default docs/images).
+Screenshots of the LM, translation and forecast panels go to ``--screenshots`` (default docs/images).
 
     python benchmarks/playground.py --minutes 3               # the measurement
     python benchmarks/playground.py --minutes 1 --threads 1   # a quick check
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from rnnkit import lm, translate
+from rnnkit import forecast, lm, translate
+from rnnkit.forecast import ForecastRecipe
 from rnnkit.lm import LMRecipe
 from rnnkit.translate import TranslateRecipe
 from rnnkit.translate.data import toy_pairs
@@ -45,14 +46,15 @@ def parallel_corpus(path: Path, n: int = 2000) -> Path:
 
 
 def train_runs(root: Path, minutes: float) -> list[Path]:
-    lm.train(root / "shakespeare", recipe=LMRecipe(hidden_size=128, max_minutes=minutes / 2))
+    lm.train(root / "shakespeare", recipe=LMRecipe(hidden_size=128, max_minutes=minutes / 3))
     recipe = TranslateRecipe(
         data=str(parallel_corpus(root / "pairs.tsv")), hidden_size=32, embedding_dim=16,
-        min_freq=1, dropout=0.0, label_smoothing=0.0, lr=1e-2, max_minutes=minutes / 2,
+        min_freq=1, dropout=0.0, label_smoothing=0.0, lr=1e-2, max_minutes=minutes / 3,
         eval_every=50,
     )  # fmt: skip
     translate.train(root / "reverse", recipe=recipe)
-    return [root / "shakespeare", root / "reverse"]
+    forecast.train(root / "seattle", recipe=ForecastRecipe(max_minutes=minutes / 3))
+    return [root / "shakespeare", root / "reverse", root / "seattle"]
 
 
 def start_server(run_dirs: list[Path]) -> str:
@@ -111,6 +113,10 @@ def take_screenshots(page, shots: Path) -> None:
     page.click("#translate-form button[type=submit]")
     page.wait_for_selector("table.heat tbody tr")
     page.locator("#translate-panel").screenshot(path=str(shots / "playground-translate.png"))
+    page.click("nav button[data-run='2']")
+    page.click("#forecast-form button[type=submit]")
+    page.wait_for_selector("svg.forecast path.median", state="attached")
+    page.locator("#forecast-panel").screenshot(path=str(shots / "playground-forecast.png"))
 
 
 def main() -> None:

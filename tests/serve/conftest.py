@@ -49,6 +49,12 @@ def hourly_csv(path, hours: int = 200):
 
 
 @pytest.fixture(scope="session")
+def write_hourly_csv():
+    """``write_hourly_csv(path, hours=200)`` -> path (see :func:`hourly_csv`)."""
+    return hourly_csv
+
+
+@pytest.fixture(scope="session")
 def forecast_run(tmp_path_factory):
     """A tiny forecasting run (a few steps: the bands exist, not their quality)."""
     tmp = tmp_path_factory.mktemp("serve-forecast")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import hourly_csv
 from starlette.testclient import TestClient
 
 from rnnkit import forecast, lm, translate
@@ -135,12 +134,12 @@ def test_bad_translation_requests_are_one_line_400s(client, body, message):
     assert answer.status_code == 400 and message in answer.json()["error"]
 
 
-def test_forecast_of_the_runs_data_and_of_an_uploaded_csv(client, forecast_run):
+def test_forecast_of_the_runs_data_and_of_an_uploaded_csv(client, forecast_run, write_hourly_csv):
     fc = forecast.load(forecast_run)
     answer = client.post("/api/runs/2/forecast", json={})
     assert answer.status_code == 200
     assert answer.json()["series"] == forecast.predict(fc)["series"]
-    csv = hourly_csv(forecast_run.parent / "other.csv", hours=150)
+    csv = write_hourly_csv(forecast_run.parent / "other.csv", hours=150)
     answer = client.post("/api/runs/2/forecast", json={"csv": csv.read_text(), "horizon": 4})
     assert answer.status_code == 200 and answer.json()["data"] == "the uploaded CSV"
     expected = forecast.predict(fc, data=str(csv), horizon=4)["series"]
