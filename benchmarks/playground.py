@@ -2,14 +2,16 @@
 
 Trains three small runs for ``--minutes`` in all (a character LM on the default Shakespeare
 corpus, an attentional translator on a generated corpus: a few words -> the same reversed and
-upper-cased, and a forecaster on the default Seattle temperatures), serves them with ``rnnkit.serve`` on a free local port, and drives headless
-Chromium (Debian's ``/usr/bin/chromium`` through Playwright) ``--repeats`` times:
+upper-cased, and a forecaster on the default Seattle temperatures), serves them with
+``rnnkit.serve`` on a free local port, and drives headless Chromium (Debian's
+``/usr/bin/chromium`` through Playwright) ``--repeats`` times:
 
 - first page load: navigation start to the page's ``load`` event, fresh page each time;
 - first character: from the click on Generate to the first streamed token on the page;
 - characters per second of the stream (200 characters).
 
-Screenshots of the LM, translation and forecast panels go to ``--screenshots`` (default docs/images).
+Screenshots of the LM, translation and forecast panels go to ``--screenshots`` (default
+docs/images).
 
     python benchmarks/playground.py --minutes 3               # the measurement
     python benchmarks/playground.py --minutes 1 --threads 1   # a quick check
