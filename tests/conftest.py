@@ -18,7 +18,6 @@ import pytest
 from rnnkit import cli
 
 WORDS = ["to", "be", "or", "not", "that", "is", "the", "question"]
-PARALLEL_WORDS = ["red", "green", "blue", "cat", "dog", "big", "small", "file", "open", "read"]
 
 
 @pytest.fixture
@@ -44,12 +43,9 @@ def text_corpus(path: Path, n: int = 3000, seed: int = 0) -> Path:
 
 def parallel_corpus(path: Path, n: int = 400, seed: int = 0) -> Path:
     """``n`` pairs: a few words and a placeholder -> the same reversed, words upper-cased."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        words = rng.choices(PARALLEL_WORDS, k=rng.randint(2, 5)) + ["%d"]
-        target = [w if w.startswith("%") else w.upper() for w in reversed(words)]
-        lines.append(" ".join(words) + "\t" + " ".join(target))
+    from rnnkit.translate.data import toy_pairs
+
+    lines = [f"{source}\t{target}" for source, target in toy_pairs(n, seed)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -39,6 +39,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
     ("caption", "rnnkit.caption.cli", "image captioning with visual attention"),
     ("speech", "rnnkit.speech.cli", "speech recognition: CTC acoustic models, transcribe audio"),
+    ("serve", "rnnkit.serve.cli", "local web playground: try trained runs in a browser"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
     ("forecast", "rnnkit.forecast.cli", "time-series forecasting: train, predict, backtest"),
 )

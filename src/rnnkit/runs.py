@@ -155,12 +155,14 @@ class RunDir:
         return cls(path, task)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, task: str, *, require: Iterable[str] = ()) -> RunDir:
+    def open(
+        cls, path: str | os.PathLike, task: str | None, *, require: Iterable[str] = ()
+    ) -> RunDir:
         """An existing run directory of ``task`` written by this rnnkit version.
 
         Args:
             path: the run directory.
-            task: the task it must belong to.
+            task: the task it must belong to (None: any task; its manifest says which).
             require: files that must be present (named in the error if missing).
 
         Raises:
@@ -178,6 +180,8 @@ class RunDir:
             raise RunDirError(f"{manifest_path} is damaged (not valid JSON)") from None
         if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
             raise RunDirError(f"{manifest_path} is not an rnnkit run manifest")
+        if task is None and isinstance(manifest.get("task"), str):
+            task = manifest["task"]
         if manifest.get("task") != task:
             raise RunDirError(
                 f"{path} is a {manifest.get('task')!r} run, not a {task!r} run; "

@@ -64,3 +64,43 @@ def test_generation_never_emits_unk(periodic_run):
         model.model.decoder.bias[model.vocab.unk_index] = 100.0
     for options in ({"temperature": 1.0, "seed": 0}, {"greedy": True}, {"beam": 2}):
         assert "<unk>" not in lm.generate(model, "abc", length=30, **options)
+
+
+def teacher_forced(model, ids):
+    """Next-token probabilities (T, V) and last-layer hidden states (T, H) of a GRU LM reading
+    ``ids`` in one forward pass: the oracle for the step-by-step details."""
+    with torch.no_grad():
+        tokens = torch.tensor(ids).unsqueeze(1)  # (T, 1)
+        logits, _ = model(tokens)
+        hidden, _ = model.rnn(model.embedding(tokens))  # (T, 1, H): GRU output is its state
+    return logits[:, 0].softmax(-1), hidden[:, 0]
+
+
+@pytest.mark.parametrize("settings", [{"temperature": 1.5, "seed": 3}, {"beam": 3}])
+def test_generate_steps_match_generate_and_a_teacher_forced_pass(periodic_run, settings):
+    run, _ = periodic_run
+    model = lm.load(run)
+    streamed = []
+    steps = lm.generate_steps(model, "abc", length=12, top=3, on_step=streamed.append, **settings)
+    assert streamed == steps and len(steps) == 12
+    assert "abc" + "".join(s.text for s in steps) == lm.generate(
+        model, "abc", length=12, **settings
+    )
+    ids = model.vocab.encode(list("abc" + "".join(s.text for s in steps)))
+    probs, hidden = teacher_forced(model.model, ids)
+    for t, step in enumerate(steps):
+        row = 2 + t  # the position that read the token before this one
+        token = ids[3 + t]
+        assert step.prob == pytest.approx(float(probs[row, token]), abs=1e-5)
+        top = probs[row].topk(3)
+        assert [a for a, _ in step.alternatives] == [model.vocab.itos[i] for i in top.indices]
+        assert [p for _, p in step.alternatives] == pytest.approx(top.values.tolist(), abs=1e-5)
+        assert step.hidden == pytest.approx(hidden[row].tolist(), abs=1e-5)
+
+
+def test_generate_steps_rejects_what_generate_rejects(periodic_run):
+    model = lm.load(periodic_run[0])
+    with pytest.raises(ValueError, match="length"):
+        lm.generate_steps(model, "a", length=0)
+    with pytest.raises(DataError, match="'z'"):
+        lm.generate_steps(model, "az", length=3)

@@ -13,7 +13,16 @@ from __future__ import annotations
 from rnnkit.lazy import lazy_attributes
 from rnnkit.lm.recipe import LMRecipe
 
-_API = ("LoadedLM", "encode_prime", "evaluate", "generate", "load", "train")
+_API = (
+    "LoadedLM",
+    "StepDetail",
+    "encode_prime",
+    "evaluate",
+    "generate",
+    "generate_steps",
+    "load",
+    "train",
+)
 
 __all__ = ["LMRecipe", *_API]
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.lm.api"))

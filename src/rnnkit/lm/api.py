@@ -233,12 +233,7 @@ def generate(
 
     Generated text never contains ``<unk>`` (it stands for text the model never saw).
     """
-    if length < 1:
-        raise ConfigError(f"length must be >= 1, got {length}")
-    options = search.SearchOptions(
-        beam_size=beam if beam > 1 else 1, sample=not greedy, temperature=temperature,
-        top_k=top_k, top_p=top_p, seed=seed,
-    )  # fmt: skip
+    options = search_options(length, temperature, top_k, top_p, greedy, beam, seed)
     ids = encode_prime(lm, prime, report=report)
     model, vocab, tokenizer = lm.model, lm.vocab, lm.tokenizer
     model.eval()
@@ -267,3 +262,117 @@ def generate(
         for token in best.tokens:
             emit(torch.tensor([token]))
     return tokenizer.detokenize(prime_tokens + generated)
+
+
+def search_options(
+    length: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    greedy: bool,
+    beam: int,
+    seed: int | None,
+) -> search.SearchOptions:
+    """The decoding settings of :func:`generate`'s arguments (validated: ``ConfigError``)."""
+    if length < 1:
+        raise ConfigError(f"length must be >= 1, got {length}")
+    return search.SearchOptions(
+        beam_size=beam if beam > 1 else 1, sample=not greedy, temperature=temperature,
+        top_k=top_k, top_p=top_p, seed=seed,
+    )  # fmt: skip
+
+
+class StepDetail(NamedTuple):
+    """One generated token, with what the model thought when it wrote it."""
+
+    text: str  # the text the token adds
+    prob: float  # its probability under the model (temperature 1, before top-k/top-p)
+    alternatives: list[tuple[str, float]]  # the most likely tokens of that step, best first
+    hidden: list[float]  # last recurrent layer's hidden state it was chosen from
+
+
+class _Recorder:
+    """The model as a decoder that keeps its last step's log-probabilities and state (row 0)."""
+
+    def __init__(self, model: RNNLanguageModel) -> None:
+        self.model = model
+        self.log_probs: Tensor | None = None
+        self.state: Any = None
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        log_probs, state = self.model.step(tokens, state)
+        self.log_probs, self.state = log_probs[0], state
+        return log_probs, state
+
+    def reorder(self, state: Any, index: Tensor) -> Any:
+        return self.model.reorder(state, index)
+
+
+def generate_steps(
+    lm: LoadedLM,
+    prime: str,
+    *,
+    length: int = GenerateRecipe.length,
+    temperature: float = GenerateRecipe.temperature,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    beam: int = GenerateRecipe.beam,
+    seed: int | None = None,
+    top: int = 5,
+    on_step: Callable[[StepDetail], None] | None = None,
+) -> list[StepDetail]:
+    """Continue ``prime`` like :func:`generate`, token by token with the model's view of each.
+
+    Each :class:`StepDetail` holds the token's text, its probability and the ``top`` most
+    likely tokens of its step under the model (temperature 1, before top-k/top-p and the ban of
+    ``<unk>``), and the last recurrent layer's hidden state it was chosen from (the state after
+    the text before it; for an LSTM, ``h``). ``on_step`` receives each as it is produced
+    (sampling and greedy search stream; beam search replays its best continuation at the end).
+    """
+    options = search_options(length, temperature, top_k, top_p, greedy, beam, seed)
+    ids = encode_prime(lm, prime)
+    model, vocab, tokenizer = lm.model, lm.vocab, lm.tokenizer
+    model.eval()
+    recorder = _Recorder(model)
+    written = vocab.decode(ids)
+    steps: list[StepDetail] = []
+
+    def emit(step_tokens: Tensor) -> None:
+        token = int(step_tokens[0])
+        before = tokenizer.detokenize(written)
+        written.append(vocab.itos[token])
+        probs = recorder.log_probs.exp()
+        best = probs.topk(min(top, probs.numel()))
+        hidden = recorder.state[0] if isinstance(recorder.state, tuple) else recorder.state
+        detail = StepDetail(
+            text=tokenizer.detokenize(written)[len(before) :],
+            prob=float(probs[token]),
+            alternatives=[
+                (vocab.itos[i], float(p))
+                for p, i in zip(best.values.tolist(), best.indices.tolist())
+            ],
+            hidden=hidden[-1, 0].tolist(),
+        )
+        steps.append(detail)
+        if on_step is not None:
+            on_step(detail)
+
+    banned = [] if vocab.unk_index is None else [vocab.unk_index]
+    with torch.no_grad():
+        state = model.prime(torch.tensor(ids[:-1], dtype=torch.long).unsqueeze(1))
+        if options.method != "beam":
+            search.decode(
+                recorder, state, ids[-1], None, length, options,
+                processors=[search.ban_tokens(banned)], on_token=emit,
+            )  # fmt: skip
+            return steps
+        best = search.decode(
+            model, state, ids[-1], None, length, options, processors=[search.ban_tokens(banned)]
+        )[0][0]
+        previous = ids[-1]
+        for token in best.tokens:  # replay the best continuation to see each step
+            state = recorder.step(torch.tensor([previous]), state)[1]
+            emit(torch.tensor([token]))
+            previous = token
+    return steps

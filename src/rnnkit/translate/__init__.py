@@ -18,7 +18,16 @@ from __future__ import annotations
 from rnnkit.lazy import lazy_attributes
 from rnnkit.translate.recipe import TranslateRecipe
 
-_API = ("Translation", "Translator", "evaluate", "load", "train", "translate")
+_API = (
+    "AttendedTranslation",
+    "Translation",
+    "Translator",
+    "evaluate",
+    "load",
+    "train",
+    "translate",
+    "translate_with_attention",
+)
 
 __all__ = ["TranslateRecipe", *_API]
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.translate.api"))

@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -191,11 +191,18 @@ class Translator:
         if self.model.attention is None:
             raise ConfigError("this model was trained with --attention none; it has no attention")
         best = self.translate([text], beam_size=beam_size, replace_unknown=False)[0][0]
+        return tokenize(text), [*best.tokens, EOS], self.alignment(text, best.tokens)
+
+    @torch.no_grad()
+    def alignment(self, text: str, tokens: Sequence[str]) -> Tensor:
+        """The attention ``(len(tokens) + 1, len(source))`` the decoder pays to ``text`` while
+        writing ``tokens`` and then ``<eos>`` (tokens outside the vocabulary read as ``<unk>``)."""
+        if self.model.attention is None:
+            raise ConfigError("this model was trained with --attention none; it has no attention")
         src, lengths = self.encode([text])
         vocab = self.target_vocab
-        tgt_in = torch.tensor([[vocab.bos_index, *vocab.encode(best.tokens)]])
-        weights = self.model.align(src, lengths, tgt_in)[0]  # (T + 1, S)
-        return tokenize(text), [*best.tokens, EOS], weights
+        tgt_in = torch.tensor([[vocab.bos_index, *vocab.encode(list(tokens))]])
+        return self.model.align(src, lengths, tgt_in)[0]  # (T + 1, S)
 
     # -- evaluating --------------------------------------------------------------------------
 
@@ -345,6 +352,28 @@ def translate(
 ) -> list[list[Translation]]:
     """Translate ``texts`` (see :meth:`Translator.translate` for ``options``)."""
     return translator.translate(texts, **options)
+
+
+class AttendedTranslation(NamedTuple):
+    """A candidate translation with the attention the decoder paid while writing it."""
+
+    translation: Translation
+    source: list[str]  # the source tokens (the columns of ``weights``)
+    target: list[str]  # the output tokens and ``<eos>`` (the rows of ``weights``)
+    weights: Tensor  # (len(target), len(source)); each row sums to 1
+
+
+def translate_with_attention(
+    translator: Translator, text: str, **options: Any
+) -> list[AttendedTranslation]:
+    """The n-best translations of ``text`` (``options`` as for :meth:`Translator.translate`),
+    best first, each with its attention over the source."""
+    found = translator.translate([text], **options)[0]
+    source = tokenize(text)
+    return [
+        AttendedTranslation(t, source, [*t.tokens, EOS], translator.alignment(text, t.tokens))
+        for t in found
+    ]
 
 
 def evaluate(

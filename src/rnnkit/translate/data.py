@@ -39,6 +39,22 @@ _SPLIT_PERCENT = {"train": 90, "valid": 5, "test": 5}
 Example = tuple[list[int], list[int]]  # (source ids, target ids); no BOS/EOS
 
 
+TOY_WORDS = ("red", "green", "blue", "cat", "dog", "big", "small", "file", "open", "read")
+
+
+def toy_pairs(n: int, seed: int = 0) -> list[Pair]:
+    """``n`` generated pairs to try translation on: a few words and a placeholder -> the same
+    reversed, words upper-cased (``"red cat %d" -> "%d CAT RED"``); attention learns to read the
+    source backwards."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        words = rng.choices(TOY_WORDS, k=rng.randint(2, 5)) + ["%d"]
+        target = [w if w.startswith("%") else w.upper() for w in reversed(words)]
+        pairs.append((" ".join(words), " ".join(target)))
+    return pairs
+
+
 def split_of(source: str) -> str:
     """The split (``train``, ``valid``, ``test``) of a pair: 90/5/5 by the SHA-1 of ``source``.
 
