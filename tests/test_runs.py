@@ -19,7 +19,8 @@ def test_create_writes_manifest_with_task_and_version(tmp_path):
 
 
 def test_create_refuses_existing_run_non_empty_dir_and_file(tmp_path):
-    RunDir.create(tmp_path / "run", task="lm")
+    run = RunDir.create(tmp_path / "run", task="lm")
+    run.save_tensors(runs.CHECKPOINT, {"w": torch.zeros(1)})
     with pytest.raises(RunDirError, match="already holds a run; continue it with --resume"):
         RunDir.create(tmp_path / "run", task="lm")
     (tmp_path / "other").mkdir()
@@ -65,7 +66,7 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypat
         run.save_tensors("w.safetensors", {"a": torch.zeros(3)}, {"step": 2})
     tensors, meta = run.load_tensors("w.safetensors")
     assert torch.equal(tensors["a"], torch.ones(3)) and meta == {"step": 1}
-    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "w.safetensors"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "run.lock", "w.safetensors"]
 
 
 def test_optimizer_state_round_trips_through_flatten(tmp_path):
@@ -161,5 +162,5 @@ def test_resume_may_change_the_budget_only(tmp_path):
 
 def test_resume_needs_a_checkpoint(tmp_path):
     run = runs.start(tmp_path / "r", "lm", recipe={}, model={}, train={})
-    with pytest.raises(RunDirError, match="is missing last.safetensors"):
+    with pytest.raises(RunDirError, match="never wrote a checkpoint.* again with --out"):
         runs.resume(run.path, "lm")

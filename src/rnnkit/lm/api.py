@@ -91,9 +91,7 @@ def train(
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)
     task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
-    if resume:
-        run.write_config(config)
-    else:
+    if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         run = runs.start(
             out,
             TASK,

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 # The one import point of the recurrent layers: rnnkit's own, drop-ins for torch.nn's.
 from rnnkit.errors import ConfigError
+from rnnkit.limits import FLOAT_BYTES, TRAINING_COPIES, check_fits, recurrent_parameters
 from rnnkit.lm.recipe import LMRecipe
 from rnnkit.nn import GRU, LSTM, RNN
 from rnnkit.nn.layers import IMPLS
@@ -57,6 +58,15 @@ class LMConfig:
             raise ConfigError(f"impl must be one of {IMPLS}, got {self.impl!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        params = recurrent_parameters(
+            self.cell, self.vocab_size, self.embedding_dim, self.hidden_size, self.num_layers
+        )
+        check_fits(
+            params * FLOAT_BYTES * TRAINING_COPIES,
+            f"a {self.num_layers}x{self.hidden_size} {self.cell.upper()} with "
+            f"{self.embedding_dim}-dim embeddings ({params:,} parameters, trained)",
+            hint="choose a smaller --hidden, --embedding or --layers",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LMConfig:

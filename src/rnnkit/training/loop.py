@@ -63,8 +63,8 @@ from torch import Tensor, nn
 
 from rnnkit.errors import NonFiniteLossError, TrainingInterrupted
 from rnnkit.plots import plot_losses
-from rnnkit.runs import BEST, CHECKPOINT, METRICS, PLOT, SUMMARY, RunDir
-from rnnkit.training.config import TrainConfig
+from rnnkit.runs import BEST, CHECKPOINT, CONFIG, METRICS, PLOT, SUMMARY, RunDir
+from rnnkit.training.config import TrainConfig, config_dict
 from rnnkit.training.optim import lr_at, make_optimizer
 from rnnkit.training.state import load_training_state, save_training_state
 
@@ -253,6 +253,13 @@ class Trainer:
             TrainingInterrupted: SIGINT/SIGTERM (a checkpoint was written first).
             NonFiniteLossError: the loss or gradient norm became NaN/inf.
         """
+        self.run.lock()  # no-op when runs.start/resume took it; released when fit ends
+        try:
+            return self._fit(resume)
+        finally:
+            self.run.unlock()
+
+    def _fit(self, resume: bool) -> TrainResult:
         if resume:
             self._load_checkpoint()
         else:
@@ -376,10 +383,13 @@ class Trainer:
         if improved:
             self.best_valid, self.best_step = loss, self.step
             self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "loss": loss})
-        self.report(
-            f"step {self.step}: valid loss {loss:.4f} nats/token"
-            + (" (best so far, saved)" if improved else f" (best {self.best_valid:.4f})")
-        )
+        if improved:
+            verdict = " (best so far, saved)"
+        elif self.best_valid is None:
+            verdict = " (not finite: no weights saved as best)"
+        else:
+            verdict = f" (best {self.best_valid:.4f})"
+        self.report(f"step {self.step}: valid loss {loss:.4f} nats/token{verdict}")
         self._save_checkpoint(status)
 
     def _log_train(self, tokens_per_s: float) -> float:
@@ -448,6 +458,12 @@ class Trainer:
         self.window_loss, self.window_tokens = state["window"]
         self.checkpoint_step = self.step
         # Records written after the checkpoint belong to a session that is being replayed.
-        records = [r for r in self.run.read_jsonl(METRICS) if r["step"] <= self.step]
+        records = [r for r in self.run.read_jsonl(METRICS) if r.get("step", 0) <= self.step]
         self.run.write_jsonl(METRICS, records)
+        # Only now, with the checkpoint loaded, does the run take its new budget: a resume that
+        # failed before this point leaves config.json as it was.
+        if self.run.has(CONFIG):
+            config = self.run.read_config()
+            config["train"] = config_dict(self.config)
+            self.run.write_config(config)
         self.report(f"resumed {self.run.path} at step {self.step} (epoch {self.epoch})")

@@ -295,9 +295,7 @@ def train(
         )  # fmt: skip
         train_config = recipe.train_config()
     task = TranslationTask(data, recipe)  # checks the data before the run directory is made
-    if resume:
-        run.write_config(config)
-    else:
+    if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         run = runs.start(
             out, TASK, recipe=asdict(recipe), model=asdict(model_config),
             train=config_dict(train_config),
