@@ -237,7 +237,6 @@ class RunDir:
         except Exception:  # noqa: BLE001 (interpreter shutdown: the process end releases it)
             pass
 
-
     @classmethod
     def open(cls, path: str | os.PathLike, task: str, *, require: Iterable[str] = ()) -> RunDir:
         """An existing run directory of ``task`` written by this rnnkit version.
@@ -385,6 +384,33 @@ def _user_files(path: Path) -> set[str]:
     }
 
 
+def check_finite(path: str | os.PathLike, tensors: dict[str, Tensor]) -> None:
+    """Refuse weights holding NaN or infinite values (a damaged or diverged file).
+
+    Raises:
+        RunDirError: naming the file and the first bad tensor.
+    """
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise RunDirError(
+                f"{path} is damaged: {key!r} holds NaN or infinite values; "
+                "restore the file or train a new run"
+            )
+
+
+def check_vocab_size(run: RunDir, name: str, size: int, expected: int) -> None:
+    """Refuse a vocabulary file ``name`` of ``size`` entries for a model of ``expected``.
+
+    Raises:
+        RunDirError: naming the file and both sizes.
+    """
+    if size != expected:
+        raise RunDirError(
+            f"{run.file(name)} is damaged: it has {size} tokens but the model in {CONFIG} has "
+            f"{expected}; restore the file or train a new run"
+        )
+
+
 def load_model_weights(run: RunDir, model: torch.nn.Module, name: str = BEST) -> Any:
     """Load the weights ``name`` of ``run`` into ``model``; returns the file's metadata.
 
@@ -392,6 +418,7 @@ def load_model_weights(run: RunDir, model: torch.nn.Module, name: str = BEST) ->
         RunDirError: the file is missing or its tensors do not fit the model.
     """
     tensors, meta = run.load_tensors(name)
+    check_finite(run.file(name), tensors)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:

@@ -341,7 +341,7 @@ def _parse_text(
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{path}, line {number}: not valid {encoding} text ({exc.reason}); "
-                "pass the file's encoding"
+                "give a word2vec (text or binary) or GloVe vector file"
             ) from None
         word, *values = line.split(" ")
         if not word or not values:

@@ -124,7 +124,9 @@ def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:
     tokenizer = runs.build(run, config, "recipe", lambda r: get_tokenizer(r["level"]))
     runs.load_model_weights(run, model, weights)
     model.eval()
-    return LoadedLM(model, Vocab.load(run.file(runs.VOCAB)), tokenizer, config)
+    vocab = Vocab.load(run.file(runs.VOCAB))
+    runs.check_vocab_size(run, runs.VOCAB, len(vocab), model.config.vocab_size)
+    return LoadedLM(model, vocab, tokenizer, config)
 
 
 def evaluate(

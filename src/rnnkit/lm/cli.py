@@ -19,6 +19,7 @@ from typing import Any
 
 from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
 from rnnkit.options import (
+    BEAM,
     NON_NEGATIVE,
     NON_NEGATIVE_NUMBER,
     POSITIVE,
@@ -206,7 +207,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--greedy", action="store_true", help="most likely token every step")
     gen.add_argument(
         "--beam",
-        type=POSITIVE,
+        type=BEAM,
         default=g.beam,
         help="beam search of this width (1: no beam search)",
     )

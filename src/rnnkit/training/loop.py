@@ -23,6 +23,9 @@ Any task plugs in by giving :class:`Trainer` a model and a *task object* with fo
         def evaluate(self, model, split) -> float:  # mean nats per token on "valid"/"test";
             ...                                     # called under torch.no_grad(), model.eval()
 
+        def check_carry(self, model, carry):    # optional: what is wrong with a carry read
+            ...                                 # from a checkpoint, or None
+
     run = RunDir.create("runs/x", task="translate")   # or RunDir.open(...) to resume
     trainer = Trainer(model, task, TrainConfig(max_minutes=5), run)
     result = trainer.fit(resume=False)
@@ -61,7 +64,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rnnkit.errors import NonFiniteLossError, TrainingInterrupted
+from rnnkit.errors import NonFiniteLossError, RunDirError, TrainingInterrupted
 from rnnkit.plots import plot_losses
 from rnnkit.runs import BEST, CHECKPOINT, CONFIG, METRICS, PLOT, SUMMARY, RunDir
 from rnnkit.training.config import TrainConfig, config_dict
@@ -456,6 +459,12 @@ class Trainer:
         self.best_valid, self.best_step = state["best_valid"], state["best_step"]
         self.last_valid = state["last_valid"]
         self.window_loss, self.window_tokens = state["window"]
+        check_carry = getattr(self.task, "check_carry", None)
+        problem = None if check_carry is None else check_carry(self.model, self.carry)
+        if problem is not None:
+            raise RunDirError(
+                f"{self.run.file(CHECKPOINT)} is damaged ({problem}); restore it or start a new run"
+            )
         self.checkpoint_step = self.step
         # Records written after the checkpoint belong to a session that is being replayed.
         records = [r for r in self.run.read_jsonl(METRICS) if r.get("step", 0) <= self.step]
