@@ -187,7 +187,9 @@ def test_a_second_process_gets_one_line_naming_the_lock_holder(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirError, match=f"in use by another rnnkit process \\(pid {holder.pid}\\)"):
+        with pytest.raises(
+            RunDirError, match=f"in use by another rnnkit process \\(pid {holder.pid}\\)"
+        ):
             runs.resume(run.path, "lm")
         with pytest.raises(RunDirError, match="already holds a run"):
             RunDir.create(run.path, "lm")

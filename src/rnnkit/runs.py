@@ -333,10 +333,15 @@ class RunDir:
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON object as a line of ``name`` (flushed to disk)."""
-        with open(self.file(name), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.file(name), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk: name the file (a torn line is dropped on reading)
+            if exc.errno is not None and exc.filename is None:
+                exc.filename = os.fspath(self.file(name))
+            raise
 
     def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> None:
         """Replace ``name`` with ``records``, one JSON object a line (atomically)."""

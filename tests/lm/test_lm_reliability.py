@@ -29,7 +29,10 @@ def corpus(tmp_path_factory, write_text_corpus):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, corpus):
     out = tmp_path_factory.mktemp("lmrun") / "run"
-    assert cli.main([str(a) for a in train_argv(corpus, out, "--max-steps", 6, "--eval-every", 3)]) == 0
+    assert (
+        cli.main([str(a) for a in train_argv(corpus, out, "--max-steps", 6, "--eval-every", 3)])
+        == 0
+    )
     return out
 
 

@@ -344,7 +344,7 @@ class Trainer:
         self.position += 1
         return loss_value, n_tokens
 
-    def _non_finite(self, what: str) -> None:
+    def _non_finite(self, what: str, *, when: str | None = None) -> None:
         self._write_summary("stopped: non-finite loss")
         kept = (
             f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.run.path}"
@@ -352,7 +352,7 @@ class Trainer:
             else "no checkpoint had been written yet"
         )
         raise NonFiniteLossError(
-            f"{what} at step {self.step + 1}; training stopped and {kept}; "
+            f"{what} {when or f'at step {self.step + 1}'}; training stopped and {kept}; "
             "try a lower --lr or a smaller --clip"
         )
 
@@ -380,8 +380,10 @@ class Trainer:
 
     def _validate_and_checkpoint(self, status: str = "running") -> None:
         loss = self.evaluate("valid")
-        self.last_valid = loss
         self._log("valid", loss)
+        if not math.isfinite(loss):
+            self._non_finite(f"validation loss became {loss}", when=f"at step {self.step}")
+        self.last_valid = loss
         improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
         if improved:
             self.best_valid, self.best_step = loss, self.step
