@@ -204,8 +204,9 @@ def test_nan_at_the_first_validation_is_the_nan_message(tmp_path, corpus, run_cl
 
 
 def test_generate_caps_beam_and_length_and_refuses_bad_values(trained, run_cli, capsys):
-    for options in (["--beam", "0"], ["--beam", "-2"], ["--beam", "1000000"],
-                    ["--temperature", "inf"], ["--temperature", "0"], ["--length", "-1"]):  # fmt: skip
+    refused = [["--beam", "0"], ["--beam", "-2"], ["--beam", "1000000"],
+               ["--temperature", "inf"], ["--temperature", "0"], ["--length", "-1"]]  # fmt: skip
+    for options in refused:
         with pytest.raises(SystemExit):
             cli.main(["lm", "generate", str(trained), *options])
         assert "must be" in capsys.readouterr().err
