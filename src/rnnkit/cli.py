@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rnnkit`` command; returns the process exit code."""
+    # A closed stdout or stderr (`rnnkit ... >&-`) leaves them None: write nowhere instead.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as sys)
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     # A command whose last positional takes any number of values (`nargs="*"`) names it in

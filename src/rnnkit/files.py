@@ -50,8 +50,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             save_file(tensors, tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path), suffix=_TEMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=_temporary_name(path), suffix=_TEMP_SUFFIX
+        )
+    except OSError as exc:  # (a read-only folder: the message names the file, not a temporary)
+        exc.filename = os.fspath(path)
+        raise
     os.close(fd)
     try:
         yield tmp

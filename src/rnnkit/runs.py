@@ -98,7 +98,9 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], Any]:
         with safe_open(os.fspath(path), framework="pt") as handle:
             raw = (handle.metadata() or {}).get(_META_KEY)
         tensors = load_file(os.fspath(path))
-    except (SafetensorError, OSError) as exc:
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except SafetensorError as exc:
         raise RunDirError(f"cannot read {path}: {exc}") from None
     return tensors, (None if raw is None else json.loads(raw))
 
