@@ -137,6 +137,29 @@ def generation_fns(device, dtype, steps: int = 100) -> dict[str, object]:
     return fns
 
 
+def bfloat16_table(kinds, device, warmup: int, repeats: int, stat) -> dict:
+    """fwd+bwd milliseconds at the small shape in float32 and bfloat16, rnnkit and torch.nn, side
+    by side (rnnkit's bfloat16 runs its PyTorch time loop: the C loops are float32/float64)."""
+    steps, batch, features, hidden = SHAPES["small"]
+    print(f"bfloat16 vs float32, fwd+bwd ms at {steps},{batch},{features},{hidden}:")
+    table = {}
+    for kind in kinds:
+        fns = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            torch.manual_seed(0)
+            theirs = getattr(torch.nn, kind)(features, hidden).to(device, dtype)
+            ours = getattr(rnn, kind)(features, hidden).to(device, dtype)
+            x = torch.randn(steps, batch, features, device=device, dtype=dtype, requires_grad=True)
+            for impl, model in (("rnnkit", ours), ("torch", theirs)):
+                fns[(impl, str(dtype)[6:])] = lambda m=model, x=x: m(x)[0].float().sum().backward()
+        ms = _bench(fns, device, warmup, repeats, stat)
+        table[kind] = {f"{impl} {dtype}": t for (impl, dtype), t in ms.items()}
+        cells = "  ".join(f"{name} {t:7.2f}" for name, t in table[kind].items())
+        bf16 = ms[("rnnkit", "bfloat16")] / ms[("rnnkit", "float32")]
+        print(f"  {kind:5} {cells}  (rnnkit bf16/fp32 {bf16:.2f}x)")
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -202,13 +225,13 @@ def main(argv=None) -> int:
     print(f"  (rnnkit / torch = {gen_us['rnnkit'] / gen_us['torch']:.2f})")
     print("'vs torch' = torch.nn time / rnnkit time (> 1: rnnkit faster).")
     print(f"load average {os.getloadavg()[0]:.1f} at the end (other processes share the machine)")
-    cap = torch.backends.cpu.get_cpu_capability()
-    print(f"bfloat16: no rows (rnnkit's kernels run float32/float64; this CPU: {cap})")
+    print(f"this CPU: {torch.backends.cpu.get_cpu_capability()}")
+    bf16 = bfloat16_table(args.kinds.split(","), device, args.warmup, args.repeats, stat)
     if args.json:
         result = {
             "machine": machine, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "repeats": args.repeats, "stat": args.stat, "matmul_gflops": peak, "rows": rows,
-            "generation_step_us": gen_us,
+            "generation_step_us": gen_us, "bfloat16_fwd_bwd_ms": bf16,
         }  # fmt: skip
         args.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -73,7 +73,7 @@ ASAN_CASE = textwrap.dedent(
     """
     import ctypes, sys, torch
     import rnnkit.nn as rnn
-    from rnnkit.embeddings import native as w2v
+    from rnnkit.embed import native as w2v
     from rnnkit.nn import native
 
     plain = native._recipe
@@ -179,7 +179,7 @@ def test_address_sanitizer_harness_catches_an_overflow(tmp_path):
 
 
 def test_word2vec_c_entry_refuses_buffers_it_cannot_index():
-    from rnnkit.embeddings import native as w2v
+    from rnnkit.embed import native as w2v
 
     w_in, w_out = torch.zeros(20, 8), torch.zeros(20, 8)
     seq, owner = torch.randint(0, 20, (50,)), torch.zeros(50, dtype=torch.long)

@@ -63,7 +63,7 @@ static void predict(const float *restrict h, float *restrict w_out, int64_t dim,
 }
 
 /* The sizes one call trusts (Python checks the buffers against them, and every word id in the
- * ranges read: rnnkit/embeddings/native.py); -2 from the entry points when they do not hold. */
+ * ranges read: rnnkit/embed/native.py); -2 from the entry points when they do not hold. */
 static int sizes_ok(int64_t dim, int64_t n, int64_t start, int64_t stop, int64_t k,
                     int64_t window) {
     return dim >= 1 && k >= 0 && window >= 1 && 0 <= start && start <= stop && stop <= n;
