@@ -252,3 +252,28 @@ def test_late_checks_of_demo_and_reference_come_first(tmp_path, run_cli, capsys)
     code, out, err = run_cli("reference", "train", "--data", text, "--encoding", "latin-1",
                              "--steps", "2", "--hidden", "8", "--sample-length", "5")  # fmt: skip
     assert code == 0, err
+
+
+def test_kill_9_during_the_first_checkpoint_leaves_a_directory_out_takes_again(
+    tmp_path, corpus, run_cli
+):
+    out = tmp_path / "run"
+    argv = [str(a) for a in train_argv(corpus, out, "--max-steps", 4, "--eval-every", 2)]
+    script = (
+        "import os, signal, sys\n"
+        "import rnnkit.training.loop as loop\n"
+        "from rnnkit.cli import main\n"
+        "def die(*a, **k):\n"
+        "    (a[0].path / '.last.safetensors.kill.tmp').write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "loop.save_training_state = die\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    assert (out / "run.json").exists() and not (out / "last.safetensors").exists()
+    code, _, err = run_cli("lm", "train", "--resume", out, "--max-steps", 4)
+    assert code == 2 and "never wrote a checkpoint" in err and f"--out {out}" in err
+    code, _, err = run_cli(*train_argv(corpus, out, "--max-steps", 4, "--eval-every", 2))
+    assert code == 0, err
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir())

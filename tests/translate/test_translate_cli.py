@@ -230,3 +230,10 @@ def test_bad_search_values_are_refused_at_parse_time(trained_run, run_cli, capsy
             run_cli("translate", "run", trained_run, "red", *options)
         err = capsys.readouterr().err
         assert "invalid choice" in err or "must be" in err
+
+
+def test_absurd_model_sizes_are_refused_before_anything_exists(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli("translate", "train", "--out", out, "--hidden-size", "100000",
+                           "--embedding-dim", "100000", "--max-steps", "1")  # fmt: skip
+    assert code == 2 and "needs about" in err and "--hidden-size" in err and not out.exists()
