@@ -57,11 +57,11 @@ def load() -> str:
 
 def steps_per_second(recipe: LMRecipe, threads: int, steps: int = 8) -> float:
     """Training steps per second of the recipe's model with ``threads`` torch threads."""
-    from rnnkit.lm.model import RNNLanguageModel
+    from rnnkit.lm.model import LMConfig, RNNLanguageModel
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = RNNLanguageModel(recipe.model_config(80))
+    model = RNNLanguageModel(LMConfig.from_recipe(recipe, 80))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens = torch.randint(0, 80, (recipe.bptt + 1, recipe.batch_size))
 

@@ -51,6 +51,12 @@ class LoadedLM(NamedTuple):
     config: dict[str, Any]  # the run's config.json
 
 
+def check_recipe(recipe: LMRecipe) -> None:
+    """Raise :class:`ConfigError` if ``recipe``'s model or training settings are invalid."""
+    LMConfig.from_recipe(recipe, 1)
+    recipe.train_config()
+
+
 def train(
     out: str | os.PathLike,
     *,
@@ -87,7 +93,7 @@ def train(
         recipe = recipe or LMRecipe()
         text, tokenizer, texts = prepare_text(recipe)
         vocab = Vocab.build(tokenizer.tokenize(texts["train"]), specials=[UNK])
-        model_config = recipe.model_config(len(vocab))
+        model_config = LMConfig.from_recipe(recipe, len(vocab))
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)
     task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)

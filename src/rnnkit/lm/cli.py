@@ -111,8 +111,9 @@ def recipe_from_args(args: argparse.Namespace, vectors: Any = None) -> LMRecipe:
         clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),
     )  # fmt: skip
-    recipe.model_config(1)  # validate the model options before any data is read
-    recipe.train_config()
+    from rnnkit.lm.api import check_recipe
+
+    check_recipe(recipe)  # the model and training options, before any data is read
     return recipe
 
 

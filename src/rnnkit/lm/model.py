@@ -78,6 +78,21 @@ class LMConfig:
         """The config as a JSON-able dict."""
         return asdict(self)
 
+    @classmethod
+    def from_recipe(cls, recipe: LMRecipe, vocab_size: int) -> LMConfig:
+        """The model settings of ``recipe`` for ``vocab_size`` tokens."""
+        return cls(
+            vocab_size=vocab_size,
+            cell=recipe.cell,
+            embedding_dim=recipe.embedding_dim,
+            hidden_size=recipe.hidden_size,
+            num_layers=recipe.num_layers,
+            dropout=recipe.dropout,
+            tie_weights=recipe.tie_weights,
+            impl=recipe.impl,
+            freeze_embedding=recipe.freeze_embeddings and recipe.embeddings is not None,
+        )
+
 
 class RNNLanguageModel(nn.Module):
     """Embedding, ``num_layers`` recurrent layers (:mod:`rnnkit.nn`), and a linear layer to

@@ -49,22 +49,6 @@ class LMRecipe:
     eval_every: int = 1000  # validate and checkpoint every N steps
     seed: int = 0  # random seed
 
-    def model_config(self, vocab_size: int) -> Any:
-        """The :class:`rnnkit.lm.model.LMConfig` of this recipe for ``vocab_size`` tokens."""
-        from rnnkit.lm.model import LMConfig
-
-        return LMConfig(
-            vocab_size=vocab_size,
-            cell=self.cell,
-            embedding_dim=self.embedding_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            tie_weights=self.tie_weights,
-            impl=self.impl,
-            freeze_embedding=self.freeze_embeddings and self.embeddings is not None,
-        )
-
     def train_config(self) -> Any:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
         from rnnkit.training.config import TrainConfig

@@ -27,7 +27,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from rnnkit.nn import native, ops, steps
-from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction, sum_bias
+from rnnkit.nn.kernels import run_kernel, sum_bias
 from rnnkit.nn.schedule import Schedule
 
 # (data, states, params, sizes, reverse) -> (y, final states)
@@ -66,7 +66,7 @@ def plan(mode: str, data: Tensor, weights: list[Tensor], *, use_c: bool, proj: i
     wanted = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if mode == "LSTM" and use_c and not wanted and not proj and native.available(*tensors):
         return _infer
-    return lambda x, states, params, sizes, reverse: _kernel(
+    return lambda x, states, params, sizes, reverse: run_kernel(
         mode, x, states, params, sizes, reverse, use_c
     )
 
@@ -78,18 +78,3 @@ def _infer(
     y, h_n, c_n = native.lstm_infer(Schedule(sizes, reverse), x, w_ih, sum_bias(b_ih, b_hh), w_hh,
                                     *states)  # fmt: skip
     return y, [h_n, c_n]
-
-
-def _kernel(mode: str, x: Tensor, states: list[Tensor], params: list, sizes: list[int],
-            reverse: bool, use_c: bool) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
-    w_ih, w_hh, b_ih, b_hh, w_hr = params
-    if mode == "LSTM":
-        y, *fin = LSTMFunction.apply(
-            x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
-        )
-    elif mode == "GRU":
-        y, *fin = GRUFunction.apply(x, *states, w_ih, w_hh, b_ih, b_hh, sizes, reverse, use_c)
-    else:
-        relu = mode == "RNN_RELU"
-        y, *fin = RNNFunction.apply(x, *states, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, use_c)
-    return y, fin

@@ -190,3 +190,20 @@ class RNNFunction(torch.autograd.Function):
         dx, dw_ih, db = _input_grads(ctx, d_pre, x, w_ih)
         dw_hh = d_pre.t() @ h_prev if ctx.needs_input_grad[3] else None
         return dx, dh0, dw_ih, dw_hh, db, db, None, None, None, None
+
+
+def run_kernel(mode: str, x: Tensor, states: list[Tensor], params: list, sizes: list[int],
+            reverse: bool, use_c: bool) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
+    """One layer-direction of ``mode`` through its autograd Function: ``(y, final states)``;
+    ``params`` is ``[w_ih, w_hh, b_ih, b_hh, w_hr]`` with None where absent."""
+    w_ih, w_hh, b_ih, b_hh, w_hr = params
+    if mode == "LSTM":
+        y, *fin = LSTMFunction.apply(
+            x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, use_c
+        )
+    elif mode == "GRU":
+        y, *fin = GRUFunction.apply(x, *states, w_ih, w_hh, b_ih, b_hh, sizes, reverse, use_c)
+    else:
+        relu = mode == "RNN_RELU"
+        y, *fin = RNNFunction.apply(x, *states, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, use_c)
+    return y, fin

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.nn.kernels import run_kernel
+
 # Params are five separate arguments (w_ih, w_hh, b_ih, b_hh, w_hr; None where absent): tracers
 # take lists of tensors but not lists of optional tensors.
 Maybe = Tensor | None
@@ -32,10 +34,8 @@ def recurrent(
     b_hh: Maybe, w_hr: Maybe, sizes: list[int], reverse: bool, use_c: bool,
 ) -> list[Tensor]:  # fmt: skip
     """``[y, *final_states]`` of one layer-direction, computed by rnnkit's kernels."""
-    from rnnkit.nn.dispatch import _kernel
-
     params = [w_ih, w_hh, b_ih, b_hh, w_hr]
-    y, finals = _kernel(mode, x, states, params, sizes, reverse, use_c)
+    y, finals = run_kernel(mode, x, states, params, sizes, reverse, use_c)
     return [y, *finals]
 
 
@@ -51,14 +51,12 @@ def recurrent_backward(
     b_hh: Maybe, w_hr: Maybe, sizes: list[int], reverse: bool, use_c: bool, grads: list[Tensor],
 ) -> list[Tensor]:  # fmt: skip
     """Gradients of ``x``, the states and the present params, given the outputs' ``grads``."""
-    from rnnkit.nn.dispatch import _kernel
-
     params = [w_ih, w_hh, b_ih, b_hh, w_hr]
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_() for t in (x, *states, *_present(params))]
         leaf_params = iter(leaves[1 + len(states) :])
         given = [None if p is None else next(leaf_params) for p in params]
-        y, finals = _kernel(mode, leaves[0], leaves[1 : 1 + len(states)], given, sizes, reverse,
+        y, finals = run_kernel(mode, leaves[0], leaves[1 : 1 + len(states)], given, sizes, reverse,
                             use_c)  # fmt: skip
         found = torch.autograd.grad([y, *finals], leaves, grads, allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, found)]

@@ -265,6 +265,12 @@ def read_data(
     return TranslationData(pairs, max_len=recipe.max_len, min_freq=recipe.min_freq, vocabs=vocabs)
 
 
+def check_recipe(recipe: TranslateRecipe) -> None:
+    """Raise :class:`ConfigError` if ``recipe``'s model or training settings are invalid."""
+    Seq2SeqConfig.from_recipe(recipe, 1, 1)
+    recipe.train_config()
+
+
 def train(
     out: str | os.PathLike,
     *,
@@ -300,7 +306,7 @@ def train(
         data = read_data(recipe)
         vectors = [load_vectors(recipe.embeddings), load_vectors(recipe.target_embeddings)]
         dims = [v.dim for v in vectors if v is not None]
-        model_config = recipe.model_config(
+        model_config = Seq2SeqConfig.from_recipe(recipe,
             len(data.source_vocab), len(data.target_vocab),
             pad_index=data.target_vocab.pad_index, vector_dim=dims[0] if dims else None,
         )  # fmt: skip

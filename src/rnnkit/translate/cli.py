@@ -161,8 +161,9 @@ def recipe_from_args(args: argparse.Namespace) -> TranslateRecipe:
         teacher_forcing=args.teacher_forcing, label_smoothing=args.label_smoothing, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, **recipe_budget(args, _D),
     )  # fmt: skip
-    recipe.model_config(1, 1)  # validate the model options
-    recipe.train_config()
+    from rnnkit.translate.api import check_recipe
+
+    check_recipe(recipe)  # the model and training options, before any data is read
     return recipe
 
 

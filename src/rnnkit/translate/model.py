@@ -103,6 +103,35 @@ class Seq2SeqConfig:
         """A config from ``asdict`` output (as stored in ``config.json``)."""
         return cls(**data)
 
+    @classmethod
+    def from_recipe(
+        cls,
+        recipe: R,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        *,
+        pad_index: int = 0,
+        vector_dim: int | None = None,
+    ) -> Seq2SeqConfig:
+        """The model settings of ``recipe``; ``vector_dim``, the size of the word vectors given,
+        is the embedding size unless the recipe sets one."""
+        return cls(
+            src_vocab_size=src_vocab_size,
+            tgt_vocab_size=tgt_vocab_size,
+            embedding_dim=recipe.embedding_dim or vector_dim or DEFAULT_EMBEDDING_DIM,
+            hidden_size=recipe.hidden_size,
+            num_layers=recipe.num_layers,
+            cell=recipe.cell,
+            bidirectional=recipe.bidirectional,
+            attention=recipe.attention,
+            input_feeding=recipe.input_feeding,
+            dropout=recipe.dropout,
+            pad_index=pad_index,
+            impl=recipe.impl,
+            freeze_src_embedding=recipe.freeze_embeddings and recipe.embeddings is not None,
+            freeze_tgt_embedding=recipe.freeze_embeddings and recipe.target_embeddings is not None,
+        )
+
 
 @dataclass
 class DecoderState:

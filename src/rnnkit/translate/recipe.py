@@ -69,38 +69,6 @@ class TranslateRecipe:
         """A recipe from ``asdict`` output (as stored in ``config.json``)."""
         return cls(**data)
 
-    def model_config(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        *,
-        pad_index: int = 0,
-        vector_dim: Any = None,
-    ) -> Any:
-        """The :class:`rnnkit.translate.model.Seq2SeqConfig` of this recipe.
-
-        ``vector_dim``: the size of the word vectors given, the embedding size unless the recipe
-        sets one.
-        """
-        from rnnkit.translate.model import Seq2SeqConfig
-
-        return Seq2SeqConfig(
-            src_vocab_size=src_vocab_size,
-            tgt_vocab_size=tgt_vocab_size,
-            embedding_dim=self.embedding_dim or vector_dim or DEFAULT_EMBEDDING_DIM,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            cell=self.cell,
-            bidirectional=self.bidirectional,
-            attention=self.attention,
-            input_feeding=self.input_feeding,
-            dropout=self.dropout,
-            pad_index=pad_index,
-            impl=self.impl,
-            freeze_src_embedding=self.freeze_embeddings and self.embeddings is not None,
-            freeze_tgt_embedding=self.freeze_embeddings and self.target_embeddings is not None,
-        )
-
     def train_config(self) -> Any:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
         from rnnkit.training.config import TrainConfig
