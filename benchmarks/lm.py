@@ -8,10 +8,12 @@ times a few training steps with 1 and with 2 torch threads and trains with the f
 
 ``--compare`` also trains, for the same time and in the same process, the plain baseline the
 target was set against (2x256 LSTM through torch.nn's fused kernel, constant learning rate
-2e-3, no warm-up), and prints both side by side with their ratio.
+2e-3, no warm-up), and prints both side by side with their ratio. ``--cells mingru,minlstm``
+also trains the default recipe with each of those layers instead, for the same time.
 
     python benchmarks/lm.py --minutes 10               # the measurement (about 11 minutes)
     python benchmarks/lm.py --minutes 10 --compare     # plus the baseline (about 22 minutes)
+    python benchmarks/lm.py --minutes 10 --cells mingru,minlstm   # plus MinGRU and MinLSTM
     python benchmarks/lm.py --minutes 0.5              # a quick check that everything runs
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
@@ -115,6 +117,10 @@ def main() -> None:
         help="torch threads, or 'auto': time 1 and 2 threads briefly and use the faster",
     )  # fmt: skip
     parser.add_argument("--compare", action="store_true", help="also train the plain baseline")
+    parser.add_argument(
+        "--cells", default="",
+        help="also train the default recipe with these layers instead (e.g. mingru,minlstm)",
+    )  # fmt: skip
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
@@ -141,6 +147,9 @@ def main() -> None:
         rows.append(
             train_and_measure("baseline 2x256 torch", baseline, folder / "baseline", args.quiet)
         )
+    for cell in filter(None, args.cells.split(",")):
+        variant = dataclasses.replace(recipe, cell=cell)
+        rows.append(train_and_measure(f"default, {cell}", variant, folder / cell, args.quiet))
     print(f"\nload average after: {load()}")
 
     print(f"\n{'model':<22} {'steps':>6} {'epochs':>6} {'tokens/s':>9} {'valid nats/char':>15} "
@@ -149,8 +158,8 @@ def main() -> None:
         print(f"{r['name']:<22} {r['steps']:>6} {r['epochs']:>6.2f} {r['tokens_per_s']:>9.0f} "
               f"{r['valid']:>15.4f} {r['valid'] / math.log(2):>9.4f} {r['test']:>14.4f} "
               f"{r['wall_min']:>8.1f}")  # fmt: skip
-    if len(rows) == 2:
-        a, b = rows
+    if args.compare:
+        a, b = rows[:2]
         speed, quality = a["tokens_per_s"] / b["tokens_per_s"], a["valid"] / b["valid"]
         print(f"{'ratio default/baseline':<22} {'':>6} {'':>6} {speed:>9.2f} {quality:>15.3f}")
     best = rows[0]["valid"]

@@ -15,7 +15,7 @@ from rnnkit.errors import ConfigError
 FLOAT_BYTES = 4  # float32
 # Training keeps four float32 copies of each parameter: weights, gradients, Adam's two moments.
 TRAINING_COPIES = 4
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per recurrent layer
+GATES = {"rnn": 1, "gru": 3, "lstm": 4, "mingru": 2, "minlstm": 3}  # weight blocks per layer
 
 
 def physical_memory() -> int | None:

@@ -75,3 +75,31 @@ def plot_attention(
     fig.colorbar(image, ax=ax, label="attention weight")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_series(
+    series: dict[str, tuple[list[float], list[float]]],
+    path: Any,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+) -> None:
+    """Draw named ``(xs, ys)`` lines on one axis into a PNG at ``path`` (benchmark figures)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    if logx:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -10,7 +10,7 @@ def model(cell="lstm", **kw):
     return RNNLanguageModel(LMConfig(**{**config, **kw})).eval()
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
 def test_carried_state_continues_the_sequence(cell):
     m = model(cell)
     tokens = torch.randint(0, 11, (12, 3))
@@ -21,7 +21,7 @@ def test_carried_state_continues_the_sequence(cell):
     torch.testing.assert_close(torch.cat([first, second]), whole)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
 def test_step_gives_normalised_log_probs_of_the_next_token(cell):
     m = model(cell)
     tokens = torch.randint(0, 11, (7, 2))

@@ -53,7 +53,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--encoding", default=d.encoding, help="encoding of --data")
     data.add_argument("--level", choices=["char", "word"], default=d.level, help="tokens")
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=d.cell, help="layer")
+    model.add_argument(
+        "--cell", choices=["rnn", "lstm", "gru", "mingru", "minlstm"], default=d.cell,
+        help="recurrent layer (mingru, minlstm: parallel scans, Feng et al. 2024)",
+    )  # fmt: skip
     model.add_argument("--layers", type=POSITIVE, default=d.num_layers, help="recurrent layers")
     model.add_argument("--hidden", type=POSITIVE, default=d.hidden_size, help="hidden state size")
     model.add_argument(
@@ -62,6 +65,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"embedding size (default: the word vectors' size, else {d.embedding_dim})",
     )
     model.add_argument("--dropout", type=PROBABILITY, default=d.dropout, help="dropout rate")
+    model.add_argument("--layer-norm", action="store_true", help="layer-normalized cells")
+    model.add_argument("--zoneout", type=PROBABILITY, default=d.zoneout, help="zoneout probability")
+    model.add_argument(
+        "--recurrent-dropout", type=PROBABILITY, default=d.recurrent_dropout,
+        help="dropout on h_{t-1}, one mask per sequence",
+    )  # fmt: skip
+    model.add_argument(
+        "--weight-drop", type=PROBABILITY, default=d.weight_drop,
+        help="DropConnect on the recurrent weights",
+    )  # fmt: skip
     model.add_argument("--tie-weights", action="store_true", help="share input/output embeddings")
     model.add_argument(
         "--impl", choices=["auto", "rnnkit", "torch"], default=d.impl,
@@ -106,6 +119,8 @@ def recipe_from_args(args: argparse.Namespace, vectors: Any = None) -> LMRecipe:
         embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings,
         hidden_size=args.hidden, num_layers=args.layers,
         dropout=args.dropout, tie_weights=args.tie_weights, impl=args.impl, bptt=args.bptt,
+        layer_norm=args.layer_norm, zoneout=args.zoneout,
+        recurrent_dropout=args.recurrent_dropout, weight_drop=args.weight_drop,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,

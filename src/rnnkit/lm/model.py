@@ -25,10 +25,14 @@ from torch import Tensor, nn
 from rnnkit.errors import ConfigError
 from rnnkit.limits import FLOAT_BYTES, TRAINING_COPIES, check_fits, recurrent_parameters
 from rnnkit.lm.recipe import LMRecipe
-from rnnkit.nn import GRU, LSTM, RNN
+from rnnkit.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnkit.nn.layers import IMPLS
 
-RECURRENT_LAYERS: dict[str, type[nn.Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+RECURRENT_LAYERS: dict[str, type[nn.Module]] = {
+    "rnn": RNN, "lstm": LSTM, "gru": GRU,
+    "mingru": MinGRU, "minlstm": MinLSTM,  # parallel scans (Feng et al. 2024); no impl= choice
+}  # fmt: skip
+LAYER_OPTIONS = ("layer_norm", "zoneout", "recurrent_dropout", "weight_drop")
 
 
 @dataclass
@@ -39,13 +43,17 @@ class LMConfig:
     """
 
     vocab_size: int  # number of tokens (the Vocab's size, specials included)
-    cell: str = LMRecipe.cell  # recurrent layer: "rnn" (tanh), "lstm" or "gru"
+    cell: str = LMRecipe.cell  # recurrent layer: "rnn" (tanh), "lstm", "gru", "mingru", "minlstm"
     embedding_dim: int = LMRecipe.embedding_dim  # size of the token embeddings
     hidden_size: int = LMRecipe.hidden_size  # size of each recurrent layer's state
     num_layers: int = LMRecipe.num_layers  # stacked recurrent layers
     dropout: float = LMRecipe.dropout  # on embeddings, between layers, before the output layer
     tie_weights: bool = LMRecipe.tie_weights  # output layer shares the embedding (Press & Wolf)
     impl: str = LMRecipe.impl  # rnnkit.nn kernels: "rnnkit" (own BPTT), "torch" or "auto"
+    layer_norm: bool = LMRecipe.layer_norm  # layer options of rnnkit.nn's RNN/LSTM/GRU ...
+    zoneout: float = LMRecipe.zoneout  # ... (docs/cells.md); not for mingru/minlstm
+    recurrent_dropout: float = LMRecipe.recurrent_dropout
+    weight_drop: float = LMRecipe.weight_drop
     freeze_embedding: bool = False  # keep the embedding matrix fixed (pretrained word vectors)
 
     def __post_init__(self) -> None:
@@ -58,6 +66,17 @@ class LMConfig:
             raise ConfigError(f"impl must be one of {IMPLS}, got {self.impl!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("zoneout", "recurrent_dropout", "weight_drop"):
+            p, top = getattr(self, name), "]" if name == "zoneout" else ")"
+            if not (0.0 <= p <= 1.0 if name == "zoneout" else 0.0 <= p < 1.0):
+                raise ConfigError(f"{name} must be in [0, 1{top}, got {p}")
+        used = [n for n in LAYER_OPTIONS if getattr(self, n)]
+        if used and self.cell.startswith("min"):
+            raise ConfigError(
+                f"{', '.join(used)} apply to the rnn, lstm and gru cells, not {self.cell}"
+            )
+        if used and self.impl == "torch":
+            raise ConfigError(f"{', '.join(used)} need rnnkit's kernels: impl 'rnnkit' or 'auto'")
         params = recurrent_parameters(
             self.cell, self.vocab_size, self.embedding_dim, self.hidden_size, self.num_layers
         )
@@ -90,6 +109,10 @@ class LMConfig:
             dropout=recipe.dropout,
             tie_weights=recipe.tie_weights,
             impl=recipe.impl,
+            layer_norm=recipe.layer_norm,
+            zoneout=recipe.zoneout,
+            recurrent_dropout=recipe.recurrent_dropout,
+            weight_drop=recipe.weight_drop,
             freeze_embedding=recipe.freeze_embeddings and recipe.embeddings is not None,
         )
 
@@ -109,7 +132,7 @@ class RNNLanguageModel(nn.Module):
     Inputs: tokens, state
         - tokens: LongTensor (T, B) of token ids.
         - state: the recurrent state from the previous block, or ``None`` for zeros.
-          LSTM: a tuple ``(h, c)``, each (num_layers, B, hidden_size); RNN/GRU: ``h``.
+          LSTM: a tuple ``(h, c)``, each (num_layers, B, hidden_size); others: ``h``.
 
     Outputs: logits, state
         - logits: (T, B, vocab_size), unnormalised scores of the next token.
@@ -126,8 +149,11 @@ class RNNLanguageModel(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         # Dropout between layers is the recurrent layer's own (torch.nn semantics).
         layer_dropout = c.dropout if c.num_layers > 1 else 0.0
+        # rnn/lstm/gru: the implementation and the layer options; mingru/minlstm have neither.
+        kw = {"impl": c.impl, **{name: getattr(c, name) for name in LAYER_OPTIONS}}
+        kw = {} if c.cell.startswith("min") else kw
         self.rnn = RECURRENT_LAYERS[c.cell](
-            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout, impl=c.impl
+            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout, **kw
         )
         out_dim = c.hidden_size
         self.projection: nn.Linear | None = None

@@ -6,16 +6,22 @@ autograd code, the readable reference.
 """
 
 from rnnkit.nn.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.nn.dropout import EmbeddingDropout, LockedDropout
 from rnnkit.nn.kernels import GRUFunction, LSTMFunction, RNNFunction
 from rnnkit.nn.layers import GRU, LSTM, RNN, RNNBase, auto_impl
+from rnnkit.nn.minrnn import MinGRU, MinLSTM
 
 __all__ = [
+    "EmbeddingDropout",
     "GRU",
     "GRUCell",
     "GRUFunction",
     "LSTM",
     "LSTMCell",
     "LSTMFunction",
+    "LockedDropout",
+    "MinGRU",
+    "MinLSTM",
     "RNN",
     "RNNBase",
     "RNNCell",

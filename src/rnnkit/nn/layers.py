@@ -17,6 +17,9 @@ forces rnnkit's PyTorch time loop; ``'torch'`` calls PyTorch's fused operator (`
 ``'auto'`` picks whichever ``benchmarks/layers.py`` measured faster (see :func:`auto_impl`).
 ``repr`` shows it in torch's ``key=value`` form: ``LSTM(3, 4, impl='rnnkit', loop='C')``.
 
+Beyond torch.nn, keyword-only and off by default: ``layer_norm``, ``zoneout``,
+``recurrent_dropout`` and ``weight_drop`` (see :mod:`rnnkit.nn.options`).
+
 Mixed precision: under ``torch.autocast`` the layers compute in the dtype torch.nn's outputs have
 (:func:`autocast_dtype`), casting weights, input and state for the call; bfloat16 and float16 run
 rnnkit's PyTorch time loop (the C loops have no kernel for them).
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnkit.nn import dispatch, native
+from rnnkit.nn import dispatch, native, options
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _NAMES = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
@@ -95,8 +98,12 @@ class RNNBase(nn.RNNBase):
 
     impl: str
 
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        options.reset_layer_norm(self)  # the normalization's gains and shifts: ones and zeros
+
     def extra_repr(self) -> str:
-        s = super().extra_repr() + f", impl={self.impl!r}"
+        s = super().extra_repr() + options.extra_repr(self) + f", impl={self.impl!r}"
         runs = self._impl_for(self._flat_weights[0].device)
         if runs.startswith("rnnkit"):
             c_loop = runs == "rnnkit" and native.available(*self._flat_weights)
@@ -228,6 +235,8 @@ class RNNBase(nn.RNNBase):
         if impl == "torch":
             return self._run_torch(data, sizes, states, weights, batch_sizes)
         named = dict(zip(self._flat_weights_names, weights))
+        if options.active(self):
+            return options.run(self, data, sizes, states, named, use_c=impl != "rnnkit-pytorch")
         directions = 2 if self.bidirectional else 1
         finals: list[list[Tensor]] = [[] for _ in states]
         run = dispatch.plan(self.mode, data, weights, use_c=impl == "rnnkit", proj=self.proj_size)
@@ -268,7 +277,17 @@ _LAYER_DOC = """
         ``input_size, hidden_size, num_layers=1, {extra}bias=True, batch_first=False, dropout=0.0,
         bidirectional=False, {proj}device=None, dtype=None``; and, by keyword only,
         impl: ``'rnnkit'`` (own kernels), ``'rnnkit-pytorch'`` (own kernels, time loop in
-            PyTorch), ``'torch'`` (PyTorch's operator) or ``'auto'``.
+            PyTorch), ``'torch'`` (PyTorch's operator) or ``'auto'``;
+        layer_norm: layer normalization inside the cell (Ba et al. 2016), parameters
+            ``ln_weight_ih_l{{k}}``, ``ln_weight_hh_l{{k}}`` (and for the LSTM
+            ``ln_weight_c_l{{k}}``, ``ln_bias_c_l{{k}}``); equations in
+            :mod:`rnnkit.nn.regularized_cells`;
+        zoneout: probability that a unit keeps its previous state at a step (Krueger et al.
+            2017); evaluation uses the expectation;
+        recurrent_dropout: dropout on ``h_{{t-1}}`` where it enters the gates, one mask per
+            sequence (Gal & Ghahramani 2016); off in evaluation;
+        weight_drop: DropConnect on ``weight_hh``, one mask per call (Merity et al. 2017); off in
+            evaluation. The options are described in :mod:`rnnkit.nn.options`.
 
     Inputs: ``input``, ``{hx}``
         - input: ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, unbatched ``(T, I)``, or a
@@ -289,9 +308,13 @@ class RNN(RNNBase, nn.RNN):
         cls="RNN", extra="nonlinearity='tanh', ", proj="", hx="hx", hn="h_n"
     )
 
-    def __init__(self, *args: Any, impl: str = "rnnkit", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, impl: str = "rnnkit", layer_norm: bool = False, zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0, weight_drop: float = 0.0, **kwargs: Any,
+    ) -> None:  # fmt: skip
         nn.RNN.__init__(self, *args, **kwargs)
         self.impl = check_impl(impl)
+        options.setup(self, layer_norm, zoneout, recurrent_dropout, weight_drop)
 
 
 class LSTM(RNNBase, nn.LSTM):
@@ -307,9 +330,13 @@ class LSTM(RNNBase, nn.LSTM):
         cls="LSTM", extra="", proj="proj_size=0, ", hx="(h_0, c_0)", hn="(h_n, c_n)"
     )
 
-    def __init__(self, *args: Any, impl: str = "rnnkit", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, impl: str = "rnnkit", layer_norm: bool = False, zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0, weight_drop: float = 0.0, **kwargs: Any,
+    ) -> None:  # fmt: skip
         nn.LSTM.__init__(self, *args, **kwargs)
         self.impl = check_impl(impl)
+        options.setup(self, layer_norm, zoneout, recurrent_dropout, weight_drop)
 
 
 class GRU(RNNBase, nn.GRU):
@@ -317,6 +344,10 @@ class GRU(RNNBase, nn.GRU):
 
     __doc__ = (__doc__ or "") + _LAYER_DOC.format(cls="GRU", extra="", proj="", hx="hx", hn="h_n")
 
-    def __init__(self, *args: Any, impl: str = "rnnkit", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, impl: str = "rnnkit", layer_norm: bool = False, zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0, weight_drop: float = 0.0, **kwargs: Any,
+    ) -> None:  # fmt: skip
         nn.GRU.__init__(self, *args, **kwargs)
         self.impl = check_impl(impl)
+        options.setup(self, layer_norm, zoneout, recurrent_dropout, weight_drop)

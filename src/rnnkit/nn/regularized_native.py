@@ -1,0 +1,227 @@
+"""The C time loops of the layer options (``regularized.c``), through ``ctypes``.
+
+Built on first use by :mod:`rnnkit.cbuild` like :mod:`rnnkit.nn.native`, with torch's own BLAS
+for the per-step products. Optional: :func:`available` says whether it can run, and otherwise
+:mod:`rnnkit.nn.regularized`'s Functions run their PyTorch loops, which compute the same
+function. Every buffer is checked (device, dtype, shape, contiguity) before it reaches C.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from rnnkit import cbuild
+from rnnkit.nn import native
+from rnnkit.nn.native import MAX_ROWS, check_buffer
+from rnnkit.nn.schedule import Schedule
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("regularized.c")
+_MATH = {
+    torch.float32: ("float", ("-DEXP=expf", "-DTANH=tanhf", "-DSQRT=sqrtf"), "sgemm_"),
+    torch.float64: ("double", ("-DEXP=exp", "-DTANH=tanh", "-DSQRT=sqrt"), "dgemm_"),
+}
+
+
+@functools.cache
+def _library(dtype: torch.dtype) -> tuple[ctypes.CDLL, int] | None:
+    real, math, symbol = _MATH[dtype]
+    gemm = native._torch_symbol(symbol)  # the BLAS torch exports, as for the plain loops
+    if gemm is None:
+        return None
+    lib = cbuild.load(SOURCE, f"rnnkit_regularized_{real}", (f"-DREAL={real}", *math))
+    return None if lib is None else (lib, ctypes.cast(gemm, ctypes.c_void_p).value)
+
+
+def available(*tensors: Tensor) -> bool:
+    """Whether the C loop can run on these tensors: CPU, one float type, library built."""
+    dtype = tensors[0].dtype
+    same = all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+    return same and dtype in _MATH and _library(dtype) is not None
+
+
+def _call(name: str, sched: Schedule, hidden: int, dtype: torch.dtype, buffers: list,
+          flag: bool | None = None) -> None:  # fmt: skip
+    """``name(gemm, T, sizes, starts, reverse, B, N, H, [flag,] *buffers)`` after checking each
+    buffer against its shape and ``dtype``."""
+    library = _library(dtype)
+    if library is None:
+        raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
+    if sched.total > MAX_ROWS:
+        raise ValueError(f"the C loops take at most {MAX_ROWS} rows, got {sched.total}")
+    for what, tensor, shape in buffers:
+        check_buffer(what, tensor, shape, dtype)
+    lib, gemm = library
+    steps = len(sched.sizes)
+    sizes = (ctypes.c_int * steps)(*sched.sizes)
+    starts = (ctypes.c_int * steps)()
+    pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for _, t, _ in buffers]
+    function = getattr(lib, name)
+    function.restype = ctypes.c_int
+    status = function(
+        ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), sched.batch,
+        ctypes.c_long(sched.total), hidden, *([] if flag is None else [int(flag)]), *pointers,
+    )  # fmt: skip
+    if status == 2:
+        raise MemoryError(f"regularized.c {name}: out of memory for its scratch space")
+    if status != 0:
+        raise ValueError(f"regularized.c {name} refused the schedule {sched.sizes} (a bug)")
+
+
+def _contiguous(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def lstm_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
+                 ln_c: tuple[Tensor | None, Tensor | None], mask: Tensor | None,
+                 keep: tuple[Tensor | None, Tensor | None], h0: Tensor, c0: Tensor,
+                 buffers: dict[str, Tensor | None]) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Run the forward loop; fills ``buffers`` (``hin, cp, g, rec_in, rec_mean, rec_rstd, c_in,
+    c_mean, c_rstd, tc``, each ``(N, ...)`` or None) and returns ``(y, h_n, c_n)``."""
+    n, b, hidden = sched.total, sched.batch, c0.shape[1]
+    gates = 4 * hidden
+    h_n, c_n = h0.contiguous().clone(), c0.contiguous().clone()
+    y = gx.new_empty(n, hidden)
+    shapes = {"hin": (n, hidden), "cp": (n, hidden), "g": (n, gates), "rec_in": (n, gates),
+              "rec_mean": (n, 1), "rec_rstd": (n, 1), "c_in": (n, hidden), "c_mean": (n, 1),
+              "c_rstd": (n, 1), "tc": (n, hidden)}  # fmt: skip
+    _call("reg_lstm_forward", sched, hidden, gx.dtype, [
+        ("gx", gx.contiguous(), (n, gates)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
+        ("ln_h", _contiguous(ln_h), (gates,)), ("ln_c_weight", _contiguous(ln_c[0]), (hidden,)),
+        ("ln_c_bias", _contiguous(ln_c[1]), (hidden,)), ("mask", _contiguous(mask), (b, hidden)),
+        ("keep_h", _contiguous(keep[0]), (n, hidden)),
+        ("keep_c", _contiguous(keep[1]), (n, hidden)), ("h", h_n, (b, hidden)),
+        ("c", c_n, (b, hidden)), *((k, buffers[k], shapes[k]) for k in shapes),
+        ("y", y, (n, hidden)),
+    ])  # fmt: skip
+    return y, h_n, c_n
+
+
+def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Tensor | None,
+                  mask: Tensor | None, keep: tuple[Tensor | None, Tensor | None],
+                  buffers: dict[str, Tensor | None], dy: Tensor, dh_n: Tensor,
+                  dc_n: Tensor) -> tuple[Tensor, ...]:  # fmt: skip
+    """Run the backward loop: ``(d_gates, d_rec, d_c_out, dh0, dc0)`` (``d_rec``: dL/d of the raw
+    recurrent product, with ``ln_h``; ``d_c_out``: dL/d of the normalized cell, with ``ln_cw``)."""
+    n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
+    gates = 4 * hidden
+    dh, dc = dh_n.contiguous().clone(), dc_n.contiguous().clone()
+    d_gates = dy.new_empty(n, gates)
+    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
+    d_c_out = dy.new_empty(n, hidden) if ln_cw is not None else None
+    scratch = dy.new_empty(b, hidden)
+    shapes = {"g": (n, gates), "cp": (n, hidden), "tc": (n, hidden)}
+    norm_shapes = {"rec_in": (n, gates), "rec_mean": (n, 1), "rec_rstd": (n, 1)}
+    cell_shapes = {"c_in": (n, hidden), "c_mean": (n, 1), "c_rstd": (n, 1)}
+    _call("reg_lstm_backward", sched, hidden, dy.dtype, [
+        *((k, buffers[k], s) for k, s in shapes.items()),
+        ("w_hh", w_hh.contiguous(), (gates, hidden)), ("ln_h", _contiguous(ln_h), (gates,)),
+        *((k, buffers[k], s) for k, s in norm_shapes.items()),
+        ("ln_c_weight", _contiguous(ln_cw), (hidden,)),
+        *((k, buffers[k], s) for k, s in cell_shapes.items()),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep[0]), (n, hidden)),
+        ("keep_c", _contiguous(keep[1]), (n, hidden)), ("dy", dy.contiguous(), (n, hidden)),
+        ("d_gates", d_gates, (n, gates)), ("d_rec", d_rec, (n, gates)),
+        ("d_c_out", d_c_out, (n, hidden)), ("scratch", scratch, (b, hidden)),
+        ("dh", dh, (b, hidden)), ("dc", dc, (b, hidden)),
+    ])  # fmt: skip
+    return d_gates, d_rec, d_c_out, dh, dc
+
+
+def _norm_buffers(like: Tensor, rows: int, width: int, ln: Tensor | None) -> dict:
+    """``rec_in (N, G), rec_mean (N, 1), rec_rstd (N, 1)``, or Nones without normalization."""
+    if ln is None:
+        return {"rec_in": None, "rec_mean": None, "rec_rstd": None}
+    return {"rec_in": like.new_empty(rows, width), "rec_mean": like.new_empty(rows, 1),
+            "rec_rstd": like.new_empty(rows, 1)}  # fmt: skip
+
+
+def _norm_entries(buffers: dict, rows: int, width: int) -> list:
+    return [(k, buffers[k], (rows, width if k == "rec_in" else 1))
+            for k in ("rec_in", "rec_mean", "rec_rstd")]  # fmt: skip
+
+
+def gru_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+                ln_h: Tensor | None, mask: Tensor | None, keep_h: Tensor | None,
+                h0: Tensor) -> tuple[Tensor, Tensor, dict]:  # fmt: skip
+    """``(y, h_n, buffers)``: buffers ``hp, hin, g, gh`` and the normalization's, for backward."""
+    n, b, hidden = sched.total, sched.batch, h0.shape[1]
+    gates = 3 * hidden
+    h_n, y = h0.contiguous().clone(), gx.new_empty(n, hidden)
+    buffers = {"hp": gx.new_empty(n, hidden), "hin": gx.new_empty(n, hidden),
+               "g": gx.new_empty(n, gates), "gh": gx.new_empty(n, gates),
+               **_norm_buffers(gx, n, gates, ln_h)}  # fmt: skip
+    _call("reg_gru_forward", sched, hidden, gx.dtype, [
+        ("gx", gx.contiguous(), (n, gates)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
+        ("b_hh", _contiguous(b_hh), (gates,)), ("ln_h", _contiguous(ln_h), (gates,)),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
+        ("h", h_n, (b, hidden)), ("hp", buffers["hp"], (n, hidden)),
+        ("hin", buffers["hin"], (n, hidden)), ("g", buffers["g"], (n, gates)),
+        ("gh", buffers["gh"], (n, gates)), *_norm_entries(buffers, n, gates), ("y", y, (n, hidden)),
+    ])  # fmt: skip
+    return y, h_n, buffers
+
+
+def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
+                 keep_h: Tensor | None, buffers: dict, dy: Tensor,
+                 dh_n: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
+    """``(d_gx, d_gh, d_rec, dh0)``."""
+    n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
+    gates = 3 * hidden
+    dh = dh_n.contiguous().clone()
+    d_gx, d_gh = dy.new_empty(n, gates), dy.new_empty(n, gates)
+    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
+    _call("reg_gru_backward", sched, hidden, dy.dtype, [
+        ("g", buffers["g"], (n, gates)), ("gh", buffers["gh"], (n, gates)),
+        ("hp", buffers["hp"], (n, hidden)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
+        ("ln_h", _contiguous(ln_h), (gates,)), *_norm_entries(buffers, n, gates),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
+        ("dy", dy.contiguous(), (n, hidden)), ("d_gx", d_gx, (n, gates)),
+        ("d_gh", d_gh, (n, gates)), ("d_rec", d_rec, (n, gates)),
+        ("scratch", dy.new_empty(b, hidden), (b, hidden)), ("dh", dh, (b, hidden)),
+    ])  # fmt: skip
+    return d_gx, d_gh, d_rec, dh
+
+
+def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
+                mask: Tensor | None, keep_h: Tensor | None, relu: bool,
+                h0: Tensor) -> tuple[Tensor, Tensor, dict]:  # fmt: skip
+    """``(y, h_n, buffers)``: buffers ``hin, act`` and the normalization's, for backward."""
+    n, b, hidden = sched.total, sched.batch, h0.shape[1]
+    h_n, y = h0.contiguous().clone(), gx.new_empty(n, hidden)
+    buffers = {"hin": gx.new_empty(n, hidden), "act": gx.new_empty(n, hidden),
+               **_norm_buffers(gx, n, hidden, ln_h)}  # fmt: skip
+    _call("reg_rnn_forward", sched, hidden, gx.dtype, [
+        ("gx", gx.contiguous(), (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
+        ("ln_h", _contiguous(ln_h), (hidden,)), ("mask", _contiguous(mask), (b, hidden)),
+        ("keep_h", _contiguous(keep_h), (n, hidden)), ("h", h_n, (b, hidden)),
+        ("hin", buffers["hin"], (n, hidden)), ("act", buffers["act"], (n, hidden)),
+        *_norm_entries(buffers, n, hidden), ("y", y, (n, hidden)),
+    ], flag=relu)  # fmt: skip
+    return y, h_n, buffers
+
+
+def rnn_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
+                 keep_h: Tensor | None, relu: bool, buffers: dict, dy: Tensor,
+                 dh_n: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
+    """``(d_pre, d_rec, dh0)``."""
+    n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
+    dh = dh_n.contiguous().clone()
+    d_pre = dy.new_empty(n, hidden)
+    d_rec = dy.new_empty(n, hidden) if ln_h is not None else None
+    _call("reg_rnn_backward", sched, hidden, dy.dtype, [
+        ("act", buffers["act"], (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
+        ("ln_h", _contiguous(ln_h), (hidden,)), *_norm_entries(buffers, n, hidden),
+        ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
+        ("dy", dy.contiguous(), (n, hidden)), ("d_pre", d_pre, (n, hidden)),
+        ("d_rec", d_rec, (n, hidden)), ("scratch", dy.new_empty(b, hidden), (b, hidden)),
+        ("dh", dh, (b, hidden)),
+    ], flag=relu)  # fmt: skip
+    return d_pre, d_rec, dh

@@ -1,0 +1,140 @@
+"""Memory safety of the option loop in C (regularized.c): buffers checked before C sees them, the
+schedule re-checked in C, and a run of every option under AddressSanitizer."""
+
+import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnkit.nn import regularized_native
+from rnnkit.nn.schedule import Schedule
+
+
+def _forward_args(n=8, batch=3, hidden=5, dtype=torch.float32):
+    sched = Schedule([3, 3, 2], False)
+    gx, w_hh = torch.randn(n, 4 * hidden, dtype=dtype), torch.randn(4 * hidden, hidden, dtype=dtype)
+    h0, c0 = torch.zeros(batch, hidden, dtype=dtype), torch.zeros(batch, hidden, dtype=dtype)
+    buffers = {
+        "hin": torch.empty(n, hidden, dtype=dtype), "cp": torch.empty(n, hidden, dtype=dtype),
+        "g": torch.empty(n, 4 * hidden, dtype=dtype), "tc": torch.empty(n, hidden, dtype=dtype),
+        "rec_in": None, "rec_mean": None, "rec_rstd": None,
+        "c_in": None, "c_mean": None, "c_rstd": None,
+    }  # fmt: skip
+    return sched, gx, w_hh, h0, c0, buffers
+
+
+def test_c_loop_refuses_buffers_it_cannot_handle():
+    sched, gx, w_hh, h0, c0, buffers = _forward_args()
+    run = regularized_native.lstm_forward
+    run(sched, gx, w_hh, None, (None, None), None, (None, None), h0, c0, buffers)  # fine
+    with pytest.raises(ValueError, match=r"gx.*shape \(7, 20\)"):
+        run(sched, gx[:7], w_hh, None, (None, None), None, (None, None), h0, c0, buffers)
+    with pytest.raises(ValueError, match="mask.*shape"):
+        run(sched, gx, w_hh, None, (None, None), torch.ones(2, 5), (None, None), h0, c0, buffers)
+    with pytest.raises(ValueError, match="keep_h.*dtype torch.float64"):
+        keep = (torch.ones(8, 5, dtype=torch.float64), None)
+        run(sched, gx, w_hh, None, (None, None), None, keep, h0, c0, buffers)
+    with pytest.raises(ValueError, match="ln_h.*shape"):
+        run(sched, gx, w_hh, torch.ones(19), (None, None), None, (None, None), h0, c0, buffers)
+    short = dict(buffers, g=torch.empty(8, 19))
+    with pytest.raises(ValueError, match="g must be"):
+        run(sched, gx, w_hh, None, (None, None), None, (None, None), h0, c0, short)
+    assert not regularized_native.available(gx, w_hh.double())
+    assert not regularized_native.available(gx.bfloat16())
+
+
+def test_c_loop_refuses_a_schedule_that_disagrees_with_the_sizes_passed():
+    lib, gemm = regularized_native._library(torch.float32)
+    hidden = 4
+    tensors = [torch.zeros(6, 4 * hidden), torch.zeros(4 * hidden, hidden)]  # gx, w_hh
+    nulls = [None] * 6  # ln_h, ln_c (2), mask, keep (2)
+    states = [torch.zeros(3, hidden), torch.zeros(3, hidden)]
+    rows = [torch.zeros(6, hidden), torch.zeros(6, hidden), torch.zeros(6, 4 * hidden)]
+    outs = [None] * 6 + [torch.zeros(6, hidden), torch.zeros(6, hidden)]  # norms, tc, y
+    pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+                for t in tensors + nulls + states + rows + outs]  # fmt: skip
+
+    def call(sizes, batch, n):
+        steps = len(sizes)
+        return lib.reg_lstm_forward(
+            ctypes.c_void_p(gemm), steps, (ctypes.c_int * steps)(*sizes),
+            (ctypes.c_int * steps)(), 0, batch, ctypes.c_long(n), hidden, *pointers,
+        )  # fmt: skip
+
+    assert call([3, 3], 3, 6) == 0
+    assert call([3, 3], 3, 7) == 1  # rows do not add up
+    assert call([3, 4], 3, 7) == 1  # increasing batch
+    assert call([2, 2], 3, 4) == 1  # first step is not the batch
+    assert call([3, 0], 3, 3) == 1  # an empty step
+
+
+ASAN_CASE = textwrap.dedent(
+    """
+    import torch
+    import rnnkit.nn as rnn
+    from rnnkit.nn import regularized_native
+
+    plain = regularized_native.cbuild.load
+    regularized_native.cbuild.load = lambda source, name, flags=(), optional=(): plain(
+        source, name + "_asan", (*flags, "-fsanitize=address", "-fno-omit-frame-pointer", "-g"),
+        optional)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    lengths = torch.tensor([9, 3, 9, 1, 7, 2])
+    worst = 0.0
+    cases = [(rnn.LSTM, {}), (rnn.GRU, {}), (rnn.RNN, {"nonlinearity": "relu"})]
+    for (cls, extra), dtype in [(c, d) for c in cases for d in (torch.float32, torch.float64)]:
+        # Every optional buffer absent (layer norm only) and present (all three options).
+        for kw in ({"layer_norm": True}, {"layer_norm": True, "zoneout": 0.2,
+                                          "recurrent_dropout": 0.2}):
+            kw = {**kw, **extra}
+            c_loop = cls(3, 7, 2, bidirectional=True, **kw).to(dtype)
+            py_loop = cls(3, 7, 2, bidirectional=True, impl="rnnkit-pytorch", **kw).to(dtype)
+            py_loop.load_state_dict(c_loop.state_dict())
+            x = torch.randn(9, 6, 3, dtype=dtype, requires_grad=True)
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+            for inp in (x, packed):
+                results = []
+                for layer in (c_loop, py_loop):
+                    torch.manual_seed(1)
+                    out = layer(inp)[0]
+                    out = out.data if hasattr(out, "batch_sizes") else out
+                    loss = out.square().sum()
+                    grads = torch.autograd.grad(loss, [x, *layer.parameters()], retain_graph=True)
+                    results.append([out, *grads])
+                for a, b in zip(*results):
+                    worst = max(worst, ((a - b).abs().max() / b.abs().max().clamp(min=1)).item())
+    print("worst relative difference", worst)
+    assert worst < 1e-4
+    """
+)
+
+
+def test_option_loop_runs_clean_under_address_sanitizer(tmp_path: Path):
+    script = tmp_path / "asan_case.py"
+    script.write_text(ASAN_CASE)
+
+    def runtime(name: str) -> str:
+        found = subprocess.run(["cc", f"-print-file-name={name}"], capture_output=True, text=True)
+        return found.stdout.strip()
+
+    libasan = runtime("libasan.so")
+    if not Path(libasan).exists():
+        pytest.fail(f"gcc's AddressSanitizer runtime is missing ({libasan}): install libasan")
+    # libstdc++ next to it: torch throws (and catches) C++ exceptions, which ASan intercepts.
+    env = dict(
+        os.environ,
+        LD_PRELOAD=f"{libasan}:{runtime('libstdc++.so.6')}",
+        ASAN_OPTIONS="detect_leaks=0",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert "AddressSanitizer" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "worst relative difference" in done.stdout
