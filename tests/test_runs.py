@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -19,7 +20,8 @@ def test_create_writes_manifest_with_task_and_version(tmp_path):
 
 
 def test_create_refuses_existing_run_non_empty_dir_and_file(tmp_path):
-    RunDir.create(tmp_path / "run", task="lm")
+    run = RunDir.create(tmp_path / "run", task="lm")
+    run.save_tensors(runs.CHECKPOINT, {"w": torch.zeros(1)})
     with pytest.raises(RunDirError, match="already holds a run; continue it with --resume"):
         RunDir.create(tmp_path / "run", task="lm")
     (tmp_path / "other").mkdir()
@@ -65,7 +67,7 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypat
         run.save_tensors("w.safetensors", {"a": torch.zeros(3)}, {"step": 2})
     tensors, meta = run.load_tensors("w.safetensors")
     assert torch.equal(tensors["a"], torch.ones(3)) and meta == {"step": 1}
-    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "w.safetensors"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "run.lock", "w.safetensors"]
 
 
 def test_optimizer_state_round_trips_through_flatten(tmp_path):
@@ -161,5 +163,80 @@ def test_resume_may_change_the_budget_only(tmp_path):
 
 def test_resume_needs_a_checkpoint(tmp_path):
     run = runs.start(tmp_path / "r", "lm", recipe={}, model={}, train={})
-    with pytest.raises(RunDirError, match="is missing last.safetensors"):
+    with pytest.raises(RunDirError, match="never wrote a checkpoint.* again with --out"):
         runs.resume(run.path, "lm")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reliability: the lock, unstarted runs, torn metrics, temporary files (docs/reliability.md)
+
+
+def test_a_second_process_gets_one_line_naming_the_lock_holder(tmp_path):
+    import subprocess
+    import sys
+
+    run = RunDir.create(tmp_path / "r", task="lm")
+    run.save_tensors(runs.CHECKPOINT, {"w": torch.zeros(1)})
+    run.write_config({"recipe": {}, "model": {}, "train": {}})
+    run.unlock()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from rnnkit import runs; "
+         f"run, _ = runs.resume({str(run.path)!r}, 'lm'); print('locked', flush=True); "
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            RunDirError, match=f"in use by another rnnkit process \\(pid {holder.pid}\\)"
+        ):
+            runs.resume(run.path, "lm")
+        with pytest.raises(RunDirError, match="already holds a run"):
+            RunDir.create(run.path, "lm")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # The holder has exited: its lock file stays, stale, and is taken over.
+    assert (run.path / runs.LOCK).read_text().strip() == str(holder.pid)
+    resumed, _ = runs.resume(run.path, "lm")
+    assert (run.path / runs.LOCK).read_text().strip() == str(os.getpid())
+    resumed.unlock()
+
+
+def test_out_reuses_a_run_that_never_wrote_a_checkpoint(tmp_path):
+    first = runs.start(tmp_path / "r", "lm", recipe={"a": 1}, model={}, train={})
+    first.write_json(runs.SUMMARY, {"status": "running"})
+    (first.path / ".last.safetensors.x1.tmp").write_bytes(b"half")  # a killed write
+    first.unlock()
+    again = runs.start(tmp_path / "r", "lm", recipe={"a": 2}, model={}, train={})
+    assert again.read_config()["recipe"] == {"a": 2}
+    assert sorted(p.name for p in again.path.iterdir()) == ["config.json", "run.json", "run.lock"]
+    # ... but not one that holds files of the user's.
+    again.unlock()
+    (again.path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="never started and other files \\(notes.txt\\)"):
+        runs.start(tmp_path / "r", "lm", recipe={}, model={}, train={})
+    assert (again.path / "notes.txt").read_text() == "mine"
+
+
+def test_torn_last_metrics_line_is_dropped_and_other_damage_named(tmp_path, caplog):
+    run = RunDir.create(tmp_path / "r", task="lm")
+    run.append_jsonl(runs.METRICS, {"step": 1, "loss": 2.0})
+    with open(run.file(runs.METRICS), "a") as handle:
+        handle.write('{"step": 2, "lo')  # what a kill or a full disk leaves
+    assert run.read_jsonl(runs.METRICS) == [{"step": 1, "loss": 2.0}]
+    assert "torn last line" in caplog.text and "metrics.jsonl" in caplog.text
+    run.file(runs.METRICS).write_text('{"step": 1}\ngarbage\n{"step": 3}\n')
+    with pytest.raises(RunDirError, match="metrics.jsonl, line 2: damaged record"):
+        run.read_jsonl(runs.METRICS)
+
+
+def test_temporary_files_of_a_killed_checkpoint_write_go_at_the_next_start(tmp_path):
+    run = runs.start(tmp_path / "r", "lm", recipe={}, model={}, train={})
+    run.save_tensors(runs.CHECKPOINT, {"w": torch.zeros(1)})
+    run.unlock()
+    stale = run.path / ".last.safetensors.abc123.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    resumed, _ = runs.resume(run.path, "lm")
+    assert not stale.exists()
+    resumed.unlock()

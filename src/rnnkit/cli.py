@@ -13,6 +13,9 @@ The error policy, for every command:
 - :class:`rnnkit.training.TrainingInterrupted` (SIGINT/SIGTERM during training; a checkpoint was
   written) prints its one line and exits 130;
 - SIGINT or SIGTERM anywhere else prints ``rnnkit: interrupted`` and exits 130 / 143;
+- a closed output pipe (``rnnkit lm generate RUN | head -c 20``) ends the command quietly with
+  status 141, as Unix tools do (128 + SIGPIPE); a full disk, ``> /dev/full`` included, is one
+  line and exit 2 (files being written are left as they were: :mod:`rnnkit.files`);
 - anything else is a bug: its traceback is shown (with ``-v``, the library's log lines too).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,6 +33,7 @@ from typing import Any
 
 from rnnkit import __version__
 from rnnkit.errors import RnnkitError, TrainingInterrupted
+from rnnkit.files import is_disk_full
 from rnnkit.options import HelpFormatter
 
 # (group name, module, one-line help). Order is the order of `rnnkit --help`.
@@ -77,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rnnkit`` command; returns the process exit code."""
+    # A closed stdout or stderr (`rnnkit ... >&-`) leaves them None: write nowhere instead.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as sys)
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc's workers run
@@ -113,6 +122,17 @@ def user_file_error(exc: OSError) -> bool:
     return exc.filename is not None
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of output that can no longer
+    be written (a closed pipe, a full disk) raises nothing at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by a non-file object (tests)
+        pass
+
+
 def run_command(func: Any, args: argparse.Namespace) -> int:
     """Run a command handler under the error policy (see the module docstring)."""
     in_main = threading.current_thread() is threading.main_thread()
@@ -120,7 +140,12 @@ def run_command(func: Any, args: argparse.Namespace) -> int:
     if in_main:
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # a write error of the last output belongs to the command
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except TrainingInterrupted as exc:
         print(f"rnnkit: {exc}", file=sys.stderr)
         return 130
@@ -128,6 +153,10 @@ def run_command(func: Any, args: argparse.Namespace) -> int:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if is_disk_full(exc) and exc.filename is None:
+            _silence_stdout()
+            print(f"rnnkit: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+            return 2
         if not user_file_error(exc):
             raise
         print(f"rnnkit: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)

@@ -8,11 +8,108 @@ shows defaults the same way) and takes its defaults from its recipe dataclass.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
 BUDGETS = ("epochs", "max_steps", "max_minutes")  # a recipe's budget fields (TrainConfig's)
+# Options that say how this process runs, not what the run is: a resume may give them.
+# Options that say how and where to run, not what: a resume may give them (the trainer itself
+# refuses another number of processes, see docs/distributed.md).
+PROCESS_OPTIONS = frozenset(
+    {
+        "out",
+        "resume",
+        "quiet",
+        "threads",
+        "verbose",
+        "device",
+        "precision",
+        "nproc",
+        "port",
+        *BUDGETS,
+    }
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks at parse time: `type=` callables that give argparse's one-line usage error with
+# the allowed range ("argument --beam: must be an integer >= 1, got 0").
+
+
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for an integer in ``[low, high]``."""
+    allowed = f">= {low}" if high is None else f"from {low} to {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer {allowed}, got {text!r}"
+            ) from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(
+    low: float | None = None, high: float | None = None, *, open_low: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type`` for a finite number in ``[low, high]`` (``(low, high]`` with
+    ``open_low``); NaN and infinities are refused."""
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if open_low else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    allowed = "a finite number" + (f" {' and '.join(parts)}" if parts else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        too_low = low is not None and (value <= low if open_low else value < low)
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = int_at_least(1)  # sizes, counts, widths
+NON_NEGATIVE = int_at_least(0)  # warm-up steps, intervals where 0 means "off"
+SEED = int_at_least(0, 2**63 - 1)  # torch.manual_seed's range
+POSITIVE_NUMBER = number(0.0, open_low=True)  # learning rates, temperatures, minutes
+NON_NEGATIVE_NUMBER = number(0.0)  # weight decay, clipping (0: off)
+PROBABILITY = number(0.0, 1.0)  # dropout
+TOP_P = number(0.0, 1.0, open_low=True)  # nucleus sampling threshold
+SMOOTHING = number(0.0, 0.999)  # label smoothing
+BEAM = int_at_least(1, 1000)  # beam widths and n-best lists (rnnkit.search.settings.MAX_BEAM)
+
+
+def resume_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a training command given on the command line with a value other than its
+    default, except the process options (:data:`PROCESS_OPTIONS`): what a ``--resume`` asks to
+    change. :func:`rnnkit.runs.check_resumable` accepts the budgets and rejects the rest."""
+    parser = getattr(args, "command_parser", None)
+    budget = budget_of(args)
+    if parser is None:
+        return budget
+    changed = {}
+    for action in parser._actions:
+        dest = action.dest
+        if not action.option_strings or dest in PROCESS_OPTIONS or not hasattr(args, dest):
+            continue
+        if getattr(args, dest) != action.default:
+            changed[dest] = getattr(args, dest)
+    return {**changed, **budget}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -36,7 +133,7 @@ def add_command(
     parser = commands.add_parser(
         name, help=help_text, description=help_text, formatter_class=HelpFormatter
     )
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func, command_parser=parser)
     return parser
 
 
@@ -52,11 +149,18 @@ def add_budget_arguments(group: Any, recipe: Any) -> None:
     is given (and a resumed run keeps its own unless one is given)."""
     given = {name: getattr(recipe, name) for name in BUDGETS}
     default = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None)
-    group.add_argument("--epochs", type=int, help="passes over the training data")
-    group.add_argument("--max-steps", type=int, help="optimizer steps")
+    group.add_argument("--epochs", type=POSITIVE, help="passes over the training data")
+    group.add_argument(
+        "--max-steps",
+        type=POSITIVE,
+        help="optimizer steps. The learning-rate schedule spans the budget: giving a resumed "
+        "run a new budget stretches the rest of its schedule to it, so resuming with "
+        "--max-steps N after N/2 steps is not the same as N steps straight (an interrupted "
+        "run resumed with its own budget is)",
+    )
     group.add_argument(
         "--max-minutes",
-        type=float,
+        type=POSITIVE_NUMBER,
         help=f"wall-clock budget (when no budget is given: {default})",
     )
 
@@ -100,7 +204,7 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=POSITIVE,
         help="torch CPU threads (default: torch's; 1 can be faster for small models on a busy "
         "machine)",
     )

@@ -5,7 +5,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from rnnkit.files import atomic_path
+
+# The first bytes of the image files rnnkit draws (what may be replaced without --force).
+IMAGE_MAGIC = (b"\x89PNG", b"%PDF", b"<?xml", b"<svg")
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Save ``fig`` to exactly ``path``, atomically; the format follows its suffix (PNG when it
+    has none, and the name is kept as given). Returns the path written."""
+    path = Path(path)
+    kind = path.suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=kind)
+    return path
+
+
+def looks_like_image(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an image file of a kind rnnkit draws (PNG, PDF, SVG)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8).startswith(IMAGE_MAGIC)
+    except OSError:
+        return False
 
 
 def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
@@ -25,16 +50,16 @@ def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_attention(
     source: Sequence[str], output: Sequence[str], weights: Any, path: str | os.PathLike
-) -> None:
+) -> Path:
     """Save an attention matrix ``weights`` (len(output), len(source)) as a labelled heat map.
 
     ``source`` and ``output`` label the columns and rows; the image format follows the suffix of
-    ``path``.
+    ``path`` (see :func:`save_figure`). Returns the path written.
     """
     from matplotlib.figure import Figure
 
@@ -49,7 +74,7 @@ def plot_attention(
     ax.set_ylabel("translation")
     fig.colorbar(image, ax=ax, label="attention weight")
     fig.tight_layout()
-    fig.savefig(path)
+    return save_figure(fig, path)
 
 
 def plot_series(
@@ -77,4 +102,4 @@ def plot_series(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -29,7 +29,9 @@ to JSON. Example::
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -43,12 +45,14 @@ from torch import Tensor
 
 from rnnkit import __version__
 from rnnkit.errors import ConfigError, RunDirError
-from rnnkit.files import atomic_path, write_text_atomic
+from rnnkit.files import RUN_MARKER, atomic_path, remove_stale_temporaries, write_text_atomic
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # The files of a run directory (the only place their names are spelled).
-MANIFEST = "run.json"
+MANIFEST = RUN_MARKER
+LOCK = "run.lock"  # held (flock) by the process that trains into the run
 CONFIG = "config.json"
 VOCAB = "vocab.json"
 BEST = "model.safetensors"
@@ -56,6 +60,10 @@ CHECKPOINT = "last.safetensors"
 SUMMARY = "trainer.json"
 METRICS = "metrics.jsonl"
 PLOT = "loss.png"
+RUN_FILES = (MANIFEST, CONFIG, VOCAB, BEST, CHECKPOINT, SUMMARY, METRICS, PLOT)
+
+# The run-directory locks this process holds: real path -> (open lock file, holders).
+_HELD: dict[str, tuple[Any, int]] = {}
 
 RUN_FORMAT = "rnnkit-run"
 SECTIONS = ("recipe", "model", "train")  # the sections every config.json has
@@ -105,7 +113,9 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], Any]:
         with safe_open(os.fspath(path), framework="pt") as handle:
             raw = (handle.metadata() or {}).get(_META_KEY)
         tensors = load_file(os.fspath(path))
-    except (SafetensorError, OSError) as exc:
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except SafetensorError as exc:
         raise RunDirError(f"cannot read {path}: {exc}") from None
     return tensors, (None if raw is None else json.loads(raw))
 
@@ -120,31 +130,50 @@ class RunDir:
         self.path = Path(path)
         self.task = task
         self.writer = writes_runs()  # False: another rank writes this run (reads still work)
+        self._locked = False
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, task={self.task!r})"
 
     @classmethod
     def create(cls, path: str | os.PathLike, task: str) -> RunDir:
-        """Make a new run directory (it may exist if empty) and write its manifest.
+        """Make a new run directory, lock it (see :meth:`lock`) and write its manifest.
+
+        ``path`` may exist if it is empty, or if it holds a run that never wrote its first
+        checkpoint (a start that failed or was killed): such a run is removed and started afresh.
 
         Raises:
-            RunDirError: ``path`` is a file, already holds a run, or holds other files.
+            RunDirError: ``path`` is a file, holds a run with a checkpoint, holds other files, or
+                another process holds its lock.
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file; give a directory for the run")
-        if (path / MANIFEST).exists():
+        if (path / MANIFEST).exists() and (path / CHECKPOINT).exists():
             raise RunDirError(
                 f"{path} already holds a run; continue it with --resume {path} "
                 "or choose a new --out"
             )
-        if path.is_dir() and any(path.iterdir()):
+        if path.is_dir() and not (path / MANIFEST).exists() and _user_files(path):
             raise RunDirError(f"{path} is not empty; choose a new or empty directory for --out")
         all_ranks_checked()
         if not writes_runs():
             return cls(path, task)  # rank 0 makes it
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create {path}: {exc.strerror or exc}") from None
+        run = cls(path, task)
+        run.lock()
+        if (path / MANIFEST).exists():
+            # Checked again under the lock: another process may have got there first.
+            if (path / CHECKPOINT).exists():
+                run.unlock()
+                raise RunDirError(
+                    f"{path} already holds a run; continue it with --resume {path} "
+                    "or choose a new --out"
+                )
+            run._clear_unstarted()
         manifest = {
             "format": RUN_FORMAT,
             "task": task,
@@ -152,7 +181,84 @@ class RunDir:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_json_atomic(path / MANIFEST, manifest)
-        return cls(path, task)
+        return run
+
+    def _clear_unstarted(self) -> None:
+        """Remove the files of a run that never reached its first checkpoint (ours only)."""
+        foreign = _user_files(self.path) - set(RUN_FILES)
+        if foreign:
+            self.unlock()
+            raise RunDirError(
+                f"{self.path} holds a run that never started and other files "
+                f"({', '.join(sorted(foreign))}); choose a new or empty directory for --out"
+            )
+        for name in RUN_FILES:
+            if self.has(name):
+                self.file(name).unlink()
+        logger.info("%s held a run that never wrote a checkpoint; starting it afresh", self.path)
+
+    # ------------------------------------------------------------------------- the lock
+    def lock(self) -> None:
+        """Take the run's exclusive lock (``run.lock``, ``flock``) for this process.
+
+        The kernel releases it when the process ends, however it ends, so a lock file left by a
+        dead process is stale and simply taken over. Temporary files of a killed write are
+        removed once the lock is held. Within one process the lock is shared (counted), so a
+        Python session may start a run and resume it while the first object still exists.
+
+        With several processes (torchrun), only rank 0, the one that writes, takes it.
+
+        Raises:
+            RunDirError: another process holds the lock (naming its pid).
+        """
+        if self._locked or not self.writer:
+            return  # ranks other than 0 write nothing: rank 0's lock covers the run
+        key = os.path.realpath(self.path)
+        if key in _HELD:
+            handle, count = _HELD[key]
+            _HELD[key] = (handle, count + 1)
+            self._locked = True
+            return
+        handle = open(self.file(LOCK), "a+", encoding="utf-8")  # noqa: SIM115 (held open)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunDirError(
+                f"{self.path} is in use by another rnnkit process (pid {holder}); "
+                "wait for it to finish or stop it"
+            ) from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous and previous != str(os.getpid()):
+            logger.info("%s: stale lock of pid %s taken over", self.path, previous)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _HELD[key] = (handle, 1)
+        self._locked = True
+        remove_stale_temporaries(self.path)
+
+    def unlock(self) -> None:
+        """Release the lock taken by :meth:`lock` (nothing if not held)."""
+        if not self._locked:
+            return
+        self._locked = False
+        key = os.path.realpath(self.path)
+        handle, count = _HELD.pop(key)
+        if count > 1:
+            _HELD[key] = (handle, count - 1)
+        else:
+            handle.close()  # closing the descriptor releases the flock
+
+    def __del__(self) -> None:
+        try:
+            self.unlock()
+        except Exception:  # noqa: BLE001 (interpreter shutdown: the process end releases it)
+            pass
 
     @classmethod
     def open(
@@ -255,11 +361,18 @@ class RunDir:
         return load_tensors(self._require(name))
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
-        """Append one JSON object as a line of ``name``."""
+        """Append one JSON object as a line of ``name`` (flushed to disk; rank 0 only)."""
         if not self.writer:
             return
-        with open(self.file(name), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with open(self.file(name), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk: name the file (a torn line is dropped on reading)
+            if exc.errno is not None and exc.filename is None:
+                exc.filename = os.fspath(self.file(name))
+            raise
 
     def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> None:
         """Replace ``name`` with ``records``, one JSON object a line (atomically)."""
@@ -268,11 +381,71 @@ class RunDir:
             write_text_atomic(self.file(name), text)
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
-        """All records of the JSON-lines file ``name`` (empty if it does not exist)."""
+        """All records of the JSON-lines file ``name`` (empty if it does not exist).
+
+        A torn last line (what a kill or a full disk leaves in the middle of an append) is
+        dropped with a warning; any other damaged line is a :class:`RunDirError` naming the file.
+        """
         if not self.has(name):
             return []
-        lines = self.file(name).read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        path = self.file(name)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise RunDirError(f"{path} is damaged (not UTF-8 text); remove the file") from None
+        records = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    logger.warning("%s: dropped a torn last line (an interrupted write)", path)
+                    continue
+                raise RunDirError(
+                    f"{path}, line {number}: damaged record; remove that line to continue"
+                ) from None
+            if not isinstance(record, dict):
+                raise RunDirError(f"{path}, line {number}: not a JSON object; remove that line")
+            records.append(record)
+        return records
+
+
+def _user_files(path: Path) -> set[str]:
+    """Names in ``path`` other than rnnkit's lock and temporary files."""
+    return {
+        p.name
+        for p in path.iterdir()
+        if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    }
+
+
+def check_finite(path: str | os.PathLike, tensors: dict[str, Tensor]) -> None:
+    """Refuse weights holding NaN or infinite values (a damaged or diverged file).
+
+    Raises:
+        RunDirError: naming the file and the first bad tensor.
+    """
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise RunDirError(
+                f"{path} is damaged: {key!r} holds NaN or infinite values; "
+                "restore the file or train a new run"
+            )
+
+
+def check_vocab_size(run: RunDir, name: str, size: int, expected: int) -> None:
+    """Refuse a vocabulary file ``name`` of ``size`` entries for a model of ``expected``.
+
+    Raises:
+        RunDirError: naming the file and both sizes.
+    """
+    if size != expected:
+        raise RunDirError(
+            f"{run.file(name)} is damaged: it has {size} tokens but the model in {CONFIG} has "
+            f"{expected}; restore the file or train a new run"
+        )
 
 
 def load_model_weights(run: RunDir, model: torch.nn.Module, name: str = BEST) -> Any:
@@ -282,6 +455,7 @@ def load_model_weights(run: RunDir, model: torch.nn.Module, name: str = BEST) ->
         RunDirError: the file is missing or its tensors do not fit the model.
     """
     tensors, meta = run.load_tensors(name)
+    check_finite(run.file(name), tensors)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -340,14 +514,23 @@ def resume(
     """Open the run in ``path`` to continue it; returns the run and its config.
 
     The returned config's ``"train"`` section has the budget ``changes`` applied (see
-    :func:`check_resumable`); it is not written until the caller calls ``run.write_config``.
+    :func:`check_resumable`); the trainer writes it to ``config.json`` once the checkpoint has
+    been loaded, so a resume that fails leaves ``config.json`` as it was. The run is locked
+    (:meth:`RunDir.lock`) until training ends.
 
     Raises:
         RunDirError: not a run of ``task``, damaged, or without a checkpoint to resume from.
         ConfigError: ``changes`` holds something else than a budget.
     """
     given = check_resumable(changes)
-    run = RunDir.open(path, task, require=[CONFIG, CHECKPOINT])
+    run = RunDir.open(path, task)
+    if not run.has(CHECKPOINT):
+        raise RunDirError(
+            f"{run.path} never wrote a checkpoint, so there is nothing to resume; "
+            f"start it again with --out {run.path}"
+        )
+    run._require(CONFIG)
+    run.lock()
     config = run.read_config()
     config["train"] = {**config["train"], **given}
     return run, config

@@ -80,9 +80,16 @@ def test_bad_layer_options_are_config_errors(kwargs, match):
         LMConfig(vocab_size=5, **kwargs)
 
 
-def test_bad_option_on_the_command_line_is_one_line(tmp_path, run_cli, write_text_corpus):
+def test_bad_option_on_the_command_line_is_one_line(tmp_path, run_cli, write_text_corpus, capsys):
     data = write_text_corpus(tmp_path / "text.txt", n=200)
     argv = ["lm", "train", "--data", data, "--out", tmp_path / "r", "--zoneout", "2"]
-    code, _, err = run_cli(*argv)
-    assert code == 2 and "zoneout must be in [0, 1]" in err
+    with pytest.raises(SystemExit) as caught:  # refused while parsing, with the allowed range
+        run_cli(*argv)
+    assert caught.value.code == 2
+    assert (
+        "argument --zoneout: must be a finite number >= 0 and <= 1, got 2"
+        in capsys.readouterr().err
+    )
+    code, _, err = run_cli(*argv[:-1], "0.5", "--cell", "mingru")
+    assert code == 2 and "zoneout apply to the rnn, lstm and gru cells, not mingru" in err
     assert not (tmp_path / "r").exists()

@@ -166,19 +166,28 @@ def test_reference_train_command_prints_a_falling_loss_and_a_sample(tmp_path, ca
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--hidden", "0"], "hidden_size must be a positive integer, got 0"),
-        (["--seq-length", "0"], "seq_length must be a positive integer, got 0"),
-        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
-        (["--lr", "-1"], "lr must be positive, got -1.0"),
-        (["--clip", "0"], "clip must be positive, got 0.0"),
-        (["--max-minutes", "0"], "max_minutes must be positive, got 0.0"),
-        (["--temperature", "0", "--steps", "1"], "temperature must be positive, got 0.0"),
-        (["--prime", "xyz", "--steps", "1"], "prime has characters not in the vocabulary"),
+        (["--hidden", "0"], "argument --hidden: must be an integer >= 1, got 0"),
+        (["--seq-length", "0"], "argument --seq-length: must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
+        (["--lr", "-1"], "argument --lr: must be a finite number > 0, got -1"),
+        (["--clip", "0"], "argument --clip: must be a finite number > 0, got 0"),
+        (["--max-minutes", "0"], "argument --max-minutes: must be a finite number > 0, got 0"),
+        (["--temperature", "0"], "argument --temperature: must be a finite number > 0, got 0"),
+        (["--sample-length", "-1"], "argument --sample-length: must be an integer >= 1, got -1"),
     ],
 )
-def test_reference_train_command_refuses_bad_settings(capsys, option, message):
-    assert cli.main(["reference", "train", "--data", "sample", "--hidden", "4", *option]) == 2
+def test_reference_train_command_refuses_bad_settings_when_parsing(capsys, option, message):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["reference", "train", "--data", "sample", "--hidden", "4", *option])
+    assert caught.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_reference_train_command_checks_the_prime_before_training(capsys):
+    code = cli.main(["reference", "train", "--data", "sample", "--prime", "xyz", "--steps", "1"])
+    captured = capsys.readouterr()
+    assert code == 2 and "--prime has characters that the training text lacks: 'x'" in captured.err
+    assert "step" not in captured.out  # refused before any training
 
 
 def test_reference_train_command_reports_bad_data_in_one_line(tmp_path, capsys):

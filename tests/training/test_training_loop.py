@@ -121,6 +121,22 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
         Trainer(make_model(), NaNAfter(make_task(), 0), config(), run).fit()
 
 
+class NaNValidation(NaNAfter):
+    """Wraps a task; its validation loss is NaN (its training loss stays finite)."""
+
+    def evaluate(self, model, split):
+        return math.nan
+
+
+def test_nan_at_the_first_validation_is_the_nan_message(tmp_path):
+    run = RunDir.create(tmp_path / "r", task="lm")
+    with pytest.raises(
+        NonFiniteLossError, match="validation loss became nan at step 1; .*no checkpoint"
+    ):
+        Trainer(make_model(), NaNValidation(make_task(), 99), config(eval_every=1), run).fit()
+    assert not run.has("last.safetensors")
+
+
 def test_budgets_epochs_and_minutes(tmp_path):
     task = make_task()
     result = Trainer(

@@ -188,3 +188,52 @@ def test_pretrained_frozen_source_embeddings_are_loaded_and_kept(
     for word in ("red", "file", "open"):
         row = weights["src_embedding.weight"][vocab.stoi[word]]
         assert torch.allclose(row, torch.from_numpy(vectors.vectors[vectors.index[word]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reliability (docs/reliability.md)
+
+
+def test_run_translates_the_good_lines_and_reports_the_bad_one(trained_run, run_cli, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("red cat %d\nzzz qqq\nbig dog %d\n"))
+    code, out, err = run_cli("translate", "run", trained_run)
+    assert code == 2
+    lines = out.split("\n")
+    assert lines[1] == "" and lines[0] and lines[2]  # one output line per input line
+    assert err.strip().splitlines() == [
+        "rnnkit: error: text 2: no token of 'zzz qqq' is in the model's source vocabulary; "
+        "give text in the language it was trained on"
+    ]
+
+
+def test_attention_writes_exactly_the_named_file_and_never_a_directory(
+    trained_run, run_cli, tmp_path
+):
+    code, out, _ = run_cli("translate", "attention", trained_run, "red cat", "--out",
+                           tmp_path / "plain")  # fmt: skip
+    assert code == 0 and out.strip().endswith(f"wrote {tmp_path / 'plain'}")
+    assert (tmp_path / "plain").read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "plain.png").exists()
+    (tmp_path / "dir").mkdir()
+    code, _, err = run_cli("translate", "attention", trained_run, "red cat", "--out",
+                           tmp_path / "dir")  # fmt: skip
+    assert code == 2 and "is a directory" in err and not (tmp_path / "dir.png").exists()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    code, _, err = run_cli("translate", "attention", trained_run, "red", "--out", notes)
+    assert code == 2 and "--force" in err and notes.read_text() == "mine"
+
+
+def test_bad_search_values_are_refused_at_parse_time(trained_run, run_cli, capsys):
+    for options in (["--length-penalty", "nonsense"], ["--beam", "0"], ["--alpha", "nan"]):
+        with pytest.raises(SystemExit):
+            run_cli("translate", "run", trained_run, "red", *options)
+        err = capsys.readouterr().err
+        assert "invalid choice" in err or "must be" in err
+
+
+def test_absurd_model_sizes_are_refused_before_anything_exists(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli("translate", "train", "--out", out, "--hidden-size", "100000",
+                           "--embedding-dim", "100000", "--max-steps", "1")  # fmt: skip
+    assert code == 2 and "needs about" in err and "--hidden-size" in err and not out.exists()

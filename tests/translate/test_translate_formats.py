@@ -222,3 +222,13 @@ def test_default_catalog_finds_lists_and_rejects(tmp_path):
         DownloadError, match="no message catalog for lang='xx'; available: de, zh_CN"
     ):
         default_catalog("xx", locale_dir=system, cache_dir=cache)
+
+
+def test_po_honours_its_declared_charset(tmp_path):
+    path = tmp_path / "de.po"
+    text = (
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=ISO-8859-1\\n"\n\n'
+        'msgid "open file"\nmsgstr "Datei öffnen"\n'
+    )
+    path.write_bytes(text.encode("latin-1"))
+    assert read_po(path) == [("open file", "Datei öffnen")]

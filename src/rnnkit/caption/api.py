@@ -136,9 +136,7 @@ def train(
         vocab = build_vocab(splits["train"], min_freq=recipe.min_freq)
         model_config = recipe.model_config(len(vocab))
     task = build_task(recipe, splits, vocab, train_config.seed)
-    if resume:
-        run.write_config(config)
-    else:
+    if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes)}
         run = runs.start(
             out, TASK, recipe=stored, model=model_config.to_dict(), train=config_dict(train_config)

@@ -24,9 +24,9 @@ from rnnkit.options import (
     add_command,
     add_process_arguments,
     add_run_location,
-    budget_of,
     recipe_budget,
     reporter,
+    resume_changes,
     set_threads,
 )
 
@@ -113,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = api.train(
             out, recipe=recipe, resume=resume, quiet=args.quiet, report=report,
-            budget=budget_of(args),
+            budget=resume_changes(args),
         )  # fmt: skip
     except TrainingInterrupted as exc:
         print(f"rnnkit: {exc}", file=sys.stderr)

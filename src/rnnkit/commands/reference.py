@@ -16,10 +16,14 @@ import sys
 from pathlib import Path
 
 from rnnkit.errors import ConfigError, DownloadError, RnnkitError
+from rnnkit.options import POSITIVE, POSITIVE_NUMBER, int_at_least
 
 # The corpus `rnnkit reference train` uses when --data is not given.
 DEFAULT_DATA = "shakespeare"
 # The --data value that selects the small built-in text.
+NUMPY_SEED = int_at_least(0, 2**32 - 1)  # numpy's seed range
+
+NUMPY_SEED = int_at_least(0, 2**32 - 1)  # numpy's seed range
 BUILTIN = "sample"
 
 
@@ -53,70 +57,89 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--hidden",
-        type=int,
+        type=POSITIVE,
         default=128,
         metavar="N",
         help="units per layer (default: %(default)s)",
     )
     train.add_argument(
-        "--layers", type=int, default=1, metavar="N", help="stacked layers (default: %(default)s)"
+        "--layers",
+        type=POSITIVE,
+        default=1,
+        metavar="N",
+        help="stacked layers (default: %(default)s)",
     )
     train.add_argument(
         "--seq-length",
-        type=int,
+        type=POSITIVE,
         default=25,
         metavar="K",
         help="characters per BPTT window (default: %(default)s)",
     )
     train.add_argument(
         "--batch-size",
-        type=int,
+        type=POSITIVE,
         default=16,
         metavar="B",
         help="parallel streams (default: %(default)s)",
     )
     train.add_argument(
         "--steps",
-        type=int,
+        type=POSITIVE,
         default=5000,
         metavar="N",
         help="updates at most (default: %(default)s)",
     )
     train.add_argument(
         "--max-minutes",
-        type=float,
+        type=POSITIVE_NUMBER,
         default=None,
         metavar="M",
         help="stop after M minutes (default: no limit)",
     )
     train.add_argument(
-        "--lr", type=float, default=None, help="Adagrad learning rate (default: rnn 0.03, else 0.1)"
+        "--lr",
+        type=POSITIVE_NUMBER,
+        default=None,
+        help="Adagrad learning rate (default: rnn 0.03, else 0.1)",
     )
     train.add_argument(
-        "--clip", type=float, default=5.0, help="maximum gradient norm (default: %(default)s)"
+        "--clip",
+        type=POSITIVE_NUMBER,
+        default=5.0,
+        help="maximum gradient norm (default: %(default)s)",
     )
-    train.add_argument("--seed", type=int, default=0, help="seeds initialisation and sampling")
+    train.add_argument(
+        "--seed", type=NUMPY_SEED, default=0, help="seeds initialisation and sampling"
+    )
     train.add_argument(
         "--log-every",
-        type=int,
+        type=POSITIVE,
         default=100,
         metavar="N",
         help="print the loss every N updates (default: %(default)s)",
     )
     train.add_argument(
         "--sample-length",
-        type=int,
+        type=POSITIVE,
         default=300,
         metavar="N",
         help="characters to generate (default: %(default)s)",
     )
     train.add_argument(
-        "--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)"
+        "--temperature",
+        type=POSITIVE_NUMBER,
+        default=1.0,
+        help="sampling temperature (default: %(default)s)",
     )
     train.add_argument(
         "--prime",
         default=None,
-        help="text the sample continues (default: the lowest character, often a newline)",
+        help="text the sample continues (default: the lowest character, often a newline); "
+        "every character must occur in the training text",
+    )
+    train.add_argument(
+        "--encoding", default="utf-8", help="encoding of a --data file (default: %(default)s)"
     )
     train.set_defaults(func=run_train)
 
@@ -126,11 +149,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         description="For every cell type, one and two layers, compare the analytic gradient of "
         "every parameter, the input and the initial state with central differences (float64).",
     )
-    gradcheck.add_argument("--seed", type=int, default=0)
+    gradcheck.add_argument("--seed", type=NUMPY_SEED, default=0)
     gradcheck.set_defaults(func=run_gradcheck)
 
 
-def load_text(data: str) -> tuple[str, str]:
+def load_text(data: str, encoding: str = "utf-8") -> tuple[str, str]:
     """The training text and a one-line description of where it came from.
 
     The default corpus falls back to the built-in text when it cannot be fetched (offline); a
@@ -142,7 +165,7 @@ def load_text(data: str) -> tuple[str, str]:
     if data == BUILTIN and not Path(data).exists():
         return SAMPLE_TEXT, "built-in sample text"
     try:
-        return load_corpus(data), data
+        return load_corpus(data, encoding=encoding), data
     except DownloadError as exc:
         if data != DEFAULT_DATA:
             raise
@@ -177,7 +200,11 @@ def _train(args: argparse.Namespace) -> int:
         unigram_entropy,
     )
 
-    text, source = load_text(args.data)
+    text, source = load_text(args.data, args.encoding)
+    unknown = sorted(set(args.prime or "") - set(text))
+    if unknown:  # checked now, not after the whole training run
+        shown = ", ".join(repr(c) for c in unknown)
+        raise ConfigError(f"--prime has characters that the training text lacks: {shown}")
     config = TrainConfig(
         cell=args.cell,
         hidden_size=args.hidden,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rnnkit.errors import DataError, DownloadError
-from rnnkit.files import write_text_atomic
+from rnnkit.files import read_input_bytes, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +112,10 @@ def load_corpus(name_or_path: str | os.PathLike, *, encoding: str = "utf-8") -> 
 def read_text_file(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
     """Read a whole text file, with one-line errors for the ways a file can be unusable."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and os.fspath(path) != "-":
         known = ", ".join(sorted(CORPORA))
         raise DataError(f"no such file: {path} (give a text file or a corpus name: {known})")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; give a text file")
-    data = path.read_bytes()
+    data = read_input_bytes(path, what="text")
     if not data.strip():
         raise DataError(f"{path} is empty; give a text file with some text in it")
     if b"\x00" in data[:65536] and not encoding.lower().replace("-", "").startswith("utf16"):

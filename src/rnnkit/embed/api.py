@@ -19,7 +19,8 @@ import os
 from typing import Any
 
 from rnnkit.embed.recipe import DEFAULT_DATA, Word2VecConfig
-from rnnkit.embed.vectors import WordVectors
+from rnnkit.embed.vectors import WordVectors, looks_like_vectors
+from rnnkit.files import check_output_file
 
 
 def train(
@@ -31,6 +32,7 @@ def train(
     lowercase: bool = True,
     format: str = "word2vec",
     progress: bool = False,
+    force: bool = False,
 ) -> WordVectors:
     """Train word vectors on the corpus ``data`` and save them to ``out``; returns them.
 
@@ -42,12 +44,17 @@ def train(
         lowercase: fold the text to lower case first.
         format: ``"word2vec"``, ``"word2vec-binary"`` or ``"glove"``.
         progress: show a progress bar.
+        force: replace ``out`` even if it exists and is not a vector file. Never replaced: an
+            input (``data``) or a file inside a run directory.
+
+    The file is written atomically: a kill or a full disk leaves the previous ``out`` intact.
     """
     from rnnkit.data.datasets import load_corpus
     from rnnkit.embed.train import tokenize_corpus, train_word_vectors
 
     recipe = recipe or Word2VecConfig()
     recipe.validate()
+    check_output_file(out, inputs=[data], force=force, ours=looks_like_vectors, what="vector file")
     sentences = tokenize_corpus(load_corpus(data, encoding=encoding), lowercase=lowercase)
     vectors = train_word_vectors(sentences, recipe, progress=progress)
     vectors.save(out, format=format)

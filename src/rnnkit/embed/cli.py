@@ -18,6 +18,7 @@ import json
 import sys
 
 from rnnkit.embed.recipe import DEFAULT_DATA, IMPLS, Word2VecConfig
+from rnnkit.options import NON_NEGATIVE_NUMBER, POSITIVE, POSITIVE_NUMBER, SEED
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -31,32 +32,57 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--encoding", default="utf-8", help="encoding of --data (default: utf-8)")
     train.add_argument("--keep-case", action="store_true", help="do not lowercase the text")
-    train.add_argument("--out", required=True, help="vector file to write")
+    train.add_argument(
+        "--out",
+        required=True,
+        help="vector file to write (atomically); an existing file is replaced only if it is a "
+        "vector file, or with --force; never the --data file or a file in a run directory",
+    )
+    train.add_argument(
+        "--force", action="store_true", help="replace --out even if it is not a vector file"
+    )
     train.add_argument(
         "--format", choices=["word2vec", "word2vec-binary", "glove"], default="word2vec"
     )
     train.add_argument("--model", choices=["sgns", "cbow"], default=d.model)
-    train.add_argument("--dim", type=int, default=d.dim, help="vector size (default: %(default)s)")
     train.add_argument(
-        "--window", type=int, default=d.window, help="context half-width (default: %(default)s)"
+        "--dim", type=POSITIVE, default=d.dim, help="vector size (default: %(default)s)"
     )
     train.add_argument(
-        "--negative", type=int, default=d.negative, help="negative samples (default: %(default)s)"
+        "--window",
+        type=POSITIVE,
+        default=d.window,
+        help="context half-width (default: %(default)s)",
     )
     train.add_argument(
-        "--min-count", type=int, default=d.min_count, help="drop rarer words (default: %(default)s)"
+        "--negative",
+        type=POSITIVE,
+        default=d.negative,
+        help="negative samples (default: %(default)s)",
+    )
+    train.add_argument(
+        "--min-count",
+        type=POSITIVE,
+        default=d.min_count,
+        help="drop rarer words (default: %(default)s)",
     )
     train.add_argument(
         "--sample",
-        type=float,
+        type=NON_NEGATIVE_NUMBER,
         default=d.sample,
         help="subsampling threshold (default: %(default)s)",
     )
     train.add_argument(
-        "--lr", type=float, default=d.lr, help="starting learning rate (default: %(default)s)"
+        "--lr",
+        type=POSITIVE_NUMBER,
+        default=d.lr,
+        help="starting learning rate (default: %(default)s)",
     )
     train.add_argument(
-        "--epochs", type=int, default=d.epochs, help="passes over the text (default: %(default)s)"
+        "--epochs",
+        type=POSITIVE,
+        default=d.epochs,
+        help="passes over the text (default: %(default)s)",
     )
     train.add_argument(
         "--impl",
@@ -67,13 +93,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--batch-size",
-        type=int,
+        type=POSITIVE,
         help="centre words per step of --impl torch (default: 128 sgns, 256 cbow)",
     )
     train.add_argument(
-        "--workers", type=int, default=d.workers, help="training threads (default: %(default)s)"
+        "--workers",
+        type=POSITIVE,
+        default=d.workers,
+        help="training threads (default: %(default)s)",
     )
-    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--seed", type=SEED, default=d.seed)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -81,7 +110,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     similar.add_argument("vectors", metavar="FILE", help="vector file")
     similar.add_argument("word")
     similar.add_argument(
-        "-k", type=int, default=10, help="number of answers (default: %(default)s)"
+        "-k", type=POSITIVE, default=10, help="number of answers (default: %(default)s)"
     )
     similar.add_argument("--json", action="store_true", help="print one JSON object")
     similar.set_defaults(func=run_similar)
@@ -91,7 +120,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     analogy.add_argument("a")
     analogy.add_argument("b")
     analogy.add_argument("c")
-    analogy.add_argument("-k", type=int, default=5, help="number of answers (default: %(default)s)")
+    analogy.add_argument(
+        "-k", type=POSITIVE, default=5, help="number of answers (default: %(default)s)"
+    )
     analogy.add_argument("--method", choices=["3cosadd", "3cosmul"], default="3cosadd")
     analogy.add_argument("--json", action="store_true", help="print one JSON object")
     analogy.set_defaults(func=run_analogy)
@@ -113,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     vectors = api.train(
         args.out, config, data=args.data, encoding=args.encoding, lowercase=not args.keep_case,
-        format=args.format, progress=not args.quiet and sys.stdout.isatty(),
+        format=args.format, progress=not args.quiet and sys.stdout.isatty(), force=args.force,
     )  # fmt: skip
     print(f"wrote {len(vectors)} vectors of dimension {vectors.dim} to {args.out}")
     return 0

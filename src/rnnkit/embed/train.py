@@ -59,6 +59,7 @@ from rnnkit.embed import native
 from rnnkit.embed.recipe import BATCH_SIZES, Word2VecConfig
 from rnnkit.embed.vectors import WordVectors
 from rnnkit.errors import DataError, RnnkitError
+from rnnkit.limits import FLOAT_BYTES, check_fits
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,11 @@ def train_word_vectors(
             f"no word occurs at least min_count={config.min_count} times; "
             "give more text or a lower --min-count"
         )
+    check_fits(
+        2 * len(words) * config.dim * FLOAT_BYTES,
+        f"{len(words):,} word vectors of dimension {config.dim:,} (input and output)",
+        hint="choose a smaller --dim or a higher --min-count",
+    )
     corpus, sentence_ids, raw_positions = encode(sentences, {w: i for i, w in enumerate(words)})
     raw_words = sum(len(s) for s in sentences)
     logger.info("%d words in the vocabulary, %d corpus tokens kept", len(words), len(corpus))

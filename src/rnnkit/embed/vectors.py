@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from rnnkit.errors import DataError, RnnkitError
+from rnnkit.files import atomic_open, read_input_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class WordVectors:
                 raise ValueError(f"duplicate word {word!r} at rows {self.index[word]} and {i}")
             self.index[word] = i
         self._unit: np.ndarray | None = None
+        self._lowercase: bool | None = None
 
     def __len__(self) -> int:
         return len(self.words)
@@ -90,26 +92,49 @@ class WordVectors:
             self._unit = self.vectors / np.maximum(norms, 1e-12)
         return self._unit
 
+    @property
+    def lowercase(self) -> bool:
+        """Whether these vectors were trained on lowercased text (no word has a capital), so
+        queries are folded to lower case too (``God`` finds ``god``)."""
+        if self._lowercase is None:
+            self._lowercase = not any(w != w.lower() for w in self.words)
+        return self._lowercase
+
+    def key(self, word: str) -> str | None:
+        """The word of these vectors that ``word`` names (case-folded for lowercased vectors),
+        or None."""
+        if word in self.index:
+            return word
+        if self.lowercase and word.lower() in self.index:
+            return word.lower()
+        return None
+
     def row(self, word: str) -> int:
         """Row index of ``word``; raises :class:`UnknownWordError` naming it if absent."""
-        try:
-            return self.index[word]
-        except KeyError:
-            raise UnknownWordError(
-                f"unknown word {word!r}: not among the {len(self)} words of these vectors"
-            ) from None
+        return self.rows([word])[0]
 
     def rows(self, words: Iterable[str]) -> list[int]:
-        """Row indices of ``words``; the error names every unknown word at once."""
+        """Row indices of ``words`` (see :meth:`key`); the error names every unknown word at
+        once, with the nearest spellings these vectors know."""
         words = list(words)
-        missing = [w for w in words if w not in self.index]
+        keys = [self.key(w) for w in words]
+        missing = [w for w, k in zip(words, keys) if k is None]
         if missing:
             names = ", ".join(repr(w) for w in missing)
             raise UnknownWordError(
                 f"unknown word{'s' if len(missing) > 1 else ''} {names}: "
-                f"not among the {len(self)} words of these vectors"
+                f"not among the {len(self)} words of these vectors" + self._suggest(missing)
             )
-        return [self.index[w] for w in words]
+        return [self.index[k] for k in keys if k is not None]
+
+    def _suggest(self, missing: Sequence[str]) -> str:
+        """``"; did you mean 'king', 'kings'?"`` for the first missing word (or nothing)."""
+        import difflib
+
+        word = missing[0].lower() if self.lowercase else missing[0]
+        near = [w for w in self.words if abs(len(w) - len(word)) <= 2]
+        close = difflib.get_close_matches(word, near, n=3, cutoff=0.75)
+        return f"; did you mean {', '.join(repr(w) for w in close)}?" if close else ""
 
     def similarity(self, a: str, b: str) -> float:
         """Cosine similarity of the vectors of words ``a`` and ``b``."""
@@ -136,7 +161,7 @@ class WordVectors:
         excluded = self.rows(exclude)
         if isinstance(query, str):
             excluded.append(self.row(query))
-            target = self.unit[self.index[query]]
+            target = self.unit[excluded[-1]]
         else:
             target = np.asarray(query, dtype=np.float32)
             if target.shape != (self.dim,):
@@ -197,7 +222,7 @@ class WordVectors:
                     f"word {word!r} contains a space or newline, which vector files cannot hold"
                 )
         header = f"{len(self)} {self.dim}\n".encode()
-        with open(path, "wb") as f:
+        with atomic_open(path) as f:
             if format != "glove":
                 f.write(header)
             if format == "word2vec-binary":
@@ -221,8 +246,7 @@ class WordVectors:
         """
         if format is not None and format not in FORMATS:
             raise ValueError(f"unknown vector format {format!r}; expected one of {FORMATS}")
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_input_bytes(path, what="vector")
         if not data.strip():
             raise DataError(f"{path}: empty vector file")
         format = format or detect_format(data)
@@ -230,6 +254,13 @@ class WordVectors:
             words, matrix = _parse_binary(data, path, encoding)
         else:
             words, matrix = _parse_text(data, path, encoding, header=format == "word2vec")
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise DataError(
+                f"{path}: the vector of {words[bad]!r} (and {int((~finite).sum()) - 1} more) "
+                "holds NaN or infinite values; retrain the vectors or remove those words"
+            )
         return cls(words, matrix)
 
 
@@ -252,6 +283,24 @@ def analogy_scores(
         return target @ unit.T
     cos_a, cos_b, cos_c = ((m @ unit.T + 1.0) / 2.0 for m in (a, b, c))  # (Q, n), in [0, 1]
     return cos_b * cos_c / (cos_a + 1e-3)
+
+
+def looks_like_vectors(path: str | os.PathLike) -> bool:
+    """Whether the file ``path`` starts like a vector file (a word2vec header, or a GloVe line of
+    a word and numbers): one rnnkit may replace (see :func:`rnnkit.files.check_output_file`)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return False
+    first, _, rest = head.partition(b"\n")
+    if detect_format(head) == "glove":
+        word, *values = first.rstrip(b"\r ").split(b" ")
+        try:
+            return bool(word) and bool(values) and all(float(v) or True for v in values)
+        except ValueError:
+            return False
+    return bool(rest)
 
 
 def detect_format(data: bytes) -> str:
@@ -292,7 +341,7 @@ def _parse_text(
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{path}, line {number}: not valid {encoding} text ({exc.reason}); "
-                "pass the file's encoding"
+                "give a word2vec (text or binary) or GloVe vector file"
             ) from None
         word, *values = line.split(" ")
         if not word or not values:

@@ -139,9 +139,7 @@ def train(
         windows, batch_size=recipe.batch_size, steps_per_epoch=recipe.steps_per_epoch,
         seed=train_config.seed, free_running=recipe.free_running,
     )  # fmt: skip
-    if resume:
-        run.write_config(config)
-    else:
+    if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         source = recipe.data if not os.path.exists(recipe.data) else os.path.abspath(recipe.data)
         run = runs.start(
             out, TASK, recipe={**asdict(recipe), "data": source}, model=model_config.to_dict(),

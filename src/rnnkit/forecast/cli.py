@@ -19,13 +19,18 @@ import sys
 
 from rnnkit.forecast.recipe import ForecastRecipe
 from rnnkit.options import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    SEED,
     add_budget_arguments,
     add_command,
     add_process_arguments,
     add_run_location,
-    budget_of,
     recipe_budget,
     reporter,
+    resume_changes,
     set_threads,
 )
 
@@ -76,10 +81,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--target", default=d.target, help="long layout: value column (default: value/y/target)"
     )
     win = parser.add_argument_group("window")
-    win.add_argument("--horizon", type=int, default=d.horizon, help="steps to forecast")
+    win.add_argument("--horizon", type=POSITIVE, default=d.horizon, help="steps to forecast")
     win.add_argument(
         "--context",
-        type=int,
+        type=POSITIVE,
         default=d.context,
         help="steps read before the forecast",
     )
@@ -91,9 +96,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=["lstm", "gru"], default=d.cell, help="recurrent layer")
-    model.add_argument("--hidden", type=int, default=d.hidden_size, help="state size")
-    model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
-    model.add_argument("--dropout", type=float, default=d.dropout, help="between layers")
+    model.add_argument("--hidden", type=POSITIVE, default=d.hidden_size, help="state size")
+    model.add_argument("--layers", type=POSITIVE, default=d.num_layers, help="recurrent layers")
+    model.add_argument("--dropout", type=PROBABILITY, default=d.dropout, help="between layers")
     model.add_argument(
         "--likelihood",
         choices=["gaussian", "student-t", "negbin"],
@@ -114,7 +119,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--embedding",
-        type=int,
+        type=POSITIVE,
         default=d.embedding_dim,
         help="series embedding size, several series",
     )
@@ -127,18 +132,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--batch-size",
-        type=int,
+        type=POSITIVE,
         default=d.batch_size,
         help="windows per step",
     )
-    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    train.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
     train.add_argument(
         "--eval-every",
-        type=int,
+        type=NON_NEGATIVE,
         default=d.eval_every,
         help="validate every N steps",
     )
-    train.add_argument("--seed", type=int, default=d.seed, help="weights and window draws")
+    train.add_argument("--seed", type=SEED, default=d.seed, help="weights and window draws")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
 
@@ -165,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.resume or args.out
     recipe = None if resume else recipe_from_args(args)
     result = api.train(
-        out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
+        out, recipe=recipe, resume=resume, budget=resume_changes(args), quiet=args.quiet,
         report=reporter(args),
     )  # fmt: skip
     summary = f"done: {result.steps} steps in {result.elapsed_s / 60:.1f} min"
@@ -255,10 +260,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     pred.add_argument("run_dir", metavar="RUN_DIR")
     pred.add_argument("--data", help="CSV file to forecast (default: the run's own data)")
-    pred.add_argument("--horizon", type=int, help="steps to forecast (default: as trained)")
+    pred.add_argument("--horizon", type=POSITIVE, help="steps to forecast (default: as trained)")
     pred.add_argument("--quantiles", type=_floats, default="0.1,0.5,0.9", help="comma-separated")
-    pred.add_argument("--samples", type=int, default=d.num_samples, help="sample paths")
-    pred.add_argument("--seed", type=int, default=0, help="sampling seed")
+    pred.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
+    pred.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     fmt = pred.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
@@ -274,9 +279,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--baselines", action="store_true",
         help="also seasonal naive, Holt-Winters, ARIMA (pip install 'rnnkit[forecast]')",
     )  # fmt: skip
-    back.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
-    back.add_argument("--samples", type=int, default=d.num_samples, help="sample paths")
-    back.add_argument("--seed", type=int, default=0, help="sampling seed")
+    back.add_argument("--baseline-history", type=POSITIVE, help="steps the baselines fit on")
+    back.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
+    back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     back.add_argument("--json", action="store_true", help="print one JSON object")
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
     add_process_arguments(back)

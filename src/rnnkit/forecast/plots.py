@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from rnnkit.files import atomic_path
+from rnnkit.plots import save_figure as _save
 
 COLORS = {"model": "C0", "seasonal-naive": "C2", "holt-winters": "C1", "arima": "C3"}
-
-
-def _save(fig: Any, path: str | os.PathLike) -> None:
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt)
 
 
 def _bands(ax: Any, xs: list, q: dict[str, list[float]], color: str, label: str) -> None:

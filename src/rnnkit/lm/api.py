@@ -100,9 +100,7 @@ def train(
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)
     task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
-    if resume:
-        run.write_config(config)
-    else:
+    if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         run = runs.start(
             out,
             TASK,
@@ -137,7 +135,9 @@ def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:
     tokenizer = runs.build(run, config, "recipe", lambda r: get_tokenizer(r["level"]))
     runs.load_model_weights(run, model, weights)
     model.eval()
-    return LoadedLM(model, Vocab.load(run.file(runs.VOCAB)), tokenizer, config)
+    vocab = Vocab.load(run.file(runs.VOCAB))
+    runs.check_vocab_size(run, runs.VOCAB, len(vocab), model.config.vocab_size)
+    return LoadedLM(model, vocab, tokenizer, config)
 
 
 def evaluate(

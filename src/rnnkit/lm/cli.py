@@ -19,16 +19,24 @@ from typing import Any
 
 from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
 from rnnkit.options import (
+    BEAM,
+    NON_NEGATIVE,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    SEED,
+    TOP_P,
     add_budget_arguments,
     add_command,
     add_pretrained_arguments,
     add_process_arguments,
     add_run_location,
     add_runtime_arguments,
-    budget_of,
     launched,
     recipe_budget,
     reporter,
+    resume_changes,
     runtime_of,
     set_threads,
 )
@@ -52,22 +60,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--cell", choices=["rnn", "lstm", "gru", "mingru", "minlstm"], default=d.cell,
         help="recurrent layer (mingru, minlstm: parallel scans, Feng et al. 2024)",
     )  # fmt: skip
-    model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
-    model.add_argument("--hidden", type=int, default=d.hidden_size, help="hidden state size")
+    model.add_argument("--layers", type=POSITIVE, default=d.num_layers, help="recurrent layers")
+    model.add_argument("--hidden", type=POSITIVE, default=d.hidden_size, help="hidden state size")
     model.add_argument(
         "--embedding",
-        type=int,
+        type=POSITIVE,
         help=f"embedding size (default: the word vectors' size, else {d.embedding_dim})",
     )
-    model.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate")
+    model.add_argument("--dropout", type=PROBABILITY, default=d.dropout, help="dropout rate")
     model.add_argument("--layer-norm", action="store_true", help="layer-normalized cells")
-    model.add_argument("--zoneout", type=float, default=d.zoneout, help="zoneout probability")
+    model.add_argument("--zoneout", type=PROBABILITY, default=d.zoneout, help="zoneout probability")
     model.add_argument(
-        "--recurrent-dropout", type=float, default=d.recurrent_dropout,
+        "--recurrent-dropout", type=PROBABILITY, default=d.recurrent_dropout,
         help="dropout on h_{t-1}, one mask per sequence",
     )  # fmt: skip
     model.add_argument(
-        "--weight-drop", type=float, default=d.weight_drop,
+        "--weight-drop", type=PROBABILITY, default=d.weight_drop,
         help="DropConnect on the recurrent weights",
     )  # fmt: skip
     model.add_argument("--tie-weights", action="store_true", help="share input/output embeddings")
@@ -77,22 +85,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add_pretrained_arguments(parser.add_argument_group("pretrained word vectors"))
     train = parser.add_argument_group("training")
-    train.add_argument("--bptt", type=int, default=d.bptt, help="truncated-BPTT window (tokens)")
-    train.add_argument("--batch-size", type=int, default=d.batch_size, help="parallel streams")
+    train.add_argument(
+        "--bptt", type=POSITIVE, default=d.bptt, help="truncated-BPTT window (tokens)"
+    )
+    train.add_argument("--batch-size", type=POSITIVE, default=d.batch_size, help="parallel streams")
     train.add_argument(
         "--optimizer", choices=["adamw", "sgd"], default=d.optimizer, help="optimizer"
     )
-    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    train.add_argument("--weight-decay", type=float, default=d.weight_decay, help="decoupled")
+    train.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
+    train.add_argument(
+        "--weight-decay", type=NON_NEGATIVE_NUMBER, default=d.weight_decay, help="decoupled"
+    )
     train.add_argument(
         "--schedule", choices=["constant", "linear", "cosine"], default=d.schedule, help="decay"
     )
-    train.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up")
-    train.add_argument("--clip", type=float, default=d.clip_norm, help="gradient-norm clip")
     train.add_argument(
-        "--eval-every", type=int, default=d.eval_every, help="validate every N steps"
+        "--warmup-steps", type=NON_NEGATIVE, default=d.warmup_steps, help="linear warm-up"
     )
-    train.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    train.add_argument(
+        "--clip", type=NON_NEGATIVE_NUMBER, default=d.clip_norm, help="gradient-norm clip"
+    )
+    train.add_argument(
+        "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
+    )
+    train.add_argument("--seed", type=SEED, default=d.seed, help="random seed")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
     add_runtime_arguments(parser)
@@ -134,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = None if resume else recipe_from_args(args, vectors)
     report(f"{'resuming' if resume else 'training'} into {out} ...")
     result = lm.train(
-        out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
+        out, recipe=recipe, resume=resume, budget=resume_changes(args), quiet=args.quiet,
         report=report, vectors=vectors, runtime=runtime_of(args),
     )  # fmt: skip
     valid = result.best_valid_loss
@@ -206,11 +222,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     gen.add_argument(
         "--prime", default=g.prime, help="text to continue, \\n for a newline (default: a newline)"
     )
-    gen.add_argument("--length", type=int, default=g.length, help="tokens to generate")
-    gen.add_argument("--temperature", type=float, default=g.temperature, help="for sampling")
-    gen.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
-    gen.add_argument("--top-p", type=float, help="nucleus sampling threshold")
+    gen.add_argument("--length", type=POSITIVE, default=g.length, help="tokens to generate")
+    gen.add_argument(
+        "--temperature", type=POSITIVE_NUMBER, default=g.temperature, help="for sampling"
+    )
+    gen.add_argument("--top-k", type=POSITIVE, help="sample from the k most likely tokens")
+    gen.add_argument("--top-p", type=TOP_P, help="nucleus sampling threshold")
     gen.add_argument("--greedy", action="store_true", help="most likely token every step")
-    gen.add_argument("--beam", type=int, default=g.beam, help="beam search of this width (> 1)")
-    gen.add_argument("--seed", type=int, help="random seed for sampling")
+    gen.add_argument(
+        "--beam",
+        type=BEAM,
+        default=g.beam,
+        help="beam search of this width (1: no beam search)",
+    )
+    gen.add_argument("--seed", type=SEED, help="random seed for sampling")
     gen.add_argument("--quiet", action="store_true", help="no warnings on stderr")

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from rnnkit.lm.cli import write_stdout
 from rnnkit.lm.recipe import DemoRecipe, GenerateRecipe, LMRecipe
-from rnnkit.options import add_process_arguments, reporter, set_threads
+from rnnkit.options import (
+    POSITIVE,
+    POSITIVE_NUMBER,
+    SEED,
+    add_process_arguments,
+    reporter,
+    set_threads,
+)
 
 
 def free_run_dir(base: str) -> str:
@@ -57,12 +64,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register(parser: argparse.ArgumentParser) -> None:
     d, g = DemoRecipe(), GenerateRecipe()
-    parser.add_argument("--minutes", type=float, default=d.minutes, help="training time")
+    parser.add_argument("--minutes", type=POSITIVE_NUMBER, default=d.minutes, help="training time")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/demo[-N])")
     parser.add_argument("--data", default=LMRecipe.data, help="corpus name or text file")
     parser.add_argument("--prime", default=g.prime, help="text to continue (default: a newline)")
-    parser.add_argument("--length", type=int, default=d.length, help="characters to generate")
-    parser.add_argument("--temperature", type=float, default=g.temperature, help="sampling")
-    parser.add_argument("--seed", type=int, default=LMRecipe.seed, help="training and sampling")
+    parser.add_argument("--length", type=POSITIVE, default=d.length, help="characters to generate")
+    parser.add_argument(
+        "--temperature", type=POSITIVE_NUMBER, default=g.temperature, help="sampling"
+    )
+    parser.add_argument("--seed", type=SEED, default=LMRecipe.seed, help="training and sampling")
     add_process_arguments(parser)
     parser.set_defaults(func=cmd_demo)

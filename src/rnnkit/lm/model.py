@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 # The one import point of the recurrent layers: rnnkit's own, drop-ins for torch.nn's.
 from rnnkit.errors import ConfigError
+from rnnkit.limits import FLOAT_BYTES, TRAINING_COPIES, check_fits, recurrent_parameters
 from rnnkit.lm.recipe import LMRecipe
 from rnnkit.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnkit.nn.layers import IMPLS
@@ -76,6 +77,15 @@ class LMConfig:
             )
         if used and self.impl == "torch":
             raise ConfigError(f"{', '.join(used)} need rnnkit's kernels: impl 'rnnkit' or 'auto'")
+        params = recurrent_parameters(
+            self.cell, self.vocab_size, self.embedding_dim, self.hidden_size, self.num_layers
+        )
+        check_fits(
+            params * FLOAT_BYTES * TRAINING_COPIES,
+            f"a {self.num_layers}x{self.hidden_size} {self.cell.upper()} with "
+            f"{self.embedding_dim}-dim embeddings ({params:,} parameters, trained)",
+            hint="choose a smaller --hidden, --embedding or --layers",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LMConfig:

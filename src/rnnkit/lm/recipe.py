@@ -67,7 +67,7 @@ class GenerateRecipe:
     prime: str = "\n"  # the text to continue
     length: int = 500  # tokens to generate
     temperature: float = 0.8  # sampling: below 1 safer text, above 1 more surprising
-    beam: int = 0  # > 1: beam search of this width (the most likely text) instead of sampling
+    beam: int = 1  # > 1: beam search of this width (the most likely text) instead of sampling
 
 
 @dataclass

@@ -53,6 +53,19 @@ class LanguageModelTask:
     def evaluate(self, model: nn.Module, split: str) -> float:
         return stream_loss(model, self.splits[split])[0]
 
+    def check_carry(self, model: nn.Module, carry: Any) -> str | None:
+        """What is wrong with a carried state read from a checkpoint (None: it fits)."""
+        if carry is None:
+            return None
+        config = model.config
+        expected = (config.num_layers, self.streams.size(1), config.hidden_size)
+        parts = carry if isinstance(carry, (tuple, list)) else (carry,)
+        count = 2 if config.cell == "lstm" else 1
+        shapes = [tuple(p.shape) if isinstance(p, Tensor) else None for p in parts]
+        if len(parts) != count or any(shape != expected for shape in shapes):
+            return f"its hidden state has shape {shapes}, the model needs {count} x {expected}"
+        return None
+
 
 def stream_loss(model: nn.Module, ids: Tensor) -> tuple[float, int]:
     """Mean loss (nats/token) of ``model`` predicting every token of ``ids`` from the ones before

@@ -8,11 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.limits import check_fits
 from rnnkit.search.beam import beam_search
 from rnnkit.search.contract import Decoder, Hypothesis
 from rnnkit.search.processors import Processor
 from rnnkit.search.settings import SearchOptions
 from rnnkit.search.stepwise import greedy, sample
+
+# Bytes kept per token of each hypothesis: its id, its score and the text made of it.
+HISTORY_BYTES = 64
 
 
 def decode(
@@ -33,6 +37,11 @@ def decode(
     tokens of greedy search and sampling (beam search knows its result only at the end).
     """
     options = options or SearchOptions()
+    check_fits(
+        options.beam_size * max_length * HISTORY_BYTES,
+        f"decoding {max_length:,} tokens with {options.beam_size} hypotheses",
+        hint="ask for fewer tokens (--length) or a narrower --beam",
+    )
     common = {"min_length": options.min_length, "processors": processors}
     if options.method == "beam":
         return beam_search(

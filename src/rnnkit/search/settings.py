@@ -13,6 +13,9 @@ from rnnkit.errors import ConfigError
 LENGTH_PENALTIES = ("none", "average", "gnmt")
 
 
+MAX_BEAM = 1000  # the widest beam search accepted
+
+
 @dataclass(frozen=True)
 class SearchOptions:
     """How to decode: greedy search, sampling or beam search, and their settings.
@@ -35,7 +38,11 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         problems = [
-            (self.beam_size < 1, f"beam size must be >= 1, got {self.beam_size}"),
+            (
+                not 1 <= self.beam_size <= MAX_BEAM,
+                f"beam size must be from 1 to {MAX_BEAM}, got {self.beam_size} (wider beams "
+                "cost time and memory and do not find better text)",
+            ),
             (
                 not 1 <= self.n_best <= self.beam_size,
                 f"n-best must be between 1 and the beam size {self.beam_size}, got {self.n_best}",

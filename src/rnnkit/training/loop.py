@@ -23,6 +23,9 @@ Any task plugs in by giving :class:`Trainer` a model and a *task object* with fo
         def evaluate(self, model, split) -> float:  # mean nats per token on "valid"/"test";
             ...                                     # called under torch.no_grad(), model.eval()
 
+        def check_carry(self, model, carry):    # optional: what is wrong with a carry read
+            ...                                 # from a checkpoint, or None
+
     run = RunDir.create("runs/x", task="translate")   # or RunDir.open(...) to resume
     trainer = Trainer(model, task, TrainConfig(max_minutes=5), run)
     result = trainer.fit(resume=False)
@@ -63,8 +66,8 @@ from torch import Tensor, nn
 
 from rnnkit.errors import ConfigError, NonFiniteLossError, RunDirError, TrainingInterrupted
 from rnnkit.plots import plot_losses
-from rnnkit.runs import BEST, CHECKPOINT, METRICS, PLOT, SUMMARY, RunDir
-from rnnkit.training.config import Runtime, TrainConfig
+from rnnkit.runs import BEST, CHECKPOINT, CONFIG, METRICS, PLOT, SUMMARY, RunDir
+from rnnkit.training.config import Runtime, TrainConfig, config_dict
 from rnnkit.training.distributed import Group, TaskStep, join, to_device
 from rnnkit.training.optim import lr_at, make_optimizer
 from rnnkit.training.state import load_training_state, save_training_state
@@ -277,6 +280,13 @@ class Trainer:
             TrainingInterrupted: SIGINT/SIGTERM (a checkpoint was written first).
             NonFiniteLossError: the loss or gradient norm became NaN/inf.
         """
+        self.run.lock()  # no-op when runs.start/resume took it; released when fit ends
+        try:
+            return self._fit(resume)
+        finally:
+            self.run.unlock()
+
+    def _fit(self, resume: bool) -> TrainResult:
         if resume:
             self._load_checkpoint()
         else:
@@ -384,7 +394,7 @@ class Trainer:
         self.position += 1
         return loss_value, n_tokens
 
-    def _non_finite(self, what: str) -> None:
+    def _non_finite(self, what: str, *, when: str | None = None) -> None:
         if self.group.writer:
             self._write_summary("stopped: non-finite loss")
         self.group.barrier()  # every rank saw the same global loss and norm: all stop here
@@ -394,7 +404,7 @@ class Trainer:
             else "no checkpoint had been written yet"
         )
         raise NonFiniteLossError(
-            f"{what} at step {self.step + 1}; training stopped and {kept}; "
+            f"{what} {when or f'at step {self.step + 1}'}; training stopped and {kept}; "
             "try a lower --lr or a smaller --clip"
         )
 
@@ -424,18 +434,23 @@ class Trainer:
 
     def _validate_and_checkpoint(self, status: str = "running") -> None:
         loss = self.evaluate("valid")
-        self.last_valid = loss
         self._log("valid", loss)
+        if not math.isfinite(loss):
+            self._non_finite(f"validation loss became {loss}", when=f"at step {self.step}")
+        self.last_valid = loss
         improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
         if improved:
             self.best_valid, self.best_step = loss, self.step
             if self.group.writer:
                 self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step,
                                                                      "loss": loss})  # fmt: skip
-        self.report(
-            f"step {self.step}: valid loss {loss:.4f} nats/token"
-            + (" (best so far, saved)" if improved else f" (best {self.best_valid:.4f})")
-        )
+        if improved:
+            verdict = " (best so far, saved)"
+        elif self.best_valid is None:
+            verdict = " (not finite: no weights saved as best)"
+        else:
+            verdict = f" (best {self.best_valid:.4f})"
+        self.report(f"step {self.step}: valid loss {loss:.4f} nats/token{verdict}")
         self._save_checkpoint(status)
 
     def _log_train(self, tokens_per_s: float) -> float:
@@ -514,11 +529,23 @@ class Trainer:
         self.best_valid, self.best_step = state["best_valid"], state["best_step"]
         self.last_valid = state["last_valid"]
         self.window_loss, self.window_tokens = state["window"]
+        check_carry = getattr(self.task, "check_carry", None)
+        problem = None if check_carry is None else check_carry(self.model, self.carry)
+        if problem is not None:
+            raise RunDirError(
+                f"{self.run.file(CHECKPOINT)} is damaged ({problem}); restore it or start a new run"
+            )
         self.checkpoint_step = self.step
         # Records written after the checkpoint belong to a session that is being replayed.
         if self.group.writer:
-            records = [r for r in self.run.read_jsonl(METRICS) if r["step"] <= self.step]
+            records = [r for r in self.run.read_jsonl(METRICS) if r.get("step", 0) <= self.step]
             self.run.write_jsonl(METRICS, records)
+            # Only now, with the checkpoint loaded, does the run take its new budget: a resume
+            # that failed before this point leaves config.json as it was.
+            if self.run.has(CONFIG):
+                config = self.run.read_config()
+                config["train"] = config_dict(self.config)
+                self.run.write_config(config)
         self.report(f"resumed {self.run.path} at step {self.step} (epoch {self.epoch})")
 
     # ----------------------------------------------------------------- several ranks

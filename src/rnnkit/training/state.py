@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.errors import RunDirError
-from rnnkit.runs import RunDir
+from rnnkit.runs import RunDir, check_finite
 
 
 def flatten(obj: Any, prefix: str) -> tuple[dict[str, Tensor], Any]:
@@ -101,6 +101,7 @@ def load_training_state(
     """
     tensors, meta = run.load_tensors(name)
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_finite(run.file(name), weights)
     try:
         model.load_state_dict(weights)
         optimizer.load_state_dict(unflatten(meta["optimizer"], tensors))

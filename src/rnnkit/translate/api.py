@@ -83,7 +83,10 @@ class Translator:
         model = Seq2Seq(runs.build(run, config, "model", Seq2SeqConfig.from_dict))
         recipe = runs.build(run, config, "recipe", TranslateRecipe.from_dict)
         runs.load_model_weights(run, model)
-        return cls(model, *read_vocabs(run), recipe)
+        source, target = read_vocabs(run)
+        runs.check_vocab_size(run, runs.VOCAB, len(source), model.config.src_vocab_size)
+        runs.check_vocab_size(run, runs.VOCAB, len(target), model.config.tgt_vocab_size)
+        return cls(model, source, target, recipe)
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -110,6 +113,14 @@ class Translator:
         for row, encoded in enumerate(ids):
             src[row, : len(encoded)] = torch.tensor(encoded)
         return src, lengths
+
+    def problem(self, text: str) -> str | None:
+        """Why ``text`` cannot be translated (empty, or no token the model knows), or None."""
+        try:
+            self.encode([text])
+        except DataError as exc:
+            return str(exc)
+        return None
 
     # -- translating -------------------------------------------------------------------------
 
@@ -311,9 +322,7 @@ def train(
         )  # fmt: skip
         train_config = recipe.train_config()
     task = TranslationTask(data, recipe)  # checks the data before the run directory is made
-    if resume:
-        run.write_config(config)
-    else:
+    if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         run = runs.start(
             out, TASK, recipe=asdict(recipe), model=asdict(model_config),
             train=config_dict(train_config),

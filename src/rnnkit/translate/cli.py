@@ -20,16 +20,24 @@ import sys
 from typing import Any
 
 from rnnkit.options import (
+    BEAM,
+    NON_NEGATIVE,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    SEED,
+    SMOOTHING,
     add_budget_arguments,
     add_command,
     add_pretrained_arguments,
     add_process_arguments,
     add_run_location,
     add_runtime_arguments,
-    budget_of,
     launched,
     recipe_budget,
     reporter,
+    resume_changes,
     runtime_of,
     set_threads,
 )
@@ -53,18 +61,20 @@ def register(parser: argparse.ArgumentParser) -> None:
         "(default: git's message catalog for --lang)",
     )  # fmt: skip
     data.add_argument("--lang", default=d.lang, help="target language: git's catalog for it")
-    data.add_argument("--max-len", type=int, default=d.max_len, help="longest sentence, tokens")
-    data.add_argument("--min-freq", type=int, default=d.min_freq, help="rarer tokens: <unk>")
+    data.add_argument(
+        "--max-len", type=POSITIVE, default=d.max_len, help="longest sentence, tokens"
+    )
+    data.add_argument("--min-freq", type=POSITIVE, default=d.min_freq, help="rarer tokens: <unk>")
     model = train.add_argument_group("model")
     model.add_argument("--attention", default=d.attention, choices=ATTENTIONS, help="score")
     model.add_argument("--cell", default=d.cell, choices=("gru", "lstm"), help="recurrent cell")
     model.add_argument(
-        "--embedding-dim", type=int,
+        "--embedding-dim", type=POSITIVE,
         help=f"embedding size (default: the word vectors' size, else {DEFAULT_EMBEDDING_DIM})",
     )  # fmt: skip
-    model.add_argument("--hidden-size", type=int, default=d.hidden_size, help="state size")
-    model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
-    model.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate")
+    model.add_argument("--hidden-size", type=POSITIVE, default=d.hidden_size, help="state size")
+    model.add_argument("--layers", type=POSITIVE, default=d.num_layers, help="recurrent layers")
+    model.add_argument("--dropout", type=PROBABILITY, default=d.dropout, help="dropout rate")
     model.add_argument(
         "--impl", default=d.impl, choices=("rnnkit", "torch", "auto"),
         help="recurrent kernels: rnnkit's own BPTT or torch's fused ones",
@@ -80,16 +90,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_pretrained_arguments(train.add_argument_group("pretrained word vectors"), target=True)
     fit = train.add_argument_group("training")
     add_budget_arguments(fit, d)
-    fit.add_argument("--batch-size", type=int, default=d.batch_size, help="sentence pairs")
-    fit.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    fit.add_argument("--batch-size", type=POSITIVE, default=d.batch_size, help="sentence pairs")
+    fit.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
     fit.add_argument(
-        "--teacher-forcing", type=float, default=d.teacher_forcing, help="ratio in [0, 1]"
+        "--teacher-forcing", type=PROBABILITY, default=d.teacher_forcing, help="ratio in [0, 1]"
     )
     fit.add_argument(
-        "--label-smoothing", type=float, default=d.label_smoothing, help="in the training loss"
+        "--label-smoothing", type=SMOOTHING, default=d.label_smoothing, help="in the training loss"
     )
-    fit.add_argument("--eval-every", type=int, default=d.eval_every, help="validate every N steps")
-    fit.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    fit.add_argument(
+        "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
+    )
+    fit.add_argument("--seed", type=SEED, default=d.seed, help="random seed")
     add_process_arguments(train)
     add_runtime_arguments(train)
 
@@ -97,7 +109,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("run_dir", metavar="RUN_DIR")
     run.add_argument("text", metavar="TEXT", nargs="*", help="texts (default: lines of stdin)")
     _add_search_options(run)
-    run.add_argument("--n-best", type=int, default=1, help="print the K best candidates")
+    run.add_argument("--n-best", type=BEAM, default=1, help="print the K best candidates")
     run.set_defaults(trailing="text")
 
     evaluate = add_command(
@@ -115,18 +127,25 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     attention.add_argument("run_dir", metavar="RUN_DIR")
     attention.add_argument("text", metavar="TEXT")
-    attention.add_argument("--out", required=True, metavar="FILE.png")
-    attention.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    attention.add_argument(
+        "--out", required=True, metavar="FILE.png",
+        help="image to write (format from the suffix, PNG without one); an existing file is "
+        "replaced only if it is an image, or with --force",
+    )  # fmt: skip
+    attention.add_argument("--force", action="store_true", help="replace any existing --out")
+    attention.add_argument("--beam", type=POSITIVE, default=1, help="beam size (1: greedy)")
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
     d = SearchOptions()
-    parser.add_argument("--beam", type=int, default=d.beam_size, help="beam size (1: greedy)")
+    parser.add_argument("--beam", type=BEAM, default=d.beam_size, help="beam size (1: greedy)")
     parser.add_argument(
         "--length-penalty", default=d.length_penalty, choices=LENGTH_PENALTIES,
         help="ranking of beam hypotheses of different lengths",
     )  # fmt: skip
-    parser.add_argument("--alpha", type=float, default=d.alpha, help="exponent of gnmt")
+    parser.add_argument(
+        "--alpha", type=NON_NEGATIVE_NUMBER, default=d.alpha, help="exponent of gnmt"
+    )
     parser.add_argument(
         "--keep-unk",
         action="store_true",
@@ -162,7 +181,7 @@ def train_command(args: argparse.Namespace) -> int:
     out = args.resume or args.out
     recipe = None if resume else recipe_from_args(args)
     result = translate.train(
-        out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
+        out, recipe=recipe, resume=resume, budget=resume_changes(args), quiet=args.quiet,
         report=reporter(args), runtime=runtime_of(args),
     )  # fmt: skip
     print(
@@ -194,18 +213,24 @@ def run_command(args: argparse.Namespace) -> int:
 
     translator = translate.load(args.run_dir)
     texts = _read_texts(args)
-    present = [text for text in texts if text.strip()]
+    # A text the model cannot read (no known word) is reported and printed as an empty line;
+    # the others are translated.
+    problems = {i: translator.problem(text) for i, text in enumerate(texts) if text.strip()}
+    present = [texts[i] for i, problem in problems.items() if problem is None]
     options = _search_options(args)
     results = iter(translate.translate(translator, present, n_best=args.n_best, **options))
-    for text in texts:
-        candidates = next(results) if text.strip() else []
+    for i, text in enumerate(texts):
+        problem = problems.get(i)
+        if problem is not None:
+            print(f"rnnkit: error: text {i + 1}: {problem}", file=sys.stderr)
+        candidates = next(results) if text.strip() and problem is None else []
         if args.n_best == 1:
             print(candidates[0].text if candidates else "")
         else:
             for rank, candidate in enumerate(candidates, start=1):
                 print(f"{rank}\t{candidate.score:.3f}\t{candidate.text}")
             print()
-    return 0
+    return 2 if any(p is not None for p in problems.values()) else 0
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -228,13 +253,15 @@ def eval_command(args: argparse.Namespace) -> int:
 
 def attention_command(args: argparse.Namespace) -> int:
     from rnnkit import translate
-    from rnnkit.plots import plot_attention
+    from rnnkit.files import check_output_file
+    from rnnkit.plots import looks_like_image, plot_attention
     from rnnkit.translate.tokens import JOINER, detokenize
 
+    out = check_output_file(args.out, force=args.force, ours=looks_like_image, what="image")
     translator = translate.load(args.run_dir)
     source, output, weights = translator.attention(args.text, beam_size=args.beam)
     labels = [[t.removeprefix(JOINER) for t in tokens] for tokens in (source, output)]
-    plot_attention(*labels, weights, args.out)
+    written = plot_attention(*labels, weights, out)
     print(detokenize(output[:-1]))
-    print(f"wrote {args.out}")
+    print(f"wrote {written}")
     return 0

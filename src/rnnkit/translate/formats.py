@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 
 from rnnkit.errors import DataError
+from rnnkit.files import read_input_bytes
 
 Pair = tuple[str, str]
 
@@ -45,12 +46,22 @@ def read_parallel(path: str | Path) -> list[Pair]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"corpus '{path}' does not exist; pass an existing file") from None
-    except OSError as exc:
-        raise DataError(f"cannot read corpus '{path}': {exc.strerror or exc}") from None
+    if not path.exists():
+        raise DataError(f"corpus '{path}' does not exist; pass an existing file")
+    return read_input_bytes(path, what="corpus")
+
+
+# The character set a .po header declares ("Content-Type: text/plain; charset=ISO-8859-1").
+_PO_CHARSET = re.compile(rb"Content-Type:[^\n]*?charset=([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+
+
+def _po_charset(data: bytes) -> str:
+    """The charset declared in a .po file's header (``utf-8`` when none or the template's
+    placeholder ``CHARSET``)."""
+    match = _PO_CHARSET.search(data[:16384])
+    if match is None or match.group(1).upper() == b"CHARSET":
+        return "utf-8"
+    return match.group(1).decode("ascii")
 
 
 def _decode(data: bytes, path: Path, encoding: str = "utf-8") -> str:
@@ -212,7 +223,8 @@ def read_po(path: str | Path) -> list[Pair]:
     that hold only a quoted string.
     """
     path = Path(path)
-    text = _decode(_read_bytes(path), path)
+    data = _read_bytes(path)
+    text = _decode(data, path, _po_charset(data))
     pairs: list[Pair] = []
     entry: dict[str, str] = {}
     fuzzy = False

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import ConfigError
+from rnnkit.limits import FLOAT_BYTES, TRAINING_COPIES, check_fits, recurrent_parameters
 from rnnkit.nn import GRU, LSTM
 from rnnkit.nn.attention import SCORES, Attention
 from rnnkit.translate.recipe import DEFAULT_EMBEDDING_DIM
@@ -83,6 +84,19 @@ class Seq2SeqConfig:
             raise ConfigError(f"impl={self.impl!r} is not one of rnnkit, torch, auto")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} must be in [0, 1)")
+        # Encoder and decoder, each about an embedding, a recurrent stack and an output layer.
+        params = sum(
+            recurrent_parameters(
+                self.cell, vocab, self.embedding_dim, self.hidden_size, self.num_layers
+            )
+            for vocab in (self.src_vocab_size, self.tgt_vocab_size)
+        )
+        check_fits(
+            params * FLOAT_BYTES * TRAINING_COPIES,
+            f"a {self.num_layers}x{self.hidden_size} {self.cell.upper()} encoder-decoder with "
+            f"{self.embedding_dim}-dim embeddings (about {params:,} parameters, trained)",
+            hint="choose a smaller --hidden-size, --embedding-dim or --layers",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Seq2SeqConfig:
