@@ -96,7 +96,10 @@ def train(
         model_config = LMConfig.from_recipe(recipe, len(vocab))
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)
-    task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
+    task = LanguageModelTask(
+        splits, batch_size=recipe.batch_size, bptt=recipe.bptt, variable_bptt=recipe.variable_bptt,
+        ar=recipe.ar, tar=recipe.tar, seed=recipe.seed,
+    )  # fmt: skip
     if resume:
         run.write_config(config)
     else:

@@ -65,7 +65,7 @@ from rnnkit.errors import NonFiniteLossError, TrainingInterrupted
 from rnnkit.plots import plot_losses
 from rnnkit.runs import BEST, CHECKPOINT, METRICS, PLOT, SUMMARY, RunDir
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.optim import lr_at, make_optimizer
+from rnnkit.training.optim import averaged_weights, lr_at, make_optimizer, observe_validation
 from rnnkit.training.state import load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
@@ -369,13 +369,17 @@ class Trainer:
         return loss
 
     def _validate_and_checkpoint(self, status: str = "running") -> None:
-        loss = self.evaluate("valid")
-        self.last_valid = loss
-        self._log("valid", loss)
-        improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
-        if improved:
-            self.best_valid, self.best_step = loss, self.step
-            self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "loss": loss})
+        with averaged_weights(self.optimizer):  # NT-ASGD: its average is evaluated and saved
+            loss = self.evaluate("valid")
+            self.last_valid = loss
+            self._log("valid", loss)
+            improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
+            if improved:
+                self.best_valid, self.best_step = loss, self.step
+                weights = self.model.state_dict()
+                self.run.save_tensors(BEST, weights, {"step": self.step, "loss": loss})
+        if observe_validation(self.optimizer, loss):
+            self.report(f"step {self.step}: validation stalled; averaging the weights (NT-ASGD)")
         self.report(
             f"step {self.step}: valid loss {loss:.4f} nats/token"
             + (" (best so far, saved)" if improved else f" (best {self.best_valid:.4f})")
