@@ -1,6 +1,7 @@
 """The AWD-LSTM recipe's pieces against hand computations, exact resume across the NT-ASGD
 switch, and recipe selection on the command line."""
 
+import json
 import random
 
 import pytest
@@ -140,6 +141,22 @@ def test_resume_is_exact_across_the_nt_asgd_switch(tmp_path):
             name != "model.safetensors"
         )
         assert all(torch.equal(a[k], b[k]) for k in a), name
+    # The fine-tuning stage: from run a's best weights and vocabulary, averaging from step 1.
+    ft = lm.finetune(tmp_path / "a", tmp_path / "ft", budget={"max_steps": 2})
+    assert ft.steps == 2
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())["recipe"]
+    assert config["nonmono"] == 0 and config["start_from"] == str(tmp_path / "a")
+    assert (tmp_path / "ft" / "vocab.json").read_text() == (
+        tmp_path / "a" / "vocab.json"
+    ).read_text()
+    last = load_file(tmp_path / "ft" / "last.safetensors")
+    assert any("average" in k for k in last)
+    tuned = lm.load(tmp_path / "ft").model.state_dict()
+    source = load_file(tmp_path / "a" / "model.safetensors")
+    # lr 8 moves the weights, but the average of 3 iterates starts at run a's best weights.
+    start = [k for k in source if "embedding" in k][0]
+    assert not torch.equal(tuned[start], source[start])
+    assert torch.allclose(tuned[start], source[start], atol=0.5)
 
 
 def test_cli_selects_a_named_recipe_and_explicit_options_override_it(monkeypatch):
@@ -180,3 +197,14 @@ def test_the_full_recipe_has_the_papers_values():
     assert (full.input_dropout, full.hidden_dropout, full.dropout) == (0.65, 0.3, 0.4)
     assert (full.embedding_dropout, full.weight_drop, full.ar, full.tar) == (0.1, 0.5, 2.0, 1.0)
     assert (full.lr, full.clip_norm, full.optimizer) == (30.0, 0.25, "nt-asgd")
+
+
+def test_nt_asgd_with_nonmono_zero_averages_from_the_first_step():
+    w = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = NTASGD([w], lr=1.0, nonmono=0)
+    assert opt.averaging
+    for grad in (1.0, 3.0):
+        w.grad = torch.tensor([grad])
+        opt.step()
+    with opt.averaged():
+        assert torch.allclose(w.detach(), torch.tensor([(2.0 + 1.0 - 2.0) / 3]), atol=1e-7)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from rnnkit.lazy import lazy_attributes
 from rnnkit.lm.recipe import RECIPES, LMRecipe, get_recipe
 
-_API = ("LoadedLM", "encode_prime", "evaluate", "generate", "load", "train")
+_API = ("LoadedLM", "encode_prime", "evaluate", "finetune", "generate", "load", "train")
 
 __all__ = ["RECIPES", "LMRecipe", "get_recipe", *_API]
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.lm.api"))

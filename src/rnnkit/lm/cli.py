@@ -4,6 +4,7 @@
   rnnkit lm train --data my.txt --level word --out runs/w --epochs 3
   rnnkit lm train --recipe awd-lstm --out runs/awd   # a named recipe; options override it
   rnnkit lm train --resume runs/shake --max-minutes 20   # continue exactly where it stopped
+  rnnkit lm finetune runs/awd --out runs/awd-ft   # AWD's fine-tuning stage (averaged SGD)
   rnnkit lm eval runs/shake --split test
   rnnkit lm generate runs/shake --prime "ROMEO." --length 500 --temperature 0.8
 
@@ -44,7 +45,7 @@ DESCRIPTION = __doc__.replace(
 FIELD_OF = {"hidden": "hidden_size", "layers": "num_layers", "clip": "clip_norm"}
 DEST_OF = {field: dest for dest, field in FIELD_OF.items()}
 # Fields with no default of their own on the command line (see recipe_from_args).
-NOT_OPTIONS = (*BUDGETS, "embedding_dim")
+NOT_OPTIONS = (*BUDGETS, "embedding_dim", "start_from")
 
 
 def recipe_defaults(recipe: LMRecipe) -> dict[str, Any]:
@@ -199,6 +200,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
         report=report, vectors=vectors,
     )  # fmt: skip
+    print_summary(result, out)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from rnnkit import lm
+
+    set_threads(args)
+    report = reporter(args)
+    report(f"fine-tuning {args.run_dir} into {args.out} ...")
+    budget = budget_of(args)
+    result = lm.finetune(args.run_dir, args.out, budget=budget, quiet=args.quiet, report=report)
+    print_summary(result, args.out)
+    return 0
+
+
+def print_summary(result: Any, out: str) -> None:
+    """The closing lines of a training command."""
     valid = result.best_valid_loss
     summary = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs)"
     summary += f" in {result.elapsed_s / 60:.1f} min"
@@ -207,7 +226,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary += f"; best valid loss {valid:.4f} nats/token"
     print(summary)
     print(f"run saved in {out}; try: rnnkit lm generate {out}")
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -252,6 +270,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     train = add_command(sub, "train", "train a language model into a run directory", cmd_train)
     add_run_location(train)
     add_train_arguments(train)
+
+    ft = add_command(
+        sub, "finetune", "fine-tune a run with averaged SGD from its best weights (AWD-LSTM)",
+        cmd_finetune,
+    )  # fmt: skip
+    ft.add_argument("run_dir", metavar="RUN_DIR", help="the trained run to start from")
+    ft.add_argument("--out", metavar="RUN_DIR", required=True, help="new run directory")
+    add_budget_arguments(ft, _D)
+    add_process_arguments(ft)
 
     ev = add_command(sub, "eval", "loss, perplexity and bits per character on a split", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")

@@ -45,13 +45,14 @@ class LMRecipe:
     weight_drop: float = 0.0  # DropConnect on the recurrent weights (rnn/lstm/gru)
     embeddings: str | None = None  # word-vector file that starts the embedding layer
     freeze_embeddings: bool = False  # keep those pretrained embeddings fixed
+    start_from: str | None = None  # a run whose best weights and vocabulary start the model
     bptt: int = 100  # truncated-BPTT window length (tokens)
     variable_bptt: bool = False  # AWD's random window lengths around bptt (seeded per epoch)
     ar: float = 0.0  # activation regularisation: ar * mean(dropped last-layer output^2)
     tar: float = 0.0  # temporal AR: tar * mean((h_t - h_{t-1})^2) of the last layer
     batch_size: int = 32  # parallel streams (batch columns)
     optimizer: str = "adamw"  # "adamw", "sgd" or "nt-asgd" (SGD, averaged when valid stalls)
-    nonmono: int = 5  # nt-asgd: validations to look back before switching to averaging
+    nonmono: int = 5  # nt-asgd: validations to look back before averaging (0: from the start)
     lr: float = 3e-3  # peak learning rate
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget

@@ -23,7 +23,7 @@ class TrainConfig:
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (SGD: L2 penalty)
     momentum: float = 0.0  # SGD momentum
-    nonmono: int = 5  # nt-asgd: average once validation is worse than the best before the last N
+    nonmono: int = 5  # nt-asgd: average once valid loss stalls over N evaluations (0: at once)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
     schedule: str = "cosine"  # decay over the budget: "constant", "linear" or "cosine"
     warmup_steps: int = 0  # linear warm-up from 0 to lr over these steps
@@ -40,8 +40,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON gives a list
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.nonmono < 1:
-            raise ConfigError(f"nonmono must be >= 1, got {self.nonmono}")
+        if self.nonmono < 0:
+            raise ConfigError(f"nonmono must be >= 0, got {self.nonmono}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
         if not self.lr > 0:

@@ -52,7 +52,8 @@ class NTASGD(torch.optim.Optimizer):
     LSTM Language Models", algorithm 1).
 
     Plain SGD (``p -= lr * (grad + weight_decay * p)``) until :meth:`observe` is told a
-    validation loss worse than the best of those observed before the last ``nonmono``; from
+    validation loss worse than the best of those observed before the last ``nonmono`` (with
+    ``nonmono=0``, from the start: the fine-tuning stage); from
     then on each step also updates the running average of the iterates, starting with the
     weights at the switch: ``average = mean(w_switch, w_switch+1, ..., w_now)``. Inside
     :meth:`averaged` the parameters hold that average (what is evaluated and saved as best).
@@ -67,6 +68,8 @@ class NTASGD(torch.optim.Optimizer):
         super().__init__(params, defaults)
         # The trigger's state lives in the first group, so state_dict() carries it.
         self.param_groups[0].update(nonmono=nonmono, history=[], averaging=False, averaged=0)
+        if nonmono == 0:  # average from the first step (AWD-LSTM's fine-tuning stage)
+            self._start_averaging()
 
     @property
     def averaging(self) -> bool:
@@ -98,11 +101,14 @@ class NTASGD(torch.optim.Optimizer):
         switch = not head["averaging"] and len(history) > n and loss > min(history[:-n])
         history.append(float(loss))
         if switch:
-            head["averaging"], head["averaged"] = True, 1
-            for group in self.param_groups:
-                for p in group["params"]:
-                    self.state[p]["average"] = p.detach().clone()
+            self._start_averaging()
         return switch
+
+    def _start_averaging(self) -> None:
+        self.param_groups[0].update(averaging=True, averaged=1)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["average"] = p.detach().clone()
 
     @contextmanager
     def averaged(self) -> Iterator[None]:
