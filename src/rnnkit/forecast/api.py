@@ -1,0 +1,397 @@
+"""Forecasting end to end: train a DeepAR-style model, load it, predict, backtest. The Python
+face of ``rnnkit forecast``.
+
+Example (a short run on the default data, then a forecast and a backtest)::
+
+    from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
+
+    train("runs/temp", recipe=ForecastRecipe(max_minutes=2))
+    model = load("runs/temp")
+    result = predict(model, quantiles=(0.1, 0.5, 0.9))   # after the last value of each series
+    scores = backtest(model, baselines=True)              # rolling origin over the test period
+    print(scores["methods"]["model"]["mase"], scores["methods"]["seasonal-naive"]["mase"])
+
+A run directory (see :mod:`rnnkit.training` for the files the trainer writes) also holds
+``config.json``: ``{"recipe", "model", "train", "data"}``, where ``data`` records the series,
+grid step, covariate statistics and a digest of the values, so a resumed run refuses changed data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from rnnkit import runs
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.forecast.baselines import BASELINES
+from rnnkit.forecast.data import SeriesSet, check_series, format_freq, load_series
+from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
+from rnnkit.forecast.model import DeepAR, ForecastConfig
+from rnnkit.forecast.recipe import ForecastRecipe, default_lags
+from rnnkit.forecast.task import TASK, ForecastTask, Windows, covariate_stats
+from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+
+logger = logging.getLogger(__name__)
+EVAL_BATCH = 32  # origins sampled together (times num_samples paths)
+
+
+class Forecaster(NamedTuple):
+    """A trained model with what it needs to forecast."""
+
+    model: DeepAR
+    recipe: ForecastRecipe
+    config: dict[str, Any]  # the run's config.json
+    run_dir: str
+
+
+def read_data(recipe: ForecastRecipe, data: str | None = None) -> SeriesSet:
+    """The series of ``data`` (default: the recipe's), read with the recipe's column options."""
+    return load_series(
+        data or recipe.data, freq=recipe.freq, covariates=tuple(recipe.covariates),
+        time_column=recipe.time_column, id_column=recipe.id_column, target=recipe.target,
+    )  # fmt: skip
+
+
+def data_digest(data: SeriesSet) -> str:
+    """sha256 over the series' names, values and covariates (detects changed data)."""
+    digest = hashlib.sha256()
+    for s in data.series:
+        digest.update(s.name.encode() + s.values.tobytes() + s.covariates.tobytes())
+    return digest.hexdigest()
+
+
+def check_counts(data: SeriesSet) -> None:
+    """The negative binomial needs non-negative whole numbers; name the first series without."""
+    for s in data.series:
+        v = s.values[~np.isnan(s.values)]
+        if (v < 0).any() or (v != np.round(v)).any():
+            raise DataError(
+                f"series {s.name!r} has values that are not counts (non-negative whole "
+                "numbers); use --likelihood student-t or gaussian"
+            )
+
+
+def _windows(data: SeriesSet, config: ForecastConfig, recipe: ForecastRecipe, stats: Any) -> Any:
+    return Windows(
+        data, max_lag=config.max_lag, context=recipe.context, horizon=recipe.horizon,
+        cov_stats=stats,
+    )  # fmt: skip
+
+
+def train(
+    out: str | os.PathLike,
+    *,
+    recipe: ForecastRecipe | None = None,
+    resume: bool = False,
+    budget: dict[str, Any] | None = None,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a forecaster into the run directory ``out`` (or continue it with ``resume``).
+
+    Args:
+        out: the run directory (new or empty; an existing forecast run with ``resume``).
+        recipe: data, window, model and training settings (ignored when resuming).
+        resume: continue the run in ``out`` exactly where it stopped.
+        budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
+        quiet: no progress bar.
+        report: receives one-line progress messages.
+    """
+    report = report or logger.info
+    if resume:
+        run, config = runs.resume(out, TASK, budget)
+        recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
+        model_config = runs.build(run, config, "model", ForecastConfig.from_dict)
+        train_config = runs.build(run, config, "train", TrainConfig.from_dict)
+        data = read_data(recipe)
+        if data_digest(data) != config["data"]["sha256"]:
+            raise DataError(
+                f"the data of {recipe.data} changed since the run started; cannot resume"
+            )
+        stats = config["data"]["covariate_stats"]
+    else:
+        recipe = recipe or ForecastRecipe()
+        train_config = recipe.train_config()
+        data = read_data(recipe)
+        check_series(data, context=recipe.context, horizon=recipe.horizon)
+        if recipe.likelihood == "negbin":
+            check_counts(data)
+        stats = covariate_stats(data, data.cuts()[0])
+        model_config = ForecastConfig(
+            lags=list(recipe.lags or default_lags(data.step)),
+            num_features=data.features(data.series[0]).shape[1],
+            num_series=len(data.series),
+            embedding_dim=recipe.embedding_dim if len(data.series) > 1 else 0,
+            cell=recipe.cell, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
+            dropout=recipe.dropout, likelihood=recipe.likelihood,
+            scaling=recipe.model_scaling(), residual=recipe.residual, impl=recipe.impl,
+        )  # fmt: skip
+    windows = _windows(data, model_config, recipe, stats)
+    task = ForecastTask(
+        windows, batch_size=recipe.batch_size, steps_per_epoch=recipe.steps_per_epoch,
+        seed=train_config.seed, free_running=recipe.free_running,
+    )  # fmt: skip
+    if resume:
+        run.write_config(config)
+    else:
+        source = recipe.data if not os.path.exists(recipe.data) else os.path.abspath(recipe.data)
+        run = runs.start(
+            out, TASK, recipe={**asdict(recipe), "data": source}, model=model_config.to_dict(),
+            train=config_dict(train_config),
+            data={
+                "sha256": data_digest(data),
+                "step_s": data.step,
+                "series": [s.name for s in data.series],
+                "covariates": data.covariate_names,
+                "covariate_stats": stats,
+                "missing": data.missing,
+                "gaps": data.gaps,
+            },
+        )  # fmt: skip
+        report(
+            f"{data.source}: {len(data.series)} series, step {format_freq(data.step)}, "
+            f"{data.length} steps; {data.missing} missing values ({data.gaps} gaps in the time "
+            "column) interpolated as inputs and left out of the loss"
+        )
+    build = lambda: DeepAR(model_config)  # noqa: E731
+    return fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report)
+
+
+def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Forecaster:
+    """The trained model of ``run_dir`` (best validation weights) and its settings."""
+    run, config = runs.load(run_dir, TASK, weights=weights)
+    recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
+    model = DeepAR(runs.build(run, config, "model", ForecastConfig.from_dict))
+    runs.build(run, config, "data", lambda d: (d["series"], d["step_s"], d["covariate_stats"]))
+    runs.load_model_weights(run, model, weights)
+    model.eval()
+    return Forecaster(model, recipe, config, os.fspath(run_dir))
+
+
+def _prepare(fc: Forecaster, data: str | None, horizon: int) -> tuple[SeriesSet, Windows]:
+    """The data to forecast, checked against what the model was trained on."""
+    trained = fc.recipe.horizon
+    if horizon > trained:
+        raise DataError(
+            f"horizon {horizon} is longer than the model was trained for ({trained}); "
+            f"pass --horizon {trained} or less, or train a model with --horizon {horizon}"
+        )
+    series = read_data(fc.recipe, data)
+    info = fc.config["data"]
+    if series.step != info["step_s"]:
+        raise DataError(
+            f"{series.source} has a step of {format_freq(series.step)}, the model was trained on "
+            f"{format_freq(info['step_s'])} data; give data on its grid (or --freq)"
+        )
+    names = info["series"]
+    if fc.model.config.embedding_dim:
+        unknown = [s.name for s in series.series if s.name not in names]
+        if unknown:
+            raise DataError(
+                f"series {unknown[0]!r} of {series.source} was not in the training data; "
+                f"the model knows: {', '.join(names)}"
+            )
+    recipe = fc.recipe
+    config = fc.model.config
+    windows = Windows(
+        series, max_lag=config.max_lag, context=recipe.context, horizon=horizon,
+        cov_stats=info["covariate_stats"],
+    )  # fmt: skip
+    return series, windows
+
+
+def _series_index(fc: Forecaster, data: SeriesSet, index: int) -> int:
+    names = fc.config["data"]["series"]
+    name = data.series[index].name
+    return names.index(name) if fc.model.config.embedding_dim else 0
+
+
+def _sample(
+    fc: Forecaster, windows: Windows, picks: list[tuple[int, int]], *, num_samples: int
+) -> np.ndarray:
+    """(len(picks), num_samples, horizon) sample paths from each (series, origin)."""
+    out = []
+    for i in range(0, len(picks), EVAL_BATCH):
+        chunk = picks[i : i + EVAL_BATCH]
+        batch = windows.batch(chunk, with_future=False)
+        ids = torch.tensor([_series_index(fc, windows.data, k) for k, _ in chunk])
+        paths = fc.model.sample_paths(
+            batch.values, batch.observed, batch.features, ids, context=windows.context,
+            horizon=windows.horizon, num_samples=num_samples,
+        )  # fmt: skip
+        out.append(paths.double().numpy())
+    return np.concatenate(out)
+
+
+def predict(
+    fc: Forecaster,
+    *,
+    data: str | None = None,
+    horizon: int | None = None,
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+    num_samples: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Forecast ``horizon`` steps after the last value of every series of ``data``.
+
+    Returns ``{"series": [{"name", "times", "mean", "quantiles": {q: [...]}, "history":
+    {"times", "values"}}], ...}``; the same ``seed`` gives the same numbers.
+    """
+    horizon = horizon or fc.recipe.horizon
+    for q in quantiles:
+        if not 0 < q < 1:
+            raise ConfigError(f"quantiles must lie strictly between 0 and 1, got {q}")
+    series, windows = _prepare(fc, data, horizon)
+    picks = []
+    for index, s in enumerate(series.series):
+        if len(s.values) < fc.recipe.context:
+            raise DataError(
+                f"series {s.name!r} of {series.source} has {len(s.values)} steps, fewer than the "
+                f"context of {fc.recipe.context}; give a longer history"
+            )
+        if windows.available(index) < s.end + horizon:
+            raise DataError(
+                f"series {s.name!r} of {series.source} needs covariates for the {horizon} steps "
+                f"to forecast: add {horizon} rows after its last value with the covariates "
+                "filled in and the value empty"
+            )
+        picks.append((index, s.end))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        paths = _sample(fc, windows, picks, num_samples=num_samples or fc.recipe.num_samples)
+    results = []
+    for (index, origin), sample in zip(picks, paths):
+        s = series.series[index]
+        tail = max(s.offset, origin - min(fc.recipe.context, 4 * horizon))
+        forecast = SampleForecast(sample)
+        results.append(
+            {
+                "name": s.name,
+                "times": [series.time_at(origin + h).isoformat() for h in range(horizon)],
+                "mean": forecast.mean().tolist(),
+                "quantiles": {str(q): forecast.quantile(q).tolist() for q in quantiles},
+                "history": {
+                    "times": [series.time_at(k).isoformat() for k in range(tail, origin)],
+                    "values": [_num(v) for v in s.values[tail - s.offset :]],
+                },
+                "bands": {str(q): forecast.quantile(q).tolist() for q in BAND_QUANTILES},
+            }
+        )
+    return {"run": fc.run_dir, "data": series.source, "horizon": horizon, "series": results}
+
+
+BAND_QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)  # the plots' median and 80%/95% bands
+
+
+def _num(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def backtest(
+    fc: Forecaster,
+    *,
+    data: str | None = None,
+    baselines: bool = False,
+    num_samples: int | None = None,
+    seed: int = 0,
+    baseline_history: int | None = None,
+    examples: int = 3,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Rolling-origin evaluation over the test period (its last 10%).
+
+    Origins: every ``horizon`` steps from the first midnight of the test period (sub-daily data;
+    else from its first step), for every series with a full context before and the whole
+    horizon inside it. Each method forecasts ``horizon`` steps from each origin.
+
+    Args:
+        fc: a model from :func:`load`.
+        data: other data on the same grid (default: the run's own).
+        baselines: also score seasonal naive, Holt-Winters and ARIMA (statsmodels).
+        num_samples: sample paths per origin (default: the recipe's).
+        seed: sampling seed.
+        baseline_history: steps the baselines fit on before each origin (default: the context).
+        examples: how many origins to keep for plotting.
+        quiet: no progress bar over the origins (there is none off a terminal either).
+        report: receives one-line progress messages (every 10 origins, without a bar).
+    """
+    report = report or logger.info
+    horizon = fc.recipe.horizon
+    series, windows = _prepare(fc, data, horizon)
+    _, test_start = series.cuts()
+    picks = windows.origins(test_start, series.length, stride=horizon, midnight=True)
+    if not picks:
+        raise DataError(
+            f"the test period of {series.source} (its last 10%) holds no origin with "
+            f"{fc.recipe.context} steps of context and {horizon} to forecast; give more data"
+        )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        paths = _sample(fc, windows, picks, num_samples=num_samples or fc.recipe.num_samples)
+    methods = ["model"] + (list(BASELINES) if baselines else [])
+    scores = {name: Scores(horizon) for name in methods}
+    history_len = baseline_history or fc.recipe.context
+    keep = np.linspace(0, len(picks) - 1, min(examples, len(picks))).round().astype(int).tolist()
+    shown = []
+    bar = None
+    if baselines and not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(picks), unit="origin", leave=False, desc="baselines")
+    for n, ((index, origin), sample) in enumerate(zip(picks, paths)):
+        s = series.series[index]
+        local = origin - s.offset
+        truth = s.values[local : local + horizon]
+        past = s.values[:local]
+        scale = seasonal_error(past, series.season)
+        forecasts = {"model": SampleForecast(sample)}
+        if baselines:
+            filled = windows.filled[index][windows.max_lag :][:local][-history_len:]
+            for name, method in BASELINES.items():
+                forecasts[name] = method(filled.astype(np.float64), horizon, series.season)
+        for name, forecast in forecasts.items():
+            scores[name].add(forecast, truth, scale)
+        if n in keep:
+            shown.append(_example(series, s, origin, truth, forecasts, fc.recipe.context))
+        if bar is not None:
+            bar.update(1)
+        elif baselines and (n + 1) % 10 == 0:
+            report(f"backtest: {n + 1}/{len(picks)} origins")
+    if bar is not None:
+        bar.close()
+    return {
+        "run": fc.run_dir,
+        "data": series.source,
+        "horizon": horizon,
+        "origins": len(picks),
+        "first_origin": series.time_at(picks[0][1]).isoformat(),
+        "methods": {name: sc.summary() for name, sc in scores.items()},
+        "per_step": {name: {"mae": sc.per_step("mae")} for name, sc in scores.items()},
+        "examples": shown,
+    }
+
+
+def _example(
+    series: SeriesSet, s: Any, origin: int, truth: np.ndarray, forecasts: dict, context: int
+) -> dict[str, Any]:
+    start = max(s.offset, origin - min(context, 2 * len(truth)))
+    return {
+        "series": s.name,
+        "origin": series.time_at(origin).isoformat(),
+        "history": [_num(v) for v in s.values[start - s.offset : origin - s.offset]],
+        "truth": [_num(v) for v in truth],
+        "steps_before": origin - start,
+        "forecasts": {
+            name: {str(q): f.quantile(q).tolist() for q in BAND_QUANTILES}
+            for name, f in forecasts.items()
+        },
+    }

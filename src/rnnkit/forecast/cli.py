@@ -1,0 +1,282 @@
+"""Forecasting: a DeepAR-style recurrent network, probabilistic forecasts, backtests.
+
+  rnnkit forecast train --out runs/temp --max-minutes 10      # default data: seattle-temps
+  rnnkit forecast train --out runs/mine --data my.csv --horizon 48 --context 336
+  rnnkit forecast predict runs/temp --quantiles 0.1,0.5,0.9 --plot forecast.png
+  rnnkit forecast backtest runs/temp --baselines --plot backtest.png
+
+CSV files: a time column and one column per series (wide), or series_id,time,value rows
+(long); see docs/forecasting.md. A run directory holds config.json, model.safetensors (best
+validation weights), last.safetensors (to resume), trainer.json, metrics.jsonl and loss.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from rnnkit.forecast.recipe import ForecastRecipe
+from rnnkit.options import (
+    add_budget_arguments,
+    add_command,
+    add_process_arguments,
+    add_run_location,
+    budget_of,
+    recipe_budget,
+    reporter,
+    set_threads,
+)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers, comma-separated: {text!r}"
+        ) from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers, comma-separated: {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ForecastRecipe()
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default=d.data, help="dataset name or CSV file")
+    data.add_argument(
+        "--freq", default=d.freq, help="grid step, e.g. 1h, 30min, d (default: inferred)"
+    )
+    data.add_argument(
+        "--covariates",
+        type=_names,
+        help="CSV columns known in advance, comma-separated (default: none)",
+    )
+    data.add_argument(
+        "--time-column",
+        default=d.time_column,
+        help="time column (default: time/date/... or the first)",
+    )
+    data.add_argument(
+        "--id-column",
+        default=d.id_column,
+        help="long layout: series column (default: series_id/series/id)",
+    )
+    data.add_argument(
+        "--target", default=d.target, help="long layout: value column (default: value/y/target)"
+    )
+    win = parser.add_argument_group("window")
+    win.add_argument("--horizon", type=int, default=d.horizon, help="steps to forecast")
+    win.add_argument(
+        "--context",
+        type=int,
+        default=d.context,
+        help="steps read before the forecast",
+    )
+    win.add_argument(
+        "--lags",
+        type=_ints,
+        default=d.lags,
+        help="lagged values, e.g. 1,24,168 (default: from the step)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--cell", choices=["lstm", "gru"], default=d.cell, help="recurrent layer")
+    model.add_argument("--hidden", type=int, default=d.hidden_size, help="state size")
+    model.add_argument("--layers", type=int, default=d.num_layers, help="recurrent layers")
+    model.add_argument("--dropout", type=float, default=d.dropout, help="between layers")
+    model.add_argument(
+        "--likelihood",
+        choices=["gaussian", "student-t", "negbin"],
+        default=d.likelihood,
+        help="distribution of each value (negbin: counts)",
+    )
+    model.add_argument(
+        "--scaling",
+        choices=["auto", "mean", "std"],
+        default=d.scaling,
+        help="per-window scaling; auto: std, mean for negbin",
+    )
+    model.add_argument(
+        "--residual",
+        action=argparse.BooleanOptionalAction,
+        default=d.residual,
+        help="locate each step's distribution from the previous value",
+    )
+    model.add_argument(
+        "--embedding",
+        type=int,
+        default=d.embedding_dim,
+        help="series embedding size, several series",
+    )
+    train = parser.add_argument_group("training")
+    train.add_argument(
+        "--free-running",
+        action=argparse.BooleanOptionalAction,
+        default=d.free_running,
+        help="score the horizon on the model's own draws (as it forecasts), not the true values",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="windows per step",
+    )
+    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="validate every N steps",
+    )
+    train.add_argument("--seed", type=int, default=d.seed, help="weights and window draws")
+    add_budget_arguments(train, d)
+    add_process_arguments(parser)
+
+
+def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
+    budget = recipe_budget(args, ForecastRecipe())
+    return ForecastRecipe(
+        data=args.data, freq=args.freq, covariates=args.covariates or [],
+        time_column=args.time_column, id_column=args.id_column, target=args.target,
+        horizon=args.horizon, context=args.context, lags=args.lags, cell=args.cell,
+        hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
+        likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
+        embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
+        eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
+        **budget,
+    )  # fmt: skip
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit.forecast import api
+
+    set_threads(args)
+    resume = args.resume is not None
+    out = args.resume or args.out
+    recipe = None if resume else recipe_from_args(args)
+    result = api.train(
+        out, recipe=recipe, resume=resume, budget=budget_of(args), quiet=args.quiet,
+        report=reporter(args),
+    )  # fmt: skip
+    summary = f"done: {result.steps} steps in {result.elapsed_s / 60:.1f} min"
+    if result.best_valid_loss is not None:
+        summary += f"; best validation NLL {result.best_valid_loss:.4f} nats per value"
+    print(summary)
+    print(f"run saved in {out}; try: rnnkit forecast backtest {out} --baselines")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from rnnkit.forecast import api
+
+    set_threads(args)
+    fc = api.load(args.run_dir)
+    result = api.predict(
+        fc, data=args.data, horizon=args.horizon, quantiles=args.quantiles,
+        num_samples=args.samples, seed=args.seed,
+    )  # fmt: skip
+    if args.plot:
+        from rnnkit.forecast.plots import plot_forecast
+
+        plot_forecast(result, args.plot)
+    keys = [str(q) for q in args.quantiles]
+    if args.json:
+        slim = [
+            {k: v for k, v in s.items() if k not in ("history", "bands")} for s in result["series"]
+        ]
+        print(json.dumps({**result, "series": slim}))
+        return 0
+    rows = [
+        [s["name"], t, f"{s['mean'][h]:.6g}", *(f"{s['quantiles'][k][h]:.6g}" for k in keys)]
+        for s in result["series"]
+        for h, t in enumerate(s["times"])
+    ]  # fmt: skip
+    header = ["series", "time", "mean", *(f"q{k}" for k in keys)]
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerows([header, *rows])
+    else:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    if args.plot:
+        print(f"plot saved to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from rnnkit.forecast import api
+
+    set_threads(args)
+    fc = api.load(args.run_dir)
+    result = api.backtest(
+        fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
+        baseline_history=args.baseline_history, quiet=args.quiet, report=reporter(args),
+    )  # fmt: skip
+    if args.plot:
+        from rnnkit.forecast.plots import plot_backtest
+
+        plot_backtest(result, args.plot)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
+        return 0
+    print(
+        f"{result['data']}: {result['origins']} origins from {result['first_origin']}, "
+        f"{result['horizon']} steps each"
+    )
+    cols = ["mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95"]
+    print(f"{'method':16}" + "".join(f"{c:>13}" for c in cols))
+    for name, m in result["methods"].items():
+        print(f"{name:16}" + "".join(f"{m[c]:13.4f}" for c in cols))
+    if args.plot:
+        print(f"plot saved to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = add_command(commands, "train", "train a forecaster into a run directory", cmd_train)
+    add_run_location(train)
+    add_train_arguments(train)
+
+    d = ForecastRecipe()
+    pred = add_command(
+        commands, "predict", "forecast after the last value of each series", cmd_predict
+    )
+    pred.add_argument("run_dir", metavar="RUN_DIR")
+    pred.add_argument("--data", help="CSV file to forecast (default: the run's own data)")
+    pred.add_argument("--horizon", type=int, help="steps to forecast (default: as trained)")
+    pred.add_argument("--quantiles", type=_floats, default="0.1,0.5,0.9", help="comma-separated")
+    pred.add_argument("--samples", type=int, default=d.num_samples, help="sample paths")
+    pred.add_argument("--seed", type=int, default=0, help="sampling seed")
+    fmt = pred.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="print CSV rows")
+    fmt.add_argument("--json", action="store_true", help="print one JSON object")
+    pred.add_argument("--plot", metavar="PNG", help="draw history, median and 80%%/95%% bands")
+    add_process_arguments(pred)
+
+    back = add_command(
+        commands, "backtest", "rolling-origin evaluation over the test period", cmd_backtest
+    )
+    back.add_argument("run_dir", metavar="RUN_DIR")
+    back.add_argument("--data", help="other data on the same grid (default: the run's own)")
+    back.add_argument(
+        "--baselines", action="store_true",
+        help="also seasonal naive, Holt-Winters, ARIMA (pip install 'rnnkit[forecast]')",
+    )  # fmt: skip
+    back.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
+    back.add_argument("--samples", type=int, default=d.num_samples, help="sample paths")
+    back.add_argument("--seed", type=int, default=0, help="sampling seed")
+    back.add_argument("--json", action="store_true", help="print one JSON object")
+    back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
+    add_process_arguments(back)

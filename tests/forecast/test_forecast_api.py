@@ -1,0 +1,87 @@
+"""The Python API: exact resume, several series with covariates, counts, refusals."""
+
+import numpy as np
+import pytest
+import torch
+from forecast_series import sinusoid_rows, write_wide
+
+from rnnkit.errors import DataError
+from rnnkit.forecast import ForecastRecipe, load, predict, train
+from rnnkit.runs import RunDir
+
+TINY = dict(
+    horizon=6, context=24, lags=[1, 24], hidden_size=8, num_layers=1, batch_size=8,
+    steps_per_epoch=10, eval_every=10, max_minutes=None, num_samples=20,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _weights(run):
+    return RunDir.open(run, "forecast").load_tensors("last.safetensors")[0]
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    recipe = ForecastRecipe(data=str(data), max_steps=24, **TINY)
+    train(tmp_path / "whole", recipe=recipe)
+    train(tmp_path / "parts", recipe=ForecastRecipe(data=str(data), max_steps=12, **TINY))
+    train(tmp_path / "parts", resume=True, budget={"max_steps": 24})
+    whole, parts = _weights(tmp_path / "whole"), _weights(tmp_path / "parts")
+    for name in (n for n in whole if n.startswith("model.")):
+        torch.testing.assert_close(parts[name], whole[name], rtol=0, atol=0)
+    data.write_text(data.read_text().replace("2024-01-01 00:00,", "2024-01-01 00:00,9"))
+    with pytest.raises(DataError, match="changed since the run started"):
+        train(tmp_path / "parts", resume=True, budget={"max_steps": 30})
+
+
+def test_long_file_with_covariates_needs_future_rows_to_predict(tmp_path):
+    rows = ["series_id,time,value,temp"]
+    for name, seed in (("north", 1), ("south", 2)):
+        for t, v in sinusoid_rows(200, seed=seed):
+            rows.append(f"{name},{t:%Y-%m-%d %H:%M},{v:.3f},{v / 2:.3f}")
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(rows) + "\n")
+    recipe = ForecastRecipe(data=str(path), covariates=["temp"], max_steps=3, **TINY)
+    train(tmp_path / "run", recipe=recipe)
+    model = load(tmp_path / "run")
+    assert model.model.config.embedding_dim == 8 and model.model.config.num_series == 2
+    with pytest.raises(DataError, match="series 'north' .* add 6 rows after its last value"):
+        predict(model)
+    future = [f"{n},2024-01-09 {h:02d}:00,,{h}" for n in ("north", "south") for h in range(8, 14)]
+    path.write_text(path.read_text() + "\n".join(future) + "\n")
+    result = predict(model, data=str(path), seed=0)
+    assert [s["name"] for s in result["series"]] == ["north", "south"]
+    assert result["series"][0]["times"][0] == "2024-01-09T08:00:00"
+    stranger = tmp_path / "other.csv"
+    stranger.write_text(path.read_text().replace("south", "east"))
+    with pytest.raises(DataError, match="series 'east' .* was not in the training data"):
+        predict(model, data=str(stranger))
+
+
+def test_negative_binomial_takes_counts_only(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = [
+        (t, float(rng.poisson(5 + 3 * np.sin(i / 4))))
+        for i, (t, _) in enumerate(sinusoid_rows(200))
+    ]
+    path = write_wide(tmp_path / "counts.csv", ["visits"], [counts])
+    train(
+        tmp_path / "nb",
+        recipe=ForecastRecipe(data=str(path), likelihood="negbin", max_steps=2, **TINY),
+    )
+    result = predict(load(tmp_path / "nb"), quantiles=(0.5,), num_samples=21, seed=1)
+    medians = result["series"][0]["quantiles"]["0.5"]  # the 11th of 21 draws: a draw itself
+    assert all(v >= 0 and v == int(v) for v in medians)  # draws are counts
+    real = write_wide(tmp_path / "real.csv", ["load"], [sinusoid_rows(200)])
+    with pytest.raises(DataError, match="series 'load' has values that are not counts"):
+        train(
+            tmp_path / "bad",
+            recipe=ForecastRecipe(data=str(real), likelihood="negbin", max_steps=2, **TINY),
+        )

@@ -1,0 +1,135 @@
+"""The command line end to end on a generated series, and every bad input: exit 2, one line."""
+
+import json
+
+import pytest
+from forecast_series import SMALL, sinusoid_rows, write_wide
+
+from rnnkit import cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("forecast")
+    data = write_wide(tmp / "sine.csv", ["load"], [sinusoid_rows(600)])
+    out = tmp / "run"
+    argv = ["forecast", "train", "--data", data, "--out", out, "--max-steps", 80, *SMALL]
+    assert cli.main([str(a) for a in argv]) == 0
+    return out, data
+
+
+def test_train_writes_the_run_directory(trained):
+    out, _ = trained
+    names = {p.name for p in out.iterdir()}
+    assert {"run.json", "config.json", "model.safetensors", "last.safetensors"} <= names
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["lags"] == [1, 2, 24] and config["data"]["step_s"] == 3600
+
+
+def test_predict_prints_quantiles_as_csv_and_json_and_draws(trained, run_cli, tmp_path):
+    out, _ = trained
+    code, text, _ = run_cli(*["forecast", "predict", out, "--quantiles", "0.1,0.5,0.9", "--csv"])
+    assert code == 0
+    lines = text.strip().splitlines()
+    assert lines[0] == "series,time,mean,q0.1,q0.5,q0.9" and len(lines) == 1 + 12
+    first = lines[1].split(",")
+    assert first[1] == "2024-01-26T00:00:00"  # the step after the last of 600 hourly values
+    q10, q50, q90 = map(float, first[3:])
+    assert q10 < q50 < q90
+    plot = tmp_path / "f.png"
+    code, text, _ = run_cli(*["forecast", "predict", out, "--json", "--horizon", 6, "--plot", plot])
+    result = json.loads(text)
+    assert code == 0 and len(result["series"][0]["times"]) == 6
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_same_seed_same_forecast(trained, run_cli):
+    out, _ = trained
+    runs = [run_cli(*["forecast", "predict", out, "--csv", "--seed", s])[1] for s in (3, 3, 4)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_backtest_with_baselines(trained, run_cli, tmp_path):
+    out, _ = trained
+    plot = tmp_path / "b.png"
+    argv = ["forecast", "backtest", out, "--baselines", "--json", "--plot", plot, "--samples", 50]
+    code, text, _ = run_cli(*argv)
+    assert code == 0
+    result = json.loads(text)
+    assert set(result["methods"]) == {"model", "seasonal-naive", "holt-winters", "arima"}
+    model = result["methods"]["model"]
+    assert result["origins"] == 4  # midnights of the last 60 hours with 12 hours ahead
+    assert 0 <= model["coverage_80"] <= model["coverage_95"] <= 1
+    assert len(result["per_step"]["model"]["mae"]) == 12
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _error(run_cli, argv):
+    code, _, err = run_cli(*argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), err
+    return lines[0]
+
+
+def _train(run_cli, tmp_path, data, *extra):
+    argv = ["forecast", "train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1]
+    return _error(run_cli, [*argv, *SMALL, *extra])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("time,v\n2024-01-01 00:00,1\n2024-01-01 00:00,2\n", r"bad.csv:3: duplicate time"),
+        (
+            "time,v\n2024-01-01 00:00,1\nyesterday,2\n",
+            r"bad.csv:3: cannot read the time 'yesterday'",
+        ),
+        ("time,v\n2024-01-01 00:00,1\n2024-01-01 01:00,warm\n", r"bad.csv:3: 'warm' in column 'v'"),
+        (
+            "time,v\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 02:20,4\n"
+            "2024-01-01 03:00,3\n",
+            r"bad.csv:4: the time 2024-01-01 02:20:00 is off the 1h grid",
+        ),
+        ("time,v\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n", r"series 'v' .* has 2 steps, fewer"),
+    ],
+)
+def test_bad_files_name_the_line_or_series(tmp_path, run_cli, text, expected):
+    import re
+
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    assert re.search(expected, _train(run_cli, tmp_path, path))
+
+
+def test_constant_series_is_named(tmp_path, run_cli):
+    rows = sinusoid_rows(200)
+    data = write_wide(tmp_path / "c.csv", ["wave", "flat"], [rows, [(t, 1.0) for t, _ in rows]])
+    assert "series 'flat'" in _train(run_cli, tmp_path, data) and not (tmp_path / "r").exists()
+
+
+def test_missing_values_are_counted(tmp_path, run_cli):
+    rows = sinusoid_rows(300)
+    rows = [(t, None if i in (50, 51) else v) for i, (t, v) in enumerate(rows) if i != 100]
+    data = write_wide(tmp_path / "m.csv", ["load"], [rows])
+    argv = ["forecast", "train", "--data", data, "--out", tmp_path / "r", "--max-steps", 2]
+    code, _, err = run_cli(*[*argv, *[a for a in SMALL if a != "--quiet"]])
+    assert code == 0 and "3 missing values (1 gaps in the time column)" in err
+
+
+def test_run_dir_of_another_task_and_too_long_horizon(trained, tmp_path, run_cli):
+    out, _ = trained
+    other = tmp_path / "lm"
+    other.mkdir()
+    (other / "run.json").write_text((out / "run.json").read_text().replace('"forecast"', '"lm"'))
+    assert "is a 'lm' run, not a 'forecast' run" in _error(run_cli, ["forecast", "predict", other])
+    line = _error(run_cli, ["forecast", "predict", out, "--horizon", 13])
+    assert "horizon 13 is longer than the model was trained for (12)" in line
+
+
+def test_existing_run_is_not_overwritten(trained, run_cli):
+    out, data = trained
+    before = (out / "model.safetensors").read_bytes()
+    argv = ["forecast", "train", "--data", data, "--out", out, "--max-steps", 1, *SMALL]
+    assert "already holds a run" in _error(run_cli, argv)
+    assert (out / "model.safetensors").read_bytes() == before
