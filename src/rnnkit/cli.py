@@ -37,6 +37,8 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("lm", "rnnkit.lm.cli", "language models: train, evaluate, generate text"),
     ("embed", "rnnkit.embed.cli", "word embeddings: train, query, evaluate word vectors"),
     ("translate", "rnnkit.translate.cli", "machine translation with attention (seq2seq)"),
+    ("caption", "rnnkit.caption.cli", "image captioning with visual attention"),
+    ("speech", "rnnkit.speech.cli", "speech recognition: CTC acoustic models, transcribe audio"),
     ("reference", "rnnkit.commands.reference", "NumPy reference: BPTT by hand, char trainer"),
     ("forecast", "rnnkit.forecast.cli", "time-series forecasting: train, predict, backtest"),
 )

@@ -1,0 +1,200 @@
+"""Speech recognition in a fixed time: the default recipe on synth-digits, scored on held-out
+espeak-ng voices and on flite voices, and rnnkit's CTC against F.ctc_loss.
+
+For each seed: trains ``SpeechRecipe()`` (what ``rnnkit speech train`` uses) for ``--minutes``
+of wall-clock time, trains a character LM on digit strings with ``rnnkit.lm`` (``--lm-minutes``),
+then prints WER/CER of greedy decoding, of the prefix beam search, and of the beam search with
+the LM (shallow fusion) on the espeak-ng test voices and on the flite voices, the training
+utterances/s, and the forward+backward time of the CTC loss (rnnkit's C and PyTorch loops
+against ``torch.nn.functional.ctc_loss``) on a real training batch.
+
+Targets (issue 15, 2 cores, 10 minutes): greedy WER <= 2% on held-out espeak voices and <= 15%
+on flite voices; beam + LM never worse than greedy and better on flite; rnnkit's CTC at least
+as fast as F.ctc_loss.
+
+    python benchmarks/speech.py --minutes 10                   # the measurement
+    python benchmarks/speech.py --minutes 10 --seeds 0 1 2     # quality over seeds
+    python benchmarks/speech.py --minutes 1 --threads 1        # a quick check
+
+The corpus is synthesized (and cached) on first use: a few minutes, not counted in the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lm import cpu_name, load  # benchmarks/lm.py: the machine and load lines
+from rnnkit.lm import LMRecipe
+from rnnkit.lm import train as train_lm
+from rnnkit.nn.ctc import ctc_loss
+from rnnkit.speech import api, synth
+from rnnkit.speech.recipe import SpeechRecipe
+
+
+def digit_lm(folder: Path, minutes: float, seed: int) -> None:
+    """A character LM of digit strings (rnnkit lm), the text a user would train for the domain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"lm-text/{seed}")
+    text = "\n".join(synth.digit_text(rng) for _ in range(30000)) + "\n"
+    (folder / "digits.txt").write_text(text)
+    recipe = LMRecipe(data=str(folder / "digits.txt"), hidden_size=128, num_layers=1,
+                      embedding_dim=16, max_minutes=minutes, eval_every=200, seed=seed)  # fmt: skip
+    train_lm(folder / "lm", recipe=recipe, quiet=True)
+
+
+def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds of CTC forward+backward on one training batch of the run's corpus shape."""
+    asr = api.load(run)
+    recipe = SpeechRecipe.from_dict(asr.config["recipe"])
+    items = api.corpus(recipe, with_flite=False)["train"][:400]
+    from rnnkit.speech.data import collate, featurize, length_batches
+
+    examples = featurize(items, asr.alphabet, asr.features)
+    batches = length_batches(examples, recipe.batch_frames)  # shortest to longest
+    batch = collate([examples[i] for i in batches[len(batches) // 2]])  # a typical one
+    with torch.no_grad():
+        log_probs, lengths = asr.model(batch.feats, batch.lengths)
+    args = (batch.targets, lengths, batch.target_lengths)
+    impls = {
+        "F.ctc_loss": lambda x: F.ctc_loss(x, *args, reduction="sum", zero_infinity=True),
+        "rnnkit (C)": lambda x: ctc_loss(x, *args, reduction="sum", zero_infinity=True),
+        "rnnkit (PyTorch loop)": lambda x: ctc_loss(
+            x, *args, reduction="sum", zero_infinity=True, impl="rnnkit-pytorch"
+        ),  # fmt: skip
+    }
+    out = {"shape": f"T={log_probs.shape[0]} B={log_probs.shape[1]} C={log_probs.shape[2]} "
+                    f"U<={batch.targets.shape[1]}"}  # fmt: skip
+    for name, fn in impls.items():
+        times = []
+        for _ in range(repeats):
+            x = log_probs.clone().requires_grad_()
+            t0 = time.perf_counter()
+            fn(x).backward()
+            times.append(time.perf_counter() - t0)
+        out[name] = 1000 * statistics.median(times)
+    return out
+
+
+def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    budget = (
+        {"max_minutes": None, "max_steps": args.steps}
+        if args.steps
+        else {"max_minutes": args.minutes}
+    )
+    recipe = dataclasses.replace(args.recipe, seed=seed, **budget)
+    run = folder / f"asr-{seed}"
+    train_items = api.corpus(recipe, with_flite=False)["train"]
+    if (run / "trainer.json").exists():  # --keep DIR with a finished run: score it again
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        train = [r for r in records if r["split"] == "train"]
+        steps, epochs = records[-1]["step"], records[-1]["epoch"]
+        chars_per_s = statistics.mean(r["tokens_per_s"] for r in train)
+    else:
+        result = api.train(run, recipe=recipe, quiet=True)
+        steps, epochs, chars_per_s = result.steps, result.epochs_done, result.tokens_per_s
+    lm_run = folder / f"lm-{seed}" / "lm"
+    if not (lm_run / "trainer.json").exists():
+        digit_lm(folder / f"lm-{seed}", args.lm_minutes, seed)
+    chars_per_utt = statistics.mean(len(i.text) for i in train_items)
+    row: dict[str, object] = {
+        "seed": seed,
+        "steps": steps,
+        "epochs": epochs,
+        "utt_per_s": chars_per_s / chars_per_utt,  # training throughput
+    }
+    for split in ("test", "flite"):
+        plain = api.evaluate(run, split=split, beam=args.beam, limit=args.limit)
+        fused = api.evaluate(run, split=split, beam=args.beam, lm=str(lm_run), alpha=args.alpha,
+                             beta=args.beta, limit=args.limit)  # fmt: skip
+        row[split] = {"greedy": plain["greedy"], "beam": plain["beam"], "beam+lm": fused["beam"],
+                      "n": plain["utterances"]}  # fmt: skip
+    row["ctc"] = time_ctc(run)
+    return row
+
+
+def recipe_with(changes: list[str]) -> SpeechRecipe:
+    """The default recipe with ``FIELD=VALUE`` changes (values parsed as the default's type)."""
+    recipe = SpeechRecipe()
+    for change in changes:
+        name, _, value = change.partition("=")
+        default = getattr(recipe, name)
+        kind = type(default) if default is not None else str
+        parsed = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        recipe = dataclasses.replace(recipe, **{name: parsed})
+    return recipe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per seed")
+    parser.add_argument(
+        "--steps", type=int, help="a step budget instead of --minutes (A/B runs on a busy machine)"
+    )
+    parser.add_argument("--lm-minutes", type=float, default=1.0, help="digit LM training budget")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--beam", type=int, default=8)
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with LM")
+    parser.add_argument("--limit", type=int, help="score only the first N test utterances")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep the runs in DIR (finished runs there are rescored)"
+    )
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE",
+        help="change recipe fields (e.g. lr=0.004 cell=lstm) to compare against the default",
+    )  # fmt: skip
+    args = parser.parse_args()
+    args.recipe = recipe_with(args.set)
+    torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; load average before: {load()}")  # fmt: skip
+    print(f"recipe: {args.recipe}")
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
+    print(f"budget per seed: {budget} of training (the recipe's own budget is replaced)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:
+            rows.append(one_seed(seed, args, folder))
+            print(f"seed {seed} done; load average {load()}", file=sys.stderr)
+    print(f"load average after: {load()}")
+    print()
+    print(f"{'seed':>4} {'steps':>6} {'epochs':>6} {'utt/s':>6} | "
+          f"{'test greedy':>12} {'test beam':>10} {'test +LM':>9} | "
+          f"{'flite greedy':>12} {'flite beam':>10} {'flite +LM':>9}   (WER / CER %)")  # fmt: skip
+    for r in rows:
+        cells = []
+        for split in ("test", "flite"):
+            for kind in ("greedy", "beam", "beam+lm"):
+                m = r[split][kind]
+                cells.append(f"{100 * m['wer']:5.1f}/{100 * m['cer']:4.1f}")
+        print(f"{r['seed']:>4} {r['steps']:>6} {r['epochs']:>6.1f} {r['utt_per_s']:>6.1f} | "
+              f"{cells[0]:>12} {cells[1]:>10} {cells[2]:>9} | "
+              f"{cells[3]:>12} {cells[4]:>10} {cells[5]:>9}")  # fmt: skip
+    print(f"(test: {rows[0]['test']['n']} utterances of unseen espeak-ng voices; flite: "
+          f"{rows[0]['flite']['n']} of flite voices; beam {args.beam}, LM alpha {args.alpha}, "
+          f"beta {args.beta})")  # fmt: skip
+    print()
+    ctc = rows[-1]["ctc"]
+    print(f"CTC loss forward+backward on a training batch ({ctc['shape']}), median of 20:")
+    base = ctc["F.ctc_loss"]
+    for name in ("F.ctc_loss", "rnnkit (C)", "rnnkit (PyTorch loop)"):
+        print(f"  {name:24s} {ctc[name]:8.2f} ms   {base / ctc[name]:5.2f}x F.ctc_loss speed")
+
+
+if __name__ == "__main__":
+    main()

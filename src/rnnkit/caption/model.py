@@ -1,0 +1,202 @@
+"""Image captioning models: a CNN encoder and an LSTM decoder (nn.Modules only).
+
+The encoder turns an image into a grid of L feature vectors ``a_1..a_L`` (Xu et al. 2015 call
+them annotation vectors). The decoder is an :class:`rnnkit.nn.LSTMCell` that emits one word per
+step; three kinds share all the rest (``CaptionConfig.decoder``):
+
+* ``"attention"``: Show, Attend and Tell (Xu et al. 2015, section 3.1.2 and 4.2.1): at step t the
+  previous hidden state scores every cell with additive attention, ``alpha_t = softmax(...)``
+  over the L cells, the context ``z_t = beta_t * sum_i alpha_ti a_i`` with the gating scalar
+  ``beta_t = sigmoid(f_beta(h_{t-1}))`` feeds the LSTM beside the previous word's embedding; the
+  doubly stochastic penalty ``sum_i (1 - sum_t alpha_ti)^2`` (eq. 14) is added to the loss by the
+  task.
+* ``"mean"``: Show and Tell without attention: the context is the mean feature at every step.
+* ``"text"``: no image at all: a language model over captions (the floor any image model must beat).
+
+The initial state comes from the mean feature (``h_0 = tanh(W_h mean(a))``, ``c_0 = W_c mean(a)``,
+Xu et al. section 3.1.2), zeros for ``"text"``. The decoder implements :mod:`rnnkit.search`'s
+contract: ``step(tokens, state) -> (log_probs, state)`` and ``reorder(state, index)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.errors import ConfigError
+from rnnkit.nn import LSTMCell
+from rnnkit.nn.attention import Attention
+
+DECODERS = ("attention", "mean", "text")
+
+
+@dataclass
+class CaptionConfig:
+    """The shape of a captioning model (defaults: the recipe's); stored in ``config.json``."""
+
+    vocab_size: int  # words, specials included
+    decoder: str = CaptionRecipe.decoder  # "attention", "mean" (no attention), "text" (no image)
+    encoder: str = CaptionRecipe.encoder  # "cnn" (trained here) or "efficientnet-lite0"
+    image_size: int = CaptionRecipe.image_size  # side of the square input images (pixels)
+    channels: int = CaptionRecipe.channels  # the CNN's first layer (doubling at the next two)
+    feature_size: int = CaptionRecipe.feature_size  # size F of a feature (320: efficientnet)
+    embedding_dim: int = CaptionRecipe.embedding_dim  # word embedding size
+    hidden_size: int = CaptionRecipe.hidden_size  # LSTM state size
+    attention_size: int = CaptionRecipe.attention_size  # additive attention's hidden size
+    dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"decoder={self.decoder!r} is not one of {', '.join(DECODERS)}")
+        if self.image_size % 8 or self.image_size < 32:
+            raise ConfigError(f"image_size={self.image_size} must be a multiple of 8, >= 32")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CNNEncoder(nn.Module):
+    """A small CNN from scratch: ``(N, S, S, 3)`` uint8 images -> ``(N, (S/8)^2, F)`` features.
+
+    Two coordinate channels (x and y in [-1, 1]) join the colour channels (CoordConv, Liu et al.
+    2018), so the features say where they are: the captions speak of "left of" and "above".
+    Four 3x3 convolutions, the first three with stride 2, each with batch normalisation and ReLU.
+    """
+
+    def __init__(self, *, channels: int = 32, feature_size: int = 128) -> None:
+        super().__init__()
+        sizes = [5, channels, 2 * channels, 4 * channels, feature_size]
+        layers: list[nn.Module] = []
+        for i in range(4):
+            layers += [
+                nn.Conv2d(sizes[i], sizes[i + 1], 3, stride=2 if i < 3 else 1, padding=1),
+                nn.BatchNorm2d(sizes[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        n, height, width, _ = images.shape
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, S, S) in [-1, 1]
+        ys = torch.linspace(-1, 1, height, device=x.device).view(1, 1, height, 1)
+        xs = torch.linspace(-1, 1, width, device=x.device).view(1, 1, 1, width)
+        coords = torch.cat([xs.expand(n, 1, height, width), ys.expand(n, 1, height, width)], 1)
+        grid = self.net(torch.cat([x, coords], dim=1))  # (N, F, S/8, S/8)
+        return grid.flatten(2).transpose(1, 2)  # (N, L, F)
+
+
+@dataclass
+class CaptionState:
+    """The decoder state of N captions in progress (rows of every tensor)."""
+
+    hidden: Tensor  # (N, H)
+    cell: Tensor  # (N, H)
+    features: Tensor | None  # (N, L, F) the image's feature grid (None: text only)
+    projected: Tensor | None  # (N, L, A) key part of the attention score, computed once
+    weights: Tensor | None = None  # (N, L) attention of the last step
+
+
+class CaptionModel(nn.Module):
+    """Encoder + decoder (see the module docstring).
+
+    Inputs (``forward``): images ``(N, S, S, 3)`` uint8 (or features ``(N, L, F)`` for a frozen
+    encoder), decoder inputs ``tgt_in (N, T)`` (``<bos>`` + caption).
+    Outputs: logits ``(N, T, V)`` and attention weights ``(N, T, L)`` (None without attention).
+    """
+
+    def __init__(self, config: CaptionConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.encoder = (
+            CNNEncoder(channels=c.channels, feature_size=c.feature_size)
+            if c.encoder == "cnn" and c.decoder != "text"
+            else None
+        )
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        context = 0 if c.decoder == "text" else c.feature_size
+        if c.decoder != "text":
+            self.init_hidden = nn.Linear(c.feature_size, c.hidden_size)
+            self.init_cell = nn.Linear(c.feature_size, c.hidden_size)
+        if c.decoder == "attention":
+            self.attention = Attention(
+                c.hidden_size, c.feature_size, score="additive", attention_size=c.attention_size
+            )
+            self.gate = nn.Linear(c.hidden_size, c.feature_size)  # f_beta
+        self.cell = LSTMCell(c.embedding_dim + context, c.hidden_size)
+        self.dropout = nn.Dropout(c.dropout)
+        self.output = nn.Linear(c.hidden_size, c.vocab_size)
+
+    def encode(self, images: Tensor) -> Tensor | None:
+        """The feature grid ``(N, L, F)`` of images (features pass through; None: text only)."""
+        if self.config.decoder == "text":
+            return None
+        if self.encoder is None:
+            return images.float()  # precomputed features of a frozen encoder
+        return self.encoder(images)
+
+    def start(self, images: Tensor) -> CaptionState:
+        """The initial decoder state for a batch of images (or features)."""
+        features = self.encode(images)
+        n, size = images.size(0), self.config.hidden_size
+        if features is None:
+            zeros = self.output.weight.new_zeros(n, size)
+            return CaptionState(zeros, zeros, None, None)
+        mean = features.mean(dim=1)  # (N, F)
+        hidden, cell = torch.tanh(self.init_hidden(mean)), self.init_cell(mean)
+        projected = None
+        if self.config.decoder == "attention":
+            projected = self.attention.precompute(features)  # (N, L, A)
+        return CaptionState(hidden, cell, features, projected)
+
+    def advance(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
+        """One step: previous words ``(N,)`` -> logits ``(N, V)`` and the new state."""
+        inputs = self.dropout(self.embedding(tokens))  # (N, E)
+        weights = None
+        if self.config.decoder == "attention":
+            context, weights = self.attention(
+                state.hidden, state.features, projected=state.projected
+            )  # (N, F), (N, L)
+            context = torch.sigmoid(self.gate(state.hidden)) * context  # the gating scalar beta
+            inputs = torch.cat([inputs, context], dim=1)
+        elif self.config.decoder == "mean":
+            inputs = torch.cat([inputs, state.features.mean(dim=1)], dim=1)
+        hidden, cell = self.cell(inputs, (state.hidden, state.cell))
+        logits = self.output(self.dropout(hidden))  # (N, V)
+        return logits, replace(state, hidden=hidden, cell=cell, weights=weights)
+
+    def step(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
+        """The decoding contract: previous words ``(N,)`` -> log-probabilities ``(N, V)``."""
+        logits, state = self.advance(tokens, state)
+        return F.log_softmax(logits, dim=-1), state
+
+    @staticmethod
+    def reorder(state: CaptionState, index: Tensor) -> CaptionState:
+        """Row ``i`` of the result is row ``index[i]`` of ``state``."""
+        changes = {}
+        for name in ("hidden", "cell", "features", "projected", "weights"):
+            value = getattr(state, name)
+            if value is not None:
+                changes[name] = value.index_select(0, index)
+        return replace(state, **changes)
+
+    def forward(self, images: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        state = self.start(images)
+        logits, weights = [], []
+        for t in range(tgt_in.size(1)):
+            step_logits, state = self.advance(tgt_in[:, t], state)
+            logits.append(step_logits)
+            weights.append(state.weights)
+        alphas = torch.stack(weights, dim=1) if self.config.decoder == "attention" else None
+        return torch.stack(logits, dim=1), alphas  # (N, T, V), (N, T, L)

@@ -1,0 +1,87 @@
+"""The default settings of ``rnnkit caption train``: one source for each default.
+
+Torch-free, so ``--help`` can show the defaults without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from rnnkit.errors import ConfigError
+
+
+@dataclass
+class CaptionRecipe:
+    """Everything ``rnnkit caption train`` decides: data, model shape, training settings.
+
+    Chosen for a 10-minute budget on 2 CPU cores with the synthetic scenes: 64-px images, a
+    4-layer CNN (an 8x8 grid of 128-d features), a 256-unit LSTM, 32 images a batch (one of
+    their captions each, drawn anew every epoch).
+    """
+
+    data: str = (
+        "synth-scenes"  # "synth-scenes", a Karpathy split .json, or an image<TAB>caption .tsv
+    )
+    images_dir: str | None = None  # image folder of a Karpathy .json (default: the JSON's folder)
+    image_size: int = 64  # images are resized to this square side (pixels)
+    scenes: tuple[int, int, int] = (6000, 500, 500)  # synthetic images per split
+    scene_seed: int = 0  # seed of the synthetic scenes
+    min_freq: int = 1  # words seen fewer times in the training captions become <unk>
+    decoder: str = "attention"  # "attention", "mean" (no attention) or "text" (no image)
+    encoder: str = "cnn"  # "cnn" (trained here) or "efficientnet-lite0" (frozen, pretrained)
+    channels: int = 32  # channels of the CNN's first layer
+    feature_size: int = 128  # CNN feature size
+    embedding_dim: int = 64  # word embedding size
+    hidden_size: int = 256  # LSTM state size
+    attention_size: int = 128  # additive attention hidden size
+    dropout: float = 0.3  # dropout on embeddings and before the output layer
+    attention_penalty: float = 1.0  # weight of the doubly stochastic penalty (Xu et al. eq. 14)
+    max_length: int = 20  # longest caption generated, the end token included
+    batch_size: int = 32  # images per batch
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    lr: float = 3e-3  # peak learning rate
+    weight_decay: float = 0.0  # decoupled weight decay
+    schedule: str = "cosine"  # learning-rate decay over the budget
+    warmup_steps: int = 50  # linear warm-up steps
+    clip_norm: float = 2.0  # gradient-norm clipping
+    epochs: int | None = None  # budget: passes over the training images
+    max_steps: int | None = None  # budget: optimizer steps
+    max_minutes: float | None = 10.0  # budget: wall-clock minutes
+    eval_every: int = 500  # validate and checkpoint every N steps
+    seed: int = 0  # random seed of the weights and batches
+
+    def __post_init__(self) -> None:
+        self.scenes = tuple(self.scenes)  # type: ignore[assignment]  # JSON gives a list
+        if len(self.scenes) != 3 or min(self.scenes) < 1:
+            raise ConfigError(f"scenes must be three positive counts, got {self.scenes}")
+        if self.max_length < 2:
+            raise ConfigError(f"max_length must be >= 2, got {self.max_length}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.attention_penalty < 0:
+            raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
+
+    def model_config(self, vocab_size: int) -> Any:
+        """The :class:`rnnkit.caption.model.CaptionConfig` of this recipe."""
+        from rnnkit.caption.model import CaptionConfig
+
+        names = {f.name for f in fields(CaptionConfig)} - {"vocab_size"}
+        options = {k: v for k, v in asdict(self).items() if k in names}
+        if self.encoder != "cnn":
+            from rnnkit.caption.encoders import ENCODERS
+
+            options["feature_size"] = ENCODERS[self.encoder].feature_size
+        return CaptionConfig(vocab_size=vocab_size, **options)
+
+    def train_config(self) -> Any:
+        """The :class:`rnnkit.training.TrainConfig` of this recipe."""
+        from rnnkit.training import TrainConfig
+
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaptionRecipe:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

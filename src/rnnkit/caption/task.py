@@ -1,0 +1,132 @@
+"""Captioning as a training task for the shared loop (:class:`rnnkit.training.Trainer`).
+
+An epoch visits every training image once, in an order fixed by ``(seed, epoch)``, and pairs each
+with one of its reference captions, drawn anew every epoch (so all references are seen over the
+epochs). The loss is the cross-entropy per caption word (teacher forcing) plus, for the attention
+decoder, the doubly stochastic attention penalty of Xu et al. (2015, eq. 14),
+``lambda * (1 - sum_t alpha_ti)^2``, averaged over the cells and the batch as common
+implementations do (summed over 64 cells it would outweigh the words). Validation reports the
+cross-entropy alone, over every reference caption of the split, in nats per word.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.data.tokenize import Vocab
+from rnnkit.errors import DataError
+
+TASK = "caption"
+EVAL_BATCH = 128  # captions per evaluation batch
+
+
+@dataclass
+class Batch:
+    """Images (or features) and their captions, padded."""
+
+    inputs: Tensor  # (N, S, S, 3) uint8 images, or (N, L, F) features
+    tgt_in: Tensor  # (N, T) <bos> + caption
+    tgt_out: Tensor  # (N, T) caption + <eos>, padding after
+
+
+def encode_captions(
+    captions: Sequence[Sequence[Sequence[str]]], vocab: Vocab, max_length: int
+) -> list[list[list[int]]]:
+    """Word ids of every reference caption, cut to ``max_length - 1`` words (room for eos)."""
+    return [[vocab.encode(c[: max_length - 1]) for c in refs] for refs in captions]
+
+
+def collate(inputs: Tensor, captions: Sequence[Sequence[int]], vocab: Vocab) -> Batch:
+    """A :class:`Batch` of ``inputs`` (already the batch's rows) and one caption each."""
+    pad, bos, eos = vocab.pad_index, vocab.bos_index, vocab.eos_index
+    length = max(len(c) for c in captions) + 1
+    tgt_in = torch.full((len(captions), length), pad, dtype=torch.long)
+    tgt_out = torch.full((len(captions), length), pad, dtype=torch.long)
+    for i, c in enumerate(captions):
+        tgt_in[i, : len(c) + 1] = torch.tensor([bos, *c], dtype=torch.long)
+        tgt_out[i, : len(c) + 1] = torch.tensor([*c, eos], dtype=torch.long)
+    return Batch(inputs, tgt_in, tgt_out)
+
+
+class CaptionTask:
+    """The captioning task for ``Trainer`` (its ``TrainingTask`` protocol).
+
+    Args:
+        inputs: per split, the images ``(N, S, S, 3)`` uint8 or precomputed features ``(N, L, F)``.
+        captions: per split, per image, its reference captions as word ids.
+        vocab: the vocabulary (for the special tokens).
+        batch_size: images per batch.
+        attention_penalty: lambda of the doubly stochastic penalty.
+        seed: with the epoch, fixes the order of the images and the captions drawn.
+    """
+
+    name = TASK
+
+    def __init__(
+        self,
+        inputs: dict[str, Tensor],
+        captions: dict[str, list[list[list[int]]]],
+        vocab: Vocab,
+        *,
+        batch_size: int,
+        attention_penalty: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if not captions["train"]:
+            raise DataError("the corpus has no training images; give a larger corpus")
+        self.inputs, self.captions, self.vocab = inputs, captions, vocab
+        self.batch_size, self.penalty, self.seed = batch_size, attention_penalty, seed
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.captions["train"]) // self.batch_size)
+
+    def train_batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        rng = random.Random(f"{self.seed}/{epoch}")
+        captions = self.captions["train"]
+        order = list(range(len(captions)))
+        rng.shuffle(order)
+        chosen = [rng.randrange(len(captions[i])) for i in order]  # drawn for the whole epoch
+        for b in range(start, self.steps_per_epoch()):
+            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            picks = chosen[b * self.batch_size : (b + 1) * self.batch_size]
+            texts = [captions[i][j] for i, j in zip(rows, picks)]
+            yield collate(self.inputs["train"][rows], texts, self.vocab)
+
+    def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, None]:
+        logits, alphas = model(batch.inputs, batch.tgt_in)
+        mask = batch.tgt_out != self.vocab.pad_index  # (N, T)
+        loss = word_loss(logits, batch.tgt_out, self.vocab.pad_index)
+        if alphas is not None and self.penalty > 0:
+            attended = (alphas * mask.unsqueeze(2)).sum(dim=1)  # (N, L) attention over the caption
+            loss = loss + self.penalty * ((1.0 - attended) ** 2).mean()
+        return loss, int(mask.sum()), None
+
+    def evaluate(self, model: nn.Module, split: str) -> float:
+        """Mean cross-entropy per word (teacher forcing) over all references of ``split``."""
+        pairs = [(i, c) for i, refs in enumerate(self.captions[split]) for c in refs]
+        if not pairs:
+            raise DataError(f"the {split} split is empty; give a larger corpus")
+        total, count = 0.0, 0
+        for start in range(0, len(pairs), EVAL_BATCH):
+            part = pairs[start : start + EVAL_BATCH]
+            rows = [i for i, _ in part]
+            batch = collate(self.inputs[split][rows], [c for _, c in part], self.vocab)
+            logits, _ = model(batch.inputs, batch.tgt_in)
+            n = int((batch.tgt_out != self.vocab.pad_index).sum())
+            total += float(word_loss(logits, batch.tgt_out, self.vocab.pad_index)) * n
+            count += n
+        return total / count
+
+
+def word_loss(logits: Tensor, targets: Tensor, pad_index: int) -> Tensor:
+    """Mean cross-entropy of ``logits`` (N, T, V) against ``targets`` (N, T), padding ignored."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=pad_index
+    )

@@ -1,0 +1,404 @@
+"""Speech recognition from Python: train, load, transcribe, evaluate. The face of
+``rnnkit speech``.
+
+Example::
+
+    from rnnkit.speech import api
+    from rnnkit.speech.recipe import SpeechRecipe
+
+    api.train("runs/asr", recipe=SpeechRecipe(max_minutes=10))
+    asr = api.load("runs/asr")
+    for t in asr.transcribe(["a.wav"], beam=8, timestamps=True):
+        print(t.text, [(w.text, w.start, w.end) for w in t.words])
+    print(api.evaluate("runs/asr", split="flite"))        # WER and CER
+
+A run directory holds, besides the trainer's files, ``config.json``: the recipe, the model and
+feature configs, the alphabet and (with global normalisation) the feature statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit import runs
+from rnnkit.errors import ConfigError, DataError, RunDirError
+from rnnkit.speech import data as speech_data
+from rnnkit.speech.audio import read_audio, read_segments
+from rnnkit.speech.data import Alphabet, Item
+from rnnkit.speech.decode import (
+    Hypothesis,
+    LMFusion,
+    Span,
+    Words,
+    forced_align,
+    greedy_decode,
+    prefix_beam_search,
+    word_spans,
+)
+from rnnkit.speech.features import FeatureConfig, SpecAugment, log_mel, normalize
+from rnnkit.speech.metrics import cer, wer
+from rnnkit.speech.model import AcousticConfig, AcousticModel
+from rnnkit.speech.recipe import SpeechRecipe
+from rnnkit.speech.task import TASK, SpeechTask
+from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 30.0  # long audio is recognised in segments of 15-30 s, cut at pauses
+
+
+def corpus(
+    recipe: SpeechRecipe, *, progress: bool = False, with_flite: bool = True
+) -> dict[str, list[Item]]:
+    """The utterances of ``recipe``'s corpus per split (synthesized on first use)."""
+    if recipe.corpus in ("synth-digits", "synth-text"):
+        counts = {"train": recipe.train_utterances, "valid": recipe.valid_utterances,
+                  "test": recipe.test_utterances}  # fmt: skip
+        if recipe.corpus == "synth-digits" and with_flite and recipe.flite_utterances:
+            counts["flite"] = recipe.flite_utterances
+        return speech_data.synth_corpus(recipe.corpus, counts=counts, seed=recipe.corpus_seed,
+                                        text_file=recipe.text, progress=progress)  # fmt: skip
+    return speech_data.user_corpus(recipe.corpus)
+
+
+def check_recipe(recipe: SpeechRecipe) -> None:
+    """Raise :class:`ConfigError` if ``recipe``'s model, feature or training settings are
+    invalid: before any audio is read or synthesized."""
+    AcousticConfig.from_recipe(recipe, 2)
+    FeatureConfig(n_mels=recipe.n_mels)
+    recipe.train_config()
+
+
+def train(
+    out: str | os.PathLike,
+    *,
+    recipe: SpeechRecipe | None = None,
+    resume: bool = False,
+    budget: dict[str, Any] | None = None,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train an acoustic model into the run directory ``out`` (or continue it with ``resume``).
+
+    Args:
+        out: the run directory (new or empty; an existing run with ``resume``).
+        recipe: data, front end, model and training settings (a resumed run uses its own).
+        resume: continue the run in ``out`` exactly where it stopped.
+        budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
+        quiet: no progress bars.
+        report: receives one-line progress messages.
+    """
+    if resume:
+        run, config = runs.resume(out, TASK, budget)
+        recipe = runs.build(run, config, "recipe", SpeechRecipe.from_dict)
+        model_config = runs.build(run, config, "model", AcousticConfig.from_dict)
+        train_config = runs.build(run, config, "train", TrainConfig.from_dict)
+        features = runs.build(run, config, "features", FeatureConfig.from_dict)
+        alphabet = runs.build(run, config, "alphabet", Alphabet)
+        stats = runs.build(run, config, "stats", _stats_from_json)
+        run.write_config(config)
+        items = corpus(recipe, progress=not quiet, with_flite=False)
+    else:
+        recipe = recipe or SpeechRecipe()
+        check_recipe(recipe)
+        train_config = recipe.train_config()
+        target = Path(out)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            runs.RunDir.create(out, TASK)  # raises its one-line error before any work is done
+        items = corpus(recipe, progress=not quiet, with_flite=False)
+        features = FeatureConfig(n_mels=recipe.n_mels)
+        alphabet = Alphabet.from_texts([i.text for i in items["train"]])
+        stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
+        model_config = AcousticConfig.from_recipe(recipe, len(alphabet))
+    splits = {
+        split: speech_data.featurize(
+            items[split], alphabet, features, stats=stats, progress=not quiet, what=split
+        )  # fmt: skip
+        for split in ("train", "valid")
+    }
+    augment = (
+        SpecAugment(warp=recipe.vtlp, band_limit=recipe.band_limit, config=features)
+        if recipe.spec_augment
+        else None
+    )
+    task = SpeechTask(splits, batch_frames=recipe.batch_frames, seed=recipe.seed,
+                      augment=augment, ctc_impl=recipe.ctc_impl)  # fmt: skip
+    if not resume:
+        run = runs.start(
+            out, TASK, recipe=recipe.to_dict(), model=model_config.to_dict(),
+            train=config_dict(train_config), features=features.to_dict(),
+            alphabet=alphabet.chars,
+            stats=None if stats is None else [stats[0].tolist(), stats[1].tolist()],
+            data={s: len(v) for s, v in splits.items()},
+        )  # fmt: skip
+    return fit(run, task, train_config, lambda: AcousticModel(model_config), resume=resume,
+               quiet=quiet, report=report)  # fmt: skip
+
+
+def _stats_from_json(saved: list[list[float]] | None) -> tuple[Tensor, Tensor] | None:
+    """The (mean, std) of global normalisation from config.json (None: per utterance)."""
+    if saved is None:
+        return None
+    mean, std = torch.tensor(saved[0]), torch.tensor(saved[1])
+    if mean.shape != std.shape or mean.dim() != 1:
+        raise ConfigError("stats must be two lists of the same length")
+    return mean, std
+
+
+def feature_stats(
+    items: Sequence[Item], features: FeatureConfig, *, limit: int = 500
+) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation per mel channel over the frames of (up to ``limit``) items."""
+    frames = [log_mel(read_audio(i.path, sample_rate=features.sample_rate), features)
+              for i in items[:limit]]  # fmt: skip
+    joined = torch.cat(frames)
+    return joined.mean(0), joined.std(0, unbiased=False)
+
+
+def tidy(text: str) -> str:
+    """Single spaces, none at the ends."""
+    return " ".join(text.split())
+
+
+@dataclass
+class Transcript:
+    """The recognised text of one audio file."""
+
+    path: str
+    text: str
+    seconds: float  # the audio's duration
+    words: list[Span] = field(default_factory=list)  # with --timestamps: start/end in seconds
+    nbest: list[tuple[str, float]] = field(default_factory=list)  # (text, score), best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "text": self.text,
+            "seconds": round(self.seconds, 3),
+            "words": [{"word": w.text, "start": w.start, "end": w.end} for w in self.words],
+            "nbest": [{"text": t, "score": round(s, 4)} for t, s in self.nbest],
+        }
+
+
+class Recognizer:
+    """A trained acoustic model with its alphabet and front end (from :func:`load`)."""
+
+    def __init__(
+        self,
+        model: AcousticModel,
+        alphabet: Alphabet,
+        features: FeatureConfig,
+        stats: tuple[Tensor, Tensor] | None,
+        config: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.alphabet = alphabet
+        self.features = features
+        self.stats = stats
+        self.config = config
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Seconds between the model's output frames."""
+        return self.features.frame_seconds * self.model.config.stack
+
+    def featurize(self, wave: Tensor) -> Tensor:
+        feats = log_mel(wave, self.features)
+        return normalize(feats) if self.stats is None else normalize(feats, *self.stats)
+
+    @torch.no_grad()
+    def posteriors(self, feats: Tensor) -> Tensor:
+        """(T', C) log-probabilities of one utterance's features (T, n_mels)."""
+        log_probs, _ = self.model(feats.unsqueeze(0), torch.tensor([feats.shape[0]]))
+        return log_probs[:, 0]
+
+    def blocks(self, path: str | os.PathLike) -> Iterator[tuple[float, Tensor, Tensor]]:
+        """``(start seconds, features, log-probs)`` per segment of the file (one for short
+        files), one segment in memory at a time."""
+        rate = self.features.sample_rate
+        segments = read_segments(path, sample_rate=rate, seconds=CHUNK_SECONDS)
+        for index, (start, wave) in enumerate(segments):
+            if index and wave.shape[0] < self.features.n_fft:
+                continue  # a sliver at the end of a long file
+            feats = self.featurize(wave)
+            yield start / rate, feats, self.posteriors(feats)
+
+    def transcribe(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        beam: int = 1,
+        nbest: int = 1,
+        lm: LMFusion | None = None,
+        alpha: float = 0.5,
+        beta: float = 1.0,
+        hotwords: Sequence[str] = (),
+        hotword_weight: float = 2.0,
+        lexicon: Sequence[str] | None = None,
+        timestamps: bool = False,
+    ) -> list[Transcript]:
+        """Transcribe audio files (long files block by block, in bounded memory).
+
+        ``beam=1`` without an LM or hotwords is greedy decoding; anything else runs the prefix
+        beam search (see :func:`rnnkit.speech.decode.prefix_beam_search`).
+        """
+        words = self.words(hotwords, lexicon, hotword_weight)
+        results = []
+        for path in paths:
+            texts, spans, nbests, seconds = [], [], [], 0.0
+            for start, _, log_probs in self.blocks(path):
+                hyps = self.decode(log_probs, beam=beam, nbest=nbest, lm=lm, alpha=alpha,
+                                   beta=beta, words=words)  # fmt: skip
+                text = self.alphabet.decode(hyps[0].tokens)
+                texts.append(tidy(text))
+                nbests.append([(self.text(h.tokens), h.score) for h in hyps])
+                if timestamps and hyps[0].tokens:
+                    step = self.seconds_per_step
+                    for w in word_spans(text, forced_align(log_probs, hyps[0].tokens)):
+                        spans.append(Span(w.text, round(start + w.start * step, 3),
+                                          round(start + w.end * step, 3)))  # fmt: skip
+                seconds = start + log_probs.shape[0] * self.seconds_per_step
+            joined = " ".join(t for t in texts if t)
+            best = nbests[0] if len(nbests) == 1 else [(joined, sum(n[0][1] for n in nbests))]
+            results.append(Transcript(str(path), joined, seconds, spans, best))
+        return results
+
+    def words(
+        self, hotwords: Sequence[str] = (), lexicon: Sequence[str] | None = None,
+        weight: float = 2.0,
+    ) -> Words | None:  # fmt: skip
+        """The word rules of a search (None when there are none)."""
+        if not hotwords and lexicon is None:
+            return None
+        for word in [*hotwords, *(lexicon or ())]:
+            self.alphabet.encode(word, where=f"the word {word!r}")
+        return Words(self.alphabet.symbols, hotwords=hotwords, lexicon=lexicon, weight=weight)
+
+    def text(self, tokens: Sequence[int]) -> str:
+        """The transcript of class ids, spaces tidied."""
+        return tidy(self.alphabet.decode(tokens))
+
+    def decode(
+        self,
+        log_probs: Tensor,
+        *,
+        beam: int = 1,
+        nbest: int = 1,
+        lm: LMFusion | None = None,
+        alpha: float = 0.5,
+        beta: float = 1.0,
+        words: Words | None = None,
+    ) -> list[Hypothesis]:
+        if beam == 1 and lm is None and words is None:
+            return [greedy_decode(log_probs)]
+        return prefix_beam_search(log_probs, beam=beam, nbest=nbest, lm=lm, alpha=alpha,
+                                  beta=beta if lm is not None else 0.0, words=words)  # fmt: skip
+
+
+def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Recognizer:
+    """The trained recognizer of ``run_dir`` (best validation weights)."""
+    run, config = runs.load(run_dir, TASK, weights=weights)
+    model = AcousticModel(runs.build(run, config, "model", AcousticConfig.from_dict))
+    features = runs.build(run, config, "features", FeatureConfig.from_dict)
+    alphabet = runs.build(run, config, "alphabet", Alphabet)
+    stats = runs.build(run, config, "stats", _stats_from_json)
+    runs.load_model_weights(run, model, weights)
+    model.eval()
+    return Recognizer(model, alphabet, features, stats, config)
+
+
+def load_lm(run_dir: str | os.PathLike, alphabet: Alphabet) -> LMFusion:
+    """A character language model trained by ``rnnkit lm train``, for shallow fusion.
+
+    Each acoustic character is scored by the LM's token for it (or its upper-case form when the
+    LM only knows that); the LM reads a newline before each utterance and scores one after it.
+    """
+    from rnnkit.lm.api import load as load_language_model
+
+    lm = load_language_model(run_dir)
+    if lm.tokenizer.level != "char":
+        raise RunDirError(f"{run_dir} is a word-level language model; fusion needs --level char")
+    stoi = lm.vocab.stoi
+    token_of = [None] + [stoi.get(c, stoi.get(c.upper())) for c in alphabet.chars]
+    start = stoi.get("\n", stoi.get(" ", 0))
+    end = stoi.get("\n")
+    missing = [c for c, t in zip(alphabet.chars, token_of[1:]) if t is None]
+    if missing:
+        logger.warning("the LM does not know %r; those characters get no LM score", missing)
+    return LMFusion(lm.model, token_of, start, end)
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    *,
+    split: str = "test",
+    data: str | None = None,
+    beam: int = 8,
+    lm: str | None = None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    lexicon: Sequence[str] | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """WER and CER of a run, greedy and with the beam search (and LM), on a split.
+
+    Args:
+        split: ``"valid"``, ``"test"`` or ``"flite"`` (synth-digits runs) of the run's corpus.
+        data: a transcript TSV or LibriSpeech folder to score instead (all of it).
+        beam: beam width of the second decoder (1: greedy only).
+        lm: a character LM run directory for shallow fusion.
+        lexicon: the beam search may only output these words.
+        limit: score only the first N utterances.
+    """
+    if split not in ("valid", "test", "flite"):
+        raise ConfigError(f"split must be valid, test or flite, got {split!r}")
+    asr = load(run_dir)
+    recipe = SpeechRecipe.from_dict(asr.config["recipe"])
+    if data is not None:
+        items = [i for part in speech_data.user_corpus(data).values() for i in part]
+        items = list(dict.fromkeys(items))
+    else:
+        if split == "flite" and recipe.corpus != "synth-digits":
+            raise DataError(f"the flite test set exists for synth-digits runs; {run_dir} was "
+                            f"trained on {recipe.corpus}")  # fmt: skip
+        items = corpus(recipe, progress=progress)[split]
+    items = items[:limit] if limit else items
+    fusion = load_lm(lm, asr.alphabet) if lm else None
+    words = asr.words(lexicon=lexicon)
+    searching = beam > 1 or fusion is not None or words is not None
+    refs, greedy_out, beam_out = [], [], []
+    from tqdm import tqdm
+
+    for item in tqdm(items, disable=not progress, unit="utt", desc=f"eval {split}"):
+        asr.alphabet.encode(item.text, where=f"the transcript of {item.path}")
+        refs.append(item.text)
+        texts_g, texts_b = [], []
+        for _, _, log_probs in asr.blocks(item.path):
+            texts_g.append(asr.text(greedy_decode(log_probs).tokens))
+            if searching:
+                best = asr.decode(log_probs, beam=beam, lm=fusion, alpha=alpha, beta=beta,
+                                  words=words)[0]  # fmt: skip
+                texts_b.append(asr.text(best.tokens))
+        greedy_out.append(" ".join(texts_g))
+        beam_out.append(" ".join(texts_b))
+    result: dict[str, Any] = {
+        "run": os.fspath(run_dir),
+        "split": "data" if data else split,
+        "utterances": len(refs),
+        "greedy": {"wer": wer(refs, greedy_out), "cer": cer(refs, greedy_out)},
+    }
+    if searching:
+        result["beam"] = {"width": beam, "lm": lm, "alpha": alpha, "beta": beta,
+                          "lexicon": lexicon is not None,
+                          "wer": wer(refs, beam_out), "cer": cer(refs, beam_out)}  # fmt: skip
+    result["examples"] = [{"ref": r, "greedy": g} for r, g in list(zip(refs, greedy_out))[:5]]
+    return result

@@ -1,0 +1,231 @@
+"""Speech recognition: synthesize a corpus, train a CTC acoustic model, transcribe, evaluate.
+
+  rnnkit speech synth                                   # build the synth-digits corpus (cached)
+  rnnkit speech train --out runs/asr --max-minutes 10   # default recipe
+  rnnkit speech transcribe runs/asr a.wav b.flac --beam 8 --timestamps
+  rnnkit speech transcribe runs/asr a.wav --lm runs/shake --hotword seven --plot a.png
+  rnnkit speech eval runs/asr --split flite --beam 8
+
+synth-digits needs espeak-ng and flite (Debian packages espeak-ng, flite); your own recordings
+need neither: --corpus FILE.tsv (path<TAB>text lines) or a LibriSpeech-style folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Any
+
+from rnnkit.options import (
+    BUDGETS,
+    add_budget_arguments,
+    add_command,
+    add_process_arguments,
+    add_run_location,
+    budget_of,
+    recipe_budget,
+    reporter,
+    set_threads,
+)
+from rnnkit.speech.recipe import SpeechRecipe
+
+_D = SpeechRecipe()
+
+# Recipe fields that `train` exposes: (field, type, help). Defaults come from SpeechRecipe.
+TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("corpus", str, "synth-digits, synth-text, a transcript TSV or a LibriSpeech folder"),
+    ("text", str, "synth-text: the text file to speak (default: Shakespeare)"),
+    ("train_utterances", int, "synthesized training utterances"),
+    ("valid_utterances", int, "synthesized validation utterances"),
+    ("test_utterances", int, "synthesized test utterances"),
+    ("flite_utterances", int, "utterances of the flite test set"),
+    ("n_mels", int, "log-mel channels"),
+    ("normalize", str, "feature normalisation: utterance or global"),
+    ("vtlp", float, "vocal-tract warp factor range in training (0: off)"),
+    ("band_limit", float, "probability of a random band limit in training"),
+    ("stack", int, "frames stacked per recurrent step (time subsampling)"),
+    ("frontend", str, "time subsampling: stack (frames side by side) or conv (2 convolutions)"),
+    ("cell", str, "recurrent layer: lstm or gru"),
+    ("hidden_size", int, "units per direction"),
+    ("num_layers", int, "bidirectional layers"),
+    ("dropout", float, "dropout between layers"),
+    ("impl", str, "recurrent kernels: auto, rnnkit or torch"),
+    ("ctc_impl", str, "CTC loss: rnnkit (own forward-backward) or torch (F.ctc_loss)"),
+    ("batch_frames", int, "padded feature frames per batch"),
+    ("lr", float, "peak learning rate"),
+    ("schedule", str, "learning-rate decay over the budget: constant, linear or cosine"),
+    ("warmup_steps", int, "linear warm-up steps"),
+    ("clip_norm", float, "gradient-norm clipping"),
+    ("eval_every", int, "validate every N steps"),
+    ("corpus_seed", int, "seed of the synthesized corpus"),
+    ("seed", int, "training seed"),
+)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The options of the recipe fields ``names``, defaults from :class:`SpeechRecipe`."""
+    for name, kind, help_text in TRAIN_OPTIONS:
+        if name in names:
+            parser.add_argument(_option(name), type=kind, default=getattr(_D, name),
+                                help=help_text)  # fmt: skip
+
+
+def recipe_from_args(args: argparse.Namespace) -> SpeechRecipe:
+    """The recipe of a new run: the options given, the defaults elsewhere."""
+    names = {f.name for f in fields(SpeechRecipe)} - set(BUDGETS)
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    if getattr(args, "no_spec_augment", False):
+        values["spec_augment"] = False
+    if hasattr(args, "max_minutes"):
+        values.update(recipe_budget(args, _D))
+    return SpeechRecipe(**values)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    recipe = recipe_from_args(args)
+    items = api.corpus(recipe, progress=not args.quiet and sys.stderr.isatty())
+    for split, part in items.items():
+        print(f"{split:6s} {len(part):6d} utterances")
+    if items.get("train"):
+        print(f"cached in {items['train'][0].path.rsplit('/', 2)[0]}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    set_threads(args)
+    resume = args.resume is not None
+    out = args.resume or args.out
+    recipe = None if resume else recipe_from_args(args)
+    report = reporter(args)
+    report(f"{'resuming' if resume else 'training'} into {out} ...")
+    result = api.train(out, recipe=recipe, resume=resume, budget=budget_of(args),
+                       quiet=args.quiet or not sys.stderr.isatty(), report=report)  # fmt: skip
+    line = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs) in "
+    line += f"{result.elapsed_s / 60:.1f} min, {result.tokens_per_s:.0f} characters/s"
+    if result.best_valid_loss is not None:
+        line += f"; best valid CTC loss {result.best_valid_loss:.4f} nats/character"
+    print(line)
+    print(f"run saved in {out}; try: rnnkit speech eval {out}")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    set_threads(args)
+    asr = api.load(args.run_dir)
+    lm = api.load_lm(args.lm, asr.alphabet) if args.lm else None
+    results = asr.transcribe(
+        args.audio, beam=args.beam, nbest=args.nbest, lm=lm, alpha=args.alpha, beta=args.beta,
+        hotwords=args.hotword or (), hotword_weight=args.hotword_weight,
+        lexicon=_lexicon(args.lexicon), timestamps=args.timestamps,
+    )  # fmt: skip
+    if args.plot:
+        from rnnkit.speech.plots import plot_transcription
+
+        plot_transcription(asr, args.audio[0], results[0], args.plot)
+    for t in results:
+        if args.json:
+            print(json.dumps(t.to_dict()))
+            continue
+        print(f"{t.path}\t{t.text}" if len(results) > 1 else t.text)
+        if args.timestamps:
+            for w in t.words:
+                print(f"  {w.start:7.2f} {w.end:7.2f}  {w.text}")
+        for text, score in t.nbest[1:] if args.nbest > 1 else []:
+            print(f"  alt {score:9.3f}  {text}")
+    if args.plot:
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rnnkit.speech import api
+
+    set_threads(args)
+    result = api.evaluate(
+        args.run_dir, split=args.split, data=args.data, beam=args.beam, lm=args.lm,
+        alpha=args.alpha, beta=args.beta, lexicon=_lexicon(args.lexicon), limit=args.limit,
+        progress=not (args.json or args.quiet) and sys.stderr.isatty(),
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['split']}: {result['utterances']} utterances")
+    print(f"greedy        WER {result['greedy']['wer']:7.2%}   CER {result['greedy']['cer']:7.2%}")
+    if "beam" in result:
+        b = result["beam"]
+        name = f"beam {b['width']}" + (" + LM" if b["lm"] else "") + (
+            " + lexicon" if b["lexicon"] else "")  # fmt: skip
+        print(f"{name:13s} WER {b['wer']:7.2%}   CER {b['cer']:7.2%}")
+    return 0
+
+
+def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
+    parser.add_argument("--beam", type=int, default=beam, help="beam width (1: greedy)")
+    parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with --lm")
+    parser.add_argument("--lexicon", metavar="FILE", help="only output the words of FILE")
+    add_process_arguments(parser)
+
+
+def _lexicon(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    from rnnkit.data import read_text_file
+    from rnnkit.errors import DataError
+
+    words = read_text_file(path).split()
+    if not words:
+        raise DataError(f"{path} holds no words; give one word per line")
+    return words
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``speech`` sub-commands to ``parser``; defaults from :class:`SpeechRecipe`."""
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    synth = add_command(commands, "synth", "build or extend a synthesized corpus (cached)",
+                        cmd_synth)  # fmt: skip
+    add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
+                                 "test_utterances", "flite_utterances", "corpus_seed"))  # fmt: skip
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    train = add_command(commands, "train", "train an acoustic model with CTC into a run directory",
+                        cmd_train)  # fmt: skip
+    add_run_location(train)
+    add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
+    train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
+    add_budget_arguments(train, _D)
+    add_process_arguments(train)
+
+    tr = add_command(commands, "transcribe", "audio files to text", cmd_transcribe)
+    tr.add_argument("run_dir", metavar="RUN_DIR")
+    tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
+    _decoding_arguments(tr, beam=1)
+    tr.add_argument("--nbest", type=int, default=1, help="alternatives to show (with --beam)")
+    tr.add_argument("--hotword", action="append", metavar="WORD", help="boost WORD (repeatable)")
+    tr.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per character")
+    tr.add_argument("--timestamps", action="store_true", help="word start and end times")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file")
+    tr.add_argument("--plot", metavar="PNG", help="log-mel, CTC posteriors and alignment")
+    tr.set_defaults(trailing="audio")
+
+    ev = add_command(commands, "eval", "WER and CER on a test set", cmd_eval)
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--split", choices=["valid", "test", "flite"], default="test")
+    ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
+    ev.add_argument("--limit", type=int, help="only the first N utterances")
+    _decoding_arguments(ev, beam=8)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,0 +1,101 @@
+"""User corpora: TSV and Karpathy split JSON, with one-line errors naming file and line."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rnnkit.caption.data import build_vocab, load_corpus, tokenize
+from rnnkit.errors import DataError
+
+
+def _pictures(folder, count):
+    folder.mkdir(exist_ok=True)
+    names = []
+    for i in range(count):
+        name = f"img{i}.png"
+        Image.new("RGB", (20 + i, 30), (10 * i, 0, 0)).save(folder / name)
+        names.append(name)
+    return names
+
+
+def test_tsv_groups_captions_per_image_and_splits_the_images(tmp_path):
+    names = _pictures(tmp_path / "pics", 6)
+    lines = ["# image<TAB>caption", ""]
+    for i, name in enumerate(names):
+        lines += [f"pics/{name}\tA dog, number {i}!", f"pics/{name}\tthe dog runs"]
+    (tmp_path / "caps.tsv").write_text("\n".join(lines) + "\n")
+    splits = load_corpus(str(tmp_path / "caps.tsv"), image_size=32)
+    sizes = {name: len(split) for name, split in splits.items()}
+    assert sizes == {"train": 4, "valid": 1, "test": 1}
+    every = [n for split in splits.values() for n in split.names]
+    assert sorted(every) == sorted(str((tmp_path / "pics" / n).resolve()) for n in names)
+    train = splits["train"]
+    assert train.images.shape == (4, 32, 32, 3)
+    for name, refs in zip(train.names, train.captions):
+        i = int(name.split("img")[-1].split(".")[0])
+        assert refs == [["a", "dog", "number", str(i)], ["the", "dog", "runs"]]
+        assert train.images[train.names.index(name)][0, 0, 0] == 10 * i  # its own picture
+    assert "dog" in build_vocab(train)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("pics/nothere.png\ta cat", "caps.tsv:2: image pics/nothere.png not found"),
+        ("pics/img0.png\t ,.!", "caps.tsv:2: the caption is empty"),
+        ("pics/img0.png a cat", "caps.tsv:2: expected image_path<TAB>caption"),
+    ],
+)
+def test_tsv_errors_name_file_and_line(tmp_path, line, message):
+    _pictures(tmp_path / "pics", 3)
+    (tmp_path / "caps.tsv").write_text(f"pics/img1.png\ta cat\n{line}\n")
+    with pytest.raises(DataError, match=message):
+        load_corpus(str(tmp_path / "caps.tsv"))
+
+
+def test_a_bad_picture_in_a_tsv_names_the_line(tmp_path):
+    names = _pictures(tmp_path, 3)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    rows = [f"{n}\ta cat" for n in names] + ["bad.png\ta broken cat"]
+    (tmp_path / "caps.tsv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"caps\.tsv:4: .*bad\.png is not an image"):
+        load_corpus(str(tmp_path / "caps.tsv"))
+
+
+def _karpathy(tmp_path, names):
+    splits = ["train", "restval", "val", "test"]
+    images = [
+        {"filename": n, "split": s, "sentences": [{"raw": f"A picture {i}."}, {"raw": "x y"}]}
+        for i, (n, s) in enumerate(zip(names, splits))
+    ]
+    return {"images": images, "dataset": "flickr8k"}
+
+
+def test_karpathy_json_reads_splits_and_sentences(tmp_path):
+    names = _pictures(tmp_path / "Images", 4)
+    (tmp_path / "dataset.json").write_text(json.dumps(_karpathy(tmp_path, names)))
+    splits = load_corpus(
+        str(tmp_path / "dataset.json"), image_size=32, images_dir=str(tmp_path / "Images")
+    )
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [2, 1, 1]  # restval trains
+    assert splits["test"].captions == [[["a", "picture", "3"], ["x", "y"]]]
+    assert np.asarray(splits["valid"].images).shape == (1, 32, 32, 3)
+
+
+def test_a_json_in_another_layout_says_which_layout_it_expects(tmp_path):
+    coco_annotations = {"annotations": [{"image_id": 1, "caption": "a cat"}], "images": None}
+    (tmp_path / "captions_train2014.json").write_text(json.dumps(coco_annotations))
+    with pytest.raises(DataError, match="Karpathy split layout"):
+        load_corpus(str(tmp_path / "captions_train2014.json"))
+    names = _pictures(tmp_path, 4)
+    data = _karpathy(tmp_path, names)
+    data["images"][2]["sentences"] = [{"tokens": ["a"]}]
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"images\[2\]\.sentences\[0\] has no 'raw'"):
+        load_corpus(str(tmp_path / "d.json"))
+
+
+def test_tokenize_lowercases_and_drops_punctuation():
+    assert tokenize("A man's DOG, running!") == ["a", "man's", "dog", "running"]

@@ -1,0 +1,98 @@
+"""The synthetic scenes: deterministic, captions true to the pictures, compositions held out."""
+
+import numpy as np
+import pytest
+
+from rnnkit.caption import scenes
+from rnnkit.caption.data import tokenize
+
+
+def _centre(box):
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def test_same_seed_same_scenes_and_another_seed_others():
+    a = scenes.generate("train", 20, seed=3)
+    b = scenes.generate("train", 20, seed=3)
+    c = scenes.generate("train", 20, seed=4)
+    assert np.array_equal(a.images, b.images) and a.captions == b.captions
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_training_scenes_never_show_a_held_out_composition():
+    train = scenes.generate("train", 400)
+    for objects, captions in zip(train.objects, train.captions):
+        for o in objects:
+            assert (o.colour, o.shape) not in scenes.HELD_OUT_PAIRS
+        for text in captions:  # whatever the phrasing, no caption names a held-out pair
+            words = tokenize(text)
+            for colour, shape in scenes.HELD_OUT_PAIRS:
+                pairs = set(zip(words, words[1:])) | set(zip(words, words[2:]))
+                assert (colour, shape) not in {(a, b) for a, b in pairs if b in scenes.SHAPES}
+        # Geometry of every pair, checked from the boxes (not through the module's code).
+        for i, a in enumerate(objects):
+            for b in objects[i + 1 :]:
+                (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+                if abs(ax - bx) >= abs(ay - by):
+                    left, right = (a, b) if ax < bx else (b, a)
+                    assert (left.shape, "left of", right.shape) not in scenes.HELD_OUT_ARRANGEMENTS
+                else:
+                    top, bottom = (a, b) if ay < by else (b, a)
+                    assert (top.shape, "above", bottom.shape) not in scenes.HELD_OUT_ARRANGEMENTS
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_every_held_out_scene_shows_a_new_composition(split):
+    held = scenes.generate(split, 200)
+    seen_pairs, seen_arrangements = set(), set()
+    for objects in held.objects:
+        parts = scenes.held_out_parts(objects)
+        assert parts
+        seen_pairs |= {p for p in parts if len(p) == 2}
+        seen_arrangements |= {p for p in parts if len(p) == 3}
+    assert seen_pairs == set(scenes.HELD_OUT_PAIRS)  # all of them are tested
+    assert seen_arrangements == set(scenes.HELD_OUT_ARRANGEMENTS)
+
+
+def test_captions_say_what_the_picture_shows():
+    made = scenes.generate("test", 150, size=64)
+    relations = {"left": 0, "right": 0, "above": 0, "below": 0}
+    for image, objects, captions in zip(made.images, made.objects, made.captions):
+        assert 3 <= len(captions) <= 5 and len(set(captions)) == len(captions)
+        for o in objects:  # the box holds the object's colour at its centre
+            x, y = (int(v) for v in _centre(o.box))
+            expected = np.array(scenes.RGB[o.colour])
+            assert np.abs(image[min(y, o.box[3] - 2), x].astype(int) - expected).max() <= 25
+        for text in captions:
+            words = tokenize(text)
+            assert {o.shape for o in objects} <= set(words)
+            for word, other in (("left", "right"), ("above", "below")):
+                if word not in words and other not in words:
+                    continue
+                relations[word if word in words else other] += 1
+                # "X <rel> Y": the first object phrase is where the relation says, in the boxes.
+                cut = next(i for i, w in enumerate(words) if w in (word, other))
+                first = [w for w in words[:cut] if w in scenes.SHAPES + scenes.COLOURS]
+                second = [w for w in words[cut:] if w in scenes.SHAPES + scenes.COLOURS]
+                a = next(o for o in objects if [o.colour, o.shape] == first[-2:])
+                b = next(o for o in objects if [o.colour, o.shape] == second[:2])
+                (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+                if "left" in words:
+                    assert ax < bx
+                elif "right" in words:
+                    assert ax > bx
+                elif "above" in words:
+                    assert ay < by
+                else:
+                    assert ay > by
+    assert min(relations.values()) > 0
+
+
+def test_cached_scenes_are_read_back_unchanged():
+    first = scenes.load_scenes("valid", 10, seed=1, size=32)
+    path = scenes.cache_path("valid", 10, 1, 32)
+    assert path.is_file()
+    again = scenes.load_scenes("valid", 10, seed=1, size=32)
+    assert np.array_equal(first.images, again.images)
+    assert first.captions == again.captions and first.objects == again.objects
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []

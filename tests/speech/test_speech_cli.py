@@ -1,0 +1,207 @@
+"""The speech commands end to end on tiny tone data, and every bad input as one line, exit 2."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from speech_tones import RATE, TINY, tone_word
+
+
+def test_training_learns_to_read_tones(trained, tone_tsv, run_cli):
+    code, out, err = run_cli("speech", "eval", trained, "--data", tone_tsv, "--beam", "4",
+                          "--json")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["utterances"] == 60
+    assert result["greedy"]["cer"] < 0.2
+    assert result["beam"]["cer"] <= result["greedy"]["cer"] + 0.02
+    for name in ("run.json", "config.json", "model.safetensors", "last.safetensors", "loss.png"):
+        assert (trained / name).is_file()
+
+
+def test_transcribe_json_timestamps_and_plot(trained, tmp_path, run_cli):
+    import random
+
+    wave = tone_word("cab", random.Random(5))
+    soundfile.write(tmp_path / "cab.flac", wave, RATE)
+    soundfile.write(tmp_path / "cab44.wav", np.stack([wave, wave], 1), RATE)
+    code, out, err = run_cli("speech", "transcribe", trained, tmp_path / "cab.flac",
+                          tmp_path / "cab44.wav", "--timestamps", "--json", "--plot",
+                          tmp_path / "p.png")  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in lines] == ["cab", "cab"]
+    words = lines[0]["words"]
+    assert len(words) == 1 and words[0]["word"] == "cab"
+    assert 0.0 <= words[0]["start"] < 0.2 and 0.4 < words[0]["end"] <= lines[0]["seconds"] + 0.03
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_long_audio_is_transcribed_in_blocks(trained, tmp_path, run_cli, monkeypatch):
+    import random
+
+    from rnnkit.speech import api
+
+    monkeypatch.setattr(api, "CHUNK_SECONDS", 0.5)  # 1 s of audio: segments of 0.25-0.5 s
+    rng = random.Random(1)
+    wave = np.concatenate([tone_word("ab", rng), tone_word("c", rng), tone_word("ba", rng)])
+    soundfile.write(tmp_path / "long.wav", wave, RATE)
+    asr = api.load(trained)
+    assert len(list(asr.blocks(tmp_path / "long.wav"))) >= 2
+    text = asr.transcribe([tmp_path / "long.wav"])[0].text
+    assert text.replace(" ", "") == "abcba"
+
+
+def bad_files(tmp_path):
+    (tmp_path / "notes.wav").write_text("this is not audio at all\n" * 10)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    soundfile.write(tmp_path / "zero.wav", np.zeros(0), RATE, format="WAV")
+    soundfile.write(tmp_path / "short.wav", np.zeros(100), RATE)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\xff\x00\x00\x00WAVEfmt \x10\x00" + b"\x00" * 8)
+    (tmp_path / "song.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0")
+    (tmp_path / "folder").mkdir()
+    return {
+        "notes.wav": "cannot read",
+        "empty.wav": "empty",
+        "zero.wav": "zero-length",
+        "short.wav": "shorter than one feature frame",
+        "corrupt.wav": "cannot read",
+        "song.mid": "cannot read",
+        "folder": "is a directory",
+        "missing.wav": "no such audio file",
+    }
+
+
+def test_bad_audio_is_one_line_and_exit_2(trained, tmp_path, run_cli):
+    for name, message in bad_files(tmp_path).items():
+        code, out, err = run_cli("speech", "transcribe", trained, tmp_path / name)
+        assert code == 2, name
+        assert message in err and err.count("\n") == 1, (name, err)
+
+
+def test_bad_transcripts_and_run_dirs(trained, tone_tsv, tmp_path, run_cli):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(f"{tone_tsv.parent / 'u000.wav'}\tab\nno tab on this line\n")
+    code, _, err = run_cli("speech", "eval", trained, "--data", bad)
+    assert code == 2 and f"{bad}:2:" in err and err.count("\n") == 1
+    odd = tmp_path / "odd.tsv"
+    odd.write_text(f"{tone_tsv.parent / 'u000.wav'}\tabé!\n")
+    code, _, err = run_cli("speech", "eval", trained, "--data", odd)
+    assert code == 2 and "outside the model's alphabet: '!é'" in err
+    # a run directory of another task
+    other = tmp_path / "lmrun"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"format": "rnnkit-run", "task": "lm"}))
+    code, _, err = run_cli("speech", "transcribe", other, tone_tsv.parent / "u000.wav")
+    assert code == 2 and "'lm' run" in err
+    # training into an existing run refuses and keeps it intact
+    before = (trained / "model.safetensors").read_bytes()
+    code, _, err = run_cli("speech", "train", "--corpus", tone_tsv, "--out", trained,
+                        "--max-steps", "1", *TINY)  # fmt: skip
+    assert code == 2 and "already holds a run" in err
+    assert (trained / "model.safetensors").read_bytes() == before
+
+
+def test_missing_synthesizer_names_the_package(monkeypatch, tmp_path, run_cli):
+    import shutil
+
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda p: None if p == "espeak-ng" else real(p))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, _, err = run_cli("speech", "synth", "--train-utterances", "2", "--quiet")
+    assert code == 2 and "Debian package espeak-ng" in err
+
+
+@pytest.mark.parametrize("command", ["synth", "train", "transcribe", "eval"])
+def test_help_shows_defaults(command, capsys):
+    from rnnkit import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["speech", command, "--help"])
+    out = capsys.readouterr().out
+    assert "usage" in out
+    if command == "train":
+        assert "(default: synth-digits)" in out and "(default: 160)" in out
+
+
+def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_path, run_cli):
+    import random
+
+    rng = random.Random(0)
+    text = "\n".join(
+        "".join(rng.choice("abc") for _ in range(rng.randint(1, 3))) for _ in range(800)
+    )
+    (tmp_path / "lm.txt").write_text(text + "\n")
+    code, _, err = run_cli("lm", "train", "--data", tmp_path / "lm.txt", "--out", tmp_path / "lm",
+                        "--max-steps", "30", "--hidden", "16", "--embedding", "8", "--layers", "1",
+                        "--bptt", "16", "--batch-size", "4", "--quiet")  # fmt: skip
+    assert code == 0, err
+    audio = tone_tsv.parent / "u001.wav"
+    code, out, err = run_cli("speech", "transcribe", trained, audio, "--json")
+    plain = json.loads(out)["text"]
+    fusion = ["--beam", "4", "--lm", tmp_path / "lm", "--alpha", "0.3", "--nbest", "3"]
+    code, out, err = run_cli("speech", "transcribe", trained, audio, *fusion, "--json")
+    assert code == 0, err
+    fused = json.loads(out)
+    assert fused["text"] == plain  # a clear recording: the LM does not overrule the audio
+    assert 1 <= len(fused["nbest"]) <= 3 and fused["nbest"][0]["text"] == fused["text"]
+    # an overwhelming hotword bonus for a word the audio does not hold wins
+    other = next(w for w in ("aaa", "bbb", "ccc") if w != plain)
+    code, out, err = run_cli("speech", "transcribe", trained, audio, "--beam", "4", "--hotword",
+                          other, "--hotword-weight", "30", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["text"] != plain
+    # a run of another task is no language model
+    code, _, err = run_cli("speech", "transcribe", trained, audio, "--lm", trained)
+    assert code == 2 and "'speech' run" in err
+
+
+def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, run_cli):
+    from safetensors.torch import load_file
+
+    # A constant schedule: the first session's shorter budget must not change the learning rates.
+    common = ["--corpus", tone_tsv, "--quiet", "--threads", "1", *TINY, "--eval-every", "0",
+              "--schedule", "constant"]  # fmt: skip
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "a", "--max-steps", 12, *common)
+    assert code == 0, err
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "b", "--max-steps", 6, *common)
+    assert code == 0, err
+    code, _, err = run_cli("speech", "train", "--resume", tmp_path / "b", "--max-steps", "12",
+                        "--quiet")  # fmt: skip
+    assert code == 0, err
+    a = load_file(tmp_path / "a" / "last.safetensors")
+    b = load_file(tmp_path / "b" / "last.safetensors")
+    for name in [k for k in a if k.startswith("model.")]:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, run_cli):
+    from rnnkit.speech import api
+
+    argv = ["speech", "train", "--out", tmp_path / "g", "--corpus", tone_tsv, "--normalize",
+            "global", "--max-steps", "2", "--quiet", *TINY]  # fmt: skip
+    code, _, err = run_cli(*argv)
+    assert code == 0, err
+    asr = api.load(tmp_path / "g")
+    mean, std = asr.stats
+    assert mean.shape == std.shape == (16,) and float(std.min()) > 0
+    feats = asr.featurize(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000))
+    raw = api.log_mel(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000), asr.features)
+    torch.testing.assert_close(feats, (raw - mean) / (std + 1e-5))
+
+
+def test_bad_settings_are_one_line(trained, tone_tsv, tmp_path, run_cli):
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", tone_tsv,
+                           "--normalize", "loud")  # fmt: skip
+    assert code == 2 and "normalize must be" in err and not (tmp_path / "x").exists()
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", "nothing.tsv",
+                           "--cell", "rnn")  # fmt: skip
+    assert code == 2 and "cell must be one of" in err  # checked before the corpus is read
+    code, _, err = run_cli("speech", "transcribe", trained, tone_tsv.parent / "u000.wav",
+                           "--beam", "0")  # fmt: skip
+    assert code == 2 and "beam and nbest must be >= 1" in err and err.count("\n") == 1
+    empty = tmp_path / "words.txt"
+    empty.write_text("\n")
+    code, _, err = run_cli("speech", "eval", trained, "--data", tone_tsv, "--lexicon", empty)
+    assert code == 2 and "is empty" in err and err.count("\n") == 1

@@ -1,0 +1,97 @@
+"""Transcript formats, the alphabet, batching, the model on packed batches, the task's order."""
+
+import pytest
+import torch
+
+from rnnkit.errors import DataError
+from rnnkit.speech.data import (
+    Alphabet,
+    Example,
+    collate,
+    length_batches,
+    read_librispeech,
+    read_tsv,
+    user_corpus,
+)
+from rnnkit.speech.model import AcousticConfig, AcousticModel
+from rnnkit.speech.task import SpeechTask
+
+
+def test_tsv_and_librispeech_layouts(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"x")
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("a.wav\tHello   World\n\n")
+    assert [(i.path, i.text) for i in read_tsv(tsv)] == [(str(tmp_path / "a.wav"), "hello world")]
+    book = tmp_path / "libri" / "19" / "198"
+    book.mkdir(parents=True)
+    (book / "19-198.trans.txt").write_text(
+        "19-198-0000 NORTHANGER ABBEY\n19-198-0001 CHAPTER ONE\n"
+    )
+    items = read_librispeech(tmp_path / "libri")
+    assert [i.text for i in items] == ["northanger abbey", "chapter one"]
+    assert items[0].path == str(book / "19-198-0000.flac")
+    splits = user_corpus(str(tmp_path / "libri"))
+    assert set(splits) == {"train", "valid", "test"} and all(splits.values())
+    with pytest.raises(DataError, match="no such corpus"):
+        user_corpus(str(tmp_path / "nothing.tsv"))
+    with pytest.raises(DataError, match="no \\*.trans.txt"):
+        (tmp_path / "empty").mkdir()
+        read_librispeech(tmp_path / "empty")
+
+
+def test_alphabet_round_trip_and_names_unknown_characters():
+    alphabet = Alphabet.from_texts(["one two", "oh"])
+    assert len(alphabet) == 1 + len(set("one twoh"))
+    ids = alphabet.encode("two one")
+    assert 0 not in ids and alphabet.decode(ids) == "two one"
+    with pytest.raises(DataError, match="'!x'"):
+        alphabet.encode("one x!")
+
+
+def examples(lengths, n_mels=4):
+    g = torch.Generator().manual_seed(0)
+    return [
+        Example(torch.randn(n, n_mels, generator=g), torch.tensor([1, 2][: 1 + n % 2]), "ab")
+        for n in lengths
+    ]
+
+
+def test_length_batches_bound_the_padded_frames():
+    data = examples([5, 30, 7, 12, 29, 6, 31, 8])
+    batches = length_batches(data, max_frames=60)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    for b in batches:
+        assert max(data[i].feats.shape[0] for i in b) * len(b) <= 60 or len(b) == 1
+    batch = collate([data[i] for i in batches[0]])
+    assert batch.lengths.tolist() == sorted(batch.lengths.tolist(), reverse=True)
+
+
+@pytest.mark.parametrize("frontend", ["stack", "conv"])
+def test_model_output_of_an_utterance_does_not_depend_on_its_batch(frontend):
+    torch.manual_seed(0)
+    config = AcousticConfig(n_mels=4, num_classes=3, stack=3, hidden_size=8, frontend=frontend,
+                            channels=4)  # fmt: skip
+    model = AcousticModel(config).eval()
+    data = examples([10, 7, 4])
+    batch = collate(data)
+    with torch.no_grad():
+        log_probs, lengths = model(batch.feats, batch.lengths)
+        alone, alone_len = model(data[1].feats.unsqueeze(0), torch.tensor([7]))
+    assert lengths.tolist() == [4, 3, 2] and log_probs.shape == (4, 3, 3)
+    torch.testing.assert_close(log_probs[:3, 1], alone[:, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(log_probs.exp().sum(-1)[:2], torch.ones(2, 3), atol=1e-5, rtol=0)
+
+
+def test_task_batches_resume_in_the_same_order_with_the_same_masks():
+    from rnnkit.speech.features import SpecAugment
+
+    data = examples([10, 12, 14, 30, 32, 34, 50, 52])
+    task = SpeechTask({"train": data, "valid": data}, batch_frames=70, seed=1,
+                      augment=SpecAugment(time_width=3, freq_width=1))  # fmt: skip
+    full = list(task.train_batches(2, 0))
+    tail = list(task.train_batches(2, 2))
+    assert len(full) == task.steps_per_epoch() and len(tail) == len(full) - 2
+    for a, b in zip(full[2:], tail):
+        torch.testing.assert_close(a.feats, b.feats)
+    other = [b.lengths.tolist() for b in task.train_batches(3, 0)]
+    assert sorted(map(tuple, other)) == sorted(tuple(b.lengths.tolist()) for b in full)
