@@ -15,6 +15,13 @@ also trains the default recipe with each of those layers instead, for the same t
     python benchmarks/lm.py --minutes 10 --compare     # plus the baseline (about 22 minutes)
     python benchmarks/lm.py --minutes 10 --cells mingru,minlstm   # plus MinGRU and MinLSTM
     python benchmarks/lm.py --minutes 0.5              # a quick check that everything runs
+    python benchmarks/lm.py --minutes 10 --awd --seeds 0,1,2   # AWD-LSTM vs a plain LSTM, words
+
+``--awd`` instead compares, at word level on the same corpus and for the same time per run, the
+``awd-lstm`` recipe with a plain LSTM language model of the same size (3 layers, 400 units,
+200-dimensional tied embeddings, bptt 35, 20 streams) trained the default recipe's way (AdamW
+3e-3, cosine, no dropout or regularisers), for each of ``--seeds``; it prints validation and
+test perplexities side by side and draws both validation curves into ``awd_vs_plain.png``.
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
@@ -35,7 +42,8 @@ from pathlib import Path
 import torch
 
 from rnnkit import lm
-from rnnkit.lm import LMRecipe
+from rnnkit.lm import LMRecipe, get_recipe
+from rnnkit.plots import plot_series
 
 TARGET = 1.45  # nats/char on the validation split within 10 minutes on 2 cores
 
@@ -109,6 +117,54 @@ def train_and_measure(name: str, recipe: LMRecipe, out: Path, quiet: bool) -> di
     }
 
 
+def plain_like(awd: LMRecipe) -> LMRecipe:
+    """A plain LSTM LM of ``awd``'s size and data, trained the default recipe's way."""
+    shape = {name: getattr(awd, name) for name in (
+        "level", "cell", "num_layers", "hidden_size", "embedding_dim", "tie_weights", "bptt",
+        "batch_size", "max_minutes", "eval_every", "seed", "data",
+    )}  # fmt: skip
+    return dataclasses.replace(LMRecipe(), **shape)
+
+
+def valid_curve(out: Path) -> tuple[list[float], list[float]]:
+    """(minutes, validation perplexity) of a run's metrics."""
+    import json
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["split"] == "valid"]
+    return [r["elapsed_s"] / 60 for r in valid], [math.exp(r["loss"]) for r in valid]
+
+
+def compare_awd(args: argparse.Namespace, folder: Path) -> None:
+    """The ``--awd`` comparison (see the module docstring)."""
+    rows, curves = [], {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        awd = dataclasses.replace(get_recipe("awd-lstm"), max_minutes=args.minutes, seed=seed)
+        for name, recipe in (("awd-lstm", awd), ("plain lstm", plain_like(awd))):
+            out = folder / f"{name.replace(' ', '-')}-{seed}"
+            row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet)
+            rows.append(row)
+            curves[row["name"]] = valid_curve(out)
+    print(f"\nload average after: {load()}")
+    print(f"\n{'model':<16} {'steps':>6} {'epochs':>6} {'tokens/s':>9} {'valid ppl':>10} "
+          f"{'test ppl':>9} {'wall min':>8}")  # fmt: skip
+    for r in rows:
+        print(f"{r['name']:<16} {r['steps']:>6} {r['epochs']:>6.2f} {r['tokens_per_s']:>9.0f} "
+              f"{math.exp(r['valid']):>10.1f} {math.exp(r['test']):>9.1f} "
+              f"{r['wall_min']:>8.1f}")  # fmt: skip
+    mean = {
+        name: sum(r["valid"] for r in rows if r["name"].startswith(name)) / (len(rows) / 2)
+        for name in ("awd-lstm", "plain lstm")
+    }
+    ratio = math.exp(mean["awd-lstm"]) / math.exp(mean["plain lstm"])
+    print(f"\nmean valid perplexity: awd-lstm {math.exp(mean['awd-lstm']):.1f}, plain "
+          f"{math.exp(mean['plain lstm']):.1f}; awd/plain = {ratio:.3f} "
+          "(target <= 0.90)")  # fmt: skip
+    plot_series(curves, folder / "awd_vs_plain.png", xlabel="minutes",
+                ylabel="validation perplexity (words)", title="AWD-LSTM vs plain LSTM")  # fmt: skip
+    print(f"curves: {folder / 'awd_vs_plain.png'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per model")
@@ -121,6 +177,10 @@ def main() -> None:
         "--cells", default="",
         help="also train the default recipe with these layers instead (e.g. mingru,minlstm)",
     )  # fmt: skip
+    parser.add_argument(
+        "--awd", action="store_true", help="compare awd-lstm with a plain LSTM (word level)"
+    )
+    parser.add_argument("--seeds", default="0", help="--awd: comma-separated seeds")
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
@@ -130,12 +190,16 @@ def main() -> None:
     folder = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-bench-lm-"))
     folder.mkdir(parents=True, exist_ok=True)
     recipe = dataclasses.replace(LMRecipe(), max_minutes=args.minutes, seed=args.seed)
-    print("rnnkit benchmark: language model, default recipe, default corpus")
+    print("rnnkit benchmark: language model, " + ("awd-lstm vs plain LSTM" if args.awd else
+          "default recipe") + ", default corpus")  # fmt: skip
     threads = choose_threads(recipe, 2) if args.threads == "auto" else int(args.threads)
     torch.set_num_threads(threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; python {platform.python_version()}")  # fmt: skip
     print(f"load average before: {load()}")
+    if args.awd:
+        compare_awd(args, folder)
+        return
     print(f"recipe: {dataclasses.asdict(recipe)}")
 
     rows = [train_and_measure("default recipe", recipe, folder / "default", args.quiet)]

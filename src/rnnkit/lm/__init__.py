@@ -11,18 +11,19 @@ first use, so the command line can read the recipe's defaults without importing 
 from __future__ import annotations
 
 from rnnkit.lazy import lazy_attributes
-from rnnkit.lm.recipe import LMRecipe
+from rnnkit.lm.recipe import RECIPES, LMRecipe, get_recipe
 
 _API = (
     "LoadedLM",
     "StepDetail",
     "encode_prime",
     "evaluate",
+    "finetune",
     "generate",
     "generate_steps",
     "load",
     "train",
 )
 
-__all__ = ["LMRecipe", *_API]
+__all__ = ["RECIPES", "LMRecipe", "get_recipe", *_API]
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.lm.api"))

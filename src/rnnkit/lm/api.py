@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -95,11 +95,18 @@ def train(
     else:
         recipe = recipe or LMRecipe()
         text, tokenizer, texts = prepare_text(recipe)
-        vocab = Vocab.build(tokenizer.tokenize(texts["train"]), specials=[UNK])
+        if recipe.start_from:  # fine-tuning: the other run's vocabulary and weights
+            source, _ = runs.load(recipe.start_from, TASK, require=[runs.VOCAB])
+            vocab = Vocab.load(source.file(runs.VOCAB))
+        else:
+            vocab = Vocab.build(tokenizer.tokenize(texts["train"]), specials=[UNK])
         model_config = LMConfig.from_recipe(recipe, len(vocab))
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)
-    task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
+    task = LanguageModelTask(
+        splits, batch_size=recipe.batch_size, bptt=recipe.bptt, variable_bptt=recipe.variable_bptt,
+        ar=recipe.ar, tar=recipe.tar, seed=recipe.seed,
+    )  # fmt: skip
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         run = runs.start(
             out,
@@ -114,6 +121,9 @@ def train(
 
     def build_model() -> RNNLanguageModel:
         model = RNNLanguageModel(model_config)
+        if recipe.start_from and not resume:  # a resumed run has them in its checkpoint
+            source, _ = runs.load(recipe.start_from, TASK)
+            runs.load_model_weights(source, model)
         if recipe.embeddings and not resume:  # a resumed run has them in its checkpoint
             from rnnkit.embed.pretrained import load_into_embedding
 
@@ -126,6 +136,28 @@ def train(
 
     return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report,
                runtime=runtime)  # fmt: skip
+
+
+def finetune(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    budget: dict[str, Any] | None = None,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """AWD-LSTM's fine-tuning stage: a new run ``out`` that starts from the best weights of
+    ``run_dir`` and trains with its recipe, averaging the weights from the first step
+    (NT-ASGD with ``nonmono=0``) for ``budget`` (default: the recipe's own)."""
+    _, config = runs.load(run_dir, TASK, require=[runs.VOCAB])
+    recipe = LMRecipe(**config["recipe"])
+    changes = {k: v for k, v in (budget or {}).items() if v is not None}
+    if changes:
+        changes = {"epochs": None, "max_steps": None, "max_minutes": None, **changes}
+    recipe = replace(
+        recipe, optimizer="nt-asgd", nonmono=0, start_from=os.path.abspath(run_dir), **changes
+    )
+    return train(out, recipe=recipe, quiet=quiet, report=report)
 
 
 def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:

@@ -2,7 +2,9 @@
 
   rnnkit lm train --out runs/shake        # the default recipe (see below)
   rnnkit lm train --data my.txt --level word --out runs/w --epochs 3
+  rnnkit lm train --recipe awd-lstm --out runs/awd   # a named recipe; options override it
   rnnkit lm train --resume runs/shake --max-minutes 20   # continue exactly where it stopped
+  rnnkit lm finetune runs/awd --out runs/awd-ft   # AWD's fine-tuning stage (averaged SGD)
   rnnkit lm eval runs/shake --split test
   rnnkit lm generate runs/shake --prime "ROMEO." --length 500 --temperature 0.8
 
@@ -15,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields, replace
 from typing import Any
 
-from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
+from rnnkit.lm.recipe import RECIPES, GenerateRecipe, LMRecipe, get_recipe
 from rnnkit.options import (
     BEAM,
+    BUDGETS,
     NON_NEGATIVE,
     NON_NEGATIVE_NUMBER,
     POSITIVE,
@@ -33,6 +37,7 @@ from rnnkit.options import (
     add_process_arguments,
     add_run_location,
     add_runtime_arguments,
+    budget_of,
     launched,
     recipe_budget,
     reporter,
@@ -48,9 +53,46 @@ DESCRIPTION = __doc__.replace(
 )
 
 
+# Options named differently from their recipe field; every other option is its field's name.
+FIELD_OF = {"hidden": "hidden_size", "layers": "num_layers", "clip": "clip_norm"}
+DEST_OF = {field: dest for dest, field in FIELD_OF.items()}
+# Fields with no default of their own on the command line (see recipe_from_args).
+NOT_OPTIONS = (*BUDGETS, "embedding_dim", "start_from")
+
+
+def recipe_defaults(recipe: LMRecipe) -> dict[str, Any]:
+    """``recipe``'s values as defaults of the ``lm train`` options."""
+    return {
+        DEST_OF.get(f.name, f.name): getattr(recipe, f.name)
+        for f in fields(recipe)
+        if f.name not in NOT_OPTIONS
+    }
+
+
+class RecipeParser(argparse.ArgumentParser):
+    """An argument parser whose defaults are those of the recipe named by ``--recipe NAME``
+    (wherever it stands), so explicit options override the recipe and ``--help`` shows it."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        name = None
+        for i, word in enumerate(words):
+            if word == "--recipe" and i + 1 < len(words):
+                name = words[i + 1]
+            elif word.startswith("--recipe="):
+                name = word.split("=", 1)[1]
+        if name in RECIPES and any(a.dest == "recipe" for a in self._actions):
+            self.set_defaults(**recipe_defaults(RECIPES[name]))
+        return super().parse_known_args(words, namespace)
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The model, data and training options of ``lm train``, defaults from :class:`LMRecipe`."""
     d = _D
+    parser.add_argument(
+        "--recipe", default="default", metavar="NAME",
+        help=f"named recipe ({', '.join(RECIPES)}); its values become the defaults below",
+    )  # fmt: skip
     data = parser.add_argument_group("data")
     data.add_argument("--data", default=d.data, help="corpus name or text file")
     data.add_argument("--encoding", default=d.encoding, help="encoding of --data")
@@ -65,10 +107,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--embedding",
         type=POSITIVE,
-        help=f"embedding size (default: the word vectors' size, else {d.embedding_dim})",
+        help=f"embedding size (default: the word vectors' size, else the recipe's: "
+        f"{d.embedding_dim} for the default)",
     )
-    model.add_argument("--dropout", type=PROBABILITY, default=d.dropout, help="dropout rate")
-    model.add_argument("--layer-norm", action="store_true", help="layer-normalized cells")
+    flag = argparse.BooleanOptionalAction
+    model.add_argument(
+        "--dropout", type=PROBABILITY, default=d.dropout, help="dropout on the output"
+    )
+    model.add_argument(
+        "--input-dropout", type=PROBABILITY, default=d.input_dropout,
+        help="dropout on the embeddings (None: --dropout)",
+    )  # fmt: skip
+    model.add_argument(
+        "--hidden-dropout", type=PROBABILITY, default=d.hidden_dropout,
+        help="dropout between the layers (None: --dropout)",
+    )  # fmt: skip
+    model.add_argument(
+        "--locked-dropout", action=flag, default=d.locked_dropout,
+        help="one dropout mask per sequence (AWD-LSTM)",
+    )  # fmt: skip
+    model.add_argument(
+        "--embedding-dropout", type=PROBABILITY, default=d.embedding_dropout,
+        help="drop whole words' embeddings",
+    )  # fmt: skip
+    model.add_argument("--layer-norm", action=flag, default=d.layer_norm, help="layer norm cells")
     model.add_argument("--zoneout", type=PROBABILITY, default=d.zoneout, help="zoneout probability")
     model.add_argument(
         "--recurrent-dropout", type=PROBABILITY, default=d.recurrent_dropout,
@@ -78,7 +140,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--weight-drop", type=PROBABILITY, default=d.weight_drop,
         help="DropConnect on the recurrent weights",
     )  # fmt: skip
-    model.add_argument("--tie-weights", action="store_true", help="share input/output embeddings")
+    model.add_argument(
+        "--tie-weights", action=flag, default=d.tie_weights, help="share input/output embeddings"
+    )
     model.add_argument(
         "--impl", choices=["auto", "rnnkit", "torch"], default=d.impl,
         help="recurrent kernels: rnnkit's own, PyTorch's fused operator, or auto (the faster)",
@@ -88,9 +152,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--bptt", type=POSITIVE, default=d.bptt, help="truncated-BPTT window (tokens)"
     )
+    train.add_argument(
+        "--variable-bptt", action=flag, default=d.variable_bptt,
+        help="random window lengths around --bptt (AWD-LSTM)",
+    )  # fmt: skip
+    train.add_argument(
+        "--ar", type=NON_NEGATIVE_NUMBER, default=d.ar, help="activation regularisation"
+    )
+    train.add_argument("--tar", type=NON_NEGATIVE_NUMBER, default=d.tar, help="temporal AR")
     train.add_argument("--batch-size", type=POSITIVE, default=d.batch_size, help="parallel streams")
     train.add_argument(
-        "--optimizer", choices=["adamw", "sgd"], default=d.optimizer, help="optimizer"
+        "--optimizer", choices=["adamw", "sgd", "nt-asgd"], default=d.optimizer,
+        help="nt-asgd: SGD, then averaged SGD once validation stalls",
+    )  # fmt: skip
+    train.add_argument(
+        "--nonmono", type=NON_NEGATIVE, default=d.nonmono, help="nt-asgd: validations looked back"
     )
     train.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
     train.add_argument(
@@ -115,20 +191,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace, vectors: Any = None) -> LMRecipe:
-    """The :class:`LMRecipe` the parsed options describe (``vectors``: the loaded
-    ``--embeddings`` file, whose size is the default embedding size)."""
-    recipe = LMRecipe(
-        data=args.data, encoding=args.encoding, level=args.level, cell=args.cell,
-        embedding_dim=args.embedding or (vectors.dim if vectors else _D.embedding_dim),
-        embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings,
-        hidden_size=args.hidden, num_layers=args.layers,
-        dropout=args.dropout, tie_weights=args.tie_weights, impl=args.impl, bptt=args.bptt,
-        layer_norm=args.layer_norm, zoneout=args.zoneout,
-        recurrent_dropout=args.recurrent_dropout, weight_drop=args.weight_drop,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
-        clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
-        **recipe_budget(args, _D),
+    """The :class:`LMRecipe` the parsed options describe: the ``--recipe`` named, with the
+    options' values (``vectors``: the loaded ``--embeddings`` file, whose size is the default
+    embedding size)."""
+    base = get_recipe(args.recipe)
+    values = {
+        field: getattr(args, dest)
+        for dest, field in ((DEST_OF.get(f.name, f.name), f.name) for f in fields(base))
+        if field not in NOT_OPTIONS
+    }
+    recipe = replace(
+        base, **values, **recipe_budget(args, base),
+        embedding_dim=args.embedding or (vectors.dim if vectors else base.embedding_dim),
     )  # fmt: skip
     from rnnkit.lm.api import check_recipe
 
@@ -153,6 +227,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         out, recipe=recipe, resume=resume, budget=resume_changes(args), quiet=args.quiet,
         report=report, vectors=vectors, runtime=runtime_of(args),
     )  # fmt: skip
+    print_summary(result, out)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from rnnkit import lm
+
+    set_threads(args)
+    report = reporter(args)
+    report(f"fine-tuning {args.run_dir} into {args.out} ...")
+    budget = budget_of(args)
+    result = lm.finetune(args.run_dir, args.out, budget=budget, quiet=args.quiet, report=report)
+    print_summary(result, args.out)
+    return 0
+
+
+def print_summary(result: Any, out: str) -> None:
+    """The closing lines of a training command."""
     valid = result.best_valid_loss
     summary = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs)"
     summary += f" in {result.elapsed_s / 60:.1f} min"
@@ -161,7 +253,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary += f"; best valid loss {valid:.4f} nats/token"
     print(summary)
     print(f"run saved in {out}; try: rnnkit lm generate {out}")
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -202,11 +293,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``train``, ``eval`` and ``generate`` to the ``lm`` group."""
     parser.description = DESCRIPTION
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=RecipeParser)
 
     train = add_command(sub, "train", "train a language model into a run directory", cmd_train)
     add_run_location(train)
     add_train_arguments(train)
+
+    ft = add_command(
+        sub, "finetune", "fine-tune a run with averaged SGD from its best weights (AWD-LSTM)",
+        cmd_finetune,
+    )  # fmt: skip
+    ft.add_argument("run_dir", metavar="RUN_DIR", help="the trained run to start from")
+    ft.add_argument("--out", metavar="RUN_DIR", required=True, help="new run directory")
+    add_budget_arguments(ft, _D)
+    add_process_arguments(ft)
 
     ev = add_command(sub, "eval", "loss, perplexity and bits per character on a split", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from rnnkit.errors import ConfigError
 from rnnkit.limits import FLOAT_BYTES, TRAINING_COPIES, check_fits, recurrent_parameters
 from rnnkit.lm.recipe import LMRecipe
-from rnnkit.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
+from rnnkit.nn import GRU, LSTM, RNN, EmbeddingDropout, LockedDropout, MinGRU, MinLSTM
 from rnnkit.nn.layers import IMPLS
 
 RECURRENT_LAYERS: dict[str, type[nn.Module]] = {
@@ -47,7 +47,11 @@ class LMConfig:
     embedding_dim: int = LMRecipe.embedding_dim  # size of the token embeddings
     hidden_size: int = LMRecipe.hidden_size  # size of each recurrent layer's state
     num_layers: int = LMRecipe.num_layers  # stacked recurrent layers
-    dropout: float = LMRecipe.dropout  # on embeddings, between layers, before the output layer
+    dropout: float = LMRecipe.dropout  # before the output layer (and the two below if None)
+    input_dropout: float | None = LMRecipe.input_dropout  # on the embeddings
+    hidden_dropout: float | None = LMRecipe.hidden_dropout  # between the recurrent layers
+    locked_dropout: bool = LMRecipe.locked_dropout  # one dropout mask per sequence (AWD)
+    embedding_dropout: float = LMRecipe.embedding_dropout  # drop whole words' embeddings
     tie_weights: bool = LMRecipe.tie_weights  # output layer shares the embedding (Press & Wolf)
     impl: str = LMRecipe.impl  # rnnkit.nn kernels: "rnnkit" (own BPTT), "torch" or "auto"
     layer_norm: bool = LMRecipe.layer_norm  # layer options of rnnkit.nn's RNN/LSTM/GRU ...
@@ -64,8 +68,10 @@ class LMConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.impl not in IMPLS:
             raise ConfigError(f"impl must be one of {IMPLS}, got {self.impl!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "input_dropout", "hidden_dropout", "embedding_dropout"):
+            p = getattr(self, name)
+            if p is not None and not 0.0 <= p < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {p}")
         for name in ("zoneout", "recurrent_dropout", "weight_drop"):
             p, top = getattr(self, name), "]" if name == "zoneout" else ")"
             if not (0.0 <= p <= 1.0 if name == "zoneout" else 0.0 <= p < 1.0):
@@ -107,6 +113,10 @@ class LMConfig:
             hidden_size=recipe.hidden_size,
             num_layers=recipe.num_layers,
             dropout=recipe.dropout,
+            input_dropout=recipe.input_dropout,
+            hidden_dropout=recipe.hidden_dropout,
+            locked_dropout=recipe.locked_dropout,
+            embedding_dropout=recipe.embedding_dropout,
             tie_weights=recipe.tie_weights,
             impl=recipe.impl,
             layer_norm=recipe.layer_norm,
@@ -143,18 +153,29 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        # Embedding dropout drops whole rows in training; otherwise it is nn.Embedding.
+        self.embedding = EmbeddingDropout(
+            c.vocab_size, c.embedding_dim, dropout=c.embedding_dropout
+        )
         # Frozen pretrained vectors; with tie_weights the output layer shares (and keeps) them.
         self.embedding.weight.requires_grad_(not c.freeze_embedding)
-        self.dropout = nn.Dropout(c.dropout)
-        # Dropout between layers is the recurrent layer's own (torch.nn semantics).
-        layer_dropout = c.dropout if c.num_layers > 1 else 0.0
+        drop = LockedDropout if c.locked_dropout else nn.Dropout
+        self.input_dropout = drop(c.dropout if c.input_dropout is None else c.input_dropout)
+        self.dropout = drop(c.dropout)
+        hidden_p = c.dropout if c.hidden_dropout is None else c.hidden_dropout
+        hidden_p = hidden_p if c.num_layers > 1 else 0.0
         # rnn/lstm/gru: the implementation and the layer options; mingru/minlstm have neither.
         kw = {"impl": c.impl, **{name: getattr(c, name) for name in LAYER_OPTIONS}}
         kw = {} if c.cell.startswith("min") else kw
-        self.rnn = RECURRENT_LAYERS[c.cell](
-            c.embedding_dim, c.hidden_size, c.num_layers, dropout=layer_dropout, **kw
-        )
+        layer = RECURRENT_LAYERS[c.cell]
+        if c.locked_dropout and c.num_layers > 1:
+            self.rnn: nn.Module = LockedStack(
+                [layer(c.embedding_dim if i == 0 else c.hidden_size, c.hidden_size, 1, **kw)
+                 for i in range(c.num_layers)],
+                hidden_p,
+            )  # fmt: skip
+        else:  # dropout between layers is the recurrent layer's own (torch.nn semantics)
+            self.rnn = layer(c.embedding_dim, c.hidden_size, c.num_layers, dropout=hidden_p, **kw)
         out_dim = c.hidden_size
         self.projection: nn.Linear | None = None
         if c.tie_weights and c.hidden_size != c.embedding_dim:
@@ -178,20 +199,28 @@ class RNNLanguageModel(nn.Module):
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        raw, dropped, state = self.features(tokens, state)
+        return self.output(dropped), state
+
+    def features(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Tensor, Any]:
+        """The last layer's outputs (T, B, H) before and after the output dropout, and the state
+        (what activation regularisation needs; :meth:`output` turns the second into logits)."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (T, B), got shape {tuple(tokens.shape)}")
-        x = self.dropout(self.embedding(tokens))  # (T, B, E)
-        out, state = self.rnn(x, state)  # (T, B, H)
-        out = self.dropout(out)
+        x = self.input_dropout(self.embedding(tokens))  # (T, B, E)
+        raw, state = self.rnn(x, state)  # (T, B, H)
+        return raw, self.dropout(raw), state
+
+    def output(self, hidden: Tensor) -> Tensor:
+        """Vocabulary logits (T, B, V) of last-layer outputs (T, B, H)."""
         if self.projection is not None:
-            out = self.projection(out)  # (T, B, E)
-        return self.decoder(out), state  # (T, B, V)
+            hidden = self.projection(hidden)  # (T, B, E)
+        return self.decoder(hidden)
 
     def loss(self, inputs: Tensor, targets: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """Mean cross-entropy (nats/token) of predicting ``targets`` (T, B) from ``inputs``."""
         logits, state = self(inputs, state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-        return loss, state
+        return token_loss(logits, targets), state
 
     # ------------------------------------------------------------- decoder contract (search)
     def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
@@ -212,3 +241,37 @@ class RNNLanguageModel(nn.Module):
         if tokens.numel() == 0:
             return state
         return self(tokens, state)[1]
+
+
+def token_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy (nats/token) of logits (T, B, V) against targets (T, B)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+class LockedStack(nn.Module):
+    """One-layer recurrent layers in a stack with :class:`LockedDropout` between them (AWD-LSTM's
+    between-layer dropout: one mask per sequence). Its state has the layout of a multi-layer
+    layer's: ``h`` or ``(h, c)``, each (num_layers, B, H)."""
+
+    def __init__(self, layers: list[nn.Module], dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dropout = LockedDropout(dropout)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        states = []
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout(x)
+            x, layer_state = layer(x, None if state is None else layer_slice(state, i))
+            states.append(layer_state)
+        if isinstance(states[0], tuple):
+            return x, tuple(torch.cat(parts) for parts in zip(*states))
+        return x, torch.cat(states)
+
+
+def layer_slice(state: Any, i: int) -> Any:
+    """Layer ``i``'s part (1, B, H) of a stacked state ``h`` or ``(h, c)``."""
+    if isinstance(state, tuple):
+        return tuple(s[i : i + 1] for s in state)
+    return state[i : i + 1]

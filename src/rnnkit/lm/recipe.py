@@ -6,8 +6,10 @@ model's config (:class:`rnnkit.lm.model.LMConfig`) takes its defaults from here 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from rnnkit.errors import ConfigError
 
 
 @dataclass
@@ -30,7 +32,11 @@ class LMRecipe:
     embedding_dim: int = 64  # token embedding size
     hidden_size: int = 256  # recurrent state size
     num_layers: int = 2  # stacked recurrent layers
-    dropout: float = 0.0  # dropout (embeddings, between layers, output)
+    dropout: float = 0.0  # dropout on the output (and embeddings/between layers, if not set)
+    input_dropout: float | None = None  # dropout on the embeddings (None: dropout)
+    hidden_dropout: float | None = None  # dropout between the layers (None: dropout)
+    locked_dropout: bool = False  # those dropouts with one mask per sequence (LockedDropout)
+    embedding_dropout: float = 0.0  # drop whole words' embedding rows (EmbeddingDropout)
     tie_weights: bool = False  # share embedding and output matrices (Press & Wolf 2016)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto" (faster)
     layer_norm: bool = False  # layer normalization in the rnn/lstm/gru cells (docs/cells.md)
@@ -39,9 +45,14 @@ class LMRecipe:
     weight_drop: float = 0.0  # DropConnect on the recurrent weights (rnn/lstm/gru)
     embeddings: str | None = None  # word-vector file that starts the embedding layer
     freeze_embeddings: bool = False  # keep those pretrained embeddings fixed
+    start_from: str | None = None  # a run whose best weights and vocabulary start the model
     bptt: int = 100  # truncated-BPTT window length (tokens)
+    variable_bptt: bool = False  # AWD's random window lengths around bptt (seeded per epoch)
+    ar: float = 0.0  # activation regularisation: ar * mean(dropped last-layer output^2)
+    tar: float = 0.0  # temporal AR: tar * mean((h_t - h_{t-1})^2) of the last layer
     batch_size: int = 32  # parallel streams (batch columns)
-    optimizer: str = "adamw"  # "adamw" or "sgd"
+    optimizer: str = "adamw"  # "adamw", "sgd" or "nt-asgd" (SGD, averaged when valid stalls)
+    nonmono: int = 5  # nt-asgd: validations to look back before averaging (0: from the start)
     lr: float = 3e-3  # peak learning rate
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget
@@ -58,6 +69,48 @@ class LMRecipe:
         from rnnkit.training.config import TrainConfig
 
         return TrainConfig.from_dict(asdict(self))
+
+
+def awd_lstm(*, full: bool = False) -> LMRecipe:
+    """The AWD-LSTM recipe (Merity et al. 2017): a 3-layer LSTM with weight drop on the recurrent
+    weights, locked dropout on the embeddings, between layers and on the output, embedding
+    dropout, AR/TAR, tied weights, variable BPTT windows and NT-ASGD at lr 30.
+
+    ``full``: the values of the paper's code (salesforce/awd-lstm-lm ``main.py`` defaults:
+    400/1150 units, bptt 70, batch 80, dropouts .65/.3/.4/.1, weight drop .5, 500 epochs).
+    Otherwise scaled to 10 minutes on 2 CPU cores: 200/400 units, bptt 35, batch 20, lighter
+    dropout (a short run underfits) and frequent validations so NT-ASGD can trigger.
+    """
+    common = dict(
+        level="word", cell="lstm", num_layers=3, tie_weights=True, locked_dropout=True,
+        variable_bptt=True, ar=2.0, tar=1.0, optimizer="nt-asgd", lr=30.0, nonmono=5,
+        weight_decay=1.2e-6, schedule="constant", warmup_steps=0, clip_norm=0.25,
+    )  # fmt: skip
+    if full:
+        return LMRecipe(
+            **common, embedding_dim=400, hidden_size=1150, bptt=70, batch_size=80,
+            dropout=0.4, input_dropout=0.65, hidden_dropout=0.3, embedding_dropout=0.1,
+            weight_drop=0.5, epochs=500, max_minutes=None, eval_every=500,
+        )  # fmt: skip
+    return LMRecipe(
+        **common, embedding_dim=200, hidden_size=400, bptt=35, batch_size=20,
+        dropout=0.3, input_dropout=0.3, hidden_dropout=0.2, embedding_dropout=0.05,
+        weight_drop=0.3, max_minutes=10.0, eval_every=200,
+    )  # fmt: skip
+
+
+RECIPES: dict[str, LMRecipe] = {
+    "default": LMRecipe(),
+    "awd-lstm": awd_lstm(),
+    "awd-lstm-full": awd_lstm(full=True),
+}  # the named recipes of ``rnnkit lm train --recipe NAME``
+
+
+def get_recipe(name: str) -> LMRecipe:
+    """A copy of the named recipe (:data:`RECIPES`); an unknown name lists the names."""
+    if name not in RECIPES:
+        raise ConfigError(f"no recipe {name!r}; the recipes are: {', '.join(RECIPES)}")
+    return replace(RECIPES[name])
 
 
 @dataclass

@@ -5,6 +5,7 @@ text read the same way (evaluation).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import batchify, check_long_enough, get_window, num_windows
 from rnnkit.errors import DataError
+from rnnkit.lm.model import token_loss
 from rnnkit.training.distributed import check_divides
 
 TASK = "lm"  # the task name in run directories
@@ -25,10 +27,15 @@ class LanguageModelTask:
 
     name = TASK
 
-    def __init__(self, splits: dict[str, Tensor], *, batch_size: int, bptt: int) -> None:
+    def __init__(
+        self, splits: dict[str, Tensor], *, batch_size: int, bptt: int,
+        variable_bptt: bool = False, ar: float = 0.0, tar: float = 0.0, seed: int = 0,
+    ) -> None:  # fmt: skip
         check_long_enough(splits["train"].numel(), batch_size, bptt, what="the training text")
         self.splits = splits
         self.bptt = bptt
+        self.variable_bptt = variable_bptt
+        self.ar, self.tar, self.seed = ar, tar, seed
         self.streams = batchify(splits["train"], batch_size)  # (T, B)
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -37,18 +44,33 @@ class LanguageModelTask:
         share = check_divides(self.streams.size(1), world_size)
         self.streams = self.streams[:, rank * share : (rank + 1) * share]  # (T, B / world_size)
 
+    def windows(self, epoch: int) -> list[tuple[int, int]]:
+        """(first row, length) of each training window of ``epoch``: ``bptt`` each, or with
+        ``variable_bptt`` random lengths that depend only on (seed, epoch) (exact resume)."""
+        rows = self.streams.size(0)
+        if not self.variable_bptt:
+            return [(i * self.bptt, self.bptt) for i in range(num_windows(self.streams, self.bptt))]
+        return variable_windows(rows, self.bptt, random.Random(f"{self.seed}/{epoch}"))
+
     def steps_per_epoch(self) -> int:
-        return num_windows(self.streams, self.bptt)
+        return len(self.windows(0))  # variable_bptt: the first epoch's count (others are close)
 
     def train_batches(self, epoch: int, start: int) -> Any:
-        # The same order every epoch: the streams must continue from window to window.
-        for index in range(start, self.steps_per_epoch()):
-            yield get_window(self.streams, index, self.bptt)
+        # The streams continue from window to window (the state is carried between them).
+        for first, length in self.windows(epoch)[start:]:
+            length = min(length, self.streams.size(0) - 1 - first)
+            yield self.streams[first : first + length], self.streams[first + 1 : first + 1 + length]
 
     def train_loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, int, Any]:
         inputs, targets = batch
-        loss, state = model.loss(inputs, targets, carry)
-        return loss, targets.numel(), state
+        if not (self.ar or self.tar):
+            loss, state = model.loss(inputs, targets, carry)
+            return loss, targets.numel(), state
+        raw, dropped, state = model.features(inputs, carry)
+        loss = token_loss(model.output(dropped), targets)
+        penalty = activation_penalty(raw, dropped, ar=self.ar, tar=self.tar)
+        # The penalty adds its gradient, not its value: the reported loss stays nats/token.
+        return loss + (penalty - penalty.detach()), targets.numel(), state
 
     def evaluate(self, model: nn.Module, split: str) -> float:
         return stream_loss(model, self.splits[split])[0]
@@ -65,6 +87,29 @@ class LanguageModelTask:
         if len(parts) != count or any(shape != expected for shape in shapes):
             return f"its hidden state has shape {shapes}, the model needs {count} x {expected}"
         return None
+
+
+def variable_windows(rows: int, bptt: int, rng: random.Random) -> list[tuple[int, int]]:
+    """AWD-LSTM's variable BPTT (Merity et al. 2017, section 4.1): each window's base length is
+    ``bptt`` with probability 0.95, else ``bptt / 2``; its length is drawn from N(base, 5) and
+    kept at least min(5, bptt). Returns (first row, length) pairs covering ``rows - 1`` targets."""
+    windows, first = [], 0
+    while first < rows - 1:
+        base = bptt if rng.random() < 0.95 else bptt / 2
+        length = min(max(min(5, bptt), int(rng.gauss(base, 5))), rows - 1 - first)
+        windows.append((first, length))
+        first += length
+    return windows
+
+
+def activation_penalty(raw: Tensor, dropped: Tensor, *, ar: float, tar: float) -> Tensor:
+    """AR + TAR (Merity et al. 2017, section 4.6) of the last layer's outputs (T, B, H):
+    ``ar * mean(dropped^2) + tar * mean((raw[t] - raw[t-1])^2)`` (``dropped``: after the
+    output dropout, ``raw``: before it)."""
+    penalty = ar * dropped.pow(2).mean()
+    if raw.size(0) > 1:
+        penalty = penalty + tar * (raw[1:] - raw[:-1]).pow(2).mean()
+    return penalty
 
 
 def stream_loss(model: nn.Module, ids: Tensor) -> tuple[float, int]:

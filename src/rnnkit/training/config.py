@@ -12,15 +12,18 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+OPTIMIZERS = ("adamw", "sgd", "nt-asgd")
+
 
 @dataclass
 class TrainConfig:
     """How to train; stored in the run's ``config.json`` under ``"train"``."""
 
-    optimizer: str = "adamw"  # "adamw" or "sgd"
+    optimizer: str = "adamw"  # "adamw", "sgd" or "nt-asgd" (SGD, averaged once validation stalls)
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (SGD: L2 penalty)
     momentum: float = 0.0  # SGD momentum
+    nonmono: int = 5  # nt-asgd: average once valid loss stalls over N evaluations (0: at once)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
     schedule: str = "cosine"  # decay over the budget: "constant", "linear" or "cosine"
     warmup_steps: int = 0  # linear warm-up from 0 to lr over these steps
@@ -35,8 +38,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON gives a list
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.nonmono < 0:
+            raise ConfigError(f"nonmono must be >= 0, got {self.nonmono}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
         if not self.lr > 0:

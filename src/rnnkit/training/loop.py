@@ -69,7 +69,7 @@ from rnnkit.plots import plot_losses
 from rnnkit.runs import BEST, CHECKPOINT, CONFIG, METRICS, PLOT, SUMMARY, RunDir
 from rnnkit.training.config import Runtime, TrainConfig, config_dict
 from rnnkit.training.distributed import Group, TaskStep, join, to_device
-from rnnkit.training.optim import lr_at, make_optimizer
+from rnnkit.training.optim import averaged_weights, lr_at, make_optimizer, observe_validation
 from rnnkit.training.state import load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
@@ -433,17 +433,20 @@ class Trainer:
         return loss
 
     def _validate_and_checkpoint(self, status: str = "running") -> None:
-        loss = self.evaluate("valid")
-        self._log("valid", loss)
-        if not math.isfinite(loss):
-            self._non_finite(f"validation loss became {loss}", when=f"at step {self.step}")
-        self.last_valid = loss
-        improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
-        if improved:
-            self.best_valid, self.best_step = loss, self.step
-            if self.group.writer:
-                self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step,
-                                                                     "loss": loss})  # fmt: skip
+        with averaged_weights(self.optimizer):  # NT-ASGD: its average is evaluated and saved
+            loss = self.evaluate("valid")
+            self._log("valid", loss)
+            if not math.isfinite(loss):
+                self._non_finite(f"validation loss became {loss}", when=f"at step {self.step}")
+            self.last_valid = loss
+            improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
+            if improved:
+                self.best_valid, self.best_step = loss, self.step
+                if self.group.writer:
+                    weights = self.model.state_dict()
+                    self.run.save_tensors(BEST, weights, {"step": self.step, "loss": loss})
+        if observe_validation(self.optimizer, loss):
+            self.report(f"step {self.step}: validation stalled; averaging the weights (NT-ASGD)")
         if improved:
             verdict = " (best so far, saved)"
         elif self.best_valid is None:

@@ -7,6 +7,9 @@ run needs no scheduler object: the trainer sets every step's rate from its own p
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,6 +20,10 @@ from rnnkit.training.config import TrainConfig
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer ``config`` names, over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "nt-asgd":
+        return NTASGD(
+            params, lr=config.lr, weight_decay=config.weight_decay, nonmono=config.nonmono
+        )
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -38,3 +45,98 @@ def lr_at(config: TrainConfig, step: int, progress: float) -> float:
     else:
         factor = 0.5 * (1.0 + math.cos(math.pi * progress))
     return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * factor)
+
+
+class NTASGD(torch.optim.Optimizer):
+    """Non-monotonically triggered averaged SGD (Merity et al. 2017, "Regularizing and Optimizing
+    LSTM Language Models", algorithm 1).
+
+    Plain SGD (``p -= lr * (grad + weight_decay * p)``) until :meth:`observe` is told a
+    validation loss worse than the best of those observed before the last ``nonmono`` (with
+    ``nonmono=0``, from the start: the fine-tuning stage); from
+    then on each step also updates the running average of the iterates, starting with the
+    weights at the switch: ``average = mean(w_switch, w_switch+1, ..., w_now)``. Inside
+    :meth:`averaged` the parameters hold that average (what is evaluated and saved as best).
+    Everything (validation history, switch, average, count) is in :meth:`state_dict`, so a
+    resumed run continues exactly.
+    """
+
+    def __init__(
+        self, params: Iterable[Any], *, lr: float, weight_decay: float = 0.0, nonmono: int = 5
+    ) -> None:
+        defaults = {"lr": lr, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+        # The trigger's state lives in the first group, so state_dict() carries it.
+        self.param_groups[0].update(nonmono=nonmono, history=[], averaging=False, averaged=0)
+        if nonmono == 0:  # average from the first step (AWD-LSTM's fine-tuning stage)
+            self._start_averaging()
+
+    @property
+    def averaging(self) -> bool:
+        """Whether the switch to averaging has happened."""
+        return bool(self.param_groups[0]["averaging"])
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        head = self.param_groups[0]
+        if head["averaging"]:
+            head["averaged"] += 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = (
+                    p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
+                )
+                p.add_(grad, alpha=-group["lr"])
+                if head["averaging"]:
+                    average = self.state[p]["average"]
+                    average.add_(p - average, alpha=1.0 / head["averaged"])
+
+    @torch.no_grad()
+    def observe(self, loss: float) -> bool:
+        """Record a validation loss; switch to averaging if it stalled (returns True then)."""
+        head = self.param_groups[0]
+        history, n = head["history"], head["nonmono"]
+        switch = not head["averaging"] and len(history) > n and loss > min(history[:-n])
+        history.append(float(loss))
+        if switch:
+            self._start_averaging()
+        return switch
+
+    def _start_averaging(self) -> None:
+        self.param_groups[0].update(averaging=True, averaged=1)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["average"] = p.detach().clone()
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside the block the parameters hold the averaged weights (once averaging)."""
+        swapped = []
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if "average" in self.state[p]:
+                        swapped.append((p, p.detach().clone()))
+                        p.copy_(self.state[p]["average"])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, raw in swapped:
+                    p.copy_(raw)
+
+
+def averaged_weights(optimizer: torch.optim.Optimizer) -> Any:
+    """A context in which the model holds the weights to evaluate: an averaging optimizer's
+    average (:class:`NTASGD`), else the weights as they are."""
+    averaged = getattr(optimizer, "averaged", None)
+    return averaged() if averaged is not None else nullcontext()
+
+
+def observe_validation(optimizer: torch.optim.Optimizer, loss: float) -> bool:
+    """Tell an optimizer that reacts to validation (:class:`NTASGD`) the new loss; True if it
+    changed its behaviour."""
+    observe = getattr(optimizer, "observe", None)
+    return bool(observe(loss)) if observe is not None else False
