@@ -131,10 +131,10 @@ def train(
         recipe = recipe or CaptionRecipe()
         check_encoder(recipe.encoder)
         train_config = recipe.train_config()
-        recipe.model_config(1)  # validate the model options before reading any data
+        CaptionConfig.from_recipe(recipe, 1)  # validate the model options before reading any data
         splits = _load_splits(recipe)
         vocab = build_vocab(splits["train"], min_freq=recipe.min_freq)
-        model_config = recipe.model_config(len(vocab))
+        model_config = CaptionConfig.from_recipe(recipe, len(vocab))
     task = build_task(recipe, splits, vocab, train_config.seed)
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes)}

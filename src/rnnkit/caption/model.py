@@ -59,6 +59,17 @@ class CaptionConfig:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
 
     @classmethod
+    def from_recipe(cls, recipe: CaptionRecipe, vocab_size: int) -> CaptionConfig:
+        """The model settings of ``recipe`` for ``vocab_size`` tokens."""
+        from rnnkit.caption.encoders import ENCODERS
+
+        names = {f.name for f in fields(cls)} - {"vocab_size"}
+        options = {k: v for k, v in asdict(recipe).items() if k in names}
+        if recipe.encoder != "cnn":
+            options["feature_size"] = ENCODERS[recipe.encoder].feature_size
+        return cls(vocab_size=vocab_size, **options)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

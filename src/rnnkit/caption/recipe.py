@@ -62,18 +62,6 @@ class CaptionRecipe:
         if self.attention_penalty < 0:
             raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 
-    def model_config(self, vocab_size: int) -> Any:
-        """The :class:`rnnkit.caption.model.CaptionConfig` of this recipe."""
-        from rnnkit.caption.model import CaptionConfig
-
-        names = {f.name for f in fields(CaptionConfig)} - {"vocab_size"}
-        options = {k: v for k, v in asdict(self).items() if k in names}
-        if self.encoder != "cnn":
-            from rnnkit.caption.encoders import ENCODERS
-
-            options["feature_size"] = ENCODERS[self.encoder].feature_size
-        return CaptionConfig(vocab_size=vocab_size, **options)
-
     def train_config(self) -> Any:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
         from rnnkit.training import TrainConfig
