@@ -167,9 +167,17 @@ def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, run_cli):
     assert code == 0, err
     code, _, err = run_cli("speech", "train", "--out", tmp_path / "b", "--max-steps", 6, *common)
     assert code == 0, err
+    before = (tmp_path / "b" / "config.json").read_bytes()
+    code, _, err = run_cli("speech", "train", "--resume", tmp_path / "b", "--hidden-size", "7",
+                        "--max-steps", "12", "--quiet")  # fmt: skip
+    assert code == 2 and "--hidden-size" in err and "only the budget" in err
+    assert (
+        tmp_path / "b" / "config.json"
+    ).read_bytes() == before  # a refused resume writes nothing
     code, _, err = run_cli("speech", "train", "--resume", tmp_path / "b", "--max-steps", "12",
                         "--quiet")  # fmt: skip
     assert code == 0, err
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["max_steps"] == 12
     a = load_file(tmp_path / "a" / "last.safetensors")
     b = load_file(tmp_path / "b" / "last.safetensors")
     for name in [k for k in a if k.startswith("model.")]:

@@ -104,7 +104,7 @@ def train(
         features = runs.build(run, config, "features", FeatureConfig.from_dict)
         alphabet = runs.build(run, config, "alphabet", Alphabet)
         stats = runs.build(run, config, "stats", _stats_from_json)
-        run.write_config(config)
+        # (the new budget is written by the trainer once the checkpoint has loaded)
         items = corpus(recipe, progress=not quiet, with_flite=False)
     else:
         recipe = recipe or SpeechRecipe()

@@ -24,9 +24,9 @@ from rnnkit.options import (
     add_command,
     add_process_arguments,
     add_run_location,
-    budget_of,
     recipe_budget,
     reporter,
+    resume_changes,
     set_threads,
 )
 from rnnkit.speech.recipe import SpeechRecipe
@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = None if resume else recipe_from_args(args)
     report = reporter(args)
     report(f"{'resuming' if resume else 'training'} into {out} ...")
-    result = api.train(out, recipe=recipe, resume=resume, budget=budget_of(args),
+    result = api.train(out, recipe=recipe, resume=resume, budget=resume_changes(args),
                        quiet=args.quiet or not sys.stderr.isatty(), report=report)  # fmt: skip
     line = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs) in "
     line += f"{result.elapsed_s / 60:.1f} min, {result.tokens_per_s:.0f} characters/s"
