@@ -1,3 +1,5 @@
+import socket
+
 import uvicorn
 
 
@@ -17,6 +19,19 @@ def test_serve_rejects_what_is_not_a_run_in_one_line(tmp_path, lm_run, run_cli, 
     assert code == 2 and err.strip().endswith(f"no run directory at {tmp_path / 'nothing'}")
     code, _, err = run_cli("serve", lm_run, "--port", "70000")
     assert code == 2 and "port must be between 1 and 65535" in err
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(lm_run, run_cli, monkeypatch):
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code, _, err = run_cli("serve", lm_run, "--port", port)
+    assert code == 2 and f"port {port} on 127.0.0.1 is in use" in err and not served
+    code, _, err = run_cli("serve", lm_run, "--host", "192.0.2.1")  # not this machine's
+    assert code == 2 and "cannot listen on 192.0.2.1" in err and not served
 
 
 def test_serve_help_shows_the_defaults(run_cli, capsys):

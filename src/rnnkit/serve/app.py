@@ -8,9 +8,11 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -97,6 +99,7 @@ def serve(
     if not 0 < recipe.port < 65536:
         raise ConfigError(f"port must be between 1 and 65535, got {recipe.port}")
     app = create_app(run_dirs, recipe)
+    check_listen(recipe.host, recipe.port)
     report = report or logger.info
     if not is_loopback(recipe.host):
         report(
@@ -106,3 +109,22 @@ def serve(
     shown = f"[{recipe.host}]" if ":" in recipe.host else recipe.host
     report(f"playground for {len(app.state.runs)} run(s) at http://{shown}:{recipe.port}/")
     uvicorn.run(app, host=recipe.host, port=recipe.port, log_level="warning")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` if this process cannot listen on ``host:port`` (the port in use,
+    or an address this machine does not have), before the server starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+            probe.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use (another server?); pass another --port"
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host"
+            ) from None
