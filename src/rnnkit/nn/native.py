@@ -17,6 +17,7 @@ import ctypes
 import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -129,15 +130,8 @@ def _call(
     library = _library(dtype) if dtype in _TYPES else None
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
-    if sched.total > MAX_ROWS:
-        raise ValueError(f"the C loops take at most {MAX_ROWS} rows, got {sched.total}")
-    for what, tensor, shape in buffers:
-        check_buffer(what, tensor, shape, dtype)
     lib, gemm = library
-    steps = len(sched.sizes)
-    sizes = (ctypes.c_int * steps)(*sched.sizes)
-    starts = (ctypes.c_int * steps)()
-    pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for _, t, _ in buffers]
+    steps, sizes, starts, pointers = c_arguments(sched, buffers, dtype)
     set_threads = _torch_symbol("MKL_Set_Num_Threads_Local")  # C interface: int by value
     small = 2 * sched.batch * weight.numel() < SMALL_STEP_FLOPS and set_threads is not None
     previous = set_threads(1) if small else 0
@@ -155,6 +149,21 @@ def _call(
         raise MemoryError(f"native.c {name}: out of memory for its scratch space")
     if status != 0:
         raise ValueError(f"native.c {name} refused the schedule {sched.sizes} (a bug in rnnkit)")
+
+
+def c_arguments(sched: Schedule, buffers: list, dtype: torch.dtype) -> tuple[int, Any, Any, list]:
+    """Check every ``(what, tensor, shape)`` of ``buffers`` against its shape and ``dtype`` and
+    the schedule against the C loops' row limit; returns the C arguments ``(steps, sizes,
+    starts, pointers)`` shared by every loop entry (``starts`` is filled in by C)."""
+    if sched.total > MAX_ROWS:
+        raise ValueError(f"the C loops take at most {MAX_ROWS} rows, got {sched.total}")
+    for what, tensor, shape in buffers:
+        check_buffer(what, tensor, shape, dtype)
+    steps = len(sched.sizes)
+    sizes = (ctypes.c_int * steps)(*sched.sizes)
+    starts = (ctypes.c_int * steps)()
+    pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for _, t, _ in buffers]
+    return steps, sizes, starts, pointers
 
 
 def lstm_forward(

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from rnnkit import cbuild
 from rnnkit.nn import native
-from rnnkit.nn.native import MAX_ROWS, check_buffer
 from rnnkit.nn.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -54,15 +53,8 @@ def _call(name: str, sched: Schedule, hidden: int, dtype: torch.dtype, buffers: 
     library = _library(dtype)
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
-    if sched.total > MAX_ROWS:
-        raise ValueError(f"the C loops take at most {MAX_ROWS} rows, got {sched.total}")
-    for what, tensor, shape in buffers:
-        check_buffer(what, tensor, shape, dtype)
     lib, gemm = library
-    steps = len(sched.sizes)
-    sizes = (ctypes.c_int * steps)(*sched.sizes)
-    starts = (ctypes.c_int * steps)()
-    pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for _, t, _ in buffers]
+    steps, sizes, starts, pointers = native.c_arguments(sched, buffers, dtype)
     function = getattr(lib, name)
     function.restype = ctypes.c_int
     status = function(
