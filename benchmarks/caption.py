@@ -106,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--cpu-time", action="store_true", help="budget in CPU seconds")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json"
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.table:
+        print_table([row for name in args.table for row in json.loads(Path(name).read_text())],
+                    args.beam)  # fmt: skip
+        return 0
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{args.threads} thread(s); python {sys.version.split()[0]}")  # fmt: skip

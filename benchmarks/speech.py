@@ -102,7 +102,8 @@ def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, obj
         steps, epochs = records[-1]["step"], records[-1]["epoch"]
         chars_per_s = statistics.mean(r["tokens_per_s"] for r in train)
     else:
-        result = api.train(run, recipe=recipe, quiet=True)
+        clock = time.process_time if args.cpu_time else time.monotonic
+        result = api.train(run, recipe=recipe, quiet=True, clock=clock)
         steps, epochs, chars_per_s = result.steps, result.epochs_done, result.tokens_per_s
     lm_run = folder / f"lm-{seed}" / "lm"
     if not (lm_run / "trainer.json").exists():
@@ -142,6 +143,14 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, help="a step budget instead of --minutes (A/B runs on a busy machine)"
     )
+    parser.add_argument(
+        "--cpu-time", action="store_true",
+        help="count --minutes in CPU seconds of this process (a fair budget on a busy machine)",
+    )  # fmt: skip
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json"
+    )  # fmt: skip
     parser.add_argument("--lm-minutes", type=float, default=1.0, help="digit LM training budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
@@ -157,12 +166,17 @@ def main() -> None:
         help="change recipe fields (e.g. lr=0.004 cell=lstm) to compare against the default",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.table:
+        rows = [row for name in args.table for row in json.loads(Path(name).read_text())]
+        print_table(rows, args)
+        return
     args.recipe = recipe_with(args.set)
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; load average before: {load()}")  # fmt: skip
     print(f"recipe: {args.recipe}")
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
+    budget += " (CPU time)" if args.cpu_time and not args.steps else ""
     print(f"budget per seed: {budget} of training (the recipe's own budget is replaced)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,19 +186,31 @@ def main() -> None:
             rows.append(one_seed(seed, args, folder))
             print(f"seed {seed} done; load average {load()}", file=sys.stderr)
     print(f"load average after: {load()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    print_table(rows, args)
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    """Per-seed WER/CER, their mean and spread, and the CTC timing of the last row."""
     print()
     print(f"{'seed':>4} {'steps':>6} {'epochs':>6} {'utt/s':>6} | "
           f"{'test greedy':>12} {'test beam':>10} {'test +LM':>9} | "
           f"{'flite greedy':>12} {'flite beam':>10} {'flite +LM':>9}   (WER / CER %)")  # fmt: skip
+    kinds = [(split, kind) for split in ("test", "flite") for kind in ("greedy", "beam", "beam+lm")]
     for r in rows:
-        cells = []
-        for split in ("test", "flite"):
-            for kind in ("greedy", "beam", "beam+lm"):
-                m = r[split][kind]
-                cells.append(f"{100 * m['wer']:5.1f}/{100 * m['cer']:4.1f}")
+        cells = [f"{100 * r[s][k]['wer']:5.1f}/{100 * r[s][k]['cer']:4.1f}" for s, k in kinds]
         print(f"{r['seed']:>4} {r['steps']:>6} {r['epochs']:>6.1f} {r['utt_per_s']:>6.1f} | "
               f"{cells[0]:>12} {cells[1]:>10} {cells[2]:>9} | "
               f"{cells[3]:>12} {cells[4]:>10} {cells[5]:>9}")  # fmt: skip
+    if len(rows) > 1:
+        spread = []
+        for split, kind in kinds:
+            wers = [100 * r[split][kind]["wer"] for r in rows]
+            spread.append(f"{statistics.mean(wers):.1f}±{statistics.stdev(wers):.1f}")
+        print(f"{'mean':>4} {'':>6} {'':>6} {'':>6} | {spread[0]:>12} {spread[1]:>10} "
+              f"{spread[2]:>9} | {spread[3]:>12} {spread[4]:>10} {spread[5]:>9}"
+              "   (WER %)")  # fmt: skip
     print(f"(test: {rows[0]['test']['n']} utterances of unseen espeak-ng voices; flite: "
           f"{rows[0]['flite']['n']} of flite voices; beam {args.beam}, LM alpha {args.alpha}, "
           f"beta {args.beta})")  # fmt: skip

@@ -41,7 +41,7 @@ from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
 from rnnkit.search import SearchOptions, ban_tokens
-from rnnkit.training import TrainConfig, Trainer, TrainResult, config_dict, seed_everything
+from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,8 @@ def train(
             out, TASK, recipe=stored, model=model_config.to_dict(), train=config_dict(train_config)
         )
         run.write_json(runs.VOCAB, vocab.to_dict())
-    # training.fit without its clock: the benchmark counts CPU seconds on a busy machine
-    seed_everything(train_config.seed)  # the initial weights
-    model = CaptionModel(model_config)
-    (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
-    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report, clock=clock)
-    return trainer.fit(resume=resume)
+    return fit(run, task, train_config, lambda: CaptionModel(model_config), resume=resume,
+               quiet=quiet, report=report, clock=clock)  # fmt: skip
 
 
 def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Captioner:

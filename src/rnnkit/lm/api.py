@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, NamedTuple
@@ -67,6 +68,7 @@ def train(
     report: Callable[[str], None] | None = None,
     vectors: WordVectors | None = None,
     runtime: Runtime | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train a language model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -80,6 +82,8 @@ def train(
             this with the same arguments.
         report: receives one-line progress messages.
         vectors: the word vectors of ``recipe.embeddings``, if the caller has loaded them already.
+        clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
+            comparisons on a busy machine).
     """
     if resume:
         run, config = runs.resume(out, TASK, budget)
@@ -135,7 +139,7 @@ def train(
         return model
 
     return fit(run, task, train_config, build_model, resume=resume, quiet=quiet, report=report,
-               runtime=runtime)  # fmt: skip
+               runtime=runtime, clock=clock)  # fmt: skip
 
 
 def finetune(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train an acoustic model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -95,6 +97,8 @@ def train(
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bars.
         report: receives one-line progress messages.
+        clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
+            comparisons on a busy machine).
     """
     if resume:
         run, config = runs.resume(out, TASK, budget)
@@ -140,7 +144,7 @@ def train(
             data={s: len(v) for s, v in splits.items()},
         )  # fmt: skip
     return fit(run, task, train_config, lambda: AcousticModel(model_config), resume=resume,
-               quiet=quiet, report=report)  # fmt: skip
+               quiet=quiet, report=report, clock=clock)  # fmt: skip
 
 
 def _stats_from_json(saved: list[list[float]] | None) -> tuple[Tensor, Tensor] | None:
