@@ -19,6 +19,7 @@ from dataclasses import fields
 from typing import Any
 
 from rnnkit.options import (
+    BEAM,
     BUDGETS,
     add_budget_arguments,
     add_command,
@@ -172,7 +173,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
-    parser.add_argument("--beam", type=int, default=beam, help="beam width (1: greedy)")
+    parser.add_argument("--beam", type=BEAM, default=beam, help="beam width (1: greedy)")
     parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with --lm")
@@ -214,7 +215,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("run_dir", metavar="RUN_DIR")
     tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
     _decoding_arguments(tr, beam=1)
-    tr.add_argument("--nbest", type=int, default=1, help="alternatives to show (with --beam)")
+    tr.add_argument("--nbest", type=BEAM, default=1, help="alternatives to show (with --beam)")
     tr.add_argument("--hotword", action="append", metavar="WORD", help="boost WORD (repeatable)")
     tr.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per character")
     tr.add_argument("--timestamps", action="store_true", help="word start and end times")
