@@ -37,6 +37,20 @@ def test_transcribe_json_timestamps_and_plot(trained, tmp_path, run_cli):
     assert len(words) == 1 and words[0]["word"] == "cab"
     assert 0.0 <= words[0]["start"] < 0.2 and 0.4 < words[0]["end"] <= lines[0]["seconds"] + 0.03
     assert (tmp_path / "p.png").stat().st_size > 10_000
+    # The plot never replaces an input, or a file rnnkit did not draw (unless --force).
+    flac = (tmp_path / "cab.flac").read_bytes()
+    code, _, err = run_cli("speech", "transcribe", trained, tmp_path / "cab.flac",
+                           "--plot", tmp_path / "cab.flac", "--force")  # fmt: skip
+    assert code == 2 and "--plot" in err and "also an input" in err
+    assert (tmp_path / "cab.flac").read_bytes() == flac
+    (tmp_path / "notes.png").write_text("mine")
+    code, _, err = run_cli("speech", "transcribe", trained, tmp_path / "cab.flac",
+                           "--plot", tmp_path / "notes.png")  # fmt: skip
+    assert (
+        code == 2
+        and "not an rnnkit image" in err
+        and (tmp_path / "notes.png").read_text() == "mine"
+    )
 
 
 def test_long_audio_is_transcribed_in_blocks(trained, tmp_path, run_cli, monkeypatch):

@@ -23,6 +23,7 @@ from rnnkit.options import (
     BUDGETS,
     add_budget_arguments,
     add_command,
+    add_force_argument,
     add_process_arguments,
     add_run_location,
     recipe_budget,
@@ -124,6 +125,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
 
     set_threads(args)
+    if args.plot:
+        from rnnkit.plots import check_image_output
+
+        check_image_output(args.plot, inputs=args.audio, force=args.force, option="--plot")
     asr = api.load(args.run_dir)
     lm = api.load_lm(args.lm, asr.alphabet) if args.lm else None
     results = asr.transcribe(
@@ -221,6 +226,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("--timestamps", action="store_true", help="word start and end times")
     tr.add_argument("--json", action="store_true", help="one JSON object per file")
     tr.add_argument("--plot", metavar="PNG", help="log-mel, CTC posteriors and alignment")
+    add_force_argument(tr)
     tr.set_defaults(trailing="audio")
 
     ev = add_command(commands, "eval", "WER and CER on a test set", cmd_eval)
