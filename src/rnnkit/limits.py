@@ -130,3 +130,24 @@ def check_decoding(
         f"{length:,} tokens needs about {human_bytes(need)} of memory ({human_bytes(per)} per "
         f"hypothesis: {', '.join(parts)}), more than this machine's {human_bytes(total)}; {hint}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures decoded whole (rnnkit.caption.images): JPEGs are decoded at reduced scale and big PNGs
+# streamed; any other picture is held whole by Pillow, 4 bytes a pixel, and converting it to RGB
+# over white makes up to three more copies.
+
+DECODED_PIXEL_BYTES = 16
+IMAGE_MEMORY_SHARE = 4  # a picture decoded whole may take this fraction (1/4) of the memory
+PILLOW_PIXELS = 2 * 89_478_485  # Pillow's own refusal threshold, where memory is not known
+
+
+def image_memory() -> int:
+    """Bytes one picture may take while it is decoded."""
+    total = physical_memory()
+    return PILLOW_PIXELS * DECODED_PIXEL_BYTES if total is None else total // IMAGE_MEMORY_SHARE
+
+
+def image_pixel_cap() -> int:
+    """The most pixels a picture decoded whole may have on this machine."""
+    return image_memory() // DECODED_PIXEL_BYTES
