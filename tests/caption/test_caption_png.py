@@ -2,6 +2,7 @@
 bit depth and row filter; a PNG beyond Pillow's limit read in bounded memory; other formats
 capped by this machine's memory (docs/captioning.md, "Bad input")."""
 
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,6 @@ def test_damaged_pngs_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "STREAM_PIXELS", 0)
     with pytest.raises(DataError, match=r"cut.png is damaged or truncated"):
         images.load_image(tmp_path / "cut.png", 32)
+    os.mkfifo(tmp_path / "pipe.png")  # no writer: opening it would wait forever
+    with pytest.raises(DataError, match="pipe.png is not a regular file"):
+        images.load_image(tmp_path / "pipe.png", 32)

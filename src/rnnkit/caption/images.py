@@ -55,6 +55,8 @@ def open_reduced(path: str | os.PathLike, size: int):  # noqa: ANN201 (a PIL ima
         raise DataError(f"no such image file: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a directory; give an image file")
+    if not path.is_file():  # a FIFO would hang, a device never end
+        raise DataError(f"{path} is not a regular file; give an image file")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes); give an image file")
     try:
