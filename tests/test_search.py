@@ -482,7 +482,7 @@ def test_decode_follows_its_options_to_the_right_search():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"beam_size": 0}, "beam size must be from 1 to 1000"),
+        ({"beam_size": 0}, "beam size must be from 1 to 100,000"),
         ({"beam_size": 2, "n_best": 3}, "n-best must be between 1 and the beam size 2"),
         ({"length_penalty": "long"}, "length penalty must be one of none, average, gnmt"),
         ({"temperature": float("inf")}, "temperature must be a finite number >= 0"),

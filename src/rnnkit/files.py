@@ -187,32 +187,37 @@ def check_output_file(
     force: bool = False,
     ours: Callable[[Path], bool] | None = None,
     what: str = "output",
+    option: str = "--out",
 ) -> Path:
     """Check that writing ``path`` destroys nothing the user made; returns it as a Path.
 
     Refused always: an input of the same command (``--data x --out x``), a file inside a run
     directory, a directory. Refused unless ``force``: any other existing file, except one
-    ``ours(path)`` recognises as written by rnnkit (its format), which is replaced.
+    ``ours(path)`` recognises as written by rnnkit (its format), which is replaced. Call it
+    before the command's work, so a refusal costs nothing.
 
     Raises:
-        DataError: one line naming the file and saying what to do.
+        DataError: one line naming the file (as the ``option`` that gave it) and what to do.
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"--out {path} is a directory; give a file name for the {what}")
+        raise DataError(f"{option} {path} is a directory; give a file name for the {what}")
     for source in inputs:
         if os.fspath(source) != "-" and Path(source).exists() and _same_file(path, source):
-            raise DataError(f"--out {path} is also an input of this command; choose another file")
+            raise DataError(
+                f"{option} {path} is also an input of this command; choose another file"
+            )
     if (path.parent / RUN_MARKER).is_file():
         raise DataError(
-            f"--out {path} is inside the run directory {path.parent}; choose a file outside it"
+            f"{option} {path} is inside the run directory {path.parent}; choose a file outside it"
         )
     if path.exists() and not force:
         if ours is not None and ours(path):
             logger.info("replacing %s (an rnnkit %s)", path, what)
             return path
         raise DataError(
-            f"--out {path} exists and is not an rnnkit {what}; choose another file or pass --force"
+            f"{option} {path} exists and is not an rnnkit {what}; choose another file or pass "
+            "--force"
         )
     return path
 

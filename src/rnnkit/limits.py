@@ -62,3 +62,92 @@ def recurrent_parameters(
         total += gates * hidden_size * (inputs + hidden_size + 2)
         inputs = hidden_size
     return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: the beam is capped by what the model at hand needs per hypothesis, not a fixed number.
+
+HISTORY_BYTES = 64  # kept per token of each hypothesis: its id, its score, the text made of it
+# Per hypothesis and vocabulary entry at each step: the log-probabilities, the candidate scores
+# (hypothesis score + log-probability) and the top-k's working copy, float32 each.
+LOGIT_COPIES = 3
+
+
+def state_bytes(state: object) -> int:
+    """Bytes of the arrays (torch tensors, NumPy arrays) held in ``state``: nested tuples, lists,
+    dicts and dataclasses are walked. Torch-free (anything with an integer ``nbytes`` counts)."""
+    if isinstance(state, (tuple, list)):
+        return sum(state_bytes(x) for x in state)
+    if isinstance(state, dict):
+        return sum(state_bytes(x) for x in state.values())
+    if hasattr(state, "__dataclass_fields__"):
+        return sum(state_bytes(getattr(state, name)) for name in state.__dataclass_fields__)
+    size = getattr(state, "nbytes", None)
+    return size if isinstance(size, int) else 0
+
+
+def decoding_bytes(
+    beam: int, length: int, *, inputs: int = 1, state_size: int = 0, vocab_size: int = 0
+) -> int:
+    """Estimated bytes of a beam search over ``inputs`` inputs, ``beam`` hypotheses each.
+
+    Each hypothesis holds the decoder's state (``state_size`` bytes: hidden state x layers x
+    dtype bytes, plus what attention keeps, such as the encoder outputs or image features), its
+    tokens (``length`` x :data:`HISTORY_BYTES`) and, at every step, ``vocab_size`` scores
+    (x :data:`LOGIT_COPIES` float32 copies).
+    """
+    per_hypothesis = state_size + vocab_size * FLOAT_BYTES * LOGIT_COPIES + length * HISTORY_BYTES
+    return inputs * beam * per_hypothesis
+
+
+def check_decoding(
+    beam: int, length: int, *, inputs: int = 1, state_size: int = 0, vocab_size: int = 0
+) -> None:
+    """Refuse a decoding that cannot fit in this machine's memory (see :func:`decoding_bytes`),
+    naming the estimate and the widest beam that fits.
+
+    Raises:
+        ConfigError: one line with the estimate, the memory and what to pass instead.
+    """
+    need = decoding_bytes(beam, length, inputs=inputs, state_size=state_size, vocab_size=vocab_size)
+    total = physical_memory()
+    if total is None or need <= total:
+        return
+    one = decoding_bytes(1, length, inputs=inputs, state_size=state_size, vocab_size=vocab_size)
+    widest = total // one
+    if widest >= 1:
+        hint = f"the widest beam that fits is {widest:,}: pass --beam {widest} or less"
+    else:
+        hint = "ask for fewer tokens (--length)"
+    parts = [f"{length:,} tokens of history"]
+    if state_size:
+        parts.insert(0, f"decoder state {human_bytes(state_size)}")
+    if vocab_size:
+        parts.append(f"scores over {vocab_size:,} tokens")
+    per = need // (inputs * beam)
+    raise ConfigError(
+        f"decoding {inputs:,} input{'s' if inputs > 1 else ''} with --beam {beam:,} for up to "
+        f"{length:,} tokens needs about {human_bytes(need)} of memory ({human_bytes(per)} per "
+        f"hypothesis: {', '.join(parts)}), more than this machine's {human_bytes(total)}; {hint}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures decoded whole (rnnkit.caption.images): JPEGs are decoded at reduced scale and big PNGs
+# streamed; any other picture is held whole by Pillow, 4 bytes a pixel, and converting it to RGB
+# over white makes up to three more copies.
+
+DECODED_PIXEL_BYTES = 16
+IMAGE_MEMORY_SHARE = 4  # a picture decoded whole may take this fraction (1/4) of the memory
+PILLOW_PIXELS = 2 * 89_478_485  # Pillow's own refusal threshold, where memory is not known
+
+
+def image_memory() -> int:
+    """Bytes one picture may take while it is decoded."""
+    total = physical_memory()
+    return PILLOW_PIXELS * DECODED_PIXEL_BYTES if total is None else total // IMAGE_MEMORY_SHARE
+
+
+def image_pixel_cap() -> int:
+    """The most pixels a picture decoded whole may have on this machine."""
+    return image_memory() // DECODED_PIXEL_BYTES

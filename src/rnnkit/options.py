@@ -38,19 +38,18 @@ PROCESS_OPTIONS = frozenset(
 # the allowed range ("argument --beam: must be an integer >= 1, got 0").
 
 
-def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type`` for an integer in ``[low, high]``."""
+def int_at_least(low: int, high: int | None = None, *, multiple: int = 1) -> Callable[[str], int]:
+    """An argparse ``type`` for an integer in ``[low, high]`` (a multiple of ``multiple``)."""
     allowed = f">= {low}" if high is None else f"from {low} to {high}"
+    kind = "an integer" if multiple == 1 else f"a multiple of {multiple}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be an integer {allowed}, got {text!r}"
-            ) from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {kind} {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high) or value % multiple:
+            raise argparse.ArgumentTypeError(f"must be {kind} {allowed}, got {value}")
         return value
 
     parse.__name__ = "integer"
@@ -91,7 +90,9 @@ NON_NEGATIVE_NUMBER = number(0.0)  # weight decay, clipping (0: off)
 PROBABILITY = number(0.0, 1.0)  # dropout
 TOP_P = number(0.0, 1.0, open_low=True)  # nucleus sampling threshold
 SMOOTHING = number(0.0, 0.999)  # label smoothing
-BEAM = int_at_least(1, 1000)  # beam widths and n-best lists (rnnkit.search.settings.MAX_BEAM)
+# Beam widths and n-best lists: a sanity range (rnnkit.search.settings.MAX_BEAM); memory decides
+# the real cap when decoding starts (rnnkit.limits.check_decoding).
+BEAM = int_at_least(1, 100_000)
 
 
 def resume_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,6 +198,16 @@ def add_pretrained_arguments(group: Any, *, target: bool = False) -> None:
         action="store_true",
         help="keep the embeddings started from word vectors fixed during training",
     )
+
+
+def add_force_argument(parser: Any, what: str = "image") -> None:
+    """``--force``: let an output option replace an existing file rnnkit did not write
+    (:func:`rnnkit.files.check_output_file`; inputs and run files are never replaced)."""
+    parser.add_argument(
+        "--force", action="store_true",
+        help=f"replace an existing output file even if it is not an {what} rnnkit wrote "
+        "(never an input or a file in a run directory)",
+    )  # fmt: skip
 
 
 def add_process_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,29 +8,56 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnkit.files import atomic_path
+from rnnkit.files import atomic_path, check_output_file
 
-# The first bytes of the image files rnnkit draws (what may be replaced without --force).
+# The first bytes of the image files rnnkit draws.
 IMAGE_MAGIC = (b"\x89PNG", b"%PDF", b"<?xml", b"<svg")
+# Every figure carries this mark in its metadata (PNG "Software", PDF/SVG "Creator"): how an
+# image rnnkit drew is told from a picture of the user's (only the former is replaced unasked).
+MARK = "rnnkit"
+_METADATA_KEY = {"png": "Software", "pdf": "Creator", "svg": "Creator"}
+_MARK_WINDOW = 1 << 16  # the marked metadata lies within this many bytes of either end
 
 
-def save_figure(fig: Any, path: str | os.PathLike) -> Path:
-    """Save ``fig`` to exactly ``path``, atomically; the format follows its suffix (PNG when it
-    has none, and the name is kept as given). Returns the path written."""
+def save_figure(fig: Any, path: str | os.PathLike, *, format: str | None = None) -> Path:
+    """Save ``fig`` to exactly ``path``, atomically, marked as rnnkit's (:data:`MARK`); the
+    format is ``format``, else follows the suffix (PNG when there is none; the name is kept as
+    given). Returns the path written."""
     path = Path(path)
-    kind = path.suffix.lstrip(".").lower() or "png"
+    kind = format or path.suffix.lstrip(".").lower() or "png"
+    key = _METADATA_KEY.get(kind)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=kind)
+        fig.savefig(tmp, format=kind, metadata={key: MARK} if key else None)
     return path
 
 
 def looks_like_image(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an image file of a kind rnnkit draws (PNG, PDF, SVG)."""
+    """Whether ``path`` is an image rnnkit drew: a PNG, PDF or SVG carrying :data:`MARK`."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(8).startswith(IMAGE_MAGIC)
+            head = handle.read(_MARK_WINDOW)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - _MARK_WINDOW, len(head)))
+            tail = handle.read()
     except OSError:
         return False
+    mark = MARK.encode()
+    return head.startswith(IMAGE_MAGIC) and (mark in head or mark in tail)
+
+
+def check_image_output(
+    path: str | os.PathLike,
+    *,
+    inputs: Sequence[str | os.PathLike] = (),
+    force: bool = False,
+    option: str = "--out",
+) -> Path:
+    """The one overwrite rule (:func:`rnnkit.files.check_output_file`) for a figure: never an
+    input or a file in a run directory; an existing file only if rnnkit drew it, or with
+    ``force``."""
+    return check_output_file(
+        path, inputs=inputs, force=force, ours=looks_like_image, what="image", option=option
+    )
 
 
 def plot_losses(records: list[dict[str, Any]], path: Any) -> None:

@@ -76,6 +76,12 @@ def test_bad_pictures_are_one_line_and_exit_2(tiny_run, tmp_path, capsys):
             capsys, ["caption", "describe", str(tiny_run), str(good), str(tmp_path / name)]
         )
         assert message in err and name in err
+    # --attention never replaces an input picture, or a file rnnkit did not draw.
+    before = good.read_bytes()
+    argv = ["caption", "describe", str(tiny_run), str(good), "--attention"]
+    assert "also an input" in _error(capsys, [*argv, str(good), "--force"])
+    assert "not an rnnkit image" in _error(capsys, [*argv, str(good).replace("good", "text")])
+    assert good.read_bytes() == before
 
 
 def test_a_run_of_another_task_is_refused(tmp_path, capsys, scene_png):
@@ -118,6 +124,32 @@ def test_bad_options_are_one_line(tiny_run, capsys, scene_png):
     assert "n-best must be between 1 and the beam size" in err
     err = _error(capsys, ["caption", "train", "--out", "x", "--encoder", "resnet", *TINY_ARGS])
     assert "encoder='resnet'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--out", "x", "--hidden", "0"], "--hidden: must be an integer >= 1, got 0"),
+        (["train", "--out", "x", "--image-size", "50"], "must be a multiple of 8 from 32 to 1024"),
+        (["train", "--out", "x", "--dropout", "1.5"], "--dropout: must be a finite number >= 0"),
+        (["train", "--out", "x", "--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
+        (["train", "--out", "x", "--scenes", "5", "0", "5"], "--scenes: must be an integer >= 1"),
+        (["train", "--out", "x", "--max-length", "1"], "--max-length: must be an integer from 2"),
+        (
+            ["train", "--out", "x", "--warmup-steps", "-1"],
+            "--warmup-steps: must be an integer >= 0",
+        ),
+        (["describe", "r", "p.png", "--beam", "0"], "--beam: must be an integer from 1 to 100000"),
+        (["describe", "r", "p.png", "--n-best", "-1"], "--n-best: must be an integer from 1"),
+        (["eval", "r", "--limit", "0"], "--limit: must be an integer >= 1, got 0"),
+    ],
+)
+def test_numeric_options_are_checked_when_parsing(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main(["caption", *argv])
+    assert refused.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
 def test_a_model_without_attention_says_so_when_asked_for_the_figure(tmp_path, capsys, scene_png):

@@ -6,7 +6,9 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
+from rnnkit.embed.pretrained import load_into_embedding
 from rnnkit.embed.vectors import WordVectors
 
 
@@ -59,7 +61,7 @@ def test_a_full_disk_while_writing_vectors_is_one_line_and_keeps_the_old_file(
     assert code == 2
     assert err == f"rnnkit: error: {out}: No space left on device\n"
     assert out.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["my.txt", "v.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my.txt", "v.txt", "v.txt.rnnkit.json"]
 
 
 def test_queries_are_folded_like_the_vectors_and_missing_words_get_suggestions(tmp_path, run_cli):
@@ -74,6 +76,41 @@ def test_queries_are_folded_like_the_vectors_and_missing_words_get_suggestions(t
     # Vectors trained with --keep-case keep the case of queries.
     cased = WordVectors(["God", "king", "queen", "kings"], np.eye(4, dtype=np.float32))
     assert not cased.lowercase and cased.key("god") is None and lower.key("GOD") == "god"
+
+
+def test_case_folding_is_recorded_with_trained_vectors_and_read_back(
+    tmp_path, write_text_corpus, run_cli
+):
+    # A corpus without capitals: detection would call --keep-case vectors lowercased.
+    data = tmp_path / "lower.txt"
+    data.write_text(write_text_corpus(tmp_path / "c.txt", n=400).read_text().lower())
+    kept, folded = tmp_path / "kept.txt", tmp_path / "folded.txt"
+    assert run_cli(*train_argv(data, kept, "--keep-case"))[0] == 0
+    assert run_cli(*train_argv(data, folded))[0] == 0
+    word = WordVectors.load(folded).words[0]
+    assert word == word.lower() and word.upper() != word
+    # The record wins over detection: the kept-case file does not fold queries.
+    code, out, _ = run_cli("embed", "similar", folded, word.upper(), "-k", "1")
+    assert code == 0 and len(out.splitlines()) == 1
+    code, _, err = run_cli("embed", "similar", kept, word.upper())
+    assert code == 2 and f"unknown word {word.upper()!r}" in err and f"did you mean {word!r}" in err
+    assert "kept as typed: trained keeping case, as recorded in" in err and "kept.txt.rnnkit" in err
+    # The file itself stays plain word2vec text (what gensim and word2vec's tools read).
+    header = kept.read_text().splitlines()[0].split()
+    assert len(header) == 2 and all(p.isdigit() for p in header)
+    # A sidecar that does not describe the file (another version of it) is ignored: detection.
+    text = kept.read_text()
+    kept.write_text(text.replace(f"\n{word} ", f"\nzzz{word} ", 1))
+    again = WordVectors.load(kept)
+    assert again.lowercase and not again.case_recorded and "no record" in again.case_rule
+    # Translation and language models start embeddings with the same rule.
+    for path, expect in ((folded, 1), (tmp_path / "kept2.txt", 0)):
+        if expect == 0:
+            assert run_cli(*train_argv(data, path, "--keep-case"))[0] == 0
+        layer = torch.nn.Embedding(2, 4)
+        coverage = load_into_embedding(layer, [word, word.capitalize()], WordVectors.load(path))
+        assert (coverage.exact, coverage.lowercase) == (1, expect)
+        assert "as recorded in" in str(coverage)
 
 
 def test_damaged_or_foreign_vector_files_are_one_line(tmp_path, run_cli):

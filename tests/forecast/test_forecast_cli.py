@@ -43,6 +43,24 @@ def test_predict_prints_quantiles_as_csv_and_json_and_draws(trained, run_cli, tm
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_plots_never_replace_the_data_or_a_picture_of_the_user(trained, run_cli, tmp_path):
+    from PIL import Image
+
+    out, data = trained
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4)).save(photo)
+    before, csv = photo.read_bytes(), data.read_bytes()
+    for command in ("predict", "backtest"):
+        code, _, err = run_cli("forecast", command, out, "--plot", photo)
+        assert code == 2 and f"--plot {photo} exists and is not an rnnkit image" in err
+        code, _, err = run_cli("forecast", command, out, "--data", data, "--plot", data, "--force")
+        assert code == 2 and "also an input" in err
+    assert photo.read_bytes() == before and data.read_bytes() == csv
+    assert run_cli("forecast", "predict", out, "--plot", photo, "--force")[0] == 0
+    assert photo.read_bytes() != before  # replaced, now by a figure rnnkit drew:
+    assert run_cli("forecast", "predict", out, "--plot", photo)[0] == 0
+
+
 def test_same_seed_same_forecast(trained, run_cli):
     out, _ = trained
     runs = [run_cli(*["forecast", "predict", out, "--csv", "--seed", s])[1] for s in (3, 3, 4)]

@@ -4,6 +4,7 @@ through the ``lm`` commands (the run-directory and training machinery every appl
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -212,6 +213,18 @@ def test_generate_caps_beam_and_length_and_refuses_bad_values(trained, run_cli, 
         assert "must be" in capsys.readouterr().err
     code, _, err = run_cli("lm", "generate", trained, "--length", 10**15)
     assert code == 2 and "needs about" in err and "--length" in err
+
+
+def test_generate_caps_the_beam_by_the_memory_the_model_needs(trained, run_cli, monkeypatch):
+    from rnnkit import limits
+
+    monkeypatch.setattr(limits, "physical_memory", lambda: 10**6)
+    code, _, err = run_cli("lm", "generate", trained, "--beam", 100_000, "--length", 5)
+    widest = int(re.search(r"widest beam that fits is ([\d,]+)", err)[1].replace(",", ""))
+    assert code == 2 and "decoder state" in err and err.count("\n") == 1 and 1 < widest < 10**4
+    assert run_cli("lm", "generate", trained, "--beam", widest, "--length", 5)[0] == 0
+    code, _, err = run_cli("lm", "generate", trained, "--beam", widest + 1, "--length", 5)
+    assert code == 2 and f"--beam {widest} or less" in err
 
 
 def run_shell(command, tmp_path):

@@ -20,10 +20,19 @@ from typing import Any
 
 from rnnkit.caption.recipe import CaptionRecipe
 from rnnkit.options import (
+    BEAM,
+    NON_NEGATIVE,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    SEED,
     add_budget_arguments,
     add_command,
+    add_force_argument,
     add_process_arguments,
     add_run_location,
+    int_at_least,
     recipe_budget,
     reporter,
     resume_changes,
@@ -31,6 +40,9 @@ from rnnkit.options import (
 )
 
 _D = CaptionRecipe()
+# The CNN halves the side three times (CaptionConfig); the top bounds the images held in memory.
+IMAGE_SIZE = int_at_least(32, 1024, multiple=8)
+MAX_LENGTH = int_at_least(2, 1000)  # a word and the end token at least
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,15 +55,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "",
     )  # fmt: skip
     data.add_argument("--images-dir", help="image folder of a .json (none: the JSON's folder)")
-    data.add_argument("--image-size", type=int, default=d.image_size, help="square side")
+    data.add_argument("--image-size", type=IMAGE_SIZE, default=d.image_size, help="square side")
     data.add_argument(
-        "--scenes", type=int, nargs=3, default=list(d.scenes), metavar=("TRAIN", "VALID", "TEST"),
+        "--scenes", type=POSITIVE, nargs=3, default=list(d.scenes),
+        metavar=("TRAIN", "VALID", "TEST"),
         help="synthetic images per split",
     )  # fmt: skip
     data.add_argument(
-        "--scene-seed", type=int, default=d.scene_seed, help="seed of the synthetic scenes"
+        "--scene-seed", type=SEED, default=d.scene_seed, help="seed of the synthetic scenes"
     )
-    data.add_argument("--min-freq", type=int, default=d.min_freq, help="rarer words become <unk>")
+    data.add_argument(
+        "--min-freq", type=POSITIVE, default=d.min_freq, help="rarer words become <unk>"
+    )
     model = parser.add_argument_group("model")
     model.add_argument(
         "--decoder", choices=["attention", "mean", "text"], default=d.decoder,
@@ -60,28 +75,32 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--encoder", default=d.encoder, help="cnn (trained here) or efficientnet-lite0 (frozen)"
     )
-    model.add_argument("--hidden", type=int, default=d.hidden_size, help="LSTM state size")
-    model.add_argument("--embedding", type=int, default=d.embedding_dim, help="word embedding size")
-    model.add_argument("--dropout", type=float, default=d.dropout, help="dropout rate")
+    model.add_argument("--hidden", type=POSITIVE, default=d.hidden_size, help="LSTM state size")
     model.add_argument(
-        "--attention-penalty", type=float, default=d.attention_penalty,
+        "--embedding", type=POSITIVE, default=d.embedding_dim, help="word embedding size"
+    )
+    model.add_argument("--dropout", type=PROBABILITY, default=d.dropout, help="dropout rate")
+    model.add_argument(
+        "--attention-penalty", type=NON_NEGATIVE_NUMBER, default=d.attention_penalty,
         help="doubly stochastic attention penalty weight",
     )  # fmt: skip
     model.add_argument(
-        "--max-length", type=int, default=d.max_length,
+        "--max-length", type=MAX_LENGTH, default=d.max_length,
         help="longest caption, end token included",
     )  # fmt: skip
     train = parser.add_argument_group("training")
-    train.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch")
-    train.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    train.add_argument("--batch-size", type=POSITIVE, default=d.batch_size, help="images per batch")
+    train.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
     train.add_argument(
-        "--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up steps"
+        "--warmup-steps", type=NON_NEGATIVE, default=d.warmup_steps, help="linear warm-up steps"
     )
-    train.add_argument("--clip", type=float, default=d.clip_norm, help="gradient-norm clip")
     train.add_argument(
-        "--eval-every", type=int, default=d.eval_every, help="validate every N steps"
+        "--clip", type=NON_NEGATIVE_NUMBER, default=d.clip_norm, help="gradient-norm clip"
     )
-    train.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and batches")
+    train.add_argument(
+        "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
+    )
+    train.add_argument("--seed", type=SEED, default=d.seed, help="seed of the weights and batches")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
 
@@ -137,14 +156,24 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from rnnkit.caption import api
 
     set_threads(args)
+    targets = []
+    if args.attention is not None:
+        from rnnkit.plots import check_image_output
+
+        targets = [
+            check_image_output(
+                _attention_path(args.attention, i, len(args.images)), inputs=args.images,
+                force=args.force, option="--attention",
+            )
+            for i in range(len(args.images))
+        ]  # fmt: skip
     captioner = api.load(args.run_dir)
     results = api.describe(
         captioner, args.images, beam_size=args.beam, n_best=args.n_best,
         attention=args.attention is not None,
     )  # fmt: skip
     if args.attention is not None:
-        for i, (image, captions) in enumerate(zip(args.images, results)):
-            target = _attention_path(args.attention, i, len(args.images))
+        for image, captions, target in zip(args.images, results, targets):
             api.draw_attention(captioner, image, captions[0], target)
             print(f"attention of {image} drawn in {target}", file=sys.stderr)
     if args.json:
@@ -209,20 +238,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     describe = add_command(commands, "describe", "caption pictures", cmd_describe)
     describe.add_argument("run_dir", metavar="RUN_DIR")
     describe.add_argument("images", nargs="+", metavar="IMAGE")
-    describe.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
-    describe.add_argument("--n-best", type=int, default=1, help="captions per image (<= --beam)")
+    describe.add_argument("--beam", type=BEAM, default=1, help="beam width (1: greedy)")
+    describe.add_argument("--n-best", type=BEAM, default=1, help="captions per image (<= --beam)")
     describe.add_argument("--json", action="store_true", help="print JSON")
     describe.add_argument(
         "--attention", metavar="OUT.png",
         help="draw the image once per word with its attention (several images: OUT-1.png, ...)",
     )  # fmt: skip
-    describe.add_argument("--threads", type=int, help="torch CPU threads")
+    add_force_argument(describe)
+    describe.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
     describe.set_defaults(trailing="images")
 
     ev = add_command(commands, "eval", "BLEU-1..4, CIDEr-D and grounding on a split", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split")
-    ev.add_argument("--beam", type=int, default=3, help="beam width besides greedy (1: greedy)")
-    ev.add_argument("--limit", type=int, help="score only the first N images")
+    ev.add_argument("--beam", type=BEAM, default=3, help="beam width besides greedy (1: greedy)")
+    ev.add_argument("--limit", type=POSITIVE, help="score only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--threads", type=int, help="torch CPU threads")
+    ev.add_argument("--threads", type=POSITIVE, help="torch CPU threads")

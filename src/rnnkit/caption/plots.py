@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rnnkit.files import atomic_path
+from rnnkit.plots import save_figure
 
 COLUMNS = 6  # panels per row
 
@@ -52,5 +52,4 @@ def plot_attention(
         ax.axis("off")
     fig.suptitle(" ".join(words), fontsize=12)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_figure(fig, path, format="png")

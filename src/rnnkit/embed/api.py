@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from rnnkit.embed.recipe import DEFAULT_DATA, Word2VecConfig
-from rnnkit.embed.vectors import WordVectors, looks_like_vectors
+from rnnkit.embed.vectors import WordVectors, case_record_path, is_case_record, looks_like_vectors
 from rnnkit.files import check_output_file
 
 
@@ -48,6 +48,8 @@ def train(
             input (``data``) or a file inside a run directory.
 
     The file is written atomically: a kill or a full disk leaves the previous ``out`` intact.
+    Whether the text was lowercased is recorded beside it, in ``out + ".rnnkit.json"``, so
+    queries against the file are folded the same way (see :mod:`rnnkit.embed.vectors`).
     """
     from rnnkit.data.datasets import load_corpus
     from rnnkit.embed.train import tokenize_corpus, train_word_vectors
@@ -55,8 +57,13 @@ def train(
     recipe = recipe or Word2VecConfig()
     recipe.validate()
     check_output_file(out, inputs=[data], force=force, ours=looks_like_vectors, what="vector file")
+    check_output_file(
+        case_record_path(out), inputs=[data], force=force, ours=is_case_record,
+        what="case record of a vector file",
+    )  # fmt: skip
     sentences = tokenize_corpus(load_corpus(data, encoding=encoding), lowercase=lowercase)
-    vectors = train_word_vectors(sentences, recipe, progress=progress)
+    trained = train_word_vectors(sentences, recipe, progress=progress)
+    vectors = WordVectors(trained.words, trained.vectors, lowercase=lowercase)
     vectors.save(out, format=format)
     return vectors
 

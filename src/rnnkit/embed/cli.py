@@ -176,6 +176,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     analogy = result["analogy"]
+    print(f"word case: {result['case']}; the evaluation compares words lowercased")
     print(f"analogies ({analogy['method']}), accuracy over answered questions:")
     for row in [*analogy["sections"], {**analogy, "name": "overall"}]:
         print(

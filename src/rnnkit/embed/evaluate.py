@@ -195,6 +195,7 @@ def evaluate_standard(vectors: WordVectors, *, method: str = "3cosadd") -> dict:
     """All three standard sets; a JSON-ready dict (accuracy and rho as fractions)."""
     analogy = evaluate_analogies(vectors, method=method)
     result = {
+        "case": vectors.case_rule,  # the sets are lowercased either way (module docstring)
         "analogy": {
             "method": method,
             "accuracy": analogy.accuracy,
@@ -211,7 +212,7 @@ def evaluate_standard(vectors: WordVectors, *, method: str = "3cosadd") -> dict:
                 }
                 for s in analogy.sections
             ],
-        }
+        },
     }
     for name in ("wordsim353", "simlex999"):
         sim = evaluate_similarity(vectors, standard_set_path(name))

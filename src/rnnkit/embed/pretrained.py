@@ -18,9 +18,10 @@ class Coverage:
     """How many vocabulary rows of an embedding were initialised from word vectors."""
 
     exact: int  # rows whose token is in the vectors as is
-    lowercase: int  # further rows matched through the lowercased token
+    lowercase: int  # further rows matched through the lowercased token (lowercased vectors)
     total: int  # rows in the vocabulary
     missing: list[str] = field(default_factory=list)  # tokens without a vector (kept as they were)
+    case_rule: str = ""  # the vectors' case folding and where it came from (WordVectors.case_rule)
 
     @property
     def matched(self) -> int:
@@ -35,6 +36,8 @@ class Coverage:
         text = f"{self.matched} of {self.total} vocabulary words ({self.fraction:.1%}) have vectors"
         if self.lowercase:
             text += f" ({self.lowercase} through their lowercase form)"
+        if self.case_rule and (self.lowercase or any(t != t.lower() for t in self.missing)):
+            text += f" [{self.case_rule.replace('queries are', 'tokens are')}]"
         if self.missing:
             shown = ", ".join(repr(t) for t in self.missing[:5])
             more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
@@ -51,8 +54,10 @@ def load_into_embedding(
 ) -> Coverage:
     """Copy pretrained vectors into the rows of ``embedding`` whose token has one.
 
-    Each token is looked up as it is, then lowercased. Rows without a vector (special tokens such
-    as ``<unk>``, rare words) keep their current values, as does the ``padding_idx`` row.
+    Each token is looked up as it is, then, if the vectors were trained on lowercased text
+    (recorded with them, else detected: :attr:`WordVectors.lowercase`), lowercased. Rows without a
+    vector (special tokens such as ``<unk>``, rare words) keep their current values, as does the
+    ``padding_idx`` row.
 
     Args:
         embedding: the layer, with ``num_embeddings == len(vocab_words)`` and
@@ -80,23 +85,23 @@ def load_into_embedding(
     for row, token in enumerate(vocab_words):
         if row == embedding.padding_idx:
             continue
-        source = vectors.index.get(token)
-        if source is not None:
-            exact += 1
-        else:
-            source = vectors.index.get(token.lower())
-            if source is None:
-                missing.append(token)
-                continue
-            lowercase += 1
+        key = vectors.key(token)
+        if key is None:
+            missing.append(token)
+            continue
+        exact += key == token
+        lowercase += key != token
         rows.append(row)
-        sources.append(source)
+        sources.append(vectors.index[key])
     with torch.no_grad():
         weight = embedding.weight
         values = torch.from_numpy(vectors.vectors[sources]).to(weight.dtype, copy=True)
         weight[torch.tensor(rows, dtype=torch.long)] = values.to(weight.device)
     embedding.weight.requires_grad_(not freeze)
-    coverage = Coverage(exact=exact, lowercase=lowercase, total=len(vocab_words), missing=missing)
+    coverage = Coverage(
+        exact=exact, lowercase=lowercase, total=len(vocab_words), missing=missing,
+        case_rule=vectors.case_rule,
+    )  # fmt: skip
     logger.info("pretrained embeddings: %s", coverage)
     return coverage
 

@@ -10,23 +10,37 @@ Three formats are read and written:
 
 Words are separated from their numbers by a single space and lines end with ``"\\n"`` only, so any
 word without a space or newline in it round-trips, whatever other characters it holds.
+
+**Case folding travels in a sidecar.** Whether the vectors were trained on lowercased text decides
+how queries are looked up (``God`` finds ``god`` only in lowercased vectors). The formats have no
+place for it (word2vec's tools and gensim read the header as exactly two integers), so vectors
+that know their folding write it beside the file as ``FILE.rnnkit.json``
+(``{"kind": "rnnkit word vectors", "lowercase": true, "sha256": ...}``), the SHA-256 tying it to
+the bytes of that one file. Loading reads it when it matches the file; without one (files of other
+tools, or a sidecar left behind by another version of the file) the folding is detected from the
+vocabulary: no word with a capital letter means lowercased.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from rnnkit.errors import DataError, RnnkitError
-from rnnkit.files import atomic_open, read_input_bytes
+from rnnkit.files import atomic_open, read_input_bytes, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("word2vec", "word2vec-binary", "glove")
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
+CASE_RECORD_KIND = "rnnkit word vectors"  # the "kind" of a case-folding sidecar
+CASE_RECORD_SUFFIX = ".rnnkit.json"  # the sidecar of FILE is FILE.rnnkit.json
 
 
 class UnknownWordError(RnnkitError, KeyError):
@@ -42,12 +56,16 @@ class WordVectors:
     Args:
         words: the words, in row order (for trained vectors, most frequent first).
         vectors: array of shape ``(n, dim)``; stored as float32.
+        lowercase: whether the vectors were trained on lowercased text, when known (training
+            knows; a file says so in its sidecar); None: detected from the words.
 
     Queries use cosine similarity. Words not in the vocabulary raise :class:`UnknownWordError`
     naming them.
     """
 
-    def __init__(self, words: Sequence[str], vectors: np.ndarray) -> None:
+    def __init__(
+        self, words: Sequence[str], vectors: np.ndarray, *, lowercase: bool | None = None
+    ) -> None:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         if matrix.ndim != 2:
             raise ValueError(f"vectors must be a 2-D array (words, dim), got shape {matrix.shape}")
@@ -65,7 +83,9 @@ class WordVectors:
                 raise ValueError(f"duplicate word {word!r} at rows {self.index[word]} and {i}")
             self.index[word] = i
         self._unit: np.ndarray | None = None
-        self._lowercase: bool | None = None
+        self._lowercase = lowercase
+        self.case_recorded = lowercase is not None  # known from training, not detected
+        self.case_record: str | None = None  # the sidecar the folding was read from
 
     def __len__(self) -> int:
         return len(self.words)
@@ -94,11 +114,29 @@ class WordVectors:
 
     @property
     def lowercase(self) -> bool:
-        """Whether these vectors were trained on lowercased text (no word has a capital), so
-        queries are folded to lower case too (``God`` finds ``god``)."""
+        """Whether these vectors were trained on lowercased text, so queries are folded to lower
+        case too (``God`` finds ``god``): as recorded, else detected (no word has a capital)."""
         if self._lowercase is None:
             self._lowercase = not any(w != w.lower() for w in self.words)
         return self._lowercase
+
+    @property
+    def case_rule(self) -> str:
+        """Which case folding applies to queries and why, for messages."""
+        if self.case_recorded:
+            how = "trained on lowercased text" if self.lowercase else "trained keeping case"
+            where = f"as recorded in {self.case_record}" if self.case_record else "as recorded"
+            folding = "lowercased" if self.lowercase else "kept as typed"
+            return f"queries are {folding}: {how}, {where}"
+        if self.lowercase:
+            return (
+                "queries are lowercased: no word of these vectors has a capital letter "
+                "(no record of their case folding came with them)"
+            )
+        return (
+            "queries are kept as typed: these vectors hold words with capital letters "
+            "(no record of their case folding came with them)"
+        )
 
     def key(self, word: str) -> str | None:
         """The word of these vectors that ``word`` names (case-folded for lowercased vectors),
@@ -121,20 +159,32 @@ class WordVectors:
         missing = [w for w, k in zip(words, keys) if k is None]
         if missing:
             names = ", ".join(repr(w) for w in missing)
+            suggestion, case_matters = self._suggest(missing)
             raise UnknownWordError(
                 f"unknown word{'s' if len(missing) > 1 else ''} {names}: "
-                f"not among the {len(self)} words of these vectors" + self._suggest(missing)
+                f"not among the {len(self)} words of these vectors"
+                + suggestion
+                + (f" ({self.case_rule})" if case_matters else "")
             )
         return [self.index[k] for k in keys if k is not None]
 
-    def _suggest(self, missing: Sequence[str]) -> str:
-        """``"; did you mean 'king', 'kings'?"`` for the first missing word (or nothing)."""
+    def _suggest(self, missing: Sequence[str]) -> tuple[str, bool]:
+        """``"; did you mean 'king', 'kings'?"`` for the first missing word (or nothing), and
+        whether case folding decided the answer (a missing word with capitals, or one known here
+        in another case)."""
         import difflib
 
         word = missing[0].lower() if self.lowercase else missing[0]
         near = [w for w in self.words if abs(len(w) - len(word)) <= 2]
-        close = difflib.get_close_matches(word, near, n=3, cutoff=0.75)
-        return f"; did you mean {', '.join(repr(w) for w in close)}?" if close else ""
+        other_case = [w for w in near if w.lower() == word.lower()]
+        close = other_case + [
+            w
+            for w in difflib.get_close_matches(word, near, n=3, cutoff=0.75)
+            if w not in other_case
+        ]
+        capitals = any(w != w.lower() for w in missing)
+        text = f"; did you mean {', '.join(repr(w) for w in close[:3])}?" if close else ""
+        return text, capitals or bool(other_case)
 
     def similarity(self, a: str, b: str) -> float:
         """Cosine similarity of the vectors of words ``a`` and ``b``."""
@@ -204,7 +254,7 @@ class WordVectors:
         keep: dict[str, int] = {}
         for i, word in enumerate(self.words):
             keep.setdefault(word.lower(), i)
-        return WordVectors(list(keep), self.vectors[list(keep.values())])
+        return WordVectors(list(keep), self.vectors[list(keep.values())], lowercase=True)
 
     # ----------------------------------------------------------------------------- files
 
@@ -212,7 +262,8 @@ class WordVectors:
         """Write the vectors to ``path`` in ``format`` (one of ``FORMATS``).
 
         Text formats write each number with 9 significant digits, enough to read back the same
-        float32 values.
+        float32 values. Vectors that know their case folding also write it to the sidecar
+        ``path + ".rnnkit.json"`` (see the module docstring), after the vector file.
         """
         if format not in FORMATS:
             raise ValueError(f"unknown vector format {format!r}; expected one of {FORMATS}")
@@ -221,18 +272,27 @@ class WordVectors:
                 raise ValueError(
                     f"word {word!r} contains a space or newline, which vector files cannot hold"
                 )
-        header = f"{len(self)} {self.dim}\n".encode()
+        digest = hashlib.sha256()
         with atomic_open(path) as f:
+
+            def write(chunk: bytes) -> None:
+                f.write(chunk)
+                digest.update(chunk)
+
             if format != "glove":
-                f.write(header)
+                write(f"{len(self)} {self.dim}\n".encode())
             if format == "word2vec-binary":
                 values = self.vectors.astype("<f4")
                 for word, row in zip(self.words, values):
-                    f.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
-                return
-            for word, row in zip(self.words, self.vectors):
-                numbers = " ".join(f"{x:.9g}" for x in row.tolist())
-                f.write(f"{word} {numbers}\n".encode())
+                    write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
+            else:
+                for word, row in zip(self.words, self.vectors):
+                    numbers = " ".join(f"{x:.9g}" for x in row.tolist())
+                    write(f"{word} {numbers}\n".encode())
+        if self.case_recorded:
+            record = {"kind": CASE_RECORD_KIND, "lowercase": self.lowercase,
+                      "sha256": digest.hexdigest()}  # fmt: skip
+            write_text_atomic(case_record_path(path), json.dumps(record, indent=1) + "\n")
 
     @classmethod
     def load(
@@ -261,7 +321,52 @@ class WordVectors:
                 f"{path}: the vector of {words[bad]!r} (and {int((~finite).sum()) - 1} more) "
                 "holds NaN or infinite values; retrain the vectors or remove those words"
             )
-        return cls(words, matrix)
+        record = case_record_path(path)
+        vectors = cls(words, matrix, lowercase=read_case_record(record, data))
+        if vectors.case_recorded:
+            vectors.case_record = os.fspath(record)
+        return vectors
+
+
+def case_record_path(path: str | os.PathLike) -> Path:
+    """The sidecar recording the case folding of the vector file ``path``."""
+    return Path(os.fspath(path) + CASE_RECORD_SUFFIX)
+
+
+def is_case_record(path: Path) -> bool:
+    """Whether ``path`` is a case-folding sidecar rnnkit wrote (so rnnkit may replace it)."""
+    return _read_record(path) is not None
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        if not path.is_file() or path.stat().st_size > 4096:
+            return None
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and record.get("kind") == CASE_RECORD_KIND
+    return record if ok else None
+
+
+def read_case_record(path: Path, data: bytes) -> bool | None:
+    """The case folding the sidecar ``path`` records for a vector file holding ``data``: True
+    (lowercased), False (case kept), or None when there is no sidecar or it describes other
+    bytes (a warning says so and the folding is then detected)."""
+    if not path.exists():
+        return None
+    record = _read_record(path)
+    if record is None or not isinstance(record.get("lowercase"), bool):
+        logger.warning("%s is not an rnnkit case record; ignoring it", path)
+        return None
+    if record.get("sha256") != hashlib.sha256(data).hexdigest():
+        logger.warning(
+            "%s was written for another version of the vector file; ignoring it and detecting "
+            "the case folding from the words",
+            path,
+        )
+        return None
+    return record["lowercase"]
 
 
 def analogy_scores(

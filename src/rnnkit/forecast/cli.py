@@ -26,6 +26,7 @@ from rnnkit.options import (
     SEED,
     add_budget_arguments,
     add_command,
+    add_force_argument,
     add_process_arguments,
     add_run_location,
     recipe_budget,
@@ -181,10 +182,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_plot(args: argparse.Namespace) -> None:
+    """Refuse a ``--plot`` that would replace an input or a file rnnkit did not draw, before any
+    work (:func:`rnnkit.plots.check_image_output`)."""
+    if args.plot:
+        from rnnkit.plots import check_image_output
+
+        check_image_output(
+            args.plot, inputs=[args.data] if args.data else [], force=args.force, option="--plot"
+        )
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.forecast import api
 
     set_threads(args)
+    _check_plot(args)
     fc = api.load(args.run_dir)
     result = api.predict(
         fc, data=args.data, horizon=args.horizon, quantiles=args.quantiles,
@@ -223,6 +236,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from rnnkit.forecast import api
 
     set_threads(args)
+    _check_plot(args)
     fc = api.load(args.run_dir)
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
@@ -268,6 +282,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
     pred.add_argument("--plot", metavar="PNG", help="draw history, median and 80%%/95%% bands")
+    add_force_argument(pred)
     add_process_arguments(pred)
 
     back = add_command(
@@ -284,4 +299,5 @@ def register(parser: argparse.ArgumentParser) -> None:
     back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     back.add_argument("--json", action="store_true", help="print one JSON object")
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
+    add_force_argument(back)
     add_process_arguments(back)

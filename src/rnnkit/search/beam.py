@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.limits import check_decoding, state_bytes
 from rnnkit.search.checks import check_lengths, check_log_probs, start_tokens
 from rnnkit.search.contract import Decoder, Hypothesis
 from rnnkit.search.processors import Processor, constraints, process
@@ -101,6 +102,11 @@ def beam_search(
     for t in range(max_length):
         log_probs, state = decoder.step(tokens, state)
         check_log_probs(log_probs, tokens.numel())
+        if t == 0:  # the vocabulary and the state are known now; nothing is beam_size wide yet
+            check_decoding(
+                beam_size, max_length, inputs=batch, state_size=state_bytes(state) // batch,
+                vocab_size=log_probs.size(1),
+            )  # fmt: skip
         device = log_probs.device
         if scores is None:
             scores = log_probs.new_zeros(batch, 1)

@@ -8,15 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.limits import check_fits
+from rnnkit.limits import check_decoding, state_bytes
 from rnnkit.search.beam import beam_search
+from rnnkit.search.checks import start_tokens
 from rnnkit.search.contract import Decoder, Hypothesis
 from rnnkit.search.processors import Processor
 from rnnkit.search.settings import SearchOptions
 from rnnkit.search.stepwise import greedy, sample
-
-# Bytes kept per token of each hypothesis: its id, its score and the text made of it.
-HISTORY_BYTES = 64
 
 
 def decode(
@@ -35,13 +33,16 @@ def decode(
     Greedy search and sampling give one hypothesis per input; beam search up to ``n_best``.
     ``processors`` constrain every step (see the module docstring); ``on_token`` streams the
     tokens of greedy search and sampling (beam search knows its result only at the end).
+
+    A decoding that cannot fit in memory is refused (:func:`rnnkit.limits.check_decoding`:
+    ``ConfigError`` with the estimate, and the widest beam that fits): greedy search and sampling
+    here, by their length; beam search after its first step, once the decoder's state and
+    vocabulary are known and before anything is beam-wide.
     """
     options = options or SearchOptions()
-    check_fits(
-        options.beam_size * max_length * HISTORY_BYTES,
-        f"decoding {max_length:,} tokens with {options.beam_size} hypotheses",
-        hint="ask for fewer tokens (--length) or a narrower --beam",
-    )
+    if options.method != "beam":
+        inputs = start_tokens(bos).numel()
+        check_decoding(1, max_length, inputs=inputs, state_size=state_bytes(state) // inputs)
     common = {"min_length": options.min_length, "processors": processors}
     if options.method == "beam":
         return beam_search(

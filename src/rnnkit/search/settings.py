@@ -13,7 +13,9 @@ from rnnkit.errors import ConfigError
 LENGTH_PENALTIES = ("none", "average", "gnmt")
 
 
-MAX_BEAM = 1000  # the widest beam search accepted
+# A sanity bound on the beam; the real cap is memory, estimated for the model at hand when
+# decoding starts (rnnkit.limits.check_decoding), which names the widest beam that fits.
+MAX_BEAM = 100_000
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class SearchOptions:
         problems = [
             (
                 not 1 <= self.beam_size <= MAX_BEAM,
-                f"beam size must be from 1 to {MAX_BEAM}, got {self.beam_size} (wider beams "
+                f"beam size must be from 1 to {MAX_BEAM:,}, got {self.beam_size} (wider beams "
                 "cost time and memory and do not find better text)",
             ),
             (

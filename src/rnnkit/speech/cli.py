@@ -19,9 +19,11 @@ from dataclasses import fields
 from typing import Any
 
 from rnnkit.options import (
+    BEAM,
     BUDGETS,
     add_budget_arguments,
     add_command,
+    add_force_argument,
     add_process_arguments,
     add_run_location,
     recipe_budget,
@@ -123,6 +125,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
 
     set_threads(args)
+    if args.plot:
+        from rnnkit.plots import check_image_output
+
+        check_image_output(args.plot, inputs=args.audio, force=args.force, option="--plot")
     asr = api.load(args.run_dir)
     lm = api.load_lm(args.lm, asr.alphabet) if args.lm else None
     results = asr.transcribe(
@@ -172,7 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
-    parser.add_argument("--beam", type=int, default=beam, help="beam width (1: greedy)")
+    parser.add_argument("--beam", type=BEAM, default=beam, help="beam width (1: greedy)")
     parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with --lm")
@@ -214,12 +220,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("run_dir", metavar="RUN_DIR")
     tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
     _decoding_arguments(tr, beam=1)
-    tr.add_argument("--nbest", type=int, default=1, help="alternatives to show (with --beam)")
+    tr.add_argument("--nbest", type=BEAM, default=1, help="alternatives to show (with --beam)")
     tr.add_argument("--hotword", action="append", metavar="WORD", help="boost WORD (repeatable)")
     tr.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per character")
     tr.add_argument("--timestamps", action="store_true", help="word start and end times")
     tr.add_argument("--json", action="store_true", help="one JSON object per file")
     tr.add_argument("--plot", metavar="PNG", help="log-mel, CTC posteriors and alignment")
+    add_force_argument(tr)
     tr.set_defaults(trailing="audio")
 
     ev = add_command(commands, "eval", "WER and CER on a test set", cmd_eval)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.errors import ConfigError
+from rnnkit.limits import check_decoding, state_bytes
 
 NEG_INF = float("-inf")
 
@@ -172,6 +173,9 @@ def _logadd(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
+PY_FLOAT_BYTES = 32  # a Python float in a list (24-byte object + 8-byte pointer)
+
+
 def prefix_beam_search(
     log_probs: Tensor,
     *,
@@ -206,10 +210,14 @@ def prefix_beam_search(
         raise ValueError(f"log_probs must be (T, C), got shape {tuple(log_probs.shape)}")
     if beam < 1 or nbest < 1:
         raise ConfigError(f"beam and nbest must be >= 1, got {beam} and {nbest}")
-    frames = log_probs.detach().double().tolist()
     root = _Beam(p_blank=0.0)
+    state_size = 0
     if lm is not None:
         root.lm_next, root.lm_state = lm.begin()
+        # Each prefix keeps the LM's state and its next-token scores as Python floats.
+        state_size = state_bytes(root.lm_state) + PY_FLOAT_BYTES * len(root.lm_next)
+    check_decoding(beam, len(log_probs), state_size=state_size, vocab_size=log_probs.size(1))
+    frames = log_probs.detach().double().tolist()
     beams: dict[tuple[int, ...], _Beam] = {(): root}
 
     def score(prefix: tuple[int, ...], b: _Beam, final: bool = False) -> float:

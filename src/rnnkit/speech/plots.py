@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rnnkit.plots import save_figure
 from rnnkit.speech.decode import forced_align, greedy_decode
 
 
@@ -52,4 +53,4 @@ def plot_transcription(asr: Any, audio: str | os.PathLike, transcript: Any, path
                         ha="center", va="center", fontsize=11)  # fmt: skip
     bottom.set_xlim(0, seconds)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -30,6 +30,7 @@ from rnnkit.options import (
     SMOOTHING,
     add_budget_arguments,
     add_command,
+    add_force_argument,
     add_pretrained_arguments,
     add_process_arguments,
     add_run_location,
@@ -130,10 +131,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     attention.add_argument(
         "--out", required=True, metavar="FILE.png",
         help="image to write (format from the suffix, PNG without one); an existing file is "
-        "replaced only if it is an image, or with --force",
+        "replaced only if it is an image rnnkit drew, or with --force",
     )  # fmt: skip
-    attention.add_argument("--force", action="store_true", help="replace any existing --out")
-    attention.add_argument("--beam", type=POSITIVE, default=1, help="beam size (1: greedy)")
+    add_force_argument(attention)
+    attention.add_argument("--beam", type=BEAM, default=1, help="beam size (1: greedy)")
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -253,11 +254,10 @@ def eval_command(args: argparse.Namespace) -> int:
 
 def attention_command(args: argparse.Namespace) -> int:
     from rnnkit import translate
-    from rnnkit.files import check_output_file
-    from rnnkit.plots import looks_like_image, plot_attention
+    from rnnkit.plots import check_image_output, plot_attention
     from rnnkit.translate.tokens import JOINER, detokenize
 
-    out = check_output_file(args.out, force=args.force, ours=looks_like_image, what="image")
+    out = check_image_output(args.out, force=args.force)
     translator = translate.load(args.run_dir)
     source, output, weights = translator.attention(args.text, beam_size=args.beam)
     labels = [[t.removeprefix(JOINER) for t in tokens] for tokens in (source, output)]
