@@ -63,18 +63,23 @@ def _input_grads(ctx: Any, d_pre: Tensor, x: Tensor, w_ih: Tensor) -> tuple[Tens
     return dx, dw_ih, db
 
 
-def _graph_grads(
-    ctx: Any, mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple
-) -> tuple[Tensor | None, ...]:
+def graph_grads(
+    mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple, sizes: list[int],
+    reverse: bool, needed: tuple[bool, ...],
+) -> tuple[Tensor | None, ...]:  # fmt: skip
     """Gradients of ``inputs`` (``x``, states, then params) as a graph autograd can differentiate:
-    the layer-direction recomputed with :func:`rnnkit.nn.steps.run` and differentiated."""
+    the layer-direction recomputed with :func:`rnnkit.nn.steps.run` and differentiated.
+
+    ``grads`` are the gradients of ``y`` and the final states (None where absent); ``needed[i]``
+    says whether ``inputs[i]`` wants its gradient. Used by the kernels' backward and by the custom
+    operator's (:mod:`rnnkit.nn.ops`) when autograd records a graph of the gradient.
+    """
     x, states, params = inputs[0], list(inputs[1 : 1 + n_states]), list(inputs[1 + n_states :])
     params += [None] * (5 - len(params))  # the GRU and RNN have no projection
-    sched = ctx.state[0]
     with torch.enable_grad():
-        y, finals = steps.run(mode, x, states, params, sched.sizes, sched.reverse)
+        y, finals = steps.run(mode, x, states, params, sizes, reverse)
     pairs = [(out, g) for out, g in zip([y, *finals], grads) if g is not None]
-    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    wanted = [i for i, t in enumerate(inputs) if t is not None and needed[i]]
     found = torch.autograd.grad(
         [out for out, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
         create_graph=True, allow_unused=True,
@@ -83,6 +88,14 @@ def _graph_grads(
     for i, g in zip(wanted, found):
         result[i] = g
     return tuple(result)
+
+
+def _graph_grads(
+    ctx: Any, mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple
+) -> tuple[Tensor | None, ...]:
+    sched = ctx.state[0]
+    return graph_grads(mode, inputs, n_states, grads, sched.sizes, sched.reverse,
+                       ctx.needs_input_grad)  # fmt: skip
 
 
 def _start(
