@@ -40,6 +40,7 @@ from torch import Tensor
 from rnnkit.nn import loops, native, steps
 from rnnkit.nn.loops import project
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
+from rnnkit.nn.transforms import ReferencedFunction
 
 
 def _impl(native_wanted: bool, *tensors: Tensor | None) -> ModuleType:
@@ -107,7 +108,7 @@ def _start(
     return Schedule(sizes, reverse)
 
 
-class LSTMFunction(torch.autograd.Function):
+class LSTMFunction(ReferencedFunction):
     """``(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native) -> (y, h_n, c_n)``."""
 
     @staticmethod
@@ -123,6 +124,12 @@ class LSTMFunction(torch.autograd.Function):
         h_full = h_full if w_hr is not None else None
         ctx.state = (sched, gates, h_prev, c_prev, tanh_c, h_full)
         ctx.has_bias = b_ih is not None
+        return y, h_n, c_n
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native_=True):  # noqa: ANN001, ANN205
+        y, (h_n, c_n) = steps.run("LSTM", x, [h0, c0], [w_ih, w_hh, b_ih, b_hh, w_hr], sizes,
+                                  reverse)  # fmt: skip
         return y, h_n, c_n
 
     @staticmethod
@@ -149,7 +156,7 @@ class LSTMFunction(torch.autograd.Function):
         return dx, dh0, dc0, dw_ih, dw_hh, db, db, dw_hr, None, None, None
 
 
-class GRUFunction(torch.autograd.Function):
+class GRUFunction(ReferencedFunction):
     """``(x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, native) -> (y, h_n)``."""
 
     @staticmethod
@@ -160,6 +167,11 @@ class GRUFunction(torch.autograd.Function):
         ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
         ctx.state = (sched, gi, gh, h_prev)
         ctx.has_bias = b_ih is not None
+        return y, h_n
+
+    @staticmethod
+    def reference(x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, native_=True):  # noqa: ANN001, ANN205
+        y, (h_n,) = steps.run("GRU", x, [h0], [w_ih, w_hh, b_ih, b_hh, None], sizes, reverse)
         return y, h_n
 
     @staticmethod
@@ -178,7 +190,7 @@ class GRUFunction(torch.autograd.Function):
         return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None
 
 
-class RNNFunction(torch.autograd.Function):
+class RNNFunction(ReferencedFunction):
     """``(x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native) -> (y, h_n)``."""
 
     @staticmethod
@@ -189,6 +201,12 @@ class RNNFunction(torch.autograd.Function):
         ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
         ctx.state = (sched, h_prev, relu)
         ctx.has_bias = b_ih is not None
+        return y, h_n
+
+    @staticmethod
+    def reference(x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native_=True):  # noqa: ANN001, ANN205
+        mode = "RNN_RELU" if relu else "RNN_TANH"
+        y, (h_n,) = steps.run(mode, x, [h0], [w_ih, w_hh, b_ih, b_hh, None], sizes, reverse)
         return y, h_n
 
     @staticmethod
