@@ -90,8 +90,10 @@ def ctc_loss(
     if unbatched:
         log_probs = log_probs.unsqueeze(1)
         targets = targets.unsqueeze(0) if targets.dim() == 1 else targets
-    input_lengths = torch.as_tensor(input_lengths, dtype=torch.long).reshape(-1)
-    target_lengths = torch.as_tensor(target_lengths, dtype=torch.long).reshape(-1)
+    here = {"dtype": torch.long, "device": log_probs.device}  # lengths may come as lists
+    input_lengths = torch.as_tensor(input_lengths, **here).reshape(-1)
+    target_lengths = torch.as_tensor(target_lengths, **here).reshape(-1)
+    targets = targets.to(log_probs.device)
     padded = check_inputs(log_probs, targets, input_lengths, target_lengths, blank)
     if impl == "torch":
         return F.ctc_loss(log_probs, padded, input_lengths, target_lengths, blank, reduction,
@@ -147,7 +149,8 @@ def check_inputs(
             f"{targets.shape[1]}"
         )
     # Only the labels inside each length count; the padding may hold anything.
-    used = torch.arange(targets.shape[1]) < target_lengths.unsqueeze(1)  # (B, S)
+    positions = torch.arange(targets.shape[1], device=targets.device)
+    used = positions < target_lengths.unsqueeze(1)  # (B, S)
     labels = targets[used]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
         raise ValueError(f"target labels must be in [0, {C}), got {sorted(set(labels.tolist()))}")
@@ -220,7 +223,7 @@ def ctc_nll(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_le
     def shift(x: Tensor, by: int) -> Tensor:  # x[:, s - by], -inf where s < by
         return F.pad(x, (by, 0), value=float("-inf"))[:, :S]
 
-    alpha = torch.where(torch.arange(S) < 2, emit[0], neg_inf)
+    alpha = torch.where(torch.arange(S, device=emit.device) < 2, emit[0], neg_inf)
     alphas = [alpha]
     for t in range(1, T):
         two_back = torch.where(skip, shift(alpha, 2), neg_inf)
@@ -306,10 +309,10 @@ def forward_backward_torch(
     """The same recursions as ``ctc.c`` in PyTorch, every step over the whole batch at once."""
     T, B, C = log_probs.shape
     S = 2 * targets.shape[1] + 1
-    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype)
+    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
     ext = targets.new_full((B, S), blank)
     ext[:, 1::2] = targets  # (B, S): blank, l1, blank, l2, ..., blank
-    skip = torch.zeros(B, S, dtype=torch.bool)
+    skip = torch.zeros(B, S, dtype=torch.bool, device=log_probs.device)
     skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
     emit = log_probs.gather(2, ext.unsqueeze(0).expand(T, B, S))  # (T, B, S): log y_t(ext[s])
 
@@ -325,7 +328,7 @@ def forward_backward_torch(
         prev = alpha[t - 1]
         two_back = torch.where(skip, shift(prev, 2), neg_inf)
         alpha[t] = torch.logsumexp(torch.stack([prev, shift(prev, 1), two_back]), 0) + emit[t]
-    rows = torch.arange(B)
+    rows = torch.arange(B, device=log_probs.device)
     last_t, last_s = input_lengths - 1, 2 * target_lengths  # (B,)
     ends = alpha[last_t, rows]  # (B, S)
     end_two = torch.where(last_s > 0, ends[rows, (last_s - 1).clamp(min=0)], neg_inf)
@@ -333,9 +336,9 @@ def forward_backward_torch(
     if not want_grad:
         return -log_p, None
     # beta starts at each utterance's own last frame and last two extended positions.
-    s_index = torch.arange(S).unsqueeze(0)  # (1, S)
+    s_index = torch.arange(S, device=log_probs.device).unsqueeze(0)  # (1, S)
     start = (s_index == last_s.unsqueeze(1)) | (s_index == (last_s - 1).unsqueeze(1))  # (B, S)
-    skip_ahead = torch.zeros(B, S, dtype=torch.bool)
+    skip_ahead = torch.zeros(B, S, dtype=torch.bool, device=log_probs.device)
     skip_ahead[:, :-2] = skip[:, 2:]
 
     beta = log_probs.new_full((T, B, S), float("-inf"))
