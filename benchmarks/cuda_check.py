@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rnnkit.nn as rnn  # noqa: E402
+from layers import _timed  # noqa: E402  (benchmarks/layers.py: one timed call, synchronised)
 from rnnkit.nn.ctc import ctc_loss  # noqa: E402
 
 KINDS = ("LSTM", "GRU", "RNN")
@@ -61,11 +63,13 @@ def twins(kind: str, device: torch.device, **kw):
 
 
 def inputs(device: torch.device, packed: bool):
+    """``x`` and a function giving the layer's input from it (a new packing per call: each run
+    differentiates its own graph)."""
     x = torch.randn(7, 4, 8, device=device, requires_grad=True)
     if not packed:
-        return x, x
+        return x, lambda x: x
     lengths = torch.tensor([7, 5, 5, 2])
-    return x, torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
+    return x, lambda x: torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
 
 
 def run(model, given, x) -> list[torch.Tensor]:
@@ -85,7 +89,8 @@ def parity_fp32(device: torch.device) -> None:
         for packed in (False, True):
             ours, theirs = twins(kind, device)
             x, given = inputs(device, packed)
-            err = max(rel_error(a, b) for a, b in zip(run(ours, given, x), run(theirs, given, x)))
+            pairs = zip(run(ours, given(x), x), run(theirs, given(x), x))
+            err = max(rel_error(a, b) for a, b in pairs)
             check(f"fp32 parity {kind} {'packed' if packed else 'padded'}", err < 1e-4,
                   f"max rel error {err:.1e}")  # fmt: skip
 
@@ -185,17 +190,8 @@ def others(device: torch.device) -> None:
 
 
 def _ms(fn, device: torch.device, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    fn()  # warm-up
+    return statistics.median(_timed(fn, device) for _ in range(repeats))
 
 
 def _timed_call(model, x: torch.Tensor, mode: str):
@@ -204,8 +200,8 @@ def _timed_call(model, x: torch.Tensor, mode: str):
     return lambda: model(x)[0].sum().backward()
 
 
-def speed(device: torch.device, repeats: int) -> None:
-    shapes = [(100, 64, 512, 512), (50, 16, 128, 128)]
+def speed(device: torch.device, repeats: int, quick: bool) -> None:
+    shapes = [(50, 16, 128, 128)] + ([] if quick else [(100, 64, 512, 512)])
     print("\nspeed, ms (median): rnnkit's kernels, impl='auto' (cuDNN), torch.nn; "
           "ratio = rnnkit / torch.nn")  # fmt: skip
     head = ("layer", "T,B,I,H", "mode", "rnnkit", "auto", "torch", "ratio")
@@ -229,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--repeats", type=int, default=20, help="timed repeats per speed cell")
-    parser.add_argument("--quick", action="store_true", help="3 timed repeats")
+    parser.add_argument("--quick", action="store_true", help="3 timed repeats, the small shape")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -244,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             part(device)
         except Exception as e:  # one broken part must not hide the others' results
             check(part.__name__, False, f"{type(e).__name__}: {str(e)[:200]}")
-    speed(device, 3 if args.quick else args.repeats)
+    speed(device, 3 if args.quick else args.repeats, args.quick)
     failed = [name for name, ok, _ in RESULTS if not ok]
     print(
         f"\n{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed in "
