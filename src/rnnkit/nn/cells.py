@@ -7,16 +7,19 @@ stepping these cells by hand over a sequence gives the same result.
 Each cell subclasses torch.nn's (``RNNCell(torch.nn.RNNCell)``, ...): the constructor, parameters,
 initialisation, ``repr`` and ``state_dict`` are torch's; ``forward`` is rnnkit's step
 (:mod:`rnnkit.nn.steps`) behind torch's checks and messages (:mod:`rnnkit.nn.checks`). Under
-``torch.autocast`` the steps' matrix products follow autocast's policy and the gate math type
-promotion, which gives torch.nn's output dtypes (the RNN cell in the autocast dtype, the LSTM and
-GRU cells in their state's).
+``torch.autocast`` the cells return torch.nn's dtypes (:mod:`rnnkit.nn.precision`): on the CPU the
+steps' matrix products follow autocast's policy and the gate math type promotion (the RNN cell in
+the autocast dtype, the LSTM and GRU cells in their state's); on CUDA, where torch's cell operators
+are on autocast's lower-precision list, input and state are cast to the autocast dtype first.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from rnnkit.nn.checks import check_cell_dims, check_cell_sizes
+from rnnkit.nn.precision import cell_dtype
 from rnnkit.nn.steps import gru_step, lstm_step, rnn_step
 
 _NAMES = ("RNNCell", "LSTMCell", "GRUCell")
@@ -42,6 +45,9 @@ def _batched(
         states = list(hx) if count == 2 else [hx]
         states = states if batched else [s.unsqueeze(0) for s in states]
     check_cell_sizes(input, states, cell.input_size, cell.hidden_size)
+    lower = cell_dtype(input)
+    if lower is not None:  # autocast casts every argument of torch's cell operator but float64
+        input, *states = [t if t.dtype == torch.float64 else t.to(lower) for t in (input, *states)]
     return input, states, batched
 
 

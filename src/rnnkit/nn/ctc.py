@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import cbuild
+from rnnkit.nn.transforms import ReferencedFunction
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 REDUCTIONS = ("none", "mean", "sum")
@@ -89,8 +90,10 @@ def ctc_loss(
     if unbatched:
         log_probs = log_probs.unsqueeze(1)
         targets = targets.unsqueeze(0) if targets.dim() == 1 else targets
-    input_lengths = torch.as_tensor(input_lengths, dtype=torch.long).reshape(-1)
-    target_lengths = torch.as_tensor(target_lengths, dtype=torch.long).reshape(-1)
+    here = {"dtype": torch.long, "device": log_probs.device}  # lengths may come as lists
+    input_lengths = torch.as_tensor(input_lengths, **here).reshape(-1)
+    target_lengths = torch.as_tensor(target_lengths, **here).reshape(-1)
+    targets = targets.to(log_probs.device)
     padded = check_inputs(log_probs, targets, input_lengths, target_lengths, blank)
     if impl == "torch":
         return F.ctc_loss(log_probs, padded, input_lengths, target_lengths, blank, reduction,
@@ -146,7 +149,8 @@ def check_inputs(
             f"{targets.shape[1]}"
         )
     # Only the labels inside each length count; the padding may hold anything.
-    used = torch.arange(targets.shape[1]) < target_lengths.unsqueeze(1)  # (B, S)
+    positions = torch.arange(targets.shape[1], device=targets.device)
+    used = positions < target_lengths.unsqueeze(1)  # (B, S)
     labels = targets[used]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
         raise ValueError(f"target labels must be in [0, {C}), got {sorted(set(labels.tolist()))}")
@@ -155,10 +159,11 @@ def check_inputs(
     return torch.where(used, targets, torch.full_like(targets, blank)).contiguous()
 
 
-class CTCFunction(torch.autograd.Function):
+class CTCFunction(ReferencedFunction):
     """``nll (B,) = CTCFunction.apply(log_probs (T, B, C), targets (B, S), input_lengths (B,),
     target_lengths (B,), blank, zero_infinity, use_c)``: per-utterance negative
-    log-likelihoods; the gradient is computed in the forward pass and scaled in the backward."""
+    log-likelihoods; the gradient is computed in the forward pass and scaled in the backward.
+    Under ``torch.func`` transforms and for double backward :func:`ctc_nll` runs instead."""
 
     @staticmethod
     def forward(
@@ -180,13 +185,67 @@ class CTCFunction(torch.autograd.Function):
             nll = nll.masked_fill(impossible, 0.0)
             if grad is not None:
                 grad = grad.masked_fill(impossible.view(1, -1, 1), 0.0)
-        ctx.save_for_backward(grad if grad is not None else log_probs.new_empty(0))
+        saved = grad if grad is not None else log_probs.new_empty(0)
+        ctx.save_for_backward(saved, log_probs, targets, input_lengths, target_lengths)
+        ctx.options = (blank, zero_infinity)
         return nll
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_nll: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
+        grad, log_probs, *labels = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            nll = ctc_nll(log_probs, *labels, *ctx.options)
+            (grad,) = torch.autograd.grad(nll, log_probs, grad_nll, create_graph=True)
+            return grad, None, None, None, None, None, None
         return grad * grad_nll.view(1, -1, 1), None, None, None, None, None, None
+
+    @staticmethod
+    def reference(log_probs, targets, input_lengths, target_lengths, blank, zero_infinity,  # noqa: ANN001, ANN205
+                  use_c=False):  # noqa: ANN001  # fmt: skip
+        return ctc_nll(log_probs, targets, input_lengths, target_lengths, blank, zero_infinity)
+
+
+def ctc_nll(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_lengths: Tensor,
+            blank: int, zero_infinity: bool = False) -> Tensor:  # fmt: skip
+    """:class:`CTCFunction`'s values by the forward (alpha) recursion alone, in differentiable
+    torch ops without in-place writes: what ``torch.func`` transforms and double backward
+    differentiate. Impossible alignments give ``inf`` (0 with ``zero_infinity``), gradient 0."""
+    T, B, _ = log_probs.shape
+    blanks = targets.new_full((B, 1), blank)
+    pairs = torch.stack([blanks.expand_as(targets), targets], 2).reshape(B, -1)
+    ext = torch.cat([pairs, blanks], 1)  # (B, S): blank, l1, blank, l2, ..., blank
+    S = ext.shape[1]
+    repeat = torch.cat([ext.new_ones(B, min(S, 2)), ext[:, 2:] == ext[:, :-2]], 1)
+    skip = (ext != blank) & ~repeat.bool()  # (B, S): the step s - 2 -> s is allowed
+    emit = log_probs.gather(2, ext.unsqueeze(0).expand(T, B, S))  # (T, B, S)
+    neg_inf = torch.full_like(emit[0], float("-inf"))
+
+    def shift(x: Tensor, by: int) -> Tensor:  # x[:, s - by], -inf where s < by
+        return F.pad(x, (by, 0), value=float("-inf"))[:, :S]
+
+    alpha = torch.where(torch.arange(S, device=emit.device) < 2, emit[0], neg_inf)
+    alphas = [alpha]
+    for t in range(1, T):
+        two_back = torch.where(skip, shift(alpha, 2), neg_inf)
+        alpha = _logsumexp(torch.stack([alpha, shift(alpha, 1), two_back])) + emit[t]
+        alphas.append(alpha)
+    last = (input_lengths - 1).view(1, B, 1).expand(1, B, S)
+    ends = torch.stack(alphas).gather(0, last).squeeze(0)  # (B, S)
+    last_s = (2 * target_lengths).view(B, 1)
+    end_two = torch.where(last_s > 0, ends.gather(1, (last_s - 1).clamp(min=0)), neg_inf[:, :1])
+    log_p = _logsumexp(torch.stack([ends.gather(1, last_s), end_two])).squeeze(1)  # (B,)
+    impossible = torch.full_like(log_p, 0.0 if zero_infinity else float("inf"))
+    return torch.where(torch.isinf(log_p), impossible, -log_p)
+
+
+def _logsumexp(x: Tensor) -> Tensor:
+    """``logsumexp`` over dimension 0 whose gradient is 0 (torch's: NaN) where every term is
+    ``-inf``."""
+    top = x.amax(0)
+    finite = torch.isfinite(top)
+    shift = torch.where(finite, top, torch.zeros_like(top)).detach()
+    total = (x - shift).exp().sum(0).clamp_min(torch.finfo(x.dtype).tiny)
+    return torch.where(finite, total.log() + shift, top)
 
 
 def forward_backward_c(
@@ -250,10 +309,10 @@ def forward_backward_torch(
     """The same recursions as ``ctc.c`` in PyTorch, every step over the whole batch at once."""
     T, B, C = log_probs.shape
     S = 2 * targets.shape[1] + 1
-    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype)
+    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
     ext = targets.new_full((B, S), blank)
     ext[:, 1::2] = targets  # (B, S): blank, l1, blank, l2, ..., blank
-    skip = torch.zeros(B, S, dtype=torch.bool)
+    skip = torch.zeros(B, S, dtype=torch.bool, device=log_probs.device)
     skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
     emit = log_probs.gather(2, ext.unsqueeze(0).expand(T, B, S))  # (T, B, S): log y_t(ext[s])
 
@@ -269,7 +328,7 @@ def forward_backward_torch(
         prev = alpha[t - 1]
         two_back = torch.where(skip, shift(prev, 2), neg_inf)
         alpha[t] = torch.logsumexp(torch.stack([prev, shift(prev, 1), two_back]), 0) + emit[t]
-    rows = torch.arange(B)
+    rows = torch.arange(B, device=log_probs.device)
     last_t, last_s = input_lengths - 1, 2 * target_lengths  # (B,)
     ends = alpha[last_t, rows]  # (B, S)
     end_two = torch.where(last_s > 0, ends[rows, (last_s - 1).clamp(min=0)], neg_inf)
@@ -277,9 +336,9 @@ def forward_backward_torch(
     if not want_grad:
         return -log_p, None
     # beta starts at each utterance's own last frame and last two extended positions.
-    s_index = torch.arange(S).unsqueeze(0)  # (1, S)
+    s_index = torch.arange(S, device=log_probs.device).unsqueeze(0)  # (1, S)
     start = (s_index == last_s.unsqueeze(1)) | (s_index == (last_s - 1).unsqueeze(1))  # (B, S)
-    skip_ahead = torch.zeros(B, S, dtype=torch.bool)
+    skip_ahead = torch.zeros(B, S, dtype=torch.bool, device=log_probs.device)
     skip_ahead[:, :-2] = skip[:, 2:]
 
     beta = log_probs.new_full((T, B, S), float("-inf"))

@@ -23,24 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from rnnkit.nn import native, ops, steps
 from rnnkit.nn.kernels import run_kernel, sum_bias
 from rnnkit.nn.schedule import Schedule
+from rnnkit.nn.transforms import transformed
 
 # (data, states, params, sizes, reverse) -> (y, final states)
 Runner = Callable[[Tensor, list[Tensor], list, list[int], bool], tuple[Tensor, list[Tensor]]]
-
-
-def transformed(tensors: list[Tensor]) -> bool:
-    """Whether a ``torch.func`` transform is active or forward-mode AD tracks one of ``tensors``."""
-    if torch._C._functorch.peek_interpreter_stack() is not None:
-        return True
-    return fwAD._current_level >= 0 and any(
-        fwAD.unpack_dual(t).tangent is not None for t in tensors
-    )
 
 
 def tracing(tensors: list[Tensor]) -> bool:

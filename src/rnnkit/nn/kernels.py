@@ -40,6 +40,7 @@ from torch import Tensor
 from rnnkit.nn import loops, native, steps
 from rnnkit.nn.loops import project
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
+from rnnkit.nn.transforms import ReferencedFunction
 
 
 def _impl(native_wanted: bool, *tensors: Tensor | None) -> ModuleType:
@@ -63,18 +64,23 @@ def _input_grads(ctx: Any, d_pre: Tensor, x: Tensor, w_ih: Tensor) -> tuple[Tens
     return dx, dw_ih, db
 
 
-def _graph_grads(
-    ctx: Any, mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple
-) -> tuple[Tensor | None, ...]:
+def graph_grads(
+    mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple, sizes: list[int],
+    reverse: bool, needed: tuple[bool, ...],
+) -> tuple[Tensor | None, ...]:  # fmt: skip
     """Gradients of ``inputs`` (``x``, states, then params) as a graph autograd can differentiate:
-    the layer-direction recomputed with :func:`rnnkit.nn.steps.run` and differentiated."""
+    the layer-direction recomputed with :func:`rnnkit.nn.steps.run` and differentiated.
+
+    ``grads`` are the gradients of ``y`` and the final states (None where absent); ``needed[i]``
+    says whether ``inputs[i]`` wants its gradient. Used by the kernels' backward and by the custom
+    operator's (:mod:`rnnkit.nn.ops`) when autograd records a graph of the gradient.
+    """
     x, states, params = inputs[0], list(inputs[1 : 1 + n_states]), list(inputs[1 + n_states :])
     params += [None] * (5 - len(params))  # the GRU and RNN have no projection
-    sched = ctx.state[0]
     with torch.enable_grad():
-        y, finals = steps.run(mode, x, states, params, sched.sizes, sched.reverse)
+        y, finals = steps.run(mode, x, states, params, sizes, reverse)
     pairs = [(out, g) for out, g in zip([y, *finals], grads) if g is not None]
-    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    wanted = [i for i, t in enumerate(inputs) if t is not None and needed[i]]
     found = torch.autograd.grad(
         [out for out, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
         create_graph=True, allow_unused=True,
@@ -83,6 +89,14 @@ def _graph_grads(
     for i, g in zip(wanted, found):
         result[i] = g
     return tuple(result)
+
+
+def _graph_grads(
+    ctx: Any, mode: str, inputs: tuple[Tensor | None, ...], n_states: int, grads: tuple
+) -> tuple[Tensor | None, ...]:
+    sched = ctx.state[0]
+    return graph_grads(mode, inputs, n_states, grads, sched.sizes, sched.reverse,
+                       ctx.needs_input_grad)  # fmt: skip
 
 
 def _start(
@@ -94,7 +108,7 @@ def _start(
     return Schedule(sizes, reverse)
 
 
-class LSTMFunction(torch.autograd.Function):
+class LSTMFunction(ReferencedFunction):
     """``(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native) -> (y, h_n, c_n)``."""
 
     @staticmethod
@@ -110,6 +124,12 @@ class LSTMFunction(torch.autograd.Function):
         h_full = h_full if w_hr is not None else None
         ctx.state = (sched, gates, h_prev, c_prev, tanh_c, h_full)
         ctx.has_bias = b_ih is not None
+        return y, h_n, c_n
+
+    @staticmethod
+    def reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, native_=True):  # noqa: ANN001, ANN205
+        y, (h_n, c_n) = steps.run("LSTM", x, [h0, c0], [w_ih, w_hh, b_ih, b_hh, w_hr], sizes,
+                                  reverse)  # fmt: skip
         return y, h_n, c_n
 
     @staticmethod
@@ -136,7 +156,7 @@ class LSTMFunction(torch.autograd.Function):
         return dx, dh0, dc0, dw_ih, dw_hh, db, db, dw_hr, None, None, None
 
 
-class GRUFunction(torch.autograd.Function):
+class GRUFunction(ReferencedFunction):
     """``(x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, native) -> (y, h_n)``."""
 
     @staticmethod
@@ -147,6 +167,11 @@ class GRUFunction(torch.autograd.Function):
         ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
         ctx.state = (sched, gi, gh, h_prev)
         ctx.has_bias = b_ih is not None
+        return y, h_n
+
+    @staticmethod
+    def reference(x, h0, w_ih, w_hh, b_ih, b_hh, sizes, reverse, native_=True):  # noqa: ANN001, ANN205
+        y, (h_n,) = steps.run("GRU", x, [h0], [w_ih, w_hh, b_ih, b_hh, None], sizes, reverse)
         return y, h_n
 
     @staticmethod
@@ -165,7 +190,7 @@ class GRUFunction(torch.autograd.Function):
         return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None
 
 
-class RNNFunction(torch.autograd.Function):
+class RNNFunction(ReferencedFunction):
     """``(x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native) -> (y, h_n)``."""
 
     @staticmethod
@@ -176,6 +201,12 @@ class RNNFunction(torch.autograd.Function):
         ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
         ctx.state = (sched, h_prev, relu)
         ctx.has_bias = b_ih is not None
+        return y, h_n
+
+    @staticmethod
+    def reference(x, h0, w_ih, w_hh, b_ih, b_hh, relu, sizes, reverse, native_=True):  # noqa: ANN001, ANN205
+        mode = "RNN_RELU" if relu else "RNN_TANH"
+        y, (h_n,) = steps.run(mode, x, [h0], [w_ih, w_hh, b_ih, b_hh, None], sizes, reverse)
         return y, h_n
 
     @staticmethod

@@ -20,14 +20,13 @@ forces rnnkit's PyTorch time loop; ``'torch'`` calls PyTorch's fused operator (`
 Beyond torch.nn, keyword-only and off by default: ``layer_norm``, ``zoneout``,
 ``recurrent_dropout`` and ``weight_drop`` (see :mod:`rnnkit.nn.options`).
 
-Mixed precision: under ``torch.autocast`` the layers compute in the dtype torch.nn's outputs have
-(:func:`autocast_dtype`), casting weights, input and state for the call; bfloat16 and float16 run
-rnnkit's PyTorch time loop (the C loops have no kernel for them).
+Mixed precision: under ``torch.autocast`` the layers compute in the dtype torch.nn's outputs
+have (:mod:`rnnkit.nn.precision`), casting weights, input and state for the call; bfloat16 and
+float16 run rnnkit's PyTorch time loop (the C loops have no kernel for them).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnkit.nn import dispatch, native, options
+from rnnkit.nn import dispatch, native, options, precision
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _NAMES = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
@@ -51,32 +50,6 @@ def auto_impl(device: torch.device) -> str:
     from Python there.
     """
     return "rnnkit" if device.type == "cpu" else "torch"
-
-
-def autocast_dtype(mode: str, input: Tensor) -> torch.dtype:
-    """The dtype a layer computes in, and returns, under ``torch.autocast``: torch.nn's.
-
-    torch.nn's recurrent operators are on autocast's lower-precision list (cuDNN on CUDA, oneDNN's
-    LSTM on the CPU), so their outputs have the autocast dtype, except the CPU GRU, whose gate math
-    runs at the precision of its input and state. Outside autocast, or for float64 input (which
-    autocast leaves alone), the input's dtype.
-    """
-    device = input.device.type
-    if not _autocasting(device) or input.dtype == torch.float64:
-        return input.dtype
-    if mode == "GRU" and device == "cpu":
-        return input.dtype
-    return torch.get_autocast_dtype(device)
-
-
-def _autocasting(device: str) -> bool:
-    return device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
-
-
-def _no_autocast(device: str) -> contextlib.AbstractContextManager:
-    return (
-        torch.autocast(device, enabled=False) if _autocasting(device) else contextlib.nullcontext()
-    )
 
 
 def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
@@ -188,7 +161,7 @@ class RNNBase(nn.RNNBase):
                     f"the model with model.to({str(input.device)!r})"
                 )
         for what, state in zip(("hx", "cx"), states):
-            if state.dtype != input.dtype and not _autocasting(input.device.type):
+            if state.dtype != input.dtype and precision.autocast_lower(input.device.type) is None:
                 raise RuntimeError(
                     f"{name}: {what} dtype ({state.dtype}) does not match input dtype "
                     f"({input.dtype}); convert it with {what}.to({input.dtype})"
@@ -207,7 +180,7 @@ class RNNBase(nn.RNNBase):
                 raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             data = x.reshape(steps * batch, x.shape[2])  # (N, I), rows in time-major order
             sizes = [batch] * steps
-        dtype = autocast_dtype(self.mode, input)
+        dtype = precision.layer_dtype(self.mode, input)
         if sizes[0] == 0:  # an empty batch: empty outputs, as torch.nn gives
             out = data.new_zeros(len(sizes), 0, self._output_width(), dtype=dtype)
             finals = [s.to(dtype) for s in states]
@@ -215,7 +188,7 @@ class RNNBase(nn.RNNBase):
                 nothing = sum(w.sum() for w in self._flat_weights) * 0
                 out, finals = out + nothing.to(dtype), [f + nothing.to(dtype) for f in finals]
         else:
-            with _no_autocast(data.device.type):  # the layer casts once, for the whole call
+            with precision.no_autocast(data.device.type):  # the layer casts once, for the call
                 states = [_cast(s, dtype) for s in states]
                 out, finals = self._run_rows(_cast(data, dtype), sizes, states, batch_sizes)
             if batch_sizes is None:

@@ -7,8 +7,15 @@ known output shapes, and an exported or compiled program calls rnnkit's kernels 
 loop) when it runs. The autograd formula of ``recurrent`` is ``recurrent_backward``, which
 recomputes the forward pass with the hand-written kernels and runs their backward: a graph keeps
 only the operator's inputs, at the price of one more forward pass per backward.
-``recurrent_backward`` has no autograd formula of its own: double backward through a traced graph
-raises an error (eager double backward is exact, see :mod:`rnnkit.nn.kernels`).
+
+Double backward: when autograd records a graph of the gradient (``create_graph=True``, gradient
+penalties) the formula differentiates the layer-direction recomputed in differentiable steps
+instead (:func:`rnnkit.nn.kernels.graph_grads`, as the eager kernels do), so exported programs,
+``torch.jit.trace`` graphs and dynamo's ``backend="eager"`` give exact second derivatives.
+``recurrent_backward`` itself has no autograd formula; it is only called without such a graph.
+``torch.compile`` with AOTAutograd (every other backend) refuses double backward for any
+compiled function, torch.nn's layers included: PyTorch raises ``torch.compile with aot_autograd
+does not currently support double backward`` on the second backward, never a wrong number.
 
 The layers call these only while tracing (see :mod:`rnnkit.nn.dispatch`); eager calls go straight
 to the autograd Functions.
@@ -21,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.nn.kernels import run_kernel
+from rnnkit.nn.kernels import graph_grads, run_kernel
 
 # Params are five separate arguments (w_ih, w_hh, b_ih, b_hh, w_hr; None where absent): tracers
 # take lists of tensors but not lists of optional tensors.
@@ -59,7 +66,23 @@ def recurrent_backward(
         y, finals = run_kernel(mode, leaves[0], leaves[1 : 1 + len(states)], given, sizes, reverse,
                             use_c)  # fmt: skip
         found = torch.autograd.grad([y, *finals], leaves, grads, allow_unused=True)
-    return [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, found)]
+    return _unaliased([torch.zeros_like(t) if g is None else g for t, g in zip(leaves, found)],
+                      grads)  # fmt: skip
+
+
+def _unaliased(results: list[Tensor], inputs: list[Tensor]) -> list[Tensor]:
+    """``results`` with a copy of each that shares memory with an input or an earlier result: a
+    custom operator's outputs may alias neither (the LSTM's two bias gradients are one tensor)."""
+    seen = {t.untyped_storage().data_ptr() for t in inputs}
+    out = []
+    for r in results:
+        key = r.untyped_storage().data_ptr()
+        if key in seen:
+            r = r.clone()
+            key = r.untyped_storage().data_ptr()
+        seen.add(key)
+        out.append(r)
+    return out
 
 
 @recurrent_backward.register_fake
@@ -83,6 +106,12 @@ def _backward(ctx: Any, grads: list[Tensor]) -> tuple:
     saved = list(ctx.saved_tensors)
     x, states, rest = saved[0], saved[1 : 1 + n_states], iter(saved[1 + n_states :])
     params = [next(rest) if here else None for here in present]
+    if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+        inputs = (x, *states, *params)
+        needed = tuple(t is not None and t.requires_grad for t in inputs)
+        found = graph_grads(mode, inputs, n_states, tuple(grads), sizes, reverse, needed)
+        d_states, d_params = list(found[1 : 1 + n_states]), found[1 + n_states :]
+        return None, found[0], d_states, *d_params, None, None, None
     shapes = [(x.shape[0], params[1].shape[1]), *(s.shape for s in states)]  # y, final states
     grads = [x.new_zeros(shape) if g is None else g for shape, g in zip(shapes, grads)]
     found = recurrent_backward(mode, x, states, *params, sizes, reverse, use_c, grads)

@@ -34,12 +34,11 @@ from rnnkit.nn import dispatch
 from rnnkit.nn.dropout import check_probability, drop_connect
 from rnnkit.nn.kernels import sum_bias
 from rnnkit.nn.regularized import (
-    EPS,
     RegularizedGRUFunction,
     RegularizedLSTMFunction,
     RegularizedRNNFunction,
 )
-from rnnkit.nn.regularized_cells import CellWeights, run_reference
+from rnnkit.nn.regularized_cells import EPS, CellWeights, run_reference
 
 OPTIONS = ("layer_norm", "zoneout", "recurrent_dropout", "weight_drop")
 

@@ -27,9 +27,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnkit.nn import regularized_native
+from rnnkit.nn.regularized_cells import EPS, CellWeights, run_reference
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
-
-EPS = 1e-5  # layer normalization's epsilon, torch.nn.LayerNorm's default
+from rnnkit.nn.transforms import ReferencedFunction
 
 
 class Norm:
@@ -139,7 +139,7 @@ def _keep(keep: Tensor | None, r: slice) -> Tensor | None:
     return None if keep is None else keep[r]
 
 
-class RegularizedLSTMFunction(torch.autograd.Function):
+class RegularizedLSTMFunction(ReferencedFunction):
     """``(gx, h0, c0, w_hh, ln_h, ln_c_weight, ln_c_bias, mask, keep_h, keep_c, sizes, reverse,
     native) -> (y, h_n, c_n)``; ``gx`` ``(N, 4H)`` is the input side of the gates with both
     biases. ``native=True`` runs the time loop in C (``regularized.c``) when it is available."""
@@ -181,6 +181,14 @@ class RegularizedLSTMFunction(torch.autograd.Function):
         ctx.save_for_backward(y)
         ctx.state = (sched, rec, norm_c, zone_h, zone_c, gates, c_prev, tanh_c)
         return y, sched.final_state(y), sched.final_state(c)
+
+    @staticmethod
+    def reference(gx, h0, c0, w_hh, ln_h, ln_cw, ln_cb, mask, keep_h, keep_c, sizes, reverse,  # noqa: ANN001, ANN205
+                  native_=False):  # noqa: ANN001  # fmt: skip
+        w = CellWeights(None, w_hh, None, None, None, ln_h, ln_cw, ln_cb)
+        y, (h_n, c_n) = run_reference("LSTM", gx, [h0, c0], w, mask, (keep_h, keep_c), sizes,
+                                      reverse)  # fmt: skip
+        return y, h_n, c_n
 
     @staticmethod
     @once_differentiable
@@ -256,7 +264,7 @@ def _lstm_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None,
     return d_gates, dh, dc, dw_hh, d_ln_h, d_ln_cw, d_ln_cb, None, None, None, None, None, None
 
 
-class RegularizedGRUFunction(torch.autograd.Function):
+class RegularizedGRUFunction(ReferencedFunction):
     """``(gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse, native) -> (y, h_n)``; ``gx``
     ``(N, 3H)`` is the input side ``LN_x(W_ih x) + b_ih`` (``b_hh`` stays inside ``r * (...)``)."""
 
@@ -292,6 +300,12 @@ class RegularizedGRUFunction(torch.autograd.Function):
         return y, sched.final_state(y)
 
     @staticmethod
+    def reference(gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse, native_=False):  # noqa: ANN001, ANN205
+        w = CellWeights(None, w_hh, None, b_hh, None, ln_h)
+        y, (h_n,) = run_reference("GRU", gx, [h0], w, mask, (keep_h, None), sizes, reverse)
+        return y, h_n
+
+    @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
         if ctx.native:
@@ -319,7 +333,7 @@ class RegularizedGRUFunction(torch.autograd.Function):
         return d_gx, dh, dw_hh, db_hh, d_ln_h, None, None, None, None, None
 
 
-class RegularizedRNNFunction(torch.autograd.Function):
+class RegularizedRNNFunction(ReferencedFunction):
     """``(gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse, native) -> (y, h_n)``; ``gx``
     ``(N, H)`` is the input side with both biases."""
 
@@ -345,6 +359,13 @@ class RegularizedRNNFunction(torch.autograd.Function):
         ctx.save_for_backward(y)
         ctx.state = (sched, rec, zone_h, act, relu)
         return y, sched.final_state(y)
+
+    @staticmethod
+    def reference(gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse, native_=False):  # noqa: ANN001, ANN205
+        w = CellWeights(None, w_hh, None, None, None, ln_h)
+        mode = "RNN_RELU" if relu else "RNN_TANH"
+        y, (h_n,) = run_reference(mode, gx, [h0], w, mask, (keep_h, None), sizes, reverse)
+        return y, h_n
 
     @staticmethod
     @once_differentiable

@@ -33,15 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.nn.regularized import EPS
 from rnnkit.nn.schedule import Schedule
+
+EPS = 1e-5  # layer normalization's epsilon, torch.nn.LayerNorm's default
 
 
 @dataclass
 class CellWeights:
     """One layer-direction's parameters (``None`` where absent)."""
 
-    w_ih: Tensor
+    w_ih: Tensor | None  # None: the cell is given the input side LN_ih(W_ih x) + b_ih itself
     w_hh: Tensor  # after weight drop, if any
     b_ih: Tensor | None
     b_hh: Tensor | None
@@ -65,9 +66,10 @@ def _zoneout(new: Tensor, prev: Tensor, keep: Tensor | None) -> Tensor:
 
 
 def _sides(x: Tensor, h: Tensor, w: CellWeights, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The input side and the recurrent side of the gates, each with its own bias."""
+    """The input side and the recurrent side of the gates, each with its own bias (``x`` is the
+    input side already when ``w.w_ih`` is None)."""
     hm = h if mask is None else mask * h
-    side_x = _add_bias(_ln(F.linear(x, w.w_ih), w.ln_ih), w.b_ih)
+    side_x = x if w.w_ih is None else _add_bias(_ln(F.linear(x, w.w_ih), w.ln_ih), w.b_ih)
     side_h = _add_bias(_ln(F.linear(hm, w.w_hh), w.ln_hh), w.b_hh)
     return side_x, side_h
 

@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnkit.nn.transforms import ReferencedFunction
+
 
 def linear_scan(a: Tensor, b: Tensor) -> Tensor:
     """All ``h_t = a_t * h_{t-1} + b_t`` with ``h_{-1} = 0``, along dimension 0 (time).
@@ -56,7 +58,7 @@ def linear_scan(a: Tensor, b: Tensor) -> Tensor:
     return h
 
 
-class LinearScan(torch.autograd.Function):
+class LinearScan(ReferencedFunction):
     """``(a, b, h0) -> h``: ``h_t = a_t * h_{t-1} + b_t`` over dimension 0, ``h_{-1} = h0``.
 
     ``a`` and ``b`` are ``(T, B, H)``, ``h0`` is ``(B, H)``; returns ``h`` ``(T, B, H)``.
@@ -79,6 +81,10 @@ class LinearScan(torch.autograd.Function):
         h = linear_scan(a, torch.cat([b_first, b[1:]]))
         ctx.save_for_backward(a, h0, h)
         return h
+
+    @staticmethod
+    def reference(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+        return sequential_scan(a, b, h0)
 
     @staticmethod
     @once_differentiable
