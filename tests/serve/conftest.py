@@ -16,6 +16,17 @@ from rnnkit.lm import LMRecipe
 from rnnkit.translate import TranslateRecipe
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny models train and run faster on one thread (the machine is shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def lm_run(tmp_path_factory, write_text_corpus):
     """A tiny character GRU trained for a few seconds on generated words."""
