@@ -338,7 +338,7 @@ function cellCanvas(cells, color) {
 }
 
 function transpose(rows) {
-  return rows[0].map((_, c) => rows.map((row) => row[c]).reverse()); // low channels at the bottom
+  return rows[0].map((_, c) => rows.map((row) => row[c]));
 }
 
 // ---------------------------------------------------------------- speech
@@ -347,6 +347,7 @@ async function transcribe(audio) {
   const form = $("speech-form").elements;
   if (!audio) { showError("speech-error", "choose an audio file or record one"); return; }
   $("speech").textContent = "";
+  delete $("speech").dataset.done;
   let result;
   try {
     result = await postFile("transcribe", { beam: form.beam.value, nbest: form.nbest.value }, audio);
@@ -396,11 +397,12 @@ function posteriorView(result) {
   g.imageSmoothingEnabled = false;
   let lo = Infinity, hi = -Infinity;
   for (const row of features) for (const v of row) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-  g.drawImage(cellCanvas(transpose(features), (v) => [...ramp((v - lo) / (hi - lo || 1)), 255]),
-    L, 0, sx(seconds) - L, specH);
-  const probs = transpose(posteriors).reverse(); // row k: class k (the blank on top)
-  g.drawImage(cellCanvas(probs, (p) => [37, 99, 235, Math.round(255 * p)]),
+  const mel = transpose(features).reverse(); // the low channels at the bottom
+  g.drawImage(cellCanvas(mel, (v) => [...ramp((v - lo) / (hi - lo || 1)), 255]), L, 0, sx(seconds) - L, specH);
+  // Row k: class k (the blank on top); column t: output frame t.
+  g.drawImage(cellCanvas(transpose(posteriors), (p) => [37, 99, 235, Math.round(255 * p)]),
     L, postTop, sx(posteriors.length * step) - L, postH);
+  Object.assign(canvas.dataset, { left: L, plotWidth: W - L - R, rowsTop: postTop, rowHeight: rowH, seconds });
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#6b7280";
   g.textAlign = "right";
