@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import tempfile
 import threading
@@ -159,7 +160,7 @@ def measure(url: str, repeats: int, shots: Path, audio: str, picture: Path) -> d
 
 def take_screenshots(page, shots: Path) -> None:
     shots.mkdir(parents=True, exist_ok=True)
-    page.locator("#lm-output .tok").filter(has_text="e").nth(3).hover()
+    page.locator("#lm-output .tok").filter(has_text=re.compile(r"\w")).nth(3).hover()
     page.wait_for_selector("#tooltip:not([hidden])")
     page.locator("#lm-panel").screenshot(path=str(shots / "playground-lm.png"))
     page.check("input[name=shade][value=unit]")
