@@ -62,6 +62,8 @@ def create_app(
             Route("/api/runs/{id}/generate", routes.generate),
             Route("/api/runs/{id}/translate", routes.translate, methods=["POST"]),
             Route("/api/runs/{id}/forecast", routes.forecast, methods=["POST"]),
+            Route("/api/runs/{id}/transcribe", routes.transcribe, methods=["POST"]),
+            Route("/api/runs/{id}/describe", routes.describe, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={

@@ -1,14 +1,18 @@
 """The runs a playground serves, and what it computes with them: every computation is a call
-to the run's application API (:mod:`rnnkit.lm.api`, :mod:`rnnkit.translate.api`); this module
-only checks the request's settings and turns results into JSON-able dicts."""
+to the run's application API (:mod:`rnnkit.lm.api`, :mod:`rnnkit.translate.api`, ...); this
+module only checks the request's settings and turns results into JSON-able dicts."""
 
 from __future__ import annotations
 
+import base64
 import importlib
+import io
+import math
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,13 @@ APIS = {
     "lm": "rnnkit.lm.api",
     "translate": "rnnkit.translate.api",
     "forecast": "rnnkit.forecast.api",
+    "speech": "rnnkit.speech.api",
+    "caption": "rnnkit.caption.api",
 }
 
 
-UPLOAD = "the uploaded CSV"  # how messages name an uploaded file
+UPLOAD = "the uploaded CSV"  # how messages name an uploaded CSV
+UPLOAD_FILE = "the uploaded file"  # ... and an uploaded audio file or picture
 
 
 class ServedRun:
@@ -154,17 +161,94 @@ def forecast_settings(body: Mapping[str, Any], recipe: ServeRecipe) -> dict[str,
     }
 
 
+@contextmanager
+def uploaded(data: str | bytes, name: str, suffix: str = "") -> Iterator[Path]:
+    """``data`` in a private temporary file for an API to read, removed afterwards; the
+    :class:`RnnkitError` of a bad upload names it ``name``, never the server's temporary path."""
+    with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+        try:
+            yield path
+        except RnnkitError as exc:
+            raise type(exc)(str(exc).replace(str(path), name)) from None
+
+
 def forecast(served: ServedRun, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The forecast with its median and 80%/95% bands (the API's ``predict``) of the run's own
     data, or of the uploaded CSV (written to a private temporary file for the API to read)."""
     fc = served.model()
     if settings["csv"] is None:
         return served.api.predict(fc, horizon=settings["horizon"])
-    with tempfile.TemporaryDirectory(prefix="rnnkit-serve-") as folder:
-        path = Path(folder) / "upload.csv"
-        path.write_text(settings["csv"], encoding="utf-8")
-        try:
-            result = served.api.predict(fc, data=str(path), horizon=settings["horizon"])
-        except RnnkitError as exc:  # name the upload, not the server's temporary file
-            raise type(exc)(str(exc).replace(str(path), UPLOAD)) from None
+    with uploaded(settings["csv"], UPLOAD, ".csv") as path:
+        result = served.api.predict(fc, data=str(path), horizon=settings["horizon"])
     return {**result, "data": UPLOAD}
+
+
+def speech_settings(query: Mapping[str, Any], recipe: ServeRecipe) -> dict[str, Any]:
+    """The search options of a transcription request (beam 1: greedy decoding)."""
+    beam = params.integer(query, "beam", 1, low=1, high=recipe.max_beam)
+    return {"beam": beam, "nbest": params.integer(query, "nbest", beam, low=1, high=beam)}
+
+
+def transcribe(
+    served: ServedRun, settings: Mapping[str, Any], audio: bytes, recipe: ServeRecipe
+) -> dict[str, Any]:
+    """The transcript of the uploaded ``audio`` (word timings, n-best list) with what the model
+    heard: its log-mel features, the CTC posteriors and the aligned characters
+    (:func:`rnnkit.speech.api.align`)."""
+    from rnnkit.speech.audio import audio_info
+
+    with uploaded(audio, UPLOAD_FILE) as path:
+        seconds = audio_info(path)[2]
+        if seconds > recipe.max_audio_seconds:
+            raise params.ParamError(
+                f"{UPLOAD_FILE} lasts {seconds:.1f} s; the limit is {recipe.max_audio_seconds:g} s"
+                " (cut it shorter)"
+            )
+        found = served.api.align(served.model(), path, **settings)
+    return {
+        "transcript": {**found.transcript.to_dict(), "path": UPLOAD_FILE},
+        "features": found.features.numpy().round(2).tolist(),  # (T, n_mels)
+        "frame_seconds": found.frame_seconds,
+        "posteriors": found.posteriors.numpy().round(4).tolist(),  # (T', C)
+        "step_seconds": found.step_seconds,
+        "symbols": found.symbols,
+        "characters": [{"char": c.text, "start": c.start, "end": c.end} for c in found.characters],
+        "whole": found.whole,
+    }
+
+
+def caption_settings(query: Mapping[str, Any], recipe: ServeRecipe) -> dict[str, Any]:
+    """The search options of a caption request (beam 1: greedy search)."""
+    beam = params.integer(query, "beam", 3, low=1, high=recipe.max_beam)
+    return {"beam_size": beam, "n_best": params.integer(query, "n_best", beam, low=1, high=beam)}
+
+
+def describe(served: ServedRun, settings: Mapping[str, Any], image: bytes) -> dict[str, Any]:
+    """The n-best captions of the uploaded picture with scores, each word's attention over it
+    (attention decoders; :func:`rnnkit.caption.api.describe`), and the picture as the model saw
+    it (a PNG data URL) to draw the attention on."""
+    from PIL import Image
+
+    captioner = served.model()
+    attention = captioner.model.config.decoder == "attention"
+    with uploaded(image, UPLOAD_FILE) as path:
+        captions = served.api.describe(captioner, [path], attention=attention, **settings)[0]
+        picture = served.api.read_images(captioner, [path])[0]  # (S, S, 3) uint8
+    png = io.BytesIO()
+    Image.fromarray(picture).save(png, format="PNG")
+    cells = captions[0].attention.shape[1] if attention and captions else 0
+    return {
+        "image": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii"),
+        "grid": math.isqrt(cells),  # the attention cells form a grid x grid square
+        "decoder": captioner.model.config.decoder,
+        "captions": [
+            {"text": c.text, "words": c.words, "log_prob": round(c.log_prob, 4),
+             "attention": None if c.attention is None else c.attention.round(4).tolist()}
+            for c in captions
+        ],
+    }  # fmt: skip

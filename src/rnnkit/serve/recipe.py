@@ -17,4 +17,7 @@ class ServeRecipe:
     max_beam: int = 16  # beam width (and n-best list) of one request
     max_body: int = 64 * 1024  # bytes of a request body (JSON)
     max_upload: int = 2 * 1024 * 1024  # bytes of an uploaded file (a CSV to forecast)
+    max_audio: int = 16 * 1024 * 1024  # bytes of an uploaded or recorded audio file
+    max_audio_seconds: float = 20.0  # seconds of audio one request may transcribe
+    max_image: int = 16 * 1024 * 1024  # bytes of an uploaded picture to caption
     top_alternatives: int = 5  # alternatives shown per generated token

@@ -7,6 +7,10 @@
 ``GET /api/runs/{id}/generate?prime=..`` language model: tokens as server-sent events
 ``POST /api/runs/{id}/translate``        translation: n-best list with attention
 ``POST /api/runs/{id}/forecast``         forecast with bands (the run's data or a CSV)
+``POST /api/runs/{id}/transcribe?beam=``  speech: the body (an audio file) transcribed,
+                                         with features, posteriors and alignment
+``POST /api/runs/{id}/describe?beam=``    caption: the body (a picture) captioned, with
+                                         each word's attention
 =======================================  ============================================
 
 A bad parameter or request is answered with a 4xx status and ``{"error": "one line"}``. Models
@@ -22,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -103,14 +108,24 @@ async def generate(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
-async def read_json(request: Request, limit: int | None = None) -> dict[str, Any]:
-    """The request's JSON object body, at most ``limit`` bytes (default ``max_body``)."""
-    limit = limit or request.app.state.recipe.max_body
-    body = b""
+async def read_body(request: Request, limit: int, what: str = "the request body") -> bytes:
+    """The request's body, refused with status 413 once it passes ``limit`` bytes (a declared
+    length over it is refused before anything is read)."""
+    too_large = HTTPException(413, f"{what} is over the limit of {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ParamError(f"the request body is over the limit of {limit} bytes")
+            raise too_large
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int | None = None) -> dict[str, Any]:
+    """The request's JSON object body, at most ``limit`` bytes (default ``max_body``)."""
+    body = await read_body(request, limit or request.app.state.recipe.max_body)
     try:
         data = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -132,3 +147,21 @@ async def forecast(request: Request) -> Response:
     body = await read_json(request, recipe.max_upload + recipe.max_body)
     settings = panels.forecast_settings(body, recipe)
     return JSONResponse(await run_in_threadpool(panels.forecast, run, settings))
+
+
+async def transcribe(request: Request) -> Response:
+    """Speech: the request's body is the audio file (WAV, FLAC, OGG; a recording from the page)."""
+    run = served_run(request, "speech")
+    recipe = request.app.state.recipe
+    settings = panels.speech_settings(request.query_params, recipe)
+    audio = await read_body(request, recipe.max_audio, panels.UPLOAD_FILE)
+    return JSONResponse(await run_in_threadpool(panels.transcribe, run, settings, audio, recipe))
+
+
+async def describe(request: Request) -> Response:
+    """Captioning: the request's body is the picture (any format Pillow reads)."""
+    run = served_run(request, "caption")
+    recipe = request.app.state.recipe
+    settings = panels.caption_settings(request.query_params, recipe)
+    image = await read_body(request, recipe.max_image, panels.UPLOAD_FILE)
+    return JSONResponse(await run_in_threadpool(panels.describe, run, settings, image))

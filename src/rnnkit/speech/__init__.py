@@ -19,7 +19,17 @@ from __future__ import annotations
 from rnnkit.lazy import lazy_attributes
 from rnnkit.speech.recipe import SpeechRecipe
 
-_API = ("Recognizer", "Transcript", "corpus", "evaluate", "load", "load_lm", "train")
+_API = (
+    "Alignment",
+    "Recognizer",
+    "Transcript",
+    "align",
+    "corpus",
+    "evaluate",
+    "load",
+    "load_lm",
+    "train",
+)
 
 __all__ = ["SpeechRecipe", *_API]
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.speech.api"))

@@ -406,3 +406,42 @@ def evaluate(
                           "wer": wer(refs, beam_out), "cer": cer(refs, beam_out)}  # fmt: skip
     result["examples"] = [{"ref": r, "greedy": g} for r, g in list(zip(refs, greedy_out))[:5]]
     return result
+
+
+@dataclass
+class Alignment:
+    """What the model heard in one audio file and where it put each character: the picture of
+    ``rnnkit speech transcribe --plot`` as data (from :func:`align`).
+
+    The features and posteriors cover the file's first segment (all of a short file; see
+    :meth:`Recognizer.blocks`); the transcript is of the whole file.
+    """
+
+    transcript: Transcript  # Recognizer.transcribe's, with word timings and the n-best list
+    features: Tensor  # (T, n_mels) the normalised log-mel features the model read
+    frame_seconds: float  # seconds between feature frames
+    posteriors: Tensor  # (T', C) probability of each class per output frame; class 0 is the blank
+    step_seconds: float  # seconds between output frames
+    symbols: list[str]  # the text of each class ('' for the blank)
+    characters: list[Span]  # the best hypothesis's characters: output frames [start, end)
+    whole: bool  # whether the features and posteriors cover the whole file
+
+
+def align(asr: Recognizer, path: str | os.PathLike, *, beam: int = 1, nbest: int = 1) -> Alignment:
+    """Transcribe ``path`` and return what the decoding saw (see :class:`Alignment`).
+
+    The characters are those of the best hypothesis of the first segment (greedy decoding with
+    ``beam=1``, else the prefix beam search), placed at the frames of the most probable CTC
+    alignment (:func:`~rnnkit.speech.decode.forced_align`), as the word timings are.
+    """
+    transcript = asr.transcribe([path], beam=beam, nbest=nbest, timestamps=True)[0]
+    blocks = asr.blocks(path)
+    _, feats, log_probs = next(blocks)
+    whole = next(blocks, None) is None
+    tokens = asr.decode(log_probs, beam=beam, nbest=nbest)[0].tokens
+    spans = forced_align(log_probs, tokens) if tokens else []
+    symbols = asr.alphabet.symbols
+    return Alignment(
+        transcript, feats, asr.features.frame_seconds, log_probs.exp(), asr.seconds_per_step,
+        symbols, [Span(symbols[k], s, e) for k, (s, e) in zip(tokens, spans)], whole,
+    )  # fmt: skip

@@ -54,7 +54,9 @@ async function openRun(id) {
   $("lm-panel").hidden = run.task !== "lm";
   $("translate-panel").hidden = run.task !== "translate";
   $("forecast-panel").hidden = run.task !== "forecast";
-  $("forecast").textContent = "";
+  $("speech-panel").hidden = run.task !== "speech";
+  $("caption-panel").hidden = run.task !== "caption";
+  for (const id of ["forecast", "speech", "caption"]) $(id).textContent = "";
   $("lm-output").textContent = "";
   $("nbest").textContent = "";
   $("attention").textContent = "";
@@ -306,8 +308,279 @@ function forecastChart(series) {
   return plot;
 }
 
+// ---------------------------------------------------------------- files and colours
+async function postFile(path, query, blob) {
+  // The file is the request's body; the settings are in the query string.
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== "") params.set(k, v);
+  return getJSON(`/api/runs/${state.run.id}/${path}?${params}`, {
+    method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: blob,
+  });
+}
+
+// A perceptual dark-to-bright ramp (after matplotlib's magma), t in [0, 1].
+const RAMP = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
+function ramp(t) {
+  const x = Math.max(0, Math.min(1, t)) * (RAMP.length - 1), i = Math.min(Math.floor(x), RAMP.length - 2);
+  const f = x - i;
+  return RAMP[i].map((c, k) => Math.round(c + f * (RAMP[i + 1][k] - c)));
+}
+
+// A rows x cols canvas with one pixel per cell, coloured by color(value) -> [r, g, b, a].
+function cellCanvas(cells, color) {
+  const rows = cells.length, cols = cells[0].length;
+  const canvas = el("canvas", { width: cols, height: rows });
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(cols, rows);
+  cells.forEach((row, r) => row.forEach((v, c) => image.data.set(color(v), 4 * (r * cols + c))));
+  context.putImageData(image, 0, 0);
+  return canvas;
+}
+
+function transpose(rows) {
+  return rows[0].map((_, c) => rows.map((row) => row[c]));
+}
+
+// ---------------------------------------------------------------- speech
+async function transcribe(audio) {
+  showError("speech-error", "");
+  const form = $("speech-form").elements;
+  if (!audio) { showError("speech-error", "choose an audio file or record one"); return; }
+  $("speech").textContent = "";
+  delete $("speech").dataset.done;
+  let result;
+  try {
+    result = await postFile("transcribe", { beam: form.beam.value, nbest: form.nbest.value }, audio);
+  } catch (err) {
+    showError("speech-error", err.message);
+    return;
+  }
+  state.speech = result;
+  const box = $("speech"), t = result.transcript;
+  box.append(el("p", { class: "transcript" }, t.text || "(nothing recognised)"));
+  box.append(el("p", { class: "hint" }, `${t.seconds.toFixed(2)} s of audio`));
+  if (t.nbest.length > 1) {
+    const list = el("ol", { class: "nbest", id: "speech-nbest" });
+    for (const h of t.nbest) {
+      const item = el("li", {}, h.text || "(empty)");
+      item.append(el("span", { class: "score" }, `score ${h.score.toFixed(3)}`));
+      list.append(item);
+    }
+    box.append(el("h4", {}, "N-best"), list);
+  }
+  if (t.words.length) {
+    const table = el("table", { class: "words" });
+    table.createTHead().insertRow().append(el("th", {}, "word"), el("th", {}, "start s"), el("th", {}, "end s"));
+    const body = table.createTBody();
+    for (const w of t.words) {
+      const row = body.insertRow();
+      row.append(el("td", {}, w.word), el("td", {}, w.start.toFixed(2)), el("td", {}, w.end.toFixed(2)));
+    }
+    box.append(el("h4", {}, "Word timings"), table);
+  }
+  box.append(el("h4", {}, "What the model heard"), el("p", { class: "hint" },
+    "Top: log-mel spectrogram. Middle: each character's CTC probability per output frame " +
+    "(the first row is the blank). Bottom: the characters of the best hypothesis at their aligned " +
+    "frames. Hover for the probabilities of a frame." + (result.whole ? "" : " (the file's first segment)")),
+  posteriorView(result));
+  box.dataset.done = "1";
+}
+
+function posteriorView(result) {
+  const { features, posteriors, symbols, characters } = result;
+  const seconds = features.length * result.frame_seconds, step = result.step_seconds;
+  const W = 900, L = 52, R = 8, specH = 110, rowH = Math.max(7, Math.min(16, 200 / symbols.length));
+  const postTop = specH + 6, postH = rowH * symbols.length, charTop = postTop + postH + 4, H = charTop + 30;
+  const canvas = el("canvas", { width: W, height: H, class: "posteriors", "aria-label": "CTC posteriors" });
+  const g = canvas.getContext("2d");
+  const sx = (s) => L + (s / seconds) * (W - L - R);
+  g.imageSmoothingEnabled = false;
+  let lo = Infinity, hi = -Infinity;
+  for (const row of features) for (const v of row) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const mel = transpose(features).reverse(); // the low channels at the bottom
+  g.drawImage(cellCanvas(mel, (v) => [...ramp((v - lo) / (hi - lo || 1)), 255]), L, 0, sx(seconds) - L, specH);
+  // Row k: class k (the blank on top); column t: output frame t.
+  g.drawImage(cellCanvas(transpose(posteriors), (p) => [37, 99, 235, Math.round(255 * p)]),
+    L, postTop, sx(posteriors.length * step) - L, postH);
+  Object.assign(canvas.dataset, { left: L, plotWidth: W - L - R, rowsTop: postTop, rowHeight: rowH, seconds });
+  g.font = "11px system-ui, sans-serif";
+  g.fillStyle = "#6b7280";
+  g.textAlign = "right";
+  g.fillText("mel", L - 6, specH / 2);
+  symbols.forEach((s, k) => g.fillText(label(s), L - 6, postTop + (k + 0.8) * rowH));
+  g.textAlign = "center";
+  for (const c of characters) {
+    const x0 = sx(c.start * step), x1 = sx(c.end * step);
+    g.fillStyle = "rgba(37, 99, 235, 0.18)";
+    g.fillRect(x0, charTop, Math.max(x1 - x0, 2), 22);
+    g.fillStyle = "#1f2430";
+    g.font = "14px ui-monospace, monospace";
+    g.fillText(c.char === " " ? "\u2423" : c.char, (x0 + x1) / 2, charTop + 16);
+  }
+  g.fillStyle = "#6b7280";
+  g.font = "11px system-ui, sans-serif";
+  g.fillText(`${seconds.toFixed(2)} s`, W - 26, H - 1);
+  canvas.addEventListener("mousemove", (event) => {
+    const box = canvas.getBoundingClientRect();
+    const x = ((event.clientX - box.left) / box.width) * W;
+    const frame = Math.floor(((x - L) / (W - L - R)) * seconds / step);
+    const tip = $("tooltip");
+    if (frame < 0 || frame >= posteriors.length) { tip.hidden = true; return; }
+    const top = posteriors[frame].map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]).slice(0, 4);
+    tip.innerHTML = `<div>frame ${frame}, ${(frame * step).toFixed(2)}-${((frame + 1) * step).toFixed(2)} s</div>` +
+      `<table class="alternatives">${top.map(([p, k]) =>
+        `<tr><td>${label(symbols[k]).replace(/</g, "&lt;")}</td><td>${(100 * p).toFixed(1)}%</td></tr>`).join("")}</table>`;
+    tip.hidden = false;
+    tip.style.left = `${event.clientX + 12}px`;
+    tip.style.top = `${event.clientY + 12}px`;
+  });
+  canvas.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
+  return canvas;
+}
+
+function label(symbol) {
+  return symbol === "" ? "blank" : symbol === " " ? "space" : symbol;
+}
+
+// Recording: the microphone through WebAudio, kept as float samples, sent as a 16-bit WAV.
+const recorder = { chunks: [], stream: null, context: null, started: 0, timer: null };
+
+async function toggleRecording() {
+  if (recorder.stream) return stopRecording();
+  showError("speech-error", "");
+  try {
+    recorder.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    showError("speech-error", `no microphone: ${err.message}`);
+    return;
+  }
+  recorder.context = new AudioContext();
+  const source = recorder.context.createMediaStreamSource(recorder.stream);
+  const tap = recorder.context.createScriptProcessor(4096, 1, 1);
+  recorder.chunks = [];
+  tap.onaudioprocess = (e) => recorder.chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  source.connect(tap);
+  tap.connect(recorder.context.destination);
+  recorder.started = performance.now();
+  $("record").textContent = "Stop";
+  recorder.timer = setInterval(() => {
+    $("record-state").textContent = `recording ${((performance.now() - recorder.started) / 1000).toFixed(1)} s`;
+  }, 100);
+}
+
+async function stopRecording() {
+  clearInterval(recorder.timer);
+  recorder.stream.getTracks().forEach((track) => track.stop());
+  const rate = recorder.context.sampleRate;
+  await recorder.context.close();
+  recorder.stream = null;
+  $("record").textContent = "Record";
+  const wav = encodeWav(recorder.chunks, rate);
+  $("record-state").textContent = `recorded ${(wav.size / 2 / rate).toFixed(1)} s`;
+  await transcribe(wav);
+}
+
+function encodeWav(chunks, rate) {
+  // RIFF header (44 bytes) + mono 16-bit little-endian PCM.
+  const count = chunks.reduce((n, c) => n + c.length, 0);
+  const view = new DataView(new ArrayBuffer(44 + 2 * count));
+  const text = (at, s) => [...s].forEach((ch, i) => view.setUint8(at + i, ch.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * count, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, 2 * rate, true); view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, 2 * count, true);
+  let at = 44;
+  for (const chunk of chunks) for (const v of chunk) {
+    view.setInt16(at, Math.round(Math.max(-1, Math.min(1, v)) * 32767), true);
+    at += 2;
+  }
+  return new Blob([view], { type: "audio/wav" });
+}
+
+// ---------------------------------------------------------------- captioning
+async function describe(event) {
+  event.preventDefault();
+  showError("caption-error", "");
+  const form = $("caption-form").elements, file = form.image.files[0];
+  if (!file) { showError("caption-error", "choose a picture"); return; }
+  $("caption").textContent = "";
+  try {
+    state.caption = await postFile("describe", { beam: form.beam.value, n_best: form.n_best.value }, file);
+  } catch (err) {
+    showError("caption-error", err.message);
+    return;
+  }
+  state.caption.picture = await new Promise((resolve) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.src = state.caption.image;
+  });
+  const list = el("ol", { class: "nbest", id: "caption-nbest" });
+  state.caption.captions.forEach((c, i) => {
+    const item = el("li", { "data-i": i }, c.text || "(empty)");
+    item.append(el("span", { class: "score" }, `log p ${c.log_prob.toFixed(3)}`));
+    item.addEventListener("click", () => showCaption(i));
+    list.append(item);
+  });
+  $("caption").append(list, el("div", { id: "caption-view" }));
+  showCaption(0);
+}
+
+function showCaption(i) {
+  const { captions, decoder } = state.caption, c = captions[i];
+  document.querySelectorAll("#caption-nbest li").forEach((li) => li.classList.toggle("active", li.dataset.i === String(i)));
+  const view = $("caption-view");
+  view.textContent = "";
+  if (!c.attention) {
+    view.append(el("p", { class: "hint" }, `This model has no attention (decoder ${decoder}).`), overlay(null, 320));
+    return;
+  }
+  const labels = c.words.concat(c.attention.length > c.words.length ? ["<end>"] : []);
+  view.append(el("p", { class: "hint" }, "Pick a word: where the decoder looked when it wrote it (bright: more attention)."));
+  const strip = el("div", { class: "thumbs" });
+  labels.forEach((word, t) => {
+    const thumb = el("button", { type: "button", class: "thumb", "data-t": t });
+    thumb.append(overlay(c.attention[t], 96), el("span", {}, word));
+    thumb.addEventListener("click", () => chooseWord(t));
+    strip.append(thumb);
+  });
+  view.append(strip, el("div", { id: "caption-large" }));
+  chooseWord(0);
+}
+
+function chooseWord(t) {
+  const c = state.caption.captions[Number($("caption-nbest").querySelector("li.active").dataset.i)];
+  document.querySelectorAll(".thumb").forEach((b) => b.classList.toggle("active", b.dataset.t === String(t)));
+  const large = $("caption-large");
+  large.textContent = "";
+  const canvas = overlay(c.attention[t], 360);
+  canvas.dataset.word = c.words[t] ?? "<end>";
+  large.append(canvas);
+}
+
+// The picture (as the model saw it) with one step's attention grid stretched over it, smoothly.
+function overlay(weights, size) {
+  const canvas = el("canvas", { width: size, height: size, class: weights ? "attention" : "picture" });
+  const g = canvas.getContext("2d");
+  g.imageSmoothingEnabled = true;
+  g.drawImage(state.caption.picture, 0, 0, size, size);
+  if (!weights) return canvas;
+  const n = state.caption.grid, top = Math.max(...weights) || 1;
+  const cells = Array.from({ length: n }, (_, r) => weights.slice(r * n, (r + 1) * n));
+  g.globalAlpha = 0.6;
+  g.drawImage(cellCanvas(cells, (w) => [...ramp(w / top), 255]), 0, 0, size, size);
+  g.globalAlpha = 1;
+  return canvas;
+}
+
 // ---------------------------------------------------------------- wiring
 $("lm-form").addEventListener("submit", generate);
+$("speech-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  transcribe($("speech-form").elements.audio.files[0]);
+});
+$("record").addEventListener("click", toggleRecording);
+$("caption-form").addEventListener("submit", describe);
 $("translate-form").addEventListener("submit", translate);
 $("forecast-form").addEventListener("submit", forecast);
 $("lm-output").addEventListener("mouseover", showTooltip);
