@@ -118,6 +118,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="locate each step's distribution from the previous value",
     )
     model.add_argument(
+        "--linear-lags",
+        action=argparse.BooleanOptionalAction,
+        default=d.linear_lags,
+        help="add a linear autoregression on the lags to each step's location",
+    )
+    model.add_argument(
         "--embedding",
         type=POSITIVE,
         default=d.embedding_dim,
@@ -144,6 +150,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate every N steps",
     )
     train.add_argument("--seed", type=SEED, default=d.seed, help="weights and window draws")
+    train.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=d.calibrate,
+        help="after training, widen the sample paths by the factor with the lowest validation CRPS",
+    )
     add_budget_arguments(train, d)
     add_process_arguments(parser)
 
@@ -156,8 +168,10 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         horizon=args.horizon, context=args.context, lags=args.lags, cell=args.cell,
         hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
         likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
+        linear_lags=args.linear_lags,
         embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
+        calibrate=args.calibrate,
         **budget,
     )  # fmt: skip
 

@@ -44,6 +44,8 @@ class ForecastRecipe:
     scaling: str = "auto"  # "std" ((z - mean) / std), "mean" (DeepAR's z / mean|z|); auto: std,
     # but mean for negbin (counts are only scaled)
     residual: bool = False  # the location is relative to the previous value (not for negbin)
+    linear_lags: bool = True  # add a linear autoregression on the lags to the location
+    # (LSTNet's highway; never for negbin, whose counts are only scaled)
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     free_running: bool = False  # train the horizon on the model's own draws, as it forecasts
@@ -61,6 +63,7 @@ class ForecastRecipe:
     eval_every: int = 200  # validate (NLL of the validation horizons) and checkpoint every N steps
     seed: int = 0  # random seed (weights, window draws)
     num_samples: int = 100  # sample paths per forecast (predict, backtest)
+    calibrate: bool = True  # after training, choose the spread of the paths on validation CRPS
 
     def __post_init__(self) -> None:
         for name in ("horizon", "context", "batch_size", "steps_per_epoch", "num_samples"):
@@ -72,6 +75,10 @@ class ForecastRecipe:
         if self.scaling != "auto":
             return self.scaling
         return "mean" if self.likelihood == "negbin" else "std"
+
+    def model_linear_lags(self) -> bool:
+        """Whether the model has the linear autoregression: ``linear_lags``, off for negbin."""
+        return self.linear_lags and self.likelihood != "negbin"
 
     def train_config(self) -> Any:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
