@@ -240,7 +240,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     fc = api.load(args.run_dir)
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
-        baseline_history=args.baseline_history, quiet=args.quiet, report=reporter(args),
+        baseline_history=args.baseline_history, period=args.period, quiet=args.quiet,
+        report=reporter(args),
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
@@ -250,8 +251,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
         return 0
     print(
-        f"{result['data']}: {result['origins']} origins from {result['first_origin']}, "
-        f"{result['horizon']} steps each"
+        f"{result['data']}: {result['origins']} origins from {result['first_origin']} "
+        f"({result['period']} period), {result['horizon']} steps each; spread factor "
+        f"{fc.spread:g}"
     )
     cols = ["mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95"]
     print(f"{'method':16}" + "".join(f"{c:>13}" for c in cols))
@@ -296,6 +298,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     back.add_argument("--baseline-history", type=POSITIVE, help="steps the baselines fit on")
     back.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
     back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
+    back.add_argument(
+        "--period", choices=["test", "valid"], default="test",
+        help="the origins: the test period, or the validation period (to choose settings)",
+    )  # fmt: skip
     back.add_argument("--json", action="store_true", help="print one JSON object")
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
     add_process_arguments(back)
