@@ -24,7 +24,11 @@ class ForecastRecipe:
     each window (``scaling="std"``) instead of DeepAR's mean scaling (0.13 F against 1.32 F: the
     swings are a few degrees on a level of ~45 F); a GRU instead of an LSTM (0.093 F against
     0.130 F, and 1.6x the steps per second). ``lr`` 1e-3 reached 0.147 F, a Gaussian head 0.134 F
-    (LSTM), ``residual`` 0.104 F (GRU; better NLL and coverage, worse MAE).
+    (LSTM), ``residual`` 0.104 F (GRU; better NLL and coverage, worse MAE). ``linear_lags``
+    (LSTNet's highway) gives the network the linear seasonal rules ARIMA uses, and
+    ``calibrate`` widens the sample paths by the factor with the lowest validation CRPS
+    (1.5-2 on the default data, which lifted the 80%/95% coverage of the test period from
+    56%/77% to 79%/95% after 1 CPU-minute of training, 3 seeds; docs/forecasting.md).
     """
 
     data: str = "seattle-temps"  # dataset name or CSV file
