@@ -1,21 +1,28 @@
 """Forecast quality in a fixed time: the default recipe against classical baselines.
 
 For each seed, trains ``rnnkit.forecast.ForecastRecipe()`` (what ``rnnkit forecast train``
-uses; ``--data``, ``--likelihood``, ``--scaling`` change it) for ``--minutes`` of wall-clock
-time, then backtests it by rolling origin over the test period (for the default data: 24 hours
-from every midnight, 168 hours of context). The baselines (seasonal naive, Holt-Winters, ARIMA;
-statsmodels) do not depend on the seed and are scored once, on the same origins. Prints one
-table: the model as mean +- standard deviation over the seeds, and the issue's targets:
+uses; ``--data``, ``--likelihood``, ``--scaling``, ``--linear-lags``, ``--calibrate`` change it)
+for ``--minutes`` (wall-clock, or CPU time of the seed's process with ``--cpu-time``, so that a
+loaded machine does not decide the result), then backtests it by rolling origin over the test
+period (for the default data: 24 hours from every midnight, 168 hours of context). The model is
+scored twice: with the spread factor its training chose on the validation period
+(``calibrate``), and with the paths as trained (factor 1). The baselines (seasonal naive,
+Holt-Winters, ARIMA; statsmodels) do not depend on the seed and are scored once, on the same
+origins. Prints one table: the model as mean +- standard deviation over the seeds, and the
+issue's targets:
 
 - MASE at least 15% below seasonal naive and not above Holt-Winters;
 - 80% and 95% interval coverage within 5 points of nominal;
 - CRPS below every baseline's.
 
-    python benchmarks/forecast.py --minutes 10                 # the measurement (~35 minutes)
-    python benchmarks/forecast.py --minutes 1 --seeds 1        # a quick check that it runs
+    python benchmarks/forecast.py --minutes 10 --cpu-time --jobs 3  # the measurement
+    python benchmarks/forecast.py --minutes 1 --seeds 1              # a quick check that it runs
     python benchmarks/forecast.py --data taylor --horizon 48 --context 336   # half-hourly demand
+    python benchmarks/forecast.py --table-from DIR                   # the table of finished seeds
 
-Run it on a quiet machine; the script prints the load average before and after.
+``--out DIR`` keeps the runs and writes ``seedK.json`` as each seed finishes; ``--jobs`` trains
+seeds in parallel processes (one torch thread each by default). The script prints the machine
+and the load average before and after.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -39,18 +48,34 @@ from rnnkit.forecast import ForecastRecipe, backtest, load, train
 COLUMNS = ("mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95")
 
 
-def run_seed(recipe: ForecastRecipe, seed: int, out: Path, baselines: bool, args) -> dict:
+def run_seed(recipe: ForecastRecipe, seed: int, out: Path, args: argparse.Namespace) -> dict:
+    """Train and backtest one seed; writes ``out/seedK.json`` and returns the same record."""
+    torch.set_num_threads(args.threads)
     run = out / f"seed{seed}"
-    started = time.monotonic()
-    result = train(run, recipe=dataclasses.replace(recipe, seed=seed))
-    scores = backtest(
-        load(run), baselines=baselines, seed=seed, baseline_history=args.baseline_history
-    )
-    scores["train"] = {"steps": result.steps, "valid_nll": result.best_valid_loss}
+    started, cpu_started = time.monotonic(), time.process_time()
+    clock = time.process_time if args.cpu_time else time.monotonic
+    result = train(run, recipe=dataclasses.replace(recipe, seed=seed), clock=clock)
+    train_s, train_cpu_s = time.monotonic() - started, time.process_time() - cpu_started
+    fc = load(run)
+    history = args.baseline_history
+    scores = backtest(fc, baselines=seed == 0, seed=seed, baseline_history=history)
+    raw = backtest(fc, seed=seed, spread=1.0)
+    scores["methods"]["model, spread 1"] = raw["methods"]["model"]
+    scores["train"] = {
+        "steps": result.steps,
+        "valid_nll": result.best_valid_loss,
+        "seconds": train_s,
+        "cpu_seconds": train_cpu_s,
+        "spread": fc.spread,
+    }
     scores["seconds"] = time.monotonic() - started
+    scores["load_after"] = loadavg()
+    scores.pop("examples")
+    (out / f"seed{seed}.json").write_text(json.dumps(scores, indent=1))
     print(
-        f"seed {seed}: {result.steps} steps, valid NLL {result.best_valid_loss:.4f}, "
-        f"MASE {scores['methods']['model']['mase']:.4f} ({scores['seconds']:.0f} s)",
+        f"seed {seed}: {result.steps} steps in {train_cpu_s:.0f} CPU s ({train_s:.0f} s), "
+        f"valid NLL {result.best_valid_loss:.4f}, spread {fc.spread:g}, "
+        f"MASE {scores['methods']['model']['mase']:.4f}; load {loadavg()}",
         flush=True,
     )
     return scores
@@ -63,56 +88,90 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g}+-{statistics.stdev(values):.2g}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=ForecastRecipe().data, help="dataset name or CSV")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time per seed")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--horizon", type=int, default=ForecastRecipe().horizon)
-    parser.add_argument("--context", type=int, default=ForecastRecipe().context)
-    parser.add_argument("--likelihood", default=ForecastRecipe().likelihood)
-    parser.add_argument("--scaling", default=ForecastRecipe().scaling)
-    parser.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch threads {args.threads}")
-    print(f"load average before: {loadavg()}")
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
-    recipe = ForecastRecipe(
-        data=args.data, horizon=args.horizon, context=args.context,
-        likelihood=args.likelihood, scaling=args.scaling, max_minutes=args.minutes,
-    )  # fmt: skip
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="rnnkit-forecast-") as tmp:
-        for seed in range(args.seeds):
-            runs.append(run_seed(recipe, seed, Path(tmp), seed == 0, args))
-    print(f"load average after: {loadavg()}")
-    first = runs[0]
+def table(runs: list[dict]) -> dict[str, bool]:
+    """Print the side-by-side table of ``runs`` (one record per seed, baselines in the first)
+    and the targets; returns whether each target is met."""
+    first = next(r for r in runs if "seasonal-naive" in r["methods"])
+    steps = [r["train"]["steps"] for r in runs]
+    cpu = [r["train"]["cpu_seconds"] for r in runs]
     print(
-        f"\n{first['data']}: {first['origins']} origins from {first['first_origin']}, "
-        f"horizon {first['horizon']}; model: {args.minutes:g} min per seed, "
-        f"{args.seeds} seed(s); {args.likelihood}, {args.scaling} scaling"
+        f"\n{first['data']}: {first['origins']} origins from {first['first_origin']}, horizon "
+        f"{first['horizon']}; model: {len(runs)} seed(s), {min(steps)}-{max(steps)} steps, "
+        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training; spread factors "
+        f"{[r['train']['spread'] for r in runs]}"
     )
     print(f"{'method':16}" + "".join(f"{c:>18}" for c in COLUMNS))
-    model = {c: [r["methods"]["model"][c] for r in runs] for c in COLUMNS}
-    print(f"{'model':16}" + "".join(f"{fmt(model[c]):>18}" for c in COLUMNS))
-    base = {k: v for k, v in first["methods"].items() if k != "model"}
+    model = {}
+    for name in ("model", "model, spread 1"):
+        values = {c: [r["methods"][name][c] for r in runs] for c in COLUMNS}
+        model[name] = values
+        print(f"{name:16}" + "".join(f"{fmt(values[c]):>18}" for c in COLUMNS))
+    base = {k: v for k, v in first["methods"].items() if not k.startswith("model")}
     for name, m in base.items():
         print(f"{name:16}" + "".join(f"{fmt([m[c]]):>18}" for c in COLUMNS))
-    mase = statistics.mean(model["mase"])
+    ours = {c: statistics.mean(v) for c, v in model["model"].items()}
     checks = {
-        "MASE <= 0.85 x seasonal naive": mase <= 0.85 * base["seasonal-naive"]["mase"],
-        "MASE <= Holt-Winters": mase <= base["holt-winters"]["mase"],
-        "80% coverage within 5 points": abs(statistics.mean(model["coverage_80"]) - 0.8) <= 0.05,
-        "95% coverage within 5 points": abs(statistics.mean(model["coverage_95"]) - 0.95) <= 0.05,
-        "CRPS below every baseline": statistics.mean(model["crps"])
-        < min(m["crps"] for m in base.values()),
+        "MASE <= 0.85 x seasonal naive": ours["mase"] <= 0.85 * base["seasonal-naive"]["mase"],
+        "MASE <= Holt-Winters": ours["mase"] <= base["holt-winters"]["mase"],
+        "80% coverage within 5 points": abs(ours["coverage_80"] - 0.8) <= 0.05,
+        "95% coverage within 5 points": abs(ours["coverage_95"] - 0.95) <= 0.05,
+        "CRPS below every baseline": ours["crps"] < min(m["crps"] for m in base.values()),
     }
-    print(f"\nMASE vs seasonal naive: {mase / base['seasonal-naive']['mase']:.3f}x")
+    print(f"\nMASE vs seasonal naive: {ours['mase'] / base['seasonal-naive']['mase']:.3f}x")
     for name, ok in checks.items():
         print(f"  {'met    ' if ok else 'NOT met'}  {name}")
+    return checks
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = ForecastRecipe()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=d.data, help="dataset name or CSV")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time per seed")
+    parser.add_argument("--cpu-time", action="store_true", help="count minutes in CPU time")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per seed")
+    parser.add_argument("--horizon", type=int, default=d.horizon)
+    parser.add_argument("--context", type=int, default=d.context)
+    parser.add_argument("--likelihood", default=d.likelihood)
+    parser.add_argument("--scaling", default=d.scaling)
+    bool_flag = argparse.BooleanOptionalAction
+    parser.add_argument("--linear-lags", action=bool_flag, default=d.linear_lags)
+    parser.add_argument("--calibrate", action=bool_flag, default=d.calibrate)
+    parser.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
+    parser.add_argument("--out", help="keep the runs and each seed's seedK.json here")
+    parser.add_argument("--table-from", help="only print the table of the seedK.json in DIR")
+    parser.add_argument("--json", help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.table_from:
+        found = sorted(Path(args.table_from).glob("seed*.json"))
+        table([json.loads(p.read_text()) for p in found])
+        return 0
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch threads {args.threads} per seed")
+    print(f"load average before: {loadavg()}")
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
+    print(f"budget: {args.minutes:g} min per seed ({'CPU' if args.cpu_time else 'wall-clock'})")
+    recipe = ForecastRecipe(
+        data=args.data, horizon=args.horizon, context=args.context,
+        likelihood=args.likelihood, scaling=args.scaling, linear_lags=args.linear_lags,
+        calibrate=args.calibrate, max_minutes=args.minutes,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="rnnkit-forecast-") as tmp:
+        out = Path(args.out or tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        seeds = range(args.seeds)
+        if args.jobs > 1:
+            with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+                runs = list(pool.map(run_seed, *zip(*((recipe, s, out, args) for s in seeds))))
+        else:
+            runs = [run_seed(recipe, s, out, args) for s in seeds]
+    print(f"load average after: {loadavg()}")
+    checks = table(runs)
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "checks": checks}, indent=1))
     return 0

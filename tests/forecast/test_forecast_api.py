@@ -1,12 +1,16 @@
-"""The Python API: exact resume, several series with covariates, counts, refusals."""
+"""The Python API: exact resume, several series with covariates, counts, calibration,
+refusals."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 from forecast_series import sinusoid_rows, write_wide
 
-from rnnkit.errors import DataError
-from rnnkit.forecast import ForecastRecipe, load, predict, train
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
+from rnnkit.forecast.api import SPREADS
 from rnnkit.runs import RunDir
 
 TINY = dict(
@@ -76,6 +80,8 @@ def test_negative_binomial_takes_counts_only(tmp_path):
         tmp_path / "nb",
         recipe=ForecastRecipe(data=str(path), likelihood="negbin", max_steps=2, **TINY),
     )
+    assert load(tmp_path / "nb").spread == 1.0  # counts: no spread to calibrate
+    assert not (tmp_path / "nb" / "calibration.json").exists()
     result = predict(load(tmp_path / "nb"), quantiles=(0.5,), num_samples=21, seed=1)
     medians = result["series"][0]["quantiles"]["0.5"]  # the 11th of 21 draws: a draw itself
     assert all(v >= 0 and v == int(v) for v in medians)  # draws are counts
@@ -85,3 +91,24 @@ def test_negative_binomial_takes_counts_only(tmp_path):
             tmp_path / "bad",
             recipe=ForecastRecipe(data=str(real), likelihood="negbin", max_steps=2, **TINY),
         )
+
+
+def test_spread_is_the_factor_with_the_lowest_validation_crps(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    train(tmp_path / "run", recipe=ForecastRecipe(data=str(data), max_steps=6, **TINY))
+    fc = load(tmp_path / "run")
+    stored = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    crps = stored["valid_crps"]
+    assert set(crps) == {str(f) for f in SPREADS}
+    assert fc.spread == stored["spread"] == min(SPREADS, key=lambda f: crps[str(f)])
+    valid = backtest(fc, period="valid", seed=0, spread=fc.spread)  # the draws calibrate() made
+    assert valid["methods"]["model"]["crps"] == pytest.approx(crps[str(fc.spread)], rel=1e-12)
+    # 300 hours: validation from hour 240 (a midnight), test from 270, so from midnight 288.
+    assert (valid["origins"], valid["first_origin"]) == (5, "2024-01-11T00:00:00")
+    test = backtest(fc, seed=0)
+    assert (test["origins"], test["first_origin"]) == (2, "2024-01-13T00:00:00")
+    assert backtest(fc, seed=0, spread=fc.spread)["methods"] == test["methods"]  # the default
+    wide = backtest(fc, seed=0, spread=4.0)["methods"]["model"]
+    assert wide["coverage_95"] >= test["methods"]["model"]["coverage_95"]
+    with pytest.raises(ConfigError, match="period must be one of test, valid"):
+        backtest(fc, period="train")

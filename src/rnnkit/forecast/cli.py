@@ -119,6 +119,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="locate each step's distribution from the previous value",
     )
     model.add_argument(
+        "--linear-lags",
+        action=argparse.BooleanOptionalAction,
+        default=d.linear_lags,
+        help="add a linear autoregression on the lags to each step's location",
+    )
+    model.add_argument(
         "--embedding",
         type=POSITIVE,
         default=d.embedding_dim,
@@ -145,6 +151,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate every N steps",
     )
     train.add_argument("--seed", type=SEED, default=d.seed, help="weights and window draws")
+    train.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=d.calibrate,
+        help="after training, widen the sample paths by the factor with the lowest validation CRPS",
+    )
     add_budget_arguments(train, d)
     add_process_arguments(parser)
 
@@ -157,8 +169,10 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         horizon=args.horizon, context=args.context, lags=args.lags, cell=args.cell,
         hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
         likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
+        linear_lags=args.linear_lags,
         embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
+        calibrate=args.calibrate,
         **budget,
     )  # fmt: skip
 
@@ -240,7 +254,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     fc = api.load(args.run_dir)
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
-        baseline_history=args.baseline_history, quiet=args.quiet, report=reporter(args),
+        baseline_history=args.baseline_history, period=args.period, quiet=args.quiet,
+        report=reporter(args),
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
@@ -250,8 +265,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
         return 0
     print(
-        f"{result['data']}: {result['origins']} origins from {result['first_origin']}, "
-        f"{result['horizon']} steps each"
+        f"{result['data']}: {result['origins']} origins from {result['first_origin']} "
+        f"({result['period']} period), {result['horizon']} steps each; spread factor "
+        f"{fc.spread:g}"
     )
     cols = ["mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95"]
     print(f"{'method':16}" + "".join(f"{c:>13}" for c in cols))
@@ -297,6 +313,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     back.add_argument("--baseline-history", type=POSITIVE, help="steps the baselines fit on")
     back.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
     back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
+    back.add_argument(
+        "--period", choices=["test", "valid"], default="test",
+        help="the origins: the test period, or the validation period (to choose settings)",
+    )  # fmt: skip
     back.add_argument("--json", action="store_true", help="print one JSON object")
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
     add_force_argument(back)

@@ -51,6 +51,11 @@ class LikelihoodHead(nn.Module):
         """One draw per parameter entry (torch's global generator)."""
         return self.distribution(params).sample()
 
+    def widen(self, params: tuple[Tensor, ...], factor: float) -> tuple[Tensor, ...]:
+        """The parameters with the spread multiplied by ``factor`` (location-scale heads: the
+        scale, the second parameter; a head without one overrides this)."""
+        return (params[0], params[1] * factor, *params[2:])
+
     def mean(self, params: tuple[Tensor, ...]) -> Tensor:
         """The mean of the distribution (the location for Student-t with few degrees)."""
         return params[0]
@@ -115,6 +120,11 @@ class NegativeBinomial(LikelihoodHead):
             - r * torch.log1p(alpha * mu)
             + y * (torch.log(alpha * mu) - torch.log1p(alpha * mu))
         )
+
+    def widen(self, params: tuple[Tensor, ...], factor: float) -> tuple[Tensor, ...]:
+        if factor != 1.0:
+            raise ValueError("the negbin head has no spread to widen; use spread 1")
+        return params
 
     def distribution(self, params: tuple[Tensor, ...]) -> torch.distributions.Distribution:
         mu, alpha = params

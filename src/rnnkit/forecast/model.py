@@ -51,6 +51,7 @@ class ForecastConfig:
     likelihood: str = ForecastRecipe.likelihood  # "gaussian", "student-t" or "negbin"
     scaling: str = "mean"  # "mean" (z / mean|z|, DeepAR) or "std" ((z - mean) / std)
     residual: bool = ForecastRecipe.residual  # the location is relative to the value z[t-1]
+    linear_lags: bool = False  # a linear map of the lags added to the location (off: older runs)
     impl: str = ForecastRecipe.impl  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
 
     def __post_init__(self) -> None:
@@ -62,10 +63,12 @@ class ForecastConfig:
             )
         if self.scaling not in ("mean", "std"):
             raise ConfigError(f"scaling must be 'mean' or 'std', got {self.scaling!r}")
-        if self.likelihood == "negbin" and (self.scaling != "mean" or self.residual):
+        if self.likelihood == "negbin" and (
+            self.scaling != "mean" or self.residual or self.linear_lags
+        ):
             raise ConfigError(
-                "the negbin likelihood needs scaling='mean' and residual=False (counts are only "
-                "scaled, not shifted)"
+                "the negbin likelihood needs scaling='mean', residual=False and "
+                "linear_lags=False (counts are only scaled, not shifted)"
             )
         if not self.lags or min(self.lags) < 1:
             raise ConfigError(f"lags must be positive step counts, got {self.lags}")
@@ -106,6 +109,12 @@ class DeepAR(nn.Module):
         self.head = LIKELIHOODS[c.likelihood](c.hidden_size)
         self.embedding = nn.Embedding(c.num_series, c.embedding_dim) if c.embedding_dim else None
         self.register_buffer("lags", torch.tensor(c.lags, dtype=torch.long), persistent=False)
+        # LSTNet's highway (Lai et al. 2018): a linear autoregression on the scaled lags added to
+        # the location, so an exact linear rule such as z[t-24] + z[t-1] - z[t-25] is one
+        # weight vector away. Starts at zero: the network alone, until training moves it.
+        self.linear = nn.Linear(len(c.lags), 1, bias=False) if c.linear_lags else None
+        if self.linear is not None:
+            nn.init.zeros_(self.linear.weight)
 
     def scale(self, values: Tensor, observed: Tensor, context: int) -> tuple[Tensor, Tensor]:
         """(N, 1) ``loc`` and ``scale`` of the observed values of the ``context`` steps before
@@ -121,13 +130,17 @@ class DeepAR(nn.Module):
             scale = (((v - loc) ** 2 * o).sum(1, keepdim=True) / count).sqrt()
         return loc, scale.clamp(min=_MIN_SCALE)
 
+    def lagged(self, values: Tensor, loc: Tensor, scale: Tensor, steps: Tensor) -> Tensor:
+        """(N, len(steps), L) the lagged values of window positions ``steps``, scaled."""
+        back = steps[:, None] - self.lags[None, :]  # (S, L) positions of the lagged values
+        return (values[:, back] - loc[:, :, None]) / scale[:, :, None]
+
     def inputs(
         self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor,
         loc: Tensor, scale: Tensor, steps: Tensor,
     ) -> Tensor:  # fmt: skip
         """(N, len(steps), input_size) RNN inputs of window positions ``steps`` (max_lag <= t)."""
-        back = steps[:, None] - self.lags[None, :]  # (S, L) positions of the lagged values
-        lagged = (values[:, back] - loc[:, :, None]) / scale[:, :, None]  # (N, S, L)
+        lagged = self.lagged(values, loc, scale, steps)
         seen = observed[:, steps - 1].unsqueeze(-1)  # (N, S, 1)
         log_scale = torch.log(scale)[:, :, None].expand(-1, len(steps), 1)
         parts = [lagged, seen, features, log_scale]
@@ -143,12 +156,17 @@ class DeepAR(nn.Module):
         steps = torch.arange(self.config.max_lag, values.shape[1], device=values.device)
         x = self.inputs(values, observed, features, series, loc, scale, steps)
         hidden, _ = self.rnn(x)
-        return self.head(hidden, self.base(values, steps, loc), scale)
+        return self.head(hidden, self.base(values, steps, loc, scale), scale)
 
-    def base(self, values: Tensor, steps: Tensor, loc: Tensor) -> Tensor:
+    def base(self, values: Tensor, steps: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
         """Where the head's location is measured from: ``loc`` (N, 1), or with ``residual`` the
-        previous value of each step (N, len(steps)), so the network predicts the change."""
-        return values[:, steps - 1] if self.config.residual else loc
+        previous value of each step (N, len(steps)), so the network predicts the change; with
+        ``linear_lags`` plus ``scale`` times the linear autoregression (N, len(steps))."""
+        base = values[:, steps - 1] if self.config.residual else loc
+        if self.linear is not None:
+            ar = self.linear(self.lagged(values, loc, scale, steps)).squeeze(-1)  # (N, S)
+            base = base + scale * ar
+        return base
 
     def nll(
         self, values: Tensor, observed: Tensor, target_mask: Tensor, features: Tensor,
@@ -176,7 +194,7 @@ class DeepAR(nn.Module):
         y = values[:, start:]
         log_p = [
             self.head.log_prob(
-                self.head(hidden, self.base(values, steps, loc), scale), y[:, :context]
+                self.head(hidden, self.base(values, steps, loc, scale), scale), y[:, :context]
             )
         ]
         drawn, seen = values.clone(), observed.clone()
@@ -186,7 +204,7 @@ class DeepAR(nn.Module):
                 drawn, seen, features[:, context + h : context + h + 1], series, loc, scale, t
             )
             out, state = self.rnn(x, state)
-            params = self.head(out, self.base(drawn, t, loc), scale)
+            params = self.head(out, self.base(drawn, t, loc, scale), scale)
             log_p.append(self.head.log_prob(params, y[:, context + h : context + h + 1]))
             with torch.no_grad():
                 drawn[:, t] = self.head.sample(params).to(drawn.dtype)
@@ -196,13 +214,14 @@ class DeepAR(nn.Module):
     @torch.no_grad()
     def sample_paths(
         self, values: Tensor, observed: Tensor, features: Tensor, series: Tensor, *,
-        context: int, horizon: int, num_samples: int,
+        context: int, horizon: int, num_samples: int, spread: float = 1.0,
     ) -> Tensor:  # fmt: skip
         """(N, num_samples, horizon) sample paths after the ``max_lag + context`` given values.
 
         ``values``/``observed`` hold the lags and the context (N, max_lag + context); ``features``
-        the known inputs of the context and the horizon (N, context + horizon, F). Draws use
-        torch's global generator.
+        the known inputs of the context and the horizon (N, context + horizon, F). Each step's
+        draw comes from the head's distribution with its spread times ``spread`` (1: as
+        trained; see ``rnnkit.forecast.api.calibrate``). Draws use torch's global generator.
         """
         n, start = values.shape[0], self.config.max_lag
         loc, scale = self.scale(values, observed, context)
@@ -221,6 +240,6 @@ class DeepAR(nn.Module):
             t = torch.tensor([start + context + h])
             x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, lc, sc, t)
             out, state = self.rnn(x, state)
-            params = self.head(out, self.base(paths_v, t, lc), sc)
-            paths_v[:, t] = self.head.sample(params).to(paths_v.dtype)
+            params = self.head(out, self.base(paths_v, t, lc, sc), sc)
+            paths_v[:, t] = self.head.sample(self.head.widen(params, spread)).to(paths_v.dtype)
         return paths_v[:, start + context :].reshape(n, num_samples, horizon)
