@@ -38,19 +38,25 @@ SCAN_SHAPE = (256, 32, 512, 512)  # T, B, I, H of the issue's MinGRU target
 CURVE_STEPS = (32, 64, 128, 256, 512)  # sequence lengths of the figure (B=16, I=H=256)
 
 
+# The clock of every measurement and budget: wall time, or with --cpu-time this process's CPU
+# time (robust to other processes on a shared machine; with several threads it adds up their work).
+CLOCK = {"clock": time.perf_counter}
+
+
 def bench_interleaved(fns: dict, seconds: float, min_repeats: int = 3) -> dict:
     """Median milliseconds of each function; repeats (all functions, rotating order) until
     ``seconds`` have passed and at least ``min_repeats`` were made, after one warm-up round."""
+    clock = CLOCK["clock"]
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    start, r = time.perf_counter(), 0
-    while r < min_repeats or time.perf_counter() - start < seconds:
+    start, r = clock(), 0
+    while r < min_repeats or clock() - start < seconds:
         names = list(fns)
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
+            t0 = clock()
             fns[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            times[name].append((clock() - t0) * 1e3)
         r += 1
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -143,22 +149,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--plot", help="also draw tokens/s against T into this PNG")
     parser.add_argument("--only-plot", action="store_true", help="skip the two tables")
+    parser.add_argument("--no-scan", action="store_true", help="skip the parallel-scan table")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time in this process's CPU seconds, not wall time")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        CLOCK["clock"] = time.process_time
     budget = args.minutes * 60
     # Each option group, the scan group and the figure get an equal share.
-    groups = (0 if args.only_plot else 2 * len(SHAPES) + 1) + (1 if args.plot else 0)
+    tables = 2 * len(SHAPES) + (0 if args.no_scan else 1)
+    groups = (0 if args.only_plot else tables) + (1 if args.plot else 0)
     print(
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"load before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
-    print(f"# budget {args.minutes} min; times are medians of interleaved repeats (train mode)\n")
+    clock = "CPU time" if args.cpu_time else "wall time"
+    print(f"# budget {args.minutes} min of {clock}; times are medians of interleaved repeats "
+          "(train mode)\n")  # fmt: skip
     share = budget / groups * 0.8  # the warm-up rounds take the rest
     if not args.only_plot:
         print("## Options: forward+backward, against the plain layers", flush=True)
         for line in option_table(share):
             print(line, flush=True)
+    if not (args.only_plot or args.no_scan):
         print(f"\n## Parallel scans at T, B, I, H = {SCAN_SHAPE}: training tokens per second")
         for line in scan_table(share):
             print(line, flush=True)
