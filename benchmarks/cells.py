@@ -72,13 +72,14 @@ def train_step(layer: torch.nn.Module, x: torch.Tensor):
     return run
 
 
-def option_table(seconds_each: float) -> list[str]:
+def option_table(seconds_each: float, shapes: list[str]) -> list[str]:
     lines = []
     head = f"{'layer':5} {'shape':7} {'variant':22} {'ms':>9} {'x rnnkit':>9} {'x rnnkit-py':>12}"
     lines.append(head)
     for kind, ours_cls, torch_cls in (("LSTM", rnn.LSTM, torch.nn.LSTM),
                                       ("GRU", rnn.GRU, torch.nn.GRU)):  # fmt: skip
-        for shape_name, (steps, batch, inp, hidden) in SHAPES.items():
+        for shape_name in shapes:
+            steps, batch, inp, hidden = SHAPES[shape_name]
             torch.manual_seed(0)
             x = torch.randn(steps, batch, inp)
             layers = {
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", help="also draw tokens/s against T into this PNG")
     parser.add_argument("--only-plot", action="store_true", help="skip the two tables")
     parser.add_argument("--no-scan", action="store_true", help="skip the parallel-scan table")
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help="shapes of the options table (default: %(default)s)")  # fmt: skip
     parser.add_argument("--cpu-time", action="store_true",
                         help="time in this process's CPU seconds, not wall time")  # fmt: skip
     args = parser.parse_args(argv)
@@ -158,7 +161,10 @@ def main(argv: list[str] | None = None) -> None:
         CLOCK["clock"] = time.process_time
     budget = args.minutes * 60
     # Each option group, the scan group and the figure get an equal share.
-    tables = 2 * len(SHAPES) + (0 if args.no_scan else 1)
+    shapes = args.shapes.split(",")
+    if not set(shapes) <= set(SHAPES):
+        parser.error(f"--shapes takes some of {', '.join(SHAPES)}, got {args.shapes}")
+    tables = 2 * len(shapes) + (0 if args.no_scan else 1)
     groups = (0 if args.only_plot else tables) + (1 if args.plot else 0)
     print(
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     share = budget / groups * 0.8  # the warm-up rounds take the rest
     if not args.only_plot:
         print("## Options: forward+backward, against the plain layers", flush=True)
-        for line in option_table(share):
+        for line in option_table(share, shapes):
             print(line, flush=True)
     if not (args.only_plot or args.no_scan):
         print(f"\n## Parallel scans at T, B, I, H = {SCAN_SHAPE}: training tokens per second")
