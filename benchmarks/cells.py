@@ -38,19 +38,25 @@ SCAN_SHAPE = (256, 32, 512, 512)  # T, B, I, H of the issue's MinGRU target
 CURVE_STEPS = (32, 64, 128, 256, 512)  # sequence lengths of the figure (B=16, I=H=256)
 
 
+# The clock of every measurement and budget: wall time, or with --cpu-time this process's CPU
+# time (robust to other processes on a shared machine; with several threads it adds up their work).
+CLOCK = {"clock": time.perf_counter}
+
+
 def bench_interleaved(fns: dict, seconds: float, min_repeats: int = 3) -> dict:
     """Median milliseconds of each function; repeats (all functions, rotating order) until
     ``seconds`` have passed and at least ``min_repeats`` were made, after one warm-up round."""
+    clock = CLOCK["clock"]
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    start, r = time.perf_counter(), 0
-    while r < min_repeats or time.perf_counter() - start < seconds:
+    start, r = clock(), 0
+    while r < min_repeats or clock() - start < seconds:
         names = list(fns)
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
+            t0 = clock()
             fns[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            times[name].append((clock() - t0) * 1e3)
         r += 1
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -66,13 +72,14 @@ def train_step(layer: torch.nn.Module, x: torch.Tensor):
     return run
 
 
-def option_table(seconds_each: float) -> list[str]:
+def option_table(seconds_each: float, shapes: list[str]) -> list[str]:
     lines = []
     head = f"{'layer':5} {'shape':7} {'variant':22} {'ms':>9} {'x rnnkit':>9} {'x rnnkit-py':>12}"
     lines.append(head)
     for kind, ours_cls, torch_cls in (("LSTM", rnn.LSTM, torch.nn.LSTM),
                                       ("GRU", rnn.GRU, torch.nn.GRU)):  # fmt: skip
-        for shape_name, (steps, batch, inp, hidden) in SHAPES.items():
+        for shape_name in shapes:
+            steps, batch, inp, hidden = SHAPES[shape_name]
             torch.manual_seed(0)
             x = torch.randn(steps, batch, inp)
             layers = {
@@ -143,22 +150,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--plot", help="also draw tokens/s against T into this PNG")
     parser.add_argument("--only-plot", action="store_true", help="skip the two tables")
+    parser.add_argument("--no-scan", action="store_true", help="skip the parallel-scan table")
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help="shapes of the options table (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time in this process's CPU seconds, not wall time")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        CLOCK["clock"] = time.process_time
     budget = args.minutes * 60
     # Each option group, the scan group and the figure get an equal share.
-    groups = (0 if args.only_plot else 2 * len(SHAPES) + 1) + (1 if args.plot else 0)
+    shapes = args.shapes.split(",")
+    if not set(shapes) <= set(SHAPES):
+        parser.error(f"--shapes takes some of {', '.join(SHAPES)}, got {args.shapes}")
+    tables = 2 * len(shapes) + (0 if args.no_scan else 1)
+    groups = (0 if args.only_plot else tables) + (1 if args.plot else 0)
     print(
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"load before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
-    print(f"# budget {args.minutes} min; times are medians of interleaved repeats (train mode)\n")
+    clock = "CPU time" if args.cpu_time else "wall time"
+    print(f"# budget {args.minutes} min of {clock}; times are medians of interleaved repeats "
+          "(train mode)\n")  # fmt: skip
     share = budget / groups * 0.8  # the warm-up rounds take the rest
     if not args.only_plot:
         print("## Options: forward+backward, against the plain layers", flush=True)
-        for line in option_table(share):
+        for line in option_table(share, shapes):
             print(line, flush=True)
+    if not (args.only_plot or args.no_scan):
         print(f"\n## Parallel scans at T, B, I, H = {SCAN_SHAPE}: training tokens per second")
         for line in scan_table(share):
             print(line, flush=True)

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -46,6 +47,17 @@ def _cpu_features() -> str:
     return "\n".join(lines.get(name, "") for name in wanted)
 
 
+def _source_bytes(source: Path, seen: frozenset[Path] = frozenset()) -> bytes:
+    """``source`` followed by every header it includes from its own directory (``#include
+    "x.h"``), recursively: a change to a shared header must rebuild each library that uses it."""
+    text = source.read_bytes()
+    for name in re.findall(rb'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"', text, flags=re.MULTILINE):
+        header = source.parent / name.decode()
+        if header not in seen and header.is_file():
+            text += _source_bytes(header, seen | {source})
+    return text
+
+
 def build(source: Path, name: str, flags: Sequence[str] = (), optional: Sequence[str] = ()) -> Path:
     """Compile ``source`` (once) with :data:`FLAGS` plus ``flags``; return the library's path.
 
@@ -60,7 +72,7 @@ def build(source: Path, name: str, flags: Sequence[str] = (), optional: Sequence
     """
     cc = os.environ.get("CC", "cc")
     settings = (cc, FLAGS, tuple(flags), tuple(optional), platform.machine(), _cpu_features())
-    key = hashlib.sha256(source.read_bytes() + repr(settings).encode()).hexdigest()[:16]
+    key = hashlib.sha256(_source_bytes(source) + repr(settings).encode()).hexdigest()[:16]
     target = cache_dir() / f"{name}_{key}.so"
     if target.exists():
         return target

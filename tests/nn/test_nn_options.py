@@ -112,8 +112,8 @@ def test_weight_drop_with_projection_matches_reference():
     _assert_same(layer, x, h0, seed=5)
 
 
-def _kernel_args(kind, opts, sizes, reverse, seed=0):
-    hidden, batch, n = 3, sizes[0], sum(sizes)
+def _kernel_args(kind, opts, sizes, reverse, seed=0, hidden=3):
+    batch, n = sizes[0], sum(sizes)
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind] * hidden
     gen = torch.Generator().manual_seed(seed)
 
@@ -163,15 +163,44 @@ def test_c_loop_equals_pytorch_loop(kind, opts, sizes, reverse):
     assert regularized_native.available(args[0])
     if len(opts) == 3:
         assert gradcheck(lambda *a: function.apply(*a, True), args, fast_mode=True)
-    weights = [torch.randn_like(t) for t in function.apply(*args, False)]
-    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
-    results = []
-    for native in (False, True):
-        outs = function.apply(*args, native)
-        loss = sum((o * w).sum() for o, w in zip(outs, weights))
-        results.append([*outs, *torch.autograd.grad(loss, inputs)])
-    for a, b in zip(*results, strict=True):
+    for a, b in zip(*_loops_results(function, args, args), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _loops_results(function, args, c_args):
+    """Outputs and input gradients of the PyTorch loop on ``args`` and of the C loop on
+    ``c_args`` (the same values, possibly in another dtype)."""
+    weights = [torch.randn_like(t) for t in function.apply(*args, False)]
+    results = []
+    for native, given in ((False, args), (True, c_args)):
+        outs = function.apply(*given, native)
+        inputs = [a for a in given if isinstance(a, torch.Tensor) and a.requires_grad]
+        loss = sum((o * w.to(o.dtype)).sum() for o, w in zip(outs, weights))
+        results.append([*outs, *torch.autograd.grad(loss, inputs)])
+    return results
+
+
+@pytest.mark.parametrize("kind", MODES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_c_loop_float32_packed_kernel_and_threads(kind, threads):
+    """float32 at a width rnnkit's packed kernel takes (16 columns a panel) with enough rows to
+    pack the weight, the batch split across ``threads``: the C loop (every option) against the
+    float64 PyTorch loop, to float32 precision."""
+    sizes = [8] * 6 + [5] * 3 + [2] * 2  # 67 rows, 8 sequences: a packed weight, 2 threads
+    function, args = _kernel_args(kind, ("ln", "mask", "zone"), sizes, True, hidden=16)
+    if kind == "RNN":
+        args[6] = True  # the ReLU variant
+    single = [a.detach().float().requires_grad_(a.requires_grad)
+              if isinstance(a, torch.Tensor) else a for a in args]  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        expected, got = _loops_results(function, args, single)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(expected, got, strict=True):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(b.double(), a, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", MODES)
@@ -387,3 +416,36 @@ def test_drop_connect_distribution():
     assert 0.28 < (dropped == 0).double().mean() < 0.32
     dropped.sum().backward()
     torch.testing.assert_close(w.grad, dropped.detach())  # gradient = the scaled mask
+
+
+def test_random_masks_in_c():
+    """The C masks (weight drop, zoneout, recurrent dropout): Bernoulli(keep) entries, pairs of
+    neighbours independent (each 64-bit number gives two), the same mask for any number of
+    threads, reproduced by torch.manual_seed and new at every call."""
+    from rnnkit.nn.dropout import random_mask
+
+    n = (1 << 18) + 1  # enough entries for the threads, and an odd last one
+    seeded = {}
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            seeded[threads] = regularized_native.random_mask((n,), 0.3, 2.0, 12345,
+                                                             dtype=torch.float64)[0]  # fmt: skip
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(seeded[1], seeded[2])
+    for keep in (0.1, 0.5, 0.9):
+        kept = random_mask(torch.zeros(1), (n,), keep, 3.0).double()
+        assert set(kept.unique().tolist()) == {0.0, 3.0}
+        kept = kept / 3.0
+        bound = 5 * (keep * (1 - keep) / n) ** 0.5  # five standard deviations
+        assert abs(kept.mean().item() - keep) < bound
+        both = (kept[:-1:2] * kept[1::2]).mean().item()  # the two halves of one number
+        assert abs(both - keep * keep) < 5 * (keep * keep / (n // 2)) ** 0.5
+    assert random_mask(torch.zeros(1), (1000,), 1.0).eq(1).all()
+    torch.manual_seed(3)
+    first = random_mask(torch.zeros(1), (64,), 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(random_mask(torch.zeros(1), (64,), 0.5), first)
+    assert not torch.equal(random_mask(torch.zeros(1), (64,), 0.5), first)

@@ -83,20 +83,25 @@ ASAN_CASE = textwrap.dedent(
     regularized_native.cbuild.load = lambda source, name, flags=(), optional=(): plain(
         source, name + "_asan", (*flags, "-fsanitize=address", "-fno-omit-frame-pointer", "-g"),
         optional)
-    torch.set_num_threads(1)
     torch.manual_seed(0)
-    lengths = torch.tensor([9, 3, 9, 1, 7, 2])
     worst = 0.0
     cases = [(rnn.LSTM, {}), (rnn.GRU, {}), (rnn.RNN, {"nonlinearity": "relu"})]
-    for (cls, extra), dtype in [(c, d) for c in cases for d in (torch.float32, torch.float64)]:
-        # Every optional buffer absent (layer norm only) and present (all three options).
+    # One thread, a width the BLAS takes; two threads splitting 12 sequences, a width (16) and
+    # a number of rows (77) for which the float32 loops pack the weight for rnnkit's kernel.
+    settings = [(1, 7, [9, 3, 9, 1, 7, 2]), (2, 16, [9, 3, 9, 1, 7, 2, 9, 8, 9, 6, 9, 5])]
+    for (threads, hidden, lengths), (cls, extra), dtype in [
+        (s, c, d) for s in settings for c in cases for d in (torch.float32, torch.float64)
+    ]:
+        torch.set_num_threads(threads)
+        lengths = torch.tensor(lengths)
+        # Every optional buffer absent (layer norm only) and present (all options).
         for kw in ({"layer_norm": True}, {"layer_norm": True, "zoneout": 0.2,
-                                          "recurrent_dropout": 0.2}):
+                                          "recurrent_dropout": 0.2, "weight_drop": 0.3}):
             kw = {**kw, **extra}
-            c_loop = cls(3, 7, 2, bidirectional=True, **kw).to(dtype)
-            py_loop = cls(3, 7, 2, bidirectional=True, impl="rnnkit-pytorch", **kw).to(dtype)
+            c_loop = cls(3, hidden, 2, bidirectional=True, **kw).to(dtype)
+            py_loop = cls(3, hidden, 2, bidirectional=True, impl="rnnkit-pytorch", **kw).to(dtype)
             py_loop.load_state_dict(c_loop.state_dict())
-            x = torch.randn(9, 6, 3, dtype=dtype, requires_grad=True)
+            x = torch.randn(9, len(lengths), 3, dtype=dtype, requires_grad=True)
             packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
             for inp in (x, packed):
                 results = []

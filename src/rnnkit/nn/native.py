@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,9 @@ def check_buffer(what: str, t: Tensor | None, shape: tuple[int, ...], dtype: tor
 
 def _call(
     name: str, sched: Schedule, weight: Tensor, scalars: tuple[int, ...],
-    buffers: list[tuple[str, Tensor | None, tuple[int, ...]]],
+    buffers: list[tuple[str, Tensor | None, tuple[int, ...]]], *,
+    libraries: Callable[[torch.dtype], tuple[ctypes.CDLL, int] | None] | None = None,
+    source: str = SOURCE.name,
 ) -> None:  # fmt: skip
     """Call ``name(gemm, T, sizes, starts, reverse, B, N, *scalars, *buffers)`` after checking
     every buffer against its expected shape and the element type of ``weight``.
@@ -125,9 +128,11 @@ def _call(
     ``weight`` is the recurrent weight: its dtype picks the library (float or double) and its size
     the threading of the per-step matrix product. The C function checks the schedule against
     ``B`` and ``N`` again and returns nonzero, touching nothing, when they disagree.
+    ``libraries`` gives the compiled loops of a dtype (this module's by default; the layer options'
+    loops of ``source`` share this call, see :mod:`rnnkit.nn.regularized_native`).
     """
     dtype = weight.dtype
-    library = _library(dtype) if dtype in _TYPES else None
+    library = (libraries or _library)(dtype) if dtype in _TYPES else None
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
     lib, gemm = library
@@ -146,9 +151,9 @@ def _call(
         if small:
             set_threads(previous)  # 0 restores torch's (global) setting
     if status == 2:
-        raise MemoryError(f"native.c {name}: out of memory for its scratch space")
+        raise MemoryError(f"{source} {name}: out of memory for its scratch space")
     if status != 0:
-        raise ValueError(f"native.c {name} refused the schedule {sched.sizes} (a bug in rnnkit)")
+        raise ValueError(f"{source} {name} refused the schedule {sched.sizes} (a bug in rnnkit)")
 
 
 def c_arguments(sched: Schedule, buffers: list, dtype: torch.dtype) -> tuple[int, Any, Any, list]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn import dispatch
-from rnnkit.nn.dropout import check_probability, drop_connect
+from rnnkit.nn.dropout import check_probability, drop_connect, random_mask
 from rnnkit.nn.kernels import sum_bias
 from rnnkit.nn.regularized import (
     RegularizedGRUFunction,
@@ -129,7 +129,7 @@ def _zoneout_weights(layer: nn.Module, rows: int, widths: list[int], like: Tenso
         return [None, None]
     shapes = [(rows, w) for w in widths]
     if layer.training:
-        keep = [torch.bernoulli(like.new_full(s, p)) for s in shapes]
+        keep = [random_mask(like, s, p) for s in shapes]
     else:
         keep = [like.new_full(s, p) for s in shapes]
     return keep + [None] * (2 - len(keep))
@@ -140,7 +140,7 @@ def _recurrent_mask(layer: nn.Module, batch: int, width: int, like: Tensor) -> T
     p = layer.recurrent_dropout
     if not (p and layer.training):
         return None
-    return torch.bernoulli(like.new_full((batch, width), 1 - p)).div_(1 - p)
+    return random_mask(like, (batch, width), 1 - p, 1 / (1 - p))
 
 
 def _params(layer: nn.Module, named: dict[str, Tensor], k: int, direction: int,

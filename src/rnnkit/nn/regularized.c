@@ -3,66 +3,49 @@
  * the LSTM's cell), recurrent dropout and zoneout, forward and backward.
  *
  * Python does the products over all N rows with torch (the input side before the loop, the weight
- * and gain gradients after it) and calls these functions for the loop: a step is one BLAS call
- * (torch's own sgemm_/dgemm_, passed in as a function pointer) plus one pass over each row,
- * instead of a dozen PyTorch operations. Compiled twice: -DREAL=float and -DREAL=double, with
- * EXP, TANH and SQRT the libm functions of that type.
+ * and gain gradients after it) and calls these functions for the loop. A step is the plain loops'
+ * step (native.c) with the options' element-wise work fused into its passes: the same per-step
+ * product with the recurrent weight (rnnkit's packed kernel in float32, else the BLAS torch
+ * links), the same threads splitting the batch, the same vectorized exp and tanh — all from
+ * loop_kernels.h — plus, per row, the mask on h_{t-1} (folded into the copy of h_{t-1} the weight
+ * gradient needs anyway), the normalization's moments and zoneout's mixing in the gate pass.
+ * Compiled twice, as native.c: -DREAL=float -DVECTOR_MATH and -DREAL=double with libm.
  *
  * Layout: row-major as in torch. A packed batch has N rows; step t owns rows starts[t] ..
  * starts[t] + sizes[t] (sizes non-increasing); `reverse` walks t from T-1 down to 0. The running
  * states hs, cs (B x H) start as h0, c0 and end as h_n, c_n; step t updates their first sizes[t]
  * rows. Backward walks the steps the other way with running dh, dc (B x H), from dL/dh_n, dL/dc_n
- * to dL/dh0, dL/dc0. Optional buffers are null pointers when their option is off.
+ * to dL/dh0, dL/dc0. Optional buffers are null pointers when their option is off. A thread owns
+ * batch rows lo .. hi of every (B x H) buffer (states, mask, scratch) and the same sequences'
+ * rows of every (N x ...) buffer, so threads never share a row.
+ *
+ * Memory safety: Python checks every buffer (rnnkit/nn/native.py, c_arguments) against the B, N
+ * and H passed here; each entry point checks the schedule again (steps_setup) and returns 1,
+ * touching nothing, when they disagree.
  */
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
-
-typedef REAL real;
-typedef void (*gemm_fn)(const char *, const char *, const int *, const int *, const int *,
-                        const real *, const real *, const int *, const real *, const int *,
-                        const real *, real *, const int *);
+#include <stdint.h>
+#include "loop_kernels.h"
 
 #define LN_EPS 1e-5 /* torch.nn.LayerNorm's default, as in regularized.py */
 
-/* Row-major C (n x m) = beta C + A (n x k) @ op(W), W a row-major torch weight: op(W) = W^T for
- * W (m x k) when wt = 'T', op(W) = W for W (k x m) when wt = 'N'. */
-static void matmul(gemm_fn gemm, char wt, int m, int n, int k, const real *w, const real *a,
-                   real beta, real *c) {
-    const real one = 1;
-    const int ldw = wt == 'T' ? k : m;
-    const char an = 'N';
-    gemm(&wt, &an, &m, &n, &k, &one, w, &ldw, a, &k, &beta, c, &m);
-}
-
-static inline real sigmoid(real x) { return 1 / (1 + EXP(-x)); }
-
-/* The schedule must describe exactly N rows of a batch of B: else return 1, touching nothing. */
-static int steps_setup(int T, const int *sizes, int *starts, int B, long N, int H) {
-    if (T < 1 || B < 1 || H < 1 || sizes[0] != B) return 1;
-    long total = 0;
-    for (int t = 0; t < T; t++) {
-        if (sizes[t] < 1 || (t > 0 && sizes[t] > sizes[t - 1])) return 1;
-        starts[t] = (int)total;
-        total += sizes[t];
-    }
-    return total != N;
-}
-
-/* Mean and 1/std of x (n values), as torch's layer norm (biased variance). */
+/* Mean and 1/std of x (n values), as torch's layer norm (biased variance), summed in double.
+ * The sums are OpenMP simd reductions: the compiler may reorder them into vector lanes. */
 static void moments(int n, const real *x, real *mean, real *rstd) {
     double s = 0, v = 0;
+#pragma omp simd reduction(+ : s)
     for (int j = 0; j < n; j++) s += x[j];
     const double m = s / n;
+#pragma omp simd reduction(+ : v)
     for (int j = 0; j < n; j++) v += (x[j] - m) * (x[j] - m);
     *mean = (real)m;
-    *rstd = (real)(1 / SQRT(v / n + LN_EPS));
+    *rstd = (real)(1 / sqrt(v / n + LN_EPS));
 }
 
 /* dL/dx of y = w * (x - mean) * rstd (+ shift), from dy; dx may alias dy. */
 static void norm_backward(int n, const real *dy, const real *w, const real *x, real mean,
                           real rstd, real *dx) {
     double s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
     for (int j = 0; j < n; j++) {
         const real d = dy[j] * w[j];
         s1 += d;
@@ -73,50 +56,51 @@ static void norm_backward(int n, const real *dy, const real *w, const real *x, r
         dx[j] = rstd * (dy[j] * w[j] - m1 - (x[j] - mean) * rstd * m2);
 }
 
-/* The recurrent side of the gates for the b rows of one step: out = add + LN_h(W_hh (m * h)),
- * or out += W_hh (m * h) without normalization (the caller has put the rest of the gates in out).
- * `add` has rows `add_stride` apart (0: one vector for every row). hin receives m * h, rec_in the
- * raw product, rec_mean and rec_rstd its moments. */
-static void recurrent_side(gemm_fn gemm, int b, int H, int G, const real *hs, const real *mask,
-                           const real *whh, const real *ln_h, real *hin, real *rec_in,
-                           real *rec_mean, real *rec_rstd, const real *add, long add_stride,
-                           real *out) {
-    for (long k = 0; k < (long)b * H; k++) hin[k] = mask ? hs[k] * mask[k] : hs[k];
-    if (!ln_h) {
-        matmul(gemm, 'T', G, b, H, whh, hin, 1, out);
-        return;
-    }
-    matmul(gemm, 'T', G, b, H, whh, hin, 0, rec_in);
+/* The recurrent side of the gates for the b rows of one step, out = W_hh (m * h), normalized
+ * (LN_h, gain only) when ln_h is given; the caller adds the rest of the gates. hin receives
+ * m * h (kept for the weight gradient), rec_in the raw product, rec_mean and rec_rstd its
+ * moments. */
+static void recurrent_side(gemm_fn gemm, const weight *w, int b, int H, const real *hs,
+                           const real *mask, const real *ln_h, real *hin, real *rec_in,
+                           real *rec_mean, real *rec_rstd, real *out) {
+    const int G = w->m;
+    if (mask)
+        for (long k = 0; k < (long)b * H; k++) hin[k] = hs[k] * mask[k];
+    else
+        memcpy(hin, hs, sizeof(real) * b * H);
+    step_matmul(gemm, w, b, hin, 0, ln_h ? rec_in : out);
+    if (!ln_h) return;
     for (int i = 0; i < b; i++) {
-        const real *x = rec_in + (long)i * G, *a = add + i * add_stride;
+        const real *x = rec_in + (long)i * G;
         moments(G, x, rec_mean + i, rec_rstd + i);
         const real m = rec_mean[i], s = rec_rstd[i];
         real *o = out + (long)i * G;
-        for (int j = 0; j < G; j++) o[j] = a[j] + ln_h[j] * (x[j] - m) * s;
+        for (int j = 0; j < G; j++) o[j] = ln_h[j] * (x[j] - m) * s;
     }
 }
 
 /* dL/dh_{t-1} through the gates' recurrent side, added into dh (b x H): d (b x G) is dL/d of
- * that side; with normalization, d_rec receives dL/d of the raw product. */
-static void recurrent_side_backward(gemm_fn gemm, int b, int H, int G, const real *d,
-                                    const real *whh, const real *ln_h, const real *rec_in,
-                                    const real *rec_mean, const real *rec_rstd, real *d_rec,
-                                    const real *mask, real *scratch, real *dh) {
+ * that side; with normalization, d_rec receives dL/d of the raw product. scratch (b x H) holds
+ * the product before the mask. */
+static void recurrent_side_backward(gemm_fn gemm, const weight *w, int b, int H, const real *d,
+                                    const real *ln_h, const real *rec_in, const real *rec_mean,
+                                    const real *rec_rstd, real *d_rec, const real *mask,
+                                    real *scratch, real *dh) {
+    const int G = w->k;
     if (ln_h)
         for (int i = 0; i < b; i++)
             norm_backward(G, d + (long)i * G, ln_h, rec_in + (long)i * G, rec_mean[i],
                           rec_rstd[i], d_rec + (long)i * G);
-    matmul(gemm, 'N', H, b, G, whh, ln_h ? d_rec : d, 0, scratch);
-    for (long k = 0; k < (long)b * H; k++) dh[k] += mask ? scratch[k] * mask[k] : scratch[k];
+    if (!mask) {
+        step_matmul(gemm, w, b, ln_h ? d_rec : d, 1, dh);
+        return;
+    }
+    step_matmul(gemm, w, b, ln_h ? d_rec : d, 0, scratch);
+    for (long k = 0; k < (long)b * H; k++) dh[k] += scratch[k] * mask[k];
 }
 
-/* Rows r0.. of an optional (N x width) buffer. */
-#define ROWS(p, r0, width) ((p) ? (p) + (r0) * (width) : 0)
-#define STEP_LOOP(first, last, dir)                                                            \
-    for (int step = (first); step != (last); step += (dir))
-#define THIS_STEP                                                                              \
-    const int t = reverse ? T - 1 - step : step, b = sizes[t];                                 \
-    const long r0 = starts[t]
+/* Rows r0.. of an optional (N x width) buffer, and rows lo.. of an optional (B x width) one. */
+#define ROWS(p, r0, width) ((p) ? (p) + (long)(r0) * (width) : 0)
 
 int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
                      long N, int H, const real *gx, const real *whh, const real *ln_h,
@@ -124,43 +108,47 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                      const real *keep_c, real *hs, real *cs, real *hin, real *cp, real *g,
                      real *rec_in, real *rec_mean, real *rec_rstd, real *c_in, real *c_mean,
                      real *c_rstd, real *tc, real *y) {
-    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     const int G = 4 * H;
-    STEP_LOOP(0, T, 1) {
-        THIS_STEP;
-        memcpy(cp + r0 * H, cs, sizeof(real) * b * H);
-        memcpy(g + r0 * G, gx + r0 * G, sizeof(real) * b * G);
-        recurrent_side(gemm, b, H, G, hs, mask, whh, ln_h, hin + r0 * H, ROWS(rec_in, r0, G),
-                       ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), gx + r0 * G, G,
-                       g + r0 * G);
-        for (int i = 0; i < b; i++) {
-            const long row = r0 + i;
-            real *gr = g + row * G;
-            for (int j = 0; j < H; j++) {
-                gr[j] = sigmoid(gr[j]);
-                gr[H + j] = sigmoid(gr[H + j]);
-                gr[2 * H + j] = TANH(gr[2 * H + j]);
-                gr[3 * H + j] = sigmoid(gr[3 * H + j]);
-            }
-            real *cn = c_in ? c_in + row * H : tc + row * H; /* the new cell before zoneout */
-            for (int j = 0; j < H; j++) cn[j] = gr[H + j] * cp[row * H + j] + gr[j] * gr[2 * H + j];
-            real m = 0, s = 1;
-            if (ln_cw) moments(H, cn, c_mean + row, c_rstd + row), m = c_mean[row], s = c_rstd[row];
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j;
-                const real c_new = cn[j];
-                const real c_hat = ln_cw ? ln_cw[j] * (c_new - m) * s + ln_cb[j] : c_new;
-                const real tanh_c = TANH(c_hat);
-                const real h_new = gr[3 * H + j] * tanh_c;
-                tc[row * H + j] = tanh_c;
-                const real kc = keep_c ? keep_c[row * H + j] : 0;
-                const real kh = keep_h ? keep_h[row * H + j] : 0;
-                cs[k] = keep_c ? kc * cs[k] + (1 - kc) * c_new : c_new;
-                hs[k] = keep_h ? kh * hs[k] + (1 - kh) * h_new : h_new;
-                y[row * H + j] = hs[k];
+    weight wh = use_weight('T', G, H, whh, T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int step = 0; step < T; step++) {
+            MY_STEP(step);
+            memcpy(cp + (long)r0 * H, cs + (long)lo * H, sizeof(real) * b * H);
+            recurrent_side(gemm, &wh, b, H, hs + (long)lo * H, ROWS(mask, lo, H), ln_h,
+                           hin + (long)r0 * H, ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
+                           ROWS(rec_rstd, r0, 1), g + (long)r0 * G);
+            for (int i = 0; i < b; i++) {
+                const long row = r0 + i, k0 = (long)(lo + i) * H;
+                const real *x = gx + row * G, *c_prev = cp + row * H;
+                real *gr = g + row * G;
+                real *cn = c_in ? c_in + row * H : tc + row * H; /* the new cell before zoneout */
+                for (int j = 0; j < H; j++) {
+                    const real ig = sigmoid(x[j] + gr[j]), fg = sigmoid(x[H + j] + gr[H + j]);
+                    const real cand = TANH(x[2 * H + j] + gr[2 * H + j]);
+                    gr[j] = ig, gr[H + j] = fg, gr[2 * H + j] = cand;
+                    gr[3 * H + j] = sigmoid(x[3 * H + j] + gr[3 * H + j]);
+                    cn[j] = fg * c_prev[j] + ig * cand;
+                }
+                real m = 0, s = 1;
+                if (ln_cw) moments(H, cn, c_mean + row, c_rstd + row), m = c_mean[row], s = c_rstd[row];
+                for (int j = 0; j < H; j++) {
+                    const real c_new = cn[j];
+                    const real c_hat = ln_cw ? ln_cw[j] * (c_new - m) * s + ln_cb[j] : c_new;
+                    const real tanh_c = TANH(c_hat), h_new = gr[3 * H + j] * tanh_c;
+                    tc[row * H + j] = tanh_c;
+                    const real kc = keep_c ? keep_c[row * H + j] : 0;
+                    const real kh = keep_h ? keep_h[row * H + j] : 0;
+                    cs[k0 + j] = keep_c ? kc * cs[k0 + j] + (1 - kc) * c_new : c_new;
+                    hs[k0 + j] = keep_h ? kh * hs[k0 + j] + (1 - kh) * h_new : h_new;
+                    y[row * H + j] = hs[k0 + j];
+                }
             }
         }
     }
+    free(wh.packed);
     return 0;
 }
 
@@ -171,43 +159,48 @@ int reg_lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int re
                       const real *c_in, const real *c_mean, const real *c_rstd, const real *mask,
                       const real *keep_h, const real *keep_c, const real *dy, real *d_gates,
                       real *d_rec, real *d_c_out, real *scratch, real *dh, real *dc) {
-    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     const int G = 4 * H;
-    STEP_LOOP(T - 1, -1, -1) {
-        THIS_STEP;
-        for (int i = 0; i < b; i++) {
-            const long row = r0 + i;
-            const real *gr = g + row * G;
-            real *dg = d_gates + row * G;
-            real *dout = d_c_out ? d_c_out + row * H : scratch + (long)i * H;
-            for (int j = 0; j < H; j++) { /* through h_t = k h_{t-1} + (1 - k) o tanh(c^) */
-                const long k = (long)i * H + j;
-                const real dh_t = dh[k] + dy[row * H + j];
-                const real kh = keep_h ? keep_h[row * H + j] : 0;
-                const real dh_new = dh_t * (1 - kh);
-                dh[k] = dh_t * kh; /* the direct path to h_{t-1}; the gates' part comes below */
-                const real o = gr[3 * H + j], tcj = tc[row * H + j];
-                dg[3 * H + j] = dh_new * tcj * o * (1 - o);
-                dout[j] = dh_new * o * (1 - tcj * tcj);
+    weight wh = use_weight('N', H, G, whh, T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int step = T - 1; step >= 0; step--) {
+            MY_STEP(step);
+            for (int i = 0; i < b; i++) {
+                const long row = r0 + i, k0 = (long)(lo + i) * H;
+                const real *gr = g + row * G;
+                real *dg = d_gates + row * G;
+                real *dcn = scratch + k0; /* dL/d(new cell) from the output side */
+                real *dout = d_c_out ? d_c_out + row * H : dcn;
+                for (int j = 0; j < H; j++) { /* through h_t = k h_{t-1} + (1 - k) o tanh(c^) */
+                    const real dh_t = dh[k0 + j] + dy[row * H + j];
+                    const real kh = keep_h ? keep_h[row * H + j] : 0;
+                    const real dh_new = dh_t * (1 - kh);
+                    dh[k0 + j] = dh_t * kh; /* the direct path to h_{t-1}; the gates' below */
+                    const real o = gr[3 * H + j], tcj = tc[row * H + j];
+                    dg[3 * H + j] = dh_new * tcj * o * (1 - o);
+                    dout[j] = dh_new * o * (1 - tcj * tcj);
+                }
+                if (ln_cw)
+                    norm_backward(H, dout, ln_cw, c_in + row * H, c_mean[row], c_rstd[row], dcn);
+                for (int j = 0; j < H; j++) {
+                    const real kc = keep_c ? keep_c[row * H + j] : 0;
+                    const real d = dc[k0 + j] * (1 - kc) + dcn[j];
+                    const real ig = gr[j], fg = gr[H + j], cg = gr[2 * H + j];
+                    dg[j] = d * cg * ig * (1 - ig);
+                    dg[H + j] = d * cp[row * H + j] * fg * (1 - fg);
+                    dg[2 * H + j] = d * ig * (1 - cg * cg);
+                    dc[k0 + j] = d * fg + dc[k0 + j] * kc;
+                }
             }
-            real *dcn = scratch + (long)i * H; /* dL/d(new cell) from the output side */
-            if (ln_cw)
-                norm_backward(H, dout, ln_cw, c_in + row * H, c_mean[row], c_rstd[row], dcn);
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j;
-                const real kc = keep_c ? keep_c[row * H + j] : 0;
-                const real d = dc[k] * (1 - kc) + dcn[j];
-                const real ig = gr[j], fg = gr[H + j], cg = gr[2 * H + j];
-                dg[j] = d * cg * ig * (1 - ig);
-                dg[H + j] = d * cp[row * H + j] * fg * (1 - fg);
-                dg[2 * H + j] = d * ig * (1 - cg * cg);
-                dc[k] = d * fg + dc[k] * kc;
-            }
+            recurrent_side_backward(gemm, &wh, b, H, d_gates + (long)r0 * G, ln_h,
+                                    ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
+                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G), ROWS(mask, lo, H),
+                                    scratch + (long)lo * H, dh + (long)lo * H);
         }
-        recurrent_side_backward(gemm, b, H, G, d_gates + r0 * G, whh, ln_h, ROWS(rec_in, r0, G),
-                                ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1),
-                                ROWS(d_rec, r0, G), mask, scratch, dh);
     }
+    free(wh.packed);
     return 0;
 }
 
@@ -216,34 +209,37 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
                     const real *ln_h, const real *mask, const real *keep_h, real *hs, real *hp,
                     real *hin, real *g, real *gh, real *rec_in, real *rec_mean, real *rec_rstd,
                     real *y) {
-    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     const int G = 3 * H;
-    real *bias = calloc(G, sizeof(real)); /* b_hh, or zeros */
-    if (!bias) return 2;
-    if (bhh) memcpy(bias, bhh, sizeof(real) * G);
-    STEP_LOOP(0, T, 1) {
-        THIS_STEP;
-        memcpy(hp + r0 * H, hs, sizeof(real) * b * H);
-        for (int i = 0; i < b; i++) memcpy(gh + (r0 + i) * G, bias, sizeof(real) * G);
-        recurrent_side(gemm, b, H, G, hs, mask, whh, ln_h, hin + r0 * H, ROWS(rec_in, r0, G),
-                       ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), bias, 0, gh + r0 * G);
-        for (int i = 0; i < b; i++) {
-            const long row = r0 + i;
-            const real *x = gx + row * G, *h = gh + row * G;
-            real *gr = g + row * G;
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j;
-                const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
-                const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
-                gr[j] = r, gr[H + j] = z, gr[2 * H + j] = n;
-                const real h_new = n + z * (hs[k] - n);
-                const real kh = keep_h ? keep_h[row * H + j] : 0;
-                hs[k] = keep_h ? kh * hs[k] + (1 - kh) * h_new : h_new;
-                y[row * H + j] = hs[k];
+    weight wh = use_weight('T', G, H, whh, T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int step = 0; step < T; step++) {
+            MY_STEP(step);
+            memcpy(hp + (long)r0 * H, hs + (long)lo * H, sizeof(real) * b * H);
+            recurrent_side(gemm, &wh, b, H, hs + (long)lo * H, ROWS(mask, lo, H), ln_h,
+                           hin + (long)r0 * H, ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
+                           ROWS(rec_rstd, r0, 1), gh + (long)r0 * G);
+            for (int i = 0; i < b; i++) {
+                const long row = r0 + i, k0 = (long)(lo + i) * H;
+                const real *x = gx + row * G;
+                real *h = gh + row * G, *gr = g + row * G;
+                if (bhh)
+                    for (int j = 0; j < G; j++) h[j] += bhh[j];
+                for (int j = 0; j < H; j++) {
+                    const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
+                    const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
+                    gr[j] = r, gr[H + j] = z, gr[2 * H + j] = n;
+                    const real h_new = n + z * (hs[k0 + j] - n);
+                    const real kh = keep_h ? keep_h[row * H + j] : 0;
+                    hs[k0 + j] = keep_h ? kh * hs[k0 + j] + (1 - kh) * h_new : h_new;
+                    y[row * H + j] = hs[k0 + j];
+                }
             }
         }
     }
-    free(bias);
+    free(wh.packed);
     return 0;
 }
 
@@ -252,34 +248,40 @@ int reg_gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                      const real *whh, const real *ln_h, const real *rec_in, const real *rec_mean,
                      const real *rec_rstd, const real *mask, const real *keep_h, const real *dy,
                      real *d_gx, real *d_gh, real *d_rec, real *scratch, real *dh) {
-    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     const int G = 3 * H;
-    STEP_LOOP(T - 1, -1, -1) {
-        THIS_STEP;
-        for (int i = 0; i < b; i++) {
-            const long row = r0 + i;
-            const real *gr = g + row * G, *h = gh + row * G;
-            real *dx = d_gx + row * G, *dhh = d_gh + row * G;
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j;
-                const real dh_t = dh[k] + dy[row * H + j];
-                const real kh = keep_h ? keep_h[row * H + j] : 0;
-                const real dh_new = dh_t * (1 - kh);
-                const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
-                const real dn = dh_new * (1 - z) * (1 - n * n);
-                const real dz = dh_new * (hp[row * H + j] - n) * z * (1 - z);
-                const real dr = dn * h[2 * H + j] * r * (1 - r);
-                dx[j] = dhh[j] = dr;
-                dx[H + j] = dhh[H + j] = dz;
-                dx[2 * H + j] = dn;
-                dhh[2 * H + j] = dn * r;
-                dh[k] = dh_t * kh + dh_new * z; /* the direct paths to h_{t-1} */
+    weight wh = use_weight('N', H, G, whh, T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int step = T - 1; step >= 0; step--) {
+            MY_STEP(step);
+            for (int i = 0; i < b; i++) {
+                const long row = r0 + i, k0 = (long)(lo + i) * H;
+                const real *gr = g + row * G, *h = gh + row * G;
+                real *dx = d_gx + row * G, *dhh = d_gh + row * G;
+                for (int j = 0; j < H; j++) {
+                    const real dh_t = dh[k0 + j] + dy[row * H + j];
+                    const real kh = keep_h ? keep_h[row * H + j] : 0;
+                    const real dh_new = dh_t * (1 - kh);
+                    const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
+                    const real dn = dh_new * (1 - z) * (1 - n * n);
+                    const real dz = dh_new * (hp[row * H + j] - n) * z * (1 - z);
+                    const real dr = dn * h[2 * H + j] * r * (1 - r);
+                    dx[j] = dhh[j] = dr;
+                    dx[H + j] = dhh[H + j] = dz;
+                    dx[2 * H + j] = dn;
+                    dhh[2 * H + j] = dn * r;
+                    dh[k0 + j] = dh_t * kh + dh_new * z; /* the direct paths to h_{t-1} */
+                }
             }
+            recurrent_side_backward(gemm, &wh, b, H, d_gh + (long)r0 * G, ln_h,
+                                    ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
+                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G), ROWS(mask, lo, H),
+                                    scratch + (long)lo * H, dh + (long)lo * H);
         }
-        recurrent_side_backward(gemm, b, H, G, d_gh + r0 * G, whh, ln_h, ROWS(rec_in, r0, G),
-                                ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G),
-                                mask, scratch, dh);
     }
+    free(wh.packed);
     return 0;
 }
 
@@ -287,23 +289,31 @@ int reg_rnn_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
                     long N, int H, int relu, const real *gx, const real *whh, const real *ln_h,
                     const real *mask, const real *keep_h, real *hs, real *hin, real *act,
                     real *rec_in, real *rec_mean, real *rec_rstd, real *y) {
-    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
-    STEP_LOOP(0, T, 1) {
-        THIS_STEP;
-        memcpy(act + r0 * H, gx + r0 * H, sizeof(real) * b * H);
-        recurrent_side(gemm, b, H, H, hs, mask, whh, ln_h, hin + r0 * H, ROWS(rec_in, r0, H),
-                       ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), gx + r0 * H, H,
-                       act + r0 * H);
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j, row = r0 + i;
-                real *a = act + row * H + j;
-                *a = relu ? (*a > 0 ? *a : 0) : TANH(*a);
-                const real kh = keep_h ? keep_h[row * H + j] : 0;
-                hs[k] = keep_h ? kh * hs[k] + (1 - kh) * *a : *a;
-                y[row * H + j] = hs[k];
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
+    weight wh = use_weight('T', H, H, whh, T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int step = 0; step < T; step++) {
+            MY_STEP(step);
+            recurrent_side(gemm, &wh, b, H, hs + (long)lo * H, ROWS(mask, lo, H), ln_h,
+                           hin + (long)r0 * H, ROWS(rec_in, r0, H), ROWS(rec_mean, r0, 1),
+                           ROWS(rec_rstd, r0, 1), act + (long)r0 * H);
+            for (int i = 0; i < b; i++) {
+                const long row = r0 + i, k0 = (long)(lo + i) * H;
+                const real *x = gx + row * H;
+                real *a = act + row * H;
+                for (int j = 0; j < H; j++) {
+                    const real pre = x[j] + a[j];
+                    a[j] = relu ? (pre > 0 ? pre : 0) : TANH(pre);
+                    const real kh = keep_h ? keep_h[row * H + j] : 0;
+                    hs[k0 + j] = keep_h ? kh * hs[k0 + j] + (1 - kh) * a[j] : a[j];
+                    y[row * H + j] = hs[k0 + j];
+                }
             }
+        }
     }
+    free(wh.packed);
     return 0;
 }
 
@@ -312,21 +322,66 @@ int reg_rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                      const real *rec_in, const real *rec_mean, const real *rec_rstd,
                      const real *mask, const real *keep_h, const real *dy, real *d_pre,
                      real *d_rec, real *scratch, real *dh) {
-    if (steps_setup(T, sizes, starts, B, N, H)) return 1;
-    STEP_LOOP(T - 1, -1, -1) {
-        THIS_STEP;
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < H; j++) {
-                const long k = (long)i * H + j, row = r0 + i;
-                const real dh_t = dh[k] + dy[row * H + j];
-                const real kh = keep_h ? keep_h[row * H + j] : 0;
-                const real a = act[row * H + j];
-                d_pre[row * H + j] = dh_t * (1 - kh) * (relu ? (a > 0) : 1 - a * a);
-                dh[k] = dh_t * kh;
+    if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
+    weight wh = use_weight('N', H, H, whh, T, sizes, starts);
+    PARALLEL_ROWS {
+        int lo, hi;
+        my_rows(sizes[0], &lo, &hi);
+        for (int step = T - 1; step >= 0; step--) {
+            MY_STEP(step);
+            for (int i = 0; i < b; i++) {
+                const long row = r0 + i, k0 = (long)(lo + i) * H;
+                for (int j = 0; j < H; j++) {
+                    const real dh_t = dh[k0 + j] + dy[row * H + j];
+                    const real kh = keep_h ? keep_h[row * H + j] : 0;
+                    const real a = act[row * H + j];
+                    d_pre[row * H + j] = dh_t * (1 - kh) * (relu ? (a > 0) : 1 - a * a);
+                    dh[k0 + j] = dh_t * kh;
+                }
             }
-        recurrent_side_backward(gemm, b, H, H, d_pre + r0 * H, whh, ln_h, ROWS(rec_in, r0, H),
-                                ROWS(rec_mean, r0, 1), ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, H),
-                                mask, scratch, dh);
+            recurrent_side_backward(gemm, &wh, b, H, d_pre + (long)r0 * H, ln_h,
+                                    ROWS(rec_in, r0, H), ROWS(rec_mean, r0, 1),
+                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, H), ROWS(mask, lo, H),
+                                    scratch + (long)lo * H, dh + (long)lo * H);
+        }
+    }
+    free(wh.packed);
+    return 0;
+}
+
+/* splitmix64's output function (Steele, Lea & Flood 2014) of state z: a 64-bit random number. */
+static inline uint64_t splitmix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Random masks of the options (weight drop, zoneout, recurrent dropout) on n entries:
+ * factor[i] = scale with probability threshold / 2^32, else 0, and, when w is given,
+ * out[i] = w[i] * factor[i] (weight drop: a product, not a branch, which would be mispredicted
+ * half the time). The uniforms are splitmix64's sequence from `seed` (state seed + k * golden
+ * gamma), each 64-bit number giving two 32-bit ones: a counter per pair of entries, so the
+ * threads' chunks draw the same numbers as one thread would. */
+static inline void mask_pair(uint64_t seed, long k, uint64_t threshold, real scale,
+                             real *factor) {
+    const uint64_t u = splitmix64(seed + (uint64_t)(k + 1) * 0x9E3779B97F4A7C15ULL);
+    factor[0] = scale * ((u & 0xFFFFFFFFULL) < threshold);
+    factor[1] = scale * ((u >> 32) < threshold);
+}
+
+int random_mask(long n, uint64_t seed, uint64_t threshold, real scale, const real *w, real *out,
+                real *factor) {
+    if (n < 0 || threshold > (1ULL << 32) || (w != 0) != (out != 0)) return 1;
+#pragma omp parallel for schedule(static) if (n >= 1L << 18)
+    for (long k = 0; k < n / 2; k++) {
+        mask_pair(seed, k, threshold, scale, factor + 2 * k);
+        if (w) out[2 * k] = w[2 * k] * factor[2 * k], out[2 * k + 1] = w[2 * k + 1] * factor[2 * k + 1];
+    }
+    if (n % 2) { /* the last entry takes the first half of its pair's number */
+        real last[2];
+        mask_pair(seed, n / 2, threshold, scale, last);
+        factor[n - 1] = last[0];
+        if (w) out[n - 1] = w[n - 1] * last[0];
     }
     return 0;
 }

@@ -1,9 +1,13 @@
 """The C time loops of the layer options (``regularized.c``), through ``ctypes``.
 
-Built on first use by :mod:`rnnkit.cbuild` like :mod:`rnnkit.nn.native`, with torch's own BLAS
-for the per-step products. Optional: :func:`available` says whether it can run, and otherwise
-:mod:`rnnkit.nn.regularized`'s Functions run their PyTorch loops, which compute the same
-function. Every buffer is checked (device, dtype, shape, contiguity) before it reaches C.
+Built on first use by :mod:`rnnkit.cbuild` like :mod:`rnnkit.nn.native`, with the same flags and
+the same step machinery (``loop_kernels.h``: rnnkit's packed kernel for the per-step products in
+float32, torch's BLAS otherwise; threads splitting the batch; vectorized exp and tanh), called
+through the same checked entry (:func:`rnnkit.nn.native._call`). Optional: :func:`available`
+says whether it can run, and otherwise :mod:`rnnkit.nn.regularized`'s Functions run their
+PyTorch loops, which compute the same function. Every buffer is checked (device, dtype, shape,
+contiguity) before it reaches C. The library also draws the options' random masks
+(:func:`random_mask`).
 """
 
 from __future__ import annotations
@@ -23,19 +27,18 @@ from rnnkit.nn.schedule import Schedule
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("regularized.c")
-_MATH = {
-    torch.float32: ("float", ("-DEXP=expf", "-DTANH=tanhf", "-DSQRT=sqrtf"), "sgemm_"),
-    torch.float64: ("double", ("-DEXP=exp", "-DTANH=tanh", "-DSQRT=sqrt"), "dgemm_"),
-}
 
 
 @functools.cache
 def _library(dtype: torch.dtype) -> tuple[ctypes.CDLL, int] | None:
-    real, math, symbol = _MATH[dtype]
+    """The compiled option loops for ``dtype`` and torch's BLAS, built as the plain loops are
+    (the same flags: vectorized exp/tanh and rnnkit's packed kernel in float32, OpenMP)."""
+    real, math, symbol = native._TYPES[dtype]
     gemm = native._torch_symbol(symbol)  # the BLAS torch exports, as for the plain loops
     if gemm is None:
         return None
-    lib = cbuild.load(SOURCE, f"rnnkit_regularized_{real}", (f"-DREAL={real}", *math))
+    lib = cbuild.load(SOURCE, f"rnnkit_regularized_{real}", (f"-DREAL={real}", *math),
+                      native.OPENMP)  # fmt: skip
     return None if lib is None else (lib, ctypes.cast(gemm, ctypes.c_void_p).value)
 
 
@@ -43,28 +46,15 @@ def available(*tensors: Tensor) -> bool:
     """Whether the C loop can run on these tensors: CPU, one float type, library built."""
     dtype = tensors[0].dtype
     same = all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
-    return same and dtype in _MATH and _library(dtype) is not None
+    return same and dtype in native._TYPES and _library(dtype) is not None
 
 
-def _call(name: str, sched: Schedule, hidden: int, dtype: torch.dtype, buffers: list,
+def _call(name: str, sched: Schedule, hidden: int, w_hh: Tensor, buffers: list,
           flag: bool | None = None) -> None:  # fmt: skip
-    """``name(gemm, T, sizes, starts, reverse, B, N, H, [flag,] *buffers)`` after checking each
-    buffer against its shape and ``dtype``."""
-    library = _library(dtype)
-    if library is None:
-        raise ValueError(f"no C loop for {dtype} tensors on this machine; use the PyTorch loop")
-    lib, gemm = library
-    steps, sizes, starts, pointers = native.c_arguments(sched, buffers, dtype)
-    function = getattr(lib, name)
-    function.restype = ctypes.c_int
-    status = function(
-        ctypes.c_void_p(gemm), steps, sizes, starts, int(sched.reverse), sched.batch,
-        ctypes.c_long(sched.total), hidden, *([] if flag is None else [int(flag)]), *pointers,
-    )  # fmt: skip
-    if status == 2:
-        raise MemoryError(f"regularized.c {name}: out of memory for its scratch space")
-    if status != 0:
-        raise ValueError(f"regularized.c {name} refused the schedule {sched.sizes} (a bug)")
+    """``name(gemm, T, sizes, starts, reverse, B, N, H, [flag,] *buffers)`` through the plain
+    loops' call (buffer checks, threads), with ``w_hh``'s element type."""
+    scalars = (hidden,) if flag is None else (hidden, int(flag))
+    native._call(name, sched, w_hh, scalars, buffers, libraries=_library, source=SOURCE.name)
 
 
 def _contiguous(t: Tensor | None) -> Tensor | None:
@@ -84,7 +74,7 @@ def lstm_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
     shapes = {"hin": (n, hidden), "cp": (n, hidden), "g": (n, gates), "rec_in": (n, gates),
               "rec_mean": (n, 1), "rec_rstd": (n, 1), "c_in": (n, hidden), "c_mean": (n, 1),
               "c_rstd": (n, 1), "tc": (n, hidden)}  # fmt: skip
-    _call("reg_lstm_forward", sched, hidden, gx.dtype, [
+    _call("reg_lstm_forward", sched, hidden, w_hh, [
         ("gx", gx.contiguous(), (n, gates)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
         ("ln_h", _contiguous(ln_h), (gates,)), ("ln_c_weight", _contiguous(ln_c[0]), (hidden,)),
         ("ln_c_bias", _contiguous(ln_c[1]), (hidden,)), ("mask", _contiguous(mask), (b, hidden)),
@@ -112,7 +102,7 @@ def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Ten
     shapes = {"g": (n, gates), "cp": (n, hidden), "tc": (n, hidden)}
     norm_shapes = {"rec_in": (n, gates), "rec_mean": (n, 1), "rec_rstd": (n, 1)}
     cell_shapes = {"c_in": (n, hidden), "c_mean": (n, 1), "c_rstd": (n, 1)}
-    _call("reg_lstm_backward", sched, hidden, dy.dtype, [
+    _call("reg_lstm_backward", sched, hidden, w_hh, [
         *((k, buffers[k], s) for k, s in shapes.items()),
         ("w_hh", w_hh.contiguous(), (gates, hidden)), ("ln_h", _contiguous(ln_h), (gates,)),
         *((k, buffers[k], s) for k, s in norm_shapes.items()),
@@ -150,7 +140,7 @@ def gru_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None,
     buffers = {"hp": gx.new_empty(n, hidden), "hin": gx.new_empty(n, hidden),
                "g": gx.new_empty(n, gates), "gh": gx.new_empty(n, gates),
                **_norm_buffers(gx, n, gates, ln_h)}  # fmt: skip
-    _call("reg_gru_forward", sched, hidden, gx.dtype, [
+    _call("reg_gru_forward", sched, hidden, w_hh, [
         ("gx", gx.contiguous(), (n, gates)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
         ("b_hh", _contiguous(b_hh), (gates,)), ("ln_h", _contiguous(ln_h), (gates,)),
         ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
@@ -170,7 +160,7 @@ def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tenso
     dh = dh_n.contiguous().clone()
     d_gx, d_gh = dy.new_empty(n, gates), dy.new_empty(n, gates)
     d_rec = dy.new_empty(n, gates) if ln_h is not None else None
-    _call("reg_gru_backward", sched, hidden, dy.dtype, [
+    _call("reg_gru_backward", sched, hidden, w_hh, [
         ("g", buffers["g"], (n, gates)), ("gh", buffers["gh"], (n, gates)),
         ("hp", buffers["hp"], (n, hidden)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
         ("ln_h", _contiguous(ln_h), (gates,)), *_norm_entries(buffers, n, gates),
@@ -190,7 +180,7 @@ def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
     h_n, y = h0.contiguous().clone(), gx.new_empty(n, hidden)
     buffers = {"hin": gx.new_empty(n, hidden), "act": gx.new_empty(n, hidden),
                **_norm_buffers(gx, n, hidden, ln_h)}  # fmt: skip
-    _call("reg_rnn_forward", sched, hidden, gx.dtype, [
+    _call("reg_rnn_forward", sched, hidden, w_hh, [
         ("gx", gx.contiguous(), (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
         ("ln_h", _contiguous(ln_h), (hidden,)), ("mask", _contiguous(mask), (b, hidden)),
         ("keep_h", _contiguous(keep_h), (n, hidden)), ("h", h_n, (b, hidden)),
@@ -208,7 +198,7 @@ def rnn_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tenso
     dh = dh_n.contiguous().clone()
     d_pre = dy.new_empty(n, hidden)
     d_rec = dy.new_empty(n, hidden) if ln_h is not None else None
-    _call("reg_rnn_backward", sched, hidden, dy.dtype, [
+    _call("reg_rnn_backward", sched, hidden, w_hh, [
         ("act", buffers["act"], (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
         ("ln_h", _contiguous(ln_h), (hidden,)), *_norm_entries(buffers, n, hidden),
         ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
@@ -217,3 +207,32 @@ def rnn_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tenso
         ("dh", dh, (b, hidden)),
     ], flag=relu)  # fmt: skip
     return d_pre, d_rec, dh
+
+
+_REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
+
+
+def random_mask(shape: tuple[int, ...], keep: float, scale: float, seed: int, *, dtype: torch.dtype,
+                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """``(factor, dropped)``: ``factor`` of ``shape`` holds ``scale`` with probability ``keep``
+    (to 2^-32) and 0 otherwise, and ``dropped = weight * factor`` (None without ``weight``, which
+    must then have ``shape``). The uniforms are splitmix64's sequence from ``seed`` (a 64-bit
+    integer), the same for any number of threads; ``dtype`` one :func:`available` takes."""
+    library = _library(dtype) if dtype in _REAL else None
+    if library is None:
+        raise ValueError(f"no C loop for {dtype} tensors on this machine; use PyTorch's")
+    factor = torch.empty(shape, dtype=dtype)
+    w = None if weight is None else weight.detach().contiguous()
+    dropped = None if w is None else torch.empty_like(w)
+    for what, t in (("factor", factor), ("weight", w), ("dropped", dropped)):
+        native.check_buffer(what, t, tuple(shape), dtype)
+    function = library[0].random_mask
+    function.restype = ctypes.c_int
+    status = function(
+        ctypes.c_long(factor.numel()), ctypes.c_uint64(seed % 2**64),
+        ctypes.c_uint64(round(keep * 2**32)), _REAL[dtype](scale),
+        *(ctypes.c_void_p(0 if t is None else t.data_ptr()) for t in (w, dropped, factor)),
+    )  # fmt: skip
+    if status != 0:
+        raise ValueError(f"regularized.c random_mask refused keep={keep} (a bug in rnnkit)")
+    return factor, dropped
