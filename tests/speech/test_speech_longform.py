@@ -228,6 +228,16 @@ def test_stitch_point_prefers_a_word_boundary_and_falls_back_to_letters():
     assert stitcher.finish().text == "xy"  # each letter once
 
 
+def test_a_window_without_hypotheses_adds_nothing():
+    stitcher = Stitcher(nbest=2, timestamps=True)  # (a lexicon may forbid every hypothesis)
+    stitcher.add(window(0.0, 1.0, 0.0, 0.0, [("ab", -1.0), ("a", -2.0)]))
+    stitcher.add(window(1.0, 2.0, 0.0, 1.0, []))
+    stitcher.add(window(1.5, 3.0, 0.5, 2.0, [("cd", -3.0)]))
+    out = stitcher.finish()
+    assert out.text == "ab cd" and out.nbest == [("ab cd", -4.0), ("a cd", -5.0)]
+    assert [w.text for w in out.words] == ["ab", "cd"]
+
+
 def brute_force(lists, k, junctions):
     best = {}
     for choice in itertools.product(*lists):

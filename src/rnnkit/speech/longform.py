@@ -139,13 +139,12 @@ def stitch_point(
 
     ``m`` is the middle of the widest stretch of ``[lo + q, hi - q]`` (``q`` a quarter of the
     overlap: the windows' edges, where a word may be cut off, stay out) that no letter of either
-    window occupies; stretches that hold a space of either window (a word boundary) come first.
-    Without any free stretch, ``m`` is the overlap's middle and ``between_words`` is False.
+    window occupies; stretches at a word boundary come first (:func:`_boundary`). Without any
+    free stretch, ``m`` is the overlap's middle and ``between_words`` is False.
     """
     q = (hi - lo) / 4
     left, right = lo + q, hi - q
     letters = sorted((s.start, s.end) for s in [*a, *b] if s.text != space)
-    spaces = [(s.start + s.end) / 2 for s in [*a, *b] if s.text == space]
     gaps, edge = [], left
     for start, end in letters:
         if start > edge:
@@ -160,11 +159,21 @@ def stitch_point(
         return (lo + hi) / 2, False
 
     def rank(gap: tuple[float, float]) -> tuple[bool, float]:
-        s, e = gap
-        return any(s <= x <= e for x in spaces), e - s
+        between = _boundary(a, gap[1], space) or _boundary(b, gap[1], space)
+        return between, gap[1] - gap[0]
 
     best = max(gaps, key=rank)
     return (best[0] + best[1]) / 2, rank(best)[0]
+
+
+def _boundary(chars: Sequence[Span], after: float, space: str) -> bool:
+    """Whether a window's characters put a word boundary in a stretch free of letters that
+    ends at ``after``: a space between the letters on either side of it, or no letter on one
+    side (the window's text begins or ends there, as in a silence)."""
+    later = next((i for i, s in enumerate(chars) if s.text != space and s.start >= after),
+                 len(chars))  # fmt: skip
+    earlier = max((i for i in range(later) if chars[i].text != space), default=-1)
+    return earlier < 0 or later == len(chars) or space in [s.text for s in chars[earlier:later]]
 
 
 def keep_between(chars: Sequence[Span], left: float, right: float) -> list[Span]:
@@ -192,7 +201,10 @@ class Window:
     _timed: dict[int, list[Span]] = field(default_factory=dict, repr=False)
 
     def timed(self, rank: int) -> list[Span]:
-        """The characters of hypothesis ``rank`` with their times (aligned once)."""
+        """The characters of hypothesis ``rank`` with their times (aligned once); none when
+        the window has no hypothesis (a lexicon can forbid them all)."""
+        if rank >= len(self.hyps):
+            return []
         if rank not in self._timed:
             text = self.hyps[rank][0]
             self._timed[rank] = [Span(c, s, e) for c, (s, e) in zip(text, self.align(text))]
@@ -270,8 +282,10 @@ class Stitcher:
         self._pieces.append(list(piece.items()))
 
     def _keep_best(self, chars: list[Span]) -> None:
+        """Add the best hypothesis' kept characters, after a space at a word boundary."""
         if self._chars and self._junctions and self._junctions[-1] == SPACE:
-            self._chars.append(Span(SPACE, chars[0].start if chars else 0.0, 0.0))
+            at = self._chars[-1].end
+            self._chars.append(Span(SPACE, at, at))
         self._chars.extend(chars)
 
 
