@@ -53,16 +53,18 @@ def test_transcribe_json_timestamps_and_plot(trained, tmp_path, run_cli):
     )
 
 
-def test_long_audio_is_transcribed_in_blocks(trained, tmp_path, run_cli, monkeypatch):
+def test_long_audio_is_transcribed_in_blocks(trained, tmp_path):
     import random
 
     from rnnkit.speech import api
+    from rnnkit.speech.longform import SegmentConfig
 
-    monkeypatch.setattr(api, "CHUNK_SECONDS", 0.5)  # 1 s of audio: segments of 0.25-0.5 s
     rng = random.Random(1)
     wave = np.concatenate([tone_word("ab", rng), tone_word("c", rng), tone_word("ba", rng)])
     soundfile.write(tmp_path / "long.wav", wave, RATE)
     asr = api.load(trained)
+    asr.segmenting = SegmentConfig(max_seconds=0.5, min_seconds=0.25, pause_seconds=0.04,
+                                   overlap_seconds=0.2)  # fmt: skip
     assert len(list(asr.blocks(tmp_path / "long.wav"))) >= 2
     text = asr.transcribe([tmp_path / "long.wav"])[0].text
     assert text.replace(" ", "") == "abcba"

@@ -150,23 +150,6 @@ def test_bad_audio_files_name_the_problem(tmp_path, make, message):
         read_audio(path, sample_rate=16000)
 
 
-def test_segments_cut_at_pauses_and_join_to_the_whole(tmp_path):
-    from rnnkit.speech.audio import read_segments
-
-    rate = 16000
-    rng = np.random.default_rng(0)
-    loud = lambda s: 0.5 * rng.standard_normal(int(s * rate))  # noqa: E731
-    quiet = lambda s: np.zeros(int(s * rate))  # noqa: E731
-    x = np.concatenate([loud(0.7), quiet(0.1), loud(0.5), quiet(0.1), loud(0.9)])
-    soundfile.write(tmp_path / "x.wav", x, rate, subtype="FLOAT")
-    segments = list(read_segments(tmp_path / "x.wav", sample_rate=rate, seconds=1.0))
-    starts = [s for s, _ in segments]
-    assert 0.7 * rate <= starts[1] <= 0.8 * rate  # cut inside the first pause
-    assert 1.3 * rate <= starts[2] <= 1.4 * rate  # and inside the second
-    joined = torch.cat([seg for _, seg in segments])
-    torch.testing.assert_close(joined, torch.from_numpy(x).float(), atol=1e-6, rtol=0)
-
-
 def test_vocal_tract_warp_moves_a_tone_to_the_scaled_frequency():
     from rnnkit.speech.features import warp_matrix
 

@@ -4,6 +4,7 @@
 Rooms: :mod:`~rnnkit.speech.recipe` (the defaults), :mod:`~rnnkit.speech.synth` and
 :mod:`~rnnkit.speech.data` (corpora, alphabet, batches), :mod:`~rnnkit.speech.audio` and
 :mod:`~rnnkit.speech.features` (reading audio, log-mel features, augmentation),
+:mod:`~rnnkit.speech.longform` (long recordings: segments, stitching, n-best across segments),
 :mod:`~rnnkit.speech.model` (the acoustic model), :mod:`~rnnkit.speech.task` (the
 ``TrainingTask``), :mod:`~rnnkit.speech.decode` (greedy and prefix beam search, LM fusion,
 alignments), :mod:`~rnnkit.speech.metrics` (WER/CER), :mod:`~rnnkit.speech.plots`,

@@ -32,7 +32,7 @@ from torch import Tensor
 from rnnkit import runs
 from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.speech import data as speech_data
-from rnnkit.speech.audio import read_audio, read_segments
+from rnnkit.speech.audio import read_audio
 from rnnkit.speech.data import Alphabet, Item
 from rnnkit.speech.decode import (
     Hypothesis,
@@ -42,9 +42,9 @@ from rnnkit.speech.decode import (
     forced_align,
     greedy_decode,
     prefix_beam_search,
-    word_spans,
 )
 from rnnkit.speech.features import FeatureConfig, SpecAugment, log_mel, normalize
+from rnnkit.speech.longform import SegmentConfig, Stitched, Stitcher, Window, segments
 from rnnkit.speech.metrics import cer, wer
 from rnnkit.speech.model import AcousticConfig, AcousticModel
 from rnnkit.speech.recipe import SpeechRecipe
@@ -52,8 +52,6 @@ from rnnkit.speech.task import TASK, SpeechTask
 from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
 
 logger = logging.getLogger(__name__)
-
-CHUNK_SECONDS = 30.0  # long audio is recognised in segments of 15-30 s, cut at pauses
 
 
 def corpus(
@@ -192,6 +190,17 @@ class Transcript:
         }
 
 
+@dataclass
+class Block:
+    """One segment of a recording with its features and CTC posteriors."""
+
+    start: float  # seconds: its first sample in the file
+    end: float  # seconds: just after its last sample
+    overlap: float  # seconds shared with the previous block (0: cut at a pause)
+    feats: Tensor  # (T, n_mels) normalised log-mel features
+    log_probs: Tensor  # (T', C) per-step log-probabilities
+
+
 class Recognizer:
     """A trained acoustic model with its alphabet and front end (from :func:`load`)."""
 
@@ -208,6 +217,7 @@ class Recognizer:
         self.features = features
         self.stats = stats
         self.config = config
+        self.segmenting = SegmentConfig()  # how long recordings are cut (longform.py)
 
     @property
     def seconds_per_step(self) -> float:
@@ -224,16 +234,47 @@ class Recognizer:
         log_probs, _ = self.model(feats.unsqueeze(0), torch.tensor([feats.shape[0]]))
         return log_probs[:, 0]
 
-    def blocks(self, path: str | os.PathLike) -> Iterator[tuple[float, Tensor, Tensor]]:
-        """``(start seconds, features, log-probs)`` per segment of the file (one for short
-        files), one segment in memory at a time."""
+    def blocks(self, path: str | os.PathLike) -> Iterator[Block]:
+        """The file's segments (one for a short file) with their features and posteriors, one
+        segment in memory at a time (see :mod:`rnnkit.speech.longform`)."""
         rate = self.features.sample_rate
-        segments = read_segments(path, sample_rate=rate, seconds=CHUNK_SECONDS)
-        for index, (start, wave) in enumerate(segments):
-            if index and wave.shape[0] < self.features.n_fft:
+        for index, seg in enumerate(segments(path, sample_rate=rate, config=self.segmenting)):
+            if index and seg.wave.shape[0] < self.features.n_fft:
                 continue  # a sliver at the end of a long file
-            feats = self.featurize(wave)
-            yield start / rate, feats, self.posteriors(feats)
+            feats = self.featurize(seg.wave)
+            yield Block(seg.start / rate, (seg.start + seg.wave.shape[0]) / rate,
+                        seg.overlap / rate, feats, self.posteriors(feats))  # fmt: skip
+
+    def recognize(
+        self,
+        path: str | os.PathLike,
+        decoders: Sequence[Callable[[Tensor], list[Hypothesis]]],
+        *,
+        nbest: int = 1,
+        timestamps: bool = False,
+    ) -> tuple[float, list[Stitched]]:
+        """``(seconds, one transcript per decoder)`` of one file: each segment's posteriors are
+        decoded by every decoder and the segments stitched (:class:`longform.Stitcher`)."""
+        stitchers = [Stitcher(nbest=nbest, timestamps=timestamps) for _ in decoders]
+        seconds = 0.0
+        for block in self.blocks(path):
+            for decode, stitcher in zip(decoders, stitchers):
+                hyps = [(self.alphabet.decode(h.tokens), h.score) for h in decode(block.log_probs)]
+                stitcher.add(Window(block.start, block.end, block.overlap, hyps,
+                                    self._aligner(block)))  # fmt: skip
+            seconds = block.end
+        return seconds, [s.finish() for s in stitchers]
+
+    def _aligner(self, block: Block) -> Callable[[str], list[tuple[float, float]]]:
+        """The (start, end) seconds in the file of each character of a text, by the Viterbi
+        alignment to the block's posteriors."""
+        step = self.seconds_per_step
+
+        def align(text: str) -> list[tuple[float, float]]:
+            spans = forced_align(block.log_probs, self.alphabet.encode(text))
+            return [(block.start + s * step, block.start + e * step) for s, e in spans]
+
+        return align
 
     def transcribe(
         self,
@@ -249,30 +290,26 @@ class Recognizer:
         lexicon: Sequence[str] | None = None,
         timestamps: bool = False,
     ) -> list[Transcript]:
-        """Transcribe audio files (long files block by block, in bounded memory).
+        """Transcribe audio files (long files segment by segment, in bounded memory).
 
         ``beam=1`` without an LM or hotwords is greedy decoding; anything else runs the prefix
-        beam search (see :func:`rnnkit.speech.decode.prefix_beam_search`).
+        beam search (see :func:`rnnkit.speech.decode.prefix_beam_search`), ``nbest`` > 1 with
+        a beam at least that wide. A long file's n-best are the ``nbest`` best sums of its
+        segments' hypotheses.
         """
+        if beam < 1 or nbest < 1:
+            raise ConfigError(f"beam and nbest must be >= 1, got {beam} and {nbest}")
         words = self.words(hotwords, lexicon, hotword_weight)
+        beam = max(beam, nbest)
+
+        def decode(log_probs: Tensor) -> list[Hypothesis]:
+            return self.decode(log_probs, beam=beam, nbest=nbest, lm=lm, alpha=alpha, beta=beta,
+                               words=words)  # fmt: skip
+
         results = []
         for path in paths:
-            texts, spans, nbests, seconds = [], [], [], 0.0
-            for start, _, log_probs in self.blocks(path):
-                hyps = self.decode(log_probs, beam=beam, nbest=nbest, lm=lm, alpha=alpha,
-                                   beta=beta, words=words)  # fmt: skip
-                text = self.alphabet.decode(hyps[0].tokens)
-                texts.append(tidy(text))
-                nbests.append([(self.text(h.tokens), h.score) for h in hyps])
-                if timestamps and hyps[0].tokens:
-                    step = self.seconds_per_step
-                    for w in word_spans(text, forced_align(log_probs, hyps[0].tokens)):
-                        spans.append(Span(w.text, round(start + w.start * step, 3),
-                                          round(start + w.end * step, 3)))  # fmt: skip
-                seconds = start + log_probs.shape[0] * self.seconds_per_step
-            joined = " ".join(t for t in texts if t)
-            best = nbests[0] if len(nbests) == 1 else [(joined, sum(n[0][1] for n in nbests))]
-            results.append(Transcript(str(path), joined, seconds, spans, best))
+            seconds, (out,) = self.recognize(path, [decode], nbest=nbest, timestamps=timestamps)
+            results.append(Transcript(str(path), out.text, seconds, out.words, out.nbest))
         return results
 
     def words(
@@ -379,21 +416,19 @@ def evaluate(
     fusion = load_lm(lm, asr.alphabet) if lm else None
     words = asr.words(lexicon=lexicon)
     searching = beam > 1 or fusion is not None or words is not None
+    decoders = [lambda log_probs: [greedy_decode(log_probs)]]
+    if searching:
+        decoders.append(lambda log_probs: asr.decode(log_probs, beam=beam, lm=fusion, alpha=alpha,
+                                                     beta=beta, words=words))  # fmt: skip
     refs, greedy_out, beam_out = [], [], []
     from tqdm import tqdm
 
     for item in tqdm(items, disable=not progress, unit="utt", desc=f"eval {split}"):
         asr.alphabet.encode(item.text, where=f"the transcript of {item.path}")
         refs.append(item.text)
-        texts_g, texts_b = [], []
-        for _, _, log_probs in asr.blocks(item.path):
-            texts_g.append(asr.text(greedy_decode(log_probs).tokens))
-            if searching:
-                best = asr.decode(log_probs, beam=beam, lm=fusion, alpha=alpha, beta=beta,
-                                  words=words)[0]  # fmt: skip
-                texts_b.append(asr.text(best.tokens))
-        greedy_out.append(" ".join(texts_g))
-        beam_out.append(" ".join(texts_b))
+        _, outs = asr.recognize(item.path, decoders)
+        greedy_out.append(outs[0].text)
+        beam_out.append(outs[-1].text)
     result: dict[str, Any] = {
         "run": os.fspath(run_dir),
         "split": "data" if data else split,

@@ -96,26 +96,6 @@ def read_blocks(
             start += block
 
 
-def read_segments(
-    path: str | os.PathLike, *, sample_rate: int, seconds: float
-) -> Iterator[tuple[int, Tensor]]:
-    """Like :func:`read_blocks`, but each segment ends at the quietest 10 ms of its second half
-    (a pause, where a cut splits no word), so segments are 0.5-1 x ``seconds`` long."""
-    window = max(1, sample_rate // 100)
-    target = max(2 * window, int(seconds * sample_rate))
-    buffer, start = torch.zeros(0), 0
-    for _, block in read_blocks(path, sample_rate=sample_rate, seconds=seconds):
-        buffer = torch.cat([buffer, block])
-        while buffer.shape[0] >= target:
-            half = buffer[target // 2 : target]
-            energy = half[: half.shape[0] // window * window].view(-1, window).square().mean(1)
-            cut = target // 2 + int(energy.argmin()) * window + window // 2
-            yield start, buffer[:cut]
-            buffer, start = buffer[cut:], start + cut
-    if buffer.shape[0]:
-        yield start, buffer
-
-
 def _half_width(orig: int, new: int) -> float:
     """Half the kernel's length in input samples."""
     cutoff = 0.5 * min(1.0, new / orig) * ROLLOFF  # cycles per input sample

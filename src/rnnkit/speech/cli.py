@@ -220,7 +220,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("run_dir", metavar="RUN_DIR")
     tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
     _decoding_arguments(tr, beam=1)
-    tr.add_argument("--nbest", type=BEAM, default=1, help="alternatives to show (with --beam)")
+    tr.add_argument("--nbest", type=BEAM, default=1,
+                    help="hypotheses to give, best first (a long file: the best sums over its "
+                    "segments; the beam is at least this wide)")  # fmt: skip
     tr.add_argument("--hotword", action="append", metavar="WORD", help="boost WORD (repeatable)")
     tr.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per character")
     tr.add_argument("--timestamps", action="store_true", help="word start and end times")

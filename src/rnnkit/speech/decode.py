@@ -326,7 +326,7 @@ def forced_align(log_probs: Tensor, tokens: Sequence[int], blank: int = 0) -> li
     skip = np.zeros(S, dtype=bool)
     skip[2:] = (ext[2:] != blank) & (ext[2:] != ext[:-2])
     delta = np.full((T, S), -np.inf)
-    back = np.zeros((T, S), dtype=np.int64)  # how far back (0, 1, 2) the best predecessor is
+    back = np.zeros((T, S), dtype=np.int8)  # how far back (0, 1, 2) the best predecessor is
     delta[0, : min(2, S)] = lp[0, ext[: min(2, S)]]
     for t in range(1, T):
         stay = delta[t - 1]

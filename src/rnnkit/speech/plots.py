@@ -18,7 +18,8 @@ def plot_transcription(asr: Any, audio: str | os.PathLike, transcript: Any, path
     from matplotlib.figure import Figure
 
     blocks = asr.blocks(audio)
-    _, feats, log_probs = next(blocks)
+    first = next(blocks)
+    feats, log_probs = first.feats, first.log_probs
     several = next(blocks, None) is not None
     probs = log_probs.exp().numpy()  # (T', C)
     step = asr.seconds_per_step
