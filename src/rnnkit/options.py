@@ -252,13 +252,17 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, launch: bool = Tru
 
 
 def runtime_of(args: argparse.Namespace) -> Any:
-    """The :class:`rnnkit.training.config.Runtime` the options describe."""
+    """The :class:`rnnkit.training.config.Runtime` the options describe, its device and
+    precision checked (one line naming what to pass instead, before any run is read)."""
     from rnnkit.training.config import Runtime
+    from rnnkit.training.distributed import check_runtime
 
-    return Runtime(
+    runtime = Runtime(
         device=args.device, precision=args.precision, nproc=getattr(args, "nproc", 1),
         port=getattr(args, "port", 0),
     )  # fmt: skip
+    check_runtime(runtime, world_size=runtime.nproc)
+    return runtime
 
 
 def launched(args: argparse.Namespace) -> int | None:

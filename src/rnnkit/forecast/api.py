@@ -37,7 +37,8 @@ from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
 from rnnkit.forecast.recipe import ForecastRecipe, default_lags
 from rnnkit.forecast.task import TASK, ForecastTask, Windows, covariate_stats
-from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
 EVAL_BATCH = 32  # origins sampled together (times num_samples paths)
@@ -50,6 +51,7 @@ class Forecaster(NamedTuple):
     recipe: ForecastRecipe
     config: dict[str, Any]  # the run's config.json
     run_dir: str
+    place: Group | None = None  # the model's device and precision (None: the CPU, fp32)
 
 
 def read_data(recipe: ForecastRecipe, data: str | None = None) -> SeriesSet:
@@ -94,6 +96,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train a forecaster into the run directory ``out`` (or continue it with ``resume``).
 
@@ -104,6 +107,8 @@ def train(
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bar.
         report: receives one-line progress messages.
+        runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
+            this with the same arguments (rank 0 fetches a named series, the others read it).
     """
     report = report or logger.info
     if resume:
@@ -111,7 +116,8 @@ def train(
         recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
         model_config = runs.build(run, config, "model", ForecastConfig.from_dict)
         train_config = runs.build(run, config, "train", TrainConfig.from_dict)
-        data = read_data(recipe)
+        with rank_zero_first():
+            data = read_data(recipe)
         if data_digest(data) != config["data"]["sha256"]:
             raise DataError(
                 f"the data of {recipe.data} changed since the run started; cannot resume"
@@ -120,7 +126,8 @@ def train(
     else:
         recipe = recipe or ForecastRecipe()
         train_config = recipe.train_config()
-        data = read_data(recipe)
+        with rank_zero_first():
+            data = read_data(recipe)
         check_series(data, context=recipe.context, horizon=recipe.horizon)
         if recipe.likelihood == "negbin":
             check_counts(data)
@@ -160,18 +167,22 @@ def train(
             "column) interpolated as inputs and left out of the loss"
         )
     build = lambda: DeepAR(model_config)  # noqa: E731
-    return fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report)
+    return fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report,
+               runtime=runtime)  # fmt: skip
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Forecaster:
-    """The trained model of ``run_dir`` (best validation weights) and its settings."""
+def load(
+    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None
+) -> Forecaster:
+    """The trained model of ``run_dir`` (best validation weights) and its settings; the model on
+    ``runtime``'s device (default: the CPU)."""
     run, config = runs.load(run_dir, TASK, weights=weights)
     recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
     model = DeepAR(runs.build(run, config, "model", ForecastConfig.from_dict))
     runs.build(run, config, "data", lambda d: (d["series"], d["step_s"], d["covariate_stats"]))
     runs.load_model_weights(run, model, weights)
     model.eval()
-    return Forecaster(model, recipe, config, os.fspath(run_dir))
+    return Forecaster(model, recipe, config, os.fspath(run_dir), place(model, runtime))
 
 
 def _prepare(fc: Forecaster, data: str | None, horizon: int) -> tuple[SeriesSet, Windows]:
@@ -217,15 +228,18 @@ def _sample(
 ) -> np.ndarray:
     """(len(picks), num_samples, horizon) sample paths from each (series, origin)."""
     out = []
+    where = fc.place or place(fc.model)
     for i in range(0, len(picks), EVAL_BATCH):
         chunk = picks[i : i + EVAL_BATCH]
         batch = windows.batch(chunk, with_future=False)
         ids = torch.tensor([_series_index(fc, windows.data, k) for k, _ in chunk])
-        paths = fc.model.sample_paths(
-            batch.values, batch.observed, batch.features, ids, context=windows.context,
-            horizon=windows.horizon, num_samples=num_samples,
-        )  # fmt: skip
-        out.append(paths.double().numpy())
+        batch = to_device(batch._replace(series=ids), where.device)
+        with where.autocast():
+            paths = fc.model.sample_paths(
+                batch.values, batch.observed, batch.features, batch.series,
+                context=windows.context, horizon=windows.horizon, num_samples=num_samples,
+            )  # fmt: skip
+        out.append(paths.double().cpu().numpy())
     return np.concatenate(out)
 
 

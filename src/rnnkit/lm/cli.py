@@ -279,7 +279,7 @@ def write_stdout(text: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from rnnkit import lm
 
-    model = lm.load(args.run_dir)
+    model = lm.load(args.run_dir, runtime=runtime_of(args))
     prime = args.prime.replace("\\n", "\n")
     lm.generate(
         model, prime, length=args.length, temperature=args.temperature, top_k=args.top_k,
@@ -337,3 +337,4 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     gen.add_argument("--seed", type=SEED, help="random seed for sampling")
     gen.add_argument("--quiet", action="store_true", help="no warnings on stderr")
+    add_runtime_arguments(gen, launch=False)

@@ -118,6 +118,7 @@ def fit(
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
     runtime: Runtime | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Seed, build the model and train it on ``task`` into ``run`` (or continue the run).
 
@@ -125,7 +126,8 @@ def fit(
     ready: the seed fixes the initial weights (the same on every rank); ``build_model`` may start
     embeddings from word vectors (a resumed run gets its weights from the checkpoint instead).
     ``runtime`` picks the device and precision; under torchrun every rank calls this, and the
-    trainer joins the ranks (see ``docs/distributed.md``).
+    trainer joins the ranks (see ``docs/distributed.md``). ``clock``: the trainer's seconds
+    counter (``time.process_time`` for budgets in CPU seconds).
     """
     with join(runtime) as group:
         seed_everything(config.seed)
@@ -133,7 +135,8 @@ def fit(
         if group.writer:
             (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} "
                                     "parameters")  # fmt: skip
-        trainer = Trainer(model, task, config, run, quiet=quiet, report=report, group=group)
+        trainer = Trainer(model, task, config, run, quiet=quiet, report=report, group=group,
+                          clock=clock)  # fmt: skip
         return trainer.fit(resume=resume)
 
 
