@@ -110,9 +110,6 @@ class CaptionTask:
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             picks = chosen[b * self.batch_size : (b + 1) * self.batch_size]
             texts = [captions[i][j] for i, j in zip(rows, picks)]
-            if self.world_size == 1:
-                yield collate(self.inputs["train"][rows], texts, self.vocab)
-                continue
             words = sum(len(t) + 1 for t in texts)  # the global batch's words, <eos> included
             mine, counted = rank_rows(range(len(rows)), self.rank, self.world_size)
             batch = collate(self.inputs["train"][[rows[k] for k in mine]],
