@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -219,8 +220,10 @@ def set_threads(args: argparse.Namespace) -> None:
 
 
 def reporter(args: argparse.Namespace) -> Callable[[str], None]:
-    """Where a command's progress lines go: stderr, or nowhere with ``--quiet``."""
-    if getattr(args, "quiet", False):
+    """Where a command's progress lines go: stderr, or nowhere with ``--quiet`` (and, under a
+    launch of several processes, nowhere but from rank 0)."""
+    other_rank = "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0"
+    if getattr(args, "quiet", False) or other_rank:
         return lambda message: None
 
     def report(message: str) -> None:
@@ -269,8 +272,6 @@ def launched(args: argparse.Namespace) -> int | None:
     """Start ``--nproc`` workers running this same command and return their exit status, or
     None to train in this process. Under a launch (torchrun's ``WORLD_SIZE`` set), only rank 0
     prints to stdout."""
-    import os
-
     from rnnkit.training.distributed import check_runtime
 
     runtime = runtime_of(args)

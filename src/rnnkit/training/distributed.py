@@ -143,15 +143,20 @@ def rank_rows(rows: Sequence[T], rank: int, world_size: int) -> tuple[list[T], b
 @contextlib.contextmanager
 def rank_zero_first() -> Iterator[None]:
     """Rank 0 runs the block first, the other ranks after it (a no-op alone): preparing data
-    into a shared cache (synthesis, downloads) is done once, and the others then read it."""
+    into a shared cache (synthesis, downloads) is done once, and the others then read it. When
+    the block fails on rank 0 (bad data), the others still go on and meet the error themselves
+    (printed once: :func:`reported_by_rank_zero`) instead of a broken collective."""
     import torch.distributed as dist
 
     together = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if together and dist.get_rank() != 0:
         dist.barrier()
-    yield
-    if together and dist.get_rank() == 0:
-        dist.barrier()
+    try:
+        yield
+    finally:
+        if together and dist.get_rank() == 0:
+            with contextlib.suppress(RuntimeError):  # another rank is gone: the launcher ends all
+                dist.barrier()
 
 
 def check_runtime(runtime: Runtime, *, world_size: int, batch_size: int | None = None) -> None:
