@@ -15,6 +15,7 @@ COMMANDS = [
     ("lm", "train", "--out", "{new}"),
     ("lm", "eval", "{run}"),
     ("lm", "generate", "{run}"),
+    ("lm", "finetune", "{run}", "--out", "{new}"),
     ("translate", "train", "--data", "{run}/pairs.tsv", "--out", "{new}"),
     ("translate", "run", "{run}", "hello"),
     ("translate", "eval", "{run}"),

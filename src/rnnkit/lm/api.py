@@ -148,10 +148,12 @@ def finetune(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """AWD-LSTM's fine-tuning stage: a new run ``out`` that starts from the best weights of
     ``run_dir`` and trains with its recipe, averaging the weights from the first step
-    (NT-ASGD with ``nonmono=0``) for ``budget`` (default: the recipe's own)."""
+    (NT-ASGD with ``nonmono=0``) for ``budget`` (default: the recipe's own); ``runtime`` as
+    for :func:`train`."""
     _, config = runs.load(run_dir, TASK, require=[runs.VOCAB])
     recipe = LMRecipe(**config["recipe"])
     changes = {k: v for k, v in (budget or {}).items() if v is not None}
@@ -160,7 +162,7 @@ def finetune(
     recipe = replace(
         recipe, optimizer="nt-asgd", nonmono=0, start_from=os.path.abspath(run_dir), **changes
     )
-    return train(out, recipe=recipe, quiet=quiet, report=report)
+    return train(out, recipe=recipe, quiet=quiet, report=report, runtime=runtime)
 
 
 def load(
