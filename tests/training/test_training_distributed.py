@@ -25,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402
 
 WORKER = Path(__file__).parent / "ddp_worker.py"
-LAUNCH_TIMEOUT_S = 240  # a hang (uneven data, a lost rank) fails here instead of blocking CI
+# A hang (uneven data, a lost rank) fails here instead of blocking CI; generous, since a launch
+# of all scenarios takes about a minute on 2 free cores and many times that on a shared machine
+# (a collective that waits for a lost rank fails after the worker's own 60 s anyway).
+LAUNCH_TIMEOUT_S = 600
 
 
 def torchrun(*args: str, timeout: float = LAUNCH_TIMEOUT_S, **kw) -> subprocess.CompletedProcess:
