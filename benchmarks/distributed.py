@@ -1,11 +1,16 @@
 """Data-parallel training: tokens/s with 1 and with N processes, and the communication share.
 
-Trains the default language-model recipe (``rnnkit lm train``: a 2x256 GRU, 32 streams of 100
-characters, the global batch) on a generated text for ``--minutes`` per row, once in one process
-and once with ``--nproc N`` (torch's elastic launcher, gloo on the CPU), each a real ``rnnkit``
-command in its own process group, and prints a side-by-side table: optimizer steps, tokens/s
-(all ranks together), validation loss, and the ratio to one process. With a GPU it adds a CUDA
-row (one process per GPU) and a bf16 row.
+Trains, for ``--minutes`` per row, once in one process and once with ``--nproc N`` (torch's
+elastic launcher, gloo on the CPU), each a real ``rnnkit`` command in its own process group:
+
+- ``lm``: the default language-model recipe (``rnnkit lm train``: a 2x256 GRU, 32 streams of 100
+  characters, the global batch) on a generated text;
+- ``forecast``: the default forecasting recipe (``rnnkit forecast train``: DeepAR, a 2x40 GRU,
+  64 windows of 168 + 24 hours, the global batch) on 8 generated hourly series;
+
+and prints a side-by-side table per task: optimizer steps, tokens/s (forecast: observed values
+per second; all ranks together), validation loss, and the ratio to one process. With a GPU it
+adds a CUDA row (one process per GPU) and a bf16 row; without one it says so.
 
 The communication share is measured apart, side by side in one torchrun launch: ms per step of
 the same model with DDP's all-reduce, and with the all-reduce replaced by a no-op hook; the
@@ -13,6 +18,7 @@ share is ``1 - no_op / normal``.
 
     python benchmarks/distributed.py --minutes 10            # the measurement (quiet machine)
     python benchmarks/distributed.py --minutes 0.5 --threads 1   # a quick check
+    python benchmarks/distributed.py --tasks forecast --minutes 1
 
 On 2 CPU cores that other work shares, 2 processes cannot be faster than one: each rank gets
 half the cores it would have alone, and pays for the all-reduce on top.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -53,10 +60,32 @@ def write_text(path: Path, characters: int = 400_000, seed: int = 0) -> Path:
     return path
 
 
-def train_row(text: Path, out: Path, *, nproc: int, minutes: float, threads: int,
+def write_series(path: Path, series: int = 8, steps: int = 4000, seed: int = 0) -> Path:
+    """A wide CSV of hourly series: daily and weekly cycles of different levels, and noise."""
+    rng = random.Random(seed)
+    levels = [rng.uniform(5, 50) for _ in range(series)]
+    lines = ["time," + ",".join(f"s{k}" for k in range(series))]
+    for t in range(steps):
+        day, week = math.sin(2 * math.pi * t / 24), math.sin(2 * math.pi * t / 168)
+        cells = [
+            f"{lv * (1 + 0.3 * day + 0.1 * week + 0.05 * rng.gauss(0, 1)):.3f}" for lv in levels
+        ]
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(1_704_067_200 + 3600 * t))
+        lines.append(stamp + "," + ",".join(cells))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+TASKS = {  # task: (data writer, unit of its throughput)
+    "lm": (write_text, "tokens/s"),
+    "forecast": (write_series, "values/s"),
+}
+
+
+def train_row(task: str, data: Path, out: Path, *, nproc: int, minutes: float, threads: int,
               device: str = "cpu", precision: str = "fp32", seed: int = 0) -> dict:  # fmt: skip
-    """One ``rnnkit lm train`` run; its steps, tokens/s and validation loss."""
-    command = [sys.executable, "-m", "rnnkit", "lm", "train", "--data", str(text), "--out",
+    """One ``rnnkit TASK train`` run; its steps, tokens/s and validation loss."""
+    command = [sys.executable, "-m", "rnnkit", task, "train", "--data", str(data), "--out",
                str(out), "--max-minutes", str(minutes), "--eval-every", "100000", "--quiet",
                "--threads", str(threads), "--device", device, "--precision", precision,
                "--seed", str(seed), "--nproc", str(nproc)]  # fmt: skip
@@ -144,10 +173,43 @@ def comm_share(nproc: int, steps: int, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def task_rows(task: str, configs: list[dict], args: argparse.Namespace) -> list[dict]:
+    """The rows of ``task``: each configuration, the mean over the seeds."""
+    write, _ = TASKS[task]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        data = write(Path(folder) / ("series.csv" if task == "forecast" else "text.txt"))
+        for config in configs:
+            runs = [train_row(task, data, Path(folder) / f"r{len(rows)}-{seed}",
+                              minutes=args.minutes, threads=args.threads, seed=seed, **config)
+                    for seed in range(args.seeds)]  # fmt: skip
+            row = dict(runs[0])
+            for key in ("steps", "tokens_per_s", "valid"):
+                row[key] = sum(r[key] for r in runs) / len(runs)
+            rows.append(row)
+    return rows
+
+
+def print_table(task: str, rows: list[dict], args: argparse.Namespace) -> None:
+    unit = TASKS[task][1]
+    batch = {"lm": "32 x 100 characters", "forecast": "64 windows of 168 + 24 hours"}[task]
+    base = rows[0]["tokens_per_s"]
+    print(f"\n{task}: {args.minutes:g} min per row, global batch {batch}, {args.seeds} seed(s); "
+          f"load average now {load()}")  # fmt: skip
+    print(f"| processes | device | precision | steps | {unit} | x 1 process | valid loss |")
+    print("|---:|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['processes']} | {r['device']} | {r['precision']} | {r['steps']:.0f} | "
+            f"{r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f} | {r['valid']:.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per row")
     parser.add_argument("--nproc", type=int, default=2, help="processes of the parallel row")
+    parser.add_argument("--tasks", default="lm,forecast", help="comma-separated: lm, forecast")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per row (the mean is shown)")
     parser.add_argument("--steps", type=int, default=12, help="steps timed for the comm share")
@@ -165,27 +227,13 @@ def main() -> None:
         gpus = torch.cuda.device_count()
         configs += [dict(nproc=gpus, device="cuda"),
                     dict(nproc=gpus, device="cuda", precision="bf16")]  # fmt: skip
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        text = write_text(Path(folder) / "text.txt")
-        for config in configs:
-            runs = [train_row(text, Path(folder) / f"r{len(rows)}-{seed}", minutes=args.minutes,
-                              threads=args.threads, seed=seed, **config)  # fmt: skip
-                    for seed in range(args.seeds)]  # fmt: skip
-            row = dict(runs[0])
-            for key in ("steps", "tokens_per_s", "valid"):
-                row[key] = sum(r[key] for r in runs) / len(runs)
-            rows.append(row)
-    base = rows[0]["tokens_per_s"]
-    print(f"\n{args.minutes:g} min per row, global batch 32 x 100 characters, "
-          f"{args.seeds} seed(s)")  # fmt: skip
-    print("| processes | device | precision | steps | tokens/s | x 1 process | valid loss |")
-    print("|---:|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['processes']} | {r['device']} | {r['precision']} | {r['steps']:.0f} | "
-            f"{r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f} | {r['valid']:.3f} |"
-        )
+    for task in args.tasks.split(","):
+        if task not in TASKS:
+            raise SystemExit(f"--tasks: {task!r} is not one of {', '.join(TASKS)}")
+        rows = task_rows(task, configs, args)
+        print_table(task, rows, args)
+        if not torch.cuda.is_available():
+            print("cuda, cuda + bf16: no CUDA device on this machine (rows not measured)")
     share = comm_share(args.nproc, args.steps, args.threads)
     normal, silent = share["all-reduce"], share["no-op hook"]
     print(f"\ncommunication, {args.nproc} processes (median ms per step): with all-reduce "

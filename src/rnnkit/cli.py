@@ -133,6 +133,18 @@ def _silence_stdout() -> None:
         pass
 
 
+def say(line: str, *, echo: bool = True) -> None:
+    """Print the command's last line to stderr; under a launch of several processes (torchrun,
+    ``--nproc``), a line that every rank would print is printed once, by rank 0 (``echo=False``:
+    an interruption, which the launcher sends every rank, is rank 0's alone to report)."""
+    if "WORLD_SIZE" in os.environ:
+        from rnnkit.training.distributed import reported_by_rank_zero
+
+        if reported_by_rank_zero(line, echo=echo):
+            return
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_command(func: Any, args: argparse.Namespace) -> int:
     """Run a command handler under the error policy (see the module docstring)."""
     in_main = threading.current_thread() is threading.main_thread()
@@ -147,10 +159,10 @@ def run_command(func: Any, args: argparse.Namespace) -> int:
         _silence_stdout()
         return 128 + signal.SIGPIPE
     except TrainingInterrupted as exc:
-        print(f"rnnkit: {exc}", file=sys.stderr)
+        say(f"rnnkit: {exc}")
         return 130
     except RnnkitError as exc:
-        print(f"rnnkit: error: {exc}", file=sys.stderr)
+        say(f"rnnkit: error: {exc}")
         return 2
     except OSError as exc:
         if is_disk_full(exc) and exc.filename is None:
@@ -159,13 +171,13 @@ def run_command(func: Any, args: argparse.Namespace) -> int:
             return 2
         if not user_file_error(exc):
             raise
-        print(f"rnnkit: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        say(f"rnnkit: error: {exc.filename}: {exc.strerror or exc}")
         return 2
     except KeyboardInterrupt:
-        print("rnnkit: interrupted", file=sys.stderr)
+        say("rnnkit: interrupted", echo=False)
         return 130
     except Terminated:
-        print("rnnkit: terminated", file=sys.stderr)
+        say("rnnkit: terminated", echo=False)
         return 128 + signal.SIGTERM
     finally:
         if in_main:

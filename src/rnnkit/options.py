@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -230,8 +231,10 @@ def set_threads(args: argparse.Namespace) -> None:
 
 
 def reporter(args: argparse.Namespace) -> Callable[[str], None]:
-    """Where a command's progress lines go: stderr, or nowhere with ``--quiet``."""
-    if getattr(args, "quiet", False):
+    """Where a command's progress lines go: stderr, or nowhere with ``--quiet`` (and, under a
+    launch of several processes, nowhere but from rank 0)."""
+    other_rank = "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0"
+    if getattr(args, "quiet", False) or other_rank:
         return lambda message: None
 
     def report(message: str) -> None:
@@ -263,21 +266,23 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, launch: bool = Tru
 
 
 def runtime_of(args: argparse.Namespace) -> Any:
-    """The :class:`rnnkit.training.config.Runtime` the options describe."""
+    """The :class:`rnnkit.training.config.Runtime` the options describe, its device and
+    precision checked (one line naming what to pass instead, before any run is read)."""
     from rnnkit.training.config import Runtime
+    from rnnkit.training.distributed import check_runtime
 
-    return Runtime(
+    runtime = Runtime(
         device=args.device, precision=args.precision, nproc=getattr(args, "nproc", 1),
         port=getattr(args, "port", 0),
     )  # fmt: skip
+    check_runtime(runtime, world_size=runtime.nproc)
+    return runtime
 
 
 def launched(args: argparse.Namespace) -> int | None:
     """Start ``--nproc`` workers running this same command and return their exit status, or
     None to train in this process. Under a launch (torchrun's ``WORLD_SIZE`` set), only rank 0
     prints to stdout."""
-    import os
-
     from rnnkit.training.distributed import check_runtime
 
     runtime = runtime_of(args)

@@ -28,6 +28,7 @@ from rnnkit.training import Runtime, TrainConfig, Trainer, seed_everything
 from rnnkit.training.distributed import Group, launch_env
 
 LM_STEPS = 4
+APP_STEPS = {"speech": 6, "caption": 5, "forecast": 4}  # each crosses an epoch's end
 
 
 def parallel_corpus(path: Path, n: int) -> Path:
@@ -83,6 +84,90 @@ def translation_setup(corpus: Path):
     return task, lambda: Seq2Seq(config).double()
 
 
+def speech_setup():
+    """A tiny speech task: 12 utterances of random frames in batches of at most 60 padded
+    frames (the longest alone: the uneven case), SpecAugment on (each utterance's masks come
+    from its place in the global batch, so they are the same with any number of ranks)."""
+    from rnnkit.speech.data import Example
+    from rnnkit.speech.features import SpecAugment
+    from rnnkit.speech.model import AcousticConfig, AcousticModel
+    from rnnkit.speech.task import SpeechTask
+
+    g = torch.Generator().manual_seed(1)
+
+    def utterance(frames):
+        feats = torch.randn(frames, 4, generator=g, dtype=torch.float64)
+        return Example(feats, torch.randint(1, 5, (1 + frames // 8,), generator=g), "x")
+
+    def utterances(lengths):
+        return [utterance(frames) for frames in lengths]
+
+    splits = {"train": utterances([6, 7, 8, 9, 10, 11, 12, 14, 16, 18, 20, 40]),
+              "valid": utterances([9, 13, 17, 21])}  # fmt: skip
+    augment = SpecAugment(freq_masks=1, freq_width=1, time_masks=1, time_width=2)
+    task = SpeechTask(splits, batch_frames=60, seed=2, augment=augment)
+    config = AcousticConfig(n_mels=4, num_classes=5, stack=2, hidden_size=6, num_layers=1,
+                            dropout=0.0)  # fmt: skip
+    return task, lambda: AcousticModel(config).double()
+
+
+def caption_setup():
+    """A tiny captioning task on feature grids (a frozen encoder: the trained CNN's batch
+    normalisation would see each rank's share only), attention penalty on; 13 images in
+    batches of 4 (the last of 1: the uneven case)."""
+    from rnnkit.caption.data import SPECIALS
+    from rnnkit.caption.model import CaptionConfig, CaptionModel
+    from rnnkit.caption.task import CaptionTask
+    from rnnkit.data.tokenize import Vocab
+
+    vocab = Vocab(["a", "b", "c", "d"], specials=SPECIALS)
+    g = torch.Generator().manual_seed(2)
+
+    def split(n):
+        features = torch.randn(n, 3, 5, generator=g, dtype=torch.float64)  # (N, L, F)
+        refs = [[torch.randint(len(SPECIALS), len(vocab), (int(k),), generator=g).tolist()
+                 for k in torch.randint(1, 5, (2,), generator=g)] for _ in range(n)]  # fmt: skip
+        return features, refs
+
+    (train, train_refs), (valid, valid_refs) = split(13), split(4)
+    task = CaptionTask({"train": train, "valid": valid}, {"train": train_refs,
+                       "valid": valid_refs}, vocab, batch_size=4, seed=1)  # fmt: skip
+    config = CaptionConfig(vocab_size=len(vocab), encoder="efficientnet-lite0", feature_size=5,
+                           embedding_dim=4, hidden_size=6, attention_size=4,
+                           dropout=0.0)  # fmt: skip
+    return task, lambda: CaptionModel(config).double()
+
+
+def forecast_setup(csv: Path):
+    """A tiny forecasting task: windows of an hourly series in batches of 6, in float64."""
+    from rnnkit.forecast.api import read_data
+    from rnnkit.forecast.model import DeepAR, ForecastConfig
+    from rnnkit.forecast.recipe import ForecastRecipe
+    from rnnkit.forecast.task import ForecastTask, Windows, covariate_stats
+
+    data = read_data(ForecastRecipe(data=str(csv)))
+    windows = Windows(data, max_lag=2, context=8, horizon=4,
+                      cov_stats=covariate_stats(data, data.cuts()[0]))  # fmt: skip
+    cut = windows.batch
+    windows.batch = lambda *a, **k: type(cut(*a, **k))(  # the windows in float64
+        *(t.double() if t.is_floating_point() else t for t in cut(*a, **k))
+    )
+    task = ForecastTask(windows, batch_size=6, steps_per_epoch=3, seed=4)
+    config = ForecastConfig(lags=[1, 2], num_features=data.features(data.series[0]).shape[1],
+                            hidden_size=6, num_layers=1, dropout=0.0)  # fmt: skip
+    return task, lambda: DeepAR(config).double()
+
+
+def series_csv(path: Path) -> Path:
+    """An hourly series of 120 steps (a daily cycle and noise) as a CSV file."""
+    g = torch.Generator().manual_seed(5)
+    values = torch.sin(torch.arange(120) * 6.2832 / 24) + 0.1 * torch.randn(120, generator=g)
+    lines = ["time,value"] + [f"2024-01-{1 + t // 24:02d} {t % 24:02d}:00,{10 + v:.5f}"
+                              for t, v in enumerate(values.tolist())]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def scenario(name, out: Path, task, build, steps: int, group: Group, *, hook=None, stop_at=None,
              resume: bool = False, dropout_seed: int = 3):  # fmt: skip
     """Train ``steps`` steps into ``out/NAME``; write the weights and the per-step digests."""
@@ -129,6 +214,12 @@ def run_all(out: Path, group: Group) -> None:
     group.barrier()
     task, build = translation_setup(out / "pairs.tsv")
     scenario("translate", out, task, build, 8, group)
+    scenario("speech", out, *speech_setup(), APP_STEPS["speech"], group)
+    scenario("caption", out, *caption_setup(), APP_STEPS["caption"], group)
+    if group.rank == 0:
+        series_csv(out / "series.csv")
+    group.barrier()
+    scenario("forecast", out, *forecast_setup(out / "series.csv"), APP_STEPS["forecast"], group)
     if group.world_size == 1:
         return
     scenario("lm_broken", out, lm_task(), lambda: lm_model("gru"), LM_STEPS, group,

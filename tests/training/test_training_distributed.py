@@ -25,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402
 
 WORKER = Path(__file__).parent / "ddp_worker.py"
-LAUNCH_TIMEOUT_S = 240  # a hang (uneven data, a lost rank) fails here instead of blocking CI
+# A hang (uneven data, a lost rank) fails here instead of blocking CI; generous, since a launch
+# of all scenarios takes about a minute on 2 free cores and many times that on a shared machine
+# (a collective that waits for a lost rank fails after the worker's own 60 s anyway).
+LAUNCH_TIMEOUT_S = 600
 
 
 def torchrun(*args: str, timeout: float = LAUNCH_TIMEOUT_S, **kw) -> subprocess.CompletedProcess:
@@ -60,7 +63,10 @@ def digests(folder: Path, tag: str) -> list[str]:
     return json.loads((folder / f"{tag}.json").read_text())["digests"]
 
 
-@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", "translate"])
+APPLICATIONS = ["translate", "speech", "caption", "forecast"]
+
+
+@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", *APPLICATIONS])
 def test_two_processes_train_the_same_model_as_one(runs, name):
     two, one = runs
     reference = weights(one, f"{name}.rank0")
@@ -74,11 +80,12 @@ def test_two_processes_train_the_same_model_as_one(runs, name):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-9)
 
 
-@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", "translate", "resume_straight"])
+@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", *APPLICATIONS, "resume_straight"])
 def test_ranks_hold_identical_weights_after_every_step(runs, name):
     two, _ = runs
     steps = digests(two, f"{name}.rank0")
-    assert len(steps) == {"translate": 8, "resume_straight": 6}.get(name, ddp_worker.LM_STEPS)
+    expected = {"translate": 8, "resume_straight": 6, **ddp_worker.APP_STEPS}
+    assert len(steps) == expected.get(name, ddp_worker.LM_STEPS)
     assert steps == digests(two, f"{name}.rank1")
 
 
@@ -99,6 +106,15 @@ def test_uneven_last_batch_trains_every_pair_without_a_hang(runs):
     assert sorted(sizes) == [1, 4, 4, 4, 4, 4]
     task.shard(1, 2)
     assert [bool(b.counted) for b in task.train_batches(0, 0)].count(False) == 1
+
+
+@pytest.mark.parametrize("setup", ["speech_setup", "caption_setup"])
+def test_a_rank_left_without_an_example_trains_on_a_stand_in_that_counts_nothing(setup):
+    """The parity runs crossed these batches (speech: the 40-frame utterance alone; caption:
+    the 13th image), so the stand-in's zero weight is what kept them equal."""
+    task, _ = getattr(ddp_worker, setup)()
+    task.shard(1, 2)
+    assert [b.counted for b in task.train_batches(0, 0)].count(False) == 1
 
 
 def test_sigterm_to_one_rank_stops_both_and_resume_continues_exactly(runs):
@@ -218,3 +234,44 @@ class _NoRun:
     """A run directory that is never written (the steps above neither log nor checkpoint)."""
 
     path = Path("unused")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [("short.csv", "fewer than context + horizon"), ("missing.csv", "no such file")],
+)
+def test_an_error_every_rank_meets_after_the_launch_is_printed_once(tmp_path, data, message):
+    """Bad data found by both workers once they read it (a missing file: first rank 0, then the
+    others, as the cache rule has it; a series too short for its windows: all at once): one
+    line (rank 0's; rank 1 learns through the launch's store that it is the same), exit 2."""
+    rows = [f"2024-01-01 {h:02d}:00,{h}" for h in range(20)]
+    (tmp_path / "short.csv").write_text("\n".join(["time,value", *rows]) + "\n")
+    command = [sys.executable, "-m", "rnnkit", "forecast", "train", "--data",
+               str(tmp_path / data), "--out", str(tmp_path / "r"), "--context", "24",
+               "--horizon", "6", "--threads", "1", "--nproc", "2"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("rnnkit: error:") == 1, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_rank_is_silent_only_about_the_line_rank_zero_prints(monkeypatch):
+    """The launch's store (as torchrun's agent hosts it): rank 0 posts what it prints; rank 1
+    prints a line of its own, and after waiting in vain for rank 0, its line anyway."""
+    import torch.distributed as dist
+
+    from rnnkit.training.distributed import reported_by_rank_zero
+
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port), "WORLD_SIZE": "2",
+           "TORCHELASTIC_USE_AGENT_STORE": "True", "LOCAL_RANK": "0", "RANK": "1"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert not reported_by_rank_zero("rnnkit: error: bad data", wait_s=0.5)  # nothing posted
+    assert reported_by_rank_zero("rnnkit: terminated", echo=False)  # rank 0's to say
+    monkeypatch.setenv("RANK", "0")
+    assert not reported_by_rank_zero("rnnkit: error: bad data")  # rank 0 prints, and posts
+    monkeypatch.setenv("RANK", "1")
+    assert reported_by_rank_zero("rnnkit: error: bad data")
+    assert not reported_by_rank_zero("rnnkit: error: local rank 1 has no GPU", wait_s=0.5)

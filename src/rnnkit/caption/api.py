@@ -41,7 +41,8 @@ from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
 from rnnkit.search import SearchOptions, ban_tokens
-from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ class Captioner:
     vocab: Vocab
     recipe: CaptionRecipe
     run_dir: str
+    place: Group | None = None  # the model's device and precision (None: the CPU, fp32)
+
+    def where(self) -> Group:
+        """The model's device and precision."""
+        if self.place is None:
+            self.place = place(self.model)
+        return self.place
 
 
 @dataclass
@@ -107,6 +115,7 @@ def train(
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train a captioning model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -119,6 +128,9 @@ def train(
         report: receives one-line progress messages.
         clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
             comparisons on a busy machine).
+        runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
+            this with the same arguments (rank 0 makes the pictures and features, the others
+            read them from the cache).
     """
     if resume:
         run, config = runs.resume(out, TASK, budget)
@@ -126,16 +138,19 @@ def train(
         model_config = runs.build(run, config, "model", CaptionConfig.from_dict)
         train_config = runs.build(run, config, "train", TrainConfig.from_dict)
         vocab = Vocab.from_dict(run.read_json(runs.VOCAB))
-        splits = _load_splits(recipe)
+        with rank_zero_first():
+            splits = _load_splits(recipe)
     else:
         recipe = recipe or CaptionRecipe()
         check_encoder(recipe.encoder)
         train_config = recipe.train_config()
         CaptionConfig.from_recipe(recipe, 1)  # validate the model options before reading any data
-        splits = _load_splits(recipe)
+        with rank_zero_first():
+            splits = _load_splits(recipe)
         vocab = build_vocab(splits["train"], min_freq=recipe.min_freq)
         model_config = CaptionConfig.from_recipe(recipe, len(vocab))
-    task = build_task(recipe, splits, vocab, train_config.seed)
+    with rank_zero_first():  # features of a frozen encoder are cached
+        task = build_task(recipe, splits, vocab, train_config.seed)
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes)}
         run = runs.start(
@@ -143,17 +158,20 @@ def train(
         )
         run.write_json(runs.VOCAB, vocab.to_dict())
     return fit(run, task, train_config, lambda: CaptionModel(model_config), resume=resume,
-               quiet=quiet, report=report, clock=clock)  # fmt: skip
+               quiet=quiet, report=report, runtime=runtime, clock=clock)  # fmt: skip
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Captioner:
-    """The trained model of ``run_dir`` (best validation weights) and its vocabulary."""
+def load(
+    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None
+) -> Captioner:
+    """The trained model of ``run_dir`` (best validation weights) and its vocabulary; the model
+    on ``runtime``'s device (default: the CPU)."""
     run, config = runs.load(run_dir, TASK, weights=weights, require=[runs.VOCAB])
     recipe = runs.build(run, config, "recipe", CaptionRecipe.from_dict)
     model = CaptionModel(runs.build(run, config, "model", CaptionConfig.from_dict))
     vocab = Vocab.from_dict(run.read_json(runs.VOCAB))
     runs.load_model_weights(run, model, weights)
-    return Captioner(model.eval(), vocab, recipe, os.fspath(run_dir))
+    return Captioner(model.eval(), vocab, recipe, os.fspath(run_dir), place(model, runtime))
 
 
 def read_images(captioner: Captioner, paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -197,10 +215,11 @@ def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[se
     constraints = processors(vocab, limit)
     model.eval()
     out: list[list[search.Hypothesis]] = []
-    with torch.no_grad():
+    where = captioner.where()
+    with torch.no_grad(), where.autocast():
         for start in range(0, len(inputs), DECODE_BATCH):
-            part = inputs[start : start + DECODE_BATCH]
-            bos = torch.full((len(part),), vocab.bos_index, dtype=torch.long)
+            part = inputs[start : start + DECODE_BATCH].to(where.device)
+            bos = torch.full((len(part),), vocab.bos_index, dtype=torch.long, device=where.device)
             out += search.decode(
                 model, model.start(part), bos, vocab.eos_index, limit, settings,
                 processors=constraints,
@@ -221,13 +240,14 @@ def attention_of(
             f"this model has no attention (decoder={captioner.model.config.decoder!r}); "
             "train one with --decoder attention"
         )
-    vocab, maps = captioner.vocab, []
-    with torch.no_grad():
+    vocab, maps, where = captioner.vocab, [], captioner.where()
+    with torch.no_grad(), where.autocast():
         for start in range(0, len(captions), DECODE_BATCH):
             part = captions[start : start + DECODE_BATCH]
             # Padding after a caption cannot change the steps before it: one batch for all.
-            tgt_in = collate(inputs[start : start + DECODE_BATCH], part, vocab).tgt_in
-            _, alphas = captioner.model(inputs[start : start + DECODE_BATCH], tgt_in)
+            batch = collate(inputs[start : start + DECODE_BATCH], part, vocab)
+            _, alphas = captioner.model(*to_device((batch.inputs, batch.tgt_in), where.device))
+            alphas = alphas.float().cpu()
             maps += [alphas[i, : len(words) + 1].numpy() for i, words in enumerate(part)]
     return maps
 
@@ -302,6 +322,7 @@ def evaluate(
     split: str = "test",
     beam_size: int = 3,
     limit: int | None = None,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Free-running scores on a split of the run's own data, greedy and with beam search.
 
@@ -314,11 +335,12 @@ def evaluate(
         split: ``"valid"`` or ``"test"`` (or ``"train"``).
         beam_size: the beam width of the second decoding (1: greedy only).
         limit: score only the first ``limit`` images.
+        runtime: the device and precision of a run loaded here (default: the CPU, fp32).
     """
     if split not in ("train", "valid", "test"):
         raise ConfigError(f"split must be train, valid or test, got {split!r}")
     if not isinstance(captioner, Captioner):
-        captioner = load(captioner)
+        captioner = load(captioner, runtime=runtime)
     data = _load_splits(captioner.recipe)[split]
     if limit is not None:
         keep = slice(0, limit)

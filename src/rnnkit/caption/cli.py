@@ -32,10 +32,13 @@ from rnnkit.options import (
     add_force_argument,
     add_process_arguments,
     add_run_location,
+    add_runtime_arguments,
     int_at_least,
+    launched,
     recipe_budget,
     reporter,
     resume_changes,
+    runtime_of,
     set_threads,
 )
 
@@ -103,6 +106,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=SEED, default=d.seed, help="seed of the weights and batches")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
+    add_runtime_arguments(parser)
 
 
 def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
@@ -124,6 +128,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.training import TrainingInterrupted
 
     set_threads(args)
+    if (code := launched(args)) is not None:
+        return code
     report = reporter(args)
     resume = args.resume is not None
     out = args.resume or args.out
@@ -132,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = api.train(
             out, recipe=recipe, resume=resume, quiet=args.quiet, report=report,
-            budget=resume_changes(args),
+            budget=resume_changes(args), runtime=runtime_of(args),
         )  # fmt: skip
     except TrainingInterrupted as exc:
         print(f"rnnkit: {exc}", file=sys.stderr)
@@ -167,7 +173,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
             )
             for i in range(len(args.images))
         ]  # fmt: skip
-    captioner = api.load(args.run_dir)
+    captioner = api.load(args.run_dir, runtime=runtime_of(args))
     results = api.describe(
         captioner, args.images, beam_size=args.beam, n_best=args.n_best,
         attention=args.attention is not None,
@@ -202,7 +208,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit.caption import api
 
     set_threads(args)
-    result = api.evaluate(args.run_dir, split=args.split, beam_size=args.beam, limit=args.limit)
+    result = api.evaluate(args.run_dir, split=args.split, beam_size=args.beam, limit=args.limit,
+                          runtime=runtime_of(args))  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return 0
@@ -247,6 +254,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add_force_argument(describe)
     describe.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
+    add_runtime_arguments(describe, launch=False)
     describe.set_defaults(trailing="images")
 
     ev = add_command(commands, "eval", "BLEU-1..4, CIDEr-D and grounding on a split", cmd_eval)
@@ -256,3 +264,4 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--limit", type=POSITIVE, help="score only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
+    add_runtime_arguments(ev, launch=False)

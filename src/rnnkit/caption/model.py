@@ -154,7 +154,7 @@ class CaptionModel(nn.Module):
         if self.config.decoder == "text":
             return None
         if self.encoder is None:
-            return images.float()  # precomputed features of a frozen encoder
+            return images.to(self.output.weight.dtype)  # a frozen encoder's features
         return self.encoder(images)
 
     def start(self, images: Tensor) -> CaptionState:

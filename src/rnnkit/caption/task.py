@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import DataError
+from rnnkit.training.distributed import check_divides, check_world, rank_rows, to_device
 
 TASK = "caption"
 EVAL_BATCH = 128  # captions per evaluation batch
@@ -34,6 +35,8 @@ class Batch:
     inputs: Tensor  # (N, S, S, 3) uint8 images, or (N, L, F) features
     tgt_in: Tensor  # (N, T) <bos> + caption
     tgt_out: Tensor  # (N, T) caption + <eos>, padding after
+    counted: bool = True  # False: a stand-in whose loss counts for nothing (CaptionTask.shard)
+    words_per_image: float | None = None  # of the global batch (None: of this one); see shard
 
 
 def encode_captions(
@@ -83,6 +86,16 @@ class CaptionTask:
             raise DataError("the corpus has no training images; give a larger corpus")
         self.inputs, self.captions, self.vocab = inputs, captions, vocab
         self.batch_size, self.penalty, self.seed = batch_size, attention_penalty, seed
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Train on this rank's share of every global batch (the distributed sampler: images and
+        captions depend only on the seed and the epoch; rank r takes rows r, r + world_size, ...
+        of each batch). The attention penalty is a mean over the global batch's images, which
+        each rank's loss carries through the global batch's words per image."""
+        check_divides(self.batch_size, world_size)
+        check_world(world_size, len(self.captions["train"]), "training images")
+        self.rank, self.world_size = rank, world_size
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.captions["train"]) // self.batch_size)
@@ -97,16 +110,25 @@ class CaptionTask:
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             picks = chosen[b * self.batch_size : (b + 1) * self.batch_size]
             texts = [captions[i][j] for i, j in zip(rows, picks)]
-            yield collate(self.inputs["train"][rows], texts, self.vocab)
+            words = sum(len(t) + 1 for t in texts)  # the global batch's words, <eos> included
+            mine, counted = rank_rows(range(len(rows)), self.rank, self.world_size)
+            batch = collate(self.inputs["train"][[rows[k] for k in mine]],
+                            [texts[k] for k in mine], self.vocab)  # fmt: skip
+            yield replace(batch, counted=counted, words_per_image=words / len(rows))
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, None]:
         logits, alphas = model(batch.inputs, batch.tgt_in)
         mask = batch.tgt_out != self.vocab.pad_index  # (N, T)
         loss = word_loss(logits, batch.tgt_out, self.vocab.pad_index)
+        words = int(mask.sum())
         if alphas is not None and self.penalty > 0:
             attended = (alphas * mask.unsqueeze(2)).sum(dim=1)  # (N, L) attention over the caption
-            loss = loss + self.penalty * ((1.0 - attended) ** 2).mean()
-        return loss, int(mask.sum()), None
+            per_image = ((1.0 - attended) ** 2).mean(dim=1)  # (N,)
+            # The mean over the global batch's images, written per word of this batch: the
+            # trainer weighs each rank's loss by its words, which turns this back into the mean.
+            per_word = batch.words_per_image or words / len(per_image)
+            loss = loss + self.penalty * per_image.sum() * per_word / words
+        return loss, words if batch.counted else 0, None
 
     def evaluate(self, model: nn.Module, split: str) -> float:
         """Mean cross-entropy per word (teacher forcing) over all references of ``split``."""
@@ -114,10 +136,12 @@ class CaptionTask:
         if not pairs:
             raise DataError(f"the {split} split is empty; give a larger corpus")
         total, count = 0.0, 0
+        device = next(model.parameters()).device
         for start in range(0, len(pairs), EVAL_BATCH):
             part = pairs[start : start + EVAL_BATCH]
             rows = [i for i, _ in part]
             batch = collate(self.inputs[split][rows], [c for _, c in part], self.vocab)
+            batch = to_device(batch, device)
             logits, _ = model(batch.inputs, batch.tgt_in)
             n = int((batch.tgt_out != self.vocab.pad_index).sum())
             total += float(word_loss(logits, batch.tgt_out, self.vocab.pad_index)) * n

@@ -38,7 +38,8 @@ from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
 from rnnkit.forecast.recipe import ForecastRecipe, default_lags
 from rnnkit.forecast.task import TASK, ForecastTask, Windows, covariate_stats
-from rnnkit.training import TrainConfig, Trainer, TrainResult, config_dict, seed_everything
+from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
 EVAL_BATCH = 32  # origins sampled together (times num_samples paths)
@@ -54,6 +55,7 @@ class Forecaster(NamedTuple):
     config: dict[str, Any]  # the run's config.json
     run_dir: str
     spread: float = 1.0  # factor on the spread of each sampled step (calibration.json)
+    place: Group | None = None  # the model's device and precision (None: the CPU, fp32)
 
 
 def read_data(recipe: ForecastRecipe, data: str | None = None) -> SeriesSet:
@@ -98,6 +100,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train a forecaster into the run directory ``out`` (or continue it with ``resume``).
@@ -109,6 +112,8 @@ def train(
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bar.
         report: receives one-line progress messages.
+        runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
+            this with the same arguments (rank 0 fetches a named series, the others read it).
         clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
             comparisons on a busy machine).
     """
@@ -118,7 +123,8 @@ def train(
         recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
         model_config = runs.build(run, config, "model", ForecastConfig.from_dict)
         train_config = runs.build(run, config, "train", TrainConfig.from_dict)
-        data = read_data(recipe)
+        with rank_zero_first():
+            data = read_data(recipe)
         if data_digest(data) != config["data"]["sha256"]:
             raise DataError(
                 f"the data of {recipe.data} changed since the run started; cannot resume"
@@ -127,7 +133,8 @@ def train(
     else:
         recipe = recipe or ForecastRecipe()
         train_config = recipe.train_config()
-        data = read_data(recipe)
+        with rank_zero_first():
+            data = read_data(recipe)
         check_series(data, context=recipe.context, horizon=recipe.horizon)
         if recipe.likelihood == "negbin":
             check_counts(data)
@@ -167,12 +174,9 @@ def train(
             f"{data.length} steps; {data.missing} missing values ({data.gaps} gaps in the time "
             "column) interpolated as inputs and left out of the loss"
         )
-    # training.fit without its clock: the benchmark counts CPU seconds on a busy machine
-    seed_everything(train_config.seed)  # the initial weights
-    model = DeepAR(model_config)
-    report(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
-    trainer = Trainer(model, task, train_config, run, quiet=quiet, report=report, clock=clock)
-    result = trainer.fit(resume=resume)
+    build = lambda: DeepAR(model_config)  # noqa: E731
+    result = fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report,
+                 runtime=runtime, clock=clock)  # fmt: skip
     if recipe.calibrate and model_config.likelihood != "negbin" and runs.writes_runs():
         spread, crps = calibrate(load(out), seed=train_config.seed)
         run.write_json(CALIBRATION, {"spread": spread, "valid_crps": crps})
@@ -199,8 +203,11 @@ def calibrate(fc: Forecaster, *, seed: int = 0) -> tuple[float, dict[str, float]
     return best, crps
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Forecaster:
-    """The trained model of ``run_dir`` (best validation weights) and its settings."""
+def load(
+    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None
+) -> Forecaster:
+    """The trained model of ``run_dir`` (best validation weights) and its settings; the model on
+    ``runtime``'s device (default: the CPU)."""
     run, config = runs.load(run_dir, TASK, weights=weights)
     recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
     model = DeepAR(runs.build(run, config, "model", ForecastConfig.from_dict))
@@ -208,7 +215,7 @@ def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Forecaster:
     runs.load_model_weights(run, model, weights)
     model.eval()
     spread = float(run.read_json(CALIBRATION)["spread"]) if run.has(CALIBRATION) else 1.0
-    return Forecaster(model, recipe, config, os.fspath(run_dir), spread)
+    return Forecaster(model, recipe, config, os.fspath(run_dir), spread, place(model, runtime))
 
 
 def _prepare(fc: Forecaster, data: str | None, horizon: int) -> tuple[SeriesSet, Windows]:
@@ -255,16 +262,19 @@ def _sample(
 ) -> np.ndarray:  # fmt: skip
     """(len(picks), num_samples, horizon) sample paths from each (series, origin)."""
     out = []
+    where = fc.place or place(fc.model)
     for i in range(0, len(picks), EVAL_BATCH):
         chunk = picks[i : i + EVAL_BATCH]
         batch = windows.batch(chunk, with_future=False)
         ids = torch.tensor([_series_index(fc, windows.data, k) for k, _ in chunk])
-        paths = fc.model.sample_paths(
-            batch.values, batch.observed, batch.features, ids, context=windows.context,
-            horizon=windows.horizon, num_samples=num_samples,
-            spread=fc.spread if spread is None else spread,
-        )  # fmt: skip
-        out.append(paths.double().numpy())
+        batch = to_device(batch._replace(series=ids), where.device)
+        with where.autocast():
+            paths = fc.model.sample_paths(
+                batch.values, batch.observed, batch.features, batch.series,
+                context=windows.context, horizon=windows.horizon, num_samples=num_samples,
+                spread=fc.spread if spread is None else spread,
+            )  # fmt: skip
+        out.append(paths.double().cpu().numpy())
     return np.concatenate(out)
 
 

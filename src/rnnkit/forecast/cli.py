@@ -29,9 +29,12 @@ from rnnkit.options import (
     add_force_argument,
     add_process_arguments,
     add_run_location,
+    add_runtime_arguments,
+    launched,
     recipe_budget,
     reporter,
     resume_changes,
+    runtime_of,
     set_threads,
 )
 
@@ -159,6 +162,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_budget_arguments(train, d)
     add_process_arguments(parser)
+    add_runtime_arguments(parser)
 
 
 def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
@@ -181,12 +185,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.forecast import api
 
     set_threads(args)
+    if (code := launched(args)) is not None:
+        return code
     resume = args.resume is not None
     out = args.resume or args.out
     recipe = None if resume else recipe_from_args(args)
     result = api.train(
         out, recipe=recipe, resume=resume, budget=resume_changes(args), quiet=args.quiet,
-        report=reporter(args),
+        report=reporter(args), runtime=runtime_of(args),
     )  # fmt: skip
     summary = f"done: {result.steps} steps in {result.elapsed_s / 60:.1f} min"
     if result.best_valid_loss is not None:
@@ -212,7 +218,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     set_threads(args)
     _check_plot(args)
-    fc = api.load(args.run_dir)
+    fc = api.load(args.run_dir, runtime=runtime_of(args))
     result = api.predict(
         fc, data=args.data, horizon=args.horizon, quantiles=args.quantiles,
         num_samples=args.samples, seed=args.seed,
@@ -251,7 +257,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     set_threads(args)
     _check_plot(args)
-    fc = api.load(args.run_dir)
+    fc = api.load(args.run_dir, runtime=runtime_of(args))
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
         baseline_history=args.baseline_history, period=args.period, quiet=args.quiet,
@@ -300,6 +306,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--plot", metavar="PNG", help="draw history, median and 80%%/95%% bands")
     add_force_argument(pred)
     add_process_arguments(pred)
+    add_runtime_arguments(pred, launch=False)
 
     back = add_command(
         commands, "backtest", "rolling-origin evaluation over the test period", cmd_backtest
@@ -321,3 +328,4 @@ def register(parser: argparse.ArgumentParser) -> None:
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")
     add_force_argument(back)
     add_process_arguments(back)
+    add_runtime_arguments(back, launch=False)

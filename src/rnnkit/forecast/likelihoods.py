@@ -35,7 +35,9 @@ class LikelihoodHead(nn.Module):
         """Distribution parameters, each ``(N, T)``, from ``hidden`` (N, T, H) and the window's
         ``loc`` and ``scale`` (N, 1): the network's outputs are in units of ``scale`` from
         ``loc``."""
-        raw = self.proj(hidden)  # (N, T, P)
+        # (N, T, P); float32 (or the model's float64) also under autocast: torch's samplers and
+        # densities want it (no bf16 gamma draws for Student-t)
+        raw = self.proj(hidden).to(self.proj.weight.dtype)
         return self.params(raw.unbind(-1), loc, scale)
 
     def params(self, raw: tuple[Tensor, ...], loc: Tensor, scale: Tensor) -> tuple[Tensor, ...]:

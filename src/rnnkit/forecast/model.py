@@ -188,7 +188,7 @@ class DeepAR(nn.Module):
         so the spread it learns for step h is that of an h-step forecast."""
         start = self.config.max_lag
         loc, scale = self.scale(values, observed, context)
-        steps = torch.arange(start, start + context)
+        steps = torch.arange(start, start + context, device=values.device)
         x = self.inputs(values, observed, features[:, :context], series, loc, scale, steps)
         hidden, state = self.rnn(x)
         y = values[:, start:]
@@ -199,7 +199,7 @@ class DeepAR(nn.Module):
         ]
         drawn, seen = values.clone(), observed.clone()
         for h in range(values.shape[1] - start - context):
-            t = torch.tensor([start + context + h])
+            t = torch.tensor([start + context + h], device=values.device)
             x = self.inputs(
                 drawn, seen, features[:, context + h : context + h + 1], series, loc, scale, t
             )
@@ -225,19 +225,19 @@ class DeepAR(nn.Module):
         """
         n, start = values.shape[0], self.config.max_lag
         loc, scale = self.scale(values, observed, context)
-        steps = torch.arange(start, start + context)
+        steps = torch.arange(start, start + context, device=values.device)
         x = self.inputs(values, observed, features[:, :context], series, loc, scale, steps)
         _, state = self.rnn(x)
         # Every path continues the same context: repeat each row num_samples times.
         rep = lambda t: t.repeat_interleave(num_samples, dim=0)  # noqa: E731
         rep_state = lambda s: s.repeat_interleave(num_samples, dim=1)  # noqa: E731  # (L, N, H)
         state = tuple(map(rep_state, state)) if isinstance(state, tuple) else rep_state(state)
-        tail = torch.zeros(n * num_samples, horizon)
+        tail = values.new_zeros(n * num_samples, horizon)
         paths_v = torch.cat([rep(values), tail], dim=1)  # (N*S, max_lag + context + horizon)
         paths_o = torch.cat([rep(observed), torch.ones_like(tail)], dim=1)
         feats, ser, lc, sc = rep(features[:, context:]), rep(series), rep(loc), rep(scale)
         for h in range(horizon):
-            t = torch.tensor([start + context + h])
+            t = torch.tensor([start + context + h], device=values.device)
             x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, lc, sc, t)
             out, state = self.rnn(x, state)
             params = self.head(out, self.base(paths_v, t, lc, sc), sc)

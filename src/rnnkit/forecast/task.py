@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from rnnkit.errors import DataError
 from rnnkit.forecast.data import DAY, SeriesSet, interpolate
+from rnnkit.training.distributed import check_divides, to_device
 
 TASK = "forecast"
 
@@ -143,6 +144,13 @@ class ForecastTask:
                 f"needs a window of context + horizon = {windows.context + h} steps after a "
                 "full context; give more data or a smaller --context/--horizon"
             )
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Train on this rank's share of every global batch: the windows of an epoch are drawn
+        from (seed, epoch) alone, and rank r takes windows r, r + world_size, ... of each."""
+        check_divides(self.batch_size, world_size)
+        self.rank, self.world_size = rank, world_size
 
     def steps_per_epoch(self) -> int:
         return self._steps
@@ -150,7 +158,7 @@ class ForecastTask:
     def train_batches(self, epoch: int, start: int) -> Any:
         rng = np.random.default_rng([self.seed, epoch])
         draws = rng.integers(0, len(self.train_picks), size=(self._steps, self.batch_size))
-        for row in draws[start:]:
+        for row in draws[start:, self.rank :: self.world_size]:
             yield self.windows.batch([self.train_picks[i] for i in row])
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, Any]:
@@ -167,8 +175,9 @@ class ForecastTask:
         """Mean NLL (nats per observed value) of the horizon steps of the split's windows."""
         picks = self.eval_picks[split] or self.eval_picks["valid"]  # a short test period
         total, count = 0.0, 0.0
+        device = next(model.parameters()).device
         for i in range(0, len(picks), 256):
-            batch = self.windows.batch(picks[i : i + 256])
+            batch = to_device(self.windows.batch(picks[i : i + 256]), device)
             mask = batch.observed[:, model.config.max_lag :].clone()
             mask[:, : self.windows.context] = 0  # score the forecast steps only
             t, c = model.nll(

@@ -18,6 +18,7 @@ as ``<unk>``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from rnnkit.lm.model import LMConfig, RNNLanguageModel
 from rnnkit.lm.recipe import GenerateRecipe, LMRecipe
 from rnnkit.lm.task import TASK, LanguageModelTask, stream_loss
 from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training.distributed import Group, place
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class LoadedLM(NamedTuple):
     vocab: Vocab
     tokenizer: Tokenizer
     config: dict[str, Any]  # the run's config.json
+    place: Group | None = None  # the model's device and precision (None: the CPU, fp32)
 
 
 def check_recipe(recipe: LMRecipe) -> None:
@@ -149,10 +152,12 @@ def finetune(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """AWD-LSTM's fine-tuning stage: a new run ``out`` that starts from the best weights of
     ``run_dir`` and trains with its recipe, averaging the weights from the first step
-    (NT-ASGD with ``nonmono=0``) for ``budget`` (default: the recipe's own)."""
+    (NT-ASGD with ``nonmono=0``) for ``budget`` (default: the recipe's own); ``runtime`` as
+    for :func:`train`."""
     _, config = runs.load(run_dir, TASK, require=[runs.VOCAB])
     recipe = LMRecipe(**config["recipe"])
     changes = {k: v for k, v in (budget or {}).items() if v is not None}
@@ -161,11 +166,14 @@ def finetune(
     recipe = replace(
         recipe, optimizer="nt-asgd", nonmono=0, start_from=os.path.abspath(run_dir), **changes
     )
-    return train(out, recipe=recipe, quiet=quiet, report=report)
+    return train(out, recipe=recipe, quiet=quiet, report=report, runtime=runtime)
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:
-    """The trained model of ``run_dir`` (best validation weights), its vocabulary and tokenizer."""
+def load(
+    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None
+) -> LoadedLM:
+    """The trained model of ``run_dir`` (best validation weights), its vocabulary and tokenizer;
+    the model on ``runtime``'s device (default: the CPU)."""
     run, config = runs.load(run_dir, TASK, weights=weights, require=[runs.VOCAB])
     model = RNNLanguageModel(runs.build(run, config, "model", LMConfig.from_dict))
     tokenizer = runs.build(run, config, "recipe", lambda r: get_tokenizer(r["level"]))
@@ -173,7 +181,7 @@ def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> LoadedLM:
     model.eval()
     vocab = Vocab.load(run.file(runs.VOCAB))
     runs.check_vocab_size(run, runs.VOCAB, len(vocab), model.config.vocab_size)
-    return LoadedLM(model, vocab, tokenizer, config)
+    return LoadedLM(model, vocab, tokenizer, config, place(model, runtime))
 
 
 def evaluate(
@@ -193,19 +201,16 @@ def evaluate(
         split: ``"valid"`` or ``"test"`` (or ``"train"``).
         runtime: the device and precision to evaluate with (default: the CPU, fp32).
     """
-    from rnnkit.training.distributed import Group
-
-    place = Group(runtime or Runtime(device="cpu"))  # one process: its device and autocast
     if split not in SPLITS:
         raise ConfigError(f"split must be train, valid or test, got {split!r}")
-    lm = load(run_dir)
+    lm = load(run_dir, runtime=runtime)
     source = data or lm.config["recipe"]["data"]
     text = load_corpus(source, encoding=encoding if data else lm.config["recipe"]["encoding"])
     split_text_ = dict(zip(SPLITS, split_text(text)))[split]
     tokens = lm.tokenizer.tokenize(split_text_)
     unknown = len(lm.vocab.unknown(tokens))
-    with place.autocast():
-        loss, _ = stream_loss(lm.model.to(place.device), as_tensor(lm.vocab.encode(tokens)))
+    with lm.place.autocast():
+        loss, _ = stream_loss(lm.model, as_tensor(lm.vocab.encode(tokens)))
     # Bits per character: the split's total information (mean loss x tokens) over its characters,
     # comparable between character and word models.
     nats = loss * len(tokens)
@@ -288,10 +293,13 @@ def generate(
     if on_text is not None:
         on_text(shown)
     banned = [] if vocab.unk_index is None else [vocab.unk_index]
-    with torch.no_grad():
-        state = model.prime(torch.tensor(ids[:-1], dtype=torch.long).unsqueeze(1))
+    device = next(model.parameters()).device
+    precision = contextlib.nullcontext() if lm.place is None else lm.place.autocast()
+    with torch.no_grad(), precision:
+        prime_ids = torch.tensor(ids, dtype=torch.long, device=device).unsqueeze(1)  # (T, 1)
+        state = model.prime(prime_ids[:-1])
         best = search.decode(
-            model, state, ids[-1], None, length, options,
+            model, state, prime_ids[-1], None, length, options,
             processors=[search.ban_tokens(banned)], on_token=emit,
         )[0][0]  # fmt: skip
     if options.method == "beam":

@@ -235,10 +235,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from rnnkit import lm
 
     set_threads(args)
+    if (code := launched(args)) is not None:
+        return code
     report = reporter(args)
     report(f"fine-tuning {args.run_dir} into {args.out} ...")
     budget = budget_of(args)
-    result = lm.finetune(args.run_dir, args.out, budget=budget, quiet=args.quiet, report=report)
+    result = lm.finetune(args.run_dir, args.out, budget=budget, quiet=args.quiet, report=report,
+                         runtime=runtime_of(args))  # fmt: skip
     print_summary(result, args.out)
     return 0
 
@@ -279,7 +282,7 @@ def write_stdout(text: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from rnnkit import lm
 
-    model = lm.load(args.run_dir)
+    model = lm.load(args.run_dir, runtime=runtime_of(args))
     prime = args.prime.replace("\\n", "\n")
     lm.generate(
         model, prime, length=args.length, temperature=args.temperature, top_k=args.top_k,
@@ -307,6 +310,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     ft.add_argument("--out", metavar="RUN_DIR", required=True, help="new run directory")
     add_budget_arguments(ft, _D)
     add_process_arguments(ft)
+    add_runtime_arguments(ft)
 
     ev = add_command(sub, "eval", "loss, perplexity and bits per character on a split", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")
@@ -337,3 +341,4 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     gen.add_argument("--seed", type=SEED, help="random seed for sampling")
     gen.add_argument("--quiet", action="store_true", help="no warnings on stderr")
+    add_runtime_arguments(gen, launch=False)

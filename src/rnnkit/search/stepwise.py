@@ -98,7 +98,10 @@ def sample(
         if top_p is not None and top_p < 1:
             logits = _nucleus(logits, top_p)
         probs = torch.softmax(logits.float(), dim=1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        # A seeded generator (a CPU one) draws the same samples whatever the model's device.
+        where = probs.device if generator is None else generator.device
+        drawn = torch.multinomial(probs.to(where), 1, generator=generator)  # (N, 1)
+        return drawn.squeeze(1).to(probs.device)
 
     return _generate(decoder, state, bos, eos, max_length, chain, on_token, draw)
 

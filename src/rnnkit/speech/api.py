@@ -49,7 +49,8 @@ from rnnkit.speech.metrics import cer, wer
 from rnnkit.speech.model import AcousticConfig, AcousticModel
 from rnnkit.speech.recipe import SpeechRecipe
 from rnnkit.speech.task import TASK, SpeechTask
-from rnnkit.training import TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training.distributed import place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def train(
     budget: dict[str, Any] | None = None,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train an acoustic model into the run directory ``out`` (or continue it with ``resume``).
@@ -95,6 +97,8 @@ def train(
         budget: on resume, new values for ``epochs``/``max_steps``/``max_minutes``.
         quiet: no progress bars.
         report: receives one-line progress messages.
+        runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
+            this with the same arguments (rank 0 synthesizes the corpus, the others read it).
         clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
             comparisons on a busy machine).
     """
@@ -107,7 +111,8 @@ def train(
         alphabet = runs.build(run, config, "alphabet", Alphabet)
         stats = runs.build(run, config, "stats", _stats_from_json)
         # (the new budget is written by the trainer once the checkpoint has loaded)
-        items = corpus(recipe, progress=not quiet, with_flite=False)
+        with rank_zero_first():
+            items = corpus(recipe, progress=not quiet, with_flite=False)
     else:
         recipe = recipe or SpeechRecipe()
         check_recipe(recipe)
@@ -115,7 +120,8 @@ def train(
         target = Path(out)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             runs.RunDir.create(out, TASK)  # raises its one-line error before any work is done
-        items = corpus(recipe, progress=not quiet, with_flite=False)
+        with rank_zero_first():
+            items = corpus(recipe, progress=not quiet, with_flite=False)
         features = FeatureConfig(n_mels=recipe.n_mels)
         alphabet = Alphabet.from_texts([i.text for i in items["train"]])
         stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
@@ -142,7 +148,7 @@ def train(
             data={s: len(v) for s, v in splits.items()},
         )  # fmt: skip
     return fit(run, task, train_config, lambda: AcousticModel(model_config), resume=resume,
-               quiet=quiet, report=report, clock=clock)  # fmt: skip
+               quiet=quiet, report=report, runtime=runtime, clock=clock)  # fmt: skip
 
 
 def _stats_from_json(saved: list[list[float]] | None) -> tuple[Tensor, Tensor] | None:
@@ -211,8 +217,11 @@ class Recognizer:
         features: FeatureConfig,
         stats: tuple[Tensor, Tensor] | None,
         config: dict[str, Any],
+        *,
+        runtime: Runtime | None = None,
     ) -> None:
         self.model = model
+        self.place = place(model, runtime)  # the model's device and precision
         self.alphabet = alphabet
         self.features = features
         self.stats = stats
@@ -230,9 +239,11 @@ class Recognizer:
 
     @torch.no_grad()
     def posteriors(self, feats: Tensor) -> Tensor:
-        """(T', C) log-probabilities of one utterance's features (T, n_mels)."""
-        log_probs, _ = self.model(feats.unsqueeze(0), torch.tensor([feats.shape[0]]))
-        return log_probs[:, 0]
+        """(T', C) log-probabilities of one utterance's features (T, n_mels), on the CPU."""
+        inputs = to_device((feats.unsqueeze(0), torch.tensor([feats.shape[0]])), self.place.device)
+        with self.place.autocast():
+            log_probs, _ = self.model(*inputs)
+        return log_probs[:, 0].float().cpu()
 
     def blocks(self, path: str | os.PathLike) -> Iterator[Block]:
         """The file's segments (one for a short file) with their features and posteriors, one
@@ -344,8 +355,11 @@ class Recognizer:
                                   beta=beta if lm is not None else 0.0, words=words)  # fmt: skip
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Recognizer:
-    """The trained recognizer of ``run_dir`` (best validation weights)."""
+def load(
+    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None
+) -> Recognizer:
+    """The trained recognizer of ``run_dir`` (best validation weights); its model on
+    ``runtime``'s device (default: the CPU)."""
     run, config = runs.load(run_dir, TASK, weights=weights)
     model = AcousticModel(runs.build(run, config, "model", AcousticConfig.from_dict))
     features = runs.build(run, config, "features", FeatureConfig.from_dict)
@@ -353,7 +367,7 @@ def load(run_dir: str | os.PathLike, *, weights: str = runs.BEST) -> Recognizer:
     stats = runs.build(run, config, "stats", _stats_from_json)
     runs.load_model_weights(run, model, weights)
     model.eval()
-    return Recognizer(model, alphabet, features, stats, config)
+    return Recognizer(model, alphabet, features, stats, config, runtime=runtime)
 
 
 def load_lm(run_dir: str | os.PathLike, alphabet: Alphabet) -> LMFusion:
@@ -389,6 +403,7 @@ def evaluate(
     lexicon: Sequence[str] | None = None,
     limit: int | None = None,
     progress: bool = False,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """WER and CER of a run, greedy and with the beam search (and LM), on a split.
 
@@ -399,10 +414,11 @@ def evaluate(
         lm: a character LM run directory for shallow fusion.
         lexicon: the beam search may only output these words.
         limit: score only the first N utterances.
+        runtime: the device and precision of the acoustic model (default: the CPU, fp32).
     """
     if split not in ("valid", "test", "flite"):
         raise ConfigError(f"split must be valid, test or flite, got {split!r}")
-    asr = load(run_dir)
+    asr = load(run_dir, runtime=runtime)
     recipe = SpeechRecipe.from_dict(asr.config["recipe"])
     if data is not None:
         items = [i for part in speech_data.user_corpus(data).values() for i in part]

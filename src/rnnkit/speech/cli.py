@@ -26,9 +26,12 @@ from rnnkit.options import (
     add_force_argument,
     add_process_arguments,
     add_run_location,
+    add_runtime_arguments,
+    launched,
     recipe_budget,
     reporter,
     resume_changes,
+    runtime_of,
     set_threads,
 )
 from rnnkit.speech.recipe import SpeechRecipe
@@ -105,13 +108,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
 
     set_threads(args)
+    if (code := launched(args)) is not None:
+        return code
     resume = args.resume is not None
     out = args.resume or args.out
     recipe = None if resume else recipe_from_args(args)
     report = reporter(args)
     report(f"{'resuming' if resume else 'training'} into {out} ...")
     result = api.train(out, recipe=recipe, resume=resume, budget=resume_changes(args),
-                       quiet=args.quiet or not sys.stderr.isatty(), report=report)  # fmt: skip
+                       quiet=args.quiet or not sys.stderr.isatty(), report=report,
+                       runtime=runtime_of(args))  # fmt: skip
     line = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs) in "
     line += f"{result.elapsed_s / 60:.1f} min, {result.tokens_per_s:.0f} characters/s"
     if result.best_valid_loss is not None:
@@ -129,7 +135,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         from rnnkit.plots import check_image_output
 
         check_image_output(args.plot, inputs=args.audio, force=args.force, option="--plot")
-    asr = api.load(args.run_dir)
+    asr = api.load(args.run_dir, runtime=runtime_of(args))
     lm = api.load_lm(args.lm, asr.alphabet) if args.lm else None
     results = asr.transcribe(
         args.audio, beam=args.beam, nbest=args.nbest, lm=lm, alpha=args.alpha, beta=args.beta,
@@ -162,7 +168,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = api.evaluate(
         args.run_dir, split=args.split, data=args.data, beam=args.beam, lm=args.lm,
         alpha=args.alpha, beta=args.beta, lexicon=_lexicon(args.lexicon), limit=args.limit,
-        progress=not (args.json or args.quiet) and sys.stderr.isatty(),
+        progress=not (args.json or args.quiet) and sys.stderr.isatty(), runtime=runtime_of(args),
     )  # fmt: skip
     if args.json:
         print(json.dumps(result))
@@ -184,6 +190,7 @@ def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with --lm")
     parser.add_argument("--lexicon", metavar="FILE", help="only output the words of FILE")
     add_process_arguments(parser)
+    add_runtime_arguments(parser, launch=False)
 
 
 def _lexicon(path: str | None) -> list[str] | None:
@@ -215,6 +222,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
     add_budget_arguments(train, _D)
     add_process_arguments(train)
+    add_runtime_arguments(train)
 
     tr = add_command(commands, "transcribe", "audio files to text", cmd_transcribe)
     tr.add_argument("run_dir", metavar="RUN_DIR")

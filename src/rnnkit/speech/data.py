@@ -255,6 +255,7 @@ class Batch:
     targets: Tensor  # (B, U) padded class ids
     target_lengths: Tensor  # (B,)
     texts: list[str]
+    counted: bool = True  # False: a stand-in whose loss counts for nothing (SpeechTask.shard)
 
 
 def collate(examples: Sequence[Example]) -> Batch:

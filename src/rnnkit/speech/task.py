@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from rnnkit.nn.ctc import ctc_loss
 from rnnkit.speech.data import Batch, Example, collate, length_batches
 from rnnkit.speech.features import SpecAugment
+from rnnkit.training.distributed import check_world, rank_rows, to_device
 
 TASK = "speech"
 EVAL_FRAMES = 20000  # padded frames per evaluation batch
@@ -19,8 +20,9 @@ EVAL_FRAMES = 20000  # padded frames per evaluation batch
 
 class SpeechTask:
     """Batches of up to ``batch_frames`` padded frames; each epoch visits them in an order that
-    depends only on (seed, epoch), and SpecAugment draws its masks from the same seed, so a
-    resumed run sees the same data as an uninterrupted one."""
+    depends only on (seed, epoch), and SpecAugment draws each utterance's masks from the seed,
+    the epoch, the batch and the utterance's place in it, so a resumed run sees the same data as
+    an uninterrupted one, and a rank the same as one process (see :meth:`shard`)."""
 
     name = TASK
 
@@ -38,6 +40,14 @@ class SpeechTask:
         self.augment = augment
         self.ctc_impl = ctc_impl
         self.batches = length_batches(splits["train"], batch_frames)
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Train on this rank's share of every global batch (the distributed sampler: the
+        batches and their order depend only on the seed and the epoch; rank r takes the
+        utterances r, r + world_size, ... of each)."""
+        check_world(world_size, len(self.splits["train"]), "training utterances")
+        self.rank, self.world_size = rank, world_size
 
     def steps_per_epoch(self) -> int:
         return len(self.batches)
@@ -47,15 +57,24 @@ class SpeechTask:
         random.Random(f"{self.seed}/{epoch}").shuffle(order)
         train = self.splits["train"]
         for position in range(start, len(order)):
-            examples = [train[i] for i in self.batches[order[position]]]
+            batch = list(enumerate(self.batches[order[position]]))
+            mine, counted = rank_rows(batch, self.rank, self.world_size)
+            examples = [train[i] for _, i in mine]
             if self.augment is not None:
-                g = torch.Generator().manual_seed(hash((self.seed, epoch, position)) % 2**62)
-                examples = [Example(self.augment(e.feats, g), e.labels, e.text) for e in examples]
-            yield collate(examples)
+                examples = [self._augmented(e, (self.seed, epoch, position, j))
+                            for e, (j, _) in zip(examples, mine)]  # fmt: skip
+            batch = collate(examples)
+            batch.counted = counted
+            yield batch
+
+    def _augmented(self, example: Example, key: tuple[int, ...]) -> Example:
+        """``example`` under SpecAugment masks drawn from ``key`` alone."""
+        g = torch.Generator().manual_seed(hash(key) % 2**62)
+        return Example(self.augment(example.feats, g), example.labels, example.text)
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: object) -> tuple[Tensor, int, None]:
         total, labels = self.batch_loss(model, batch)
-        return total / max(labels, 1), labels, None
+        return total / max(labels, 1), labels if batch.counted else 0, None
 
     def batch_loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
         """Summed CTC loss of ``batch`` (utterances too short for their text count 0) and the
@@ -68,7 +87,9 @@ class SpeechTask:
     def evaluate(self, model: nn.Module, split: str) -> float:
         total, labels = 0.0, 0
         examples = self.splits[split]
+        device = next(model.parameters()).device
         for index in length_batches(examples, EVAL_FRAMES):
-            nll, n = self.batch_loss(model, collate([examples[i] for i in index]))
+            batch = to_device(collate([examples[i] for i in index]), device)
+            nll, n = self.batch_loss(model, batch)
             total, labels = total + float(nll), labels + n
         return total / max(labels, 1)

@@ -20,9 +20,9 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,7 @@ from rnnkit.training.config import Runtime
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -123,6 +124,41 @@ def check_divides(batch_size: int, world: int) -> int:
     )
 
 
+def check_world(world_size: int, count: int, what: str) -> None:
+    """Raise :class:`ConfigError` when ``world_size`` ranks exceed the ``count`` training
+    examples (``what``: their name, plural) that global batches are made of."""
+    if world_size > count:
+        raise ConfigError(f"{world_size} processes but only {count} {what}; use at most {count}")
+
+
+def rank_rows(rows: Sequence[T], rank: int, world_size: int) -> tuple[list[T], bool]:
+    """This rank's rows of a global batch (the distributed sampler: rows ``rank``,
+    ``rank + world_size``, ...) and whether they count. When the batch has fewer rows than
+    ranks (the last of an epoch), a rank left without one gets the first row as a stand-in whose
+    loss weighs 0 (its task returns 0 tokens), so every rank still takes part in the step."""
+    mine = list(rows[rank::world_size])
+    return (mine, True) if mine else (list(rows[:1]), False)
+
+
+@contextlib.contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Rank 0 runs the block first, the other ranks after it (a no-op alone): preparing data
+    into a shared cache (synthesis, downloads) is done once, and the others then read it. When
+    the block fails on rank 0 (bad data), the others still go on and meet the error themselves
+    (printed once: :func:`reported_by_rank_zero`) instead of a broken collective."""
+    import torch.distributed as dist
+
+    together = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if together and dist.get_rank() != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if together and dist.get_rank() == 0:
+            with contextlib.suppress(RuntimeError):  # another rank is gone: the launcher ends all
+                dist.barrier()
+
+
 def check_runtime(runtime: Runtime, *, world_size: int, batch_size: int | None = None) -> None:
     """Everything about ``runtime`` that can be checked before any data is read or any run
     directory made: the device, the precision, and that ``world_size`` splits ``batch_size``."""
@@ -144,6 +180,15 @@ def to_device(obj: Any, device: torch.device) -> Any:
         changes = {f.name: to_device(getattr(obj, f.name), device) for f in dataclasses.fields(obj)}
         return dataclasses.replace(obj, **changes)
     return obj
+
+
+def place(model: nn.Module, runtime: Runtime | None = None) -> Group:
+    """``model`` moved to ``runtime``'s device, for work in one process (evaluation, decoding);
+    returns its place: ``.device`` for the inputs, ``.autocast()`` for the precision
+    (``runtime`` None: the CPU in fp32)."""
+    where = Group(runtime or Runtime(device="cpu"))
+    model.to(where.device)
+    return where
 
 
 class TaskStep(nn.Module):
@@ -255,6 +300,57 @@ class Group:
         if self.runtime.precision == "fp16" and self.device.type == "cuda":
             return torch.amp.GradScaler("cuda")
         return None
+
+
+REPORT_WAIT_S = 10.0  # how long a rank waits to learn whether rank 0 reports the same error
+
+
+def _launch_store(timeout_s: float) -> Any:
+    """The key-value store of this launch (torchrun's agent hosts it, or rank 0's process group
+    does once joined), under rnnkit's own prefix; None where there is none to reach."""
+    import torch.distributed as dist
+
+    timeout = timedelta(seconds=timeout_s)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              is_master=False, timeout=timeout)  # fmt: skip
+    elif dist.is_initialized():
+        store = dist.distributed_c10d._get_default_store()
+    else:
+        return None
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"rnnkit/report/{attempt}", store)
+
+
+def reported_by_rank_zero(
+    line: str, *, echo: bool = True, wait_s: float = REPORT_WAIT_S
+) -> bool:  # fmt: skip
+    """Under a launch of several ranks, whether rank 0 prints ``line`` itself, so that this
+    rank need not: an error every rank meets (bad data found after the launch) is then printed
+    once. Rank 0 posts its line to the launch's store and answers False (it prints); another
+    rank waits up to ``wait_s`` seconds for rank 0's line and answers whether it is the same
+    (an error of its own, or a store out of reach, is printed by the rank that met it).
+    ``echo=False``: the line is rank 0's alone (other ranks answer True at once)."""
+    try:
+        rank, world, _ = launch_env()
+    except ConfigError:
+        return False
+    if world == 1:
+        return False
+    if rank != 0 and not echo:
+        return True
+    try:
+        store = _launch_store(wait_s)
+        if store is None:
+            return False
+        if rank == 0:
+            store.set("0", line)
+            return False
+        store.wait(["0"], timedelta(seconds=wait_s))
+        return store.get("0").decode() == line
+    except Exception:  # noqa: BLE001 (no store, or rank 0 never said anything: print)
+        logger.info("rank %d could not learn rank 0's report; printing its own", rank)
+        return False
 
 
 def join_launch(runtime: Runtime) -> None:

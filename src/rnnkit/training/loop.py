@@ -126,8 +126,8 @@ def fit(
     ready: the seed fixes the initial weights (the same on every rank); ``build_model`` may start
     embeddings from word vectors (a resumed run gets its weights from the checkpoint instead).
     ``runtime`` picks the device and precision; under torchrun every rank calls this, and the
-    trainer joins the ranks (see ``docs/distributed.md``). ``clock`` counts the time budget
-    (``time.process_time``: CPU seconds, for comparisons on a busy machine).
+    trainer joins the ranks (see ``docs/distributed.md``). ``clock``: the trainer's seconds
+    counter (``time.process_time`` for budgets in CPU seconds).
     """
     with join(runtime) as group:
         seed_everything(config.seed)
@@ -135,9 +135,8 @@ def fit(
         if group.writer:
             (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} "
                                     "parameters")  # fmt: skip
-        trainer = Trainer(
-            model, task, config, run, quiet=quiet, report=report, group=group, clock=clock
-        )
+        trainer = Trainer(model, task, config, run, quiet=quiet, report=report, group=group,
+                          clock=clock)  # fmt: skip
         return trainer.fit(resume=resume)
 
 

@@ -35,6 +35,7 @@ from rnnkit.data.tokenize import EOS, Vocab
 from rnnkit.embed.vectors import WordVectors
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training.distributed import place, to_device
 from rnnkit.translate.data import SPLITS, TranslationData, load_pairs
 from rnnkit.translate.metrics import corpus_scores
 from rnnkit.translate.model import Seq2Seq, Seq2SeqConfig
@@ -63,18 +64,21 @@ class Translator:
         model: the trained model (put in eval mode).
         source_vocab, target_vocab: the vocabularies it was trained with.
         recipe: the run's recipe (corpus, target language and lengths, for ``evaluate``).
+        runtime: the device and precision to decode with (default: the CPU, fp32).
     """
 
     def __init__(
-        self, model: Seq2Seq, source_vocab: Vocab, target_vocab: Vocab, recipe: TranslateRecipe
-    ) -> None:
+        self, model: Seq2Seq, source_vocab: Vocab, target_vocab: Vocab, recipe: TranslateRecipe,
+        *, runtime: Runtime | None = None,
+    ) -> None:  # fmt: skip
         self.model = model.eval()
+        self.place = place(self.model, runtime)
         self.source_vocab, self.target_vocab = source_vocab, target_vocab
         self.recipe = recipe
 
     @classmethod
-    def load(cls, path: str | Path) -> Translator:
-        """Load the best weights of the translation run in ``path``.
+    def load(cls, path: str | Path, *, runtime: Runtime | None = None) -> Translator:
+        """Load the best weights of the translation run in ``path`` (onto ``runtime``'s device).
 
         Raises:
             RunDirError: not a run directory, a run of another task, or an incomplete run.
@@ -86,7 +90,7 @@ class Translator:
         source, target = read_vocabs(run)
         runs.check_vocab_size(run, runs.VOCAB, len(source), model.config.src_vocab_size)
         runs.check_vocab_size(run, runs.VOCAB, len(target), model.config.tgt_vocab_size)
-        return cls(model, source, target, recipe)
+        return cls(model, source, target, recipe, runtime=runtime)
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -145,15 +149,17 @@ class Translator:
         """
         settings = search.SearchOptions(**options)
         results: list[list[Translation]] = []
+        device = self.place.device
         bos, eos = self.target_vocab.bos_index, self.target_vocab.eos_index
         for start in range(0, len(texts), DECODE_BATCH):
             batch = texts[start : start + DECODE_BATCH]
-            src, lengths = self.encode(batch, allow_unknown=allow_unknown)
-            state = self.model.start(src, lengths)
-            bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long)
+            src, lengths = to_device(self.encode(batch, allow_unknown=allow_unknown), device)
+            bos_tokens = torch.full((src.size(0),), bos, dtype=torch.long, device=device)
             # Room for a translation twice as long as its source, within the training lengths.
             max_length = min(2 * src.size(1) + 10, 2 * self.recipe.max_len)
-            found = search.decode(self.model, state, bos_tokens, eos, max_length, settings)
+            with self.place.autocast():
+                state = self.model.start(src, lengths)
+                found = search.decode(self.model, state, bos_tokens, eos, max_length, settings)
             tokens = [[self.target_vocab.decode(h.tokens) for h in row] for row in found]
             if replace_unknown and self.model.attention is not None:
                 self._replace_unknown(tokens, found, batch, src, lengths)
@@ -178,13 +184,13 @@ class Translator:
         ]
         if not wanted:
             return
-        rows = torch.tensor([b for b, _ in wanted])
+        rows = torch.tensor([b for b, _ in wanted], device=src.device)
         width = max(len(found[b][k].tokens) for b, k in wanted)
         tgt_in = torch.full((len(wanted), width), self.target_vocab.pad_index)
         for i, (b, k) in enumerate(wanted):
             ids = [self.target_vocab.bos_index, *found[b][k].tokens][:width]
             tgt_in[i, : len(ids)] = torch.tensor(ids)
-        weights = self.model.align(src[rows], lengths[rows], tgt_in)  # (n, T, S)
+        weights = self._align(src[rows], lengths[rows], tgt_in)  # (n, T, S)
         for i, (b, k) in enumerate(wanted):
             source = tokenize(texts[b])
             for t, token_id in enumerate(found[b][k].tokens):
@@ -213,7 +219,13 @@ class Translator:
         src, lengths = self.encode([text])
         vocab = self.target_vocab
         tgt_in = torch.tensor([[vocab.bos_index, *vocab.encode(list(tokens))]])
-        return self.model.align(src, lengths, tgt_in)[0]  # (T + 1, S)
+        return self._align(src, lengths, tgt_in)[0]  # (T + 1, S)
+
+    def _align(self, src: Tensor, lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """The model's attention ``(N, T, S)`` on its device, returned as float32 on the CPU."""
+        inputs = to_device((src, lengths, tgt_in), self.place.device)
+        with self.place.autocast():
+            return self.model.align(*inputs).float().cpu()
 
     # -- evaluating --------------------------------------------------------------------------
 
@@ -351,9 +363,10 @@ def train(
                runtime=runtime)  # fmt: skip
 
 
-def load(run_dir: str | os.PathLike) -> Translator:
-    """The trained model of ``run_dir`` (best validation weights) with its vocabularies."""
-    return Translator.load(run_dir)
+def load(run_dir: str | os.PathLike, *, runtime: Runtime | None = None) -> Translator:
+    """The trained model of ``run_dir`` (best validation weights) with its vocabularies, on
+    ``runtime``'s device (default: the CPU)."""
+    return Translator.load(run_dir, runtime=runtime)
 
 
 def translate(
@@ -386,9 +399,10 @@ def translate_with_attention(
 
 
 def evaluate(
-    run: Translator | str | os.PathLike, split: str = "test", **options: Any
-) -> dict[str, Any]:
+    run: Translator | str | os.PathLike, split: str = "test", *,
+    runtime: Runtime | None = None, **options: Any,
+) -> dict[str, Any]:  # fmt: skip
     """BLEU, chrF and placeholder fidelity of a run (or loaded model) on a split of its corpus
-    (see :meth:`Translator.evaluate`)."""
-    translator = run if isinstance(run, Translator) else Translator.load(run)
+    (see :meth:`Translator.evaluate`), a run directory loaded onto ``runtime``'s device."""
+    translator = run if isinstance(run, Translator) else Translator.load(run, runtime=runtime)
     return translator.evaluate(split, **options)

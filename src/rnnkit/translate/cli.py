@@ -111,6 +111,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("text", metavar="TEXT", nargs="*", help="texts (default: lines of stdin)")
     _add_search_options(run)
     run.add_argument("--n-best", type=BEAM, default=1, help="print the K best candidates")
+    add_runtime_arguments(run, launch=False)
     run.set_defaults(trailing="text")
 
     evaluate = add_command(
@@ -122,6 +123,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     _add_search_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_runtime_arguments(evaluate, launch=False)
 
     attention = add_command(
         commands, "attention", "draw the attention matrix as a heat map", attention_command
@@ -212,7 +214,7 @@ def _search_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_command(args: argparse.Namespace) -> int:
     from rnnkit import translate
 
-    translator = translate.load(args.run_dir)
+    translator = translate.load(args.run_dir, runtime=runtime_of(args))
     texts = _read_texts(args)
     # A text the model cannot read (no known word) is reported and printed as an empty line;
     # the others are translated.
@@ -237,7 +239,8 @@ def run_command(args: argparse.Namespace) -> int:
 def eval_command(args: argparse.Namespace) -> int:
     from rnnkit import translate
 
-    scores = translate.evaluate(args.run_dir, args.split, **_search_options(args))
+    scores = translate.evaluate(args.run_dir, args.split, runtime=runtime_of(args),
+                                **_search_options(args))  # fmt: skip
     if args.json:
         print(json.dumps(scores))
         return 0

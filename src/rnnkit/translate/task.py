@@ -11,8 +11,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.errors import ConfigError, DataError
-from rnnkit.training.distributed import check_divides, to_device
+from rnnkit.errors import DataError
+from rnnkit.training.distributed import check_divides, check_world, rank_rows, to_device
 from rnnkit.translate.data import Batch, TranslationData, bucketed_batches, collate
 from rnnkit.translate.recipe import TranslateRecipe
 
@@ -37,11 +37,7 @@ class TranslationTask:
         """Train on this rank's share of every global batch (the distributed sampler: the batches
         depend only on the seed and the epoch; rank r takes rows r, r + world_size, ...)."""
         check_divides(self.recipe.batch_size, world_size)
-        pairs = len(self.data.examples["train"])
-        if world_size > pairs:
-            raise ConfigError(
-                f"{world_size} processes but only {pairs} training pairs; use at most {pairs}"
-            )
+        check_world(world_size, len(self.data.examples["train"]), "training pairs")
         self.rank, self.world_size = rank, world_size
 
     def _batches(self, split: str, epoch: int) -> list[list[int]]:
@@ -57,11 +53,9 @@ class TranslationTask:
         """Batches ``start, start + 1, ...`` of epoch ``epoch``."""
         examples = self.data.examples["train"]
         for indices in self._batches("train", epoch)[start:]:
-            mine = indices[self.rank :: self.world_size]
-            # The last batch of an epoch may hold fewer pairs than ranks: a rank left without
-            # one trains on a stand-in that counts for nothing (no rank waits for another).
-            batch = collate([examples[i] for i in mine or indices[:1]], self.data.target_vocab)
-            yield dataclasses.replace(batch, counted=bool(mine))
+            mine, counted = rank_rows(indices, self.rank, self.world_size)
+            batch = collate([examples[i] for i in mine], self.data.target_vocab)
+            yield dataclasses.replace(batch, counted=counted)
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, None]:
         """Label-smoothed cross-entropy per target token, with scheduled teacher forcing."""
