@@ -86,17 +86,20 @@ ASAN_CASE = textwrap.dedent(
     torch.manual_seed(0)
     worst = 0.0
     cases = [(rnn.LSTM, {}), (rnn.GRU, {}), (rnn.RNN, {"nonlinearity": "relu"})]
-    # One thread, a width the BLAS takes; two threads splitting 12 sequences, a width (16) and
-    # a number of rows (77) for which the float32 loops pack the weight for rnnkit's kernel.
-    settings = [(1, 7, [9, 3, 9, 1, 7, 2]), (2, 16, [9, 3, 9, 1, 7, 2, 9, 8, 9, 6, 9, 5])]
-    for (threads, hidden, lengths), (cls, extra), dtype in [
-        (s, c, d) for s in settings for c in cases for d in (torch.float32, torch.float64)
+    # Every optional buffer absent (layer norm only) and present (all options), one thread, a
+    # width the BLAS takes; then all options with two threads splitting 12 sequences at a width
+    # (16) and a number of rows (77) for which the float32 loops pack the weight for rnnkit's
+    # kernel.
+    every = {"layer_norm": True, "zoneout": 0.2, "recurrent_dropout": 0.2, "weight_drop": 0.3}
+    settings = [(1, 7, [9, 3, 9, 1, 7, 2], (torch.float32, torch.float64),
+                 ({"layer_norm": True}, every)),
+                (2, 16, [9, 3, 9, 1, 7, 2, 9, 8, 9, 6, 9, 5], (torch.float32,), (every,))]
+    for (threads, hidden, lengths, dtypes, option_sets), (cls, extra), dtype in [
+        (s, c, d) for s in settings for c in cases for d in s[3]
     ]:
         torch.set_num_threads(threads)
         lengths = torch.tensor(lengths)
-        # Every optional buffer absent (layer norm only) and present (all options).
-        for kw in ({"layer_norm": True}, {"layer_norm": True, "zoneout": 0.2,
-                                          "recurrent_dropout": 0.2, "weight_drop": 0.3}):
+        for kw in option_sets:
             kw = {**kw, **extra}
             c_loop = cls(3, hidden, 2, bidirectional=True, **kw).to(dtype)
             py_loop = cls(3, hidden, 2, bidirectional=True, impl="rnnkit-pytorch", **kw).to(dtype)
