@@ -144,3 +144,34 @@ def test_damaged_pngs_are_one_line(tmp_path, monkeypatch):
     os.mkfifo(tmp_path / "pipe.png")  # no writer: opening it would wait forever
     with pytest.raises(DataError, match="pipe.png is not a regular file"):
         images.load_image(tmp_path / "pipe.png", 32)
+
+
+def test_pillow_limit_is_switched_off_by_one_opener_at_a_time():
+    """Pillow's pixel limit is a global: a second thread opening a picture waits for the first,
+    and the limit is back as it was when both are done (the playground opens from threads)."""
+    import threading
+
+    original = Image.MAX_IMAGE_PIXELS
+    entered, release, second_done = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with images._memory_cap_instead_of_pillows():
+            entered.set()
+            release.wait(10)
+
+    def second():
+        with images._memory_cap_instead_of_pillows():
+            pass
+        second_done.set()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert entered.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    assert not second_done.wait(0.3)  # waits while the first holds the limit off
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert second_done.is_set()
+    assert Image.MAX_IMAGE_PIXELS == original

@@ -23,6 +23,7 @@ raises :class:`rnnkit.errors.DataError` with one line naming the file. Torch-fre
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,20 +103,26 @@ def _streamed(path: Path, header: png.Header, size: int):  # noqa: ANN202 (a PIL
     return image if turn is None else image.transpose(getattr(Image.Transpose, turn))
 
 
+# Pillow's pixel limit is one global: pictures opened from several threads (the playground)
+# take turns, so one thread never restores the limit under another's open, nor leaves it off.
+_PILLOW_LIMIT = threading.Lock()
+
+
 @contextmanager
 def _memory_cap_instead_of_pillows() -> Iterator[None]:
     """Pillow's decompression-bomb check off while a picture is opened: :func:`_check_whole`
     applies this machine's cap instead (to the size a JPEG is drafted to, not its full size)."""
     from PIL import Image
 
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+    with _PILLOW_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_whole(path: Path, image, header: png.Header | None) -> None:  # noqa: ANN001
