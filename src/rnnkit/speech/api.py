@@ -487,7 +487,8 @@ def align(asr: Recognizer, path: str | os.PathLike, *, beam: int = 1, nbest: int
     """
     transcript = asr.transcribe([path], beam=beam, nbest=nbest, timestamps=True)[0]
     blocks = asr.blocks(path)
-    _, feats, log_probs = next(blocks)
+    first = next(blocks)
+    feats, log_probs = first.feats, first.log_probs
     whole = next(blocks, None) is None
     tokens = asr.decode(log_probs, beam=beam, nbest=nbest)[0].tokens
     spans = forced_align(log_probs, tokens) if tokens else []
