@@ -156,3 +156,16 @@ def test_lm_help_names_the_default_cell():
     from rnnkit.lm.cli import DESCRIPTION
 
     assert f"{LMRecipe.cell.upper()}," in DESCRIPTION and "LSTM" not in DESCRIPTION
+
+
+@pytest.mark.parametrize("argv", [["lm", "train", "--bogus"], ["lm", "train", "--bptt", "0"]])
+def test_a_bad_option_under_torchrun_is_reported_by_rank_zero_only(monkeypatch, capsys, argv):
+    for rank, reported in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert bool(err.strip()) is reported, (rank, err)
+        if reported:
+            assert "error:" in err

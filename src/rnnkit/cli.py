@@ -22,6 +22,7 @@ The error policy, for every command:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -87,15 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as sys)
     parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc's workers run
-    # A command whose last positional takes any number of values (`nargs="*"`) names it in
-    # `set_defaults(trailing=...)`; values given after its options belong there too.
-    trailing = getattr(args, "trailing", None)
-    if extras and trailing and not any(e.startswith("-") for e in extras):
-        getattr(args, trailing).extend(extras)
-    elif extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    # Under torchrun every rank parses the same command line: a misspelt option is reported by
+    # rank 0 alone (the others exit with the same status, silently).
+    other_rank = os.environ.get("RANK", "0") != "0"
+    with open(os.devnull, "w") as devnull, contextlib.ExitStack() as quiet:
+        if other_rank:
+            quiet.enter_context(contextlib.redirect_stderr(devnull))
+        args, extras = parser.parse_known_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc's workers run
+        # A command whose last positional takes any number of values (`nargs="*"`) names it in
+        # `set_defaults(trailing=...)`; values given after its options belong there too.
+        trailing = getattr(args, "trailing", None)
+        if extras and trailing and not any(e.startswith("-") for e in extras):
+            getattr(args, trailing).extend(extras)
+        elif extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
