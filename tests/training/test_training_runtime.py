@@ -92,3 +92,13 @@ def test_the_precision_reaches_the_language_model(tmp_path, run_cli, write_text_
                              "bf16", "--device", "cpu")  # fmt: skip
     assert code == 0 and out.strip(), err
     assert set(precisions) == {("cpu", "bf16")}
+
+
+def test_more_processes_than_training_examples_is_one_line_naming_the_limit():
+    from rnnkit.errors import ConfigError
+    from rnnkit.training.distributed import check_world
+
+    check_world(3, 3, "training pairs")  # as many ranks as examples: each gets one
+    message = r"^4 processes but only 3 training pairs; use at most 3$"
+    with pytest.raises(ConfigError, match=message):
+        check_world(4, 3, "training pairs")
