@@ -91,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Under torchrun every rank parses the same command line: a misspelt option is reported by
     # rank 0 alone (the others exit with the same status, silently).
     other_rank = os.environ.get("RANK", "0") != "0"
-    with open(os.devnull, "w") as devnull, contextlib.ExitStack() as quiet:
+    with contextlib.ExitStack() as quiet:
         if other_rank:
+            devnull = quiet.enter_context(open(os.devnull, "w"))  # noqa: SIM115
             quiet.enter_context(contextlib.redirect_stderr(devnull))
         args, extras = parser.parse_known_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc's workers run
