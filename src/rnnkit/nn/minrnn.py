@@ -3,8 +3,8 @@
 Their gates read the input only, never the previous state, so ``h_t = a_t h_{t-1} + b_t`` is a
 linear recurrence whose coefficients are known for all steps at once: training runs the
 whole sequence as one parallel scan (:class:`rnnkit.nn.scan.LinearScan`, depth ``O(log T)``, with
-a hand-written backward), and generation runs :meth:`MinRNNBase.step` one token at a time. Both
-compute the same numbers.
+a hand-written backward that is a scan too, differentiable again), and generation runs
+:meth:`MinRNNBase.step` one token at a time. Both compute the same numbers.
 
 MinGRU (the paper's log-space variant, whose candidate is made positive by ``g``):
 
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn.dropout import check_probability
-from rnnkit.nn.scan import LinearScan
+from rnnkit.nn.scan import scan
 
 
 def _check_sizes(input_size: object, hidden_size: object, dtype: torch.dtype | None) -> None:
@@ -147,7 +147,7 @@ class MinRNNBase(nn.Module):
             if k and self.dropout and self.training:  # between layers, as torch.nn's layers
                 x = F.dropout(x, self.dropout, training=True)
             a, b = self.coefficients(k, x)  # (T, B, H) each
-            x = LinearScan.apply(a, b, h[k])
+            x = scan(a, b, h[k])
             finals.append(x[-1])
         output = x.transpose(0, 1) if self.batch_first and batched else x
         return self._unbatch(output, torch.stack(finals), batched, time_dim=True)

@@ -16,6 +16,12 @@ it for all steps at once with autograd and passes it in as ``gx`` ``(N, G*H)``. 
 weight gradient is one matrix product over all N rows, as in the plain kernels. The readable
 reference of the same computation, step by step in plain autograd code, is
 :mod:`rnnkit.nn.regularized_cells`. Gate order is torch's: LSTM ``i, f, g, o``; GRU ``r, z, n``.
+
+The hand-written backward is exact but not itself differentiable; when autograd records a graph
+of the gradient (``create_graph=True``: double backward, gradient penalties), backward instead
+differentiates that reference, recomputed from the saved arguments with the same masks
+(:meth:`rnnkit.nn.transforms.ReferencedFunction.reference_grads`). For that each Function keeps
+its arguments, the input side ``gx`` ``(N, G*H)`` among them, until backward.
 """
 
 from __future__ import annotations
@@ -24,12 +30,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rnnkit.nn import regularized_native
 from rnnkit.nn.regularized_cells import EPS, CellWeights, run_reference
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
-from rnnkit.nn.transforms import ReferencedFunction
+from rnnkit.nn.transforms import ReferencedFunction, save_arguments, saved_arguments
 
 
 class Norm:
@@ -151,8 +156,10 @@ class RegularizedLSTMFunction(ReferencedFunction):
         keep_c: Tensor | None, sizes: list[int], reverse: bool, native_: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         sched = Schedule(sizes, reverse)
-        ctx.native = _use_c(native_, gx, h0, c0, w_hh, ln_h, ln_cw, ln_cb, mask, keep_h, keep_c)
+        args = (gx, h0, c0, w_hh, ln_h, ln_cw, ln_cb, mask, keep_h, keep_c, sizes, reverse, native_)
+        ctx.native = _use_c(native_, *args[:10])
         if ctx.native:
+            save_arguments(ctx, args)
             return _lstm_forward_native(ctx, sched, gx, h0, c0, w_hh, ln_h, (ln_cw, ln_cb), mask,
                                         (keep_h, keep_c))  # fmt: skip
         hidden = c0.shape[1]
@@ -178,7 +185,7 @@ class RegularizedLSTMFunction(ReferencedFunction):
             zone_h.forward(r, h_new, h_prev[r], y[r])
             sched.carry(t, h_prev, y, h0)
             sched.carry(t, c_prev, c, c0)
-        ctx.save_for_backward(y)
+        save_arguments(ctx, args, y)
         ctx.state = (sched, rec, norm_c, zone_h, zone_c, gates, c_prev, tanh_c)
         return y, sched.final_state(y), sched.final_state(c)
 
@@ -191,11 +198,14 @@ class RegularizedLSTMFunction(ReferencedFunction):
         return y, h_n, c_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy, dh_n, dc_n):  # noqa: ANN001
+        args, saved = saved_arguments(ctx)
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            grads = (dy, dh_n, dc_n)
+            return RegularizedLSTMFunction.reference_grads(args, grads, ctx.needs_input_grad)
         if ctx.native:
-            return _lstm_backward_native(ctx, dy, dh_n, dc_n)
-        (y,) = ctx.saved_tensors
+            return _lstm_backward_native(ctx, args[3], dy, dh_n, dc_n)
+        (y,) = saved
         sched, rec, norm_c, zone_h, zone_c, gates, c_prev, tanh_c = ctx.state
         dy = grad_or_zeros(dy, y)
         dh = grad_or_zeros(dh_n, y[: sched.batch]).clone()  # running dL/dh (B, H)
@@ -240,14 +250,12 @@ def _lstm_forward_native(ctx: Any, sched: Schedule, gx: Tensor, h0: Tensor, c0: 
     y, h_n, c_n = regularized_native.lstm_forward(
         sched, gx, w_hh, ln_h, ln_c, mask, keep, h0, c0, buffers
     )
-    ctx.save_for_backward(w_hh)
     ctx.state = (sched, buffers, ln_h, ln_c[0], mask, keep)
     return y, h_n, c_n
 
 
-def _lstm_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None,
+def _lstm_backward_native(ctx: Any, w_hh: Tensor, dy: Tensor | None, dh_n: Tensor | None,
                           dc_n: Tensor | None) -> tuple:  # fmt: skip
-    (w_hh,) = ctx.saved_tensors
     sched, buffers, ln_h, ln_cw, mask, keep = ctx.state
     like = buffers["tc"]
     dy = grad_or_zeros(dy, like)
@@ -271,11 +279,12 @@ class RegularizedGRUFunction(ReferencedFunction):
     @staticmethod
     def forward(ctx: Any, gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse, native_=False):  # noqa: ANN001, E501
         sched = Schedule(sizes, reverse)
-        ctx.native = _use_c(native_, gx, h0, w_hh, b_hh, ln_h, mask, keep_h)
+        args = (gx, h0, w_hh, b_hh, ln_h, mask, keep_h, sizes, reverse, native_)
+        ctx.native = _use_c(native_, *args[:7])
         if ctx.native:
             y, h_n, buffers = regularized_native.gru_forward(sched, gx, w_hh, b_hh, ln_h, mask,
                                                              keep_h, h0)  # fmt: skip
-            ctx.save_for_backward(w_hh)
+            save_arguments(ctx, args)
             ctx.state = (sched, buffers, ln_h, mask, keep_h, b_hh is not None)
             return y, h_n
         hidden = h0.shape[1]
@@ -295,7 +304,7 @@ class RegularizedGRUFunction(ReferencedFunction):
             h_new = torch.addcmul(n, update, h_prev[r] - n)  # (1 - z) n + z h_{t-1}
             zone_h.forward(r, h_new, h_prev[r], y[r])
             sched.carry(t, h_prev, y, h0)
-        ctx.save_for_backward(y)
+        save_arguments(ctx, args, y)
         ctx.state = (sched, rec, zone_h, gates, gh, h_prev, b_hh is not None)
         return y, sched.final_state(y)
 
@@ -306,11 +315,13 @@ class RegularizedGRUFunction(ReferencedFunction):
         return y, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
+        args, saved = saved_arguments(ctx)
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            return RegularizedGRUFunction.reference_grads(args, (dy, dh_n), ctx.needs_input_grad)
         if ctx.native:
-            return _gru_backward_native(ctx, dy, dh_n)
-        (y,) = ctx.saved_tensors
+            return _gru_backward_native(ctx, args[2], dy, dh_n)
+        (y,) = saved
         sched, rec, zone_h, gates, gh, h_prev, has_bias = ctx.state
         hidden = h_prev.shape[1]
         dy = grad_or_zeros(dy, y)
@@ -340,11 +351,12 @@ class RegularizedRNNFunction(ReferencedFunction):
     @staticmethod
     def forward(ctx: Any, gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse, native_=False):  # noqa: ANN001, E501
         sched = Schedule(sizes, reverse)
-        ctx.native = _use_c(native_, gx, h0, w_hh, ln_h, mask, keep_h)
+        args = (gx, h0, w_hh, ln_h, mask, keep_h, relu, sizes, reverse, native_)
+        ctx.native = _use_c(native_, *args[:6])
         if ctx.native:
             y, h_n, buffers = regularized_native.rnn_forward(sched, gx, w_hh, ln_h, mask, keep_h,
                                                              relu, h0)  # fmt: skip
-            ctx.save_for_backward(w_hh)
+            save_arguments(ctx, args)
             ctx.state = (sched, buffers, ln_h, mask, keep_h, relu)
             return y, h_n
         h_prev, y = sched.state_buffers(h0)
@@ -356,7 +368,7 @@ class RegularizedRNNFunction(ReferencedFunction):
             pre.relu_() if relu else pre.tanh_()
             zone_h.forward(r, pre, h_prev[r], y[r])
             sched.carry(t, h_prev, y, h0)
-        ctx.save_for_backward(y)
+        save_arguments(ctx, args, y)
         ctx.state = (sched, rec, zone_h, act, relu)
         return y, sched.final_state(y)
 
@@ -368,11 +380,13 @@ class RegularizedRNNFunction(ReferencedFunction):
         return y, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy, dh_n):  # noqa: ANN001
+        args, saved = saved_arguments(ctx)
+        if torch.is_grad_enabled():  # create_graph=True: a gradient to differentiate again
+            return RegularizedRNNFunction.reference_grads(args, (dy, dh_n), ctx.needs_input_grad)
         if ctx.native:
-            return _rnn_backward_native(ctx, dy, dh_n)
-        (y,) = ctx.saved_tensors
+            return _rnn_backward_native(ctx, args[2], dy, dh_n)
+        (y,) = saved
         sched, rec, zone_h, act, relu = ctx.state
         dy = grad_or_zeros(dy, y)
         dh = grad_or_zeros(dh_n, y[: sched.batch]).clone()
@@ -403,8 +417,7 @@ def _recurrent_grads(d_side: Tensor, d_rec: Tensor | None, buffers: dict,
     return dw_hh, gain
 
 
-def _gru_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
-    (w_hh,) = ctx.saved_tensors
+def _gru_backward_native(ctx: Any, w_hh: Tensor, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
     sched, buffers, ln_h, mask, keep_h, has_bias = ctx.state
     like = buffers["hp"]
     dy, dh_n = grad_or_zeros(dy, like), grad_or_zeros(dh_n, like[: sched.batch])
@@ -416,8 +429,7 @@ def _gru_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None) -> tu
     return d_gx, dh, dw_hh, db_hh, d_ln_h, None, None, None, None, None
 
 
-def _rnn_backward_native(ctx: Any, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
-    (w_hh,) = ctx.saved_tensors
+def _rnn_backward_native(ctx: Any, w_hh: Tensor, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
     sched, buffers, ln_h, mask, keep_h, relu = ctx.state
     like = buffers["act"]
     dy, dh_n = grad_or_zeros(dy, like), grad_or_zeros(dh_n, like[: sched.batch])

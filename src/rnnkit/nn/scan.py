@@ -22,18 +22,35 @@ and for MinGRU/MinLSTM ``b_t > 0`` so no step subtracts; each ``h_t`` is a sum o
 rounded ``O(log T)`` times.
 
 The backward of the recurrence is the same recurrence run backwards in time (see
-:class:`LinearScan`), so it is a scan too.
+:class:`LinearScan`), so it is a scan too; written with the scan itself and plain torch ops, it is
+differentiable again (double backward, gradient penalties) at the scan's speed.
+
+Graphs: while ``torch.compile``, ``torch.export``, ``torch.jit.trace`` or another dispatch mode
+traces it, :func:`scan` is one custom operator, ``rnnkit::linear_scan``, with a fake
+implementation and the same autograd formula (the scan's in-place writes into strided views
+would break ``fullgraph=True``); eager calls go straight to :class:`LinearScan`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from rnnkit.nn.transforms import ReferencedFunction
+from rnnkit.nn.dispatch import tracing
+from rnnkit.nn.transforms import ReferencedFunction, transformed
+
+
+def scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """``h_t = a_t * h_{t-1} + b_t`` over dimension 0 with ``h_{-1} = h0``: ``a``, ``b``
+    ``(T, B, H)``, ``h0`` ``(B, H)``; by :class:`LinearScan`, or its custom operator while a
+    graph is being traced."""
+    tensors = [a, b, h0]
+    if tracing(tensors) and not transformed(tensors):
+        return linear_scan_op(a, b, h0)
+    return LinearScan.apply(a, b, h0)
 
 
 def linear_scan(a: Tensor, b: Tensor) -> Tensor:
@@ -77,8 +94,7 @@ class LinearScan(ReferencedFunction):
 
     @staticmethod
     def forward(ctx: Any, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-        b_first = torch.addcmul(b[:1], a[:1], h0)  # fold h0 into the first step
-        h = linear_scan(a, torch.cat([b_first, b[1:]]))
+        h = _scan_from(a, b, h0)
         ctx.save_for_backward(a, h0, h)
         return h
 
@@ -87,14 +103,58 @@ class LinearScan(ReferencedFunction):
         return sequential_scan(a, b, h0)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         a, h0, h = ctx.saved_tensors
-        # Reversed time: g_t = dh_t + a_{t+1} g_{t+1}; the last step has no successor.
-        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])])
-        g = linear_scan(a_next.flip(0), dh.flip(0)).flip(0)  # (T, B, H)
-        h_prev = torch.cat([h0.unsqueeze(0), h[:-1]])
-        return g * h_prev, g, a[0] * g[0]
+        # With a graph of the gradient wanted (create_graph=True) the backward scan is this
+        # Function again, so the gradient is differentiable like the forward pass.
+        graph = torch.is_grad_enabled()
+        return scan_grads(a, h0, h, dh, LinearScan.apply if graph else _scan_from)
+
+
+def _scan_from(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """:func:`linear_scan` from the initial state ``h0``, folded into the first input."""
+    b_first = torch.addcmul(b[:1], a[:1], h0)
+    return linear_scan(a, torch.cat([b_first, b[1:]]))
+
+
+Scan = Callable[[Tensor, Tensor, Tensor], Tensor]  # (a, b, h0) -> h
+
+
+def scan_grads(
+    a: Tensor, h0: Tensor, h: Tensor, dh: Tensor, run: Scan
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``a``, ``b`` and ``h0`` (see :class:`LinearScan`) from those of the outputs
+    ``h``, with ``run(a, b, h0)`` as the scan: plain torch ops besides, so the result is
+    differentiable whenever ``run`` is."""
+    # Reversed time: g_t = dh_t + a_{t+1} g_{t+1}; the last step has no successor.
+    a_next = torch.cat([a[1:], torch.zeros_like(a[:1])])
+    g = run(a_next.flip(0), dh.flip(0), torch.zeros_like(h0)).flip(0)  # (T, B, H)
+    h_prev = torch.cat([h0.unsqueeze(0), h[:-1]])
+    return g * h_prev, g, a[0] * g[0]
+
+
+@torch.library.custom_op("rnnkit::linear_scan", mutates_args=())
+def linear_scan_op(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """:class:`LinearScan` as a custom operator, for graphs (see the module docstring)."""
+    return _scan_from(a, b, h0)
+
+
+@linear_scan_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    return torch.empty_like(b)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: Tensor) -> None:
+    a, _, h0 = inputs
+    ctx.save_for_backward(a, h0, output)
+
+
+def _backward(ctx: Any, dh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    a, h0, h = ctx.saved_tensors
+    return scan_grads(a, h0, h, dh, linear_scan_op)
+
+
+linear_scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def sequential_scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
