@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from nn_oracle import assert_close, twins
+from nn_oracle import CLASSES, assert_close, twins
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 KINDS = ["LSTM", "GRU", "RNN"]
@@ -87,3 +87,66 @@ def test_forward_mode_ad_outside_torch_func():
         out = fwAD.unpack_dual(ours(fwAD.make_dual(x, tangent))[0]).tangent
     _, expected = torch.autograd.functional.jvp(lambda x: theirs(x)[0], (x,), (tangent,))
     assert_close(out, expected)
+
+
+OPTION_SETS = [
+    {"layer_norm": True},
+    {"zoneout": 0.3},
+    {"recurrent_dropout": 0.25},
+    {"weight_drop": 0.4},
+    {"layer_norm": True, "zoneout": 0.3, "recurrent_dropout": 0.25, "weight_drop": 0.4},
+]
+
+
+def _penalty_with_masks(layer, x, seed, reference):
+    """Gradient-penalty gradients of ``layer`` with the masks drawn from ``seed``: by its kernels
+    or by the plain-autograd reference cells (:func:`rnnkit.nn.options.run`)."""
+    from rnnkit.nn import options
+
+    original = options.run
+    if reference:
+        options.run = lambda *a, **k: original(*a, **k, reference=True)
+    try:
+        torch.manual_seed(seed)
+        y, _ = layer(x)
+    finally:
+        options.run = original
+    (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    return torch.autograd.grad(dx.square().sum(), [x, *layer.parameters()])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: "+".join(o))
+@pytest.mark.parametrize("impl", ["rnnkit", "rnnkit-pytorch"])
+def test_gradient_penalty_with_options_matches_reference_cells(kind, opts, impl):
+    """Double backward of the option layers (C and PyTorch loops), in training with the same
+    seeded masks, against autograd through the reference cells with the same weights."""
+    torch.manual_seed(3)
+    layer = CLASSES[kind][0](3, 4, 2, bidirectional=True, impl=impl, **opts).double()
+    with torch.no_grad():  # normalization parameters away from the identity
+        for name, p in layer.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    ours = _penalty_with_masks(layer, x, seed=11, reference=False)
+    theirs = _penalty_with_masks(layer, x, seed=11, reference=True)
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close(a, b)
+    assert sum(g.norm() for g in ours[1:]) > 1e-3  # the penalty does reach the weights
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("opts", [OPTION_SETS[-1], OPTION_SETS[3]], ids=["all", "weight_drop"])
+def test_layer_gradgradcheck_with_options(kind, opts):
+    """The whole layer with every option (and weight drop alone, which runs the plain kernels
+    behind a DropConnect mask), masks fixed by reseeding on every evaluation."""
+    torch.manual_seed(4)
+    layer = CLASSES[kind][0](2, 2, bidirectional=True, **opts).double()
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    w = layer.weight_hh_l0.detach().clone().requires_grad_(True)
+
+    def f(x, w):
+        torch.manual_seed(5)
+        return functional_call(layer, {"weight_hh_l0": w}, (x,))[0]
+
+    assert torch.autograd.gradgradcheck(f, (x, w), fast_mode=True)

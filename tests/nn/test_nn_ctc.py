@@ -190,3 +190,34 @@ def test_c_entry_refuses_what_it_cannot_handle():
     with pytest.raises(ValueError, match="refused"):  # a label past C
         forward_backward_c(log_probs, torch.tensor([[1, 7], [1, 2]]), lengths,
                            torch.tensor([2, 2]), 0, True)  # fmt: skip
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("lower", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_cpu_autocast_runs_in_float32_as_f_ctc_loss(impl, lower, dtype):
+    """F.ctc_loss is on CPU autocast's float32 list: lower-precision log_probs are cast to
+    float32 and the loss is float32 (float64 stays float64); rnnkit's does the same, side by
+    side, with the logits' gradient in their own dtype."""
+    logits, targets, input_lengths, target_lengths = random_batch(3, dtype=torch.float32)
+    results = []
+    for loss_fn in (F.ctc_loss, lambda *a, **k: ctc_loss(*a, **k, impl=impl)):
+        leaf = logits.to(dtype).requires_grad_()
+        wide = torch.promote_types(dtype, torch.float32)
+        log_probs = leaf.to(wide).log_softmax(2).to(dtype)  # (T, B, C) in the given dtype
+        with torch.autocast("cpu", dtype=lower):
+            loss = loss_fn(log_probs, targets, input_lengths, target_lengths, reduction="sum",
+                           zero_infinity=True)  # fmt: skip
+        (grad,) = torch.autograd.grad(loss, leaf)
+        results.append((loss, grad))
+    (ours, ours_grad), (theirs, theirs_grad) = results[1], results[0]
+    assert (
+        ours.dtype == theirs.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    )
+    assert ours_grad.dtype == theirs_grad.dtype == dtype
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
+    # torch's gradient with respect to log_probs is exp(log_probs) minus the posteriors, rnnkit's
+    # minus the posteriors (equal after log_softmax); each is rounded to ``dtype`` on its way back.
+    grad_tol = {torch.bfloat16: 2e-2, torch.float16: 2e-3}.get(dtype, tol)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=grad_tol, atol=grad_tol)

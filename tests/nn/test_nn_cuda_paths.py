@@ -81,3 +81,17 @@ def test_cells_cast_to_the_autocast_dtype_where_torch_cells_do(monkeypatch):
         monkeypatch.setattr(precision, "policy", lambda what, device, dtype, lower: lower)
         h_new, c_new = cell(x, (h, c))
     assert h_new.dtype == c_new.dtype == BF16
+
+
+def test_ctc_autocast_policy_follows_torchs_registrations():
+    """torch runs ``ctc_loss`` in float32 under autocast exactly where it registers an autocast
+    kernel for it (the CPU in torch 2.13, not CUDA); the policy row says the same per device."""
+    for device, key in (("cpu", "AutocastCPU"), ("cuda", "AutocastCUDA")):
+        registered = key in torch._C._dispatch_dump("aten::ctc_loss.IntList")
+        assert registered == (device == "cpu")  # what torch 2.13 does; revisit on upgrade
+        for lower in (F16, BF16):
+            want = F32 if registered else lower
+            assert precision.policy("ctc", device, lower, lower) == want
+            assert precision.policy("ctc", device, F32, lower) == F32
+            assert precision.policy("ctc", device, F64, lower) == F64
+            assert precision.policy("ctc", device, lower, None) == lower  # autocast off

@@ -114,3 +114,94 @@ def test_compiled_double_backward_is_refused_as_for_torch_nn():
         compiled = torch.compile(layer, fullgraph=True, backend="eager")
         for ours, want in zip(_penalty_grads(compiled, x, list(layer.parameters())), expected):
             assert_close(ours, want)
+
+
+def test_compile_sees_one_rnnkit_operator_per_layer_direction():
+    """Dynamo once made every compiled layer look like a torch.func transform (its wrapper of
+    the functorch stack is never None), so the graph held the unrolled steps instead."""
+    layer = _layer("GRU")
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(allow_rnn=True):
+        torch.compile(layer, fullgraph=True, backend=backend)(torch.randn(5, 2, 3))
+    targets = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
+    assert sum("rnnkit.recurrent" in t for t in targets) == 4
+    assert not any("tanh" in t or "sigmoid" in t for t in targets)
+
+
+@pytest.mark.parametrize("cls", [rnn.MinGRU, rnn.MinLSTM])
+def test_min_rnn_compile_fullgraph_export_and_trace(cls):
+    """The scan is one custom operator (rnnkit::linear_scan) per layer in every graph."""
+    torch.manual_seed(0)
+    layer = cls(3, 4, 2)
+    x = torch.randn(6, 2, 3, requires_grad=True)
+    expected = layer(x)[0]
+    (expected_dx,) = torch.autograd.grad(expected.square().sum(), x)
+    torch._dynamo.reset()
+    out = torch.compile(layer, fullgraph=True, backend="aot_eager")(x)[0]
+    assert_close(out, expected)
+    assert_close(torch.autograd.grad(out.square().sum(), x)[0], expected_dx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(layer, (x.detach(),))
+        traced = torch.jit.trace(layer, (x.detach(),), check_trace=False)
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert targets.count("rnnkit.linear_scan.default") == 2
+    assert str(traced.graph).count("rnnkit::linear_scan") == 2
+    for run in (program.module(), traced):
+        out = run(x)[0]
+        assert_close(out, expected)
+        assert_close(torch.autograd.grad(out.square().sum(), x)[0], expected_dx)
+
+
+def _option_layer():
+    torch.manual_seed(1)
+    layer = rnn.GRU(3, 4, layer_norm=True, zoneout=0.2).double().eval()
+    with torch.no_grad():
+        layer.ln_weight_hh_l0.add_(0.3 * torch.randn_like(layer.ln_weight_hh_l0))
+    return layer
+
+
+@pytest.mark.parametrize("model", ["min_gru", "options"])
+def test_second_derivatives_through_graphs(model):
+    """MinGRU and a layer with options (evaluation: layer norm, zoneout's expectation): the
+    gradient penalty through exported and traced programs and dynamo's "eager" backend equals
+    eager; AOTAutograd backends refuse double backward with torch's error, never a number."""
+    torch.manual_seed(2)
+    layer = rnn.MinGRU(3, 4).double() if model == "min_gru" else _option_layer()
+    x = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
+    expected = _penalty_grads(layer, x, list(layer.parameters()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        programs = [torch.export.export(layer, (x.detach(),)).module(),
+                    torch.jit.trace(layer, (x.detach(),), check_trace=False)]  # fmt: skip
+    for program in programs:
+        for ours, want in zip(_penalty_grads(program, x, list(program.parameters())), expected):
+            assert_close(ours, want)
+    with torch._dynamo.config.patch(allow_rnn=True):
+        torch._dynamo.reset()
+        compiled = torch.compile(layer, fullgraph=True, backend="eager")
+        for ours, want in zip(_penalty_grads(compiled, x, list(layer.parameters())), expected):
+            assert_close(ours, want)
+        torch._dynamo.reset()
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        with pytest.raises(RuntimeError, match="does not currently support double backward"):
+            _penalty_grads(compiled, x, list(layer.parameters()))
+
+
+def test_option_layer_in_training_compiles_with_fullgraph():
+    """Training draws the masks with torch.rand inside the graph; the compiled layer trains."""
+    torch.manual_seed(3)
+    layer = rnn.LSTM(3, 4, layer_norm=True, zoneout=0.2, recurrent_dropout=0.2, weight_drop=0.3)
+    x = torch.randn(3, 2, 3)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(allow_rnn=True):
+        out = torch.compile(layer, fullgraph=True, backend="aot_eager")(x)[0]
+    out.square().sum().backward()
+    assert out.shape == (3, 2, 4) and torch.isfinite(out).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())

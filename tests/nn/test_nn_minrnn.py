@@ -166,3 +166,33 @@ def test_dropout_between_layers_only_in_training():
     assert torch.equal(layer(x)[0], plain(x)[0])
     with pytest.raises(ValueError, match="dropout should be a probability"):
         rnn.MinLSTM(3, 4, 2, dropout=1.0)
+
+
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_scan_gradgradcheck(steps):
+    """The scan's backward is a scan in differentiable ops: second derivatives, both as the
+    autograd Function (eager) and as the custom operator (graphs)."""
+    from rnnkit.nn.scan import linear_scan_op
+
+    args = _coefficients(steps)
+    assert torch.autograd.gradgradcheck(LinearScan.apply, args)
+    assert torch.autograd.gradgradcheck(linear_scan_op, args, fast_mode=True)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_gradient_penalty_matches_stepping(cls):
+    """d/dparams of |dL/dx|^2 through the parallel scan against the one-step method."""
+    torch.manual_seed(2)
+    layer = cls(3, 4, 2).double()
+    x = torch.randn(9, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for run in (lambda: layer(x, h0), lambda: _step_through(layer, x, h0)):
+        out, h_n = run()
+        loss = out.square().sum() + h_n.sum()
+        dx, dh0 = torch.autograd.grad(loss, (x, h0), create_graph=True)
+        penalty = dx.square().sum() + dh0.square().sum()
+        grads.append(torch.autograd.grad(penalty, [x, h0, *layer.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert sum(g.norm() for g in grads[0][2:]) > 1e-3

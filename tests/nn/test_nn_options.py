@@ -449,3 +449,20 @@ def test_random_masks_in_c():
     torch.manual_seed(3)
     assert torch.equal(random_mask(torch.zeros(1), (64,), 0.5), first)
     assert not torch.equal(random_mask(torch.zeros(1), (64,), 0.5), first)
+
+
+@pytest.mark.parametrize("kind", MODES)
+@pytest.mark.parametrize("opts", [("ln",), ("mask",), ("zone",)])
+@pytest.mark.parametrize("native", [False, True])
+def test_kernel_gradgradcheck(kind, opts, native):
+    """Second derivatives of each option kernel, PyTorch and C loops (float64, finite
+    differences of the gradient), with respect to the initial state, the recurrent weight and
+    the normalization gain (the layer tests cover every input through the reference cells)."""
+    function, args = _kernel_args(kind, opts, [2, 1], True, hidden=2)
+    w_hh = 3 if kind == "LSTM" else 2
+    ln_h = w_hh + (2 if kind == "GRU" else 1)
+    wrt = {1, w_hh, ln_h}
+    args = [a.detach() if isinstance(a, torch.Tensor) and i not in wrt else a
+            for i, a in enumerate(args)]  # fmt: skip
+    assert torch.autograd.gradgradcheck(lambda *a: function.apply(*a, native), args,
+                                        fast_mode=True)  # fmt: skip

@@ -17,6 +17,10 @@ is then one multiplication by the incoming gradient. The recursions run
 ``impl`` chooses: ``"rnnkit"`` (C when it is available, else the PyTorch loop),
 ``"rnnkit-pytorch"``, ``"torch"`` (``F.ctc_loss``, an explicit opt-in), ``"auto"`` (= rnnkit).
 
+Under ``torch.autocast`` the loss follows torch's policy for ``F.ctc_loss``
+(:func:`rnnkit.nn.precision.policy`): on the CPU, bfloat16/float16 ``log_probs`` are cast to
+float32 (their gradient comes back in their own dtype) and the loss is float32.
+
 Example::
 
     log_probs = torch.randn(50, 4, 20).log_softmax(2).requires_grad_()   # (T, B, C)
@@ -36,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import cbuild
+from rnnkit.nn import precision
 from rnnkit.nn.transforms import ReferencedFunction
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
@@ -98,6 +103,18 @@ def ctc_loss(
     if impl == "torch":
         return F.ctc_loss(log_probs, padded, input_lengths, target_lengths, blank, reduction,
                           zero_infinity)  # fmt: skip
+    device = log_probs.device.type
+    dtype = precision.policy("ctc", device, log_probs.dtype, precision.autocast_lower(device))
+    with precision.no_autocast(device):  # cast once, as autocast does for F.ctc_loss
+        log_probs = log_probs.to(dtype)
+        return _reduce(log_probs, padded, input_lengths, target_lengths, blank, reduction,
+                       zero_infinity, impl, unbatched)  # fmt: skip
+
+
+def _reduce(log_probs: Tensor, padded: Tensor, input_lengths: Tensor, target_lengths: Tensor,
+            blank: int, reduction: str, zero_infinity: bool, impl: str,
+            unbatched: bool) -> Tensor:  # fmt: skip
+    """:func:`ctc_loss` by rnnkit's recursions, on checked arguments."""
     use_c = impl != "rnnkit-pytorch" and c_available(log_probs)
     nll = CTCFunction.apply(
         log_probs, padded, input_lengths, target_lengths, blank, zero_infinity, use_c

@@ -168,10 +168,15 @@ def _input_side(mode: str, x: Tensor, w: CellWeights) -> Tensor:
 def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: Tensor | None,
                 keep: list, sizes: list[int], reverse: bool, use_c: bool,
                 plain: dispatch.Runner) -> tuple:  # fmt: skip
-    """One layer-direction by the kernels: the plain ones when only weight drop is on."""
+    """One layer-direction by the kernels: the plain ones when only weight drop is on; while
+    ``torch.compile``, ``torch.export`` or ``torch.jit.trace`` trace the call, the reference
+    cells (one graph node per step and operation, no C loop)."""
     relu = mode == "RNN_RELU"
     if w.ln_ih is None and mask is None and keep[0] is None:
         y, fin = plain(x, init, [w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr], sizes, reverse)
+        return (y, *fin)
+    if dispatch.tracing([x, w.w_hh]):  # graphs: the reference cells, plain differentiable ops
+        y, fin = run_reference(mode, x, init, w, mask, keep, sizes, reverse)
         return (y, *fin)
     gx = _input_side(mode, x, w)
     if mode == "LSTM":

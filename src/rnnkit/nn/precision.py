@@ -9,6 +9,11 @@ torch's recurrent operators sit on autocast's lower-precision lists, differently
   autocast and the gate math type promotion (measured against torch 2.13: RNNCell the autocast
   dtype, LSTMCell and GRUCell float32).
 
+The CTC loss (``"ctc"``) is on autocast's float32 list on the CPU only (torch 2.13 registers an
+``AutocastCPU`` kernel for ``aten::ctc_loss`` and no ``AutocastCUDA`` one): on the CPU its
+lower-precision input is cast to float32 and the loss is float32; on CUDA it runs in the input's
+dtype, as ``F.ctc_loss`` does.
+
 float64 is never cast (autocast leaves it alone). :func:`policy` is the decision as a function of
 plain values, so the CUDA rows are tested on a machine without a GPU; :func:`layer_dtype` and
 :func:`cell_dtype` read the autocast state of a tensor's device.
@@ -22,14 +27,17 @@ import torch
 from torch import Tensor
 
 LAYERS = ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")
+FLOAT32_ON = {"ctc": ("cpu",)}  # what autocast runs in float32, on which devices
 
 
 def policy(what: str, device: str, dtype: torch.dtype, lower: torch.dtype | None) -> torch.dtype:
-    """The compute dtype of ``what`` (a layer mode of :data:`LAYERS`, or ``"cell"``) for input of
-    ``dtype`` on ``device`` (``"cpu"``, ``"cuda"``, ...), with autocast's lower-precision dtype
-    ``lower`` (None: autocast is off there)."""
+    """The compute dtype of ``what`` (a layer mode of :data:`LAYERS`, ``"cell"`` or ``"ctc"``)
+    for input of ``dtype`` on ``device`` (``"cpu"``, ``"cuda"``, ...), with autocast's
+    lower-precision dtype ``lower`` (None: autocast is off there)."""
     if lower is None or dtype == torch.float64 or not dtype.is_floating_point:
         return dtype
+    if what in FLOAT32_ON:
+        return torch.float32 if device in FLOAT32_ON[what] else dtype
     if what == "cell":
         return lower if device == "cuda" else dtype  # CPU cells: autocast per matrix product
     if what == "GRU" and device == "cpu":
