@@ -74,11 +74,18 @@ def run_seed(recipe: ForecastRecipe, seed: int, out: Path, args: argparse.Namesp
     (out / f"seed{seed}.json").write_text(json.dumps(scores, indent=1))
     print(
         f"seed {seed}: {result.steps} steps in {train_cpu_s:.0f} CPU s ({train_s:.0f} s), "
-        f"valid NLL {result.best_valid_loss:.4f}, spread {fc.spread:g}, "
+        f"valid NLL {result.best_valid_loss:.4f}, {spread_range(fc.spread)}, "
         f"MASE {scores['methods']['model']['mase']:.4f}; load {loadavg()}",
         flush=True,
     )
     return scores
+
+
+def spread_range(spread: float | list[float]) -> str:
+    """A run's spread: its factor, or the range of its factors per step."""
+    if isinstance(spread, (int, float)):
+        return f"spread {spread:g}"
+    return f"spread per step {spread[0]:.2f}..{spread[-1]:.2f}"
 
 
 def fmt(values: list[float]) -> str:
@@ -97,8 +104,8 @@ def table(runs: list[dict]) -> dict[str, bool]:
     print(
         f"\n{first['data']}: {first['origins']} origins from {first['first_origin']}, horizon "
         f"{first['horizon']}; model: {len(runs)} seed(s), {min(steps)}-{max(steps)} steps, "
-        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training; spread factors "
-        f"{[r['train']['spread'] for r in runs]}"
+        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training; "
+        + "; ".join(spread_range(r["train"]["spread"]) for r in runs)
     )
     print(f"{'method':16}" + "".join(f"{c:>18}" for c in COLUMNS))
     model = {}

@@ -10,7 +10,7 @@ from forecast_series import sinusoid_rows, write_wide
 
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
-from rnnkit.forecast.api import SPREADS
+from rnnkit.forecast.api import calibrate
 from rnnkit.runs import RunDir
 
 TINY = dict(
@@ -93,16 +93,21 @@ def test_negative_binomial_takes_counts_only(tmp_path):
         )
 
 
-def test_spread_is_the_factor_with_the_lowest_validation_crps(tmp_path):
+def test_spread_per_step_is_chosen_on_every_validation_hour(tmp_path):
     data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
     train(tmp_path / "run", recipe=ForecastRecipe(data=str(data), max_steps=6, **TINY))
     fc = load(tmp_path / "run")
     stored = json.loads((tmp_path / "run" / "calibration.json").read_text())
-    crps = stored["valid_crps"]
-    assert set(crps) == {str(f) for f in SPREADS}
-    assert fc.spread == stored["spread"] == min(SPREADS, key=lambda f: crps[str(f)])
-    valid = backtest(fc, period="valid", seed=0, spread=fc.spread)  # the draws calibrate() made
-    assert valid["methods"]["model"]["crps"] == pytest.approx(crps[str(fc.spread)], rel=1e-12)
+    # validation hours 240-269: an origin at every hour whose 6 steps end by hour 270
+    assert (stored["origins"], stored["stride"]) == (25, 1)
+    assert fc.spread == tuple(stored["spread"]) and len(fc.spread) == 6
+    assert stored["valid_crps"] == calibrate(fc, seed=0)["valid_crps"]  # seeded: the same draws
+    valid = backtest(fc, period="valid", seed=0)
+    trained = backtest(fc, period="valid", seed=0, spread=1.0)
+    widened = backtest(fc, period="valid", seed=0, spread=tuple(2 * f for f in fc.spread))
+    for m in ("mae", "mase", "smape"):  # widening about the median keeps the point forecast
+        assert valid["methods"]["model"][m] == pytest.approx(trained["methods"]["model"][m])
+    assert widened["methods"]["model"]["coverage_95"] >= valid["methods"]["model"]["coverage_95"]
     # 300 hours: validation from hour 240 (a midnight), test from 270, so from midnight 288.
     assert (valid["origins"], valid["first_origin"]) == (5, "2024-01-11T00:00:00")
     test = backtest(fc, seed=0)
