@@ -147,10 +147,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--linear-lags", action=bool_flag, default=d.linear_lags)
     parser.add_argument("--calibrate", action=bool_flag, default=d.calibrate)
     parser.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="another ForecastRecipe field, e.g. --set dropout=0 --set lags=1,2,24 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--out", help="keep the runs and each seed's seedK.json here")
     parser.add_argument("--table-from", help="only print the table of the seedK.json in DIR")
     parser.add_argument("--json", help="also write the results to this file")
     return parser.parse_args(argv)
+
+
+def recipe_fields(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` pairs as ForecastRecipe fields, each value of the field's default's type
+    (a list: comma-separated integers)."""
+    defaults = dataclasses.asdict(ForecastRecipe())
+    out = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in defaults:
+            raise SystemExit(f"--set {pair}: ForecastRecipe has no field {name!r}")
+        default = defaults[name]
+        if isinstance(default, bool):
+            out[name] = text.lower() in ("1", "true", "yes")
+        elif isinstance(default, (int, float)):
+            out[name] = type(default)(text)
+        elif name == "lags":
+            out[name] = [int(x) for x in text.split(",")]
+        else:
+            out[name] = text
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = ForecastRecipe(
         data=args.data, horizon=args.horizon, context=args.context,
         likelihood=args.likelihood, scaling=args.scaling, linear_lags=args.linear_lags,
-        calibrate=args.calibrate, max_minutes=args.minutes,
+        calibrate=args.calibrate, max_minutes=args.minutes, **recipe_fields(args.set),
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rnnkit-forecast-") as tmp:
         out = Path(args.out or tmp)
