@@ -1,6 +1,7 @@
 """The Python API: exact resume, several series with covariates, counts, calibration,
 refusals."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -117,3 +118,27 @@ def test_spread_per_step_is_chosen_on_every_validation_hour(tmp_path):
     assert wide["coverage_95"] >= test["methods"]["model"]["coverage_95"]
     with pytest.raises(ConfigError, match="period must be one of test, valid"):
         backtest(fc, period="train")
+
+
+def test_an_ensemble_pools_the_paths_of_its_members(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    for seed in (0, 1):
+        recipe = ForecastRecipe(data=str(data), max_steps=6, seed=seed, **TINY)
+        train(tmp_path / f"run{seed}", recipe=recipe)
+    first, second = load(tmp_path / "run0"), load(tmp_path / "run1")
+    medians = lambda result: np.array(  # noqa: E731  # (origins, steps)
+        [e["forecasts"]["model"]["0.5"] for e in result["examples"]]
+    )
+    one = medians(backtest(first, seed=0, spread=1.0, examples=9))
+    two = medians(backtest(second, seed=1, spread=1.0, examples=9))
+    pooled = backtest(first, members=(second,), seed=0, spread=1.0, examples=9)
+    # the median of two pooled sets of 20 draws lies between the medians of the two sets
+    both = medians(pooled)
+    assert both.shape == (2, 6)
+    assert np.all(np.minimum(one, two) - 1e-9 <= both) and np.all(
+        both <= np.maximum(one, two) + 1e-9
+    )
+    assert not np.allclose(both, one)
+    other = first._replace(recipe=dataclasses.replace(first.recipe, context=12))
+    with pytest.raises(ConfigError, match="an ensemble needs runs of the same window"):
+        backtest(first, members=(other,))

@@ -397,6 +397,7 @@ def backtest(
     examples: int = 3,
     period: str = "test",
     spread: Spread | None = None,
+    members: tuple[Forecaster, ...] = (),
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -418,6 +419,8 @@ def backtest(
             period), which is where settings are chosen without looking at the test period.
         spread: the spread of the paths (default: the run's calibrated one, per step; 1.0:
             the paths as trained; see :func:`_sample`).
+        members: more forecasters of the same window (other seeds of the recipe): "model" is
+            then the ensemble, each member's paths (drawn with seed ``seed + k``) pooled.
         quiet: no progress bar over the origins (there is none off a terminal either).
         report: receives one-line progress messages (every 10 origins, without a bar).
     """
@@ -434,11 +437,22 @@ def backtest(
             f"the {PERIODS[period]} of {series.source} holds no origin with "
             f"{fc.recipe.context} steps of context and {horizon} to forecast; give more data"
         )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        paths = _sample(
-            fc, windows, picks, num_samples=num_samples or fc.recipe.num_samples, spread=spread
-        )
+    window = lambda f: (f.model.config.lags, f.recipe.context, f.recipe.horizon)  # noqa: E731
+    for member in members:
+        if window(member) != window(fc):
+            raise ConfigError(
+                f"{member.run_dir} has other lags, context or horizon than {fc.run_dir}; "
+                "an ensemble needs runs of the same window"
+            )
+    paths = []
+    for k, member in enumerate((fc, *members)):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + k)
+            paths.append(
+                _sample(member, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
+                        spread=spread)
+            )  # fmt: skip
+    paths = np.concatenate(paths, axis=1)
     methods = ["model"] + (list(BASELINES) if baselines else [])
     scores = {name: Scores(horizon) for name in methods}
     history_len = baseline_history or fc.recipe.context
