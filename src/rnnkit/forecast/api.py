@@ -179,14 +179,25 @@ def train(
     result = fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report,
                  runtime=runtime, clock=clock)  # fmt: skip
     if recipe.calibrate and model_config.likelihood != "negbin" and runs.writes_runs():
-        chosen = calibrate(load(out), seed=train_config.seed)
-        run.write_json(CALIBRATION, chosen)
-        crps = chosen["valid_crps"]
-        report(
-            f"{spread_text(tuple(chosen['spread']))}: validation CRPS {crps['calibrated']:.4g} "
-            f"({crps['as trained']:.4g} as trained) over {chosen['origins']} origins"
-        )
+        recalibrate(out, seed=train_config.seed, report=report)
     return result
+
+
+def recalibrate(
+    run_dir: str | os.PathLike, *, seed: int = 0, report: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Choose the spread per step of a trained run (:func:`calibrate`) and store it in its
+    ``calibration.json`` (``train`` does this at the end); returns what was stored."""
+    report = report or logger.info
+    run, _ = runs.load(run_dir, TASK)
+    chosen = calibrate(load(run_dir), seed=seed)
+    run.write_json(CALIBRATION, chosen)
+    crps = chosen["valid_crps"]
+    report(
+        f"{spread_text(tuple(chosen['spread']))}: validation CRPS {crps['calibrated']:.4g} "
+        f"({crps['as trained']:.4g} as trained) over {chosen['origins']} origins"
+    )
+    return chosen
 
 
 def calibrate(fc: Forecaster, *, seed: int = 0) -> dict[str, Any]:
