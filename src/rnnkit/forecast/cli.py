@@ -158,7 +158,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=d.calibrate,
-        help="after training, widen the sample paths by the factor with the lowest validation CRPS",
+        help="after training, widen the paths by a factor per step with the lowest validation CRPS",
     )
     add_budget_arguments(train, d)
     add_process_arguments(parser)
