@@ -116,13 +116,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="per-window scaling; auto: std, mean for negbin",
     )
     model.add_argument(
-        "--output-scale",
-        choices=["window", "season"],
-        default=d.output_scale,
-        help="unit of the network's correction and spread: the window's scaling, or the spread "
-        "of the context's changes over a season (smaller on smooth series)",
-    )
-    model.add_argument(
         "--residual",
         action=argparse.BooleanOptionalAction,
         default=d.residual,
@@ -180,7 +173,7 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         horizon=args.horizon, context=args.context, lags=args.lags, cell=args.cell,
         hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
         likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
-        linear_lags=args.linear_lags, output_scale=args.output_scale,
+        linear_lags=args.linear_lags,
         embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
         calibrate=args.calibrate,
