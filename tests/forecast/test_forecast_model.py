@@ -15,16 +15,11 @@ def _window(n=3, lags=(1, 2, 5), context=6, horizon=4, features=2, seed=0):
 
 
 @pytest.mark.parametrize(
-    ("cell", "scaling", "residual", "linear_lags", "season"),
-    [
-        ("lstm", "std", False, False, 0),
-        ("gru", "mean", True, False, 0),
-        ("gru", "std", False, True, 0),
-        ("gru", "std", False, True, 3),
-    ],
+    ("cell", "scaling", "residual", "linear_lags"),
+    [("lstm", "std", False, False), ("gru", "mean", True, False), ("gru", "std", False, True)],
 )
 def test_sampling_step_by_step_matches_the_teacher_forced_pass(
-    cell, scaling, residual, linear_lags, season
+    cell, scaling, residual, linear_lags
 ):
     # Fed the true values instead of draws, the step-by-step forecast must see exactly the
     # distributions of the whole-window pass: the same lags, features, state and scale.
@@ -32,7 +27,7 @@ def test_sampling_step_by_step_matches_the_teacher_forced_pass(
     config = ForecastConfig(
         lags=[1, 2, 5], num_features=2, num_series=2, embedding_dim=3, cell=cell,
         hidden_size=8, num_layers=2, dropout=0.0, likelihood="student-t", scaling=scaling,
-        residual=residual, linear_lags=linear_lags, output_season=season,
+        residual=residual, linear_lags=linear_lags,
     )  # fmt: skip
     model = DeepAR(config).eval()
     if linear_lags:  # (it starts at zero, which would test nothing)
@@ -58,19 +53,6 @@ def test_sampling_step_by_step_matches_the_teacher_forced_pass(
     for h, params in enumerate(seen):
         for got, want in zip(params, full):
             torch.testing.assert_close(got[:, 0], want[:, context + h])
-
-
-def test_output_unit_is_the_rms_of_the_observed_seasonal_changes():
-    model = DeepAR(ForecastConfig(lags=[2], scaling="std", output_season=2))
-    values = torch.tensor([[9.0, 9.0, 1.0, 2.0, 4.0, 7.0, 50.0, 3.0]])
-    observed = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]])
-    _, scale = model.scale(values, observed, context=6)
-    unit = model.unit(values, observed, context=6, scale=scale)
-    # context 1, 2, 4, 7 (missing), 50, 3: of the pairs two apart, (1, 4) and (4, 50) are both
-    # observed (changes 3 and 46); (2, 7) and (7, 3) are left out
-    assert unit.item() == pytest.approx(np.sqrt((3**2 + 46**2) / 2))
-    plain = DeepAR(ForecastConfig(lags=[2], scaling="std"))
-    assert plain.unit(values, observed, context=6, scale=scale) is scale
 
 
 def test_scale_of_the_observed_context():

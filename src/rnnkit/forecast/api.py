@@ -149,7 +149,6 @@ def train(
             dropout=recipe.dropout, likelihood=recipe.likelihood,
             scaling=recipe.model_scaling(), residual=recipe.residual,
             linear_lags=recipe.model_linear_lags(), impl=recipe.impl,
-            output_season=data.season if recipe.output_scale == "season" else 0,
         )  # fmt: skip
     windows = _windows(data, model_config, recipe, stats)
     task = ForecastTask(

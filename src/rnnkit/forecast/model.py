@@ -52,8 +52,6 @@ class ForecastConfig:
     scaling: str = "mean"  # "mean" (z / mean|z|, DeepAR) or "std" ((z - mean) / std)
     residual: bool = ForecastRecipe.residual  # the location is relative to the value z[t-1]
     linear_lags: bool = False  # a linear map of the lags added to the location (off: older runs)
-    output_season: int = 0  # >0: the head's unit is the spread of the context's changes over
-    # this many steps (a season) instead of the window's scale (0: older runs)
     impl: str = ForecastRecipe.impl  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
 
     def __post_init__(self) -> None:
@@ -72,8 +70,6 @@ class ForecastConfig:
                 "the negbin likelihood needs scaling='mean', residual=False and "
                 "linear_lags=False (counts are only scaled, not shifted)"
             )
-        if self.output_season and self.likelihood == "negbin":
-            raise ConfigError("the negbin likelihood takes no output_season (counts are scaled)")
         if not self.lags or min(self.lags) < 1:
             raise ConfigError(f"lags must be positive step counts, got {self.lags}")
 
@@ -134,20 +130,6 @@ class DeepAR(nn.Module):
             scale = (((v - loc) ** 2 * o).sum(1, keepdim=True) / count).sqrt()
         return loc, scale.clamp(min=_MIN_SCALE)
 
-    def unit(self, values: Tensor, observed: Tensor, context: int, scale: Tensor) -> Tensor:
-        """(N, 1) the unit of the head's outputs: ``scale``, or with ``output_season`` the
-        root mean square of the context's changes over a season, ``z[t] - z[t - m]`` (the
-        size of a day-to-day change on hourly data), so that the network's correction and
-        spread are measured against what a forecast has to get right, not the daily swing."""
-        m = min(self.config.output_season, context - 1)
-        if m <= 0:
-            return scale
-        start = self.config.max_lag
-        v, o = values[:, start : start + context], observed[:, start : start + context]
-        both = o[:, m:] * o[:, :-m]
-        square = ((v[:, m:] - v[:, :-m]) ** 2 * both).sum(1, keepdim=True)
-        return (square / both.sum(1, keepdim=True).clamp(min=1)).sqrt().clamp(min=_MIN_SCALE)
-
     def lagged(self, values: Tensor, loc: Tensor, scale: Tensor, steps: Tensor) -> Tensor:
         """(N, len(steps), L) the lagged values of window positions ``steps``, scaled."""
         back = steps[:, None] - self.lags[None, :]  # (S, L) positions of the lagged values
@@ -174,8 +156,7 @@ class DeepAR(nn.Module):
         steps = torch.arange(self.config.max_lag, values.shape[1], device=values.device)
         x = self.inputs(values, observed, features, series, loc, scale, steps)
         hidden, _ = self.rnn(x)
-        unit = self.unit(values, observed, context, scale)
-        return self.head(hidden, self.base(values, steps, loc, scale), unit)
+        return self.head(hidden, self.base(values, steps, loc, scale), scale)
 
     def base(self, values: Tensor, steps: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
         """Where the head's location is measured from: ``loc`` (N, 1), or with ``residual`` the
@@ -211,10 +192,9 @@ class DeepAR(nn.Module):
         x = self.inputs(values, observed, features[:, :context], series, loc, scale, steps)
         hidden, state = self.rnn(x)
         y = values[:, start:]
-        unit = self.unit(values, observed, context, scale)
         log_p = [
             self.head.log_prob(
-                self.head(hidden, self.base(values, steps, loc, scale), unit), y[:, :context]
+                self.head(hidden, self.base(values, steps, loc, scale), scale), y[:, :context]
             )
         ]
         drawn, seen = values.clone(), observed.clone()
@@ -224,7 +204,7 @@ class DeepAR(nn.Module):
                 drawn, seen, features[:, context + h : context + h + 1], series, loc, scale, t
             )
             out, state = self.rnn(x, state)
-            params = self.head(out, self.base(drawn, t, loc, scale), unit)
+            params = self.head(out, self.base(drawn, t, loc, scale), scale)
             log_p.append(self.head.log_prob(params, y[:, context + h : context + h + 1]))
             with torch.no_grad():
                 drawn[:, t] = self.head.sample(params).to(drawn.dtype)
@@ -256,11 +236,10 @@ class DeepAR(nn.Module):
         paths_v = torch.cat([rep(values), tail], dim=1)  # (N*S, max_lag + context + horizon)
         paths_o = torch.cat([rep(observed), torch.ones_like(tail)], dim=1)
         feats, ser, lc, sc = rep(features[:, context:]), rep(series), rep(loc), rep(scale)
-        unit = rep(self.unit(values, observed, context, scale))
         for h in range(horizon):
             t = torch.tensor([start + context + h], device=values.device)
             x = self.inputs(paths_v, paths_o, feats[:, h : h + 1], ser, lc, sc, t)
             out, state = self.rnn(x, state)
-            params = self.head(out, self.base(paths_v, t, lc, sc), unit)
+            params = self.head(out, self.base(paths_v, t, lc, sc), sc)
             paths_v[:, t] = self.head.sample(self.head.widen(params, spread)).to(paths_v.dtype)
         return paths_v[:, start + context :].reshape(n, num_samples, horizon)

@@ -50,8 +50,6 @@ class ForecastRecipe:
     residual: bool = False  # the location is relative to the previous value (not for negbin)
     linear_lags: bool = True  # add a linear autoregression on the lags to the location
     # (LSTNet's highway; never for negbin, whose counts are only scaled)
-    output_scale: str = "window"  # unit of the head: "window" (the scaling's) or "season" (the
-    # spread of the context's changes over a season; not for negbin)
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     free_running: bool = False  # train the horizon on the model's own draws, as it forecasts
@@ -72,8 +70,6 @@ class ForecastRecipe:
     calibrate: bool = True  # after training, choose the spread per step on validation CRPS
 
     def __post_init__(self) -> None:
-        if self.output_scale not in ("window", "season"):
-            raise ConfigError(f"output_scale must be window or season, got {self.output_scale!r}")
         for name in ("horizon", "context", "batch_size", "steps_per_epoch", "num_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
