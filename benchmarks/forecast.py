@@ -1,12 +1,15 @@
 """Forecast quality in a fixed time: the default recipe against classical baselines.
 
 For each seed, trains ``rnnkit.forecast.ForecastRecipe()`` (what ``rnnkit forecast train``
-uses; ``--data``, ``--likelihood``, ``--scaling``, ``--linear-lags``, ``--calibrate`` change it)
+uses; ``--data``, ``--likelihood``, ``--scaling``, ``--linear-lags``, ``--calibrate`` and
+``--set NAME=VALUE`` for any other field change it)
 for ``--minutes`` (wall-clock, or CPU time of the seed's process with ``--cpu-time``, so that a
 loaded machine does not decide the result), then backtests it by rolling origin over the test
 period (for the default data: 24 hours from every midnight, 168 hours of context). The model is
-scored twice: with the spread factor its training chose on the validation period
-(``calibrate``), and with the paths as trained (factor 1). The baselines (seasonal naive,
+scored twice: with the spread per horizon step its training chose on the validation period
+(``calibrate``), and with the paths as trained (factor 1); with several seeds, also as their
+ensemble (the seeds' paths pooled: N times the training, shown for what it tells, not a
+target). The baselines (seasonal naive,
 Holt-Winters, ARIMA; statsmodels) do not depend on the seed and are scored once, on the same
 origins. Prints one table: the model as mean +- standard deviation over the seeds, and the
 issue's targets:
@@ -19,8 +22,10 @@ issue's targets:
     python benchmarks/forecast.py --minutes 1 --seeds 1              # a quick check that it runs
     python benchmarks/forecast.py --data taylor --horizon 48 --context 336   # half-hourly demand
     python benchmarks/forecast.py --table-from DIR                   # the table of finished seeds
+    python benchmarks/forecast.py --rescore DIR   # calibrate and score the kept runs again
 
-``--out DIR`` keeps the runs and writes ``seedK.json`` as each seed finishes; ``--jobs`` trains
+``--out DIR`` keeps the runs and writes ``seedK.json`` as each seed finishes (``--rescore``
+measures a change of the calibration or the scoring on those weights); ``--jobs`` trains
 seeds in parallel processes (one torch thread each by default). The script prints the machine
 and the load average before and after.
 """
