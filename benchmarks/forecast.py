@@ -1,12 +1,15 @@
 """Forecast quality in a fixed time: the default recipe against classical baselines.
 
 For each seed, trains ``rnnkit.forecast.ForecastRecipe()`` (what ``rnnkit forecast train``
-uses; ``--data``, ``--likelihood``, ``--scaling``, ``--linear-lags``, ``--calibrate`` change it)
+uses; ``--data``, ``--likelihood``, ``--scaling``, ``--linear-lags``, ``--calibrate`` and
+``--set NAME=VALUE`` for any other field change it)
 for ``--minutes`` (wall-clock, or CPU time of the seed's process with ``--cpu-time``, so that a
 loaded machine does not decide the result), then backtests it by rolling origin over the test
 period (for the default data: 24 hours from every midnight, 168 hours of context). The model is
-scored twice: with the spread factor its training chose on the validation period
-(``calibrate``), and with the paths as trained (factor 1). The baselines (seasonal naive,
+scored twice: with the spread per horizon step its training chose on the validation period
+(``calibrate``), and with the paths as trained (factor 1); with several seeds, also as their
+ensemble (the seeds' paths pooled: N times the training, shown for what it tells, not a
+target). The baselines (seasonal naive,
 Holt-Winters, ARIMA; statsmodels) do not depend on the seed and are scored once, on the same
 origins. Prints one table: the model as mean +- standard deviation over the seeds, and the
 issue's targets:
@@ -19,8 +22,10 @@ issue's targets:
     python benchmarks/forecast.py --minutes 1 --seeds 1              # a quick check that it runs
     python benchmarks/forecast.py --data taylor --horizon 48 --context 336   # half-hourly demand
     python benchmarks/forecast.py --table-from DIR                   # the table of finished seeds
+    python benchmarks/forecast.py --rescore DIR   # calibrate and score the kept runs again
 
-``--out DIR`` keeps the runs and writes ``seedK.json`` as each seed finishes; ``--jobs`` trains
+``--out DIR`` keeps the runs and writes ``seedK.json`` as each seed finishes (``--rescore``
+measures a change of the calibration or the scoring on those weights); ``--jobs`` trains
 seeds in parallel processes (one torch thread each by default). The script prints the machine
 and the load average before and after.
 """
@@ -44,6 +49,7 @@ import torch
 from lm import cpu_name  # benchmarks/lm.py: this folder is on the path when run as a script
 from lm import load as loadavg
 from rnnkit.forecast import ForecastRecipe, backtest, load, train
+from rnnkit.forecast.api import recalibrate
 
 COLUMNS = ("mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95")
 
@@ -56,29 +62,52 @@ def run_seed(recipe: ForecastRecipe, seed: int, out: Path, args: argparse.Namesp
     clock = time.process_time if args.cpu_time else time.monotonic
     result = train(run, recipe=dataclasses.replace(recipe, seed=seed), clock=clock)
     train_s, train_cpu_s = time.monotonic() - started, time.process_time() - cpu_started
-    fc = load(run)
-    history = args.baseline_history
-    scores = backtest(fc, baselines=seed == 0, seed=seed, baseline_history=history)
-    raw = backtest(fc, seed=seed, spread=1.0)
-    scores["methods"]["model, spread 1"] = raw["methods"]["model"]
-    scores["train"] = {
+    trained = {
         "steps": result.steps,
         "valid_nll": result.best_valid_loss,
         "seconds": train_s,
         "cpu_seconds": train_cpu_s,
-        "spread": fc.spread,
     }
+    return score_seed(out, seed, args, trained, started)
+
+
+def rescore_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
+    """Calibrate and backtest the kept run ``out/seedK`` again (its training untouched, so a
+    change of the calibration or the scoring is measured without training anew)."""
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    trained = json.loads((out / f"seed{seed}.json").read_text())["train"]
+    recalibrate(out / f"seed{seed}", seed=seed)
+    return score_seed(out, seed, args, trained, started)
+
+
+def score_seed(out: Path, seed: int, args: argparse.Namespace, trained: dict, started: float):
+    """Backtest the run ``out/seedK`` (baselines with seed 0), write ``out/seedK.json``."""
+    fc = load(out / f"seed{seed}")
+    history = args.baseline_history
+    scores = backtest(fc, baselines=seed == 0, seed=seed, baseline_history=history)
+    raw = backtest(fc, seed=seed, spread=1.0)
+    scores["methods"]["model, spread 1"] = raw["methods"]["model"]
+    scores["train"] = {**trained, "spread": fc.spread}
     scores["seconds"] = time.monotonic() - started
     scores["load_after"] = loadavg()
     scores.pop("examples")
     (out / f"seed{seed}.json").write_text(json.dumps(scores, indent=1))
     print(
-        f"seed {seed}: {result.steps} steps in {train_cpu_s:.0f} CPU s ({train_s:.0f} s), "
-        f"valid NLL {result.best_valid_loss:.4f}, spread {fc.spread:g}, "
-        f"MASE {scores['methods']['model']['mase']:.4f}; load {loadavg()}",
+        f"seed {seed}: {trained['steps']} steps in {trained['cpu_seconds']:.0f} CPU s "
+        f"({trained['seconds']:.0f} s), valid NLL {trained['valid_nll']:.4f}, "
+        f"{spread_range(fc.spread)}, MASE {scores['methods']['model']['mase']:.4f}; "
+        f"load {loadavg()}",
         flush=True,
     )
     return scores
+
+
+def spread_range(spread: float | list[float]) -> str:
+    """A run's spread: its factor, or the range of its factors per step."""
+    if isinstance(spread, (int, float)):
+        return f"spread {spread:g}"
+    return f"spread per step {spread[0]:.2f}..{spread[-1]:.2f}"
 
 
 def fmt(values: list[float]) -> str:
@@ -88,17 +117,18 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g}+-{statistics.stdev(values):.2g}"
 
 
-def table(runs: list[dict]) -> dict[str, bool]:
+def table(runs: list[dict], pooled: dict | None = None) -> dict[str, bool]:
     """Print the side-by-side table of ``runs`` (one record per seed, baselines in the first)
-    and the targets; returns whether each target is met."""
+    and, when given, the scores of their ensemble ``pooled``, and the targets (of the single
+    runs, mean over seeds); returns whether each target is met."""
     first = next(r for r in runs if "seasonal-naive" in r["methods"])
     steps = [r["train"]["steps"] for r in runs]
     cpu = [r["train"]["cpu_seconds"] for r in runs]
     print(
         f"\n{first['data']}: {first['origins']} origins from {first['first_origin']}, horizon "
         f"{first['horizon']}; model: {len(runs)} seed(s), {min(steps)}-{max(steps)} steps, "
-        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training; spread factors "
-        f"{[r['train']['spread'] for r in runs]}"
+        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training; "
+        + "; ".join(spread_range(r["train"]["spread"]) for r in runs)
     )
     print(f"{'method':16}" + "".join(f"{c:>18}" for c in COLUMNS))
     model = {}
@@ -106,6 +136,9 @@ def table(runs: list[dict]) -> dict[str, bool]:
         values = {c: [r["methods"][name][c] for r in runs] for c in COLUMNS}
         model[name] = values
         print(f"{name:16}" + "".join(f"{fmt(values[c]):>18}" for c in COLUMNS))
+    if pooled is not None:
+        name = f"ensemble of {len(runs)}"
+        print(f"{name:16}" + "".join(f"{fmt([pooled[c]]):>18}" for c in COLUMNS))
     base = {k: v for k, v in first["methods"].items() if not k.startswith("model")}
     for name, m in base.items():
         print(f"{name:16}" + "".join(f"{fmt([m[c]]):>18}" for c in COLUMNS))
@@ -140,41 +173,92 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--linear-lags", action=bool_flag, default=d.linear_lags)
     parser.add_argument("--calibrate", action=bool_flag, default=d.calibrate)
     parser.add_argument("--baseline-history", type=int, help="steps the baselines fit on")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="another ForecastRecipe field, e.g. --set dropout=0 --set lags=1,2,24 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--out", help="keep the runs and each seed's seedK.json here")
     parser.add_argument("--table-from", help="only print the table of the seedK.json in DIR")
+    parser.add_argument(
+        "--rescore", help="calibrate and backtest the kept runs of DIR (from --out) again"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     return parser.parse_args(argv)
+
+
+def recipe_fields(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` pairs as ForecastRecipe fields, each value of the field's default's type
+    (a list: comma-separated integers)."""
+    defaults = dataclasses.asdict(ForecastRecipe())
+    out = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in defaults:
+            raise SystemExit(f"--set {pair}: ForecastRecipe has no field {name!r}")
+        default = defaults[name]
+        if isinstance(default, bool):
+            out[name] = text.lower() in ("1", "true", "yes")
+        elif isinstance(default, (int, float)):
+            out[name] = type(default)(text)
+        elif name == "lags":
+            out[name] = [int(x) for x in text.split(",")]
+        else:
+            out[name] = text
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table_from:
         found = sorted(Path(args.table_from).glob("seed*.json"))
-        table([json.loads(p.read_text()) for p in found])
+        pooled = Path(args.table_from, "ensemble.json")
+        table(
+            [json.loads(p.read_text()) for p in found],
+            json.loads(pooled.read_text()) if pooled.is_file() else None,
+        )
         return 0
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch threads {args.threads} per seed")
     print(f"load average before: {loadavg()}")
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
-    print(f"budget: {args.minutes:g} min per seed ({'CPU' if args.cpu_time else 'wall-clock'})")
+    if args.rescore:
+        print(f"calibrating and scoring the runs of {args.rescore} again")
+    else:
+        print(f"budget: {args.minutes:g} min per seed ({'CPU' if args.cpu_time else 'wall-clock'})")
     recipe = ForecastRecipe(
         data=args.data, horizon=args.horizon, context=args.context,
         likelihood=args.likelihood, scaling=args.scaling, linear_lags=args.linear_lags,
-        calibrate=args.calibrate, max_minutes=args.minutes,
+        calibrate=args.calibrate, max_minutes=args.minutes, **recipe_fields(args.set),
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rnnkit-forecast-") as tmp:
-        out = Path(args.out or tmp)
+        out = Path(args.rescore or args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        seeds = range(args.seeds)
+        if args.rescore:
+            seeds = sorted(int(p.name[4:]) for p in out.glob("seed*") if p.is_dir())
+            work = (rescore_seed, [(out, s, args) for s in seeds])
+        else:
+            seeds = list(range(args.seeds))
+            work = (run_seed, [(recipe, s, out, args) for s in seeds])
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-                runs = list(pool.map(run_seed, *zip(*((recipe, s, out, args) for s in seeds))))
+                runs = list(pool.map(work[0], *zip(*work[1])))
         else:
-            runs = [run_seed(recipe, s, out, args) for s in seeds]
+            runs = [work[0](*a) for a in work[1]]
+        pooled = ensemble(out, seeds) if len(seeds) > 1 else None
     print(f"load average after: {loadavg()}")
-    checks = table(runs)
+    checks = table(runs, pooled)
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "checks": checks}, indent=1))
+        record = {"runs": runs, "ensemble": pooled, "checks": checks}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
+
+
+def ensemble(out: Path, seeds: list[int]) -> dict:
+    """The test scores of the seeds' runs as one ensemble (their calibrated paths pooled);
+    also written to ``out/ensemble.json``."""
+    first, *others = (load(out / f"seed{s}") for s in seeds)
+    scores = backtest(first, members=tuple(others), seed=0)["methods"]["model"]
+    (out / "ensemble.json").write_text(json.dumps(scores, indent=1))
+    return scores
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The Python API: exact resume, several series with covariates, counts, calibration,
 refusals."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from forecast_series import sinusoid_rows, write_wide
 
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
-from rnnkit.forecast.api import SPREADS
+from rnnkit.forecast.api import calibrate
 from rnnkit.runs import RunDir
 
 TINY = dict(
@@ -93,16 +94,21 @@ def test_negative_binomial_takes_counts_only(tmp_path):
         )
 
 
-def test_spread_is_the_factor_with_the_lowest_validation_crps(tmp_path):
+def test_spread_per_step_is_chosen_on_every_validation_hour(tmp_path):
     data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
     train(tmp_path / "run", recipe=ForecastRecipe(data=str(data), max_steps=6, **TINY))
     fc = load(tmp_path / "run")
     stored = json.loads((tmp_path / "run" / "calibration.json").read_text())
-    crps = stored["valid_crps"]
-    assert set(crps) == {str(f) for f in SPREADS}
-    assert fc.spread == stored["spread"] == min(SPREADS, key=lambda f: crps[str(f)])
-    valid = backtest(fc, period="valid", seed=0, spread=fc.spread)  # the draws calibrate() made
-    assert valid["methods"]["model"]["crps"] == pytest.approx(crps[str(fc.spread)], rel=1e-12)
+    # validation hours 240-269: an origin at every hour whose 6 steps end by hour 270
+    assert (stored["origins"], stored["stride"]) == (25, 1)
+    assert fc.spread == tuple(stored["spread"]) and len(fc.spread) == 6
+    assert stored["valid_crps"] == calibrate(fc, seed=0)["valid_crps"]  # seeded: the same draws
+    valid = backtest(fc, period="valid", seed=0)
+    trained = backtest(fc, period="valid", seed=0, spread=1.0)
+    widened = backtest(fc, period="valid", seed=0, spread=tuple(2 * f for f in fc.spread))
+    for m in ("mae", "mase", "smape"):  # widening about the median keeps the point forecast
+        assert valid["methods"]["model"][m] == pytest.approx(trained["methods"]["model"][m])
+    assert widened["methods"]["model"]["coverage_95"] >= valid["methods"]["model"]["coverage_95"]
     # 300 hours: validation from hour 240 (a midnight), test from 270, so from midnight 288.
     assert (valid["origins"], valid["first_origin"]) == (5, "2024-01-11T00:00:00")
     test = backtest(fc, seed=0)
@@ -112,3 +118,27 @@ def test_spread_is_the_factor_with_the_lowest_validation_crps(tmp_path):
     assert wide["coverage_95"] >= test["methods"]["model"]["coverage_95"]
     with pytest.raises(ConfigError, match="period must be one of test, valid"):
         backtest(fc, period="train")
+
+
+def test_an_ensemble_pools_the_paths_of_its_members(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    for seed in (0, 1):
+        recipe = ForecastRecipe(data=str(data), max_steps=6, seed=seed, **TINY)
+        train(tmp_path / f"run{seed}", recipe=recipe)
+    first, second = load(tmp_path / "run0"), load(tmp_path / "run1")
+    medians = lambda result: np.array(  # noqa: E731  # (origins, steps)
+        [e["forecasts"]["model"]["0.5"] for e in result["examples"]]
+    )
+    one = medians(backtest(first, seed=0, spread=1.0, examples=9))
+    two = medians(backtest(second, seed=1, spread=1.0, examples=9))
+    pooled = backtest(first, members=(second,), seed=0, spread=1.0, examples=9)
+    # the median of two pooled sets of 20 draws lies between the medians of the two sets
+    both = medians(pooled)
+    assert both.shape == (2, 6)
+    assert np.all(np.minimum(one, two) - 1e-9 <= both) and np.all(
+        both <= np.maximum(one, two) + 1e-9
+    )
+    assert not np.allclose(both, one)
+    other = first._replace(recipe=dataclasses.replace(first.recipe, context=12))
+    with pytest.raises(ConfigError, match="an ensemble needs runs of the same window"):
+        backtest(first, members=(other,))

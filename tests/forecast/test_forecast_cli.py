@@ -82,6 +82,14 @@ def test_backtest_with_baselines(trained, run_cli, tmp_path):
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_backtest_of_the_validation_period_shows_the_spread_per_step(trained, run_cli):
+    out, _ = trained
+    code, text, _ = run_cli("forecast", "backtest", out, "--period", "valid", "--samples", 20)
+    stored = json.loads((out / "calibration.json").read_text())["spread"]
+    assert code == 0 and "(valid period), 12 steps each" in text
+    assert f"spread factor per step {', '.join(f'{f:.2f}' for f in stored)}" in text
+
+
 def _error(run_cli, argv):
     code, _, err = run_cli(*argv)
     assert code == 2, err

@@ -33,6 +33,7 @@ import torch
 from rnnkit import runs
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.forecast.baselines import BASELINES
+from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
 from rnnkit.forecast.data import SeriesSet, check_series, format_freq, load_series
 from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
@@ -43,8 +44,8 @@ from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
 EVAL_BATCH = 32  # origins sampled together (times num_samples paths)
-CALIBRATION = "calibration.json"  # the spread factor chosen on the validation period
-SPREADS = (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # the factors calibrate() tries
+CALIBRATION = "calibration.json"  # the spread per step chosen on the validation period
+Spread = float | tuple[float, ...]  # a factor on every step's draws, or one per step after them
 
 
 class Forecaster(NamedTuple):
@@ -54,7 +55,7 @@ class Forecaster(NamedTuple):
     recipe: ForecastRecipe
     config: dict[str, Any]  # the run's config.json
     run_dir: str
-    spread: float = 1.0  # factor on the spread of each sampled step (calibration.json)
+    spread: Spread = 1.0  # the spread of the paths (calibration.json; see _sample)
     place: Group | None = None  # the model's device and precision (None: the CPU, fp32)
 
 
@@ -178,29 +179,72 @@ def train(
     result = fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report,
                  runtime=runtime, clock=clock)  # fmt: skip
     if recipe.calibrate and model_config.likelihood != "negbin" and runs.writes_runs():
-        spread, crps = calibrate(load(out), seed=train_config.seed)
-        run.write_json(CALIBRATION, {"spread": spread, "valid_crps": crps})
-        report(f"spread factor {spread:g} (lowest validation CRPS, {crps[str(spread)]:.4g})")
+        recalibrate(out, seed=train_config.seed, report=report)
     return result
 
 
-def calibrate(fc: Forecaster, *, seed: int = 0) -> tuple[float, dict[str, float]]:
-    """The factor of :data:`SPREADS` on the spread of every sampled step that gives the lowest
-    CRPS over the validation period's origins, and the CRPS of each factor.
+def recalibrate(
+    run_dir: str | os.PathLike, *, seed: int = 0, report: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Choose the spread per step of a trained run (:func:`calibrate`) and store it in its
+    ``calibration.json`` (``train`` does this at the end); returns what was stored."""
+    report = report or logger.info
+    run, _ = runs.load(run_dir, TASK)
+    chosen = calibrate(load(run_dir), seed=seed)
+    run.write_json(CALIBRATION, chosen)
+    crps = chosen["valid_crps"]
+    report(
+        f"{spread_text(tuple(chosen['spread']))}: validation CRPS {crps['calibrated']:.4g} "
+        f"({crps['as trained']:.4g} as trained) over {chosen['origins']} origins"
+    )
+    return chosen
 
-    Why: the network learns one-step-ahead distributions with the true values fed in; sampled
-    paths feed back its own draws, and on a smooth series the day-ahead uncertainty (how the
-    daily curve drifts) is larger than the sum of one-step noises, so the paths come out too
-    narrow. The factor is chosen on the validation period, never the test period, with the
-    same random draws for every factor; CRPS is a proper score, so it rewards neither too
-    narrow nor too wide paths.
+
+def calibrate(fc: Forecaster, *, seed: int = 0) -> dict[str, Any]:
+    """The spread factor per horizon step (see :mod:`.calibration`), chosen on the validation
+    period's origins every :func:`calibration_stride` steps (at every hour of the day, not only
+    at midnight, so the choice rests on many origins), and what it gave there: returns the
+    contents of ``calibration.json``.
+
+    The paths are drawn as trained (spread 1) and widened about their median per step; the
+    choice looks at the validation period only, never the test period.
     """
-    crps = {}
-    for factor in SPREADS:
-        scores = backtest(fc, period="valid", seed=seed, spread=factor)
-        crps[str(factor)] = scores["methods"]["model"]["crps"]
-    best = min(SPREADS, key=lambda f: crps[str(f)])
-    return best, crps
+    series, windows = _prepare(fc, None, fc.recipe.horizon)
+    valid_start, test_start = series.cuts()
+    stride = calibration_stride(fc.recipe.horizon)
+    picks = windows.origins(valid_start, test_start, stride=stride)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        paths = _sample(fc, windows, picks, num_samples=fc.recipe.num_samples, spread=1.0)
+    truth = np.stack([_truth(series, i, origin, fc.recipe.horizon) for i, origin in picks])
+    factors, raw = fit_step_spread(paths, truth)
+    crps = lambda p: float(np.nanmean(crps_by_factor(p, truth, [1.0])))  # noqa: E731
+    return {
+        "spread": [round(float(f), 4) for f in factors],
+        "raw": [round(float(f), 4) for f in raw],
+        "origins": len(picks),
+        "stride": stride,
+        "valid_crps": {"as trained": crps(paths), "calibrated": crps(widen_paths(paths, factors))},
+    }
+
+
+def calibration_stride(horizon: int) -> int:
+    """Steps between the validation origins :func:`calibrate` uses: 1 for a horizon of up to
+    24 steps, so about 24 times the origins of the backtest (one per horizon)."""
+    return max(1, horizon // 24)
+
+
+def _truth(series: SeriesSet, index: int, origin: int, horizon: int) -> np.ndarray:
+    """The ``horizon`` values of series ``index`` from ``origin`` (NaN: missing)."""
+    s = series.series[index]
+    return s.values[origin - s.offset : origin - s.offset + horizon]
+
+
+def spread_text(spread: float | tuple[float, ...]) -> str:
+    """How a forecaster's spread reads in one line."""
+    if isinstance(spread, float):
+        return f"spread factor {spread:g}"
+    return f"spread factor per step {', '.join(f'{f:.2f}' for f in spread)} (calibration.json)"
 
 
 def load(
@@ -214,7 +258,9 @@ def load(
     runs.build(run, config, "data", lambda d: (d["series"], d["step_s"], d["covariate_stats"]))
     runs.load_model_weights(run, model, weights)
     model.eval()
-    spread = float(run.read_json(CALIBRATION)["spread"]) if run.has(CALIBRATION) else 1.0
+    spread = run.read_json(CALIBRATION)["spread"] if run.has(CALIBRATION) else 1.0
+    # a list: one factor per step; a number: an older run's factor on every draw
+    spread = tuple(map(float, spread)) if isinstance(spread, list) else float(spread)
     return Forecaster(model, recipe, config, os.fspath(run_dir), spread, place(model, runtime))
 
 
@@ -258,9 +304,16 @@ def _series_index(fc: Forecaster, data: SeriesSet, index: int) -> int:
 
 def _sample(
     fc: Forecaster, windows: Windows, picks: list[tuple[int, int]], *, num_samples: int,
-    spread: float | None = None,
+    spread: Spread | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """(len(picks), num_samples, horizon) sample paths from each (series, origin)."""
+    """(len(picks), num_samples, horizon) sample paths from each (series, origin).
+
+    ``spread`` (default: the forecaster's): a number multiplies the spread of every step's
+    distribution as it is drawn (1: the paths as trained); a tuple, one factor per step, widens
+    the paths as trained about their median afterwards (:func:`.calibration.widen_paths`).
+    """
+    spread = fc.spread if spread is None else spread
+    per_step = isinstance(spread, tuple)
     out = []
     where = fc.place or place(fc.model)
     for i in range(0, len(picks), EVAL_BATCH):
@@ -272,10 +325,11 @@ def _sample(
             paths = fc.model.sample_paths(
                 batch.values, batch.observed, batch.features, batch.series,
                 context=windows.context, horizon=windows.horizon, num_samples=num_samples,
-                spread=fc.spread if spread is None else spread,
+                spread=1.0 if per_step else spread,
             )  # fmt: skip
         out.append(paths.double().cpu().numpy())
-    return np.concatenate(out)
+    paths = np.concatenate(out)
+    return widen_paths(paths, np.asarray(spread)) if per_step else paths
 
 
 def predict(
@@ -353,7 +407,8 @@ def backtest(
     baseline_history: int | None = None,
     examples: int = 3,
     period: str = "test",
-    spread: float | None = None,
+    spread: Spread | None = None,
+    members: tuple[Forecaster, ...] = (),
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -373,7 +428,10 @@ def backtest(
         examples: how many origins to keep for plotting.
         period: "test", or "valid" to score the validation period (the 10% before the test
             period), which is where settings are chosen without looking at the test period.
-        spread: factor on the spread of each sampled step (default: the run's calibrated one).
+        spread: the spread of the paths (default: the run's calibrated one, per step; 1.0:
+            the paths as trained; see :func:`_sample`).
+        members: more forecasters of the same window (other seeds of the recipe): "model" is
+            then the ensemble, each member's paths (drawn with seed ``seed + k``) pooled.
         quiet: no progress bar over the origins (there is none off a terminal either).
         report: receives one-line progress messages (every 10 origins, without a bar).
     """
@@ -390,11 +448,22 @@ def backtest(
             f"the {PERIODS[period]} of {series.source} holds no origin with "
             f"{fc.recipe.context} steps of context and {horizon} to forecast; give more data"
         )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        paths = _sample(
-            fc, windows, picks, num_samples=num_samples or fc.recipe.num_samples, spread=spread
-        )
+    window = lambda f: (f.model.config.lags, f.recipe.context, f.recipe.horizon)  # noqa: E731
+    for member in members:
+        if window(member) != window(fc):
+            raise ConfigError(
+                f"{member.run_dir} has other lags, context or horizon than {fc.run_dir}; "
+                "an ensemble needs runs of the same window"
+            )
+    paths = []
+    for k, member in enumerate((fc, *members)):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + k)
+            paths.append(
+                _sample(member, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
+                        spread=spread)
+            )  # fmt: skip
+    paths = np.concatenate(paths, axis=1)
     methods = ["model"] + (list(BASELINES) if baselines else [])
     scores = {name: Scores(horizon) for name in methods}
     history_len = baseline_history or fc.recipe.context

@@ -158,7 +158,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=d.calibrate,
-        help="after training, widen the sample paths by the factor with the lowest validation CRPS",
+        help="after training, widen the paths by a factor per step with the lowest validation CRPS",
     )
     add_budget_arguments(train, d)
     add_process_arguments(parser)
@@ -272,8 +272,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{result['data']}: {result['origins']} origins from {result['first_origin']} "
-        f"({result['period']} period), {result['horizon']} steps each; spread factor "
-        f"{fc.spread:g}"
+        f"({result['period']} period), {result['horizon']} steps each; "
+        f"{api.spread_text(fc.spread)}"
     )
     cols = ["mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95"]
     print(f"{'method':16}" + "".join(f"{c:>13}" for c in cols))

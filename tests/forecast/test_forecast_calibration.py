@@ -1,0 +1,55 @@
+"""The spread per horizon step: widening about the median, its CRPS, and the choice of factors."""
+
+import numpy as np
+import pytest
+
+from rnnkit.forecast.calibration import FACTORS, crps_by_factor, fit_step_spread, widen_paths
+from rnnkit.forecast.metrics import crps_samples
+
+
+def test_widening_moves_each_steps_draws_about_their_median():
+    rng = np.random.default_rng(0)
+    paths = rng.normal(size=(3, 41, 4)) + np.arange(4)  # (origins, samples, steps)
+    factors = np.array([1.0, 2.0, 0.5, 3.0])
+    wide = widen_paths(paths, factors)
+    median = np.median(paths, axis=1)
+    np.testing.assert_allclose(np.median(wide, axis=1), median, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(wide - median[:, None], (paths - median[:, None]) * factors)
+    np.testing.assert_allclose(widen_paths(paths[:, :, :2], factors), wide[:, :, :2])
+
+
+def test_crps_by_factor_is_the_crps_of_the_widened_paths():
+    rng = np.random.default_rng(1)
+    paths = rng.standard_t(4, size=(5, 30, 3))
+    truth = rng.normal(size=(5, 3)) * 2
+    truth[2, 1] = np.nan  # a missing value: left out of its step's mean
+    factors = np.array([0.7, 1.0, 2.5])
+    got = crps_by_factor(paths, truth, factors)
+    for k, c in enumerate(factors):
+        wide = widen_paths(paths, np.full(3, c))
+        each = np.stack([crps_samples(wide[n], truth[n]) for n in range(5)])
+        np.testing.assert_allclose(got[k], np.nanmean(each, axis=0), rtol=1e-12)
+
+
+def test_recovers_a_known_scale_per_step():
+    # Paths drawn from N(0, 1) at every step while the truth has spread s[h]: the CRPS-best
+    # widening of step h is s[h], whatever the scale's shape over the steps.
+    rng = np.random.default_rng(2)
+    horizon = 12
+    scale = 0.8 * np.exp(0.12 * np.arange(horizon))  # 0.8 to 3.0
+    paths = rng.normal(size=(600, 200, horizon))
+    truth = rng.normal(size=(600, horizon)) * scale
+    factors, raw = fit_step_spread(paths, truth)
+    np.testing.assert_allclose(factors, scale, rtol=0.06)
+    np.testing.assert_allclose(raw, scale, rtol=0.12)
+    assert np.all(np.diff(factors) > 0)  # the smoothed factors follow the growth step by step
+
+
+def test_a_one_step_horizon_and_the_bounds_of_the_factors():
+    rng = np.random.default_rng(3)
+    paths = rng.normal(size=(300, 100, 1))
+    factors, _ = fit_step_spread(paths, rng.normal(size=(300, 1)) * 1.5)
+    assert factors[0] == pytest.approx(1.5, rel=0.08)
+    # A truth far wider than anything tried: the largest factor, not an extrapolation.
+    factors, raw = fit_step_spread(paths[:, :, :1].repeat(3, 2), rng.normal(size=(300, 3)) * 50)
+    assert np.all(raw == FACTORS[-1]) and np.allclose(factors, FACTORS[-1])
