@@ -31,6 +31,7 @@ class SpeechRecipe:
     spec_augment: bool = True  # augmentation in training: SpecAugment masks, warp, band limit
     vtlp: float = 0.1  # vocal-tract warp: frequencies scaled by a factor in [1 - vtlp, 1 + vtlp]
     band_limit: float = 0.3  # probability of zeroing the channels above a random cutoff
+    tempo: float = 0.0  # tempo perturbation: frames resampled by a factor in [1 - tempo, 1 + tempo]
     stack: int = 3  # frames stacked per recurrent step (time subsampling)
     frontend: str = "stack"  # "stack" (frame stacking) or "conv" (two 3x3 convolutions)
     cell: str = "gru"  # "lstm" or "gru"
