@@ -115,7 +115,7 @@ def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, obj
         "epochs": epochs,
         "utt_per_s": chars_per_s / chars_per_utt,  # training throughput
     }
-    for split in ("test", "flite"):
+    for split in args.splits:
         plain = api.evaluate(run, split=split, beam=args.beam, limit=args.limit)
         fused = api.evaluate(run, split=split, beam=args.beam, lm=str(lm_run), alpha=args.alpha,
                              beta=args.beta, limit=args.limit)  # fmt: skip
@@ -159,6 +159,10 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with LM")
     parser.add_argument("--limit", type=int, help="score only the first N test utterances")
     parser.add_argument(
+        "--splits", nargs="+", default=["test", "flite"], choices=["valid", "test", "flite"],
+        help="the sets to score (valid: the validation voices, for choosing a recipe)",
+    )  # fmt: skip
+    parser.add_argument(
         "--keep", metavar="DIR", help="keep the runs in DIR (finished runs there are rescored)"
     )
     parser.add_argument(
@@ -193,27 +197,32 @@ def main() -> None:
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     """Per-seed WER/CER, their mean and spread, and the CTC timing of the last row."""
+    splits = [s for s in ("valid", "test", "flite") if s in rows[0]]
+    kinds = [(split, kind) for split in splits for kind in ("greedy", "beam", "beam+lm")]
+    names = {"greedy": "greedy", "beam": "beam", "beam+lm": "+LM"}
     print()
     print(f"{'seed':>4} {'steps':>6} {'epochs':>6} {'utt/s':>6} | "
-          f"{'test greedy':>12} {'test beam':>10} {'test +LM':>9} | "
-          f"{'flite greedy':>12} {'flite beam':>10} {'flite +LM':>9}   (WER / CER %)")  # fmt: skip
-    kinds = [(split, kind) for split in ("test", "flite") for kind in ("greedy", "beam", "beam+lm")]
+          + " | ".join(" ".join(f"{s + ' ' + names[k]:>12}" for s2, k in kinds if s2 == s)
+                       for s in splits) + "   (WER / CER %)")  # fmt: skip
+
+    def line(head: str, cells: list[str]) -> str:
+        per_split = [" ".join(f"{c:>12}" for c in cells[3 * i : 3 * i + 3])
+                     for i in range(len(splits))]  # fmt: skip
+        return head + " | " + " | ".join(per_split)
+
     for r in rows:
         cells = [f"{100 * r[s][k]['wer']:5.1f}/{100 * r[s][k]['cer']:4.1f}" for s, k in kinds]
-        print(f"{r['seed']:>4} {r['steps']:>6} {r['epochs']:>6.1f} {r['utt_per_s']:>6.1f} | "
-              f"{cells[0]:>12} {cells[1]:>10} {cells[2]:>9} | "
-              f"{cells[3]:>12} {cells[4]:>10} {cells[5]:>9}")  # fmt: skip
+        head = f"{r['seed']:>4} {r['steps']:>6} {r['epochs']:>6.1f} {r['utt_per_s']:>6.1f}"
+        print(line(head, cells))
     if len(rows) > 1:
         spread = []
         for split, kind in kinds:
             wers = [100 * r[split][kind]["wer"] for r in rows]
             spread.append(f"{statistics.mean(wers):.1f}±{statistics.stdev(wers):.1f}")
-        print(f"{'mean':>4} {'':>6} {'':>6} {'':>6} | {spread[0]:>12} {spread[1]:>10} "
-              f"{spread[2]:>9} | {spread[3]:>12} {spread[4]:>10} {spread[5]:>9}"
-              "   (WER %)")  # fmt: skip
-    print(f"(test: {rows[0]['test']['n']} utterances of unseen espeak-ng voices; flite: "
-          f"{rows[0]['flite']['n']} of flite voices; beam {args.beam}, LM alpha {args.alpha}, "
-          f"beta {args.beta})")  # fmt: skip
+        print(line(f"{'mean':>4} {'':>6} {'':>6} {'':>6}", spread) + "   (WER %)")
+    counts = "; ".join(f"{s}: {rows[0][s]['n']}" for s in splits)
+    print(f"(utterances scored: {counts}; valid and test: unseen espeak-ng voices, flite: flite "
+          f"voices; beam {args.beam}, LM alpha {args.alpha}, beta {args.beta})")  # fmt: skip
     print()
     ctc = rows[-1]["ctc"]
     print(f"CTC loss forward+backward on a training batch ({ctc['shape']}), median of 20:")

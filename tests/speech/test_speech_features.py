@@ -172,3 +172,44 @@ def test_band_limit_zeroes_the_top_channels():
     zero = (out == 0).all(0)
     assert bool(zero[-1]) and not bool(zero[:20].any())
     assert zero.int().diff().ge(0).all()  # one block at the top
+
+
+@pytest.mark.parametrize("factor", [0.87, 1.0, 1.13, 1.5])
+def test_tempo_stretch_matches_numpy_interpolation(factor):
+    from rnnkit.speech.features import stretch
+
+    feats = torch.randn(41, 5, dtype=torch.float64)
+    out = stretch(feats, factor)
+    n_out = round(41 / factor)
+    where = np.minimum(np.arange(n_out) * factor, 40)  # input frame read by each output frame
+    expected = np.stack([np.interp(where, np.arange(41), feats[:, j].numpy()) for j in range(5)], 1)
+    assert out.shape == (n_out, 5)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_tempo_perturbation_is_drawn_from_the_generator():
+    feats = torch.randn(200, 8)
+    augment = SpecAugment(freq_masks=0, time_masks=0, tempo=0.2)
+    lengths = {augment(feats, torch.Generator().manual_seed(s)).shape[0] for s in range(20)}
+    assert min(lengths) >= round(200 / 1.2) and max(lengths) <= round(200 / 0.8)
+    assert len(lengths) > 5  # the factor varies
+    a = augment(feats, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, augment(feats, torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("alpha", [0.85, 1.1])
+def test_vocal_tract_warp_matches_a_numpy_reference(alpha):
+    """Output channel j holds the input interpolated at the channel whose centre frequency is
+    centre_j / alpha (the centres equally spaced on the HTK mel scale between the edges)."""
+    from rnnkit.speech.features import warp_matrix
+
+    c = FeatureConfig()
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    edges = np.linspace(mel(c.f_min), mel(c.f_max), c.n_mels + 2)
+    centres = edges[1:-1]
+    source = mel(hz(centres) / alpha)  # the mel frequency each output channel reads
+    feats = np.random.default_rng(0).standard_normal((7, c.n_mels))
+    expected = np.stack([np.interp(source, centres, row) for row in feats])
+    warped = torch.from_numpy(feats).float() @ warp_matrix(c, alpha).T
+    np.testing.assert_allclose(warped.numpy(), expected, rtol=0, atol=1e-5)

@@ -1,6 +1,8 @@
 """Synthesized corpora: deterministic plans, voices split, noise at the asked SNR, and a handful
 of real espeak-ng and flite utterances (CI installs both)."""
 
+import json
+
 import numpy as np
 import pytest
 import soundfile
@@ -53,3 +55,27 @@ def test_espeak_and_flite_utterances_are_built_cached_and_kept(tmp_path):
     synth.build(tmp_path, more, workers=1)  # extending keeps what exists
     assert first.stat().st_mtime_ns == stamp
     assert len(synth.read_manifest(tmp_path, "train")) == 4
+
+
+def test_training_hears_every_variant_and_more_accents_and_ranges_than_held_out_voices():
+    train = synth.plan("train", 3000, seed=0)
+    assert {u.voice.split("+")[1] for u in train} == set(synth.TRAIN_VARIANTS)
+    assert {u.voice.split("+")[0] for u in train} == set(synth.TRAIN_ACCENTS)
+    held_out = synth.plan("valid", 200, seed=0) + synth.plan("test", 300, seed=0)
+    assert {u.voice.split("+")[0] for u in held_out} <= set(synth.ACCENTS)
+    assert all(120 <= u.rate <= 240 and 15 <= u.pitch <= 85 for u in held_out)
+    assert min(u.rate for u in train) < 120 and max(u.rate for u in train) > 240
+    assert min(u.pitch for u in train) < 15 and max(u.pitch for u in train) > 85
+
+
+def test_a_file_from_another_plan_is_rendered_again(tmp_path):
+    utts = synth.plan("train", 2, seed=0)
+    records = synth.build(tmp_path, utts, workers=1)
+    stamps = [(tmp_path / r["path"]).stat().st_mtime_ns for r in records]
+    old = [dict(r) for r in records]
+    old[0]["voice"] = "en-us+m1"  # as if an older plan had drawn another voice for it
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    synth.build(tmp_path, utts, workers=1)
+    assert (tmp_path / records[0]["path"]).stat().st_mtime_ns != stamps[0]
+    assert (tmp_path / records[1]["path"]).stat().st_mtime_ns == stamps[1]
+    assert synth.read_manifest(tmp_path, "train") == records

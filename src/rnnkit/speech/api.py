@@ -133,7 +133,9 @@ def train(
         for split in ("train", "valid")
     }
     augment = (
-        SpecAugment(warp=recipe.vtlp, band_limit=recipe.band_limit, config=features)
+        SpecAugment(
+            warp=recipe.vtlp, band_limit=recipe.band_limit, tempo=recipe.tempo, config=features
+        )
         if recipe.spec_augment
         else None
     )

@@ -50,6 +50,7 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("normalize", str, "feature normalisation: utterance or global"),
     ("vtlp", float, "vocal-tract warp factor range in training (0: off)"),
     ("band_limit", float, "probability of a random band limit in training"),
+    ("tempo", float, "tempo perturbation range in training (0: off)"),
     ("stack", int, "frames stacked per recurrent step (time subsampling)"),
     ("frontend", str, "time subsampling: stack (frames side by side) or conv (2 convolutions)"),
     ("cell", str, "recurrent layer: lstm or gru"),

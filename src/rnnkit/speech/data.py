@@ -104,11 +104,12 @@ def synth_corpus(
     """Build (or extend) and read a synthesized corpus; ``counts`` per split (train, valid, test,
     flite)."""
     if name == "synth-digits":
-        texts, root = synth.digit_text, speech_cache() / f"synth-digits-seed{seed}"
+        texts = synth.digit_text
+        root = speech_cache() / f"synth-digits-v{synth.PLAN_VERSION}-seed{seed}"
     elif name == "synth-text":
         lines, digest = sentence_lines(text_file)
         texts = _line_picker(lines)
-        root = speech_cache() / f"synth-text-{digest[:12]}-seed{seed}"
+        root = speech_cache() / f"synth-text-{digest[:12]}-v{synth.PLAN_VERSION}-seed{seed}"
     else:
         raise DataError(f"unknown synthetic corpus {name!r}; use synth-digits or synth-text")
     plans = [u for split, n in counts.items() if n > 0 for u in synth.plan(split, n, seed=seed,

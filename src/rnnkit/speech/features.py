@@ -139,11 +139,26 @@ def warp_matrix(config: FeatureConfig, alpha: float) -> Tensor:
     return W.float()
 
 
+def stretch(feats: Tensor, factor: float) -> Tensor:
+    """``feats`` (frames, channels) played ``factor`` times as fast (tempo perturbation, as Ko
+    et al. 2015 do on the waveform, here on the frames): ``round(frames / factor)`` output
+    frames, frame i read at the (fractional) input frame ``i * factor`` by linear interpolation
+    between its two neighbours."""
+    frames = feats.shape[0]
+    out_frames = max(1, round(frames / factor))
+    position = (torch.arange(out_frames, dtype=torch.float64) * factor).clamp(max=frames - 1)
+    lower = position.floor().long().clamp(max=max(frames - 2, 0))
+    frac = (position - lower).to(feats.dtype).unsqueeze(1)  # (out_frames, 1)
+    upper = (lower + 1).clamp(max=frames - 1)
+    return feats[lower] * (1 - frac) + feats[upper] * frac
+
+
 @dataclass
 class SpecAugment:
-    """Training-time augmentation of normalised features: a random vocal-tract warp, a random
-    band limit (the channels above a random cutoff zeroed, as audio sampled at 8 kHz looks after
-    normalisation), and SpecAugment's frequency and time masks (Park et al. 2019)."""
+    """Training-time augmentation of normalised features: a random tempo change, a random
+    vocal-tract warp, a random band limit (the channels above a random cutoff zeroed, as audio
+    sampled at 8 kHz looks after normalisation), and SpecAugment's frequency and time masks
+    (Park et al. 2019)."""
 
     freq_masks: int = 2  # bands of mel channels zeroed
     freq_width: int = 6  # at most this many channels each
@@ -151,20 +166,24 @@ class SpecAugment:
     time_width: int = 12  # at most this many frames each ...
     time_fraction: float = 0.15  # ... and at most this fraction of the utterance
     warp: float = 0.0  # vocal-tract warp factor drawn from [1 - warp, 1 + warp] (0: off)
+    tempo: float = 0.0  # tempo factor drawn from [1 - tempo, 1 + tempo] (0: off)
     band_limit: float = 0.0  # probability of zeroing the channels above a random cutoff
     config: FeatureConfig | None = None  # the features' config (needed for warp, band_limit)
     _warps: dict[float, Tensor] = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, feats: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``feats`` (frames, channels) augmented (a copy)."""
-        out = feats.clone()
-        frames, channels = out.shape
 
         def draw(high: int) -> int:
             return int(torch.randint(0, max(high, 0) + 1, (1,), generator=generator))
 
         def uniform() -> float:
             return float(torch.rand((), generator=generator))
+
+        out = feats.clone()
+        if self.tempo:
+            out = stretch(out, 1.0 + self.tempo * (2 * uniform() - 1))
+        frames, channels = out.shape
 
         if self.warp and self.config is not None:
             alpha = round(1.0 + self.warp * (2 * uniform() - 1), 3)  # a grid: matrices reused

@@ -52,8 +52,18 @@ TRAIN_VARIANTS = (
     "quincy", "rob", "robosoft", "robosoft2", "robosoft3", "steph", "steph3", "Storm", "Tweaky",
     "anika", "AnxiousAndy", "f1", "f3", "f5", "grandpa", "grandma", "klatt", "klatt2", "klatt4",
     "klatt6", "m1", "m2", "m4", "m5", "m7", "norbert", "sandro", "shelby", "travis", "victor",
+    "announcer", "anikaRobot", "croak", "Demonic", "fast", "RicishayMax", "RicishayMax2",
+    "RicishayMax3", "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "UniRobot",
 )  # fmt: skip
+# Training hears one more accent than validation and test (New York City), and wider ranges of
+# rate and pitch: more variety for the model, while the held-out splits stay as they were.
+TRAIN_ACCENTS = (*ACCENTS, "en-us-nyc")
+TRAIN_RATE = (100.0, 270.0)  # words per minute (held-out splits: 120-240)
+TRAIN_PITCH = (0.0, 99.0)  # espeak-ng's 0-99 scale (held-out splits: 15-85)
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+# The plan's version is part of a corpus's cache folder: a new plan builds a new corpus beside
+# the old one (2: every espeak-ng variant but the whispering ones, New York City, wider ranges).
+PLAN_VERSION = 2
 PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite"}  # program -> Debian package
 
 
@@ -100,7 +110,7 @@ def plan(
     split: str, count: int, *, seed: int, texts: Callable[[random.Random], str] = digit_text
 ) -> list[Utterance]:
     """The first ``count`` utterances of ``split`` (a prefix of any longer plan)."""
-    variants = {"train": TRAIN_VARIANTS, "valid": VALID_VARIANTS, "test": TEST_VARIANTS}
+    variants = {"valid": VALID_VARIANTS, "test": TEST_VARIANTS}
     out = []
     for index in range(count):
         rng = random.Random(f"{seed}/{split}/{index}")
@@ -111,6 +121,11 @@ def plan(
             utt = Utterance(f"{split}-{index:06d}", split, text, "flite",
                             rng.choice(FLITE_VOICES), rng.uniform(0.8, 1.25),
                             rng.uniform(90.0, 180.0), 0, **common)  # fmt: skip
+        elif split == "train":
+            voice = f"{rng.choice(TRAIN_ACCENTS)}+{rng.choice(TRAIN_VARIANTS)}"
+            utt = Utterance(f"{split}-{index:06d}", split, text, "espeak-ng", voice,
+                            rng.uniform(*TRAIN_RATE), rng.uniform(*TRAIN_PITCH),
+                            rng.randint(0, 10), **common)  # fmt: skip
         else:
             voice = f"{rng.choice(ACCENTS)}+{rng.choice(variants[split])}"
             utt = Utterance(f"{split}-{index:06d}", split, text, "espeak-ng", voice,
@@ -179,7 +194,12 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     for program in {u.synthesizer for u in utterances}:
         require(program)
-    todo = [u for u in utterances if not (root / u.split / f"{u.id}.flac").exists()]
+    # A file is reused if its manifest record (when there is one) has the planned settings: a
+    # corpus built by an older plan is rendered again, not mixed with the new one.
+    saved = {r["id"]: r for s in {u.split for u in utterances} for r in read_manifest(root, s)}
+    records = [{"path": f"{u.split}/{u.id}.flac", **asdict(u)} for u in utterances]
+    todo = [u for u, r in zip(utterances, records)
+            if not (root / r["path"]).exists() or saved.get(u.id, r) != r]  # fmt: skip
 
     def render(utt: Utterance) -> None:
         path = root / utt.split / f"{utt.id}.flac"
@@ -198,7 +218,6 @@ def build(
             for _ in pool.map(render, todo):
                 bar.update(1)
         bar.close()
-    records = [{"path": f"{u.split}/{u.id}.flac", **asdict(u)} for u in utterances]
     for split in sorted({u.split for u in utterances}):
         lines = [json.dumps(r) for r in records if r["split"] == split]
         write_text_atomic(root / f"{split}.jsonl", "\n".join(lines) + "\n")
