@@ -18,11 +18,11 @@ VOCAB = Vocab(["a", "red", "blue", "circle", "square", "left", "of"], specials=S
 EOS, BOS = VOCAB.eos_index, VOCAB.bos_index
 
 
-def _model(decoder, seed=0):
+def _model(decoder, seed=0, **options):
     torch.manual_seed(seed)
     config = CaptionConfig(
         vocab_size=len(VOCAB), decoder=decoder, image_size=32, channels=4, feature_size=8,
-        embedding_dim=8, hidden_size=16, attention_size=8, dropout=0.0,
+        embedding_dim=8, hidden_size=16, attention_size=8, dropout=0.0, **options,
     )  # fmt: skip
     return CaptionModel(config).eval()
 
@@ -166,3 +166,19 @@ def test_attention_maps_of_a_batch_equal_those_of_each_caption_alone():
         alone = attention_of(captioner, images[i : i + 1], [words])[0]
         assert together[i].shape == (len(words) + 1, 16)
         np.testing.assert_allclose(together[i], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_deep_output_adds_the_projected_context_to_the_output_layer():
+    deep, plain = _model("attention", deep_output=True), _model("attention", deep_output=False)
+    plain.load_state_dict(deep.state_dict(), strict=False)  # all but deep's context_output
+    images, tokens = _images(3), torch.tensor([BOS, 3, 4])
+    with torch.no_grad():
+        state = deep.start(images)
+        context, _ = deep.attention(state.hidden, state.features, projected=state.projected)
+        context = torch.sigmoid(deep.gate(state.hidden)) * context  # what the step attends to
+        logits, _ = deep.advance(tokens, state)
+        base, _ = plain.advance(tokens, plain.start(images))
+        # eq. 7 of Xu et al.: L_o(h_t + L_z z_t), so the difference is L_o L_z z_t
+        expected = deep.context_output(context) @ deep.output.weight.T
+        torch.testing.assert_close(logits - base, expected)
+        assert expected.abs().max() > 1e-3  # the context does reach the words

@@ -49,6 +49,7 @@ class CaptionConfig:
     hidden_size: int = CaptionRecipe.hidden_size  # LSTM state size
     attention_size: int = CaptionRecipe.attention_size  # additive attention's hidden size
     dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
+    deep_output: bool = CaptionRecipe.deep_output  # attention: context feeds the output layer
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -72,6 +73,7 @@ class CaptionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
         names = {f.name for f in fields(cls)}
+        data = {"deep_output": False, **data}  # runs saved before the option had none
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +147,8 @@ class CaptionModel(nn.Module):
                 c.hidden_size, c.feature_size, score="additive", attention_size=c.attention_size
             )
             self.gate = nn.Linear(c.hidden_size, c.feature_size)  # f_beta
+            if c.deep_output:
+                self.context_output = nn.Linear(c.feature_size, c.hidden_size)  # L_z of eq. 7
         self.cell = LSTMCell(c.embedding_dim + context, c.hidden_size)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
@@ -184,7 +188,10 @@ class CaptionModel(nn.Module):
         elif self.config.decoder == "mean":
             inputs = torch.cat([inputs, state.features.mean(dim=1)], dim=1)
         hidden, cell = self.cell(inputs, (state.hidden, state.cell))
-        logits = self.output(self.dropout(hidden))  # (N, V)
+        top = hidden
+        if weights is not None and self.config.deep_output:
+            top = hidden + self.context_output(context)  # the word also sees what was attended
+        logits = self.output(self.dropout(top))  # (N, V)
         return logits, replace(state, hidden=hidden, cell=cell, weights=weights)
 
     def step(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
