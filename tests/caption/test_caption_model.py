@@ -62,9 +62,12 @@ def test_every_caption_ends_with_the_end_token_within_the_limit(decoder):
                     assert not specials & set(h.tokens)
 
 
-@pytest.mark.parametrize("decoder", ["attention", "mean", "text"])
-def test_teacher_forced_forward_equals_step_by_step_decoding(decoder):
-    model, images = _model(decoder), _images(3)
+@pytest.mark.parametrize(
+    "decoder, options",
+    [("attention", {}), ("attention", {"deep_output": False}), ("mean", {}), ("text", {})],
+)
+def test_teacher_forced_forward_equals_step_by_step_decoding(decoder, options):
+    model, images = _model(decoder, **options), _images(3)
     tgt_in = torch.tensor([[BOS, 3, 4, 6], [BOS, 5, 6, 7], [BOS, 4, 4, 4]])
     with torch.no_grad():
         logits, alphas = model(images, tgt_in)
@@ -182,3 +185,9 @@ def test_deep_output_adds_the_projected_context_to_the_output_layer():
         expected = deep.context_output(context) @ deep.output.weight.T
         torch.testing.assert_close(logits - base, expected)
         assert expected.abs().max() > 1e-3  # the context does reach the words
+
+
+def test_runs_saved_before_the_deep_output_option_load_without_it():
+    assert CaptionConfig(vocab_size=10).deep_output  # new models have it
+    old = CaptionConfig.from_dict({"vocab_size": 10, "decoder": "attention"})
+    assert not old.deep_output and not hasattr(CaptionModel(old), "context_output")
