@@ -9,7 +9,10 @@ step; three kinds share all the rest (``CaptionConfig.decoder``):
   over the L cells, the context ``z_t = beta_t * sum_i alpha_ti a_i`` with the gating scalar
   ``beta_t = sigmoid(f_beta(h_{t-1}))`` feeds the LSTM beside the previous word's embedding; the
   doubly stochastic penalty ``sum_i (1 - sum_t alpha_ti)^2`` (eq. 14) is added to the loss by the
-  task.
+  task. With ``deep_output`` (the default) the words are ``softmax(L_o (h_t + L_z z_t))`` (eq. 7
+  without its embedding term): the attended context reaches the word distribution directly, which
+  lets the model name a colour-shape pair that never occurs in training (without it, the LSTM's
+  prior of which shape follows which colour wins).
 * ``"mean"``: Show and Tell without attention: the context is the mean feature at every step.
 * ``"text"``: no image at all: a language model over captions (the floor any image model must beat).
 
