@@ -10,6 +10,13 @@ on the images with relations (2-3 objects); for the attention model, the groundi
 
     python benchmarks/caption.py --minutes 10 --seeds 0 1 2   # the measurement (~95 minutes)
     python benchmarks/caption.py --minutes 1 --threads 1      # a short check (~4 minutes)
+    python benchmarks/caption.py --minutes 4 --cpu-time --threads 1 --decoders attention \
+        --curve --eval-every 250 --set deep_output=False        # the validation curve
+
+``--curve`` keeps the weights of every validation and decodes each on the *validation* split
+(greedy): the curve of CIDEr-D and of how often a held-out colour-shape pair ("red square") is
+named, beside the teacher-forced validation loss; no test score. ``--set FIELD=VALUE`` changes a
+field of the recipe (a Python literal: ``--set attention_penalty=0.0 deep_output=True``).
 
 ``--cpu-time`` counts the budget in CPU seconds of this process instead of wall-clock seconds,
 for a fairer comparison on a machine others are using. The load average is printed before and
@@ -19,32 +26,33 @@ after; run the measurement on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from lm import cpu_name, load  # the machine lines of benchmarks/lm.py (same folder)
-from rnnkit.caption import api
+from rnnkit.caption import api, scenes
+from rnnkit.caption.encoders import model_inputs
 from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.training import loop
 
 DECODERS = ("attention", "mean", "text")
 
 
 def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
     """Train one decoder for the budget, evaluate it on the test split; the figures."""
-    recipe = CaptionRecipe(
-        decoder=decoder, encoder=args.encoder, seed=seed, max_minutes=args.minutes,
-        eval_every=args.eval_every,
-    )  # fmt: skip
     out = folder / f"{decoder}-s{seed}"
-    clock = time.process_time if args.cpu_time else time.monotonic
-    result = api.train(out, recipe=recipe, quiet=True, clock=clock)
+    result = api.train(out, recipe=recipe_of(decoder, seed, args), quiet=True, clock=clock_of(args))
     scores = api.evaluate(str(out), split="test", beam_size=args.beam, limit=args.limit)
     row = {"decoder": decoder, "seed": seed, "steps": result.steps}
     for name in ("greedy", "beam"):
@@ -60,6 +68,72 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
             row[f"{name}_chance"] = 100 * ground["chance"]
         row[f"{name}_example"] = part["examples"][0]
     return row
+
+
+def recipe_of(decoder: str, seed: int, args: argparse.Namespace) -> CaptionRecipe:
+    """The default recipe with this run's decoder, seed, budget and ``--set`` changes."""
+    changes = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        changes[name] = ast.literal_eval(value)
+    return CaptionRecipe(
+        decoder=decoder, encoder=args.encoder, seed=seed, max_minutes=args.minutes,
+        eval_every=args.eval_every, **changes,
+    )  # fmt: skip
+
+
+def clock_of(args: argparse.Namespace) -> Callable[[], float]:
+    """The seconds counter of the budget."""
+    return time.process_time if args.cpu_time else time.monotonic
+
+
+def held_out_pairs_named(texts: list[str], objects: list[list[scenes.SceneObject]]) -> float:
+    """The fraction of held-out colour-shape objects whose pair ("red square") a caption names."""
+    named = total = 0
+    for text, objs in zip(texts, objects):
+        for o in objs:
+            if (o.colour, o.shape) in scenes.HELD_OUT_PAIRS:
+                total += 1
+                named += f" {o.colour} {o.shape} " in f" {text} "
+    return named / max(total, 1)
+
+
+def run_curve(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> list[dict]:
+    """Train, keeping the weights of every validation; the validation scores of each."""
+    kept = []
+    validate = loop.Trainer._validate_and_checkpoint
+
+    def keep(trainer: loop.Trainer, status: str = "running") -> None:
+        validate(trainer, status)
+        kept.append((trainer.step, trainer.last_valid, copy.deepcopy(trainer.model.state_dict())))
+
+    out = folder / f"{decoder}-s{seed}"
+    recipe = recipe_of(decoder, seed, args)
+    with mock.patch.object(loop.Trainer, "_validate_and_checkpoint", keep):
+        api.train(out, recipe=recipe, quiet=True, clock=clock_of(args))
+    captioner = api.load(out)
+    valid = scenes.load_scenes("valid", recipe.scenes[1], seed=recipe.scene_seed,
+                               size=recipe.image_size)  # fmt: skip
+    inputs = model_inputs(valid.images, recipe.encoder)
+    rows = []
+    for step, loss, weights in kept:
+        captioner.model.load_state_dict(weights)
+        texts = [" ".join(captioner.vocab.decode(h[0].tokens))
+                 for h in api.decode(captioner, inputs, beam_size=1)]  # fmt: skip
+        scores = api.evaluate(captioner, split="valid", beam_size=1)["greedy"]
+        rows.append({
+            "decoder": decoder, "seed": seed, "step": step, "valid_loss": loss,
+            "cider": 100 * scores["cider_d"],
+            "rel_cider": 100 * scores["subsets"]["relations"]["cider_d"],
+            "one_cider": 100 * scores["subsets"]["one object"]["cider_d"],
+            "pairs_named": 100 * held_out_pairs_named(texts, valid.objects),
+        })  # fmt: skip
+        r = rows[-1]
+        print(f"  {decoder} seed {seed} step {step}: valid loss {loss:.4f}, "
+              f"CIDEr-D {r['cider']:.1f} (one object {r['one_cider']:.1f}, relations "
+              f"{r['rel_cider']:.1f}), held-out pairs named {r['pairs_named']:.1f}%",
+              flush=True)  # fmt: skip
+    return rows
 
 
 def mean(rows: list[dict], key: str) -> str:
@@ -105,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--cpu-time", action="store_true", help="budget in CPU seconds")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="change recipe fields (Python literals)")  # fmt: skip
+    parser.add_argument("--curve", action="store_true",
+                        help="the validation curve instead of the test table")  # fmt: skip
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json"
@@ -119,21 +197,28 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} thread(s); python {sys.version.split()[0]}")  # fmt: skip
     print(f"budget: {args.minutes} min per model ({'CPU' if args.cpu_time else 'wall-clock'})"
           f"; seeds {args.seeds}; load average before: {load()}")  # fmt: skip
+    if args.set:
+        print(f"recipe changes: {' '.join(args.set)}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-caption-bench-") as tmp:
         for seed in args.seeds:
             for decoder in args.decoders:
+                if args.curve:
+                    rows += run_curve(decoder, seed, args, Path(tmp))
+                    continue
                 row = run_one(decoder, seed, args, Path(tmp))
                 rows.append(row)
                 print(f"  {decoder} seed {seed}: {row['steps']} steps, "
                       f"CIDEr-D {row['beam_cider']:.1f}; e.g. \"{row['beam_example']}\"",
                       flush=True)  # fmt: skip
     print(f"load average after: {load()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    if args.curve:
+        return 0
     print("\ntest split (held-out compositions), free-running decoding, scores x100, mean over "
           f"seeds {args.seeds}:")  # fmt: skip
     print_table(rows, args.beam)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 

@@ -18,11 +18,11 @@ VOCAB = Vocab(["a", "red", "blue", "circle", "square", "left", "of"], specials=S
 EOS, BOS = VOCAB.eos_index, VOCAB.bos_index
 
 
-def _model(decoder, seed=0):
+def _model(decoder, seed=0, **options):
     torch.manual_seed(seed)
     config = CaptionConfig(
         vocab_size=len(VOCAB), decoder=decoder, image_size=32, channels=4, feature_size=8,
-        embedding_dim=8, hidden_size=16, attention_size=8, dropout=0.0,
+        embedding_dim=8, hidden_size=16, attention_size=8, dropout=0.0, **options,
     )  # fmt: skip
     return CaptionModel(config).eval()
 
@@ -62,9 +62,12 @@ def test_every_caption_ends_with_the_end_token_within_the_limit(decoder):
                     assert not specials & set(h.tokens)
 
 
-@pytest.mark.parametrize("decoder", ["attention", "mean", "text"])
-def test_teacher_forced_forward_equals_step_by_step_decoding(decoder):
-    model, images = _model(decoder), _images(3)
+@pytest.mark.parametrize(
+    "decoder, options",
+    [("attention", {}), ("attention", {"deep_output": False}), ("mean", {}), ("text", {})],
+)
+def test_teacher_forced_forward_equals_step_by_step_decoding(decoder, options):
+    model, images = _model(decoder, **options), _images(3)
     tgt_in = torch.tensor([[BOS, 3, 4, 6], [BOS, 5, 6, 7], [BOS, 4, 4, 4]])
     with torch.no_grad():
         logits, alphas = model(images, tgt_in)
@@ -166,3 +169,25 @@ def test_attention_maps_of_a_batch_equal_those_of_each_caption_alone():
         alone = attention_of(captioner, images[i : i + 1], [words])[0]
         assert together[i].shape == (len(words) + 1, 16)
         np.testing.assert_allclose(together[i], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_deep_output_adds_the_projected_context_to_the_output_layer():
+    deep, plain = _model("attention", deep_output=True), _model("attention", deep_output=False)
+    plain.load_state_dict(deep.state_dict(), strict=False)  # all but deep's context_output
+    images, tokens = _images(3), torch.tensor([BOS, 3, 4])
+    with torch.no_grad():
+        state = deep.start(images)
+        context, _ = deep.attention(state.hidden, state.features, projected=state.projected)
+        context = torch.sigmoid(deep.gate(state.hidden)) * context  # what the step attends to
+        logits, _ = deep.advance(tokens, state)
+        base, _ = plain.advance(tokens, plain.start(images))
+        # eq. 7 of Xu et al.: L_o(h_t + L_z z_t), so the difference is L_o L_z z_t
+        expected = deep.context_output(context) @ deep.output.weight.T
+        torch.testing.assert_close(logits - base, expected)
+        assert expected.abs().max() > 1e-3  # the context does reach the words
+
+
+def test_runs_saved_before_the_deep_output_option_load_without_it():
+    assert CaptionConfig(vocab_size=10).deep_output  # new models have it
+    old = CaptionConfig.from_dict({"vocab_size": 10, "decoder": "attention"})
+    assert not old.deep_output and not hasattr(CaptionModel(old), "context_output")

@@ -88,6 +88,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="doubly stochastic attention penalty weight",
     )  # fmt: skip
     model.add_argument(
+        "--deep-output", action=argparse.BooleanOptionalAction, default=d.deep_output,
+        help="attention: the attended context also feeds the output layer (Xu et al. eq. 7)",
+    )  # fmt: skip
+    model.add_argument(
         "--max-length", type=MAX_LENGTH, default=d.max_length,
         help="longest caption, end token included",
     )  # fmt: skip
@@ -116,7 +120,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         scenes=tuple(args.scenes), scene_seed=args.scene_seed, min_freq=args.min_freq,
         decoder=args.decoder, encoder=args.encoder, hidden_size=args.hidden,
         embedding_dim=args.embedding, dropout=args.dropout,
-        attention_penalty=args.attention_penalty, max_length=args.max_length,
+        attention_penalty=args.attention_penalty, deep_output=args.deep_output,
+        max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),

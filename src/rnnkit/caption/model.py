@@ -9,7 +9,10 @@ step; three kinds share all the rest (``CaptionConfig.decoder``):
   over the L cells, the context ``z_t = beta_t * sum_i alpha_ti a_i`` with the gating scalar
   ``beta_t = sigmoid(f_beta(h_{t-1}))`` feeds the LSTM beside the previous word's embedding; the
   doubly stochastic penalty ``sum_i (1 - sum_t alpha_ti)^2`` (eq. 14) is added to the loss by the
-  task.
+  task. With ``deep_output`` (the default) the words are ``softmax(L_o (h_t + L_z z_t))`` (eq. 7
+  without its embedding term): the attended context reaches the word distribution directly, which
+  lets the model name a colour-shape pair that never occurs in training (without it, the LSTM's
+  prior of which shape follows which colour wins).
 * ``"mean"``: Show and Tell without attention: the context is the mean feature at every step.
 * ``"text"``: no image at all: a language model over captions (the floor any image model must beat).
 
@@ -49,6 +52,7 @@ class CaptionConfig:
     hidden_size: int = CaptionRecipe.hidden_size  # LSTM state size
     attention_size: int = CaptionRecipe.attention_size  # additive attention's hidden size
     dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
+    deep_output: bool = CaptionRecipe.deep_output  # attention: context feeds the output layer
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -72,6 +76,7 @@ class CaptionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
         names = {f.name for f in fields(cls)}
+        data = {"deep_output": False, **data}  # runs saved before the option had none
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +150,8 @@ class CaptionModel(nn.Module):
                 c.hidden_size, c.feature_size, score="additive", attention_size=c.attention_size
             )
             self.gate = nn.Linear(c.hidden_size, c.feature_size)  # f_beta
+            if c.deep_output:
+                self.context_output = nn.Linear(c.feature_size, c.hidden_size)  # L_z of eq. 7
         self.cell = LSTMCell(c.embedding_dim + context, c.hidden_size)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
@@ -184,7 +191,10 @@ class CaptionModel(nn.Module):
         elif self.config.decoder == "mean":
             inputs = torch.cat([inputs, state.features.mean(dim=1)], dim=1)
         hidden, cell = self.cell(inputs, (state.hidden, state.cell))
-        logits = self.output(self.dropout(hidden))  # (N, V)
+        top = hidden
+        if weights is not None and self.config.deep_output:
+            top = hidden + self.context_output(context)  # the word also sees what was attended
+        logits = self.output(self.dropout(top))  # (N, V)
         return logits, replace(state, hidden=hidden, cell=cell, weights=weights)
 
     def step(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:

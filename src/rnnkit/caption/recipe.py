@@ -37,6 +37,7 @@ class CaptionRecipe:
     attention_size: int = 128  # additive attention hidden size
     dropout: float = 0.3  # dropout on embeddings and before the output layer
     attention_penalty: float = 1.0  # weight of the doubly stochastic penalty (Xu et al. eq. 14)
+    deep_output: bool = True  # attention: the context also feeds the output layer (Xu eq. 7)
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
