@@ -81,7 +81,7 @@ def lstm_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
         ("keep_h", _contiguous(keep[0]), (n, hidden)),
         ("keep_c", _contiguous(keep[1]), (n, hidden)), ("h", h_n, (b, hidden)),
         ("c", c_n, (b, hidden)), *((k, buffers[k], shapes[k]) for k in shapes),
-        ("y", y, (n, hidden)),
+        ("scratch", gx.new_empty(b, hidden), (b, hidden)), ("y", y, (n, hidden)),
     ])  # fmt: skip
     return y, h_n, c_n
 
@@ -90,14 +90,17 @@ def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Ten
                   mask: Tensor | None, keep: tuple[Tensor | None, Tensor | None],
                   buffers: dict[str, Tensor | None], dy: Tensor, dh_n: Tensor,
                   dc_n: Tensor) -> tuple[Tensor, ...]:  # fmt: skip
-    """Run the backward loop: ``(d_gates, d_rec, d_c_out, dh0, dc0)`` (``d_rec``: dL/d of the raw
-    recurrent product, with ``ln_h``; ``d_c_out``: dL/d of the normalized cell, with ``ln_cw``)."""
+    """Run the backward loop: ``(d_gates, d_rec, dh0, dc0, d_ln_h, d_ln_cw, d_ln_cb)``
+    (``d_rec``: dL/d of the raw recurrent product, with ``ln_h``; the normalization gains'
+    gradients, summed over all rows in C, None without ``ln_h`` / ``ln_cw``)."""
     n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
     gates = 4 * hidden
     dh, dc = dh_n.contiguous().clone(), dc_n.contiguous().clone()
     d_gates = dy.new_empty(n, gates)
-    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
-    d_c_out = dy.new_empty(n, hidden) if ln_cw is not None else None
+    d_rec, d_ln_h = _norm_outputs(dy, n, gates, ln_h)
+    d_c_out = dy.new_empty(b, hidden) if ln_cw is not None else None  # scratch
+    d_ln_cw, d_ln_cb = (dy.new_empty(hidden), dy.new_empty(hidden)) if ln_cw is not None else (
+        None, None)  # fmt: skip
     scratch = dy.new_empty(b, hidden)
     shapes = {"g": (n, gates), "cp": (n, hidden), "tc": (n, hidden)}
     norm_shapes = {"rec_in": (n, gates), "rec_mean": (n, 1), "rec_rstd": (n, 1)}
@@ -111,10 +114,19 @@ def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Ten
         ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep[0]), (n, hidden)),
         ("keep_c", _contiguous(keep[1]), (n, hidden)), ("dy", dy.contiguous(), (n, hidden)),
         ("d_gates", d_gates, (n, gates)), ("d_rec", d_rec, (n, gates)),
-        ("d_c_out", d_c_out, (n, hidden)), ("scratch", scratch, (b, hidden)),
-        ("dh", dh, (b, hidden)), ("dc", dc, (b, hidden)),
+        ("d_c_out", d_c_out, (b, hidden)), ("scratch", scratch, (b, hidden)),
+        ("dh", dh, (b, hidden)), ("dc", dc, (b, hidden)), ("d_ln_h", d_ln_h, (gates,)),
+        ("d_ln_cw", d_ln_cw, (hidden,)), ("d_ln_cb", d_ln_cb, (hidden,)),
     ])  # fmt: skip
-    return d_gates, d_rec, d_c_out, dh, dc
+    return d_gates, d_rec, dh, dc, d_ln_h, d_ln_cw, d_ln_cb
+
+
+def _norm_outputs(like: Tensor, rows: int, width: int,
+                  ln: Tensor | None) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+    """``d_rec (N, G)`` and ``d_ln_h (G)`` of a backward loop, or Nones without normalization."""
+    if ln is None:
+        return None, None
+    return like.new_empty(rows, width), like.new_empty(width)
 
 
 def _norm_buffers(like: Tensor, rows: int, width: int, ln: Tensor | None) -> dict:
@@ -154,12 +166,12 @@ def gru_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None,
 def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
                  keep_h: Tensor | None, buffers: dict, dy: Tensor,
                  dh_n: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
-    """``(d_gx, d_gh, d_rec, dh0)``."""
+    """``(d_gx, d_gh, d_rec, dh0, d_ln_h)``."""
     n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
     gates = 3 * hidden
     dh = dh_n.contiguous().clone()
     d_gx, d_gh = dy.new_empty(n, gates), dy.new_empty(n, gates)
-    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
+    d_rec, d_ln_h = _norm_outputs(dy, n, gates, ln_h)
     _call("reg_gru_backward", sched, hidden, w_hh, [
         ("g", buffers["g"], (n, gates)), ("gh", buffers["gh"], (n, gates)),
         ("hp", buffers["hp"], (n, hidden)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
@@ -168,8 +180,9 @@ def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tenso
         ("dy", dy.contiguous(), (n, hidden)), ("d_gx", d_gx, (n, gates)),
         ("d_gh", d_gh, (n, gates)), ("d_rec", d_rec, (n, gates)),
         ("scratch", dy.new_empty(b, hidden), (b, hidden)), ("dh", dh, (b, hidden)),
+        ("d_ln_h", d_ln_h, (gates,)),
     ])  # fmt: skip
-    return d_gx, d_gh, d_rec, dh
+    return d_gx, d_gh, d_rec, dh, d_ln_h
 
 
 def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
@@ -193,20 +206,20 @@ def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
 def rnn_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
                  keep_h: Tensor | None, relu: bool, buffers: dict, dy: Tensor,
                  dh_n: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
-    """``(d_pre, d_rec, dh0)``."""
+    """``(d_pre, d_rec, dh0, d_ln_h)``."""
     n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
     dh = dh_n.contiguous().clone()
     d_pre = dy.new_empty(n, hidden)
-    d_rec = dy.new_empty(n, hidden) if ln_h is not None else None
+    d_rec, d_ln_h = _norm_outputs(dy, n, hidden, ln_h)
     _call("reg_rnn_backward", sched, hidden, w_hh, [
         ("act", buffers["act"], (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
         ("ln_h", _contiguous(ln_h), (hidden,)), *_norm_entries(buffers, n, hidden),
         ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
         ("dy", dy.contiguous(), (n, hidden)), ("d_pre", d_pre, (n, hidden)),
         ("d_rec", d_rec, (n, hidden)), ("scratch", dy.new_empty(b, hidden), (b, hidden)),
-        ("dh", dh, (b, hidden)),
+        ("dh", dh, (b, hidden)), ("d_ln_h", d_ln_h, (hidden,)),
     ], flag=relu)  # fmt: skip
-    return d_pre, d_rec, dh
+    return d_pre, d_rec, dh, d_ln_h
 
 
 _REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
