@@ -145,35 +145,41 @@ static void recurrent_side_backward(gemm_fn gemm, const weight *w, int b, int H,
 /* The per-row passes below are separate functions with restrict pointers, so that the compiler
  * vectorizes them (exp and tanh included); a null option pointer is tested outside the loops. */
 
-/* Zoneout's mix of one row, in place: s = k s + (1 - k) new (two products, so that k = 1 keeps
- * s exactly). */
-static void zone_row(int H, const real *restrict k, const real *restrict fresh, real *restrict s) {
-    for (int j = 0; j < H; j++) s[j] = k[j] * s[j] + (1 - k[j]) * fresh[j];
-}
+/* Zoneout's mix of one element: k prev + (1 - k) fresh with k = 0 when not given (two products,
+ * so that k = 1 keeps prev exactly and k = 0 gives fresh exactly). A select on the load, not on
+ * the result, which the compiler vectorizes. */
+#define ZONE(k, j, prev, fresh) (KEEP(k, j) * (prev) + (1 - KEEP(k, j)) * (fresh))
+#define KEEP(k, j) ((k) ? (k)[j] : 0)
 
-/* LSTM gates of one row: x (input side) + gr (recurrent side) -> activations i f g o in gr, and
- * the new cell cn = f c_prev + i g. */
+/* LSTM gates of one row: x (input side) + gr (recurrent side) -> activations i f g o in gr; the
+ * new cell f c_prev + i g into cn and, zoned out with weights k (null: none), into cs. */
 static void lstm_gate_row(int H, const real *restrict x, real *restrict gr,
-                          const real *restrict c_prev, real *restrict cn) {
+                          const real *restrict c_prev, const real *restrict k,
+                          real *restrict cn, real *restrict cs) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real ig = sigmoid(x[j] + gr[j]), fg = sigmoid(x[H + j] + gr[H + j]);
         const real cand = TANH(x[2 * H + j] + gr[2 * H + j]);
         gr[j] = ig, gr[H + j] = fg, gr[2 * H + j] = cand;
         gr[3 * H + j] = sigmoid(x[3 * H + j] + gr[3 * H + j]);
-        cn[j] = fg * c_prev[j] + ig * cand;
+        const real c_new = fg * c_prev[j] + ig * cand;
+        cn[j] = c_new, cs[j] = ZONE(k, j, c_prev[j], c_new);
     }
 }
 
-/* The new hidden state of one row before zoneout, hn = o tanh(c^), with c^ = LN_c(cn) when w is
- * given (mean m, 1/std s) and cn otherwise; tc receives tanh(c^). */
+/* The new hidden state of one row, o tanh(c^) with c^ = LN_c(cn) when w is given (mean m,
+ * 1/std s) and cn otherwise, zoned out with weights k (null: none) into hs (which holds h_{t-1})
+ * and y; tc receives tanh(c^). */
 static void lstm_output_row(int H, const real *restrict o, const real *restrict cn,
                             const real *restrict w, const real *restrict shift, real m, real s,
-                            real *restrict tc, real *restrict hn) {
-    if (w)
-        for (int j = 0; j < H; j++) tc[j] = TANH(w[j] * (cn[j] - m) * s + shift[j]);
-    else
-        for (int j = 0; j < H; j++) tc[j] = TANH(cn[j]);
-    for (int j = 0; j < H; j++) hn[j] = o[j] * tc[j];
+                            const real *restrict k, real *restrict tc, real *restrict hs,
+                            real *restrict y) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
+    for (int j = 0; j < H; j++) {
+        const real t = TANH(w ? w[j] * (cn[j] - m) * s + shift[j] : cn[j]);
+        const real h = ZONE(k, j, hs[j], o[j] * t);
+        tc[j] = t, hs[j] = h, y[j] = h;
+    }
 }
 
 int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
@@ -196,24 +202,21 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                            ROWS(rec_rstd, r0, 1), g + (long)r0 * G);
             for (int i = 0; i < b; i++) {
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
-                real *gr = g + row * G, *hn = y + row * H; /* y holds h~ until zoneout */
-                /* the new cell before zoneout: kept for LN_c's backward, else in cs directly */
-                real *cn = c_in ? c_in + row * H : (keep_c ? scratch + k0 : cs + k0);
-                lstm_gate_row(H, gx + row * G, gr, cp + row * H, cn);
+                real *gr = g + row * G;
+                /* the new cell before zoneout: kept for LN_c's backward, else scratch */
+                real *cn = c_in ? c_in + row * H : scratch + k0;
+                lstm_gate_row(H, gx + row * G, gr, cp + row * H, ROWS(keep_c, row, H), cn, cs + k0);
                 real m = 0, s = 1;
                 if (ln_cw) moments(H, cn, c_mean + row, c_rstd + row), m = c_mean[row], s = c_rstd[row];
-                if (keep_c) zone_row(H, keep_c + row * H, cn, cs + k0);
-                else if (c_in) memcpy(cs + k0, cn, sizeof(real) * H);
-                lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, tc + row * H, hn);
-                if (keep_h) zone_row(H, keep_h + row * H, hn, hs + k0);
-                else memcpy(hs + k0, hn, sizeof(real) * H);
-                if (keep_h) memcpy(hn, hs + k0, sizeof(real) * H);
+                lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, ROWS(keep_h, row, H),
+                                tc + row * H, hs + k0, y + row * H);
             }
         }
     }
     free(wh.packed);
     return 0;
 }
+
 /* Backward through h_t = k h_{t-1} + (1 - k) o tanh(c^) for one row (k = 0 without zoneout):
  * dh, the running dL/dh_t, becomes the direct part k dL/dh_t of dL/dh_{t-1} (the gates' part is
  * added later); dy is the output's gradient. Writes dL/d(o's pre-activation) into dgo and
@@ -221,6 +224,7 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
 static void lstm_output_grad_row(int H, const real *restrict k, const real *restrict dy,
                                  const real *restrict o, const real *restrict tc,
                                  real *restrict dh, real *restrict dgo, real *restrict dout) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real dh_t = dh[j] + dy[j], kh = k ? k[j] : 0, dh_new = dh_t * (1 - kh);
         dh[j] = dh_t * kh;
@@ -235,6 +239,7 @@ static void lstm_output_grad_row(int H, const real *restrict k, const real *rest
 static void lstm_cell_grad_row(int H, const real *restrict k, const real *restrict gr,
                                const real *restrict c_prev, const real *restrict dcn,
                                real *restrict dg, real *restrict dc) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real kc = k ? k[j] : 0, d = dc[j] * (1 - kc) + dcn[j];
         const real ig = gr[j], fg = gr[H + j], cg = gr[2 * H + j];
@@ -302,14 +307,18 @@ static void add_row(int n, const real *restrict bias, real *restrict v) {
 }
 
 /* GRU gates of one row: x (input side), h (recurrent side with b_hh) and h_{t-1} = hp -> r z n
- * in gr, and the new state before zoneout hn = (1 - z) n + z h_{t-1}. */
+ * in gr, and the new state (1 - z) n + z h_{t-1}, zoned out with weights k (null: none), into
+ * hs and y. */
 static void gru_gate_row(int H, const real *restrict x, const real *restrict h,
-                         const real *restrict hp, real *restrict gr, real *restrict hn) {
+                         const real *restrict hp, const real *restrict k, real *restrict gr,
+                         real *restrict hs, real *restrict y) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
         const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
         gr[j] = r, gr[H + j] = z, gr[2 * H + j] = n;
-        hn[j] = n + z * (hp[j] - n);
+        const real v = ZONE(k, j, hp[j], n + z * (hp[j] - n));
+        hs[j] = v, y[j] = v;
     }
 }
 
@@ -332,15 +341,10 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
                            ROWS(rec_rstd, r0, 1), gh + (long)r0 * G);
             for (int i = 0; i < b; i++) {
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
-                real *h = gh + row * G, *hn = y + row * H; /* y holds h~ until zoneout */
+                real *h = gh + row * G;
                 if (bhh) add_row(G, bhh, h);
-                gru_gate_row(H, gx + row * G, h, hp + row * H, g + row * G, hn);
-                if (keep_h) {
-                    zone_row(H, keep_h + row * H, hn, hs + k0);
-                    memcpy(hn, hs + k0, sizeof(real) * H);
-                } else {
-                    memcpy(hs + k0, hn, sizeof(real) * H);
-                }
+                gru_gate_row(H, gx + row * G, h, hp + row * H, ROWS(keep_h, row, H), g + row * G,
+                             hs + k0, y + row * H);
             }
         }
     }
@@ -354,6 +358,7 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
 static void gru_grad_row(int H, const real *restrict k, const real *restrict dy,
                          const real *restrict gr, const real *restrict h, const real *restrict hp,
                          real *restrict dx, real *restrict dhh, real *restrict dh) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real dh_t = dh[j] + dy[j], kh = k ? k[j] : 0, dh_new = dh_t * (1 - kh);
         const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
