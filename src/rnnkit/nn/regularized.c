@@ -145,15 +145,16 @@ static void recurrent_side_backward(gemm_fn gemm, const weight *w, int b, int H,
 /* The per-row passes below are separate functions with restrict pointers, so that the compiler
  * vectorizes them (exp and tanh included); a null option pointer is tested outside the loops. */
 
-/* Zoneout's mix of one element: k prev + (1 - k) fresh with k = 0 when not given (two products,
- * so that k = 1 keeps prev exactly and k = 0 gives fresh exactly). A select on the load, not on
- * the result, which the compiler vectorizes. */
-#define ZONE(k, j, prev, fresh) (KEEP(k, j) * (prev) + (1 - KEEP(k, j)) * (fresh))
-#define KEEP(k, j) ((k) ? (k)[j] : 0)
+/* Zoneout's mix of one element: k prev + (1 - k) fresh (two products, so that k = 1 keeps prev
+ * exactly), or fresh without zoneout. The row functions that use it are always inlined (ROW)
+ * and called once with k and once with a literal null pointer, so that each copy is compiled
+ * for its case, with no test or select per element. */
+#define ZONE(k, j, prev, fresh) ((k) ? (k)[j] * (prev) + (1 - (k)[j]) * (fresh) : (fresh))
+#define ROW static inline __attribute__((always_inline)) void
 
 /* LSTM gates of one row: x (input side) + gr (recurrent side) -> activations i f g o in gr; the
  * new cell f c_prev + i g into cn and, zoned out with weights k (null: none), into cs. */
-static void lstm_gate_row(int H, const real *restrict x, real *restrict gr,
+ROW lstm_gate_row(int H, const real *restrict x, real *restrict gr,
                           const real *restrict c_prev, const real *restrict k,
                           real *restrict cn, real *restrict cs) {
 #pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
@@ -170,15 +171,17 @@ static void lstm_gate_row(int H, const real *restrict x, real *restrict gr,
 /* The new hidden state of one row, o tanh(c^) with c^ = LN_c(cn) when w is given (mean m,
  * 1/std s) and cn otherwise, zoned out with weights k (null: none) into hs (which holds h_{t-1})
  * and y; tc receives tanh(c^). */
-static void lstm_output_row(int H, const real *restrict o, const real *restrict cn,
+ROW lstm_output_row(int H, const real *restrict o, const real *restrict cn,
                             const real *restrict w, const real *restrict shift, real m, real s,
                             const real *restrict k, real *restrict tc, real *restrict hs,
                             real *restrict y) {
-#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
+    if (w)
+        for (int j = 0; j < H; j++) tc[j] = TANH(w[j] * (cn[j] - m) * s + shift[j]);
+    else
+        for (int j = 0; j < H; j++) tc[j] = TANH(cn[j]);
     for (int j = 0; j < H; j++) {
-        const real t = TANH(w ? w[j] * (cn[j] - m) * s + shift[j] : cn[j]);
-        const real h = ZONE(k, j, hs[j], o[j] * t);
-        tc[j] = t, hs[j] = h, y[j] = h;
+        const real h = ZONE(k, j, hs[j], o[j] * tc[j]);
+        hs[j] = h, y[j] = h;
     }
 }
 
@@ -205,11 +208,18 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                 real *gr = g + row * G;
                 /* the new cell before zoneout: kept for LN_c's backward, else scratch */
                 real *cn = c_in ? c_in + row * H : scratch + k0;
-                lstm_gate_row(H, gx + row * G, gr, cp + row * H, ROWS(keep_c, row, H), cn, cs + k0);
+                if (keep_c)
+                    lstm_gate_row(H, gx + row * G, gr, cp + row * H, keep_c + row * H, cn, cs + k0);
+                else
+                    lstm_gate_row(H, gx + row * G, gr, cp + row * H, 0, cn, cs + k0);
                 real m = 0, s = 1;
                 if (ln_cw) moments(H, cn, c_mean + row, c_rstd + row), m = c_mean[row], s = c_rstd[row];
-                lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, ROWS(keep_h, row, H),
-                                tc + row * H, hs + k0, y + row * H);
+                if (keep_h)
+                    lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, keep_h + row * H,
+                                    tc + row * H, hs + k0, y + row * H);
+                else
+                    lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, 0, tc + row * H,
+                                    hs + k0, y + row * H);
             }
         }
     }
@@ -221,10 +231,9 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
  * dh, the running dL/dh_t, becomes the direct part k dL/dh_t of dL/dh_{t-1} (the gates' part is
  * added later); dy is the output's gradient. Writes dL/d(o's pre-activation) into dgo and
  * dL/dc^ into dout. */
-static void lstm_output_grad_row(int H, const real *restrict k, const real *restrict dy,
+ROW lstm_output_grad_row(int H, const real *restrict k, const real *restrict dy,
                                  const real *restrict o, const real *restrict tc,
                                  real *restrict dh, real *restrict dgo, real *restrict dout) {
-#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real dh_t = dh[j] + dy[j], kh = k ? k[j] : 0, dh_new = dh_t * (1 - kh);
         dh[j] = dh_t * kh;
@@ -236,10 +245,9 @@ static void lstm_output_grad_row(int H, const real *restrict k, const real *rest
 /* Backward through c_t = k c_{t-1} + (1 - k) (f c_{t-1} + i g) for one row: dc, the running
  * dL/dc_t, becomes dL/dc_{t-1}; dcn is dL/d(new cell) from the output side. Writes the
  * pre-activation gradients of i, f, g into dg. */
-static void lstm_cell_grad_row(int H, const real *restrict k, const real *restrict gr,
+ROW lstm_cell_grad_row(int H, const real *restrict k, const real *restrict gr,
                                const real *restrict c_prev, const real *restrict dcn,
                                real *restrict dg, real *restrict dc) {
-#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real kc = k ? k[j] : 0, d = dc[j] * (1 - kc) + dcn[j];
         const real ig = gr[j], fg = gr[H + j], cg = gr[2 * H + j];
@@ -283,12 +291,19 @@ int reg_lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int re
                 real *dg = d_gates + row * G;
                 real *dcn = scratch + k0; /* dL/d(new cell) from the output side */
                 real *dout = ln_cw ? d_c_out + k0 : dcn;
-                lstm_output_grad_row(H, ROWS(keep_h, row, H), dy + row * H, gr + 3 * H,
-                                     tc + row * H, dh + k0, dg + 3 * H, dout);
+                if (keep_h)
+                    lstm_output_grad_row(H, keep_h + row * H, dy + row * H, gr + 3 * H,
+                                         tc + row * H, dh + k0, dg + 3 * H, dout);
+                else
+                    lstm_output_grad_row(H, 0, dy + row * H, gr + 3 * H, tc + row * H, dh + k0,
+                                         dg + 3 * H, dout);
                 if (ln_cw)
                     norm_backward(H, dout, ln_cw, c_in + row * H, c_mean[row], c_rstd[row], dcn,
                                   my_gcw, my_gcb);
-                lstm_cell_grad_row(H, ROWS(keep_c, row, H), gr, cp + row * H, dcn, dg, dc + k0);
+                if (keep_c)
+                    lstm_cell_grad_row(H, keep_c + row * H, gr, cp + row * H, dcn, dg, dc + k0);
+                else
+                    lstm_cell_grad_row(H, 0, gr, cp + row * H, dcn, dg, dc + k0);
             }
             recurrent_side_backward(gemm, &wh, b, H, d_gates + (long)r0 * G, ln_h,
                                     ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
@@ -309,10 +324,9 @@ static void add_row(int n, const real *restrict bias, real *restrict v) {
 /* GRU gates of one row: x (input side), h (recurrent side with b_hh) and h_{t-1} = hp -> r z n
  * in gr, and the new state (1 - z) n + z h_{t-1}, zoned out with weights k (null: none), into
  * hs and y. */
-static void gru_gate_row(int H, const real *restrict x, const real *restrict h,
+ROW gru_gate_row(int H, const real *restrict x, const real *restrict h,
                          const real *restrict hp, const real *restrict k, real *restrict gr,
                          real *restrict hs, real *restrict y) {
-#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
         const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
@@ -343,8 +357,12 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
                 real *h = gh + row * G;
                 if (bhh) add_row(G, bhh, h);
-                gru_gate_row(H, gx + row * G, h, hp + row * H, ROWS(keep_h, row, H), g + row * G,
-                             hs + k0, y + row * H);
+                if (keep_h)
+                    gru_gate_row(H, gx + row * G, h, hp + row * H, keep_h + row * H, g + row * G,
+                                 hs + k0, y + row * H);
+                else
+                    gru_gate_row(H, gx + row * G, h, hp + row * H, 0, g + row * G, hs + k0,
+                                 y + row * H);
             }
         }
     }
@@ -355,10 +373,9 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
 /* The GRU's gradients for one row: dy the output's gradient, dh the running dL/dh_t (becomes
  * the direct paths to h_{t-1}: k dL/dh_t + (1 - k) z dL/dh~); writes dL/d of the input side
  * (dx) and of the recurrent side (dhh). */
-static void gru_grad_row(int H, const real *restrict k, const real *restrict dy,
+ROW gru_grad_row(int H, const real *restrict k, const real *restrict dy,
                          const real *restrict gr, const real *restrict h, const real *restrict hp,
                          real *restrict dx, real *restrict dhh, real *restrict dh) {
-#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
     for (int j = 0; j < H; j++) {
         const real dh_t = dh[j] + dy[j], kh = k ? k[j] : 0, dh_new = dh_t * (1 - kh);
         const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
@@ -393,8 +410,13 @@ int reg_gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
             MY_STEP(step);
             for (int i = 0; i < b; i++) {
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
-                gru_grad_row(H, ROWS(keep_h, row, H), dy + row * H, g + row * G, gh + row * G,
-                             hp + row * H, d_gx + row * G, d_gh + row * G, dh + k0);
+                const real *gr = g + row * G, *h = gh + row * G, *hpr = hp + row * H;
+                if (keep_h)
+                    gru_grad_row(H, keep_h + row * H, dy + row * H, gr, h, hpr, d_gx + row * G,
+                                 d_gh + row * G, dh + k0);
+                else
+                    gru_grad_row(H, 0, dy + row * H, gr, h, hpr, d_gx + row * G, d_gh + row * G,
+                                 dh + k0);
             }
             recurrent_side_backward(gemm, &wh, b, H, d_gh + (long)r0 * G, ln_h,
                                     ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
