@@ -504,31 +504,46 @@ static inline uint64_t splitmix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* Random masks of the options (weight drop, zoneout, recurrent dropout) on n entries:
- * factor[i] = scale with probability threshold / 2^32, else 0, and, when w is given,
- * out[i] = w[i] * factor[i] (weight drop: a product, not a branch, which would be mispredicted
- * half the time). The uniforms are splitmix64's sequence from `seed` (state seed + k * golden
+/* Random masks of the options (weight drop, zoneout, recurrent dropout) on n entries: the
+ * factor of entry i is scale with probability threshold / 2^32, else 0; factor[i] receives it
+ * when factor is given and, when w is given, out[i] = w[i] * factor (weight drop: a product,
+ * not a branch, which would be mispredicted half the time). Weight drop's backward calls this
+ * again with the same seed, w = dL/d(dropped weight) and no factor: the mask is drawn again
+ * rather than kept. The uniforms are splitmix64's sequence from `seed` (state seed + k * golden
  * gamma), each 64-bit number giving two 32-bit ones: a counter per pair of entries, so the
  * threads' chunks draw the same numbers as one thread would. */
 static inline void mask_pair(uint64_t seed, long k, uint64_t threshold, real scale,
-                             real *factor) {
+                             real *pair) {
     const uint64_t u = splitmix64(seed + (uint64_t)(k + 1) * 0x9E3779B97F4A7C15ULL);
-    factor[0] = scale * ((u & 0xFFFFFFFFULL) < threshold);
-    factor[1] = scale * ((u >> 32) < threshold);
+    pair[0] = scale * ((u & 0xFFFFFFFFULL) < threshold);
+    pair[1] = scale * ((u >> 32) < threshold);
 }
 
 int random_mask(long n, uint64_t seed, uint64_t threshold, real scale, const real *w, real *out,
                 real *factor) {
-    if (n < 0 || threshold > (1ULL << 32) || (w != 0) != (out != 0)) return 1;
+    if (n < 0 || threshold > (1ULL << 32) || (w != 0) != (out != 0) || !(w || factor)) return 1;
+    const long pairs = n / 2;
+    if (factor && w) {
 #pragma omp parallel for schedule(static) if (n >= 1L << 18)
-    for (long k = 0; k < n / 2; k++) {
-        mask_pair(seed, k, threshold, scale, factor + 2 * k);
-        if (w) out[2 * k] = w[2 * k] * factor[2 * k], out[2 * k + 1] = w[2 * k + 1] * factor[2 * k + 1];
+        for (long k = 0; k < pairs; k++) {
+            mask_pair(seed, k, threshold, scale, factor + 2 * k);
+            out[2 * k] = w[2 * k] * factor[2 * k], out[2 * k + 1] = w[2 * k + 1] * factor[2 * k + 1];
+        }
+    } else if (factor) {
+#pragma omp parallel for schedule(static) if (n >= 1L << 18)
+        for (long k = 0; k < pairs; k++) mask_pair(seed, k, threshold, scale, factor + 2 * k);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= 1L << 18)
+        for (long k = 0; k < pairs; k++) {
+            real pair[2];
+            mask_pair(seed, k, threshold, scale, pair);
+            out[2 * k] = w[2 * k] * pair[0], out[2 * k + 1] = w[2 * k + 1] * pair[1];
+        }
     }
     if (n % 2) { /* the last entry takes the first half of its pair's number */
         real last[2];
-        mask_pair(seed, n / 2, threshold, scale, last);
-        factor[n - 1] = last[0];
+        mask_pair(seed, pairs, threshold, scale, last);
+        if (factor) factor[n - 1] = last[0];
         if (w) out[n - 1] = w[n - 1] * last[0];
     }
     return 0;
