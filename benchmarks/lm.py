@@ -224,8 +224,10 @@ def main() -> None:
     parser.add_argument("--layer-norm", action="store_true", help="the recipe with layer_norm")
     parser.add_argument("--eval-every", type=int, help="validate every N steps (default: the "
                         "recipe's)")  # fmt: skip
-    parser.add_argument("--curves", nargs="+", metavar=("PNG", "RUN"),
-                        help="plot validation loss against steps of finished runs, then stop")  # fmt: skip
+    parser.add_argument(
+        "--curves", nargs="+", metavar=("PNG", "RUN"),
+        help="plot validation loss against steps of finished runs, then stop",
+    )  # fmt: skip
     parser.add_argument("--seeds", default="0", help="--awd: comma-separated seeds")
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
@@ -268,8 +270,9 @@ def main() -> None:
             schedule="constant", warmup_steps=0, impl="torch",
         )  # fmt: skip
         rows.append(
-            train_and_measure("baseline 2x256 torch", baseline, folder / "baseline", args.quiet,
-                              args.cpu_time)  # fmt: skip
+            train_and_measure(
+                "baseline 2x256 torch", baseline, folder / "baseline", args.quiet, args.cpu_time
+            )  # fmt: skip
         )
     for cell in filter(None, args.cells.split(",")):
         variant = dataclasses.replace(recipe, cell=cell)
