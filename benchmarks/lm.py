@@ -17,6 +17,16 @@ also trains the default recipe with each of those layers instead, for the same t
     python benchmarks/lm.py --minutes 0.5              # a quick check that everything runs
     python benchmarks/lm.py --minutes 10 --awd --seeds 0,1,2   # AWD-LSTM vs a plain LSTM, words
 
+``--cell lstm``, ``--layer-norm`` and ``--eval-every`` change the trained recipe itself (one run
+per process, so that two variants can train at once), and ``--curves PNG RUN...`` draws the
+validation loss against steps of finished runs and says at which step each first reached the
+first run's final validation loss:
+
+    python benchmarks/lm.py --minutes 10 --cpu-time --threads 1 --cell lstm --out runs/lstm
+    python benchmarks/lm.py --minutes 10 --cpu-time --threads 1 --cell lstm --layer-norm \
+        --out runs/lstm-ln
+    python benchmarks/lm.py --curves curves.png runs/lstm/default runs/lstm-ln/default
+
 ``--awd`` instead compares, at word level on the same corpus and for the same time per run, the
 ``awd-lstm`` recipe with a plain LSTM language model of the same size (3 layers, 400 units,
 200-dimensional tied embeddings, bptt 35, 20 streams) trained the default recipe's way (AdamW
@@ -130,13 +140,39 @@ def plain_like(awd: LMRecipe) -> LMRecipe:
     return dataclasses.replace(LMRecipe(), **shape)
 
 
-def valid_curve(out: Path) -> tuple[list[float], list[float]]:
-    """(minutes, validation perplexity) of a run's metrics."""
+def valid_records(out: Path) -> list[dict]:
+    """The validation records of a run's metrics, in order."""
     import json
 
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    valid = [r for r in records if r["split"] == "valid"]
+    return [r for r in records if r["split"] == "valid"]
+
+
+def valid_curve(out: Path) -> tuple[list[float], list[float]]:
+    """(minutes, validation perplexity) of a run's metrics."""
+    valid = valid_records(out)
     return [r["elapsed_s"] / 60 for r in valid], [math.exp(r["loss"]) for r in valid]
+
+
+def steps_curves(png: str, runs: list[str]) -> None:
+    """``--curves``: validation loss against steps of finished runs, drawn into ``png``, and the
+    first step at which each run reached the first run's final validation loss."""
+    curves = {}
+    for run in runs:
+        valid = valid_records(Path(run))
+        curves[Path(run).parent.name or run] = ([r["step"] for r in valid],
+                                                [r["loss"] for r in valid])  # fmt: skip
+    names = list(curves)
+    goal = curves[names[0]][1][-1]
+    print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'first step <= ' + f'{goal:.4f}':>22}")
+    for name, (steps, losses) in curves.items():
+        reached = next((s for s, v in zip(steps, losses) if v <= goal), None)
+        print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {str(reached or 'never'):>22}")
+    last = max(steps[-1] for steps, _ in curves.values())
+    curves[f"{names[0]}'s final loss"] = ([0, last], [goal, goal])
+    plot_series(curves, png, xlabel="optimizer steps", ylabel="validation loss (nats/char)",
+                title="validation loss against steps")  # fmt: skip
+    print(f"curves: {png}")
 
 
 def compare_awd(args: argparse.Namespace, folder: Path) -> None:
@@ -184,6 +220,14 @@ def main() -> None:
     parser.add_argument(
         "--awd", action="store_true", help="compare awd-lstm with a plain LSTM (word level)"
     )
+    parser.add_argument("--cell", help="the recipe's recurrent layer (default: the recipe's)")
+    parser.add_argument("--layer-norm", action="store_true", help="the recipe with layer_norm")
+    parser.add_argument("--eval-every", type=int, help="validate every N steps (default: the "
+                        "recipe's)")  # fmt: skip
+    parser.add_argument(
+        "--curves", nargs="+", metavar=("PNG", "RUN"),
+        help="plot validation loss against steps of finished runs, then stop",
+    )  # fmt: skip
     parser.add_argument("--seeds", default="0", help="--awd: comma-separated seeds")
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
@@ -191,13 +235,21 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--cpu-time", action="store_true",
-        help="--awd: count --minutes in CPU seconds of this process (fair on a busy machine)",
+        help="count --minutes in CPU seconds of this process (fair on a busy machine)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.curves:
+        if len(args.curves) < 2:
+            parser.error("--curves takes a PNG path and at least one run directory")
+        steps_curves(args.curves[0], args.curves[1:])
+        return
 
     folder = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-bench-lm-"))
     folder.mkdir(parents=True, exist_ok=True)
     recipe = dataclasses.replace(LMRecipe(), max_minutes=args.minutes, seed=args.seed)
+    changes = {"cell": args.cell, "eval_every": args.eval_every,
+               "layer_norm": True if args.layer_norm else None}  # fmt: skip
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in changes.items() if v is not None})
     print("rnnkit benchmark: language model, " + ("awd-lstm vs plain LSTM" if args.awd else
           "default recipe") + ", default corpus")  # fmt: skip
     threads = choose_threads(recipe, 2) if args.threads == "auto" else int(args.threads)
@@ -210,18 +262,22 @@ def main() -> None:
         return
     print(f"recipe: {dataclasses.asdict(recipe)}")
 
-    rows = [train_and_measure("default recipe", recipe, folder / "default", args.quiet)]
+    rows = [train_and_measure("default recipe", recipe, folder / "default", args.quiet,
+                              args.cpu_time)]  # fmt: skip
     if args.compare:
         baseline = dataclasses.replace(
             recipe, num_layers=2, hidden_size=256, embedding_dim=64, lr=2e-3,
             schedule="constant", warmup_steps=0, impl="torch",
         )  # fmt: skip
         rows.append(
-            train_and_measure("baseline 2x256 torch", baseline, folder / "baseline", args.quiet)
+            train_and_measure(
+                "baseline 2x256 torch", baseline, folder / "baseline", args.quiet, args.cpu_time
+            )  # fmt: skip
         )
     for cell in filter(None, args.cells.split(",")):
         variant = dataclasses.replace(recipe, cell=cell)
-        rows.append(train_and_measure(f"default, {cell}", variant, folder / cell, args.quiet))
+        rows.append(train_and_measure(f"default, {cell}", variant, folder / cell, args.quiet,
+                                      args.cpu_time))  # fmt: skip
     print(f"\nload average after: {load()}")
 
     print(f"\n{'model':<22} {'steps':>6} {'epochs':>6} {'tokens/s':>9} {'valid nats/char':>15} "

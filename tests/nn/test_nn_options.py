@@ -182,12 +182,15 @@ def _loops_results(function, args, c_args):
 
 @pytest.mark.parametrize("kind", MODES)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_c_loop_float32_packed_kernel_and_threads(kind, threads):
+@pytest.mark.parametrize("opts", [("ln",), ("zone",), ("ln", "mask", "zone")])
+def test_c_loop_float32_packed_kernel_and_threads(kind, threads, opts):
     """float32 at a width rnnkit's packed kernel takes (16 columns a panel) with enough rows to
-    pack the weight, the batch split across ``threads``: the C loop (every option) against the
-    float64 PyTorch loop, to float32 precision."""
+    pack the weight, the batch split across ``threads``: the C loop against the float64 PyTorch
+    loop, to float32 precision. The vectorized row passes are compiled once with and once
+    without zoneout, and the gains' gradients are summed per thread: both cases, 1 and 2
+    threads."""
     sizes = [8] * 6 + [5] * 3 + [2] * 2  # 67 rows, 8 sequences: a packed weight, 2 threads
-    function, args = _kernel_args(kind, ("ln", "mask", "zone"), sizes, True, hidden=16)
+    function, args = _kernel_args(kind, opts, sizes, True, hidden=16)
     if kind == "RNN":
         args[6] = True  # the ReLU variant
     single = [a.detach().float().requires_grad_(a.requires_grad)
@@ -416,6 +419,27 @@ def test_drop_connect_distribution():
     assert 0.28 < (dropped == 0).double().mean() < 0.32
     dropped.sum().backward()
     torch.testing.assert_close(w.grad, dropped.detach())  # gradient = the scaled mask
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_drop_connect_backward_draws_the_forward_mask_again(threads):
+    """Backward keeps no mask: it draws it again from the forward's seed (float32, an odd number
+    of entries large enough for the threads); the gradient is the incoming one times that mask."""
+    from rnnkit.nn.dropout import drop_connect
+
+    torch.manual_seed(1)
+    w = (torch.rand(513, 513) + 0.5).requires_grad_()
+    incoming = torch.randn(513, 513)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dropped = drop_connect(w, 0.4)
+        (dropped * incoming).sum().backward()
+    finally:
+        torch.set_num_threads(before)
+    mask = dropped.detach() / w.detach()  # 0 or 1/0.6
+    assert 0.38 < (mask == 0).float().mean() < 0.42
+    torch.testing.assert_close(w.grad, incoming * mask, rtol=1e-6, atol=0)
 
 
 def test_random_masks_in_c():

@@ -55,7 +55,8 @@ def test_c_loop_refuses_a_schedule_that_disagrees_with_the_sizes_passed():
     nulls = [None] * 6  # ln_h, ln_c (2), mask, keep (2)
     states = [torch.zeros(3, hidden), torch.zeros(3, hidden)]
     rows = [torch.zeros(6, hidden), torch.zeros(6, hidden), torch.zeros(6, 4 * hidden)]
-    outs = [None] * 6 + [torch.zeros(6, hidden), torch.zeros(6, hidden)]  # norms, tc, y
+    outs = [None] * 6 + [torch.zeros(6, hidden), torch.zeros(3, hidden), torch.zeros(6, hidden)]
+    # norms, tc, scratch, y
     pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0)
                 for t in tensors + nulls + states + rows + outs]  # fmt: skip
 

@@ -75,20 +75,21 @@ def _c_masks(like: Tensor) -> bool:
 
 
 class _DropConnect(torch.autograd.Function):
-    """``weight -> dropped``, the mask drawn in C; backward multiplies by the same factors."""
+    """``weight -> dropped``, the mask drawn in C; backward draws the same mask again from the
+    same seed and multiplies the gradient by it in one pass (nothing kept but the seed)."""
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, p: float) -> Tensor:
-        factor, dropped = regularized_native.random_mask(
-            tuple(weight.shape), 1 - p, 1 / (1 - p), _seed(), dtype=weight.dtype, weight=weight
-        )
-        ctx.save_for_backward(factor)
+        ctx.mask = (tuple(weight.shape), 1 - p, 1 / (1 - p), _seed())
+        _, dropped = regularized_native.random_mask(*ctx.mask, dtype=weight.dtype, weight=weight,
+                                                    factor=False)  # fmt: skip
         return dropped
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (factor,) = ctx.saved_tensors
-        return grad * factor, None
+        _, d_weight = regularized_native.random_mask(*ctx.mask, dtype=grad.dtype, weight=grad,
+                                                     factor=False)  # fmt: skip
+        return d_weight, None
 
 
 class LockedDropout(nn.Module):

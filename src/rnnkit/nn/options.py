@@ -161,8 +161,8 @@ def _input_side(mode: str, x: Tensor, w: CellWeights) -> Tensor:
     bias = w.b_ih if mode == "GRU" else sum_bias(w.b_ih, w.b_hh)
     if w.ln_ih is None:
         return F.linear(x, w.w_ih, bias)
-    gx = F.layer_norm(F.linear(x, w.w_ih), w.ln_ih.shape, w.ln_ih, None, EPS)
-    return gx if bias is None else gx + bias
+    # torch's layer norm adds the bias in its own pass (and sums its gradient in its backward's)
+    return F.layer_norm(F.linear(x, w.w_ih), w.ln_ih.shape, w.ln_ih, bias, EPS)
 
 
 def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: Tensor | None,

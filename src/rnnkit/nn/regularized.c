@@ -41,9 +41,11 @@ static void moments(int n, const real *x, real *mean, real *rstd) {
     *rstd = (real)(1 / sqrt(v / n + LN_EPS));
 }
 
-/* dL/dx of y = w * (x - mean) * rstd (+ shift), from dy; dx may alias dy. */
-static void norm_backward(int n, const real *dy, const real *w, const real *x, real mean,
-                          real rstd, real *dx) {
+/* dL/dx of y = w * (x - mean) * rstd (+ shift), from dy; adds dL/dw (and dL/d(shift)) of this
+ * row into gw (gb) when given: this thread's partial sums (see `partials`). */
+static void norm_backward(int n, const real *restrict dy, const real *restrict w,
+                          const real *restrict x, real mean, real rstd, real *restrict dx,
+                          double *restrict gw, double *restrict gb) {
     double s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s1, s2)
     for (int j = 0; j < n; j++) {
@@ -54,6 +56,43 @@ static void norm_backward(int n, const real *dy, const real *w, const real *x, r
     const real m1 = (real)(s1 / n), m2 = (real)(s2 / n);
     for (int j = 0; j < n; j++)
         dx[j] = rstd * (dy[j] * w[j] - m1 - (x[j] - mean) * rstd * m2);
+    if (gw)
+        for (int j = 0; j < n; j++) gw[j] += dy[j] * ((x[j] - mean) * rstd);
+    if (gb)
+        for (int j = 0; j < n; j++) gb[j] += dy[j];
+}
+
+/* The normalization gains' gradients are sums over all N rows. Each thread adds its rows into a
+ * double-precision row of its own; after the parallel region the rows are added up in thread
+ * order, so a given number of threads always gives the same sums, and no thread waits. */
+typedef struct {
+    int width, slots;
+    double *sums; /* slots x width, or null when the gradient is not wanted */
+} partials;
+
+static int partials_init(partials *p, const real *out, int width, int slots) {
+    p->width = width, p->slots = slots;
+    p->sums = out ? calloc((size_t)width * slots, sizeof(double)) : 0;
+    return out && !p->sums;
+}
+
+static double *partials_mine(const partials *p) {
+    if (!p->sums) return 0;
+#ifdef _OPENMP
+    return p->sums + (long)omp_get_thread_num() * p->width;
+#else
+    return p->sums;
+#endif
+}
+
+static void partials_finish(partials *p, real *out) {
+    if (p->sums)
+        for (int j = 0; j < p->width; j++) {
+            double s = 0;
+            for (int k = 0; k < p->slots; k++) s += p->sums[(long)k * p->width + j];
+            out[j] = (real)s;
+        }
+    free(p->sums);
 }
 
 /* The recurrent side of the gates for the b rows of one step, out = W_hh (m * h), normalized
@@ -80,17 +119,18 @@ static void recurrent_side(gemm_fn gemm, const weight *w, int b, int H, const re
 }
 
 /* dL/dh_{t-1} through the gates' recurrent side, added into dh (b x H): d (b x G) is dL/d of
- * that side; with normalization, d_rec receives dL/d of the raw product. scratch (b x H) holds
- * the product before the mask. */
+ * that side; with normalization, d_rec receives dL/d of the raw product and the gain's gradient
+ * is added into gain (this thread's partial sums). scratch (b x H) holds the product before the
+ * mask. */
 static void recurrent_side_backward(gemm_fn gemm, const weight *w, int b, int H, const real *d,
                                     const real *ln_h, const real *rec_in, const real *rec_mean,
-                                    const real *rec_rstd, real *d_rec, const real *mask,
-                                    real *scratch, real *dh) {
+                                    const real *rec_rstd, real *d_rec, double *gain,
+                                    const real *mask, real *scratch, real *dh) {
     const int G = w->k;
     if (ln_h)
         for (int i = 0; i < b; i++)
             norm_backward(G, d + (long)i * G, ln_h, rec_in + (long)i * G, rec_mean[i],
-                          rec_rstd[i], d_rec + (long)i * G);
+                          rec_rstd[i], d_rec + (long)i * G, gain, 0);
     if (!mask) {
         step_matmul(gemm, w, b, ln_h ? d_rec : d, 1, dh);
         return;
@@ -102,12 +142,55 @@ static void recurrent_side_backward(gemm_fn gemm, const weight *w, int b, int H,
 /* Rows r0.. of an optional (N x width) buffer, and rows lo.. of an optional (B x width) one. */
 #define ROWS(p, r0, width) ((p) ? (p) + (long)(r0) * (width) : 0)
 
+/* The per-row passes below are separate functions with restrict pointers, so that the compiler
+ * vectorizes them (exp and tanh included); a null option pointer is tested outside the loops. */
+
+/* Zoneout's mix of one element: k prev + (1 - k) fresh (two products, so that k = 1 keeps prev
+ * exactly), or fresh without zoneout. The row functions that use it are always inlined (ROW)
+ * and called once with k and once with a literal null pointer, so that each copy is compiled
+ * for its case, with no test or select per element. */
+#define ZONE(k, j, prev, fresh) ((k) ? (k)[j] * (prev) + (1 - (k)[j]) * (fresh) : (fresh))
+#define ROW static inline __attribute__((always_inline)) void
+
+/* LSTM gates of one row: x (input side) + gr (recurrent side) -> activations i f g o in gr; the
+ * new cell f c_prev + i g into cn and, zoned out with weights k (null: none), into cs. */
+ROW lstm_gate_row(int H, const real *restrict x, real *restrict gr,
+                          const real *restrict c_prev, const real *restrict k,
+                          real *restrict cn, real *restrict cs) {
+#pragma GCC ivdep /* no iteration touches another one's elements (gate blocks j, H + j, ...) */
+    for (int j = 0; j < H; j++) {
+        const real ig = sigmoid(x[j] + gr[j]), fg = sigmoid(x[H + j] + gr[H + j]);
+        const real cand = TANH(x[2 * H + j] + gr[2 * H + j]);
+        gr[j] = ig, gr[H + j] = fg, gr[2 * H + j] = cand;
+        gr[3 * H + j] = sigmoid(x[3 * H + j] + gr[3 * H + j]);
+        const real c_new = fg * c_prev[j] + ig * cand;
+        cn[j] = c_new, cs[j] = ZONE(k, j, c_prev[j], c_new);
+    }
+}
+
+/* The new hidden state of one row, o tanh(c^) with c^ = LN_c(cn) when w is given (mean m,
+ * 1/std s) and cn otherwise, zoned out with weights k (null: none) into hs (which holds h_{t-1})
+ * and y; tc receives tanh(c^). */
+ROW lstm_output_row(int H, const real *restrict o, const real *restrict cn,
+                            const real *restrict w, const real *restrict shift, real m, real s,
+                            const real *restrict k, real *restrict tc, real *restrict hs,
+                            real *restrict y) {
+    if (w)
+        for (int j = 0; j < H; j++) tc[j] = TANH(w[j] * (cn[j] - m) * s + shift[j]);
+    else
+        for (int j = 0; j < H; j++) tc[j] = TANH(cn[j]);
+    for (int j = 0; j < H; j++) {
+        const real h = ZONE(k, j, hs[j], o[j] * tc[j]);
+        hs[j] = h, y[j] = h;
+    }
+}
+
 int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
                      long N, int H, const real *gx, const real *whh, const real *ln_h,
                      const real *ln_cw, const real *ln_cb, const real *mask, const real *keep_h,
                      const real *keep_c, real *hs, real *cs, real *hin, real *cp, real *g,
                      real *rec_in, real *rec_mean, real *rec_rstd, real *c_in, real *c_mean,
-                     real *c_rstd, real *tc, real *y) {
+                     real *c_rstd, real *tc, real *scratch, real *y) {
     if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     const int G = 4 * H;
     weight wh = use_weight('T', G, H, whh, T, sizes, starts);
@@ -122,29 +205,21 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                            ROWS(rec_rstd, r0, 1), g + (long)r0 * G);
             for (int i = 0; i < b; i++) {
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
-                const real *x = gx + row * G, *c_prev = cp + row * H;
                 real *gr = g + row * G;
-                real *cn = c_in ? c_in + row * H : tc + row * H; /* the new cell before zoneout */
-                for (int j = 0; j < H; j++) {
-                    const real ig = sigmoid(x[j] + gr[j]), fg = sigmoid(x[H + j] + gr[H + j]);
-                    const real cand = TANH(x[2 * H + j] + gr[2 * H + j]);
-                    gr[j] = ig, gr[H + j] = fg, gr[2 * H + j] = cand;
-                    gr[3 * H + j] = sigmoid(x[3 * H + j] + gr[3 * H + j]);
-                    cn[j] = fg * c_prev[j] + ig * cand;
-                }
+                /* the new cell before zoneout: kept for LN_c's backward, else scratch */
+                real *cn = c_in ? c_in + row * H : scratch + k0;
+                if (keep_c)
+                    lstm_gate_row(H, gx + row * G, gr, cp + row * H, keep_c + row * H, cn, cs + k0);
+                else
+                    lstm_gate_row(H, gx + row * G, gr, cp + row * H, 0, cn, cs + k0);
                 real m = 0, s = 1;
                 if (ln_cw) moments(H, cn, c_mean + row, c_rstd + row), m = c_mean[row], s = c_rstd[row];
-                for (int j = 0; j < H; j++) {
-                    const real c_new = cn[j];
-                    const real c_hat = ln_cw ? ln_cw[j] * (c_new - m) * s + ln_cb[j] : c_new;
-                    const real tanh_c = TANH(c_hat), h_new = gr[3 * H + j] * tanh_c;
-                    tc[row * H + j] = tanh_c;
-                    const real kc = keep_c ? keep_c[row * H + j] : 0;
-                    const real kh = keep_h ? keep_h[row * H + j] : 0;
-                    cs[k0 + j] = keep_c ? kc * cs[k0 + j] + (1 - kc) * c_new : c_new;
-                    hs[k0 + j] = keep_h ? kh * hs[k0 + j] + (1 - kh) * h_new : h_new;
-                    y[row * H + j] = hs[k0 + j];
-                }
+                if (keep_h)
+                    lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, keep_h + row * H,
+                                    tc + row * H, hs + k0, y + row * H);
+                else
+                    lstm_output_row(H, gr + 3 * H, cn, ln_cw, ln_cb, m, s, 0, tc + row * H,
+                                    hs + k0, y + row * H);
             }
         }
     }
@@ -152,19 +227,62 @@ int reg_lstm_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
     return 0;
 }
 
+/* Backward through h_t = k h_{t-1} + (1 - k) o tanh(c^) for one row (k = 0 without zoneout):
+ * dh, the running dL/dh_t, becomes the direct part k dL/dh_t of dL/dh_{t-1} (the gates' part is
+ * added later); dy is the output's gradient. Writes dL/d(o's pre-activation) into dgo and
+ * dL/dc^ into dout. */
+ROW lstm_output_grad_row(int H, const real *restrict k, const real *restrict dy,
+                                 const real *restrict o, const real *restrict tc,
+                                 real *restrict dh, real *restrict dgo, real *restrict dout) {
+    for (int j = 0; j < H; j++) {
+        const real dh_t = dh[j] + dy[j], kh = k ? k[j] : 0, dh_new = dh_t * (1 - kh);
+        dh[j] = dh_t * kh;
+        dgo[j] = dh_new * tc[j] * o[j] * (1 - o[j]);
+        dout[j] = dh_new * o[j] * (1 - tc[j] * tc[j]);
+    }
+}
+
+/* Backward through c_t = k c_{t-1} + (1 - k) (f c_{t-1} + i g) for one row: dc, the running
+ * dL/dc_t, becomes dL/dc_{t-1}; dcn is dL/d(new cell) from the output side. Writes the
+ * pre-activation gradients of i, f, g into dg. */
+ROW lstm_cell_grad_row(int H, const real *restrict k, const real *restrict gr,
+                               const real *restrict c_prev, const real *restrict dcn,
+                               real *restrict dg, real *restrict dc) {
+    for (int j = 0; j < H; j++) {
+        const real kc = k ? k[j] : 0, d = dc[j] * (1 - kc) + dcn[j];
+        const real ig = gr[j], fg = gr[H + j], cg = gr[2 * H + j];
+        dg[j] = d * cg * ig * (1 - ig);
+        dg[H + j] = d * c_prev[j] * fg * (1 - fg);
+        dg[2 * H + j] = d * ig * (1 - cg * cg);
+        dc[j] = d * fg + dc[j] * kc;
+    }
+}
+
+/* d_ln_h (G), d_ln_cw, d_ln_cb (H) receive the normalization gains' gradients, summed over all
+ * rows (null: not wanted); d_c_out and scratch are B x H scratch. Returns 2 out of memory. */
 int reg_lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
                       long N, int H, const real *g, const real *cp, const real *tc,
                       const real *whh, const real *ln_h, const real *rec_in,
                       const real *rec_mean, const real *rec_rstd, const real *ln_cw,
                       const real *c_in, const real *c_mean, const real *c_rstd, const real *mask,
                       const real *keep_h, const real *keep_c, const real *dy, real *d_gates,
-                      real *d_rec, real *d_c_out, real *scratch, real *dh, real *dc) {
+                      real *d_rec, real *d_c_out, real *scratch, real *dh, real *dc,
+                      real *d_ln_h, real *d_ln_cw, real *d_ln_cb) {
     if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
-    const int G = 4 * H;
+    const int G = 4 * H, slots = team_size(sizes[0]);
+    partials gh, gcw, gcb;
+    int failed = partials_init(&gh, d_ln_h, G, slots);
+    failed |= partials_init(&gcw, d_ln_cw, H, slots) | partials_init(&gcb, d_ln_cb, H, slots);
+    if (failed) {
+        free(gh.sums), free(gcw.sums), free(gcb.sums);
+        return 2;
+    }
     weight wh = use_weight('N', H, G, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
+        double *my_gh = partials_mine(&gh), *my_gcw = partials_mine(&gcw);
+        double *my_gcb = partials_mine(&gcb);
         for (int step = T - 1; step >= 0; step--) {
             MY_STEP(step);
             for (int i = 0; i < b; i++) {
@@ -172,36 +290,50 @@ int reg_lstm_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int re
                 const real *gr = g + row * G;
                 real *dg = d_gates + row * G;
                 real *dcn = scratch + k0; /* dL/d(new cell) from the output side */
-                real *dout = d_c_out ? d_c_out + row * H : dcn;
-                for (int j = 0; j < H; j++) { /* through h_t = k h_{t-1} + (1 - k) o tanh(c^) */
-                    const real dh_t = dh[k0 + j] + dy[row * H + j];
-                    const real kh = keep_h ? keep_h[row * H + j] : 0;
-                    const real dh_new = dh_t * (1 - kh);
-                    dh[k0 + j] = dh_t * kh; /* the direct path to h_{t-1}; the gates' below */
-                    const real o = gr[3 * H + j], tcj = tc[row * H + j];
-                    dg[3 * H + j] = dh_new * tcj * o * (1 - o);
-                    dout[j] = dh_new * o * (1 - tcj * tcj);
-                }
+                real *dout = ln_cw ? d_c_out + k0 : dcn;
+                if (keep_h)
+                    lstm_output_grad_row(H, keep_h + row * H, dy + row * H, gr + 3 * H,
+                                         tc + row * H, dh + k0, dg + 3 * H, dout);
+                else
+                    lstm_output_grad_row(H, 0, dy + row * H, gr + 3 * H, tc + row * H, dh + k0,
+                                         dg + 3 * H, dout);
                 if (ln_cw)
-                    norm_backward(H, dout, ln_cw, c_in + row * H, c_mean[row], c_rstd[row], dcn);
-                for (int j = 0; j < H; j++) {
-                    const real kc = keep_c ? keep_c[row * H + j] : 0;
-                    const real d = dc[k0 + j] * (1 - kc) + dcn[j];
-                    const real ig = gr[j], fg = gr[H + j], cg = gr[2 * H + j];
-                    dg[j] = d * cg * ig * (1 - ig);
-                    dg[H + j] = d * cp[row * H + j] * fg * (1 - fg);
-                    dg[2 * H + j] = d * ig * (1 - cg * cg);
-                    dc[k0 + j] = d * fg + dc[k0 + j] * kc;
-                }
+                    norm_backward(H, dout, ln_cw, c_in + row * H, c_mean[row], c_rstd[row], dcn,
+                                  my_gcw, my_gcb);
+                if (keep_c)
+                    lstm_cell_grad_row(H, keep_c + row * H, gr, cp + row * H, dcn, dg, dc + k0);
+                else
+                    lstm_cell_grad_row(H, 0, gr, cp + row * H, dcn, dg, dc + k0);
             }
             recurrent_side_backward(gemm, &wh, b, H, d_gates + (long)r0 * G, ln_h,
                                     ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
-                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G), ROWS(mask, lo, H),
-                                    scratch + (long)lo * H, dh + (long)lo * H);
+                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G), my_gh,
+                                    ROWS(mask, lo, H), scratch + (long)lo * H, dh + (long)lo * H);
         }
     }
     free(wh.packed);
+    partials_finish(&gh, d_ln_h), partials_finish(&gcw, d_ln_cw), partials_finish(&gcb, d_ln_cb);
     return 0;
+}
+
+/* v += bias, one row of n. */
+static void add_row(int n, const real *restrict bias, real *restrict v) {
+    for (int j = 0; j < n; j++) v[j] += bias[j];
+}
+
+/* GRU gates of one row: x (input side), h (recurrent side with b_hh) and h_{t-1} = hp -> r z n
+ * in gr, and the new state (1 - z) n + z h_{t-1}, zoned out with weights k (null: none), into
+ * hs and y. */
+ROW gru_gate_row(int H, const real *restrict x, const real *restrict h,
+                         const real *restrict hp, const real *restrict k, real *restrict gr,
+                         real *restrict hs, real *restrict y) {
+    for (int j = 0; j < H; j++) {
+        const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
+        const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
+        gr[j] = r, gr[H + j] = z, gr[2 * H + j] = n;
+        const real v = ZONE(k, j, hp[j], n + z * (hp[j] - n));
+        hs[j] = v, y[j] = v;
+    }
 }
 
 int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
@@ -223,19 +355,14 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
                            ROWS(rec_rstd, r0, 1), gh + (long)r0 * G);
             for (int i = 0; i < b; i++) {
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
-                const real *x = gx + row * G;
-                real *h = gh + row * G, *gr = g + row * G;
-                if (bhh)
-                    for (int j = 0; j < G; j++) h[j] += bhh[j];
-                for (int j = 0; j < H; j++) {
-                    const real r = sigmoid(x[j] + h[j]), z = sigmoid(x[H + j] + h[H + j]);
-                    const real n = TANH(x[2 * H + j] + r * h[2 * H + j]);
-                    gr[j] = r, gr[H + j] = z, gr[2 * H + j] = n;
-                    const real h_new = n + z * (hs[k0 + j] - n);
-                    const real kh = keep_h ? keep_h[row * H + j] : 0;
-                    hs[k0 + j] = keep_h ? kh * hs[k0 + j] + (1 - kh) * h_new : h_new;
-                    y[row * H + j] = hs[k0 + j];
-                }
+                real *h = gh + row * G;
+                if (bhh) add_row(G, bhh, h);
+                if (keep_h)
+                    gru_gate_row(H, gx + row * G, h, hp + row * H, keep_h + row * H, g + row * G,
+                                 hs + k0, y + row * H);
+                else
+                    gru_gate_row(H, gx + row * G, h, hp + row * H, 0, g + row * G, hs + k0,
+                                 y + row * H);
             }
         }
     }
@@ -243,45 +370,62 @@ int reg_gru_forward(gemm_fn gemm, int T, const int *sizes, int *starts, int reve
     return 0;
 }
 
+/* The GRU's gradients for one row: dy the output's gradient, dh the running dL/dh_t (becomes
+ * the direct paths to h_{t-1}: k dL/dh_t + (1 - k) z dL/dh~); writes dL/d of the input side
+ * (dx) and of the recurrent side (dhh). */
+ROW gru_grad_row(int H, const real *restrict k, const real *restrict dy,
+                         const real *restrict gr, const real *restrict h, const real *restrict hp,
+                         real *restrict dx, real *restrict dhh, real *restrict dh) {
+    for (int j = 0; j < H; j++) {
+        const real dh_t = dh[j] + dy[j], kh = k ? k[j] : 0, dh_new = dh_t * (1 - kh);
+        const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
+        const real dn = dh_new * (1 - z) * (1 - n * n);
+        const real dz = dh_new * (hp[j] - n) * z * (1 - z);
+        const real dr = dn * h[2 * H + j] * r * (1 - r);
+        dx[j] = dhh[j] = dr;
+        dx[H + j] = dhh[H + j] = dz;
+        dx[2 * H + j] = dn;
+        dhh[2 * H + j] = dn * r;
+        dh[j] = dh_t * kh + dh_new * z;
+    }
+}
+
+/* d_ln_h (G) receives the gradient of LN_h's gain summed over all rows (null: not wanted). */
 int reg_gru_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int reverse, int B,
                      long N, int H, const real *g, const real *gh, const real *hp,
                      const real *whh, const real *ln_h, const real *rec_in, const real *rec_mean,
                      const real *rec_rstd, const real *mask, const real *keep_h, const real *dy,
-                     real *d_gx, real *d_gh, real *d_rec, real *scratch, real *dh) {
+                     real *d_gx, real *d_gh, real *d_rec, real *scratch, real *dh,
+                     real *d_ln_h) {
     if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
     const int G = 3 * H;
+    partials gain;
+    if (partials_init(&gain, d_ln_h, G, team_size(sizes[0]))) return 2;
     weight wh = use_weight('N', H, G, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
+        double *my_gain = partials_mine(&gain);
         for (int step = T - 1; step >= 0; step--) {
             MY_STEP(step);
             for (int i = 0; i < b; i++) {
                 const long row = r0 + i, k0 = (long)(lo + i) * H;
-                const real *gr = g + row * G, *h = gh + row * G;
-                real *dx = d_gx + row * G, *dhh = d_gh + row * G;
-                for (int j = 0; j < H; j++) {
-                    const real dh_t = dh[k0 + j] + dy[row * H + j];
-                    const real kh = keep_h ? keep_h[row * H + j] : 0;
-                    const real dh_new = dh_t * (1 - kh);
-                    const real r = gr[j], z = gr[H + j], n = gr[2 * H + j];
-                    const real dn = dh_new * (1 - z) * (1 - n * n);
-                    const real dz = dh_new * (hp[row * H + j] - n) * z * (1 - z);
-                    const real dr = dn * h[2 * H + j] * r * (1 - r);
-                    dx[j] = dhh[j] = dr;
-                    dx[H + j] = dhh[H + j] = dz;
-                    dx[2 * H + j] = dn;
-                    dhh[2 * H + j] = dn * r;
-                    dh[k0 + j] = dh_t * kh + dh_new * z; /* the direct paths to h_{t-1} */
-                }
+                const real *gr = g + row * G, *h = gh + row * G, *hpr = hp + row * H;
+                if (keep_h)
+                    gru_grad_row(H, keep_h + row * H, dy + row * H, gr, h, hpr, d_gx + row * G,
+                                 d_gh + row * G, dh + k0);
+                else
+                    gru_grad_row(H, 0, dy + row * H, gr, h, hpr, d_gx + row * G, d_gh + row * G,
+                                 dh + k0);
             }
             recurrent_side_backward(gemm, &wh, b, H, d_gh + (long)r0 * G, ln_h,
                                     ROWS(rec_in, r0, G), ROWS(rec_mean, r0, 1),
-                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G), ROWS(mask, lo, H),
-                                    scratch + (long)lo * H, dh + (long)lo * H);
+                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, G), my_gain,
+                                    ROWS(mask, lo, H), scratch + (long)lo * H, dh + (long)lo * H);
         }
     }
     free(wh.packed);
+    partials_finish(&gain, d_ln_h);
     return 0;
 }
 
@@ -321,12 +465,15 @@ int reg_rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
                      long N, int H, int relu, const real *act, const real *whh, const real *ln_h,
                      const real *rec_in, const real *rec_mean, const real *rec_rstd,
                      const real *mask, const real *keep_h, const real *dy, real *d_pre,
-                     real *d_rec, real *scratch, real *dh) {
+                     real *d_rec, real *scratch, real *dh, real *d_ln_h) {
     if (steps_setup(T, sizes, starts, B, N, H, H)) return 1;
+    partials gain;
+    if (partials_init(&gain, d_ln_h, H, team_size(sizes[0]))) return 2;
     weight wh = use_weight('N', H, H, whh, T, sizes, starts);
     PARALLEL_ROWS {
         int lo, hi;
         my_rows(sizes[0], &lo, &hi);
+        double *my_gain = partials_mine(&gain);
         for (int step = T - 1; step >= 0; step--) {
             MY_STEP(step);
             for (int i = 0; i < b; i++) {
@@ -341,11 +488,12 @@ int reg_rnn_backward(gemm_fn gemm, int T, const int *sizes, int *starts, int rev
             }
             recurrent_side_backward(gemm, &wh, b, H, d_pre + (long)r0 * H, ln_h,
                                     ROWS(rec_in, r0, H), ROWS(rec_mean, r0, 1),
-                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, H), ROWS(mask, lo, H),
-                                    scratch + (long)lo * H, dh + (long)lo * H);
+                                    ROWS(rec_rstd, r0, 1), ROWS(d_rec, r0, H), my_gain,
+                                    ROWS(mask, lo, H), scratch + (long)lo * H, dh + (long)lo * H);
         }
     }
     free(wh.packed);
+    partials_finish(&gain, d_ln_h);
     return 0;
 }
 
@@ -356,31 +504,46 @@ static inline uint64_t splitmix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* Random masks of the options (weight drop, zoneout, recurrent dropout) on n entries:
- * factor[i] = scale with probability threshold / 2^32, else 0, and, when w is given,
- * out[i] = w[i] * factor[i] (weight drop: a product, not a branch, which would be mispredicted
- * half the time). The uniforms are splitmix64's sequence from `seed` (state seed + k * golden
+/* Random masks of the options (weight drop, zoneout, recurrent dropout) on n entries: the
+ * factor of entry i is scale with probability threshold / 2^32, else 0; factor[i] receives it
+ * when factor is given and, when w is given, out[i] = w[i] * factor (weight drop: a product,
+ * not a branch, which would be mispredicted half the time). Weight drop's backward calls this
+ * again with the same seed, w = dL/d(dropped weight) and no factor: the mask is drawn again
+ * rather than kept. The uniforms are splitmix64's sequence from `seed` (state seed + k * golden
  * gamma), each 64-bit number giving two 32-bit ones: a counter per pair of entries, so the
  * threads' chunks draw the same numbers as one thread would. */
 static inline void mask_pair(uint64_t seed, long k, uint64_t threshold, real scale,
-                             real *factor) {
+                             real *pair) {
     const uint64_t u = splitmix64(seed + (uint64_t)(k + 1) * 0x9E3779B97F4A7C15ULL);
-    factor[0] = scale * ((u & 0xFFFFFFFFULL) < threshold);
-    factor[1] = scale * ((u >> 32) < threshold);
+    pair[0] = scale * ((u & 0xFFFFFFFFULL) < threshold);
+    pair[1] = scale * ((u >> 32) < threshold);
 }
 
 int random_mask(long n, uint64_t seed, uint64_t threshold, real scale, const real *w, real *out,
                 real *factor) {
-    if (n < 0 || threshold > (1ULL << 32) || (w != 0) != (out != 0)) return 1;
+    if (n < 0 || threshold > (1ULL << 32) || (w != 0) != (out != 0) || !(w || factor)) return 1;
+    const long pairs = n / 2;
+    if (factor && w) {
 #pragma omp parallel for schedule(static) if (n >= 1L << 18)
-    for (long k = 0; k < n / 2; k++) {
-        mask_pair(seed, k, threshold, scale, factor + 2 * k);
-        if (w) out[2 * k] = w[2 * k] * factor[2 * k], out[2 * k + 1] = w[2 * k + 1] * factor[2 * k + 1];
+        for (long k = 0; k < pairs; k++) {
+            mask_pair(seed, k, threshold, scale, factor + 2 * k);
+            out[2 * k] = w[2 * k] * factor[2 * k], out[2 * k + 1] = w[2 * k + 1] * factor[2 * k + 1];
+        }
+    } else if (factor) {
+#pragma omp parallel for schedule(static) if (n >= 1L << 18)
+        for (long k = 0; k < pairs; k++) mask_pair(seed, k, threshold, scale, factor + 2 * k);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= 1L << 18)
+        for (long k = 0; k < pairs; k++) {
+            real pair[2];
+            mask_pair(seed, k, threshold, scale, pair);
+            out[2 * k] = w[2 * k] * pair[0], out[2 * k + 1] = w[2 * k + 1] * pair[1];
+        }
     }
     if (n % 2) { /* the last entry takes the first half of its pair's number */
         real last[2];
-        mask_pair(seed, n / 2, threshold, scale, last);
-        factor[n - 1] = last[0];
+        mask_pair(seed, pairs, threshold, scale, last);
+        if (factor) factor[n - 1] = last[0];
         if (w) out[n - 1] = w[n - 1] * last[0];
     }
     return 0;

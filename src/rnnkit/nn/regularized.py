@@ -261,14 +261,10 @@ def _lstm_backward_native(ctx: Any, w_hh: Tensor, dy: Tensor | None, dh_n: Tenso
     dy = grad_or_zeros(dy, like)
     dh_n = grad_or_zeros(dh_n, like[: sched.batch])
     dc_n = grad_or_zeros(dc_n, like[: sched.batch])
-    d_gates, d_rec, d_c_out, dh, dc = regularized_native.lstm_backward(
+    d_gates, d_rec, dh, dc, d_ln_h, d_ln_cw, d_ln_cb = regularized_native.lstm_backward(
         sched, w_hh, ln_h, ln_cw, mask, keep, buffers, dy, dh_n, dc_n
     )
-    dw_hh, d_ln_h = _recurrent_grads(d_gates, d_rec, buffers, ln_h)
-    d_ln_cw = d_ln_cb = None
-    if ln_cw is not None:
-        d_ln_cw, d_ln_cb = norm_grads(d_c_out, buffers["c_in"], buffers["c_mean"],
-                                      buffers["c_rstd"], True)  # fmt: skip
+    dw_hh = _recurrent_weight_grad(d_gates, d_rec, buffers)
     return d_gates, dh, dc, dw_hh, d_ln_h, d_ln_cw, d_ln_cb, None, None, None, None, None, None
 
 
@@ -407,24 +403,20 @@ def _use_c(wanted: bool, *tensors: Tensor | None) -> bool:
     return wanted and regularized_native.available(*(t for t in tensors if t is not None))
 
 
-def _recurrent_grads(d_side: Tensor, d_rec: Tensor | None, buffers: dict,
-                     ln_h: Tensor | None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-    """dL/dW_hh and dL/d(LN_h gain) from the C loop's buffers (one product, one column sum)."""
-    dw_hh = (d_side if d_rec is None else d_rec).t() @ buffers["hin"]
-    if ln_h is None:
-        return dw_hh, None
-    gain, _ = norm_grads(d_side, buffers["rec_in"], buffers["rec_mean"], buffers["rec_rstd"], False)
-    return dw_hh, gain
+def _recurrent_weight_grad(d_side: Tensor, d_rec: Tensor | None, buffers: dict) -> Tensor:
+    """dL/dW_hh from the C loop's buffers, one product over all rows (the C loop has summed the
+    normalization gains' gradients itself, in the pass that forms d_rec)."""
+    return (d_side if d_rec is None else d_rec).t() @ buffers["hin"]
 
 
 def _gru_backward_native(ctx: Any, w_hh: Tensor, dy: Tensor | None, dh_n: Tensor | None) -> tuple:
     sched, buffers, ln_h, mask, keep_h, has_bias = ctx.state
     like = buffers["hp"]
     dy, dh_n = grad_or_zeros(dy, like), grad_or_zeros(dh_n, like[: sched.batch])
-    d_gx, d_gh, d_rec, dh = regularized_native.gru_backward(
+    d_gx, d_gh, d_rec, dh, d_ln_h = regularized_native.gru_backward(
         sched, w_hh, ln_h, mask, keep_h, buffers, dy, dh_n
     )
-    dw_hh, d_ln_h = _recurrent_grads(d_gh, d_rec, buffers, ln_h)
+    dw_hh = _recurrent_weight_grad(d_gh, d_rec, buffers)
     db_hh = d_gh.sum(0) if has_bias else None
     return d_gx, dh, dw_hh, db_hh, d_ln_h, None, None, None, None, None
 
@@ -433,8 +425,8 @@ def _rnn_backward_native(ctx: Any, w_hh: Tensor, dy: Tensor | None, dh_n: Tensor
     sched, buffers, ln_h, mask, keep_h, relu = ctx.state
     like = buffers["act"]
     dy, dh_n = grad_or_zeros(dy, like), grad_or_zeros(dh_n, like[: sched.batch])
-    d_pre, d_rec, dh = regularized_native.rnn_backward(
+    d_pre, d_rec, dh, d_ln_h = regularized_native.rnn_backward(
         sched, w_hh, ln_h, mask, keep_h, relu, buffers, dy, dh_n
     )
-    dw_hh, d_ln_h = _recurrent_grads(d_pre, d_rec, buffers, ln_h)
+    dw_hh = _recurrent_weight_grad(d_pre, d_rec, buffers)
     return d_pre, dh, dw_hh, d_ln_h, None, None, None, None, None, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -81,7 +82,7 @@ def lstm_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
         ("keep_h", _contiguous(keep[0]), (n, hidden)),
         ("keep_c", _contiguous(keep[1]), (n, hidden)), ("h", h_n, (b, hidden)),
         ("c", c_n, (b, hidden)), *((k, buffers[k], shapes[k]) for k in shapes),
-        ("y", y, (n, hidden)),
+        ("scratch", gx.new_empty(b, hidden), (b, hidden)), ("y", y, (n, hidden)),
     ])  # fmt: skip
     return y, h_n, c_n
 
@@ -90,14 +91,17 @@ def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Ten
                   mask: Tensor | None, keep: tuple[Tensor | None, Tensor | None],
                   buffers: dict[str, Tensor | None], dy: Tensor, dh_n: Tensor,
                   dc_n: Tensor) -> tuple[Tensor, ...]:  # fmt: skip
-    """Run the backward loop: ``(d_gates, d_rec, d_c_out, dh0, dc0)`` (``d_rec``: dL/d of the raw
-    recurrent product, with ``ln_h``; ``d_c_out``: dL/d of the normalized cell, with ``ln_cw``)."""
+    """Run the backward loop: ``(d_gates, d_rec, dh0, dc0, d_ln_h, d_ln_cw, d_ln_cb)``
+    (``d_rec``: dL/d of the raw recurrent product, with ``ln_h``; the normalization gains'
+    gradients, summed over all rows in C, None without ``ln_h`` / ``ln_cw``)."""
     n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
     gates = 4 * hidden
     dh, dc = dh_n.contiguous().clone(), dc_n.contiguous().clone()
     d_gates = dy.new_empty(n, gates)
-    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
-    d_c_out = dy.new_empty(n, hidden) if ln_cw is not None else None
+    d_rec, d_ln_h = _norm_outputs(dy, n, gates, ln_h)
+    d_c_out = dy.new_empty(b, hidden) if ln_cw is not None else None  # scratch
+    d_ln_cw, d_ln_cb = (dy.new_empty(hidden), dy.new_empty(hidden)) if ln_cw is not None else (
+        None, None)  # fmt: skip
     scratch = dy.new_empty(b, hidden)
     shapes = {"g": (n, gates), "cp": (n, hidden), "tc": (n, hidden)}
     norm_shapes = {"rec_in": (n, gates), "rec_mean": (n, 1), "rec_rstd": (n, 1)}
@@ -111,10 +115,19 @@ def lstm_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, ln_cw: Ten
         ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep[0]), (n, hidden)),
         ("keep_c", _contiguous(keep[1]), (n, hidden)), ("dy", dy.contiguous(), (n, hidden)),
         ("d_gates", d_gates, (n, gates)), ("d_rec", d_rec, (n, gates)),
-        ("d_c_out", d_c_out, (n, hidden)), ("scratch", scratch, (b, hidden)),
-        ("dh", dh, (b, hidden)), ("dc", dc, (b, hidden)),
+        ("d_c_out", d_c_out, (b, hidden)), ("scratch", scratch, (b, hidden)),
+        ("dh", dh, (b, hidden)), ("dc", dc, (b, hidden)), ("d_ln_h", d_ln_h, (gates,)),
+        ("d_ln_cw", d_ln_cw, (hidden,)), ("d_ln_cb", d_ln_cb, (hidden,)),
     ])  # fmt: skip
-    return d_gates, d_rec, d_c_out, dh, dc
+    return d_gates, d_rec, dh, dc, d_ln_h, d_ln_cw, d_ln_cb
+
+
+def _norm_outputs(like: Tensor, rows: int, width: int,
+                  ln: Tensor | None) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+    """``d_rec (N, G)`` and ``d_ln_h (G)`` of a backward loop, or Nones without normalization."""
+    if ln is None:
+        return None, None
+    return like.new_empty(rows, width), like.new_empty(width)
 
 
 def _norm_buffers(like: Tensor, rows: int, width: int, ln: Tensor | None) -> dict:
@@ -154,12 +167,12 @@ def gru_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None,
 def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
                  keep_h: Tensor | None, buffers: dict, dy: Tensor,
                  dh_n: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
-    """``(d_gx, d_gh, d_rec, dh0)``."""
+    """``(d_gx, d_gh, d_rec, dh0, d_ln_h)``."""
     n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
     gates = 3 * hidden
     dh = dh_n.contiguous().clone()
     d_gx, d_gh = dy.new_empty(n, gates), dy.new_empty(n, gates)
-    d_rec = dy.new_empty(n, gates) if ln_h is not None else None
+    d_rec, d_ln_h = _norm_outputs(dy, n, gates, ln_h)
     _call("reg_gru_backward", sched, hidden, w_hh, [
         ("g", buffers["g"], (n, gates)), ("gh", buffers["gh"], (n, gates)),
         ("hp", buffers["hp"], (n, hidden)), ("w_hh", w_hh.contiguous(), (gates, hidden)),
@@ -168,8 +181,9 @@ def gru_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tenso
         ("dy", dy.contiguous(), (n, hidden)), ("d_gx", d_gx, (n, gates)),
         ("d_gh", d_gh, (n, gates)), ("d_rec", d_rec, (n, gates)),
         ("scratch", dy.new_empty(b, hidden), (b, hidden)), ("dh", dh, (b, hidden)),
+        ("d_ln_h", d_ln_h, (gates,)),
     ])  # fmt: skip
-    return d_gx, d_gh, d_rec, dh
+    return d_gx, d_gh, d_rec, dh, d_ln_h
 
 
 def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
@@ -193,46 +207,50 @@ def rnn_forward(sched: Schedule, gx: Tensor, w_hh: Tensor, ln_h: Tensor | None,
 def rnn_backward(sched: Schedule, w_hh: Tensor, ln_h: Tensor | None, mask: Tensor | None,
                  keep_h: Tensor | None, relu: bool, buffers: dict, dy: Tensor,
                  dh_n: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
-    """``(d_pre, d_rec, dh0)``."""
+    """``(d_pre, d_rec, dh0, d_ln_h)``."""
     n, b, hidden = sched.total, sched.batch, dh_n.shape[1]
     dh = dh_n.contiguous().clone()
     d_pre = dy.new_empty(n, hidden)
-    d_rec = dy.new_empty(n, hidden) if ln_h is not None else None
+    d_rec, d_ln_h = _norm_outputs(dy, n, hidden, ln_h)
     _call("reg_rnn_backward", sched, hidden, w_hh, [
         ("act", buffers["act"], (n, hidden)), ("w_hh", w_hh.contiguous(), (hidden, hidden)),
         ("ln_h", _contiguous(ln_h), (hidden,)), *_norm_entries(buffers, n, hidden),
         ("mask", _contiguous(mask), (b, hidden)), ("keep_h", _contiguous(keep_h), (n, hidden)),
         ("dy", dy.contiguous(), (n, hidden)), ("d_pre", d_pre, (n, hidden)),
         ("d_rec", d_rec, (n, hidden)), ("scratch", dy.new_empty(b, hidden), (b, hidden)),
-        ("dh", dh, (b, hidden)),
+        ("dh", dh, (b, hidden)), ("d_ln_h", d_ln_h, (hidden,)),
     ], flag=relu)  # fmt: skip
-    return d_pre, d_rec, dh
+    return d_pre, d_rec, dh, d_ln_h
 
 
 _REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
 
 
 def random_mask(shape: tuple[int, ...], keep: float, scale: float, seed: int, *, dtype: torch.dtype,
-                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+                weight: Tensor | None = None,
+                factor: bool = True) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
     """``(factor, dropped)``: ``factor`` of ``shape`` holds ``scale`` with probability ``keep``
     (to 2^-32) and 0 otherwise, and ``dropped = weight * factor`` (None without ``weight``, which
-    must then have ``shape``). The uniforms are splitmix64's sequence from ``seed`` (a 64-bit
-    integer), the same for any number of threads; ``dtype`` one :func:`available` takes."""
+    must then have ``shape``; ``factor=False`` returns no factor, only ``dropped``). The uniforms
+    are splitmix64's sequence from ``seed`` (a 64-bit integer), the same for any number of
+    threads, so the same seed draws the same mask again; ``dtype`` one :func:`available` takes."""
     library = _library(dtype) if dtype in _REAL else None
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use PyTorch's")
-    factor = torch.empty(shape, dtype=dtype)
+    if weight is None and not factor:
+        raise ValueError("random_mask: nothing to write (no weight and factor=False)")
+    out = torch.empty(shape, dtype=dtype) if factor else None
     w = None if weight is None else weight.detach().contiguous()
     dropped = None if w is None else torch.empty_like(w)
-    for what, t in (("factor", factor), ("weight", w), ("dropped", dropped)):
+    for what, t in (("factor", out), ("weight", w), ("dropped", dropped)):
         native.check_buffer(what, t, tuple(shape), dtype)
     function = library[0].random_mask
     function.restype = ctypes.c_int
     status = function(
-        ctypes.c_long(factor.numel()), ctypes.c_uint64(seed % 2**64),
+        ctypes.c_long(math.prod(shape)), ctypes.c_uint64(seed % 2**64),
         ctypes.c_uint64(round(keep * 2**32)), _REAL[dtype](scale),
-        *(ctypes.c_void_p(0 if t is None else t.data_ptr()) for t in (w, dropped, factor)),
+        *(ctypes.c_void_p(0 if t is None else t.data_ptr()) for t in (w, dropped, out)),
     )  # fmt: skip
     if status != 0:
         raise ValueError(f"regularized.c random_mask refused keep={keep} (a bug in rnnkit)")
-    return factor, dropped
+    return out, dropped
