@@ -40,7 +40,7 @@ from torch import Tensor
 from rnnkit.nn import loops, native, steps
 from rnnkit.nn.loops import project
 from rnnkit.nn.schedule import Schedule, grad_or_zeros
-from rnnkit.nn.transforms import ReferencedFunction
+from rnnkit.nn.transforms import ReferencedFunction, differentiable_grads
 
 
 def _impl(native_wanted: bool, *tensors: Tensor | None) -> ModuleType:
@@ -79,16 +79,7 @@ def graph_grads(
     params += [None] * (5 - len(params))  # the GRU and RNN have no projection
     with torch.enable_grad():
         y, finals = steps.run(mode, x, states, params, sizes, reverse)
-    pairs = [(out, g) for out, g in zip([y, *finals], grads) if g is not None]
-    wanted = [i for i, t in enumerate(inputs) if t is not None and needed[i]]
-    found = torch.autograd.grad(
-        [out for out, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
-        create_graph=True, allow_unused=True,
-    )  # fmt: skip
-    result: list[Tensor | None] = [None] * len(inputs)
-    for i, g in zip(wanted, found):
-        result[i] = g
-    return tuple(result)
+    return differentiable_grads([y, *finals], inputs, grads, needed)
 
 
 def _graph_grads(

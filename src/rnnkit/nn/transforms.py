@@ -74,17 +74,27 @@ class ReferencedFunction(torch.autograd.Function):
         with torch.enable_grad():
             outs = cls.reference(*args)
         outs = outs if isinstance(outs, tuple | list) else (outs,)
-        pairs = [(out, g) for out, g in zip(outs, grads) if g is not None]
-        wanted = [i for i, (a, need) in enumerate(zip(args, needed))
-                  if need and isinstance(a, Tensor)]  # fmt: skip
-        found = torch.autograd.grad(
-            [out for out, _ in pairs], [args[i] for i in wanted], [g for _, g in pairs],
-            create_graph=True, allow_unused=True,
-        )  # fmt: skip
-        result: list[Tensor | None] = [None] * len(args)
-        for i, g in zip(wanted, found):
-            result[i] = g
-        return tuple(result)
+        return differentiable_grads(outs, args, grads, needed)
+
+
+def differentiable_grads(
+    outs: tuple[Tensor, ...] | list[Tensor], inputs: tuple[Any, ...] | list[Any],
+    grads: tuple[Tensor | None, ...], needed: tuple[bool, ...],
+) -> tuple[Tensor | None, ...]:  # fmt: skip
+    """The gradients of ``inputs`` from ``outs`` (computed from them with grad enabled) given the
+    outputs' gradients ``grads`` (None where absent), as a graph autograd can differentiate again.
+    One entry per input: None where ``needed`` says no or the input is not a tensor."""
+    pairs = [(out, g) for out, g in zip(outs, grads) if g is not None]
+    wanted = [i for i, (a, need) in enumerate(zip(inputs, needed))
+              if need and isinstance(a, Tensor)]  # fmt: skip
+    found = torch.autograd.grad(
+        [out for out, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
+        create_graph=True, allow_unused=True,
+    )  # fmt: skip
+    result: list[Tensor | None] = [None] * len(inputs)
+    for i, g in zip(wanted, found):
+        result[i] = g
+    return tuple(result)
 
 
 def save_arguments(ctx: Any, args: tuple[Any, ...], *extra: Tensor) -> None:
