@@ -36,7 +36,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import torch
 
@@ -101,16 +100,22 @@ def held_out_pairs_named(texts: list[str], objects: list[list[scenes.SceneObject
 def run_curve(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> list[dict]:
     """Train, keeping the weights of every validation; the validation scores of each."""
     kept = []
-    validate = loop.Trainer._validate_and_checkpoint
+    watched: list[loop.Trainer] = []
 
-    def keep(trainer: loop.Trainer, status: str = "running") -> None:
-        validate(trainer, status)
-        kept.append((trainer.step, trainer.last_valid, copy.deepcopy(trainer.model.state_dict())))
+    def keep(trainer: loop.Trainer) -> None:
+        watched[:] = [trainer]
+        every = trainer.config.eval_every
+        if every and trainer.step % every == 0:  # the trainer validated at this step
+            kept.append(
+                (trainer.step, trainer.last_valid, copy.deepcopy(trainer.model.state_dict()))
+            )
 
     out = folder / f"{decoder}-s{seed}"
     recipe = recipe_of(decoder, seed, args)
-    with mock.patch.object(loop.Trainer, "_validate_and_checkpoint", keep):
-        api.train(out, recipe=recipe, quiet=True, clock=clock_of(args))
+    api.train(out, recipe=recipe, quiet=True, clock=clock_of(args), on_step=keep)
+    trainer = watched[0]
+    if not kept or kept[-1][0] != trainer.step:  # the final validation, after the last step
+        kept.append((trainer.step, trainer.last_valid, copy.deepcopy(trainer.model.state_dict())))
     captioner = api.load(out)
     valid = scenes.load_scenes("valid", recipe.scenes[1], seed=recipe.scene_seed,
                                size=recipe.image_size)  # fmt: skip

@@ -41,7 +41,7 @@ from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
 from rnnkit.search import SearchOptions, ban_tokens
-from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
+from rnnkit.training import Runtime, TrainConfig, Trainer, TrainResult, config_dict, fit
 from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def train(
     report: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     runtime: Runtime | None = None,
+    on_step: Callable[[Trainer], None] | None = None,
 ) -> TrainResult:
     """Train a captioning model into the run directory ``out`` (or continue it with ``resume``).
 
@@ -131,6 +132,8 @@ def train(
         runtime: device, precision (see docs/distributed.md); under torchrun every rank calls
             this with the same arguments (rank 0 makes the pictures and features, the others
             read them from the cache).
+        on_step: called with the trainer after every optimizer step (and that step's
+            validation): for tools that watch training, e.g. ``benchmarks/caption.py --curve``.
     """
     if resume:
         run, config = runs.resume(out, TASK, budget)
@@ -158,7 +161,8 @@ def train(
         )
         run.write_json(runs.VOCAB, vocab.to_dict())
     return fit(run, task, train_config, lambda: CaptionModel(model_config), resume=resume,
-               quiet=quiet, report=report, runtime=runtime, clock=clock)  # fmt: skip
+               quiet=quiet, report=report, runtime=runtime, clock=clock,
+               on_step=on_step)  # fmt: skip
 
 
 def load(

@@ -119,6 +119,7 @@ def fit(
     report: Callable[[str], None] | None = None,
     runtime: Runtime | None = None,
     clock: Callable[[], float] = time.monotonic,
+    on_step: Callable[[Trainer], None] | None = None,
 ) -> TrainResult:
     """Seed, build the model and train it on ``task`` into ``run`` (or continue the run).
 
@@ -127,7 +128,8 @@ def fit(
     embeddings from word vectors (a resumed run gets its weights from the checkpoint instead).
     ``runtime`` picks the device and precision; under torchrun every rank calls this, and the
     trainer joins the ranks (see ``docs/distributed.md``). ``clock``: the trainer's seconds
-    counter (``time.process_time`` for budgets in CPU seconds).
+    counter (``time.process_time`` for budgets in CPU seconds). ``on_step(trainer)`` is called
+    after every optimizer step, after that step's validation if it had one (tools, benchmarks).
     """
     with join(runtime) as group:
         seed_everything(config.seed)
@@ -136,7 +138,7 @@ def fit(
             (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} "
                                     "parameters")  # fmt: skip
         trainer = Trainer(model, task, config, run, quiet=quiet, report=report, group=group,
-                          clock=clock)  # fmt: skip
+                          clock=clock, on_step=on_step)  # fmt: skip
         return trainer.fit(resume=resume)
 
 
