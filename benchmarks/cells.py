@@ -5,11 +5,13 @@ rnnkit LSTM/GRU with each option (``layer_norm``, ``zoneout``, ``recurrent_dropo
 ``weight_drop``, in training mode) against the plain rnnkit layer (time loop in C), the plain layer
 with its time loop in PyTorch (the loop the option kernels use) and torch.nn. Table 2: MinGRU and
 MinLSTM against rnnkit's GRU and LSTM at T=256, B=32, H=512, in tokens per second of training
-(forward+backward). Implementations are interleaved in every repeat, so that a loaded machine
-slows them alike; times are medians.
+(forward+backward), with the C sweep (the default) and on the torch path
+(``impl='rnnkit-pytorch'``). Implementations are interleaved in every repeat, so that a loaded
+machine slows them alike; times are medians.
 
     python benchmarks/cells.py --minutes 10              # the full run (on a quiet machine)
     python benchmarks/cells.py --minutes 2 --threads 1   # a short run
+    python benchmarks/cells.py --minutes 3 --cpu-time --threads 1 --only-scan
 """
 
 from __future__ import annotations
@@ -107,14 +109,17 @@ def scan_table(seconds: float) -> list[str]:
         "LSTM (rnnkit)": rnn.LSTM(inp, hidden),
         "MinGRU": rnn.MinGRU(inp, hidden),
         "MinLSTM": rnn.MinLSTM(inp, hidden),
+        # The same layers on the torch path (coefficients in torch ops, the parallel scan).
+        "MinGRU (torch)": rnn.MinGRU(inp, hidden, impl="rnnkit-pytorch"),
+        "MinLSTM (torch)": rnn.MinLSTM(inp, hidden, impl="rnnkit-pytorch"),
     }
     ms = bench_interleaved({k: train_step(v, x) for k, v in layers.items()}, seconds)
     tokens = steps * batch
-    lines = [f"{'layer':14} {'ms fwd+bwd':>11} {'tokens/s':>10} {'x GRU':>7}"]
+    lines = [f"{'layer':16} {'ms fwd+bwd':>11} {'tokens/s':>10} {'x GRU':>7}"]
     for name, value in ms.items():
         rate = tokens / value * 1e3
         gru_rate = tokens / ms["GRU (rnnkit)"] * 1e3
-        lines.append(f"{name:14} {value:11.1f} {rate:10.0f} {rate / gru_rate:7.2f}")
+        lines.append(f"{name:16} {value:11.1f} {rate:10.0f} {rate / gru_rate:7.2f}")
     return lines
 
 
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", help="also draw tokens/s against T into this PNG")
     parser.add_argument("--only-plot", action="store_true", help="skip the two tables")
     parser.add_argument("--no-scan", action="store_true", help="skip the parallel-scan table")
+    parser.add_argument("--only-scan", action="store_true", help="only the parallel-scan table")
     parser.add_argument("--shapes", default=",".join(SHAPES),
                         help="shapes of the options table (default: %(default)s)")  # fmt: skip
     parser.add_argument("--cpu-time", action="store_true",
@@ -164,7 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     shapes = args.shapes.split(",")
     if not set(shapes) <= set(SHAPES):
         parser.error(f"--shapes takes some of {', '.join(SHAPES)}, got {args.shapes}")
-    tables = 2 * len(shapes) + (0 if args.no_scan else 1)
+    if args.only_scan and (args.no_scan or args.only_plot):
+        parser.error("--only-scan cannot be combined with --no-scan or --only-plot")
+    tables = (0 if args.only_scan else 2 * len(shapes)) + (0 if args.no_scan else 1)
     groups = (0 if args.only_plot else tables) + (1 if args.plot else 0)
     print(
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# budget {args.minutes} min of {clock}; times are medians of interleaved repeats "
           "(train mode)\n")  # fmt: skip
     share = budget / groups * 0.8  # the warm-up rounds take the rest
-    if not args.only_plot:
+    if not (args.only_plot or args.only_scan):
         print("## Options: forward+backward, against the plain layers", flush=True)
         for line in option_table(share, shapes):
             print(line, flush=True)

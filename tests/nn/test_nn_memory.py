@@ -7,14 +7,11 @@ passes a buffer one element short on purpose, to show the harness does catch an 
 """
 
 import ctypes
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from asan import assert_clean, run_sanitized
 
 from rnnkit.nn import native
 from rnnkit.nn.schedule import Schedule
@@ -147,33 +144,13 @@ ASAN_CASE = textwrap.dedent(
 )
 
 
-def _run_sanitized(tmp_path: Path, case: str) -> subprocess.CompletedProcess:
-    script = tmp_path / "asan_case.py"
-    script.write_text(ASAN_CASE)
-    libasan = subprocess.run(
-        ["cc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    if not Path(libasan).exists():
-        pytest.fail(f"gcc's AddressSanitizer runtime is missing ({libasan}): install libasan")
-    # libstdc++ next to it: torch throws (and catches) C++ exceptions, which ASan intercepts.
-    libstdcxx = subprocess.run(
-        ["cc", "-print-file-name=libstdc++.so.6"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    env = dict(os.environ, LD_PRELOAD=f"{libasan}:{libstdcxx}", ASAN_OPTIONS="detect_leaks=0")
-    return subprocess.run(
-        [sys.executable, str(script), case], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.mark.parametrize("case", ["loops", "word2vec"])
 def test_every_c_loop_runs_clean_under_address_sanitizer(tmp_path, case):
-    done = _run_sanitized(tmp_path, case)
-    assert "AddressSanitizer" not in done.stderr, done.stderr[-3000:]
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert_clean(run_sanitized(tmp_path, ASAN_CASE, case))
 
 
 def test_address_sanitizer_harness_catches_an_overflow(tmp_path):
-    done = _run_sanitized(tmp_path, "overflow")
+    done = run_sanitized(tmp_path, ASAN_CASE, "overflow")
     assert done.returncode != 0
     assert "ERROR: AddressSanitizer" in done.stderr
 

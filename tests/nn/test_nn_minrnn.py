@@ -53,9 +53,10 @@ def _step_through(layer, x, h0):
 
 @pytest.mark.parametrize("cls", CLASSES)
 @pytest.mark.parametrize("num_layers", [1, 3])
-def test_parallel_equals_stepping_values_and_gradients(cls, num_layers):
+@pytest.mark.parametrize("impl", ["rnnkit", "rnnkit-pytorch"])  # C sweep; parallel scan
+def test_parallel_equals_stepping_values_and_gradients(cls, num_layers, impl):
     torch.manual_seed(0)
-    layer = cls(4, 5, num_layers).double()
+    layer = cls(4, 5, num_layers, impl=impl).double()
     x = torch.randn(11, 3, 4, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(num_layers, 3, 5, dtype=torch.float64, requires_grad=True)
     out, h_n = layer(x, h0)
@@ -136,6 +137,7 @@ def test_long_sequence_stays_finite_and_exact_in_float32():
         ((3, 0), {}, ValueError, "hidden_size must be greater than zero"),
         ((3, 4, 0), {}, ValueError, "num_layers must be greater than zero"),
         ((3, 4), {"batch_first": 1}, TypeError, "batch_first should be of type bool"),
+        ((3, 4), {"impl": "torch"}, ValueError, "impl must be one of"),
     ],
 )
 def test_bad_arguments(args, kwargs, error, match):
@@ -180,10 +182,11 @@ def test_scan_gradgradcheck(steps):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_gradient_penalty_matches_stepping(cls):
-    """d/dparams of |dL/dx|^2 through the parallel scan against the one-step method."""
+@pytest.mark.parametrize("impl", ["rnnkit", "rnnkit-pytorch"])
+def test_gradient_penalty_matches_stepping(cls, impl):
+    """d/dparams of |dL/dx|^2 through the C sweep / parallel scan against the one-step method."""
     torch.manual_seed(2)
-    layer = cls(3, 4, 2).double()
+    layer = cls(3, 4, 2, impl=impl).double()
     x = torch.randn(9, 2, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
     grads = []

@@ -2,14 +2,12 @@
 schedule re-checked in C, and a run of every option under AddressSanitizer."""
 
 import ctypes
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from asan import assert_clean, run_sanitized
 
 from rnnkit.nn import regularized_native
 from rnnkit.nn.schedule import Schedule
@@ -125,25 +123,6 @@ ASAN_CASE = textwrap.dedent(
 
 
 def test_option_loop_runs_clean_under_address_sanitizer(tmp_path: Path):
-    script = tmp_path / "asan_case.py"
-    script.write_text(ASAN_CASE)
-
-    def runtime(name: str) -> str:
-        found = subprocess.run(["cc", f"-print-file-name={name}"], capture_output=True, text=True)
-        return found.stdout.strip()
-
-    libasan = runtime("libasan.so")
-    if not Path(libasan).exists():
-        pytest.fail(f"gcc's AddressSanitizer runtime is missing ({libasan}): install libasan")
-    # libstdc++ next to it: torch throws (and catches) C++ exceptions, which ASan intercepts.
-    env = dict(
-        os.environ,
-        LD_PRELOAD=f"{libasan}:{runtime('libstdc++.so.6')}",
-        ASAN_OPTIONS="detect_leaks=0",
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert "AddressSanitizer" not in done.stderr, done.stderr[-3000:]
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    done = run_sanitized(tmp_path, ASAN_CASE)
+    assert_clean(done)
     assert "worst relative difference" in done.stdout

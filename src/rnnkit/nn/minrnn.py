@@ -27,13 +27,21 @@ Layers stack as in torch.nn: layer ``k`` reads layer ``k-1``'s output. Parameter
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.nn import minrnn_native
+from rnnkit.nn.dispatch import tracing
 from rnnkit.nn.dropout import check_probability
 from rnnkit.nn.scan import scan
+from rnnkit.nn.transforms import ReferencedFunction, save_arguments, saved_arguments
+
+# impl: 'rnnkit' runs the C sweep (minrnn.c) where it can, 'rnnkit-pytorch' always the torch ops
+# and parallel scan (as the plain layers' impl names their PyTorch loops).
+IMPLS = ("rnnkit", "rnnkit-pytorch")
 
 
 def _check_sizes(input_size: object, hidden_size: object, dtype: torch.dtype | None) -> None:
@@ -76,10 +84,66 @@ def g(v: Tensor) -> Tensor:
     return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
 
 
+def mingru_coefficients(pre: Tensor) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` of ``h_t = a_t h_{t-1} + b_t`` from MinGRU's projection ``pre`` ``(..., 2H)``."""
+    k, cand = pre.chunk(2, -1)
+    # 1 - sigmoid(k) = sigmoid(-k): no cancellation when z is close to 1.
+    return torch.sigmoid(-k), torch.sigmoid(k) * g(cand)
+
+
+def minlstm_coefficients(pre: Tensor) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` from MinLSTM's projection ``pre`` ``(..., 3H)`` (gates ``f, i, h``)."""
+    kf, ki, cand = pre.chunk(3, -1)
+    # f / (f + i) = sigmoid(log f - log i) = sigmoid(softplus(-ki) - softplus(-kf)).
+    d = F.softplus(-ki) - F.softplus(-kf)
+    return torch.sigmoid(d), torch.sigmoid(-d) * g(cand)
+
+
+COEFFICIENTS = {"mingru": mingru_coefficients, "minlstm": minlstm_coefficients}
+
+
+def min_scan(cell: str, pre: Tensor, h0: Tensor, *, use_c: bool = True) -> Tensor:
+    """All states ``h`` ``(T, B, H)`` of ``cell`` (``'mingru'``/``'minlstm'``) from its input
+    projection ``pre`` ``(T, B, G*H)`` and ``h0`` ``(B, H)``: by :class:`MinScan` (one C sweep)
+    where it runs, else by the coefficients in torch ops and the parallel scan (other devices, no
+    compiler, graphs being traced: there the scan is the ``rnnkit::linear_scan`` operator)."""
+    tensors = [pre, h0]
+    if use_c and not tracing(tensors) and minrnn_native.available(*tensors):
+        return MinScan.apply(cell, pre, h0)  # its reference under torch.func transforms
+    return MinScan.reference(cell, pre, h0)
+
+
+class MinScan(ReferencedFunction):
+    """``(cell, pre, h0) -> h``: the gates, coefficients and recurrence in one C sweep forward and
+    one backward (``minrnn.c``, where the equations of the backward are written out). The
+    reference is :data:`COEFFICIENTS` and :func:`rnnkit.nn.scan.scan` in torch ops; it also
+    serves double backward."""
+
+    @staticmethod
+    def forward(ctx: Any, cell: str, pre: Tensor, h0: Tensor) -> Tensor:
+        h = minrnn_native.forward(cell, pre, h0)
+        save_arguments(ctx, (cell, pre, h0), h)
+        return h
+
+    @staticmethod
+    def reference(cell: str, pre: Tensor, h0: Tensor) -> Tensor:
+        a, b = COEFFICIENTS[cell](pre)
+        return scan(a, b, h0)
+
+    @staticmethod
+    def backward(ctx: Any, dh: Tensor) -> tuple[Tensor | None, ...]:
+        args, (h,) = saved_arguments(ctx)
+        if torch.is_grad_enabled():  # create_graph=True: a gradient autograd can differentiate
+            return MinScan.reference_grads(args, (dh,), ctx.needs_input_grad)
+        d_pre, dh0 = minrnn_native.backward(*args, h, dh)
+        return None, d_pre, dh0
+
+
 class MinRNNBase(nn.Module):
     """Shared machinery of :class:`MinGRU` and :class:`MinLSTM` (not used directly)."""
 
     gates = 2
+    cell = "mingru"
 
     def __init__(
         self,
@@ -89,6 +153,7 @@ class MinRNNBase(nn.Module):
         *,
         batch_first: bool = False,
         dropout: float = 0.0,
+        impl: str = "rnnkit",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -104,6 +169,9 @@ class MinRNNBase(nn.Module):
         self.num_layers = num_layers
         self.batch_first = batch_first
         self.dropout = check_probability(dropout, "dropout")
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got impl={impl!r}")
+        self.impl = impl
         kw = {"device": device, "dtype": dtype}
         for k in range(num_layers):
             layer_in = input_size if k == 0 else hidden_size
@@ -125,11 +193,17 @@ class MinRNNBase(nn.Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         s += ", batch_first=True" if self.batch_first else ""
-        return s + (f", dropout={self.dropout}" if self.dropout else "")
+        s += f", dropout={self.dropout}" if self.dropout else ""
+        return s + (f", impl={self.impl!r}" if self.impl != "rnnkit" else "")
+
+    def projection(self, layer: int, x: Tensor) -> Tensor:
+        """The gates' pre-activations ``W x + b`` ``(..., G*H)`` of layer ``layer``."""
+        w, bias = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"bias_ih_l{layer}")
+        return F.linear(x, w, bias)
 
     def coefficients(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(a, b)`` of ``h_t = a_t h_{t-1} + b_t`` for ``x`` ``(..., I_k)``; each ``(..., H)``."""
-        raise NotImplementedError
+        return COEFFICIENTS[self.cell](self.projection(layer, x))
 
     def forward(self, input: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Run whole sequences by parallel scans.
@@ -146,8 +220,8 @@ class MinRNNBase(nn.Module):
         for k in range(self.num_layers):
             if k and self.dropout and self.training:  # between layers, as torch.nn's layers
                 x = F.dropout(x, self.dropout, training=True)
-            a, b = self.coefficients(k, x)  # (T, B, H) each
-            x = scan(a, b, h[k])
+            pre = self.projection(k, x)  # (T, B, G*H)
+            x = min_scan(self.cell, pre, h[k], use_c=self.impl == "rnnkit")  # (T, B, H)
             finals.append(x[-1])
         output = x.transpose(0, 1) if self.batch_first and batched else x
         return self._unbatch(output, torch.stack(finals), batched, time_dim=True)
@@ -207,15 +281,13 @@ class MinGRU(MinRNNBase):
         num_layers: stacked layers.
         batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
         dropout: dropout probability on the outputs of every layer but the last (training only).
+        impl: ``'rnnkit'`` (default): the gates and the recurrence in one C sweep forward and one
+            backward (:class:`MinScan`) on the CPU, else the torch path; ``'rnnkit-pytorch'``:
+            always the torch path (coefficients in torch ops, the parallel scan). Same function.
     """
 
     gates = 2
-
-    def coefficients(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        w, bias = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"bias_ih_l{layer}")
-        k, cand = F.linear(x, w, bias).chunk(2, -1)
-        # 1 - sigmoid(k) = sigmoid(-k): no cancellation when z is close to 1.
-        return torch.sigmoid(-k), torch.sigmoid(k) * g(cand)
+    cell = "mingru"
 
 
 class MinLSTM(MinRNNBase):
@@ -225,10 +297,4 @@ class MinLSTM(MinRNNBase):
     """
 
     gates = 3
-
-    def coefficients(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        w, bias = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"bias_ih_l{layer}")
-        kf, ki, cand = F.linear(x, w, bias).chunk(3, -1)
-        # f / (f + i) = sigmoid(log f - log i) = sigmoid(softplus(-ki) - softplus(-kf)).
-        d = F.softplus(-ki) - F.softplus(-kf)
-        return torch.sigmoid(d), torch.sigmoid(-d) * g(cand)
+    cell = "minlstm"
