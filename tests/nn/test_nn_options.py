@@ -443,12 +443,14 @@ def test_drop_connect_backward_draws_the_forward_mask_again(threads):
 
 
 def test_random_masks_in_c():
-    """The C masks (weight drop, zoneout, recurrent dropout): Bernoulli(keep) entries, pairs of
-    neighbours independent (each 64-bit number gives two), the same mask for any number of
-    threads, reproduced by torch.manual_seed and new at every call."""
+    """The C masks (weight drop, zoneout, recurrent dropout): Bernoulli(keep) entries with keep
+    rounded to 16 bits, the two entries of one random number (k and k + n/2) independent,
+    neighbours independent, the same mask for any number of threads, reproduced by
+    torch.manual_seed and new at every call."""
     from rnnkit.nn.dropout import random_mask
 
-    n = (1 << 18) + 1  # enough entries for the threads, and an odd last one
+    n = (1 << 20) + 1  # enough entries for the threads, and an odd last one
+    q = (n + 1) // 2  # entry k and entry k + q come from one 32-bit number
     seeded = {}
     for threads in (1, 2):
         before = torch.get_num_threads()
@@ -459,20 +461,40 @@ def test_random_masks_in_c():
         finally:
             torch.set_num_threads(before)
     assert torch.equal(seeded[1], seeded[2])
-    for keep in (0.1, 0.5, 0.9):
+    for keep in (0.1, 0.3, 0.5, 0.9):
         kept = random_mask(torch.zeros(1), (n,), keep, 3.0).double()
         assert set(kept.unique().tolist()) == {0.0, 3.0}
         kept = kept / 3.0
-        bound = 5 * (keep * (1 - keep) / n) ** 0.5  # five standard deviations
-        assert abs(kept.mean().item() - keep) < bound
-        both = (kept[:-1:2] * kept[1::2]).mean().item()  # the two halves of one number
-        assert abs(both - keep * keep) < 5 * (keep * keep / (n // 2)) ** 0.5
+        rate = round(keep * 2**16) / 2**16  # what the 16-bit threshold realises
+        bound = 5 * (rate * (1 - rate) / n) ** 0.5  # five standard deviations
+        assert abs(kept.mean().item() - rate) < bound
+        for first, second in ((kept[: n - q], kept[q:]), (kept[:-1:2], kept[1::2])):
+            both = (first * second).mean().item()
+            assert abs(both - rate * rate) < 5 * (rate * rate / len(first)) ** 0.5
     assert random_mask(torch.zeros(1), (1000,), 1.0).eq(1).all()
+    assert random_mask(torch.zeros(1), (1000,), 0.4 / 2**16).eq(0).all()  # rounds to 0
     torch.manual_seed(3)
     first = random_mask(torch.zeros(1), (64,), 0.5)
     torch.manual_seed(3)
     assert torch.equal(random_mask(torch.zeros(1), (64,), 0.5), first)
     assert not torch.equal(random_mask(torch.zeros(1), (64,), 0.5), first)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_drop_connect_gradient_in_place_only_when_asked(in_place):
+    """The layers let weight drop's backward mask their fresh dL/dW_hh in place; a direct caller's
+    gradient tensor is never written."""
+    from rnnkit.nn.dropout import drop_connect
+
+    torch.manual_seed(4)
+    w = torch.randn(101, 33, requires_grad=True)
+    dropped = drop_connect(w, 0.3, grad_in_place=in_place)
+    incoming = torch.randn(101, 33)
+    given = incoming.clone()
+    dropped.backward(given)
+    mask = dropped.detach() / w.detach()
+    torch.testing.assert_close(w.grad, incoming * mask, rtol=1e-6, atol=0)
+    assert torch.equal(given, incoming) != in_place  # written only in place
 
 
 @pytest.mark.parametrize("kind", MODES)

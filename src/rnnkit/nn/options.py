@@ -149,7 +149,8 @@ def _params(layer: nn.Module, named: dict[str, Tensor], k: int, direction: int,
     suffix = f"_l{k}" + ("_reverse" if direction else "")
     w_ih, w_hh, b_ih, b_hh, w_hr = (named.get(n + suffix) for n in _PARAMS)
     if layer.training and layer.weight_drop:
-        w_hh = drop_connect(w_hh, layer.weight_drop)
+        # The kernels compute dL/dW_hh afresh: the mask may be applied to it in place.
+        w_hh = drop_connect(w_hh, layer.weight_drop, grad_in_place=True)
     names = ("ln_weight_ih", "ln_weight_hh", "ln_weight_c", "ln_bias_c")
     norms = [getattr(layer, n + suffix, None) for n in names]
     norms = [n if n is None or n.dtype == dtype else n.to(dtype) for n in norms]

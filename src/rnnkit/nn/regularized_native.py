@@ -227,28 +227,32 @@ _REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
 
 
 def random_mask(shape: tuple[int, ...], keep: float, scale: float, seed: int, *, dtype: torch.dtype,
-                weight: Tensor | None = None,
-                factor: bool = True) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+                weight: Tensor | None = None, factor: bool = True,
+                in_place: bool = False) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
     """``(factor, dropped)``: ``factor`` of ``shape`` holds ``scale`` with probability ``keep``
-    (to 2^-32) and 0 otherwise, and ``dropped = weight * factor`` (None without ``weight``, which
-    must then have ``shape``; ``factor=False`` returns no factor, only ``dropped``). The uniforms
-    are splitmix64's sequence from ``seed`` (a 64-bit integer), the same for any number of
-    threads, so the same seed draws the same mask again; ``dtype`` one :func:`available` takes."""
+    rounded to a multiple of 2^-16 (16 random bits per entry, see ``regularized.c``) and 0
+    otherwise, and ``dropped = weight * factor`` (None without ``weight``, which must then have
+    ``shape``; ``factor=False`` returns no factor, only ``dropped``; ``in_place=True`` writes
+    ``dropped`` into ``weight`` itself). The uniforms are a 32-bit hash of a counter keyed by
+    ``seed`` (a 64-bit integer), the same for any number of threads, so the same seed draws the
+    same mask again; ``dtype`` one :func:`available` takes."""
     library = _library(dtype) if dtype in _REAL else None
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use PyTorch's")
     if weight is None and not factor:
         raise ValueError("random_mask: nothing to write (no weight and factor=False)")
     out = torch.empty(shape, dtype=dtype) if factor else None
+    if in_place and (weight is None or not weight.is_contiguous()):
+        raise ValueError("random_mask: in_place needs a contiguous weight")
     w = None if weight is None else weight.detach().contiguous()
-    dropped = None if w is None else torch.empty_like(w)
+    dropped = None if w is None else (w if in_place else torch.empty_like(w))
     for what, t in (("factor", out), ("weight", w), ("dropped", dropped)):
         native.check_buffer(what, t, tuple(shape), dtype)
     function = library[0].random_mask
     function.restype = ctypes.c_int
     status = function(
         ctypes.c_long(math.prod(shape)), ctypes.c_uint64(seed % 2**64),
-        ctypes.c_uint64(round(keep * 2**32)), _REAL[dtype](scale),
+        ctypes.c_uint64(round(keep * 2**16)), _REAL[dtype](scale),
         *(ctypes.c_void_p(0 if t is None else t.data_ptr()) for t in (w, dropped, out)),
     )  # fmt: skip
     if status != 0:
