@@ -32,6 +32,10 @@ first run's final validation loss:
 200-dimensional tied embeddings, bptt 35, 20 streams) trained the default recipe's way (AdamW
 3e-3, cosine, no dropout or regularisers), for each of ``--seeds``; it prints validation and
 test perplexities side by side and draws both validation curves into ``awd_vs_plain.png``.
+``--awd-short`` trains :func:`short_awd` (AdamW, lighter regularisers) as the AWD model, and
+``--awd-models awd`` or ``plain`` trains only one of the two, so that both can run at once:
+
+    python benchmarks/lm.py --awd --awd-short --awd-models awd --minutes 3 --cpu-time --threads 1
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
