@@ -18,6 +18,10 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+# The splits a run is scored on: flite-valid has flite's voices and other utterances than the
+# flite test set (for choosing a recipe without looking at the test set).
+SCORED_SPLITS = ("valid", "test", "flite", "flite-valid")
+
 
 @dataclass
 class SpeechRecipe:
@@ -30,6 +34,7 @@ class SpeechRecipe:
     test_utterances: int = 300
     flite_utterances: int = 300  # ... and of the flite test set (synth-digits only)
     corpus_seed: int = 0  # synthesized corpora: the seed of texts, voices and settings
+    festival_share: float = 0.3  # synth-digits: share of training spoken by festival's voices
     n_mels: int = 40  # log-mel channels
     normalize: str = "utterance"  # feature normalisation: "utterance" or "global"
     spec_augment: bool = True  # augmentation in training: SpecAugment masks, warp, band limit
@@ -62,6 +67,8 @@ class SpeechRecipe:
             raise ConfigError(f"normalize must be 'utterance' or 'global', got {self.normalize!r}")
         if self.ctc_impl not in ("rnnkit", "torch"):
             raise ConfigError(f"ctc_impl must be 'rnnkit' or 'torch', got {self.ctc_impl!r}")
+        if not 0.0 <= self.festival_share <= 1.0:
+            raise ConfigError(f"festival_share must be in [0, 1], got {self.festival_share}")
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
