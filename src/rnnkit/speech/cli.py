@@ -102,7 +102,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     items = api.corpus(recipe, progress=not args.quiet and sys.stderr.isatty())
     for split, part in items.items():
-        print(f"{split:6s} {len(part):6d} utterances")
+        print(f"{split:11s} {len(part):6d} utterances")
     if items.get("train"):
         print(f"cached in {items['train'][0].path.rsplit('/', 2)[0]}")
     return 0
