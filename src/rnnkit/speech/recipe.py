@@ -34,7 +34,7 @@ class SpeechRecipe:
     test_utterances: int = 300
     flite_utterances: int = 300  # ... and of the flite test set (synth-digits only)
     corpus_seed: int = 0  # synthesized corpora: the seed of texts, voices and settings
-    festival_share: float = 0.3  # synth-digits: share of training spoken by festival's voices
+    festival_share: float = 0.25  # synth-digits: share of training spoken by festival's voices
     n_mels: int = 40  # log-mel channels
     normalize: str = "utterance"  # feature normalisation: "utterance" or "global"
     spec_augment: bool = True  # augmentation in training: SpecAugment masks, warp, band limit
