@@ -152,11 +152,13 @@ def test_missing_festival_or_voice_names_the_debian_packages(monkeypatch):
         synth.require_festival_voices({"ked_diphone", "czech_ph"})
 
 
-def test_festival_utterances_are_built_in_batches(tmp_path):
+def test_festival_utterances_are_built_in_batches(tmp_path, monkeypatch):
     utts = [u for u in synth.plan("train", 60, seed=0, festival_share=0.5)
             if u.synthesizer == "festival"][:4]  # fmt: skip
     records = synth.build(tmp_path, utts, workers=2)
     assert [r["synthesizer"] for r in records] == ["festival"] * 4
+    monkeypatch.setattr(synth.shutil, "which", lambda program: None)
+    assert synth.build(tmp_path, utts) == records  # built: no synthesizer needed to read it
     for record in records:
         data, rate = soundfile.read(tmp_path / record["path"])
         assert rate == 16000 and data.ndim == 1

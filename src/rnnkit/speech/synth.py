@@ -300,17 +300,17 @@ def build(
     import soundfile
 
     root.mkdir(parents=True, exist_ok=True)
-    for program in {u.synthesizer for u in utterances}:
-        require(program)
-    voices = {u.voice for u in utterances if u.synthesizer == "festival"}
-    if voices:
-        require_festival_voices(voices)
     # A file is reused if its manifest record (when there is one) has the planned settings: a
     # corpus built by an older plan is rendered again, not mixed with the new one.
     saved = {r["id"]: r for s in {u.split for u in utterances} for r in read_manifest(root, s)}
     records = [{"path": f"{u.split}/{u.id}.flac", **asdict(u)} for u in utterances]
     todo = [u for u, r in zip(utterances, records)
             if not (root / r["path"]).exists() or saved.get(u.id, r) != r]  # fmt: skip
+    for program in {u.synthesizer for u in todo}:  # a built corpus needs no synthesizer
+        require(program)
+    voices = {u.voice for u in todo if u.synthesizer == "festival"}
+    if voices:
+        require_festival_voices(voices)
 
     def render(batch: list[Utterance]) -> int:
         for utt, wave in zip(batch, synthesize_many(batch)):
