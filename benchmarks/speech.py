@@ -40,7 +40,7 @@ from rnnkit.lm import LMRecipe
 from rnnkit.lm import train as train_lm
 from rnnkit.nn.ctc import ctc_loss
 from rnnkit.speech import api, synth
-from rnnkit.speech.recipe import SpeechRecipe
+from rnnkit.speech.recipe import SCORED_SPLITS, SpeechRecipe
 
 
 def digit_lm(folder: Path, minutes: float, seed: int) -> None:
@@ -159,8 +159,9 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with LM")
     parser.add_argument("--limit", type=int, help="score only the first N test utterances")
     parser.add_argument(
-        "--splits", nargs="+", default=["test", "flite"], choices=["valid", "test", "flite"],
-        help="the sets to score (valid: the validation voices, for choosing a recipe)",
+        "--splits", nargs="+", default=["test", "flite"], choices=SCORED_SPLITS,
+        help="the sets to score (valid: the validation voices, flite-valid: flite's voices on "
+        "other utterances than its test set; both for choosing a recipe)",
     )  # fmt: skip
     parser.add_argument(
         "--keep", metavar="DIR", help="keep the runs in DIR (finished runs there are rescored)"
@@ -197,12 +198,14 @@ def main() -> None:
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     """Per-seed WER/CER, their mean and spread, and the CTC timing of the last row."""
-    splits = [s for s in ("valid", "test", "flite") if s in rows[0]]
+    splits = [s for s in SCORED_SPLITS if s in rows[0]]
     kinds = [(split, kind) for split in splits for kind in ("greedy", "beam", "beam+lm")]
     names = {"greedy": "greedy", "beam": "beam", "beam+lm": "+LM"}
+    short = {"flite-valid": "fl-val"}
     print()
     print(f"{'seed':>4} {'steps':>6} {'epochs':>6} {'utt/s':>6} | "
-          + " | ".join(" ".join(f"{s + ' ' + names[k]:>12}" for s2, k in kinds if s2 == s)
+          + " | ".join(" ".join(f"{short.get(s, s) + ' ' + names[k]:>12}"
+                                for s2, k in kinds if s2 == s)
                        for s in splits) + "   (WER / CER %)")  # fmt: skip
 
     def line(head: str, cells: list[str]) -> str:
@@ -222,7 +225,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         print(line(f"{'mean':>4} {'':>6} {'':>6} {'':>6}", spread) + "   (WER %)")
     counts = "; ".join(f"{s}: {rows[0][s]['n']}" for s in splits)
     print(f"(utterances scored: {counts}; valid and test: unseen espeak-ng voices, flite: flite "
-          f"voices; beam {args.beam}, LM alpha {args.alpha}, beta {args.beta})")  # fmt: skip
+          f"voices (fl-val: other utterances); beam {args.beam}, LM alpha {args.alpha}, "
+          f"beta {args.beta})")  # fmt: skip
     print()
     ctc = rows[-1]["ctc"]
     print(f"CTC loss forward+backward on a training batch ({ctc['shape']}), median of 20:")

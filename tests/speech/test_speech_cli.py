@@ -130,6 +130,20 @@ def test_missing_synthesizer_names_the_package(monkeypatch, tmp_path, run_cli):
     assert code == 2 and "Debian package espeak-ng" in err
 
 
+def test_missing_festival_names_its_packages_and_the_way_around(monkeypatch, tmp_path, run_cli):
+    import shutil
+
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda p: None if p == "festival" else real(p))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, _, err = run_cli("speech", "synth", "--train-utterances", "20", "--quiet")
+    assert code == 2 and "festival festvox-kdlpc16k" in err and "--festival-share 0" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as stop:  # refused while parsing
+        run_cli("speech", "synth", "--festival-share", "1.5", "--quiet")
+    assert stop.value.code == 2
+
+
 @pytest.mark.parametrize("command", ["synth", "train", "transcribe", "eval"])
 def test_help_shows_defaults(command, capsys):
     from rnnkit import cli

@@ -1,7 +1,9 @@
 """Synthesized corpora: deterministic plans, voices split, noise at the asked SNR, and a handful
-of real espeak-ng and flite utterances (CI installs both)."""
+of real espeak-ng, festival and flite utterances (CI installs them)."""
 
+import io
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -79,3 +81,86 @@ def test_a_file_from_another_plan_is_rendered_again(tmp_path):
     assert (tmp_path / records[0]["path"]).stat().st_mtime_ns != stamps[0]
     assert (tmp_path / records[1]["path"]).stat().st_mtime_ns == stamps[1]
     assert synth.read_manifest(tmp_path, "train") == records
+
+
+def test_festival_share_replaces_training_utterances_and_keeps_the_rest():
+    plain = synth.plan("train", 400, seed=0)
+    mixed = synth.plan("train", 400, seed=0, festival_share=0.3)
+    assert mixed == synth.plan("train", 400, seed=0, festival_share=0.3)
+    assert {u.synthesizer for u in plain} == {"espeak-ng"}
+    festival = [u for u in mixed if u.synthesizer == "festival"]
+    assert 0.2 < len(festival) / len(mixed) < 0.4
+    # Same index, same text, gain and noise; only who speaks differs. The espeak-ng utterances
+    # are those of the plain plan, and a larger share only adds festival ones.
+    espeak = {u.id: u for u in plain}
+    for u in mixed:
+        twin = espeak[u.id.replace("-f", "-")]
+        assert u == twin if u.synthesizer == "espeak-ng" else u.text == twin.text
+    more = {u.id for u in synth.plan("train", 400, seed=0, festival_share=0.6)}
+    assert {u.id for u in festival} < more
+    assert {u.voice for u in festival} <= set(synth.FESTIVAL_VOICES)
+    assert not {"kal_diphone", "us_slt_hts", "cmu_us_slt_arctic_hts"} & set(synth.FESTIVAL_VOICES)
+    assert all(synth.FESTIVAL_STRETCH[0] <= u.rate <= synth.FESTIVAL_STRETCH[1] for u in festival)
+    assert all(synth.FESTIVAL_SPEED[0] <= u.pitch <= synth.FESTIVAL_SPEED[1] for u in festival)
+    for split in ("valid", "test", "flite"):  # held-out splits: never festival, never changed
+        assert synth.plan(split, 50, seed=0, festival_share=1.0) == synth.plan(split, 50, seed=0)
+    proxy = synth.plan("flite-valid", 50, seed=0)
+    assert {u.synthesizer for u in proxy} == {"flite"}
+    assert [u.text for u in proxy] != [u.text for u in synth.plan("flite", 50, seed=0)]
+
+
+def test_festival_commands_respell_digits_for_voices_of_other_languages():
+    def utt(voice):
+        return synth.Utterance("train-f000001", "train", "three oh seven", "festival", voice,
+                               1.25, 1.0, 0, 0.0, 20.0, "white", 1)  # fmt: skip
+
+    english = synth.festival_commands(utt("ked_diphone"), "/x/a.wav")
+    assert "(voice_ked_diphone)" in english and "'Duration_Stretch 1.250" in english
+    assert '(SynthText "three oh seven") "/x/a.wav"' in english
+    assert '"tri ou seven"' in synth.festival_commands(utt("lp_diphone"), "/x/a.wav")
+    assert '"trii ou seven"' in synth.festival_commands(utt("hy_fi_mv_diphone"), "/x/a.wav")
+    for words in synth.RESPELLINGS.values():
+        assert len(words) == len(synth.DIGITS) and all(w.isascii() and w.isalpha() for w in words)
+
+
+def test_festival_speed_raises_every_frequency_and_shortens_the_audio():
+    rate, speed = 16000, 1.1
+    t = np.arange(rate) / rate
+    wav = io.BytesIO()
+    soundfile.write(wav, 0.5 * np.sin(2 * np.pi * 1000 * t), rate, format="WAV")
+    utt = synth.Utterance("train-f000001", "train", "one", "festival", "ked_diphone", 1.0, speed,
+                          0, 0.0, 60.0, "white", 1)  # fmt: skip
+    wave = synth.finish(utt, wav.getvalue())
+    assert len(wave) == pytest.approx(rate / speed, rel=0.01)
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    peak = np.argmax(spectrum) * rate / len(wave)
+    assert peak == pytest.approx(1000 * speed, rel=0.01)
+
+
+def test_missing_festival_or_voice_names_the_debian_packages(monkeypatch):
+    monkeypatch.setattr(synth.shutil, "which", lambda program: None)
+    with pytest.raises(synth.SynthesizerMissing, match="festival festvox-kdlpc16k .*share 0"):
+        synth.require("festival")
+    monkeypatch.setattr(synth.shutil, "which", lambda program: "/usr/bin/festival")
+
+    def voice_list(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 0, b"(ked_diphone lp_diphone)\n", b"")
+
+    monkeypatch.setattr(synth.subprocess, "run", voice_list)
+    synth.require_festival_voices({"ked_diphone", "lp_diphone"})
+    with pytest.raises(synth.SynthesizerMissing, match=r"czech_ph is not .* festvox-czech-ph \("):
+        synth.require_festival_voices({"ked_diphone", "czech_ph"})
+
+
+def test_festival_utterances_are_built_in_batches(tmp_path, monkeypatch):
+    utts = [u for u in synth.plan("train", 60, seed=0, festival_share=0.5)
+            if u.synthesizer == "festival"][:4]  # fmt: skip
+    records = synth.build(tmp_path, utts, workers=2)
+    assert [r["synthesizer"] for r in records] == ["festival"] * 4
+    monkeypatch.setattr(synth.shutil, "which", lambda program: None)
+    assert synth.build(tmp_path, utts) == records  # built: no synthesizer needed to read it
+    for record in records:
+        data, rate = soundfile.read(tmp_path / record["path"])
+        assert rate == 16000 and data.ndim == 1
+        assert 0.2 < len(data) / rate < 10.0
+        assert np.abs(data).max() > 0.01

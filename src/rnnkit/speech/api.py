@@ -47,7 +47,7 @@ from rnnkit.speech.features import FeatureConfig, SpecAugment, log_mel, normaliz
 from rnnkit.speech.longform import SegmentConfig, Stitched, Stitcher, Window, segments
 from rnnkit.speech.metrics import cer, wer
 from rnnkit.speech.model import AcousticConfig, AcousticModel
-from rnnkit.speech.recipe import SpeechRecipe
+from rnnkit.speech.recipe import SCORED_SPLITS, SpeechRecipe
 from rnnkit.speech.task import TASK, SpeechTask
 from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
 from rnnkit.training.distributed import place, rank_zero_first, to_device
@@ -63,9 +63,11 @@ def corpus(
         counts = {"train": recipe.train_utterances, "valid": recipe.valid_utterances,
                   "test": recipe.test_utterances}  # fmt: skip
         if recipe.corpus == "synth-digits" and with_flite and recipe.flite_utterances:
-            counts["flite"] = recipe.flite_utterances
+            counts["flite"] = counts["flite-valid"] = recipe.flite_utterances
         return speech_data.synth_corpus(recipe.corpus, counts=counts, seed=recipe.corpus_seed,
-                                        text_file=recipe.text, progress=progress)  # fmt: skip
+                                        text_file=recipe.text,
+                                        festival_share=recipe.festival_share,
+                                        progress=progress)  # fmt: skip
     return speech_data.user_corpus(recipe.corpus)
 
 
@@ -410,7 +412,8 @@ def evaluate(
     """WER and CER of a run, greedy and with the beam search (and LM), on a split.
 
     Args:
-        split: ``"valid"``, ``"test"`` or ``"flite"`` (synth-digits runs) of the run's corpus.
+        split: ``"valid"``, ``"test"``, ``"flite"`` or ``"flite-valid"`` (synth-digits runs:
+            flite's voices, other utterances than its test set's, for choosing a recipe).
         data: a transcript TSV or LibriSpeech folder to score instead (all of it).
         beam: beam width of the second decoder (1: greedy only).
         lm: a character LM run directory for shallow fusion.
@@ -418,16 +421,16 @@ def evaluate(
         limit: score only the first N utterances.
         runtime: the device and precision of the acoustic model (default: the CPU, fp32).
     """
-    if split not in ("valid", "test", "flite"):
-        raise ConfigError(f"split must be valid, test or flite, got {split!r}")
+    if split not in SCORED_SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SCORED_SPLITS)}, got {split!r}")
     asr = load(run_dir, runtime=runtime)
     recipe = SpeechRecipe.from_dict(asr.config["recipe"])
     if data is not None:
         items = [i for part in speech_data.user_corpus(data).values() for i in part]
         items = list(dict.fromkeys(items))
     else:
-        if split == "flite" and recipe.corpus != "synth-digits":
-            raise DataError(f"the flite test set exists for synth-digits runs; {run_dir} was "
+        if split.startswith("flite") and recipe.corpus != "synth-digits":
+            raise DataError(f"the flite sets exist for synth-digits runs; {run_dir} was "
                             f"trained on {recipe.corpus}")  # fmt: skip
         items = corpus(recipe, progress=progress)[split]
     items = items[:limit] if limit else items

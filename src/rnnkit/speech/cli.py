@@ -6,8 +6,9 @@
   rnnkit speech transcribe runs/asr a.wav --lm runs/shake --hotword seven --plot a.png
   rnnkit speech eval runs/asr --split flite --beam 8
 
-synth-digits needs espeak-ng and flite (Debian packages espeak-ng, flite); your own recordings
-need neither: --corpus FILE.tsv (path<TAB>text lines) or a LibriSpeech-style folder.
+synth-digits needs espeak-ng, flite and festival with its voices (Debian packages espeak-ng,
+flite, festival, festvox-*: see README), or --festival-share 0; your own recordings need none:
+--corpus FILE.tsv (path<TAB>text lines) or a LibriSpeech-style folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from rnnkit.options import (
     BEAM,
     BUDGETS,
+    PROBABILITY,
     add_budget_arguments,
     add_command,
     add_force_argument,
@@ -34,7 +36,7 @@ from rnnkit.options import (
     runtime_of,
     set_threads,
 )
-from rnnkit.speech.recipe import SpeechRecipe
+from rnnkit.speech.recipe import SCORED_SPLITS, SpeechRecipe
 
 _D = SpeechRecipe()
 
@@ -46,6 +48,7 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("valid_utterances", int, "synthesized validation utterances"),
     ("test_utterances", int, "synthesized test utterances"),
     ("flite_utterances", int, "utterances of the flite test set"),
+    ("festival_share", PROBABILITY, "synth-digits: share of training spoken by festival voices"),
     ("n_mels", int, "log-mel channels"),
     ("normalize", str, "feature normalisation: utterance or global"),
     ("vtlp", float, "vocal-tract warp factor range in training (0: off)"),
@@ -99,7 +102,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     items = api.corpus(recipe, progress=not args.quiet and sys.stderr.isatty())
     for split, part in items.items():
-        print(f"{split:6s} {len(part):6d} utterances")
+        print(f"{split:11s} {len(part):6d} utterances")
     if items.get("train"):
         print(f"cached in {items['train'][0].path.rsplit('/', 2)[0]}")
     return 0
@@ -213,7 +216,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     synth = add_command(commands, "synth", "build or extend a synthesized corpus (cached)",
                         cmd_synth)  # fmt: skip
     add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
-                                 "test_utterances", "flite_utterances", "corpus_seed"))  # fmt: skip
+                                 "test_utterances", "flite_utterances", "festival_share",
+                                 "corpus_seed"))  # fmt: skip
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
     train = add_command(commands, "train", "train an acoustic model with CTC into a run directory",
@@ -242,7 +246,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     ev = add_command(commands, "eval", "WER and CER on a test set", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--split", choices=["valid", "test", "flite"], default="test")
+    ev.add_argument(
+        "--split",
+        choices=SCORED_SPLITS,
+        default="test",
+        help="flite-valid: flite's voices, other utterances than the flite test set",
+    )
     ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
     ev.add_argument("--limit", type=int, help="only the first N utterances")
     _decoding_arguments(ev, beam=8)

@@ -98,11 +98,13 @@ def synth_corpus(
     counts: dict[str, int],
     seed: int,
     text_file: str | None = None,
+    festival_share: float = 0.0,
     workers: int | None = None,
     progress: bool = False,
 ) -> dict[str, list[Item]]:
     """Build (or extend) and read a synthesized corpus; ``counts`` per split (train, valid, test,
-    flite)."""
+    flite, flite-valid); ``festival_share`` of the digits' training utterances spoken by
+    festival (synth-text is espeak-ng's alone)."""
     if name == "synth-digits":
         texts = synth.digit_text
         root = speech_cache() / f"synth-digits-v{synth.PLAN_VERSION}-seed{seed}"
@@ -110,15 +112,17 @@ def synth_corpus(
         lines, digest = sentence_lines(text_file)
         texts = _line_picker(lines)
         root = speech_cache() / f"synth-text-{digest[:12]}-v{synth.PLAN_VERSION}-seed{seed}"
+        festival_share = 0.0
     else:
         raise DataError(f"unknown synthetic corpus {name!r}; use synth-digits or synth-text")
-    plans = [u for split, n in counts.items() if n > 0 for u in synth.plan(split, n, seed=seed,
-                                                                          texts=texts)]  # fmt: skip
-    synth.build(root, plans, workers=workers, progress=progress)
+    plans = [u for split, n in counts.items() if n > 0
+             for u in synth.plan(split, n, seed=seed, texts=texts,
+                                 festival_share=festival_share)]  # fmt: skip
+    records = synth.build(root, plans, workers=workers, progress=progress)
     return {
-        split: [Item(str(root / r["path"]), normalize_text(r["text"])) for r in
-                synth.read_manifest(root, split)[:n]]
-        for split, n in counts.items()
+        split: [Item(str(root / r["path"]), normalize_text(r["text"])) for r in records
+                if r["split"] == split]
+        for split in counts
     }  # fmt: skip
 
 

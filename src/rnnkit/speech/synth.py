@@ -1,5 +1,6 @@
-"""Speech synthesized on this machine: espeak-ng (training, validation, test) and flite (a second
-test set from another synthesizer), deterministic from a seed, cached with a manifest.
+"""Speech synthesized on this machine: espeak-ng (training, validation, test), festival (a share of
+training) and flite (a second test set from another synthesizer), deterministic from a seed,
+cached with a manifest.
 
 Every utterance is a small record (:class:`Utterance`): its text, its synthesizer, voice and
 settings, all drawn from ``random.Random`` seeded by (seed, split, index). So a corpus is the same
@@ -12,6 +13,14 @@ build the same cache at once. The manifest of a split (``<split>.jsonl``) is wri
 **Split by voice.** espeak-ng's voice variants (``en-us+f3``: the variant ``f3`` gives the formant
 settings of a speaker) are divided: validation and test variants never occur in training. Accents
 (en-us, en-gb, Scottish, RP, Lancaster, West Midlands, Caribbean) occur in all splits.
+
+**Two synthesis methods in training.** Every espeak-ng voice is formant synthesis; flite's test
+voices are diphone concatenation of a recording (kal) and statistical parametric (awb, rms, slt).
+So a share of the training utterances (``festival``, plan 3) is spoken by festival's diphone
+voices, built from recordings of other people than flite's: the American English ``ked`` and
+Italian, Czech and Finnish speakers, who read the digit words from respellings in their own
+language's spelling (accented English). festival's kal and slt voices are flite's test speakers
+and are never used.
 """
 
 from __future__ import annotations
@@ -61,26 +70,71 @@ TRAIN_ACCENTS = (*ACCENTS, "en-us-nyc")
 TRAIN_RATE = (100.0, 270.0)  # words per minute (held-out splits: 120-240)
 TRAIN_PITCH = (0.0, 99.0)  # espeak-ng's 0-99 scale (held-out splits: 15-85)
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+# The digit words respelled for festival voices of other languages, so that each reads them
+# roughly as an English speaker says them (with its accent).
+RESPELLINGS = {
+    "italian": ("ziro", "uan", "tu", "tri", "for", "faiv", "siks", "seven", "eit", "nain", "ou"),
+    "czech": ("zirou", "uan", "tu", "tri", "for", "fajv", "siks", "sevn", "ejt", "najn", "ou"),
+    "finnish": ("siirou", "uan", "tuu", "trii", "foor", "faiv", "siks", "seven", "eit", "nain",
+                "ou"),
+}  # fmt: skip
+# festival voices of training -> (language of the respelling or None for English, Debian package).
+FESTIVAL_VOICES = {
+    "ked_diphone": (None, "festvox-kdlpc16k"),
+    "lp_diphone": ("italian", "festvox-italp16k"),
+    "pc_diphone": ("italian", "festvox-itapc16k"),
+    "czech_dita": ("czech", "festvox-czech-dita"),
+    "czech_krb": ("czech", "festvox-czech-krb"),
+    "czech_machac": ("czech", "festvox-czech-machac"),
+    "czech_ph": ("czech", "festvox-czech-ph"),
+    "suo_fi_lj_diphone": ("finnish", "festvox-suopuhe-lj"),
+    "hy_fi_mv_diphone": ("finnish", "festvox-suopuhe-mv"),
+}
+FESTIVAL_STRETCH = (0.8, 1.3)  # festival's Duration_Stretch (1: the voice's own durations)
+FESTIVAL_SPEED = (0.88, 1.12)  # playback speed: pitch and formants scaled by it, length by 1/it
+FESTIVAL_BATCH = 25  # utterances per festival process (its start costs 0.2-0.3 CPU-seconds)
 # The plan's version is part of a corpus's cache folder: a new plan builds a new corpus beside
-# the old one (2: every espeak-ng variant but the whispering ones, New York City, wider ranges).
-PLAN_VERSION = 2
-PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite"}  # program -> Debian package
+# the old one (2: every espeak-ng variant but the whispering ones, New York City, wider ranges;
+# 3: a share of training utterances spoken by festival's diphone voices).
+PLAN_VERSION = 3
+FESTIVAL_PACKAGES = " ".join(["festival", *(package for _, package in FESTIVAL_VOICES.values())])
+# program -> Debian packages
+PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": FESTIVAL_PACKAGES}
 
 
 class SynthesizerMissing(RnnkitError):
-    """espeak-ng or flite is not installed."""
+    """espeak-ng, flite, festival or a festival voice is not installed."""
 
 
 def require(program: str) -> str:
     """The path of ``program``, or :class:`SynthesizerMissing` naming the package to install."""
     found = shutil.which(program)
     if found is None:
-        package = PACKAGES[program]
-        raise SynthesizerMissing(
-            f"{program} is not installed; install the Debian package {package} "
-            f"(sudo apt-get install {package}) or train on your own recordings (--data FILE.tsv)"
-        )
+        raise missing(program, PACKAGES[program])
     return found
+
+
+def missing(what: str, packages: str) -> SynthesizerMissing:
+    plural = "s" if " " in packages else ""
+    hint = " (or train with --festival-share 0)" if "festival" in what else ""
+    return SynthesizerMissing(
+        f"{what} is not installed; install the Debian package{plural} {packages} "
+        f"(sudo apt-get install {packages}){hint} or train on your own recordings "
+        f"(--corpus FILE.tsv)"
+    )
+
+
+def require_festival_voices(voices: set[str]) -> None:
+    """:class:`SynthesizerMissing` naming the Debian packages of the festival voices missing."""
+    program = require("festival")
+    result = subprocess.run([program, "--pipe"], input=b"(print (voice.list))\n",
+                            capture_output=True, timeout=60)  # fmt: skip
+    known = set(result.stdout.decode(errors="replace").strip("()\n ").split())
+    absent = sorted(voices - known)
+    if absent:
+        packages = " ".join(FESTIVAL_VOICES[v][1] for v in absent)
+        raise missing(f"the festival voice{'s' if len(absent) > 1 else ''} "
+                      f"{', '.join(absent)}", packages)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,10 +144,10 @@ class Utterance:
     id: str  # file stem, e.g. "train-000042"
     split: str  # "train", "valid", "test" or "flite"
     text: str  # the transcript
-    synthesizer: str  # "espeak-ng" or "flite"
-    voice: str  # "en-us+f3" or a flite voice
-    rate: float  # espeak-ng: words per minute; flite: duration stretch
-    pitch: float  # espeak-ng: 0-99; flite: mean F0 in Hz
+    synthesizer: str  # "espeak-ng", "festival" or "flite"
+    voice: str  # "en-us+f3", a festival voice or a flite voice
+    rate: float  # espeak-ng: words per minute; festival, flite: duration stretch
+    pitch: float  # espeak-ng: 0-99; flite: mean F0 in Hz; festival: playback speed (pitch factor)
     gap: int  # espeak-ng: extra pause between words, in 10 ms units
     gain_db: float  # applied to the synthesizer's output
     snr_db: float  # additive noise level (signal-to-noise ratio)
@@ -107,9 +161,20 @@ def digit_text(rng: random.Random) -> str:
 
 
 def plan(
-    split: str, count: int, *, seed: int, texts: Callable[[random.Random], str] = digit_text
+    split: str,
+    count: int,
+    *,
+    seed: int,
+    texts: Callable[[random.Random], str] = digit_text,
+    festival_share: float = 0.0,
 ) -> list[Utterance]:
-    """The first ``count`` utterances of ``split`` (a prefix of any longer plan)."""
+    """The first ``count`` utterances of ``split`` (a prefix of any longer plan).
+
+    ``festival_share`` of the training utterances (digits only) are spoken by festival voices.
+    Which ones, and their settings, come from a generator of their own, so the espeak-ng
+    utterances are the same at any share, and a festival utterance has its own id
+    (``train-f000042``): corpora of several shares share one cache.
+    """
     variants = {"valid": VALID_VARIANTS, "test": TEST_VARIANTS}
     out = []
     for index in range(count):
@@ -117,7 +182,13 @@ def plan(
         text = texts(rng)
         common = dict(gain_db=rng.uniform(-12.0, 0.0), snr_db=rng.uniform(10.0, 30.0),
                       noise=rng.choice(("white", "pink")), seed=rng.getrandbits(32))  # fmt: skip
-        if split == "flite":
+        other = random.Random(f"{seed}/{split}/{index}/festival")
+        if split == "train" and other.random() < festival_share:
+            utt = Utterance(f"{split}-f{index:06d}", split, text, "festival",
+                            other.choice(sorted(FESTIVAL_VOICES)),
+                            other.uniform(*FESTIVAL_STRETCH), other.uniform(*FESTIVAL_SPEED), 0,
+                            **common)  # fmt: skip
+        elif split.startswith("flite"):
             utt = Utterance(f"{split}-{index:06d}", split, text, "flite",
                             rng.choice(FLITE_VOICES), rng.uniform(0.8, 1.25),
                             rng.uniform(90.0, 180.0), 0, **common)  # fmt: skip
@@ -137,29 +208,66 @@ def plan(
 
 def synthesize(utt: Utterance) -> np.ndarray:
     """Run the synthesizer for ``utt``: float32 samples at 16 kHz, gain and noise applied."""
+    return synthesize_many([utt])[0]
+
+
+def synthesize_many(utts: Sequence[Utterance]) -> list[np.ndarray]:
+    """Samples of each of ``utts`` (one synthesizer, festival: one process for them all)."""
+    (synthesizer,) = {u.synthesizer for u in utts}
+    program = require(synthesizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        wavs = [os.path.join(tmp, f"{u.id}.wav") for u in utts]
+        if synthesizer == "festival":
+            script = "\n".join(festival_commands(u, wav) for u, wav in zip(utts, wavs))
+            runs = [([program, "--pipe"], script.encode())]
+        elif synthesizer == "espeak-ng":
+            runs = [([program, "-v", u.voice, "-s", str(round(u.rate)), "-p", str(round(u.pitch)),
+                      "-g", str(u.gap), "-w", wav, u.text], None)
+                    for u, wav in zip(utts, wavs)]  # fmt: skip
+        else:
+            runs = [([program, "-voice", u.voice, "--setf", f"duration_stretch={u.rate:.3f}",
+                      "--setf", f"int_f0_target_mean={u.pitch:.1f}", "-t", u.text, "-o", wav],
+                     None) for u, wav in zip(utts, wavs)]  # fmt: skip
+        for cmd, stdin in runs:
+            result = subprocess.run(cmd, input=stdin, capture_output=True, timeout=600)
+            if result.returncode != 0:
+                raise failed(utts, result.stderr)
+        waves = []
+        for utt, wav in zip(utts, wavs):
+            if not os.path.exists(wav):
+                raise failed([utt], result.stderr)
+            waves.append(finish(utt, Path(wav).read_bytes()))
+    return waves
+
+
+def festival_commands(utt: Utterance, wav: str) -> str:
+    """festival's commands to say ``utt`` (its voice, duration stretch) into ``wav``."""
+    language = FESTIVAL_VOICES[utt.voice][0]
+    words = utt.text.split()
+    if language is not None:
+        words = [RESPELLINGS[language][DIGITS.index(w)] for w in words]
+    return (f"(voice_{utt.voice})\n(Parameter.set 'Duration_Stretch {utt.rate:.3f})\n"
+            f"(utt.save.wave (SynthText \"{' '.join(words)}\") \"{wav}\" 'riff)")  # fmt: skip
+
+
+def failed(utts: Sequence[Utterance], stderr: bytes) -> RnnkitError:
+    message = stderr.decode(errors="replace").strip()
+    return RnnkitError(f"{utts[0].synthesizer} failed on {utts[0].id} ({message[-200:]})")
+
+
+def finish(utt: Utterance, wav: bytes) -> np.ndarray:
+    """A synthesizer's WAV as float32 samples at 16 kHz (festival: at the utterance's playback
+    speed), with the utterance's gain and noise."""
     import soundfile
+    import torch
 
     from rnnkit.speech.audio import resample
 
-    program = require(utt.synthesizer)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = os.path.join(tmp, "out.wav")
-        if utt.synthesizer == "espeak-ng":
-            cmd = [program, "-v", utt.voice, "-s", str(round(utt.rate)), "-p",
-                   str(round(utt.pitch)), "-g", str(utt.gap), "-w", wav, utt.text]  # fmt: skip
-        else:
-            cmd = [program, "-voice", utt.voice, "--setf", f"duration_stretch={utt.rate:.3f}",
-                   "--setf", f"int_f0_target_mean={utt.pitch:.1f}", "-t", utt.text,
-                   "-o", wav]  # fmt: skip
-        result = subprocess.run(cmd, capture_output=True, timeout=60)
-        if result.returncode != 0 or not os.path.exists(wav):
-            message = result.stderr.decode(errors="replace").strip()
-            raise RnnkitError(f"{utt.synthesizer} failed on {utt.id} ({message[:200]})")
-        data, rate = soundfile.read(io.BytesIO(Path(wav).read_bytes()), dtype="float32")
-    import torch
-
-    wave = resample(torch.from_numpy(np.asarray(data).reshape(len(data), -1).mean(1)), rate,
-                    SAMPLE_RATE).numpy()  # fmt: skip
+    data, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    if utt.synthesizer == "festival":  # played faster: every frequency up, the length down
+        rate = 200 * round(rate * utt.pitch / 200)  # a multiple of 200 Hz: few resampler phases
+    mono = torch.from_numpy(np.asarray(data).reshape(len(data), -1).mean(1))
+    wave = resample(mono, rate, SAMPLE_RATE).numpy()
     return add_noise(wave * 10 ** (utt.gain_db / 20), utt.snr_db, utt.noise, utt.seed)
 
 
@@ -192,22 +300,32 @@ def build(
     import soundfile
 
     root.mkdir(parents=True, exist_ok=True)
-    for program in {u.synthesizer for u in utterances}:
-        require(program)
     # A file is reused if its manifest record (when there is one) has the planned settings: a
     # corpus built by an older plan is rendered again, not mixed with the new one.
     saved = {r["id"]: r for s in {u.split for u in utterances} for r in read_manifest(root, s)}
     records = [{"path": f"{u.split}/{u.id}.flac", **asdict(u)} for u in utterances]
     todo = [u for u, r in zip(utterances, records)
             if not (root / r["path"]).exists() or saved.get(u.id, r) != r]  # fmt: skip
+    for program in {u.synthesizer for u in todo}:  # a built corpus needs no synthesizer
+        require(program)
+    voices = {u.voice for u in todo if u.synthesizer == "festival"}
+    if voices:
+        require_festival_voices(voices)
 
-    def render(utt: Utterance) -> None:
-        path = root / utt.split / f"{utt.id}.flac"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        wave = synthesize(utt)
-        with atomic_path(path) as tmp:
-            soundfile.write(tmp, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    def render(batch: list[Utterance]) -> int:
+        for utt, wave in zip(batch, synthesize_many(batch)):
+            path = root / utt.split / f"{utt.id}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                soundfile.write(tmp, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        return len(batch)
 
+    # One task per espeak-ng or flite utterance; festival's, by voice, FESTIVAL_BATCH at a time.
+    festival = sorted((u for u in todo if u.synthesizer == "festival"),
+                      key=lambda u: (u.voice, u.id))  # fmt: skip
+    batches = [[u] for u in todo if u.synthesizer != "festival"] + [
+        festival[i : i + FESTIVAL_BATCH] for i in range(0, len(festival), FESTIVAL_BATCH)
+    ]
     if todo:
         logger.info("synthesizing %d utterances into %s", len(todo), root)
         from tqdm import tqdm
@@ -215,8 +333,8 @@ def build(
         bar = tqdm(total=len(todo), unit="utt", disable=not progress, desc="synthesizing")
         # Threads suffice: the work happens in the synthesizer processes and in NumPy/torch.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for _ in pool.map(render, todo):
-                bar.update(1)
+            for done in pool.map(render, batches):
+                bar.update(done)
         bar.close()
     for split in sorted({u.split for u in utterances}):
         lines = [json.dumps(r) for r in records if r["split"] == split]
