@@ -55,6 +55,8 @@ def test_train_describe_eval(tmp_path, capsys, scene_png):
     for name in ("greedy", "beam"):
         assert len(scores[name]["bleu"]) == 4 and scores[name]["cider_d"] >= 0
         assert set(scores[name]["subsets"]) <= {"one object", "relations"}
+        if "relations" in scores[name]["subsets"]:  # how often a true relation is stated
+            assert 0 <= scores[name]["subsets"]["relations"]["relation_right"] <= 1
         ground = scores[name]["grounding"]  # None when no generated word names an object
         assert ground["words"] == 0 or 0 <= ground["chance"] <= 1
     assert main(["caption", "eval", str(out), "--beam", "1", "--limit", "4"]) == 0
