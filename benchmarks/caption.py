@@ -4,9 +4,12 @@ Trains the three decoders of ``rnnkit.caption`` with the default recipe (``Capti
 on the synthetic scenes for ``--minutes`` each, the same data and budget, then scores each on the
 test split, whose every image holds a colour-shape pair or an arrangement of shapes that no
 training image shows (composition, not memory). Free-running decoding only, greedy and beam
-search: corpus BLEU-4 and CIDEr-D as the COCO evaluation computes them, on all test images and
-on the images with relations (2-3 objects); for the attention model, the grounding hit rate
-(the most-attended cell lies on the object a colour or shape word names) beside chance.
+search: corpus BLEU-4 and CIDEr-D as the COCO evaluation computes them, on all test images, on
+those with one object and on those with relations (2-3 objects), where also how often the
+caption states a true relation; for the attention model, the grounding hit rate (the
+most-attended cell lies on the object a colour or shape word names) beside chance. Beam search
+is scored as captioning decodes by default (re-ranked by consensus) and, beside it, not
+re-ranked (the beam's most probable caption).
 
     python benchmarks/caption.py --minutes 10 --seeds 0 1 2   # the measurement (~95 minutes)
     python benchmarks/caption.py --minutes 1 --threads 1      # a short check (~4 minutes)
@@ -53,9 +56,15 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
     out = folder / f"{decoder}-s{seed}"
     result = api.train(out, recipe=recipe_of(decoder, seed, args), quiet=True, clock=clock_of(args))
     scores = api.evaluate(str(out), split="test", beam_size=args.beam, limit=args.limit)
+    # The beam's most probable caption, not re-ranked (the captioning default re-ranks it).
+    scores["plain"] = api.evaluate(
+        str(out), split="test", beam_size=args.beam, limit=args.limit, rerank="none"
+    )["beam"]
     row = {"decoder": decoder, "seed": seed, "steps": result.steps}
-    for name in ("greedy", "beam"):
+    for name in ("greedy", "beam", "plain"):
         part = scores[name]
+        row[f"{name}_one_cider"] = 100 * part["subsets"]["one object"]["cider_d"]
+        row[f"{name}_relation_right"] = 100 * part["subsets"]["relations"]["relation_right"]
         row[f"{name}_bleu4"] = 100 * part["bleu"][3]
         row[f"{name}_cider"] = 100 * part["cider_d"]
         relations = part["subsets"]["relations"]
@@ -158,8 +167,11 @@ def print_table(rows: list[dict], beam: int) -> None:
         ("greedy_cider", "CIDEr-D greedy"),
         ("beam_bleu4", f"B4 beam{beam}"),
         ("beam_cider", f"CIDEr-D beam{beam}"),
+        ("plain_cider", f"CIDEr-D beam{beam} not re-ranked"),
+        ("beam_one_cider", "CIDEr-D one object"),
         ("beam_rel_bleu4", "B4 relations"),
         ("beam_rel_cider", "CIDEr-D relations"),
+        ("beam_relation_right", "relation right %"),
         ("beam_hit", "grounding %"),
         ("beam_chance", "chance %"),
     ]
@@ -189,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve", action="store_true",
                         help="the validation curve instead of the test table")  # fmt: skip
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--keep", help="train the runs into this folder and keep them")
     parser.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json"
     )  # fmt: skip
@@ -206,12 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recipe changes: {' '.join(args.set)}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-caption-bench-") as tmp:
+        folder = Path(args.keep or tmp)
         for seed in args.seeds:
             for decoder in args.decoders:
                 if args.curve:
-                    rows += run_curve(decoder, seed, args, Path(tmp))
+                    rows += run_curve(decoder, seed, args, folder)
                     continue
-                row = run_one(decoder, seed, args, Path(tmp))
+                row = run_one(decoder, seed, args, folder)
                 rows.append(row)
                 print(f"  {decoder} seed {seed}: {row['steps']} steps, "
                       f"CIDEr-D {row['beam_cider']:.1f}; e.g. \"{row['beam_example']}\"",

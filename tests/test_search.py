@@ -273,6 +273,29 @@ def test_search_goes_on_while_a_live_hypothesis_can_win():
     assert 3 <= dec.calls < 10
 
 
+@pytest.mark.parametrize("alpha, tokens", [(0.0, []), (0.6, []), (1.0, [1, 3])])
+def test_gnmt_penalty_ranks_longer_hypotheses_higher_as_alpha_grows(alpha, tokens):
+    dec = TableDecoder(STOP_TABLE, STOP_DEFAULT)
+    [[best]] = beam_search(dec, dec.start([0]), BOS, EOS, 2, 10, length_penalty="gnmt", alpha=alpha)
+    # "" scores log 0.5 / (5/6)^alpha, "a c" log(0.4 * 0.99^2) / (7/6)^alpha: the order flips
+    # between alpha 0.6 (-0.773 vs -0.853) and 1 (-0.832 vs -0.802).
+    log_prob = math.log(0.5) if not tokens else math.log(0.4 * 0.99 * 0.99)
+    assert best.tokens == tokens
+    assert best.score == pytest.approx(log_prob / ((5 + len(tokens)) / 6) ** alpha)
+
+
+def test_gnmt_penalty_with_alpha_zero_is_no_penalty():
+    dec = ToyDecoder(vocab=6, seed=5, eos_bias=0.5)
+    kwargs = dict(n_best=3)
+    plain = beam_search(dec, dec.start(range(6)), bos_for(6), EOS, 4, 9, **kwargs)
+    gnmt = beam_search(
+        dec, dec.start(range(6)), bos_for(6), EOS, 4, 9, length_penalty="gnmt", alpha=0.0,
+        **kwargs,
+    )  # fmt: skip
+    assert gnmt == plain
+    assert len({len(h.tokens) for hyps in plain for h in hyps}) > 1  # lengths differ
+
+
 def test_search_without_eos_runs_to_max_length():
     dec = ToyDecoder(vocab=5)
     results = beam_search(dec, dec.start(range(3)), bos_for(3), None, 3, 7, n_best=3)

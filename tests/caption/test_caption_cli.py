@@ -39,7 +39,8 @@ def test_train_describe_eval(tmp_path, capsys, scene_png):
         assert (out / name).is_file()
 
     assert main(["caption", "describe", str(out), str(scene_png), "--beam", "3", "--n-best", "2",
-                 "--json", "--attention", str(tmp_path / "att.png")]) == 0  # fmt: skip
+                 "--rerank", "none", "--json", "--attention", str(tmp_path / "att.png")
+                 ]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert result["image"] == str(scene_png) and len(result["captions"]) == 2
     first, second = result["captions"]
@@ -47,12 +48,15 @@ def test_train_describe_eval(tmp_path, capsys, scene_png):
     with Image.open(tmp_path / "att.png") as figure:  # one panel per word and the end, + image
         assert figure.width >= 200 * min(6, len(first["text"].split()) + 2) * 0.9
 
-    assert main(["caption", "eval", str(out), "--split", "test", "--beam", "2", "--json"]) == 0
+    assert main(["caption", "eval", str(out), "--split", "test", "--beam", "2", "--json",
+                 "--rerank", "mbr", "--length-penalty", "gnmt", "--alpha", "0.5"]) == 0  # fmt: skip
     scores = json.loads(capsys.readouterr().out)
     assert scores["images"] == 12 and scores["beam_size"] == 2
     for name in ("greedy", "beam"):
         assert len(scores[name]["bleu"]) == 4 and scores[name]["cider_d"] >= 0
         assert set(scores[name]["subsets"]) <= {"one object", "relations"}
+        if "relations" in scores[name]["subsets"]:  # how often a true relation is stated
+            assert 0 <= scores[name]["subsets"]["relations"]["relation_right"] <= 1
         ground = scores[name]["grounding"]  # None when no generated word names an object
         assert ground["words"] == 0 or 0 <= ground["chance"] <= 1
     assert main(["caption", "eval", str(out), "--beam", "1", "--limit", "4"]) == 0
@@ -142,6 +146,7 @@ def test_bad_options_are_one_line(tiny_run, capsys, scene_png):
         (["describe", "r", "p.png", "--beam", "0"], "--beam: must be an integer from 1 to 100000"),
         (["describe", "r", "p.png", "--n-best", "-1"], "--n-best: must be an integer from 1"),
         (["eval", "r", "--limit", "0"], "--limit: must be an integer >= 1, got 0"),
+        (["eval", "r", "--rerank", "bleu"], "--rerank: invalid choice: 'bleu'"),
     ],
 )
 def test_numeric_options_are_checked_when_parsing(tmp_path, capsys, monkeypatch, argv, message):

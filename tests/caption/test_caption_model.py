@@ -64,7 +64,14 @@ def test_every_caption_ends_with_the_end_token_within_the_limit(decoder):
 
 @pytest.mark.parametrize(
     "decoder, options",
-    [("attention", {}), ("attention", {"deep_output": False}), ("mean", {}), ("text", {})],
+    [
+        ("attention", {}),
+        ("attention", {"deep_output": False}),
+        ("attention", {"cell_positions": "learned"}),
+        ("attention", {"cell_positions": "coordinates"}),
+        ("mean", {}),
+        ("text", {}),
+    ],
 )
 def test_teacher_forced_forward_equals_step_by_step_decoding(decoder, options):
     model, images = _model(decoder, **options), _images(3)
@@ -191,3 +198,38 @@ def test_runs_saved_before_the_deep_output_option_load_without_it():
     assert CaptionConfig(vocab_size=10).deep_output  # new models have it
     old = CaptionConfig.from_dict({"vocab_size": 10, "decoder": "attention"})
     assert not old.deep_output and not hasattr(CaptionModel(old), "context_output")
+    assert old.cell_positions == "none" and not hasattr(CaptionModel(old), "positions")
+
+
+def test_cell_positions_are_added_to_the_features_attention_reads():
+    # Frozen-encoder features (N, L, F) go in as they are, so the model without positions can be
+    # given the features plus the positions by hand. Positions with zero mean over the cells
+    # leave the initial state (from the mean feature) unchanged; only attention sees them.
+    options = dict(encoder="efficientnet-lite0")
+    placed, plain = (
+        _model("attention", cell_positions="learned", **options),
+        _model("attention", **options),
+    )
+    assert placed.positions.shape == (49, 8)  # EfficientNet-Lite0's 7x7 grid
+    plain.load_state_dict(placed.state_dict(), strict=False)  # all but the positions
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        positions = torch.randn(49, 8, generator=g)
+        placed.positions.copy_(positions - positions.mean(dim=0))
+        features = torch.randn(2, 49, 8, generator=g)
+        tgt_in = torch.tensor([[BOS, 3, 4], [BOS, 5, 6]])
+        logits, alphas = placed(features, tgt_in)
+        expected, expected_alphas = plain(features + placed.positions, tgt_in)
+        torch.testing.assert_close(logits, expected)
+        torch.testing.assert_close(alphas, expected_alphas)
+        unplaced, _ = plain(features, tgt_in)
+        assert (logits - unplaced).abs().max() > 1e-3  # the positions do change the words
+
+
+def test_caption_beam_search_is_reranked_by_consensus_by_default():
+    model, images = _model("attention"), _images(6)
+    captioner = Captioner(model, VOCAB, CaptionRecipe(image_size=32, max_length=8), "")
+    default = decode(captioner, images, beam_size=3)
+    plain = decode(captioner, images, beam_size=3, n_best=3, rerank="none")
+    assert default == [search.rerank(hyps, "consensus")[:1] for hyps in plain]
+    assert decode(captioner, images, beam_size=3, rerank="none") == [h[:1] for h in plain]

@@ -96,3 +96,25 @@ def test_cached_scenes_are_read_back_unchanged():
     assert np.array_equal(first.images, again.images)
     assert first.captions == again.captions and first.objects == again.objects
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_relation_right_checks_the_named_objects_and_the_direction():
+    left = scenes.SceneObject("circle", "red", "small", (2, 20, 12, 30))
+    right = scenes.SceneObject("square", "blue", "large", (40, 18, 60, 38))
+    scene = [left, right]
+    for caption, right_or_wrong in [
+        ("a small red circle left of a large blue square", True),
+        ("a blue square to the right of a red circle", True),
+        ("a red circle right of a blue square", False),  # the direction is wrong
+        ("a red circle above a blue square", False),  # the axis is wrong
+        ("a green circle left of a blue square", False),  # no green circle here
+        ("a red circle left of a red circle", False),  # one object twice
+        ("a red circle and a blue square", False),  # no relation stated
+    ]:
+        assert scenes.relation_right(caption.split(), scene) is right_or_wrong, caption
+    # every reference caption of generated scenes that states a relation states a true one
+    made = scenes.generate("valid", 40, seed=3)
+    for objects, captions in zip(made.objects, made.captions):
+        for c in captions:
+            if any(r in c for r in ("left of", "right of", "above", "below")):
+                assert scenes.relation_right(c.split(), objects), c

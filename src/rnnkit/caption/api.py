@@ -36,7 +36,7 @@ from rnnkit.caption.encoders import check_encoder, model_inputs
 from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
-from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.caption.recipe import RERANK, CaptionRecipe
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
@@ -211,10 +211,11 @@ def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[se
     """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``).
 
     ``options`` are :class:`rnnkit.search.SearchOptions` fields (``beam_size``: 1 is greedy
-    search; ``n_best``, ``length_penalty``, ...). Every caption ends with the end token within
+    search; ``n_best``, ``length_penalty``, ``rerank``: the captioning default is
+    :data:`rnnkit.caption.recipe.RERANK`). Every caption ends with the end token within
     ``recipe.max_length`` steps. Returns up to ``n_best`` hypotheses per image, best first.
     """
-    settings = SearchOptions(**options)
+    settings = SearchOptions(**{"rerank": RERANK, **options})
     model, vocab, limit = captioner.model, captioner.vocab, captioner.recipe.max_length
     constraints = processors(vocab, limit)
     model.eval()
@@ -312,6 +313,10 @@ def _scores(
                     "bleu": metrics.bleu([hyps[i] for i in rows], [refs[i] for i in rows]),
                     "cider_d": float(np.mean([per_image[i] for i in rows])),
                 }
+        if "relations" in subsets:  # how often a caption states a true relation
+            rows = [i for i, r in enumerate(relational) if r]
+            right = [scenes.relation_right(hyps[i], split.objects[i]) for i in rows]
+            subsets["relations"]["relation_right"] = float(np.mean(right))
         result["subsets"] = subsets
         if maps is not None:
             result["grounding"] = metrics.grounding(
@@ -327,6 +332,7 @@ def evaluate(
     beam_size: int = 3,
     limit: int | None = None,
     runtime: Runtime | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Free-running scores on a split of the run's own data, greedy and with beam search.
 
@@ -340,6 +346,8 @@ def evaluate(
         beam_size: the beam width of the second decoding (1: greedy only).
         limit: score only the first ``limit`` images.
         runtime: the device and precision of a run loaded here (default: the CPU, fp32).
+        options: more :class:`rnnkit.search.SearchOptions` fields for the beam search
+            (``rerank``, ``length_penalty``, ``alpha``).
     """
     if split not in ("train", "valid", "test"):
         raise ConfigError(f"split must be train, valid or test, got {split!r}")
@@ -355,7 +363,8 @@ def evaluate(
     for name, width in (("greedy", 1), ("beam", beam_size)):
         if name == "beam" and beam_size == 1:
             break
-        hyps = [h[0].tokens for h in decode(captioner, inputs, beam_size=width)]
+        settings = options if name == "beam" else {}
+        hyps = [h[0].tokens for h in decode(captioner, inputs, beam_size=width, **settings)]
         maps = None
         if captioner.model.config.decoder == "attention" and data.objects is not None:
             maps = attention_of(captioner, inputs, hyps)

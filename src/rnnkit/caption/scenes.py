@@ -100,6 +100,28 @@ def arrangement(a: SceneObject, b: SceneObject) -> tuple[str, str, str]:
     return (a.shape, rel, b.shape)
 
 
+def relation_right(words: list[str], objects: list[SceneObject]) -> bool:
+    """Whether a caption states a true relation: "X <relation> Y" with X and Y objects of the
+    scene (named by colour and shape) and the relation where X is relative to Y."""
+    text = " ".join(words)
+    for rel in ("left of", "right of", "above", "below"):
+        k = text.find(rel)
+        if k < 0:
+            continue
+        before, after = text[:k].split(), text[k + len(rel) :].split()
+        first = [w for w in before if w in COLOURS][-1:], [w for w in before if w in SHAPES][-1:]
+        second = [w for w in after if w in COLOURS][:1], [w for w in after if w in SHAPES][:1]
+        named = [
+            [o for o in objects if ([o.colour], [o.shape]) == phrase] for phrase in (first, second)
+        ]
+        return (
+            all(named)
+            and named[0][0] is not named[1][0]
+            and (relation(named[0][0], named[1][0]) == rel)
+        )
+    return False
+
+
 def held_out_parts(objects: list[SceneObject]) -> list[tuple[str, ...]]:
     """The held-out pairs and arrangements that occur in a scene (empty: a training scene)."""
     parts: list[tuple[str, ...]] = [

@@ -33,6 +33,9 @@ log_probs`` applied, in order, to every step's log-probabilities before a token 
 it). :func:`ban_tokens` removes tokens from the model's distribution (renormalised, as if the
 model could not produce them: an LM never writes ``<unk>``); :func:`min_length` and
 :func:`no_repeat_ngram` are search constraints (the blocked mass is not redistributed).
+
+**Re-ranking.** ``SearchOptions.rerank`` orders a beam's finished hypotheses by how much they
+agree with each other (:func:`rerank`, minimum Bayes risk over the beam) instead of by score.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ _MODULES = {
     "rnnkit.search.processors": ("Processor", "ban_tokens", "min_length", "no_repeat_ngram"),
     "rnnkit.search.stepwise": ("greedy", "sample"),
     "rnnkit.search.beam": ("beam_search",),
+    "rnnkit.search.consensus": ("RERANKINGS", "rerank"),
 }
 
 __all__ = [
@@ -61,6 +65,8 @@ __all__ = [
     "greedy",
     "min_length",
     "no_repeat_ngram",
+    "RERANKINGS",
+    "rerank",
     "sample",
 ]
 

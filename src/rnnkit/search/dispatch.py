@@ -11,6 +11,7 @@ from torch import Tensor
 from rnnkit.limits import check_decoding, state_bytes
 from rnnkit.search.beam import beam_search
 from rnnkit.search.checks import start_tokens
+from rnnkit.search.consensus import rerank
 from rnnkit.search.contract import Decoder, Hypothesis
 from rnnkit.search.processors import Processor
 from rnnkit.search.settings import SearchOptions
@@ -30,7 +31,8 @@ def decode(
 ) -> list[list[Hypothesis]]:
     """Decode B inputs as ``options`` say; for each input, its best hypotheses (best first).
 
-    Greedy search and sampling give one hypothesis per input; beam search up to ``n_best``.
+    Greedy search and sampling give one hypothesis per input; beam search up to ``n_best``,
+    re-ranked by ``options.rerank`` (:mod:`rnnkit.search.consensus`) from the whole beam.
     ``processors`` constrain every step (see the module docstring); ``on_token`` streams the
     tokens of greedy search and sampling (beam search knows its result only at the end).
 
@@ -45,11 +47,14 @@ def decode(
         check_decoding(1, max_length, inputs=inputs, state_size=state_bytes(state) // inputs)
     common = {"min_length": options.min_length, "processors": processors}
     if options.method == "beam":
-        return beam_search(
+        # Re-ranking looks at the whole beam: all beam_size finished hypotheses are kept for it.
+        n_best = options.n_best if options.rerank == "none" else options.beam_size
+        found = beam_search(
             decoder, state, bos, eos, options.beam_size, max_length,
-            length_penalty=options.length_penalty, alpha=options.alpha, n_best=options.n_best,
+            length_penalty=options.length_penalty, alpha=options.alpha, n_best=n_best,
             no_repeat_ngram_size=options.no_repeat_ngram, **common,
         )  # fmt: skip
+        return [rerank(hyps, options.rerank)[: options.n_best] for hyps in found]
     if options.method == "sample":
         generator = None if options.seed is None else torch.Generator().manual_seed(options.seed)
         found = sample(

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from rnnkit.errors import ConfigError
+from rnnkit.search.consensus import RERANKINGS
 
 LENGTH_PENALTIES = ("none", "average", "gnmt")
 
@@ -35,6 +36,9 @@ class SearchOptions:
     length_penalty: str = "none"  # beam ranking: "none", "average" or "gnmt"
     alpha: float = 0.6  # exponent of the "gnmt" penalty
     n_best: int = 1  # hypotheses returned per input (beam search; at most beam_size)
+    # beam search: order the beam's beam_size finished hypotheses by their agreement with each
+    # other: "none" (by score), "consensus" or "mbr" (rnnkit.search.consensus)
+    rerank: str = "none"
     min_length: int = 0  # tokens generated before eos is allowed
     no_repeat_ngram: int = 0  # if > 0, no n-gram of this size occurs twice (beam search)
 
@@ -53,6 +57,10 @@ class SearchOptions:
                 self.length_penalty not in LENGTH_PENALTIES,
                 f"length penalty must be one of {', '.join(LENGTH_PENALTIES)}, "
                 f"got {self.length_penalty!r}",
+            ),
+            (
+                self.rerank not in RERANKINGS,
+                f"rerank must be one of {', '.join(RERANKINGS)}, got {self.rerank!r}",
             ),
             (
                 not self.temperature >= 0 or math.isinf(self.temperature),
