@@ -193,3 +193,19 @@ def test_a_snapshot_ensemble_keeps_the_checkpoints_of_lowest_validation_loss(tmp
     assert load(tmp_path / "whole").members == ()
     with pytest.raises(ConfigError, match="snapshots must be >= 1"):
         ForecastRecipe(snapshots=0)
+
+
+def test_baselines_fit_on_a_week_of_sub_daily_data_by_default(tmp_path):
+    from rnnkit.forecast.api import default_baseline_history
+
+    assert default_baseline_history(72, 3600) == 168  # hourly: a week, whatever the context
+    assert default_baseline_history(336, 1800) == 336  # half-hourly, a week of context
+    assert default_baseline_history(400, 3600) == 400  # longer contexts are kept
+    assert default_baseline_history(28, 86400) == 28  # daily and longer: the context
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    train(tmp_path / "run", recipe=ForecastRecipe(data=str(data), max_steps=2, **TINY))
+    fc = load(tmp_path / "run")  # context 24 of hourly data
+    methods = lambda history: backtest(  # noqa: E731
+        fc, baselines=True, seed=0, baseline_history=history
+    )["methods"]["arima"]
+    assert methods(None) == methods(168) != methods(24)

@@ -34,7 +34,7 @@ from rnnkit import runs
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.forecast.baselines import BASELINES
 from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
-from rnnkit.forecast.data import SeriesSet, check_series, format_freq, load_series
+from rnnkit.forecast.data import DAY, WEEK, SeriesSet, check_series, format_freq, load_series
 from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
 from rnnkit.forecast.recipe import ForecastRecipe, default_lags
@@ -460,7 +460,8 @@ def backtest(
         baselines: also score seasonal naive, Holt-Winters and ARIMA (statsmodels).
         num_samples: sample paths per origin (default: the recipe's).
         seed: sampling seed.
-        baseline_history: steps the baselines fit on before each origin (default: the context).
+        baseline_history: steps the baselines fit on before each origin (default:
+            :func:`default_baseline_history`).
         examples: how many origins to keep for plotting.
         period: "test", or "valid" to score the validation period (the 10% before the test
             period), which is where settings are chosen without looking at the test period.
@@ -502,7 +503,7 @@ def backtest(
     paths = np.concatenate(paths, axis=1)
     methods = ["model"] + (list(BASELINES) if baselines else [])
     scores = {name: Scores(horizon) for name in methods}
-    history_len = baseline_history or fc.recipe.context
+    history_len = baseline_history or default_baseline_history(fc.recipe.context, series.step)
     keep = np.linspace(0, len(picks) - 1, min(examples, len(picks))).round().astype(int).tolist()
     shown = []
     bar = None
@@ -542,6 +543,12 @@ def backtest(
         "per_step": {name: {"mae": sc.per_step("mae")} for name, sc in scores.items()},
         "examples": shown,
     }
+
+
+def default_baseline_history(context: int, step: int) -> int:
+    """Steps the baselines fit on by default: the model's context, and for sub-daily data at
+    least a week (the issue's 168 hours on the default data, whatever context the model reads)."""
+    return max(context, WEEK // step) if step < DAY else context
 
 
 def _example(
