@@ -150,10 +150,26 @@ def table(runs: list[dict], pooled: dict | None = None) -> dict[str, bool]:
         "95% coverage within 5 points": abs(ours["coverage_95"] - 0.95) <= 0.05,
         "CRPS below every baseline": ours["crps"] < min(m["crps"] for m in base.values()),
     }
+    per_step_table(runs)
     print(f"\nMASE vs seasonal naive: {ours['mase'] / base['seasonal-naive']['mase']:.3f}x")
     for name, ok in checks.items():
         print(f"  {'met    ' if ok else 'NOT met'}  {name}")
     return checks
+
+
+def per_step_table(runs: list[dict]) -> None:
+    """Print the MAE per horizon step: the model's (mean over seeds) and each baseline's."""
+    first = next(r for r in runs if "seasonal-naive" in r["methods"])
+    if "per_step" not in first:  # records of an older version of this script
+        return
+    rows = {
+        "model": [statistics.mean(v) for v in zip(*(r["per_step"]["model"]["mae"] for r in runs))]
+    }
+    rows.update({k: v["mae"] for k, v in first["per_step"].items() if not k.startswith("model")})
+    print("\nMAE per horizon step (model: mean over seeds)")
+    print(f"{'step':16}" + "".join(f"{h + 1:>7}" for h in range(len(rows["model"]))))
+    for name, values in rows.items():
+        print(f"{name:16}" + "".join(f"{v:7.3f}" for v in values))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -142,3 +142,70 @@ def test_an_ensemble_pools_the_paths_of_its_members(tmp_path):
     other = first._replace(recipe=dataclasses.replace(first.recipe, context=12))
     with pytest.raises(ConfigError, match="an ensemble needs runs of the same window"):
         backtest(first, members=(other,))
+
+
+def test_a_snapshot_ensemble_keeps_the_checkpoints_of_lowest_validation_loss(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    tiny = {**TINY, "eval_every": 4, "snapshots": 3}
+    train(tmp_path / "whole", recipe=ForecastRecipe(data=str(data), max_steps=24, **tiny))
+    run = RunDir.open(tmp_path / "whole", "forecast")
+    tensors, meta = run.load_tensors("snapshots.safetensors")
+    logged = [r for r in run.read_jsonl("metrics.jsonl") if r["split"] == "valid"]
+    lowest = sorted((r["loss"], r["step"]) for r in logged if r["step"] % 4 == 0)[:3]
+    assert list(zip(meta["valid_loss"], meta["steps"])) == lowest
+    best = run.load_tensors("model.safetensors")[0]
+    assert run.read_json("trainer.json")["best_step"] == lowest[0][1]
+    for name, value in best.items():  # snapshot 0 is the best checkpoint
+        torch.testing.assert_close(tensors[f"0.{name}"], value, rtol=0, atol=0)
+    # a resumed run keeps the same snapshots as an uninterrupted one
+    train(tmp_path / "parts", recipe=ForecastRecipe(data=str(data), max_steps=12, **tiny))
+    train(tmp_path / "parts", resume=True, budget={"max_steps": 24})
+    parts, parts_meta = RunDir.open(tmp_path / "parts", "forecast").load_tensors(
+        "snapshots.safetensors"
+    )
+    assert parts_meta == meta and parts.keys() == tensors.keys()
+    for name, value in tensors.items():
+        torch.testing.assert_close(parts[name], value, rtol=0, atol=0)
+
+    fc = load(tmp_path / "whole")
+    assert len(fc.members) == 2
+    for member, i in zip(fc.members, (1, 2)):
+        for name, value in member.state_dict().items():
+            torch.testing.assert_close(value, tensors[f"{i}.{name}"], rtol=0, atol=0)
+    # 20 paths shared 7, 7, 6: the first 7 are the best checkpoint's own draws
+    from rnnkit.forecast.api import _prepare, _sample
+
+    _, windows = _prepare(fc, None, 6)
+    picks = windows.origins(240, 300, stride=6)
+    torch.manual_seed(5)
+    pooled = _sample(fc, windows, picks, num_samples=20, spread=1.0)
+    torch.manual_seed(5)
+    alone = _sample(fc._replace(members=()), windows, picks, num_samples=7, spread=1.0)
+    assert pooled.shape == (len(picks), 20, 6)
+    np.testing.assert_array_equal(pooled[:, :7], alone)
+    assert not np.allclose(pooled[:, 7:14].mean(1), alone.mean(1))
+    assert predict(fc, seed=3) == predict(fc, seed=3)
+
+    # a run of an older version (no "snapshots" in its recipe) loads as the best alone
+    config = json.loads((tmp_path / "whole" / "config.json").read_text())
+    del config["recipe"]["snapshots"]
+    (tmp_path / "whole" / "config.json").write_text(json.dumps(config))
+    assert load(tmp_path / "whole").members == ()
+    with pytest.raises(ConfigError, match="snapshots must be >= 1"):
+        ForecastRecipe(snapshots=0)
+
+
+def test_baselines_fit_on_a_week_of_sub_daily_data_by_default(tmp_path):
+    from rnnkit.forecast.api import default_baseline_history
+
+    assert default_baseline_history(72, 3600) == 168  # hourly: a week, whatever the context
+    assert default_baseline_history(336, 1800) == 336  # half-hourly, a week of context
+    assert default_baseline_history(400, 3600) == 400  # longer contexts are kept
+    assert default_baseline_history(28, 86400) == 28  # daily and longer: the context
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    train(tmp_path / "run", recipe=ForecastRecipe(data=str(data), max_steps=2, **TINY))
+    fc = load(tmp_path / "run")  # context 24 of hourly data
+    methods = lambda history: backtest(  # noqa: E731
+        fc, baselines=True, seed=0, baseline_history=history
+    )["methods"]["arima"]
+    assert methods(None) == methods(168) != methods(24)

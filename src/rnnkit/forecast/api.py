@@ -34,10 +34,11 @@ from rnnkit import runs
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.forecast.baselines import BASELINES
 from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
-from rnnkit.forecast.data import SeriesSet, check_series, format_freq, load_series
+from rnnkit.forecast.data import DAY, WEEK, SeriesSet, check_series, format_freq, load_series
 from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
 from rnnkit.forecast.recipe import ForecastRecipe, default_lags
+from rnnkit.forecast.snapshots import SnapshotKeeper, read_members, split_samples
 from rnnkit.forecast.task import TASK, ForecastTask, Windows, covariate_stats
 from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
 from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
@@ -57,6 +58,7 @@ class Forecaster(NamedTuple):
     run_dir: str
     spread: Spread = 1.0  # the spread of the paths (calibration.json; see _sample)
     place: Group | None = None  # the model's device and precision (None: the CPU, fp32)
+    members: tuple[DeepAR, ...] = ()  # more checkpoints of the run, paths pooled (snapshots)
 
 
 def read_data(recipe: ForecastRecipe, data: str | None = None) -> SeriesSet:
@@ -103,6 +105,7 @@ def train(
     report: Callable[[str], None] | None = None,
     runtime: Runtime | None = None,
     clock: Callable[[], float] = time.monotonic,
+    on_step: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train a forecaster into the run directory ``out`` (or continue it with ``resume``).
 
@@ -117,6 +120,8 @@ def train(
             this with the same arguments (rank 0 fetches a named series, the others read it).
         clock: the seconds counter of the time budget (``time.process_time``: CPU time, for
             comparisons on a busy machine).
+        on_step: called as ``on_step(trainer)`` after every optimizer step (benchmarks, tools;
+            see :func:`rnnkit.training.fit`).
     """
     report = report or logger.info
     if resume:
@@ -176,11 +181,25 @@ def train(
             "column) interpolated as inputs and left out of the loss"
         )
     build = lambda: DeepAR(model_config)  # noqa: E731
+    if recipe.snapshots > 1:
+        keeper = SnapshotKeeper(run, recipe.snapshots, train_config.eval_every)
+        on_step = _chain(keeper, on_step)
     result = fit(run, task, train_config, build, resume=resume, quiet=quiet, report=report,
-                 runtime=runtime, clock=clock)  # fmt: skip
+                 runtime=runtime, clock=clock, on_step=on_step)  # fmt: skip
     if recipe.calibrate and model_config.likelihood != "negbin" and runs.writes_runs():
         recalibrate(out, seed=train_config.seed, report=report)
     return result
+
+
+def _chain(first: Callable[[Any], None], then: Callable[[Any], None] | None) -> Any:
+    """One ``on_step`` hook calling ``first`` and then ``then`` (if any)."""
+
+    def both(trainer: Any) -> None:
+        first(trainer)
+        if then is not None:
+            then(trainer)
+
+    return both
 
 
 def recalibrate(
@@ -254,14 +273,25 @@ def load(
     ``runtime``'s device (default: the CPU)."""
     run, config = runs.load(run_dir, TASK, weights=weights)
     recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
-    model = DeepAR(runs.build(run, config, "model", ForecastConfig.from_dict))
+    model_config = runs.build(run, config, "model", ForecastConfig.from_dict)
+    model = DeepAR(model_config)
     runs.build(run, config, "data", lambda d: (d["series"], d["step_s"], d["covariate_stats"]))
     runs.load_model_weights(run, model, weights)
     model.eval()
+    members = []
+    if weights == runs.BEST and recipe.snapshots > 1:  # the run's other kept checkpoints
+        best_step = run.read_json(runs.SUMMARY).get("best_step") if run.has(runs.SUMMARY) else None
+        for state in read_members(run, recipe.snapshots, best_step):
+            member = DeepAR(model_config)
+            member.load_state_dict(state)
+            members.append(member.eval())
     spread = run.read_json(CALIBRATION)["spread"] if run.has(CALIBRATION) else 1.0
     # a list: one factor per step; a number: an older run's factor on every draw
     spread = tuple(map(float, spread)) if isinstance(spread, list) else float(spread)
-    return Forecaster(model, recipe, config, os.fspath(run_dir), spread, place(model, runtime))
+    where = place(model, runtime)
+    for member in members:
+        place(member, runtime)
+    return Forecaster(model, recipe, config, os.fspath(run_dir), spread, where, tuple(members))
 
 
 def _prepare(fc: Forecaster, data: str | None, horizon: int) -> tuple[SeriesSet, Windows]:
@@ -306,7 +336,8 @@ def _sample(
     fc: Forecaster, windows: Windows, picks: list[tuple[int, int]], *, num_samples: int,
     spread: Spread | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """(len(picks), num_samples, horizon) sample paths from each (series, origin).
+    """(len(picks), num_samples, horizon) sample paths from each (series, origin); with
+    snapshot members, the paths are shared among the best checkpoint and them and pooled.
 
     ``spread`` (default: the forecaster's): a number multiplies the spread of every step's
     distribution as it is drawn (1: the paths as trained); a tuple, one factor per step, widens
@@ -316,18 +347,23 @@ def _sample(
     per_step = isinstance(spread, tuple)
     out = []
     where = fc.place or place(fc.model)
+    models = (fc.model, *fc.members)
+    shares = split_samples(num_samples, len(models))
     for i in range(0, len(picks), EVAL_BATCH):
         chunk = picks[i : i + EVAL_BATCH]
         batch = windows.batch(chunk, with_future=False)
         ids = torch.tensor([_series_index(fc, windows.data, k) for k, _ in chunk])
         batch = to_device(batch._replace(series=ids), where.device)
-        with where.autocast():
-            paths = fc.model.sample_paths(
-                batch.values, batch.observed, batch.features, batch.series,
-                context=windows.context, horizon=windows.horizon, num_samples=num_samples,
-                spread=1.0 if per_step else spread,
-            )  # fmt: skip
-        out.append(paths.double().cpu().numpy())
+        pooled = []
+        for model, share in zip(models, shares):
+            with where.autocast():
+                paths = model.sample_paths(
+                    batch.values, batch.observed, batch.features, batch.series,
+                    context=windows.context, horizon=windows.horizon, num_samples=share,
+                    spread=1.0 if per_step else spread,
+                )  # fmt: skip
+            pooled.append(paths)
+        out.append(torch.cat(pooled, dim=1).double().cpu().numpy())
     paths = np.concatenate(out)
     return widen_paths(paths, np.asarray(spread)) if per_step else paths
 
@@ -424,7 +460,8 @@ def backtest(
         baselines: also score seasonal naive, Holt-Winters and ARIMA (statsmodels).
         num_samples: sample paths per origin (default: the recipe's).
         seed: sampling seed.
-        baseline_history: steps the baselines fit on before each origin (default: the context).
+        baseline_history: steps the baselines fit on before each origin (default:
+            :func:`default_baseline_history`).
         examples: how many origins to keep for plotting.
         period: "test", or "valid" to score the validation period (the 10% before the test
             period), which is where settings are chosen without looking at the test period.
@@ -466,7 +503,7 @@ def backtest(
     paths = np.concatenate(paths, axis=1)
     methods = ["model"] + (list(BASELINES) if baselines else [])
     scores = {name: Scores(horizon) for name in methods}
-    history_len = baseline_history or fc.recipe.context
+    history_len = baseline_history or default_baseline_history(fc.recipe.context, series.step)
     keep = np.linspace(0, len(picks) - 1, min(examples, len(picks))).round().astype(int).tolist()
     shown = []
     bar = None
@@ -506,6 +543,12 @@ def backtest(
         "per_step": {name: {"mae": sc.per_step("mae")} for name, sc in scores.items()},
         "examples": shown,
     }
+
+
+def default_baseline_history(context: int, step: int) -> int:
+    """Steps the baselines fit on by default: the model's context, and for sub-daily data at
+    least a week (the issue's 168 hours on the default data, whatever context the model reads)."""
+    return max(context, WEEK // step) if step < DAY else context
 
 
 def _example(

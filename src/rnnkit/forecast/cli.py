@@ -317,7 +317,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--baselines", action="store_true",
         help="also seasonal naive, Holt-Winters, ARIMA (pip install 'rnnkit[forecast]')",
     )  # fmt: skip
-    back.add_argument("--baseline-history", type=POSITIVE, help="steps the baselines fit on")
+    back.add_argument(
+        "--baseline-history",
+        type=POSITIVE,
+        help="steps the baselines fit on (default: the context, a week at least for sub-daily)",
+    )
     back.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
     back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     back.add_argument(

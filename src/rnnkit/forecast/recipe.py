@@ -68,9 +68,13 @@ class ForecastRecipe:
     seed: int = 0  # random seed (weights, window draws)
     num_samples: int = 100  # sample paths per forecast (predict, backtest)
     calibrate: bool = True  # after training, choose the spread per step on validation CRPS
+    snapshots: int = 1  # forecast with the N validated checkpoints of lowest validation NLL,
+    # their paths pooled (a snapshot ensemble; 1: the best alone)
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "context", "batch_size", "steps_per_epoch", "num_samples"):
+        for name in (
+            "horizon", "context", "batch_size", "steps_per_epoch", "num_samples", "snapshots",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
