@@ -7,7 +7,9 @@ with its time loop in PyTorch (the loop the option kernels use) and torch.nn. Ta
 MinLSTM against rnnkit's GRU and LSTM at T=256, B=32, H=512, in tokens per second of training
 (forward+backward), with the C sweep (the default) and on the torch path
 (``impl='rnnkit-pytorch'``). Implementations are interleaved in every repeat, so that a loaded
-machine slows them alike; times are medians.
+machine slows them alike; times are medians. ``+weight_drop, unfused`` is weight drop as the layers
+ran it before its mask moved into the kernels' weight gradient (a ``drop_connect`` node in front of
+the plain kernels; still the fallback where they do not run eagerly), beside the current one.
 
     python benchmarks/cells.py --minutes 10              # the full run (on a quiet machine)
     python benchmarks/cells.py --minutes 2 --threads 1   # a short run
@@ -28,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import rnnkit.nn as rnn  # noqa: E402
+from rnnkit.nn import options  # noqa: E402
 
 SHAPES = {"large": (100, 64, 512, 512), "small": (50, 16, 128, 128), "batch1": (32, 1, 256, 512)}
 OPTIONS = {
@@ -46,8 +49,15 @@ CLOCK = {"clock": time.perf_counter}
 
 
 def bench_interleaved(fns: dict, seconds: float, min_repeats: int = 3) -> dict:
-    """Median milliseconds of each function; repeats (all functions, rotating order) until
-    ``seconds`` have passed and at least ``min_repeats`` were made, after one warm-up round."""
+    """Median milliseconds of each function (see :func:`interleaved_times`)."""
+    times = interleaved_times(fns, seconds, min_repeats)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def interleaved_times(fns: dict, seconds: float, min_repeats: int = 3) -> dict[str, list[float]]:
+    """Milliseconds of each function in every repeat; repeats (all functions, rotating order)
+    until ``seconds`` have passed and at least ``min_repeats`` were made, after one warm-up
+    round."""
     clock = CLOCK["clock"]
     for fn in fns.values():
         fn()
@@ -60,7 +70,7 @@ def bench_interleaved(fns: dict, seconds: float, min_repeats: int = 3) -> dict:
             fns[name]()
             times[name].append((clock() - t0) * 1e3)
         r += 1
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def train_step(layer: torch.nn.Module, x: torch.Tensor):
@@ -74,9 +84,30 @@ def train_step(layer: torch.nn.Module, x: torch.Tensor):
     return run
 
 
+def unfused_train_step(layer: torch.nn.Module, x: torch.Tensor):
+    """``train_step`` with weight drop as before the mask moved into the kernels' gradient: the
+    path the layers still take where the kernels do not run eagerly (``drop_connect``'s node:
+    the mask into a copy, then backward masking dL/dW_hh in a second pass)."""
+    step = train_step(layer, x)
+
+    def run():
+        eager = options.dispatch.eager
+        options.dispatch.eager = lambda tensors: False  # the layers' fallback for weight drop
+        try:
+            step()
+        finally:
+            options.dispatch.eager = eager
+
+    return run
+
+
 def option_table(seconds_each: float, shapes: list[str]) -> list[str]:
+    """Per variant: the median time, its ratio to the plain rnnkit layer's median and to the
+    PyTorch loop's, and the median of the per-repeat ratios to the plain layer (each measured in
+    the same round, which a machine whose load changes over the run disturbs less)."""
     lines = []
-    head = f"{'layer':5} {'shape':7} {'variant':22} {'ms':>9} {'x rnnkit':>9} {'x rnnkit-py':>12}"
+    head = (f"{'layer':5} {'shape':7} {'variant':22} {'ms':>9} {'x rnnkit':>9} "
+            f"{'x rnnkit-py':>12} {'paired x':>9} {'repeats':>8}")  # fmt: skip
     lines.append(head)
     for kind, ours_cls, torch_cls in (("LSTM", rnn.LSTM, torch.nn.LSTM),
                                       ("GRU", rnn.GRU, torch.nn.GRU)):  # fmt: skip
@@ -91,11 +122,18 @@ def option_table(seconds_each: float, shapes: list[str]) -> list[str]:
             }
             for name, kw in OPTIONS.items():
                 layers[f"+{name}"] = ours_cls(inp, hidden, **kw)
-            ms = bench_interleaved({k: train_step(v, x) for k, v in layers.items()}, seconds_each)
+            runs = {k: train_step(v, x) for k, v in layers.items()}
+            runs["+weight_drop, unfused"] = unfused_train_step(
+                ours_cls(inp, hidden, **OPTIONS["weight_drop"]), x
+            )
+            times = interleaved_times(runs, seconds_each)
+            ms = {name: statistics.median(t) for name, t in times.items()}
             for name, value in ms.items():
+                paired = statistics.median(a / b for a, b in zip(times[name], times["rnnkit"]))
                 lines.append(
                     f"{kind:5} {shape_name:7} {name:22} {value:9.2f} "
-                    f"{value / ms['rnnkit']:9.2f} {value / ms['rnnkit-pytorch']:12.2f}"
+                    f"{value / ms['rnnkit']:9.2f} {value / ms['rnnkit-pytorch']:12.2f} "
+                    f"{paired:9.3f} {len(times[name]):8d}"
                 )
     return lines
 

@@ -497,6 +497,91 @@ def test_drop_connect_gradient_in_place_only_when_asked(in_place):
     assert torch.equal(given, incoming) != in_place  # written only in place
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_drop_mask_bytes_and_masked_gradient(dtype, threads):
+    """The forward's mask bytes mark exactly the kept entries of the same mask drop_connect
+    draws from that seed, and the masked weight gradient (the BLAS product a block of rows at a
+    time, each block masked) equals the whole product times the mask: an odd number of entries,
+    several blocks of rows (a width of 600 gives blocks of 54 rows of float32)."""
+    from rnnkit.nn.dropout import _DropConnect, drop_weight
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(5)
+        w = (torch.rand(201, 600, generator=gen, dtype=dtype) + 0.5).requires_grad_()
+        dropped = drop_weight(w, 0.3, seed=77)
+        assert dropped.kept.dtype == torch.uint8 and not dropped.weight.requires_grad
+        reference = _DropConnect.apply(w, 0.3, False, 77)  # drop_connect's mask for this seed
+        assert torch.equal(dropped.weight, reference.detach())
+        assert torch.equal(dropped.kept.bool(), reference.detach() != 0)
+        torch.testing.assert_close(dropped.factor(), reference.detach() / w.detach())
+        d_pre = torch.randn(9, 201, generator=gen, dtype=dtype)
+        h_prev = torch.randn(9, 600, generator=gen, dtype=dtype)
+        want = (d_pre.t() @ h_prev) * dropped.factor()
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(dropped.grad(d_pre, h_prev), want, rtol=tol, atol=tol)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_masked_weight_gradient_refuses_bad_buffers():
+    d_pre, h_prev = torch.randn(4, 6), torch.randn(4, 5)
+    kept = torch.ones(6, 5, dtype=torch.uint8)
+    regularized_native.masked_weight_grad(d_pre, h_prev, kept, 2.0)  # fine
+    with pytest.raises(ValueError, match=r"kept.*dtype torch.float32"):
+        regularized_native.masked_weight_grad(d_pre, h_prev, kept.float(), 2.0)
+    with pytest.raises(ValueError, match=r"kept.*shape \(5, 6\)"):
+        regularized_native.masked_weight_grad(d_pre, h_prev, kept.t().contiguous(), 2.0)
+    with pytest.raises(ValueError, match=r"h_prev.*shape \(3, 5\)"):
+        regularized_native.masked_weight_grad(d_pre, h_prev[:3], kept, 2.0)
+    with pytest.raises(ValueError, match=r"h_prev.*dtype torch.float64"):
+        regularized_native.masked_weight_grad(d_pre, h_prev.double(), kept, 2.0)
+    with pytest.raises(ValueError, match="kept needs a weight"):
+        regularized_native.random_mask((6, 5), 0.5, 2.0, 1, dtype=torch.float32, kept=True)
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_weight_drop_alone_masks_the_gradient_in_the_kernels(kind, monkeypatch):
+    """Weight drop alone in training: the plain kernels take the stored weight and the mask and
+    form its masked gradient themselves (no drop_connect node); the result equals the reference
+    cells with the same mask (float64), and under no_grad the dropped weight goes to the plain
+    runner as before."""
+    from rnnkit.nn import dropout
+
+    calls = []
+    original = dropout.DroppedWeight.grad
+    monkeypatch.setattr(dropout.DroppedWeight, "grad",
+                        lambda self, *a: calls.append(1) or original(self, *a))  # fmt: skip
+    layer = _layer(kind, 3, 4, 2, bidirectional=True, weight_drop=0.5)
+    x, h0 = _inputs(kind, layer, packed=True)
+    _assert_same(layer, x, h0, seed=8)
+    assert len(calls) == 4  # two layers, two directions, one fused gradient each
+    with torch.no_grad():
+        torch.manual_seed(8)
+        out = layer(x, h0)[0].data
+    torch.manual_seed(8)
+    torch.testing.assert_close(out, layer(x, h0)[0].data, rtol=1e-12, atol=1e-12)  # same mask
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_weight_drop_alone_second_derivatives(kind):
+    """Double backward through the kernels with weight drop (the mask fixed by reseeding): the
+    gradient graph multiplies the stored weight by the same mask."""
+    layer = _layer(kind, 2, 2, weight_drop=0.5)
+    x, h0 = _inputs(kind, layer, packed=False)
+    x = x[:3].detach().requires_grad_(True)
+    w_hh = layer.weight_hh_l0
+
+    def f(x, w):
+        torch.manual_seed(3)
+        out, _ = torch.func.functional_call(layer, {"weight_hh_l0": w}, (x,))
+        return out
+
+    assert torch.autograd.gradgradcheck(f, (x, w_hh), fast_mode=True)
+
+
 @pytest.mark.parametrize("kind", MODES)
 @pytest.mark.parametrize("opts", [("ln",), ("mask",), ("zone",)])
 @pytest.mark.parametrize("native", [False, True])

@@ -90,9 +90,10 @@ ASAN_CASE = textwrap.dedent(
     # (16) and a number of rows (77) for which the float32 loops pack the weight for rnnkit's
     # kernel.
     every = {"layer_norm": True, "zoneout": 0.2, "recurrent_dropout": 0.2, "weight_drop": 0.3}
+    alone = {"weight_drop": 0.3}  # the plain loops with the stored weight and the mask bytes
     settings = [(1, 7, [9, 3, 9, 1, 7, 2], (torch.float32, torch.float64),
-                 ({"layer_norm": True}, every)),
-                (2, 16, [9, 3, 9, 1, 7, 2, 9, 8, 9, 6, 9, 5], (torch.float32,), (every,))]
+                 ({"layer_norm": True}, every, alone)),
+                (2, 16, [9, 3, 9, 1, 7, 2, 9, 8, 9, 6, 9, 5], (torch.float32,), (every, alone))]
     for (threads, hidden, lengths, dtypes, option_sets), (cls, extra), dtype in [
         (s, c, d) for s in settings for c in cases for d in s[3]
     ]:
@@ -116,6 +117,19 @@ ASAN_CASE = textwrap.dedent(
                     results.append([out, *grads])
                 for a, b in zip(*results):
                     worst = max(worst, ((a - b).abs().max() / b.abs().max().clamp(min=1)).item())
+    # Weight drop's mask bytes and masked gradient on their own: an odd number of entries (the
+    # last random number's single entry) and several blocks of rows, one and two threads.
+    for dtype in (torch.float32, torch.float64):
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            w = torch.rand(301, 257, dtype=dtype) + 0.5
+            _, dropped, kept = regularized_native.random_mask(
+                (301, 257), 0.6, 1 / 0.6, 9, dtype=dtype, weight=w, factor=False, kept=True)
+            assert torch.equal(kept.bool(), dropped != 0)
+            d, h = torch.randn(5, 301, dtype=dtype), torch.randn(5, 257, dtype=dtype)
+            got = regularized_native.masked_weight_grad(d, h, kept, 1 / 0.6)
+            want = (d.t() @ h) * kept.to(dtype) / 0.6
+            worst = max(worst, ((got - want).abs().max() / want.abs().max()).item())
     print("worst relative difference", worst)
     assert worst < 1e-4
     """

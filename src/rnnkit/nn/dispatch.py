@@ -43,6 +43,11 @@ def tracing(tensors: list[Tensor]) -> bool:
     return any(type(t) not in (Tensor, torch.nn.Parameter) for t in tensors)
 
 
+def eager(tensors: list[Tensor]) -> bool:
+    """Whether the call runs the kernels' autograd Functions (no transform, nothing tracing)."""
+    return not transformed(tensors) and not tracing(tensors)
+
+
 def plan(mode: str, data: Tensor, weights: list[Tensor], *, use_c: bool, proj: int) -> Runner:
     """The runner for every layer-direction of one call (see the module docstring)."""
     tensors = [data, *weights]

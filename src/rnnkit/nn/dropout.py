@@ -8,7 +8,7 @@ that every occurrence of that word in the batch is dropped together.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,8 @@ def check_probability(p: object, name: str = "p", *, one: bool = False) -> float
     return float(p)
 
 
-def drop_connect(weight: Tensor, p: float, *, grad_in_place: bool = False) -> Tensor:
+def drop_connect(weight: Tensor, p: float, *, grad_in_place: bool = False,
+                 seed: int | None = None) -> Tensor:  # fmt: skip
     """``weight`` with each entry zeroed with probability ``p`` and the rest scaled by
     ``1/(1-p)`` (DropConnect, Wan et al. 2013): a new tensor, the parameter itself untouched.
 
@@ -39,11 +40,50 @@ def drop_connect(weight: Tensor, p: float, *, grad_in_place: bool = False) -> Te
     layer's forward and backward at batch 1). With ``grad_in_place``, backward masks the gradient
     arriving for the dropped weight in place rather than into a new tensor (a 4 MB allocation
     less per call): only for callers whose consumer of the result computes that gradient afresh
-    and holds it nowhere else (the layers: their kernels' dL/dW_hh).
+    and holds it nowhere else (the layers: their kernels' dL/dW_hh). ``seed`` (from
+    :func:`mask_seed`) gives the C mask's seed, drawn earlier; by default one is drawn now.
     """
     if _c_masks(weight):
-        return _DropConnect.apply(weight, p, grad_in_place)
+        return _DropConnect.apply(weight, p, grad_in_place, _seed() if seed is None else seed)
     return weight * random_mask(weight, weight.shape, 1 - p, 1 / (1 - p))
+
+
+class DroppedWeight(NamedTuple):
+    """A recurrent weight after DropConnect, for the plain kernels to multiply with while they
+    form the gradient of the stored weight themselves (:func:`drop_weight`)."""
+
+    weight: Tensor  # (G, P): W * mask / (1 - p), what the time loop multiplies with
+    kept: Tensor  # (G, P) uint8: 1 where an entry of W is kept
+    scale: float  # 1 / (1 - p)
+
+    def factor(self) -> Tensor:
+        """The mask as a tensor of ``scale`` and 0 (for the differentiable references)."""
+        return self.kept.to(self.weight.dtype).mul_(self.scale)
+
+    def grad(self, d_pre: Tensor, h_prev: Tensor) -> Tensor:
+        """dL/dW of the stored weight from the loop's ``d_pre`` ``(N, G)`` and ``h_prev``
+        ``(N, P)``: ``(d_pre^T h_prev) * mask``, one C pass (the mask applied block by block
+        right after the product, where a product and a masking pass made two)."""
+        return regularized_native.masked_weight_grad(d_pre, h_prev, self.kept, self.scale)
+
+
+def mask_seed(weight: Tensor) -> int | None:
+    """The seed of a C weight-drop mask for ``weight``, drawn from torch's generator now (None
+    where the masks come from ``torch.rand``: other devices, transforms, tracing)."""
+    return _seed() if _c_masks(weight) else None
+
+
+def drop_weight(weight: Tensor, p: float, seed: int) -> DroppedWeight:
+    """The mask of :func:`drop_connect` with this ``seed`` (the same entries), applied to
+    ``weight`` outside autograd, with the mask's bytes: for the plain kernels, which multiply
+    with :attr:`DroppedWeight.weight` and return the stored weight's gradient through
+    :meth:`DroppedWeight.grad` (``rnnkit.nn.kernels``; the C masks only, see :func:`mask_seed`).
+    """
+    _, dropped, kept = regularized_native.random_mask(
+        tuple(weight.shape), 1 - p, 1 / (1 - p), seed, dtype=weight.dtype, weight=weight,
+        factor=False, kept=True,
+    )  # fmt: skip
+    return DroppedWeight(dropped, kept, 1 / (1 - p))
 
 
 def random_mask(like: Tensor, shape: tuple[int, ...] | torch.Size, keep: float,
@@ -84,21 +124,21 @@ class _DropConnect(torch.autograd.Function):
     same seed and multiplies the gradient by it in one pass (nothing kept but the seed)."""
 
     @staticmethod
-    def forward(ctx: Any, weight: Tensor, p: float, grad_in_place: bool) -> Tensor:
-        ctx.mask = (tuple(weight.shape), 1 - p, 1 / (1 - p), _seed())
+    def forward(ctx: Any, weight: Tensor, p: float, grad_in_place: bool, seed: int) -> Tensor:
+        ctx.mask = (tuple(weight.shape), 1 - p, 1 / (1 - p), seed)
         ctx.grad_in_place = grad_in_place
         _, dropped = regularized_native.random_mask(*ctx.mask, dtype=weight.dtype, weight=weight,
                                                     factor=False)  # fmt: skip
         return dropped
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         # In place only where the caller said the gradient is its own (see drop_connect), and
         # never while a graph of the gradient is being recorded.
         in_place = ctx.grad_in_place and not torch.is_grad_enabled() and grad.is_contiguous()
         _, d_weight = regularized_native.random_mask(*ctx.mask, dtype=grad.dtype, weight=grad,
                                                      factor=False, in_place=in_place)  # fmt: skip
-        return d_weight, None, None
+        return d_weight, None, None, None
 
 
 class LockedDropout(nn.Module):

@@ -11,7 +11,9 @@ Masks, in the order they are drawn from torch's global generator, per layer and 
 
 * weight drop: one Bernoulli mask over ``weight_hh`` per forward call
   (:func:`rnnkit.nn.dropout.drop_connect`, scaled by ``1/(1-p)``); the stored parameter is
-  untouched, its gradient flows through the mask;
+  untouched, its gradient flows through the mask. Where the plain kernels run the layer (weight
+  drop alone, gradients wanted), they take the stored weight and the mask
+  (:func:`rnnkit.nn.dropout.drop_weight`) and mask the weight gradient as they form it;
 * recurrent dropout: one ``(B, H)`` mask per sequence (in the packed batch's order, which for a
   ``PackedSequence`` is sorted by length), scaled by ``1/(1-p)``, applied to ``h_{t-1}`` at every
   step;
@@ -26,13 +28,15 @@ normalization is part of the function in both modes.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn import dispatch
-from rnnkit.nn.dropout import check_probability, drop_connect, random_mask
-from rnnkit.nn.kernels import sum_bias
+from rnnkit.nn.dropout import check_probability, drop_connect, drop_weight, mask_seed, random_mask
+from rnnkit.nn.kernels import run_kernel, sum_bias
 from rnnkit.nn.regularized import (
     RegularizedGRUFunction,
     RegularizedLSTMFunction,
@@ -144,17 +148,33 @@ def _recurrent_mask(layer: nn.Module, batch: int, width: int, like: Tensor) -> T
 
 
 def _params(layer: nn.Module, named: dict[str, Tensor], k: int, direction: int,
-            dtype: torch.dtype) -> CellWeights:  # fmt: skip
-    """One layer-direction's parameters (torch's as the layer passes them, cast for the call)."""
+            dtype: torch.dtype) -> tuple[CellWeights, tuple[float, int] | None]:  # fmt: skip
+    """One layer-direction's parameters (torch's as the layer passes them, cast for the call) and
+    its weight drop still to apply, ``(p, seed)`` of the C mask (else None: none, or already
+    applied with ``torch.rand``'s mask). The seed is drawn here, so that the masks come from
+    torch's generator in the order the module docstring gives, whoever applies them."""
     suffix = f"_l{k}" + ("_reverse" if direction else "")
     w_ih, w_hh, b_ih, b_hh, w_hr = (named.get(n + suffix) for n in _PARAMS)
+    drop = None
     if layer.training and layer.weight_drop:
-        # The kernels compute dL/dW_hh afresh: the mask may be applied to it in place.
-        w_hh = drop_connect(w_hh, layer.weight_drop, grad_in_place=True)
+        seed = mask_seed(w_hh)
+        if seed is None:
+            w_hh = drop_connect(w_hh, layer.weight_drop)
+        else:
+            drop = (layer.weight_drop, seed)
     names = ("ln_weight_ih", "ln_weight_hh", "ln_weight_c", "ln_bias_c")
     norms = [getattr(layer, n + suffix, None) for n in names]
     norms = [n if n is None or n.dtype == dtype else n.to(dtype) for n in norms]
-    return CellWeights(w_ih, w_hh, b_ih, b_hh, *norms, w_hr=w_hr)
+    return CellWeights(w_ih, w_hh, b_ih, b_hh, *norms, w_hr=w_hr), drop
+
+
+def _dropped(w: CellWeights, drop: tuple[float, int] | None) -> CellWeights:
+    """``w`` with its weight drop applied to ``w_hh`` (an autograd node; the kernels compute
+    dL/dW_hh afresh, so backward may mask it in place)."""
+    if drop is None:
+        return w
+    p, seed = drop
+    return dataclasses.replace(w, w_hh=drop_connect(w.w_hh, p, grad_in_place=True, seed=seed))
 
 
 def _input_side(mode: str, x: Tensor, w: CellWeights) -> Tensor:
@@ -166,16 +186,26 @@ def _input_side(mode: str, x: Tensor, w: CellWeights) -> Tensor:
     return F.layer_norm(F.linear(x, w.w_ih), w.ln_ih.shape, w.ln_ih, bias, EPS)
 
 
-def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights, mask: Tensor | None,
-                keep: list, sizes: list[int], reverse: bool, use_c: bool,
-                plain: dispatch.Runner) -> tuple:  # fmt: skip
-    """One layer-direction by the kernels: the plain ones when only weight drop is on; while
+def _run_kernel(mode: str, x: Tensor, init: list[Tensor], w: CellWeights,
+                drop: tuple[float, int] | None, mask: Tensor | None, keep: list, sizes: list[int],
+                reverse: bool, use_c: bool, plain: dispatch.Runner) -> tuple:  # fmt: skip
+    """One layer-direction by the kernels: the plain ones when only weight drop is on (given
+    the stored weight and the mask where they run eagerly with gradients); while
     ``torch.compile``, ``torch.export`` or ``torch.jit.trace`` trace the call, the reference
     cells (one graph node per step and operation, no C loop)."""
     relu = mode == "RNN_RELU"
     if w.ln_ih is None and mask is None and keep[0] is None:
-        y, fin = plain(x, init, [w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr], sizes, reverse)
+        params = [w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr]
+        tensors = [x, *init, *(p for p in params if p is not None)]
+        if drop is not None and torch.is_grad_enabled() and dispatch.eager(tensors):
+            # dL/dW_hh masked as the kernels form it: no masking pass over it afterwards
+            dropped = drop_weight(w.w_hh, *drop)
+            y, fin = run_kernel(mode, x, init, params, sizes, reverse, use_c, dropped)
+        else:
+            params[1] = _dropped(w, drop).w_hh
+            y, fin = plain(x, init, params, sizes, reverse)
         return (y, *fin)
+    w = _dropped(w, drop)
     if dispatch.tracing([x, w.w_hh]):  # graphs: the reference cells, plain differentiable ops
         y, fin = run_reference(mode, x, init, w, mask, keep, sizes, reverse)
         return (y, *fin)
@@ -210,15 +240,17 @@ def run(layer: nn.Module, data: Tensor, sizes: list[int], states: list[Tensor],
         outs = []
         for direction in range(directions):
             index = k * directions + direction
-            w = _params(layer, named, k, direction, data.dtype)
+            w, drop = _params(layer, named, k, direction, data.dtype)
             mask = _recurrent_mask(layer, batch, layer.hidden_size, data)
             keep = _zoneout_weights(layer, rows, widths, data)
             init = [s[index] for s in states]
             reverse = direction == 1
             if reference:
-                y, fin = run_reference(mode, data, init, w, mask, keep, sizes, reverse)
+                y, fin = run_reference(mode, data, init, _dropped(w, drop), mask, keep, sizes,
+                                       reverse)  # fmt: skip
             else:
-                y, *fin = _run_kernel(mode, data, init, w, mask, keep, sizes, reverse, use_c, plain)
+                y, *fin = _run_kernel(mode, data, init, w, drop, mask, keep, sizes, reverse, use_c,
+                                      plain)  # fmt: skip
             outs.append(y)
             for acc, f in zip(finals, fin):
                 acc.append(f)

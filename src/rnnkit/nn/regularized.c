@@ -507,7 +507,9 @@ static inline uint64_t splitmix64(uint64_t z) {
 /* Random masks of the options (weight drop, zoneout, recurrent dropout) on n entries: the
  * factor of entry i is scale with probability threshold / 2^16, else 0; factor[i] receives it
  * when factor is given and, when w is given, out[i] = w[i] * factor (weight drop: a product,
- * not a branch, which would be mispredicted half the time; out may be w itself). Weight drop's
+ * not a branch, which would be mispredicted half the time; out may be w itself), and keep[i]
+ * (bytes, when given with w) says whether entry i was kept. Weight drop's forward asks for keep
+ * where the plain kernels run the layer (masked_weight_grad reads it in backward); otherwise its
  * backward calls this again with the same seed, w = out = dL/d(dropped weight) and no factor:
  * the mask is drawn again rather than kept.
  *
@@ -541,10 +543,13 @@ static void draw_factors(long lo, long hi, long stride, uint32_t key, uint32_t t
 }
 
 /* out = w * mask over draws [lo, hi) (w == out: in place), the factors drawn a block at a time
- * into a buffer that stays in the L1 cache; the product is then a plain vectorized loop. */
+ * into a buffer that stays in the L1 cache; the product is then a plain vectorized loop. With
+ * keep (not null), keep[i] = 1 where entry i is kept and 0 where it is dropped, in the same pass
+ * (weight drop's forward: its backward then masks the weight gradient from these bytes, see
+ * masked_weight_grad, instead of drawing the mask again). */
 #define BLOCK 1024
 static void draw_product(long lo, long hi, long q, uint32_t key, uint32_t threshold, real scale,
-                         const real *w, real *out) {
+                         const real *w, real *out, unsigned char *keep) {
     real f[2 * BLOCK];
     for (long k0 = lo; k0 < hi; k0 += BLOCK) {
         const long m = hi - k0 < BLOCK ? hi - k0 : BLOCK;
@@ -553,6 +558,10 @@ static void draw_product(long lo, long hi, long q, uint32_t key, uint32_t thresh
             const real *restrict src = w + k0 + j * q, *restrict fj = f + j * BLOCK;
             real *dst = out + k0 + j * q; /* may be src itself: each entry read, then written */
             for (long i = 0; i < m; i++) dst[i] = src[i] * fj[i];
+            if (keep) {
+                unsigned char *restrict kj = keep + k0 + j * q;
+                for (long i = 0; i < m; i++) kj[i] = fj[i] != 0; /* scale > 0: kept iff nonzero */
+            }
         }
     }
 }
@@ -561,9 +570,9 @@ static void draw_product(long lo, long hi, long q, uint32_t key, uint32_t thresh
 #define MAX_MASK (1L << 33)
 
 int random_mask(long n, uint64_t seed, uint64_t threshold, real scale, const real *w, real *out,
-                real *factor) {
+                real *factor, unsigned char *keep) {
     if (n < 0 || n > MAX_MASK || threshold > (1ULL << 16) || (w != 0) != (out != 0) ||
-        !(w || factor))
+        !(w || factor) || (keep && (!w || factor || !(scale > 0))))
         return 1;
     const long q = (n + 1) / 2, whole = n - q; /* draws with both entries */
     const uint32_t key = (uint32_t)splitmix64(seed), t = (uint32_t)threshold;
@@ -580,12 +589,44 @@ int random_mask(long n, uint64_t seed, uint64_t threshold, real scale, const rea
             for (int j = 0; j < 2; j++)
                 for (long k = lo + j * q; k < hi + j * q; k++) out[k] = w[k] * factor[k];
         else if (w)
-            draw_product(lo, hi, q, key, t, scale, w, out);
+            draw_product(lo, hi, q, key, t, scale, w, out, keep);
     }
     if (n % 2) { /* the last draw: its first entry only */
         const real f = scale * ((draw(key, q - 1) & 0xFFFFu) < t);
         if (factor) factor[q - 1] = f;
         if (w) out[q - 1] = w[q - 1] * f;
+        if (keep) keep[q - 1] = f != 0;
+    }
+    return 0;
+}
+
+/* Rows of the weight gradient per block of masked_weight_grad: about 128 KB of float32, which
+ * stays in the L2 cache between its product and its mask. */
+#define GRAD_BLOCK_BYTES (128 * 1024)
+
+/* Weight drop's weight gradient: out (G x P) = scale * keep (.) (dg^T hp), the gradient of the
+ * stored weight W when the loop multiplied by W (.) keep * scale. dg (N x G) is the gradient of
+ * the per-step products with the dropped weight over all N rows, hp (N x P) the rows h_{t-1} they
+ * multiplied, keep (G x P) the bytes random_mask wrote (1 = kept). The product runs on the BLAS a
+ * block of rows of out at a time, and each block is masked right after, while it is still in the
+ * cache: one pass over the matrix in memory, where a whole product and then a masking pass (drawing
+ * the mask again) made two (benchmarks/results/cells_weight_drop.txt). Threads take blocks. */
+int masked_weight_grad(gemm_fn gemm, long N, int G, int P, const real *dg, const real *hp,
+                       const unsigned char *keep, real scale, real *out) {
+    if (N < 1 || N > 2147483647L || G < 1 || P < 1 || !dg || !hp || !keep || !out) return 1;
+    const int n = (int)N, rows = GRAD_BLOCK_BYTES / (int)sizeof(real) / P > 0
+                                     ? GRAD_BLOCK_BYTES / (int)sizeof(real) / P : 1;
+    const int blocks = (G + rows - 1) / rows;
+#pragma omp parallel for schedule(static) if (blocks > 1 && (long)G * P >= 1L << 16)
+    for (int blk = 0; blk < blocks; blk++) {
+        const int r0 = blk * rows, m = G - r0 < rows ? G - r0 : rows;
+        const real one = 1, zero = 0;
+        /* column-major, as the BLAS sees it: out^T rows r0.. (P x m) = hp^T (P x n) @ dg_cols
+         * (n x m), dg's columns r0 .. r0 + m read transposed from the row-major N x G matrix */
+        gemm("N", "T", &P, &m, &n, &one, hp, &P, dg + r0, &G, &zero, out + (long)r0 * P, &P);
+        real *restrict o = out + (long)r0 * P;
+        const unsigned char *restrict k = keep + (long)r0 * P;
+        for (long i = 0; i < (long)m * P; i++) o[i] *= scale * k[i];
     }
     return 0;
 }

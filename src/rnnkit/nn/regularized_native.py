@@ -227,34 +227,74 @@ _REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
 
 
 def random_mask(shape: tuple[int, ...], keep: float, scale: float, seed: int, *, dtype: torch.dtype,
-                weight: Tensor | None = None, factor: bool = True,
-                in_place: bool = False) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+                weight: Tensor | None = None, factor: bool = True, in_place: bool = False,
+                kept: bool = False) -> tuple[Tensor | None, ...]:  # fmt: skip
     """``(factor, dropped)``: ``factor`` of ``shape`` holds ``scale`` with probability ``keep``
     rounded to a multiple of 2^-16 (16 random bits per entry, see ``regularized.c``) and 0
     otherwise, and ``dropped = weight * factor`` (None without ``weight``, which must then have
     ``shape``; ``factor=False`` returns no factor, only ``dropped``; ``in_place=True`` writes
     ``dropped`` into ``weight`` itself). The uniforms are a 32-bit hash of a counter keyed by
     ``seed`` (a 64-bit integer), the same for any number of threads, so the same seed draws the
-    same mask again; ``dtype`` one :func:`available` takes."""
+    same mask again; ``dtype`` one :func:`available` takes. ``kept=True`` (with ``weight`` and
+    ``factor=False``) appends a third result: the mask as ``uint8`` bytes, 1 where kept (for
+    :func:`masked_weight_grad`), written in the same pass."""
     library = _library(dtype) if dtype in _REAL else None
     if library is None:
         raise ValueError(f"no C loop for {dtype} tensors on this machine; use PyTorch's")
     if weight is None and not factor:
         raise ValueError("random_mask: nothing to write (no weight and factor=False)")
+    if kept and (weight is None or factor or not scale > 0):
+        raise ValueError("random_mask: kept needs a weight, factor=False and a positive scale")
     out = torch.empty(shape, dtype=dtype) if factor else None
     if in_place and (weight is None or not weight.is_contiguous()):
         raise ValueError("random_mask: in_place needs a contiguous weight")
     w = None if weight is None else weight.detach().contiguous()
     dropped = None if w is None else (w if in_place else torch.empty_like(w))
+    bytes_ = torch.empty(shape, dtype=torch.uint8) if kept else None
     for what, t in (("factor", out), ("weight", w), ("dropped", dropped)):
         native.check_buffer(what, t, tuple(shape), dtype)
+    native.check_buffer("kept", bytes_, tuple(shape), torch.uint8)
     function = library[0].random_mask
     function.restype = ctypes.c_int
     status = function(
         ctypes.c_long(math.prod(shape)), ctypes.c_uint64(seed % 2**64),
         ctypes.c_uint64(round(keep * 2**16)), _REAL[dtype](scale),
-        *(ctypes.c_void_p(0 if t is None else t.data_ptr()) for t in (w, dropped, out)),
+        *(ctypes.c_void_p(0 if t is None else t.data_ptr()) for t in (w, dropped, out, bytes_)),
     )  # fmt: skip
     if status != 0:
         raise ValueError(f"regularized.c random_mask refused keep={keep} (a bug in rnnkit)")
-    return out, dropped
+    return (out, dropped, bytes_) if kept else (out, dropped)
+
+
+def masked_weight_grad(d_pre: Tensor, h_prev: Tensor, kept: Tensor, scale: float) -> Tensor:
+    """``(d_pre^T h_prev) * kept * scale``: the gradient of a recurrent weight ``W`` ``(G, P)``
+    whose time loop multiplied by ``W * kept * scale`` (weight drop), given the gradient of the
+    per-step products ``d_pre`` ``(N, G)``, the rows ``h_prev`` ``(N, P)`` and the mask bytes
+    ``kept`` ``(G, P)`` of :func:`random_mask`. One C call: the product on torch's BLAS a block of
+    rows at a time, each block masked while it is in the cache."""
+    dtype = d_pre.dtype
+    library = _library(dtype) if dtype in _REAL else None
+    if library is None:
+        raise ValueError(f"no C loop for {dtype} tensors on this machine; use PyTorch's")
+    rows, gates = d_pre.shape
+    width = h_prev.shape[-1]
+    if rows < 1 or rows > native.MAX_ROWS:
+        raise ValueError(f"masked_weight_grad takes 1 to {native.MAX_ROWS} rows, got {rows}")
+    d_pre, h_prev = d_pre.contiguous(), h_prev.contiguous()
+    out = d_pre.new_empty(gates, width)
+    for what, t, shape, kind in (("d_pre", d_pre, (rows, gates), dtype),
+                                 ("h_prev", h_prev, (rows, width), dtype),
+                                 ("kept", kept, (gates, width), torch.uint8),
+                                 ("out", out, (gates, width), dtype)):  # fmt: skip
+        native.check_buffer(what, t, shape, kind)
+    lib, gemm = library
+    function = lib.masked_weight_grad
+    function.restype = ctypes.c_int
+    status = function(
+        ctypes.c_void_p(gemm), ctypes.c_long(rows), ctypes.c_int(gates), ctypes.c_int(width),
+        *(ctypes.c_void_p(t.data_ptr()) for t in (d_pre, h_prev, kept)), _REAL[dtype](scale),
+        ctypes.c_void_p(out.data_ptr()),
+    )  # fmt: skip
+    if status != 0:
+        raise ValueError("regularized.c masked_weight_grad refused its sizes (a bug in rnnkit)")
+    return out
