@@ -144,12 +144,12 @@ def plain_like(awd: LMRecipe) -> LMRecipe:
     return dataclasses.replace(LMRecipe(), **shape)
 
 
-def valid_records(out: Path) -> list[dict]:
-    """The validation records of a run's metrics, in order."""
+def valid_records(out: Path, split: str = "valid") -> list[dict]:
+    """The validation (or ``split``) records of a run's metrics, in order."""
     import json
 
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if r["split"] == "valid"]
+    return [r for r in records if r["split"] == split]
 
 
 def valid_curve(out: Path) -> tuple[list[float], list[float]]:
@@ -158,14 +158,18 @@ def valid_curve(out: Path) -> tuple[list[float], list[float]]:
     return [r["elapsed_s"] / 60 for r in valid], [math.exp(r["loss"]) for r in valid]
 
 
-def steps_curves(png: str, runs: list[str]) -> None:
+def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
     """``--curves``: validation loss against steps of finished runs, drawn into ``png``, and the
-    first step at which each run reached the first run's final validation loss."""
-    curves = {}
+    first step at which each run reached the first run's final validation loss; with ``train``
+    (``--train-curves``) also each run's training loss (with its dropout, if any) as logged."""
+    curves, trains = {}, {}
     for run in runs:
         valid = valid_records(Path(run))
         curves[Path(run).parent.name or run] = ([r["step"] for r in valid],
                                                 [r["loss"] for r in valid])  # fmt: skip
+        logged = valid_records(Path(run), "train")
+        name = f"{Path(run).parent.name or run} (train)"
+        trains[name] = ([r["step"] for r in logged], [r["loss"] for r in logged])
     names = list(curves)
     goal = curves[names[0]][1][-1]
     print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'first step <= ' + f'{goal:.4f}':>22}")
@@ -174,8 +178,10 @@ def steps_curves(png: str, runs: list[str]) -> None:
         print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {str(reached or 'never'):>22}")
     last = max(steps[-1] for steps, _ in curves.values())
     curves[f"{names[0]}'s final loss"] = ([0, last], [goal, goal])
-    plot_series(curves, png, xlabel="optimizer steps", ylabel="validation loss (nats/char)",
-                title="validation loss against steps")  # fmt: skip
+    if train:
+        curves.update(trains)
+    title = ("validation and training" if train else "validation") + " loss against steps"
+    plot_series(curves, png, xlabel="optimizer steps", ylabel="loss (nats/token)", title=title)
     print(f"curves: {png}")
 
 
@@ -248,6 +254,8 @@ def main() -> None:
         "--curves", nargs="+", metavar=("PNG", "RUN"),
         help="plot validation loss against steps of finished runs, then stop",
     )  # fmt: skip
+    parser.add_argument("--train-curves", action="store_true",
+                        help="--curves: also draw the runs' training loss")  # fmt: skip
     parser.add_argument("--seeds", default="0", help="--awd: comma-separated seeds")
     parser.add_argument("--awd-short", action="store_true",
                         help="--awd: the AWD recipe for short budgets (AdamW, lighter "
@@ -269,7 +277,7 @@ def main() -> None:
     if args.curves:
         if len(args.curves) < 2:
             parser.error("--curves takes a PNG path and at least one run directory")
-        steps_curves(args.curves[0], args.curves[1:])
+        steps_curves(args.curves[0], args.curves[1:], args.train_curves)
         return
 
     folder = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-bench-lm-"))

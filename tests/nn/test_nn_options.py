@@ -499,11 +499,13 @@ def test_drop_connect_gradient_in_place_only_when_asked(in_place):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_weight_drop_mask_bytes_and_masked_gradient(dtype, threads):
+@pytest.mark.parametrize("rows", [9, 120])
+def test_weight_drop_mask_bytes_and_masked_gradient(dtype, threads, rows):
     """The forward's mask bytes mark exactly the kept entries of the same mask drop_connect
-    draws from that seed, and the masked weight gradient (the BLAS product a block of rows at a
-    time, each block masked) equals the whole product times the mask: an odd number of entries,
-    several blocks of rows (a width of 600 gives blocks of 54 rows of float32)."""
+    draws from that seed, and the masked weight gradient equals the whole product times the
+    mask: an odd number of entries; with 9 rows the BLAS product a block of rows at a time, each
+    block masked (a width of 600 gives several blocks), with 120 rows (h_{t-1} over 256 KB) one
+    product and one masking pass."""
     from rnnkit.nn.dropout import _DropConnect, drop_weight
 
     before = torch.get_num_threads()
@@ -517,8 +519,8 @@ def test_weight_drop_mask_bytes_and_masked_gradient(dtype, threads):
         assert torch.equal(dropped.weight, reference.detach())
         assert torch.equal(dropped.kept.bool(), reference.detach() != 0)
         torch.testing.assert_close(dropped.factor(), reference.detach() / w.detach())
-        d_pre = torch.randn(9, 201, generator=gen, dtype=dtype)
-        h_prev = torch.randn(9, 600, generator=gen, dtype=dtype)
+        d_pre = torch.randn(rows, 201, generator=gen, dtype=dtype)
+        h_prev = torch.randn(rows, 600, generator=gen, dtype=dtype)
         want = (d_pre.t() @ h_prev) * dropped.factor()
         tol = 1e-5 if dtype == torch.float32 else 1e-12
         torch.testing.assert_close(dropped.grad(d_pre, h_prev), want, rtol=tol, atol=tol)

@@ -603,30 +603,55 @@ int random_mask(long n, uint64_t seed, uint64_t threshold, real scale, const rea
 /* Rows of the weight gradient per block of masked_weight_grad: about 128 KB of float32, which
  * stays in the L2 cache between its product and its mask. */
 #define GRAD_BLOCK_BYTES (128 * 1024)
+/* Blocks pay while the rows h_{t-1} that every block's product reads again stay in the cache;
+ * beyond this size one product over the whole matrix, then the masking pass, is faster. */
+#define GRAD_REREAD_BYTES (256 * 1024)
+
+/* out[0 .. n) *= scale * keep[0 .. n): the mask applied to a gradient (a product, not a branch). */
+static void mask_bytes(long n, const unsigned char *restrict keep, real scale, real *restrict out) {
+    for (long i = 0; i < n; i++) out[i] *= scale * keep[i];
+}
 
 /* Weight drop's weight gradient: out (G x P) = scale * keep (.) (dg^T hp), the gradient of the
  * stored weight W when the loop multiplied by W (.) keep * scale. dg (N x G) is the gradient of
  * the per-step products with the dropped weight over all N rows, hp (N x P) the rows h_{t-1} they
- * multiplied, keep (G x P) the bytes random_mask wrote (1 = kept). The product runs on the BLAS a
- * block of rows of out at a time, and each block is masked right after, while it is still in the
- * cache: one pass over the matrix in memory, where a whole product and then a masking pass (drawing
- * the mask again) made two (benchmarks/results/cells_weight_drop.txt). Threads take blocks. */
+ * multiplied, keep (G x P) the bytes random_mask wrote (1 = kept). With few rows (hp within
+ * GRAD_REREAD_BYTES: batch 1, short sequences) the product runs on the BLAS a block of rows of out
+ * at a time, each block masked right after, while it is still in the cache: one pass over the
+ * matrix in memory, where a whole product and then a masking pass (drawing the mask again) made
+ * two. With many rows, where each block would read hp and dg again from memory, one product and
+ * one masking pass from the bytes (no hashing). Threads take blocks (or stretches of the pass). */
 int masked_weight_grad(gemm_fn gemm, long N, int G, int P, const real *dg, const real *hp,
                        const unsigned char *keep, real scale, real *out) {
     if (N < 1 || N > 2147483647L || G < 1 || P < 1 || !dg || !hp || !keep || !out) return 1;
-    const int n = (int)N, rows = GRAD_BLOCK_BYTES / (int)sizeof(real) / P > 0
-                                     ? GRAD_BLOCK_BYTES / (int)sizeof(real) / P : 1;
+    const int n = (int)N;
+    const real one = 1, zero = 0;
+    if (N * P * (long)sizeof(real) > GRAD_REREAD_BYTES) {
+        /* column-major, as the BLAS sees it: out^T (P x G) = hp^T (P x n) @ dg (n x G) */
+        gemm("N", "T", &P, &G, &n, &one, hp, &P, dg, &G, &zero, out, &P);
+        const long total = (long)G * P;
+#pragma omp parallel if (total >= 1L << 18)
+        {
+#ifdef _OPENMP
+            const long me = omp_get_thread_num(), threads = omp_get_num_threads();
+#else
+            const long me = 0, threads = 1;
+#endif
+            const long lo = total * me / threads, hi = total * (me + 1) / threads;
+            mask_bytes(hi - lo, keep + lo, scale, out + lo);
+        }
+        return 0;
+    }
+    const int rows = GRAD_BLOCK_BYTES / (int)sizeof(real) / P > 0
+                         ? GRAD_BLOCK_BYTES / (int)sizeof(real) / P : 1;
     const int blocks = (G + rows - 1) / rows;
 #pragma omp parallel for schedule(static) if (blocks > 1 && (long)G * P >= 1L << 16)
     for (int blk = 0; blk < blocks; blk++) {
         const int r0 = blk * rows, m = G - r0 < rows ? G - r0 : rows;
-        const real one = 1, zero = 0;
-        /* column-major, as the BLAS sees it: out^T rows r0.. (P x m) = hp^T (P x n) @ dg_cols
-         * (n x m), dg's columns r0 .. r0 + m read transposed from the row-major N x G matrix */
+        /* out^T rows r0 .. r0 + m (P x m) = hp^T (P x n) @ dg's columns r0 .. r0 + m (n x m),
+         * read transposed from the row-major N x G matrix */
         gemm("N", "T", &P, &m, &n, &one, hp, &P, dg + r0, &G, &zero, out + (long)r0 * P, &P);
-        real *restrict o = out + (long)r0 * P;
-        const unsigned char *restrict k = keep + (long)r0 * P;
-        for (long i = 0; i < (long)m * P; i++) o[i] *= scale * k[i];
+        mask_bytes((long)m * P, keep + (long)r0 * P, scale, out + (long)r0 * P);
     }
     return 0;
 }
