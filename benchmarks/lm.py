@@ -163,13 +163,14 @@ def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
     first step at which each run reached the first run's final validation loss; with ``train``
     (``--train-curves``) also each run's training loss (with its dropout, if any) as logged."""
     curves, trains = {}, {}
-    for run in runs:
+    parents = [Path(run).parent.name or run for run in runs]
+    for run, parent in zip(runs, parents):
+        # runs are named by their folder's parent, or parent/run where parents repeat (seeds)
+        name = parent if parents.count(parent) == 1 else f"{parent}/{Path(run).name}"
         valid = valid_records(Path(run))
-        curves[Path(run).parent.name or run] = ([r["step"] for r in valid],
-                                                [r["loss"] for r in valid])  # fmt: skip
+        curves[name] = ([r["step"] for r in valid], [r["loss"] for r in valid])
         logged = valid_records(Path(run), "train")
-        name = f"{Path(run).parent.name or run} (train)"
-        trains[name] = ([r["step"] for r in logged], [r["loss"] for r in logged])
+        trains[f"{name} (train)"] = ([r["step"] for r in logged], [r["loss"] for r in logged])
     names = list(curves)
     goal = curves[names[0]][1][-1]
     print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'first step <= ' + f'{goal:.4f}':>22}")
