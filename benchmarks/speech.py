@@ -125,6 +125,20 @@ def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, obj
     return row
 
 
+def passive_threads() -> None:
+    """Run this benchmark again with ``OMP_WAIT_POLICY=PASSIVE`` (read when OpenMP starts).
+
+    A CPU-time budget with several threads must count the work done. By default an OpenMP thread
+    that waits for the others spins; on a busy machine its partner is often descheduled, and the
+    spinning burns the budget: one training step of the default model with 2 threads took 608
+    CPU-ms at load average 8, against 98 CPU-ms with waiting threads asleep and 97 CPU-ms with one
+    thread (bench probe, docs/speech.md). With PASSIVE, 20 CPU-minutes of 2 threads are the work
+    of 2 cores in 10 minutes.
+    """
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def recipe_with(changes: list[str]) -> SpeechRecipe:
     """The default recipe with ``FIELD=VALUE`` changes (values parsed as the default's type)."""
     recipe = SpeechRecipe()
@@ -175,10 +189,14 @@ def main() -> None:
         rows = [row for name in args.table for row in json.loads(Path(name).read_text())]
         print_table(rows, args)
         return
+    if args.cpu_time and args.threads > 1 and "OMP_WAIT_POLICY" not in os.environ:
+        passive_threads()  # does not return: the benchmark starts again with sleeping threads
     args.recipe = recipe_with(args.set)
     torch.set_num_threads(args.threads)
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; load average before: {load()}")  # fmt: skip
+          f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={policy}); "
+          f"load average before: {load()}")  # fmt: skip
     print(f"recipe: {args.recipe}")
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
     budget += " (CPU time)" if args.cpu_time and not args.steps else ""
