@@ -55,7 +55,9 @@ def digit_lm(folder: Path, minutes: float, seed: int) -> None:
 
 
 def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
-    """Milliseconds of CTC forward+backward on one training batch of the run's corpus shape."""
+    """Milliseconds of CTC forward+backward on one training batch of the run's corpus shape:
+    the median over ``repeats`` rounds, each round timing every implementation once in a
+    rotating order (so a busy spell of the machine falls on all of them alike)."""
     asr = api.load(run)
     recipe = SpeechRecipe.from_dict(asr.config["recipe"])
     items = api.corpus(recipe, with_flite=False)["train"][:400]
@@ -76,14 +78,17 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
     }
     out = {"shape": f"T={log_probs.shape[0]} B={log_probs.shape[1]} C={log_probs.shape[2]} "
                     f"U<={batch.targets.shape[1]}"}  # fmt: skip
-    for name, fn in impls.items():
-        times = []
-        for _ in range(repeats):
+    names = list(impls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats + 1):  # round 0 warms up
+        for name in names[round_ % 3 :] + names[: round_ % 3]:
             x = log_probs.clone().requires_grad_()
             t0 = time.perf_counter()
-            fn(x).backward()
-            times.append(time.perf_counter() - t0)
-        out[name] = 1000 * statistics.median(times)
+            impls[name](x).backward()
+            if round_:
+                times[name].append(time.perf_counter() - t0)
+    out.update({name: 1000 * statistics.median(times[name]) for name in names})
+    out["repeats"] = repeats
     return out
 
 
@@ -121,7 +126,7 @@ def one_seed(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, obj
                              beta=args.beta, limit=args.limit)  # fmt: skip
         row[split] = {"greedy": plain["greedy"], "beam": plain["beam"], "beam+lm": fused["beam"],
                       "n": plain["utterances"]}  # fmt: skip
-    row["ctc"] = time_ctc(run)
+    row["ctc"] = time_ctc(run, args.ctc_repeats)
     return row
 
 
@@ -184,6 +189,10 @@ def main() -> None:
         "--set", nargs="*", default=[], metavar="FIELD=VALUE",
         help="change recipe fields (e.g. lr=0.004 cell=lstm) to compare against the default",
     )  # fmt: skip
+    parser.add_argument("--ctc-repeats", type=int, default=20, help="rounds of the CTC timing")
+    parser.add_argument(
+        "--ctc-only", metavar="RUN_DIR", help="only time the CTC loss on a batch of this run"
+    )  # fmt: skip
     args = parser.parse_args()
     if args.table:
         rows = [row for name in args.table for row in json.loads(Path(name).read_text())]
@@ -197,6 +206,9 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={policy}); "
           f"load average before: {load()}")  # fmt: skip
+    if args.ctc_only:
+        print_ctc(time_ctc(Path(args.ctc_only), args.ctc_repeats))
+        return
     print(f"recipe: {args.recipe}")
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
     budget += " (CPU time)" if args.cpu_time and not args.steps else ""
@@ -246,8 +258,13 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
           f"voices (fl-val: other utterances); beam {args.beam}, LM alpha {args.alpha}, "
           f"beta {args.beta})")  # fmt: skip
     print()
-    ctc = rows[-1]["ctc"]
-    print(f"CTC loss forward+backward on a training batch ({ctc['shape']}), median of 20:")
+    print_ctc(rows[-1]["ctc"])
+
+
+def print_ctc(ctc: dict) -> None:
+    """The CTC timing of :func:`time_ctc`, with speeds relative to F.ctc_loss."""
+    rounds = ctc.get("repeats", 20)
+    print(f"CTC loss forward+backward on a training batch ({ctc['shape']}), median of {rounds}:")
     base = ctc["F.ctc_loss"]
     for name in ("F.ctc_loss", "rnnkit (C)", "rnnkit (PyTorch loop)"):
         print(f"  {name:24s} {ctc[name]:8.2f} ms   {base / ctc[name]:5.2f}x F.ctc_loss speed")
