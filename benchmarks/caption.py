@@ -55,10 +55,10 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
     """Train one decoder for the budget, evaluate it on the test split; the figures."""
     out = folder / f"{decoder}-s{seed}"
     result = api.train(out, recipe=recipe_of(decoder, seed, args), quiet=True, clock=clock_of(args))
-    scores = api.evaluate(str(out), split="test", beam_size=args.beam, limit=args.limit)
+    scores = api.evaluate(str(out), split=args.split, beam_size=args.beam, limit=args.limit)
     # The beam's most probable caption, not re-ranked (the captioning default re-ranks it).
     scores["plain"] = api.evaluate(
-        str(out), split="test", beam_size=args.beam, limit=args.limit, rerank="none"
+        str(out), split=args.split, beam_size=args.beam, limit=args.limit, rerank="none"
     )["beam"]
     row = {"decoder": decoder, "seed": seed, "steps": result.steps}
     for name in ("greedy", "beam", "plain"):
@@ -70,6 +70,8 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
         relations = part["subsets"]["relations"]
         row[f"{name}_rel_bleu4"] = 100 * relations["bleu"][3]
         row[f"{name}_rel_cider"] = 100 * relations["cider_d"]
+        if relations["direction_right"] is not None:  # of the relations between objects named right
+            row[f"{name}_direction_right"] = 100 * relations["direction_right"]
         ground = part.get("grounding")
         if ground and ground["words"]:
             row[f"{name}_hit"] = 100 * ground["hit_rate"]
@@ -172,6 +174,11 @@ def print_table(rows: list[dict], beam: int) -> None:
         ("beam_rel_bleu4", "B4 relations"),
         ("beam_rel_cider", "CIDEr-D relations"),
         ("beam_relation_right", "relation right %"),
+        ("beam_direction_right", "direction right %"),
+        ("plain_rel_cider", f"CIDEr-D relations beam{beam} not re-ranked"),
+        ("plain_one_cider", f"CIDEr-D one object beam{beam} not re-ranked"),
+        ("greedy_rel_cider", "CIDEr-D relations greedy"),
+        ("greedy_direction_right", "direction right % greedy"),
         ("beam_hit", "grounding %"),
         ("beam_chance", "chance %"),
     ]
@@ -192,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
     parser.add_argument("--encoder", default="cnn", help="cnn or efficientnet-lite0")
     parser.add_argument("--beam", type=int, default=3, help="beam width besides greedy")
-    parser.add_argument("--limit", type=int, help="score only the first N test images")
+    parser.add_argument("--limit", type=int, help="score only the first N images")
+    parser.add_argument("--split", default="test", choices=("valid", "test"),
+                        help="the split scored (choose on valid, report test once)")  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--cpu-time", action="store_true", help="budget in CPU seconds")
@@ -235,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     if args.curve:
         return 0
-    print("\ntest split (held-out compositions), free-running decoding, scores x100, mean over "
-          f"seeds {args.seeds}:")  # fmt: skip
+    print(f"\n{args.split} split (held-out compositions), free-running decoding, scores x100, "
+          f"mean over seeds {args.seeds}:")  # fmt: skip
     print_table(rows, args.beam)
     return 0
 
