@@ -6,7 +6,8 @@ test split, whose every image holds a colour-shape pair or an arrangement of sha
 training image shows (composition, not memory). Free-running decoding only, greedy and beam
 search: corpus BLEU-4 and CIDEr-D as the COCO evaluation computes them, on all test images, on
 those with one object and on those with relations (2-3 objects), where also how often the
-caption states a true relation; for the attention model, the grounding hit rate (the
+caption states a true relation and, of the relations between two objects named right, how many
+point the right way; for the attention model, the grounding hit rate (the
 most-attended cell lies on the object a colour or shape word names) beside chance. Beam search
 is scored as captioning decodes by default (re-ranked by consensus) and, beside it, not
 re-ranked (the beam's most probable caption).
@@ -15,6 +16,8 @@ re-ranked (the beam's most probable caption).
     python benchmarks/caption.py --minutes 1 --threads 1      # a short check (~4 minutes)
     python benchmarks/caption.py --minutes 4 --cpu-time --threads 1 --decoders attention \
         --curve --eval-every 250 --set deep_output=False        # the validation curve
+    python benchmarks/caption.py --minutes 3 --cpu-time --threads 1 --decoders attention \
+        --split valid --set "glimpse_positions='none'"         # choosing on validation
 
 ``--curve`` keeps the weights of every validation and decodes each on the *validation* split
 (greedy): the curve of CIDEr-D and of how often a held-out colour-shape pair ("red square") is
@@ -72,6 +75,7 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
         row[f"{name}_rel_cider"] = 100 * relations["cider_d"]
         if relations["direction_right"] is not None:  # of the relations between objects named right
             row[f"{name}_direction_right"] = 100 * relations["direction_right"]
+            row[f"{name}_relations_named"] = relations["relations_named"]
         ground = part.get("grounding")
         if ground and ground["words"]:
             row[f"{name}_hit"] = 100 * ground["hit_rate"]

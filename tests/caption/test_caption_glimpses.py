@@ -16,6 +16,7 @@ from rnnkit.search import SearchOptions
 VOCAB = Vocab(["a", "red", "blue", "circle", "square", "left", "of"], specials=SPECIALS)
 EOS, BOS = VOCAB.eos_index, VOCAB.bos_index
 VARIANTS = [
+    {"glimpse_positions": "none"},  # the model before glimpse positions
     {"glimpse_positions": "memory"},
     {"glimpses": 2},
     {"glimpses": 2, "glimpse_positions": "current"},
@@ -46,6 +47,8 @@ def test_cell_coordinates_run_row_by_row_from_the_top_left():
     expected = {0: (-1, -1), 3: (1, -1), 5: (-third, -third), 12: (-1, 1), 15: (1, 1)}
     for cell, (x, y) in expected.items():
         torch.testing.assert_close(coords[cell], torch.tensor([x, y], dtype=torch.float32))
+    with pytest.raises(ValueError, match="square grid of cells, got 3"):
+        cell_coordinates(torch.zeros(2, 3, 5))
 
 
 @pytest.mark.parametrize("options", VARIANTS)
@@ -105,7 +108,36 @@ def test_where_the_glimpses_look_feeds_the_lstm_and_the_output_layer():
             previous = where
 
 
-@pytest.mark.parametrize("mode", ["current", "previous"])
+def test_the_memory_keeps_the_last_words_place_as_far_as_the_word_says():
+    # m_t = g_t p_{t-1} + (1 - g_t) m_{t-1}, g_t = sigmoid(w . E y_{t-1} + b), m_0 = p_0 = 0; the
+    # LSTM and the output read [p_t; m_t].
+    model, images = _model(glimpses=2, glimpse_positions="memory"), _images(3)
+    assert CaptionRecipe().glimpse_positions == "memory"  # the attention model's default
+    words = [torch.full((3,), BOS), torch.tensor([3, 4, 5]), torch.tensor([6, 6, 7])]
+    with torch.no_grad():
+        state = model.start(images)
+        assert torch.equal(state.memory, torch.zeros(3, 4))
+        memory, hidden, cell = state.memory, state.hidden, state.cell
+        for tokens in words:
+            contexts, _, where = model.glimpse(state)
+            keep = torch.sigmoid(model.memory_gate(model.embedding(tokens)))  # (N, 1)
+            memory = keep * state.where + (1 - keep) * memory
+            places = torch.cat([where, memory], dim=1)
+            inputs = torch.cat([model.embedding(tokens), contexts, places], dim=1)
+            hidden, cell = model.cell(inputs, (hidden, cell))
+            top = hidden + model.context_output(contexts) + model.position_output(places)
+            logits, state = model.advance(tokens, state)
+            torch.testing.assert_close(logits, model.output(top))
+            torch.testing.assert_close(state.memory, memory)
+            torch.testing.assert_close(state.where, where)
+        # A gate wide open remembers the last word's place; a shut one keeps the old memory.
+        for bias, expected in ((50.0, state.where), (-50.0, state.memory)):
+            model.memory_gate.bias.fill_(bias)
+            _, after = model.advance(torch.tensor([3, 3, 3]), state)
+            torch.testing.assert_close(after.memory, expected)
+
+
+@pytest.mark.parametrize("mode", ["current", "previous", "memory"])
 def test_the_places_reach_the_words(mode):
     model, images = _model(glimpse_positions=mode), _images(2)
     with torch.no_grad():
@@ -117,16 +149,16 @@ def test_the_places_reach_the_words(mode):
 
 
 def test_gradients_through_the_glimpses_and_their_places_match_finite_differences():
-    # float64, frozen-encoder features (a 7x7 grid) as the input; two steps, so the remembered
-    # place of step 1 enters step 2.
+    # float64, frozen-encoder features (a 7x7 grid) as the input; three steps, so the remembered
+    # place of step 1 enters steps 2 and 3 through the memory gate.
     model = _model(
         dtype=torch.float64, encoder="efficientnet-lite0", glimpses=2,
-        glimpse_positions="previous",
+        glimpse_positions="memory",
     )  # fmt: skip
     features = torch.randn(
         2, 49, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
     )
-    tgt_in = torch.tensor([[BOS, 3], [BOS, 5]])
+    tgt_in = torch.tensor([[BOS, 3, 4], [BOS, 5, 6]])
 
     def logits_of(features):
         return model(features, tgt_in)[0]
@@ -134,11 +166,13 @@ def test_gradients_through_the_glimpses_and_their_places_match_finite_difference
     assert torch.autograd.gradcheck(logits_of, (features.requires_grad_(),), eps=1e-6, atol=1e-6)
     loss = logits_of(features).logsumexp(dim=-1).sum()
     loss.backward()
-    for name in ("more_attention.0.v.weight", "more_gates.0.weight", "position_output.weight"):
+    names = ("more_attention.0.v.weight", "more_gates.0.weight", "position_output.weight",
+             "memory_gate.weight")  # fmt: skip
+    for name in names:
         assert model.get_parameter(name).grad.abs().max() > 0, name
 
 
-@pytest.mark.parametrize("options", VARIANTS[1:4])
+@pytest.mark.parametrize("options", VARIANTS[1:5])
 def test_greedy_and_beam_search_come_from_the_shared_module(options):
     model, images = _model(**options), _images(5)
     bos = torch.full((5,), BOS)
@@ -159,7 +193,7 @@ def test_greedy_and_beam_search_come_from_the_shared_module(options):
                 assert float(total) == pytest.approx(h.log_prob, abs=1e-4)
 
 
-@pytest.mark.parametrize("options", VARIANTS[1:4])
+@pytest.mark.parametrize("options", VARIANTS[1:5])
 def test_every_caption_ends_with_the_end_token_within_the_limit(options):
     model, images = _model(**options), _images(4)
     captioner = Captioner(model, VOCAB, CaptionRecipe(image_size=32, max_length=6), "")
@@ -171,11 +205,11 @@ def test_every_caption_ends_with_the_end_token_within_the_limit(options):
 
 
 def test_reorder_moves_the_remembered_places():
-    model, images = _model(glimpses=2, glimpse_positions="previous"), _images(3)
+    model, images = _model(glimpses=2, glimpse_positions="memory"), _images(3)
     _, state = model.step(torch.full((3,), BOS), model.start(images))
     index = torch.tensor([2, 0, 0])
     moved = model.reorder(state, index)
-    for name in ("hidden", "cell", "features", "projected", "weights", "where"):
+    for name in ("hidden", "cell", "features", "projected", "weights", "where", "memory"):
         assert torch.equal(getattr(moved, name), getattr(state, name)[index]), name
 
 
@@ -209,7 +243,7 @@ def test_the_penalty_reads_the_mean_attention_of_the_glimpses_over_the_words():
 
 
 def test_one_glimpse_keeps_the_parameter_names_of_earlier_runs():
-    names = set(_model().state_dict())
+    names = set(_model(glimpse_positions="none").state_dict())
     assert not any(n.startswith(("more_", "position_output")) for n in names)
     assert {"attention.v.weight", "gate.weight"} <= names
     old = CaptionConfig.from_dict({"vocab_size": 10, "decoder": "attention"})
@@ -223,3 +257,20 @@ def test_bad_glimpse_options_are_refused():
         CaptionRecipe(glimpse_positions="everywhere")
     with pytest.raises(ConfigError, match="got 5"):
         CaptionRecipe(glimpses=5)
+
+
+@pytest.mark.parametrize("decoder", ["mean", "text"])
+def test_the_baselines_ignore_the_glimpse_options(decoder):
+    def model(**options):
+        torch.manual_seed(0)
+        config = CaptionConfig(
+            vocab_size=len(VOCAB), decoder=decoder, image_size=32, channels=4, feature_size=8,
+            embedding_dim=8, hidden_size=16, attention_size=8, dropout=0.0, **options,
+        )  # fmt: skip
+        return CaptionModel(config).eval()
+
+    new, old = model(glimpses=2, glimpse_positions="memory"), model(glimpse_positions="none")
+    assert new.state_dict().keys() == old.state_dict().keys()
+    tgt_in = torch.tensor([[BOS, 3, 4], [BOS, 5, 6]])
+    with torch.no_grad():
+        torch.testing.assert_close(new(_images(2), tgt_in)[0], old(_images(2), tgt_in)[0])

@@ -13,6 +13,10 @@ step; three kinds share all the rest (``CaptionConfig.decoder``):
   without its embedding term): the attended context reaches the word distribution directly, which
   lets the model name a colour-shape pair that never occurs in training (without it, the LSTM's
   prior of which shape follows which colour wins).
+  ``glimpse_positions`` (default ``"memory"``): where the attention looks, the expected cell
+  coordinates ``p_t = sum_i alpha_ti (x_i, y_i)``, and a remembered place ``m_t = g_t p_{t-1} +
+  (1 - g_t) m_{t-1}`` (``g_t`` set by the word just emitted) feed the LSTM and the output layer,
+  so a relation word can compare where the named object is; ``glimpses`` > 1 adds attention heads.
 * ``"mean"``: Show and Tell without attention: the context is the mean feature at every step.
 * ``"text"``: no image at all: a language model over captions (the floor any image model must beat).
 
@@ -114,6 +118,8 @@ def cell_coordinates(features: Tensor) -> Tensor:
     """The (x, y) in [-1, 1] of every cell of a square grid ``(N, L, F)``, as ``(L, 2)``; the
     cells are row by row (the flatten of ``(H, W)``), x grows to the right, y downwards."""
     side = math.isqrt(features.size(1))
+    if side * side != features.size(1):
+        raise ValueError(f"cell positions need a square grid of cells, got {features.size(1)}")
     axis = torch.linspace(-1, 1, side, device=features.device, dtype=features.dtype)
     ys, xs = torch.meshgrid(axis, axis, indexing="ij")  # (side, side) each
     return torch.stack([xs.flatten(), ys.flatten()], dim=1)  # (L, 2)

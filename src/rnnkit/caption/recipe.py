@@ -53,11 +53,11 @@ class CaptionRecipe:
     cell_positions: str = "none"
     glimpses: int = 1  # attention: attention heads (glimpses) per step, each with its own gate
     # attention: the glimpses' expected cell coordinates (sum_i alpha_i (x_i, y_i)) fed to the LSTM
-    # and the output layer: "none", "current" (this step's) or "previous" (this step's and the
-    # last step's: where the word before was read) or "memory" (this step's and a remembered
-    # place: the last word's, kept or not by a gate the word sets, so "circle" can keep where the
-    # circle was read until the relation word)
-    glimpse_positions: str = "none"
+    # and the output layer: "none", "current" (this step's), "previous" (this step's and the last
+    # step's: where the word before was read) or "memory" (this step's and a remembered place: the
+    # last word's, kept or not by a gate the word sets, so "circle" can keep where the circle was
+    # read until the relation word). "memory" was chosen on validation (docs/captioning.md)
+    glimpse_positions: str = "memory"
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
