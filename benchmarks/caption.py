@@ -6,7 +6,8 @@ test split, whose every image holds a colour-shape pair or an arrangement of sha
 training image shows (composition, not memory). Free-running decoding only, greedy and beam
 search: corpus BLEU-4 and CIDEr-D as the COCO evaluation computes them, on all test images, on
 those with one object and on those with relations (2-3 objects), where also how often the
-caption states a true relation; for the attention model, the grounding hit rate (the
+caption states a true relation and, of the relations between two objects named right, how many
+point the right way; for the attention model, the grounding hit rate (the
 most-attended cell lies on the object a colour or shape word names) beside chance. Beam search
 is scored as captioning decodes by default (re-ranked by consensus) and, beside it, not
 re-ranked (the beam's most probable caption).
@@ -15,6 +16,8 @@ re-ranked (the beam's most probable caption).
     python benchmarks/caption.py --minutes 1 --threads 1      # a short check (~4 minutes)
     python benchmarks/caption.py --minutes 4 --cpu-time --threads 1 --decoders attention \
         --curve --eval-every 250 --set deep_output=False        # the validation curve
+    python benchmarks/caption.py --minutes 3 --cpu-time --threads 1 --decoders attention \
+        --split valid --set "glimpse_positions='none'"         # choosing on validation
 
 ``--curve`` keeps the weights of every validation and decodes each on the *validation* split
 (greedy): the curve of CIDEr-D and of how often a held-out colour-shape pair ("red square") is
@@ -55,10 +58,10 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
     """Train one decoder for the budget, evaluate it on the test split; the figures."""
     out = folder / f"{decoder}-s{seed}"
     result = api.train(out, recipe=recipe_of(decoder, seed, args), quiet=True, clock=clock_of(args))
-    scores = api.evaluate(str(out), split="test", beam_size=args.beam, limit=args.limit)
+    scores = api.evaluate(str(out), split=args.split, beam_size=args.beam, limit=args.limit)
     # The beam's most probable caption, not re-ranked (the captioning default re-ranks it).
     scores["plain"] = api.evaluate(
-        str(out), split="test", beam_size=args.beam, limit=args.limit, rerank="none"
+        str(out), split=args.split, beam_size=args.beam, limit=args.limit, rerank="none"
     )["beam"]
     row = {"decoder": decoder, "seed": seed, "steps": result.steps}
     for name in ("greedy", "beam", "plain"):
@@ -70,6 +73,9 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
         relations = part["subsets"]["relations"]
         row[f"{name}_rel_bleu4"] = 100 * relations["bleu"][3]
         row[f"{name}_rel_cider"] = 100 * relations["cider_d"]
+        if relations["direction_right"] is not None:  # of the relations between objects named right
+            row[f"{name}_direction_right"] = 100 * relations["direction_right"]
+            row[f"{name}_relations_named"] = relations["relations_named"]
         ground = part.get("grounding")
         if ground and ground["words"]:
             row[f"{name}_hit"] = 100 * ground["hit_rate"]
@@ -172,6 +178,11 @@ def print_table(rows: list[dict], beam: int) -> None:
         ("beam_rel_bleu4", "B4 relations"),
         ("beam_rel_cider", "CIDEr-D relations"),
         ("beam_relation_right", "relation right %"),
+        ("beam_direction_right", "direction right %"),
+        ("plain_rel_cider", f"CIDEr-D relations beam{beam} not re-ranked"),
+        ("plain_one_cider", f"CIDEr-D one object beam{beam} not re-ranked"),
+        ("greedy_rel_cider", "CIDEr-D relations greedy"),
+        ("greedy_direction_right", "direction right % greedy"),
         ("beam_hit", "grounding %"),
         ("beam_chance", "chance %"),
     ]
@@ -192,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
     parser.add_argument("--encoder", default="cnn", help="cnn or efficientnet-lite0")
     parser.add_argument("--beam", type=int, default=3, help="beam width besides greedy")
-    parser.add_argument("--limit", type=int, help="score only the first N test images")
+    parser.add_argument("--limit", type=int, help="score only the first N images")
+    parser.add_argument("--split", default="test", choices=("valid", "test"),
+                        help="the split scored (choose on valid, report test once)")  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--cpu-time", action="store_true", help="budget in CPU seconds")
@@ -235,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     if args.curve:
         return 0
-    print("\ntest split (held-out compositions), free-running decoding, scores x100, mean over "
-          f"seeds {args.seeds}:")  # fmt: skip
+    print(f"\n{args.split} split (held-out compositions), free-running decoding, scores x100, "
+          f"mean over seeds {args.seeds}:")  # fmt: skip
     print_table(rows, args.beam)
     return 0
 

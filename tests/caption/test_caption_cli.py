@@ -139,6 +139,8 @@ def test_bad_options_are_one_line(tiny_run, capsys, scene_png):
         (["train", "--out", "x", "--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
         (["train", "--out", "x", "--scenes", "5", "0", "5"], "--scenes: must be an integer >= 1"),
         (["train", "--out", "x", "--max-length", "1"], "--max-length: must be an integer from 2"),
+        (["train", "--out", "x", "--glimpses", "5"], "--glimpses: must be an integer from 1 to 4"),
+        (["train", "--out", "x", "--glimpse-positions", "all"], "--glimpse-positions: invalid"),
         (
             ["train", "--out", "x", "--warmup-steps", "-1"],
             "--warmup-steps: must be an integer >= 0",

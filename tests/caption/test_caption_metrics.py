@@ -114,3 +114,25 @@ def test_metrics_refuse_mismatched_inputs():
         bleu([["a"]], [])
     with pytest.raises(ValueError, match="at least one reference"):
         cider_d([["a"]], [[]])
+
+
+def test_the_relation_scores_count_directions_of_objects_named_right():
+    from rnnkit.caption.api import _scores
+    from rnnkit.caption.data import Split
+
+    circle = SceneObject("circle", "red", "small", (2, 20, 12, 30))
+    square = SceneObject("square", "blue", "large", (40, 18, 60, 38))
+    lone = SceneObject("triangle", "green", "small", (20, 20, 30, 30))
+    hyps = [
+        "a red circle left of a blue square",  # true
+        "a blue square left of a red circle",  # both named right, the direction wrong
+        "a green circle left of a blue square",  # an object named wrong: not counted
+        "a red circle and a blue square",  # no relation stated
+        "a green triangle",  # one object: not in the relations subset
+    ]
+    objects = [[circle, square]] * 4 + [[lone]]
+    refs = [["a red circle left of a blue square".split()]] * 4 + [["a green triangle".split()]]
+    split = Split(np.zeros((5, 8, 8, 3), np.uint8), [str(i) for i in range(5)], refs, objects)
+    relations = _scores([h.split() for h in hyps], split, None, 64)["subsets"]["relations"]
+    assert relations["images"] == 4 and relations["relations_named"] == 2
+    assert relations["relation_right"] == 0.25 and relations["direction_right"] == 0.5

@@ -112,6 +112,20 @@ def test_relation_right_checks_the_named_objects_and_the_direction():
         ("a red circle and a blue square", False),  # no relation stated
     ]:
         assert scenes.relation_right(caption.split(), scene) is right_or_wrong, caption
+    # relation_named: the stated relation between two objects named right, true or not
+    assert scenes.relation_named("a red circle right of a blue square".split(), scene) == (
+        "right of",
+        left,
+        right,
+    )
+    assert scenes.relation_named("a blue square to the right of a red circle".split(), scene) == (
+        "right of",
+        right,
+        left,
+    )
+    for caption in ("a green circle left of a blue square", "a red circle left of a red circle",
+                    "a red circle and a blue square"):  # fmt: skip
+        assert scenes.relation_named(caption.split(), scene) is None, caption
     # every reference caption of generated scenes that states a relation states a true one
     made = scenes.generate("valid", 40, seed=3)
     for objects, captions in zip(made.objects, made.captions):

@@ -124,7 +124,7 @@ def caption_setup():
     g = torch.Generator().manual_seed(2)
 
     def split(n):
-        features = torch.randn(n, 3, 5, generator=g, dtype=torch.float64)  # (N, L, F)
+        features = torch.randn(n, 4, 5, generator=g, dtype=torch.float64)  # (N, L, F): 2x2 grid
         refs = [[torch.randint(len(SPECIALS), len(vocab), (int(k),), generator=g).tolist()
                  for k in torch.randint(1, 5, (2,), generator=g)] for _ in range(n)]  # fmt: skip
         return features, refs

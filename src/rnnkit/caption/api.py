@@ -317,6 +317,15 @@ def _scores(
             rows = [i for i, r in enumerate(relational) if r]
             right = [scenes.relation_right(hyps[i], split.objects[i]) for i in rows]
             subsets["relations"]["relation_right"] = float(np.mean(right))
+            # Of the captions relating two objects named right, how many in the right direction.
+            named = [scenes.relation_named(hyps[i], split.objects[i]) for i in rows]
+            named = [n for n in named if n is not None]
+            subsets["relations"]["relations_named"] = len(named)
+            subsets["relations"]["direction_right"] = (
+                float(np.mean([scenes.relation(x, y) == rel for rel, x, y in named]))
+                if named
+                else None
+            )
         result["subsets"] = subsets
         if maps is not None:
             result["grounding"] = metrics.grounding(

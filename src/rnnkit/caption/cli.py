@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rnnkit.caption.recipe import CELL_POSITIONS, RERANK, CaptionRecipe
+from rnnkit.caption.recipe import CELL_POSITIONS, GLIMPSE_POSITIONS, RERANK, CaptionRecipe
 from rnnkit.options import (
     BEAM,
     NON_NEGATIVE,
@@ -48,6 +48,7 @@ _D = CaptionRecipe()
 # The CNN halves the side three times (CaptionConfig); the top bounds the images held in memory.
 IMAGE_SIZE = int_at_least(32, 1024, multiple=8)
 MAX_LENGTH = int_at_least(2, 1000)  # a word and the end token at least
+GLIMPSES = int_at_least(1, 4)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +100,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "its x, y appended",
     )  # fmt: skip
     model.add_argument(
+        "--glimpses", type=GLIMPSES, default=d.glimpses,
+        help="attention: attention heads (glimpses) per step",
+    )  # fmt: skip
+    model.add_argument(
+        "--glimpse-positions", choices=GLIMPSE_POSITIONS, default=d.glimpse_positions,
+        help="attention: feed the glimpses' expected cell coordinates to the LSTM and the "
+        "output layer: this step's, or this step's and the last step's",
+    )  # fmt: skip
+    model.add_argument(
         "--max-length", type=MAX_LENGTH, default=d.max_length,
         help="longest caption, end token included",
     )  # fmt: skip
@@ -128,7 +138,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         decoder=args.decoder, encoder=args.encoder, hidden_size=args.hidden,
         embedding_dim=args.embedding, dropout=args.dropout,
         attention_penalty=args.attention_penalty, deep_output=args.deep_output,
-        cell_positions=args.cell_positions, max_length=args.max_length,
+        cell_positions=args.cell_positions, glimpses=args.glimpses,
+        glimpse_positions=args.glimpse_positions, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),

@@ -13,6 +13,10 @@ step; three kinds share all the rest (``CaptionConfig.decoder``):
   without its embedding term): the attended context reaches the word distribution directly, which
   lets the model name a colour-shape pair that never occurs in training (without it, the LSTM's
   prior of which shape follows which colour wins).
+  ``glimpse_positions`` (default ``"memory"``): where the attention looks, the expected cell
+  coordinates ``p_t = sum_i alpha_ti (x_i, y_i)``, and a remembered place ``m_t = g_t p_{t-1} +
+  (1 - g_t) m_{t-1}`` (``g_t`` set by the word just emitted) feed the LSTM and the output layer,
+  so a relation word can compare where the named object is; ``glimpses`` > 1 adds attention heads.
 * ``"mean"``: Show and Tell without attention: the context is the mean feature at every step.
 * ``"text"``: no image at all: a language model over captions (the floor any image model must beat).
 
@@ -31,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.caption.recipe import CaptionRecipe
+from rnnkit.caption.recipe import CaptionRecipe, check_glimpses
 from rnnkit.errors import ConfigError
 from rnnkit.nn import LSTMCell
 from rnnkit.nn.attention import Attention
@@ -55,6 +59,8 @@ class CaptionConfig:
     dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
     deep_output: bool = CaptionRecipe.deep_output  # attention: context feeds the output layer
     cell_positions: str = CaptionRecipe.cell_positions  # attention: "learned", "coordinates"
+    glimpses: int = CaptionRecipe.glimpses  # attention: heads (glimpses) per step
+    glimpse_positions: str = CaptionRecipe.glimpse_positions  # attention: "none", "current", ...
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -63,6 +69,7 @@ class CaptionConfig:
             raise ConfigError(f"image_size={self.image_size} must be a multiple of 8, >= 32")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        check_glimpses(self.glimpses, self.glimpse_positions)
 
     @classmethod
     def from_recipe(cls, recipe: CaptionRecipe, vocab_size: int) -> CaptionConfig:
@@ -79,7 +86,8 @@ class CaptionConfig:
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
         names = {f.name for f in fields(cls)}
         # Runs saved before an option existed were trained without it.
-        data = {"deep_output": False, "cell_positions": "none", **data}
+        old = {"deep_output": False, "cell_positions": "none", "glimpses": 1}
+        data = {**old, "glimpse_positions": "none", **data}
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +106,23 @@ class CaptionConfig:
     def annotation_size(self) -> int:
         """The size of the vectors attention reads: the features, with coordinates 2 more."""
         return self.feature_size + 2 * (self.cell_positions == "coordinates")
+
+    @property
+    def position_size(self) -> int:
+        """The size of the glimpses' expected coordinates fed to the decoder (0: none)."""
+        steps = {"none": 0, "current": 1, "previous": 2, "memory": 2}[self.glimpse_positions]
+        return 2 * self.glimpses * steps
+
+
+def cell_coordinates(features: Tensor) -> Tensor:
+    """The (x, y) in [-1, 1] of every cell of a square grid ``(N, L, F)``, as ``(L, 2)``; the
+    cells are row by row (the flatten of ``(H, W)``), x grows to the right, y downwards."""
+    side = math.isqrt(features.size(1))
+    if side * side != features.size(1):
+        raise ValueError(f"cell positions need a square grid of cells, got {features.size(1)}")
+    axis = torch.linspace(-1, 1, side, device=features.device, dtype=features.dtype)
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")  # (side, side) each
+    return torch.stack([xs.flatten(), ys.flatten()], dim=1)  # (L, 2)
 
 
 class CNNEncoder(nn.Module):
@@ -138,7 +163,9 @@ class CaptionState:
     cell: Tensor  # (N, H)
     features: Tensor | None  # (N, L, F) the image's feature grid (None: text only)
     projected: Tensor | None  # (N, L, A) key part of the attention score, computed once
-    weights: Tensor | None = None  # (N, L) attention of the last step
+    weights: Tensor | None = None  # (N, L) attention of the last step (mean over glimpses)
+    where: Tensor | None = None  # (N, 2G) the last step's glimpses' expected (x, y), per glimpse
+    memory: Tensor | None = None  # (N, 2G) the remembered place ("memory" positions)
 
 
 class CaptionModel(nn.Module):
@@ -162,16 +189,32 @@ class CaptionModel(nn.Module):
         if c.decoder != "text":
             self.init_hidden = nn.Linear(c.feature_size, c.hidden_size)
             self.init_cell = nn.Linear(c.feature_size, c.hidden_size)
+        extra = 0  # LSTM inputs besides the word and the context(s): glimpse coordinates
         if c.decoder == "attention":
             self.attention = Attention(
                 c.hidden_size, context, score="additive", attention_size=c.attention_size
             )
             self.gate = nn.Linear(c.hidden_size, context)  # f_beta
+            # Glimpses 2.. (heads with their own scores and gates), named apart so that runs
+            # with one glimpse keep their parameter names.
+            self.more_attention = nn.ModuleList(
+                Attention(c.hidden_size, context, score="additive", attention_size=c.attention_size)
+                for _ in range(c.glimpses - 1)
+            )
+            self.more_gates = nn.ModuleList(
+                nn.Linear(c.hidden_size, context) for _ in range(c.glimpses - 1)
+            )
+            context *= c.glimpses
             if c.deep_output:
                 self.context_output = nn.Linear(context, c.hidden_size)  # L_z of eq. 7
             if c.cell_positions == "learned":  # zeros: training starts from the model without
                 self.positions = nn.Parameter(torch.zeros(c.grid_cells, c.feature_size))
-        self.cell = LSTMCell(c.embedding_dim + context, c.hidden_size)
+            if c.position_size:
+                extra = c.position_size
+                self.position_output = nn.Linear(extra, c.hidden_size)  # where -> the word
+            if c.glimpse_positions == "memory":  # how much the last word's place is kept
+                self.memory_gate = nn.Linear(c.embedding_dim, 1)
+        self.cell = LSTMCell(c.embedding_dim + context + extra, c.hidden_size)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
 
@@ -192,43 +235,72 @@ class CaptionModel(nn.Module):
             return CaptionState(zeros, zeros, None, None)
         mean = features.mean(dim=1)  # (N, F)
         hidden, cell = torch.tanh(self.init_hidden(mean)), self.init_cell(mean)
-        projected = None
+        projected, where = None, None
         if self.config.decoder == "attention":
             features = self.place(features)  # (N, L, F'): where each cell is, for attention
-            projected = self.attention.precompute(features)  # (N, L, A)
-        return CaptionState(hidden, cell, features, projected)
+            heads = [self.attention, *self.more_attention]
+            projected = torch.cat([a.precompute(features) for a in heads], dim=2)  # (N, L, G*A)
+            if self.config.glimpse_positions in ("previous", "memory"):  # at first: the centre
+                where = features.new_zeros(n, 2 * self.config.glimpses)
+        memory = where if self.config.glimpse_positions == "memory" else None
+        return CaptionState(hidden, cell, features, projected, where=where, memory=memory)
 
     def place(self, features: Tensor) -> Tensor:
         """The annotation vectors with their cells' positions (``cell_positions``)."""
         if self.config.cell_positions == "learned":
             return features + self.positions  # (N, L, F)
         if self.config.cell_positions == "coordinates":
-            n, cells, _ = features.shape
-            side = math.isqrt(cells)  # cells are a square grid, row by row (flatten of H, W)
-            axis = torch.linspace(-1, 1, side, device=features.device, dtype=features.dtype)
-            ys, xs = torch.meshgrid(axis, axis, indexing="ij")  # (side, side) each
-            coords = torch.stack([xs.flatten(), ys.flatten()], dim=1)  # (L, 2): x, y per cell
-            return torch.cat([features, coords.expand(n, -1, -1)], dim=2)  # (N, L, F + 2)
+            coords = cell_coordinates(features)  # (L, 2)
+            return torch.cat([features, coords.expand(features.size(0), -1, -1)], dim=2)
         return features
+
+    def glimpse(self, state: CaptionState) -> tuple[Tensor, Tensor, Tensor]:
+        """Every glimpse of one step: the gated contexts ``(N, G*F')``, the mean attention
+        weights ``(N, L)`` and the glimpses' expected coordinates ``(N, 2G)``."""
+        size = self.config.attention_size
+        heads = zip([self.attention, *self.more_attention], [self.gate, *self.more_gates])
+        contexts, weights = [], []
+        for k, (attention, gate) in enumerate(heads):
+            context, alpha = attention(
+                state.hidden,
+                state.features,
+                projected=state.projected[..., k * size : (k + 1) * size],
+            )  # (N, F'), (N, L)
+            contexts.append(torch.sigmoid(gate(state.hidden)) * context)  # the gating scalar beta
+            weights.append(alpha)
+        alphas = torch.stack(weights, dim=1)  # (N, G, L)
+        where = (alphas @ cell_coordinates(state.features)).flatten(1)  # (N, G*2): x, y each
+        return torch.cat(contexts, dim=1), alphas.mean(dim=1), where
 
     def advance(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
         """One step: previous words ``(N,)`` -> logits ``(N, V)`` and the new state."""
-        inputs = self.dropout(self.embedding(tokens))  # (N, E)
-        weights = None
+        embedded = self.embedding(tokens)  # (N, E)
+        inputs = self.dropout(embedded)
+        weights, where, places, memory = None, None, None, None
         if self.config.decoder == "attention":
-            context, weights = self.attention(
-                state.hidden, state.features, projected=state.projected
-            )  # (N, F), (N, L)
-            context = torch.sigmoid(self.gate(state.hidden)) * context  # the gating scalar beta
+            context, weights, where = self.glimpse(state)  # (N, G*F'), (N, L), (N, 2G)
             inputs = torch.cat([inputs, context], dim=1)
+            mode = self.config.glimpse_positions
+            if mode != "none":  # where the glimpses look (and looked one step before)
+                places = where if mode == "current" else torch.cat([where, state.where], dim=1)
+                if mode == "memory":  # keep the place where the last word was read, as its
+                    keep = torch.sigmoid(self.memory_gate(embedded))  # word says: (N, 1)
+                    memory = keep * state.where + (1 - keep) * state.memory  # (N, 2G)
+                    places = torch.cat([where, memory], dim=1)
+                inputs = torch.cat([inputs, places], dim=1)
         elif self.config.decoder == "mean":
             inputs = torch.cat([inputs, state.features.mean(dim=1)], dim=1)
         hidden, cell = self.cell(inputs, (state.hidden, state.cell))
         top = hidden
         if weights is not None and self.config.deep_output:
-            top = hidden + self.context_output(context)  # the word also sees what was attended
+            top = top + self.context_output(context)  # the word also sees what was attended
+        if places is not None:  # ... and where: a relation word compares two places linearly
+            top = top + self.position_output(places)
         logits = self.output(self.dropout(top))  # (N, V)
-        return logits, replace(state, hidden=hidden, cell=cell, weights=weights)
+        if self.config.glimpse_positions not in ("previous", "memory"):
+            where = None
+        state = replace(state, hidden=hidden, cell=cell, weights=weights, where=where)
+        return logits, replace(state, memory=memory)
 
     def step(self, tokens: Tensor, state: CaptionState) -> tuple[Tensor, CaptionState]:
         """The decoding contract: previous words ``(N,)`` -> log-probabilities ``(N, V)``."""
@@ -239,7 +311,7 @@ class CaptionModel(nn.Module):
     def reorder(state: CaptionState, index: Tensor) -> CaptionState:
         """Row ``i`` of the result is row ``index[i]`` of ``state``."""
         changes = {}
-        for name in ("hidden", "cell", "features", "projected", "weights"):
+        for name in ("hidden", "cell", "features", "projected", "weights", "where", "memory"):
             value = getattr(state, name)
             if value is not None:
                 changes[name] = value.index_select(0, index)

@@ -11,6 +11,8 @@ from typing import Any
 from rnnkit.errors import ConfigError
 
 CELL_POSITIONS = ("none", "learned", "coordinates")
+# attention: which expected coordinates of the glimpses the decoder reads (see model.py)
+GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")
 # How beam search ranks the captions it found, unless told otherwise (describe, eval, the
 # benchmark): by their agreement with each other (rnnkit.search.consensus). Chosen on the
 # validation split, where the beam's most probable caption is often a rare paraphrase ("a single
@@ -49,6 +51,13 @@ class CaptionRecipe:
     # attention: where each grid cell is, in its feature: "none", "learned" (a vector per cell
     # added to it) or "coordinates" (the cell's x and y in [-1, 1] appended to it)
     cell_positions: str = "none"
+    glimpses: int = 1  # attention: attention heads (glimpses) per step, each with its own gate
+    # attention: the glimpses' expected cell coordinates (sum_i alpha_i (x_i, y_i)) fed to the LSTM
+    # and the output layer: "none", "current" (this step's), "previous" (this step's and the last
+    # step's: where the word before was read) or "memory" (this step's and a remembered place: the
+    # last word's, kept or not by a gate the word sets, so "circle" can keep where the circle was
+    # read until the relation word). "memory" was chosen on validation (docs/captioning.md)
+    glimpse_positions: str = "memory"
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -76,6 +85,7 @@ class CaptionRecipe:
                 f"cell_positions must be one of {', '.join(CELL_POSITIONS)}, "
                 f"got {self.cell_positions!r}"
             )
+        check_glimpses(self.glimpses, self.glimpse_positions)
         if self.attention_penalty < 0:
             raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 
@@ -90,3 +100,14 @@ class CaptionRecipe:
     def from_dict(cls, data: dict[str, Any]) -> CaptionRecipe:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def check_glimpses(glimpses: int, glimpse_positions: str) -> None:
+    """Refuse a glimpse count or a glimpse-positions mode that the model does not have."""
+    if not isinstance(glimpses, int) or not 1 <= glimpses <= 4:
+        raise ConfigError(f"glimpses must be an integer from 1 to 4, got {glimpses!r}")
+    if glimpse_positions not in GLIMPSE_POSITIONS:
+        raise ConfigError(
+            f"glimpse_positions must be one of {', '.join(GLIMPSE_POSITIONS)}, "
+            f"got {glimpse_positions!r}"
+        )

@@ -45,6 +45,7 @@ RGB = {
     "yellow": (230, 200, 20),
 }
 RELATION_WORDS = ("left", "right", "above", "below")
+RELATIONS = ("left of", "right of", "above", "below")
 # Colour-shape pairs that no training image shows.
 HELD_OUT_PAIRS = frozenset({("red", "square"), ("blue", "circle"), ("yellow", "triangle")})
 # (shape, relation, shape) arrangements that no training image shows, in canonical form: the
@@ -100,11 +101,14 @@ def arrangement(a: SceneObject, b: SceneObject) -> tuple[str, str, str]:
     return (a.shape, rel, b.shape)
 
 
-def relation_right(words: list[str], objects: list[SceneObject]) -> bool:
-    """Whether a caption states a true relation: "X <relation> Y" with X and Y objects of the
-    scene (named by colour and shape) and the relation where X is relative to Y."""
+def relation_named(
+    words: list[str], objects: list[SceneObject]
+) -> tuple[str, SceneObject, SceneObject] | None:
+    """The relation a caption states between two objects of the scene, ``(relation, X, Y)`` for
+    "X <relation> Y" with X and Y two different objects named right (colour and shape); None when
+    the caption states no relation or names either object wrong. The relation may be false."""
     text = " ".join(words)
-    for rel in ("left of", "right of", "above", "below"):
+    for rel in RELATIONS:
         k = text.find(rel)
         if k < 0:
             continue
@@ -114,12 +118,17 @@ def relation_right(words: list[str], objects: list[SceneObject]) -> bool:
         named = [
             [o for o in objects if ([o.colour], [o.shape]) == phrase] for phrase in (first, second)
         ]
-        return (
-            all(named)
-            and named[0][0] is not named[1][0]
-            and (relation(named[0][0], named[1][0]) == rel)
-        )
-    return False
+        if all(named) and named[0][0] is not named[1][0]:
+            return rel, named[0][0], named[1][0]
+        return None
+    return None
+
+
+def relation_right(words: list[str], objects: list[SceneObject]) -> bool:
+    """Whether a caption states a true relation: "X <relation> Y" with X and Y objects of the
+    scene (named by colour and shape) and the relation where X is relative to Y."""
+    named = relation_named(words, objects)
+    return named is not None and relation(named[1], named[2]) == named[0]
 
 
 def held_out_parts(objects: list[SceneObject]) -> list[tuple[str, ...]]:
