@@ -53,6 +53,8 @@ class ForecastRecipe:
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     free_running: bool = False  # train the horizon on the model's own draws, as it forecasts
+    split: list[str] | None = None  # the first validation and first test time (ISO); None:
+    # the first 80% of the grid train, the next 10% validate, the last 10% test
     batch_size: int = 64  # windows per step
     steps_per_epoch: int = 100  # optimizer steps between reshuffles of the window draws
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -65,6 +67,11 @@ class ForecastRecipe:
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 200  # validate (NLL of the validation horizons) and checkpoint every N steps
+    patience: int | None = None  # stop after N validations without a new best (None: never)
+    refit: bool = False  # after training (and calibrating), train anew on training + validation
+    # for as many steps as the best checkpoint had, into RUN/refit; forecasts use those weights
+    refit_schedule: str = "same"  # the refit's learning rate: "same" (the first stage's, step
+    # for step, stopping where its best checkpoint was) or "anneal" (a full decay over its steps)
     seed: int = 0  # random seed (weights, window draws)
     num_samples: int = 100  # sample paths per forecast (predict, backtest)
     calibrate: bool = True  # after training, choose the spread per step on validation CRPS
@@ -77,6 +84,10 @@ class ForecastRecipe:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.refit_schedule not in ("same", "anneal"):
+            raise ConfigError(f"refit_schedule must be same or anneal, got {self.refit_schedule!r}")
+        if self.refit and self.snapshots > 1:
+            raise ConfigError("refit trains one set of weights; use it with snapshots = 1")
 
     def model_scaling(self) -> str:
         """The scaling the model uses: ``scaling``, with "auto" resolved."""
