@@ -8,14 +8,15 @@ pseudo-validation period (``ForecastRecipe.split``), and for each seed
 1. the recipe trains on what is left (its first stage), its best checkpoint chosen on the
    pseudo-validation period (and its spread per step calibrated there);
 2. ``refit`` trains anew on training + pseudo-validation for that many steps, with the first
-   stage's learning rate step for step ("same") and, from the same first stage, with a full
-   decay ("anneal");
+   stage's learning rate step for step ("same") and/or, from the same first stage, with a full
+   decay ("anneal") (``--schedules``);
 
 and the three forecasters are backtested on the real validation period (24 hours from every
 midnight), each with the first stage's calibrated spread and as trained (spread 1).
 
     python benchmarks/forecast_refit_check.py --minutes 10 --cpu-time --seeds 2 --jobs 2 \\
         --set patience=10 --out bench/refit_check
+    python benchmarks/forecast_refit_check.py ... --resume --schedules anneal  # go on
 """
 
 from __future__ import annotations
@@ -62,25 +63,33 @@ def truncated_csv(recipe: ForecastRecipe, out: Path) -> tuple[Path, list[str]]:
     return path, [fmt(pseudo), fmt(valid_start)]
 
 
-def run_seed(recipe: ForecastRecipe, seed: int, out: Path, threads: int, cpu: bool) -> dict:
-    torch.set_num_threads(threads)
+def run_seed(recipe: ForecastRecipe, seed: int, out: Path, args: argparse.Namespace) -> dict:
+    """Train (or, with ``--resume``, continue) the seed's first stage and refit(s); score them."""
+    torch.set_num_threads(args.threads)
     run = out / f"seed{seed}"
-    clock = time.process_time if cpu else time.monotonic
+    clock = time.process_time if args.cpu_time else time.monotonic
     started = time.process_time()
-    train(run, recipe=dataclasses.replace(recipe, seed=seed), clock=clock)
-    first_s = time.process_time() - started
-    shutil.move(run / REFIT, run / "refit-same")
-    fc = load(run, first_stage=True)
-    refit(run, schedule="anneal", clock=clock)  # the same first stage, another schedule
-    shutil.move(run / REFIT, run / "refit-anneal")
-    record = {"seed": seed, "cpu_s": time.process_time() - started, "first_cpu_s": first_s}
+    if args.resume:  # the first stage does not depend on the refit's schedule: set it, go on
+        first = runs.RunDir.open(run, TASK)
+        config = first.read_config()
+        config["recipe"]["refit_schedule"] = args.schedules[0]
+        first.write_config(config)
+        train(run, resume=True, clock=clock)
+    else:
+        recipe = dataclasses.replace(recipe, seed=seed, refit_schedule=args.schedules[0])
+        train(run, recipe=recipe, clock=clock)
+    refits = {}
+    for schedule in args.schedules:
+        if schedule != args.schedules[0]:
+            refit(run, schedule=schedule, clock=clock)  # the same first stage, another schedule
+        shutil.move(run / REFIT, run / f"refit-{schedule}")
+        refits[f"refit, {schedule} schedule"] = load(run / f"refit-{schedule}")
+    record = {"seed": seed, "cpu_s": time.process_time() - started}
     summary = runs.RunDir.open(run, TASK).read_json(runs.SUMMARY)
-    record["first_stage"] = {k: summary[k] for k in ("step", "best_step", "best_valid_loss")}
-    forecasters = {
-        "first stage (no refit)": fc,
-        "refit, same schedule": load(run / "refit-same"),
-        "refit, anneal": load(run / "refit-anneal"),
-    }
+    record["first_stage"] = {
+        k: summary[k] for k in ("step", "best_step", "best_valid_loss", "elapsed_s")
+    }  # fmt: skip
+    forecasters = {"first stage (no refit)": load(run, first_stage=True), **refits}
     record["methods"] = {}
     for name, f in forecasters.items():
         calibrated = backtest(f, seed=seed)  # the truncated data's test period: real validation
@@ -128,6 +137,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--schedules", type=lambda t: t.split(","), default=["same", "anneal"],
+        help="the refit schedules to compare, comma-separated",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the interrupted first stages in --out"
+    )
     parser.add_argument("--table-from", action="store_true", help="only print the table")
     args = parser.parse_args()
     out = Path(args.out)
@@ -144,7 +160,7 @@ def main() -> int:
         f"real validation (scored) from {split[1]}"
     )
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    work = [(recipe, s, out, args.threads, args.cpu_time) for s in seeds]
+    work = [(recipe, s, out, args) for s in seeds]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             records = list(pool.map(run_seed, *zip(*work)))
