@@ -84,9 +84,27 @@ def rescore_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
     change of the calibration or the scoring is measured without training anew)."""
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    trained = json.loads((out / f"seed{seed}.json").read_text())["train"]
+    trained = kept_training(out, seed)
     recalibrate(out / f"seed{seed}", seed=seed)
     return score_seed(out, seed, args, trained, started)
+
+
+def kept_training(out: Path, seed: int) -> dict:
+    """The training figures of the kept run ``out/seedK``: from its ``seedK.json``, or, for a
+    run cut before it finished (no record yet), from its ``trainer.json`` (the seconds of its
+    clock, CPU seconds with ``--cpu-time``; wall-clock seconds unknown: 0)."""
+    record = out / f"seed{seed}.json"
+    if record.is_file():
+        return json.loads(record.read_text())["train"]
+    summary = json.loads((out / f"seed{seed}" / "trainer.json").read_text())
+    return {
+        "steps": summary["step"],
+        "valid_nll": summary["best_valid_loss"],
+        "best_step": summary["best_step"],
+        "seconds": 0.0,
+        "cpu_seconds": summary["elapsed_s"],
+        "cut": True,
+    }
 
 
 def refit_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
@@ -95,7 +113,7 @@ def refit_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
     scored beside it ("model, first stage")."""
     torch.set_num_threads(args.threads)
     started, cpu_started = time.monotonic(), time.process_time()
-    trained = json.loads((out / f"seed{seed}.json").read_text())["train"]
+    trained = kept_training(out, seed)
     clock = time.process_time if args.cpu_time else time.monotonic
     result = refit(out / f"seed{seed}", schedule=args.refit_schedule, clock=clock)
     summary = json.loads((out / f"seed{seed}" / "trainer.json").read_text())
