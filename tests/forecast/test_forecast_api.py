@@ -146,7 +146,7 @@ def test_an_ensemble_pools_the_paths_of_its_members(tmp_path):
 
 def test_a_snapshot_ensemble_keeps_the_checkpoints_of_lowest_validation_loss(tmp_path):
     data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
-    tiny = {**TINY, "eval_every": 4, "snapshots": 3}
+    tiny = {**TINY, "eval_every": 4, "snapshots": 3, "refit": False}
     train(tmp_path / "whole", recipe=ForecastRecipe(data=str(data), max_steps=24, **tiny))
     run = RunDir.open(tmp_path / "whole", "forecast")
     tensors, meta = run.load_tensors("snapshots.safetensors")
