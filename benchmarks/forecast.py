@@ -115,6 +115,8 @@ def refit_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
     started, cpu_started = time.monotonic(), time.process_time()
     trained = kept_training(out, seed)
     clock = time.process_time if args.cpu_time else time.monotonic
+    if not (out / f"seed{seed}" / "calibration.json").is_file():  # a run cut before the end
+        recalibrate(out / f"seed{seed}", seed=seed)
     result = refit(out / f"seed{seed}", schedule=args.refit_schedule, clock=clock)
     summary = json.loads((out / f"seed{seed}" / "trainer.json").read_text())
     trained = {

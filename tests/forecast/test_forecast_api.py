@@ -14,9 +14,10 @@ from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
 from rnnkit.forecast.api import calibrate
 from rnnkit.runs import RunDir
 
+# refit off: these tests are about the first stage; the refit has test_forecast_refit.py
 TINY = dict(
     horizon=6, context=24, lags=[1, 24], hidden_size=8, num_layers=1, batch_size=8,
-    steps_per_epoch=10, eval_every=10, max_minutes=None, num_samples=20,
+    steps_per_epoch=10, eval_every=10, max_minutes=None, num_samples=20, refit=False,
 )  # fmt: skip
 
 
@@ -146,7 +147,7 @@ def test_an_ensemble_pools_the_paths_of_its_members(tmp_path):
 
 def test_a_snapshot_ensemble_keeps_the_checkpoints_of_lowest_validation_loss(tmp_path):
     data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
-    tiny = {**TINY, "eval_every": 4, "snapshots": 3, "refit": False}
+    tiny = {**TINY, "eval_every": 4, "snapshots": 3}
     train(tmp_path / "whole", recipe=ForecastRecipe(data=str(data), max_steps=24, **tiny))
     run = RunDir.open(tmp_path / "whole", "forecast")
     tensors, meta = run.load_tensors("snapshots.safetensors")

@@ -34,7 +34,7 @@ def refitted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("refit")
     data = write_wide(tmp / "s.csv", ["a"], [sinusoid_rows(400)])
     torch.set_num_threads(1)
-    recipe = ForecastRecipe(data=str(data), refit=True, **TINY)
+    recipe = ForecastRecipe(data=str(data), refit=True, refit_schedule="same", **TINY)
     train(tmp / "run", recipe=recipe)
     return tmp, recipe
 

@@ -7,8 +7,8 @@
 
 CSV files: a time column and one column per series (wide), or series_id,time,value rows
 (long); see docs/forecasting.md. A run directory holds config.json, model.safetensors (best
-validation weights), last.safetensors (to resume), trainer.json, metrics.jsonl and loss.png;
-with --refit also refit/, the run trained anew on training + validation that forecasts.
+validation weights), last.safetensors (to resume), trainer.json, metrics.jsonl and loss.png,
+and refit/: the run trained anew on training + validation that forecasts (--no-refit: none).
 """
 
 from __future__ import annotations
