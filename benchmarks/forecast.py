@@ -23,6 +23,7 @@ issue's targets:
     python benchmarks/forecast.py --data taylor --horizon 48 --context 336   # half-hourly demand
     python benchmarks/forecast.py --table-from DIR                   # the table of finished seeds
     python benchmarks/forecast.py --rescore DIR   # calibrate and score the kept runs again
+    python benchmarks/forecast.py --refit DIR     # refit the kept runs, score them again
 
 ``--out DIR`` keeps the runs and writes ``seedK.json`` as each seed finishes (``--rescore``
 measures a change of the calibration or the scoring on those weights); ``--jobs`` trains
@@ -49,7 +50,8 @@ import torch
 from lm import cpu_name  # benchmarks/lm.py: this folder is on the path when run as a script
 from lm import load as loadavg
 from rnnkit.forecast import ForecastRecipe, backtest, load, train
-from rnnkit.forecast.api import recalibrate
+from rnnkit.forecast.api import recalibrate, refit
+from rnnkit.forecast.refit import REFIT
 
 COLUMNS = ("mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95")
 
@@ -68,6 +70,12 @@ def run_seed(recipe: ForecastRecipe, seed: int, out: Path, args: argparse.Namesp
         "seconds": train_s,
         "cpu_seconds": train_cpu_s,
     }
+    if recipe.refit:  # result is the refit's; the first stage's figures are in its trainer.json
+        first = json.loads((run / "trainer.json").read_text())
+        trained.update(
+            steps=first["step"], valid_nll=first["best_valid_loss"], best_step=first["best_step"],
+            refit_steps=result.steps,
+        )  # fmt: skip
     return score_seed(out, seed, args, trained, started)
 
 
@@ -76,8 +84,49 @@ def rescore_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
     change of the calibration or the scoring is measured without training anew)."""
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    trained = json.loads((out / f"seed{seed}.json").read_text())["train"]
+    trained = kept_training(out, seed)
     recalibrate(out / f"seed{seed}", seed=seed)
+    return score_seed(out, seed, args, trained, started)
+
+
+def kept_training(out: Path, seed: int) -> dict:
+    """The training figures of the kept run ``out/seedK``: from its ``seedK.json``, or, for a
+    run cut before it finished (no record yet), from its ``trainer.json`` (the seconds of its
+    clock, CPU seconds with ``--cpu-time``; wall-clock seconds unknown: 0)."""
+    record = out / f"seed{seed}.json"
+    if record.is_file():
+        return json.loads(record.read_text())["train"]
+    summary = json.loads((out / f"seed{seed}" / "trainer.json").read_text())
+    return {
+        "steps": summary["step"],
+        "valid_nll": summary["best_valid_loss"],
+        "best_step": summary["best_step"],
+        "seconds": 0.0,
+        "cpu_seconds": summary["elapsed_s"],
+        "cut": True,
+    }
+
+
+def refit_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
+    """Refit the kept run ``out/seedK`` (``rnnkit.forecast.api.refit``: anew on training +
+    validation for its best checkpoint's steps) and backtest it again; the first stage is
+    scored beside it ("model, first stage")."""
+    torch.set_num_threads(args.threads)
+    started, cpu_started = time.monotonic(), time.process_time()
+    trained = kept_training(out, seed)
+    clock = time.process_time if args.cpu_time else time.monotonic
+    if not (out / f"seed{seed}" / "calibration.json").is_file():  # a run cut before the end
+        recalibrate(out / f"seed{seed}", seed=seed)
+    result = refit(out / f"seed{seed}", schedule=args.refit_schedule, clock=clock)
+    summary = json.loads((out / f"seed{seed}" / "trainer.json").read_text())
+    trained = {
+        **trained,
+        "best_step": summary["best_step"],
+        "refit_steps": result.steps,
+        "refit_schedule": args.refit_schedule,
+        "refit_cpu_seconds": time.process_time() - cpu_started,
+        "cpu_seconds": trained["cpu_seconds"] + time.process_time() - cpu_started,
+    }
     return score_seed(out, seed, args, trained, started)
 
 
@@ -88,13 +137,17 @@ def score_seed(out: Path, seed: int, args: argparse.Namespace, trained: dict, st
     scores = backtest(fc, baselines=seed == 0, seed=seed, baseline_history=history)
     raw = backtest(fc, seed=seed, spread=1.0)
     scores["methods"]["model, spread 1"] = raw["methods"]["model"]
+    if (out / f"seed{seed}" / REFIT).is_dir():  # also the first stage: the model without refit
+        first = load(out / f"seed{seed}", first_stage=True)
+        scores["methods"]["model, first stage"] = backtest(first, seed=seed)["methods"]["model"]
     scores["train"] = {**trained, "spread": fc.spread}
     scores["seconds"] = time.monotonic() - started
     scores["load_after"] = loadavg()
     scores.pop("examples")
     (out / f"seed{seed}.json").write_text(json.dumps(scores, indent=1))
+    refit = f" + refit {trained['refit_steps']} steps" if "refit_steps" in trained else ""
     print(
-        f"seed {seed}: {trained['steps']} steps in {trained['cpu_seconds']:.0f} CPU s "
+        f"seed {seed}: {trained['steps']} steps{refit} in {trained['cpu_seconds']:.0f} CPU s "
         f"({trained['seconds']:.0f} s), valid NLL {trained['valid_nll']:.4f}, "
         f"{spread_range(fc.spread)}, MASE {scores['methods']['model']['mase']:.4f}; "
         f"load {loadavg()}",
@@ -124,24 +177,33 @@ def table(runs: list[dict], pooled: dict | None = None) -> dict[str, bool]:
     first = next(r for r in runs if "seasonal-naive" in r["methods"])
     steps = [r["train"]["steps"] for r in runs]
     cpu = [r["train"]["cpu_seconds"] for r in runs]
+    if all("refit_steps" in r["train"] for r in runs):
+        print(
+            "\nrefit: first stage best step / steps "
+            + ", ".join(f"{r['train']['best_step']}/{r['train']['steps']}" for r in runs)
+            + "; the refit trained that many steps on training + validation"
+        )
     print(
         f"\n{first['data']}: {first['origins']} origins from {first['first_origin']}, horizon "
         f"{first['horizon']}; model: {len(runs)} seed(s), {min(steps)}-{max(steps)} steps, "
-        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training; "
+        f"{min(cpu) / 60:.1f}-{max(cpu) / 60:.1f} CPU min of training (refit included); "
         + "; ".join(spread_range(r["train"]["spread"]) for r in runs)
     )
-    print(f"{'method':16}" + "".join(f"{c:>18}" for c in COLUMNS))
+    print(f"{'method':20}" + "".join(f"{c:>18}" for c in COLUMNS))
     model = {}
-    for name in ("model", "model, spread 1"):
+    names = ["model", "model, spread 1"]
+    if all("model, first stage" in r["methods"] for r in runs):
+        names.append("model, first stage")
+    for name in names:
         values = {c: [r["methods"][name][c] for r in runs] for c in COLUMNS}
         model[name] = values
-        print(f"{name:16}" + "".join(f"{fmt(values[c]):>18}" for c in COLUMNS))
+        print(f"{name:20}" + "".join(f"{fmt(values[c]):>18}" for c in COLUMNS))
     if pooled is not None:
         name = f"ensemble of {len(runs)}"
-        print(f"{name:16}" + "".join(f"{fmt([pooled[c]]):>18}" for c in COLUMNS))
+        print(f"{name:20}" + "".join(f"{fmt([pooled[c]]):>18}" for c in COLUMNS))
     base = {k: v for k, v in first["methods"].items() if not k.startswith("model")}
     for name, m in base.items():
-        print(f"{name:16}" + "".join(f"{fmt([m[c]]):>18}" for c in COLUMNS))
+        print(f"{name:20}" + "".join(f"{fmt([m[c]]):>18}" for c in COLUMNS))
     ours = {c: statistics.mean(v) for c, v in model["model"].items()}
     checks = {
         "MASE <= 0.85 x seasonal naive": ours["mase"] <= 0.85 * base["seasonal-naive"]["mase"],
@@ -169,7 +231,7 @@ def per_step_table(runs: list[dict]) -> None:
     print("\nMAE per horizon step (model: mean over seeds)")
     print(f"{'step':16}" + "".join(f"{h + 1:>7}" for h in range(len(rows["model"]))))
     for name, values in rows.items():
-        print(f"{name:16}" + "".join(f"{v:7.3f}" for v in values))
+        print(f"{name:20}" + "".join(f"{v:7.3f}" for v in values))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -198,6 +260,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rescore", help="calibrate and backtest the kept runs of DIR (from --out) again"
     )
+    parser.add_argument(
+        "--refit",
+        metavar="DIR",
+        help="refit the kept runs of DIR (from --out) on training + validation, score again",
+    )
+    parser.add_argument("--refit-schedule", choices=["same", "anneal"], default="same")
     parser.add_argument("--json", help="also write the results to this file")
     return parser.parse_args(argv)
 
@@ -218,6 +286,10 @@ def recipe_fields(pairs: list[str]) -> dict:
             out[name] = type(default)(text)
         elif name == "lags":
             out[name] = [int(x) for x in text.split(",")]
+        elif name == "split":
+            out[name] = [x.strip() for x in text.split(",")]
+        elif name == "patience":
+            out[name] = int(text)
         else:
             out[name] = text
     return out
@@ -238,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
     if args.rescore:
         print(f"calibrating and scoring the runs of {args.rescore} again")
+    elif args.refit:
+        print(f"refitting the runs of {args.refit} ({args.refit_schedule} schedule), scoring them")
     else:
         print(f"budget: {args.minutes:g} min per seed ({'CPU' if args.cpu_time else 'wall-clock'})")
     recipe = ForecastRecipe(
@@ -246,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         calibrate=args.calibrate, max_minutes=args.minutes, **recipe_fields(args.set),
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rnnkit-forecast-") as tmp:
-        out = Path(args.rescore or args.out or tmp)
+        out = Path(args.rescore or args.refit or args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        if args.rescore:
+        if args.rescore or args.refit:
             seeds = sorted(int(p.name[4:]) for p in out.glob("seed*") if p.is_dir())
-            work = (rescore_seed, [(out, s, args) for s in seeds])
+            redo = rescore_seed if args.rescore else refit_seed
+            work = (redo, [(out, s, args) for s in seeds])
         else:
             seeds = list(range(args.seeds))
             work = (run_seed, [(recipe, s, out, args) for s in seeds])

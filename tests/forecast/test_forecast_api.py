@@ -14,9 +14,10 @@ from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
 from rnnkit.forecast.api import calibrate
 from rnnkit.runs import RunDir
 
+# refit off: these tests are about the first stage; the refit has test_forecast_refit.py
 TINY = dict(
     horizon=6, context=24, lags=[1, 24], hidden_size=8, num_layers=1, batch_size=8,
-    steps_per_epoch=10, eval_every=10, max_minutes=None, num_samples=20,
+    steps_per_epoch=10, eval_every=10, max_minutes=None, num_samples=20, refit=False,
 )  # fmt: skip
 
 

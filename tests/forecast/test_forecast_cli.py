@@ -159,3 +159,28 @@ def test_existing_run_is_not_overwritten(trained, run_cli):
     argv = ["forecast", "train", "--data", data, "--out", out, "--max-steps", 1, *SMALL]
     assert "already holds a run" in _error(run_cli, argv)
     assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_refit_from_the_command_line_and_its_first_stage(tmp_path, run_cli):
+    data = write_wide(tmp_path / "s.csv", ["load"], [sinusoid_rows(600)])
+    out = tmp_path / "run"
+    argv = ["forecast", "train", "--data", data, "--out", out, "--max-steps", 60, *SMALL]
+    code, text, _ = run_cli(*argv, "--refit", "--patience", 1)
+    assert code == 0 and "the refit, " in text and str(out / "refit") in text
+    first = json.loads((out / "trainer.json").read_text())
+    refit = json.loads((out / "refit" / "config.json").read_text())
+    assert first["step"] - first["best_step"] <= 40  # patience 1: one validation without gain
+    assert refit["refit"]["steps"] == first["best_step"] == refit["train"]["max_steps"]
+    scores = {}
+    for extra in ([], ["--first-stage"]):
+        code, text, _ = run_cli("forecast", "backtest", out, "--json", "--samples", 20, *extra)
+        assert code == 0
+        scores[bool(extra)] = json.loads(text)
+    assert scores[True]["run"] == str(out) and scores[False]["run"] == str(out / "refit")
+    assert scores[True]["methods"]["model"] != scores[False]["methods"]["model"]
+
+
+def test_split_times_that_do_not_fit_the_data_are_one_line(tmp_path, run_cli):
+    data = write_wide(tmp_path / "s.csv", ["load"], [sinusoid_rows(300)])
+    line = _train(run_cli, tmp_path, data, "--split", "2024-01-05 00:00,2024-01-02 00:00")
+    assert "split times must increase" in line and not (tmp_path / "r").exists()

@@ -148,6 +148,53 @@ def test_budgets_epochs_and_minutes(tmp_path):
     assert result.steps <= 1
 
 
+class ScriptedValidation:
+    """A task whose validation losses are given: the trainer's stopping rule can be checked."""
+
+    def __init__(self, task, losses):
+        self.task, self.losses = task, list(losses)
+        self.name = task.name
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def evaluate(self, model, split):
+        return self.losses.pop(0)
+
+
+def test_patience_stops_after_that_many_validations_without_a_new_best(tmp_path):
+    task = ScriptedValidation(make_task(), [5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 2.0, 1.0])
+    run = RunDir.create(tmp_path / "p", "lm")
+    result = Trainer(make_model(), task, config(max_steps=80, patience=3), run).fit()
+    assert result.steps == 60  # best at 30; 40, 50, 60 no better: stop, though 70 would be
+    summary = json.loads((run.path / "trainer.json").read_text())
+    assert (summary["best_step"], summary["status"]) == (30, "finished")
+    assert result.best_valid_loss == 3.0
+
+
+def test_schedule_steps_replays_the_start_of_a_longer_schedule(tmp_path):
+    """A 20-step run on the schedule of 40 steps ends with the weights the 40-step run had at
+    step 20 (what a refit that stops part-way through its first stage's schedule relies on)."""
+    seen = {}
+
+    def keep_step_20(trainer):
+        if trainer.step == 20:
+            seen.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    long_run = RunDir.create(tmp_path / "long", "lm")
+    Trainer(make_model(), make_task(), config(max_steps=40), long_run, on_step=keep_step_20).fit()
+    short = make_model()
+    short_run = RunDir.create(tmp_path / "short", "lm")
+    Trainer(short, make_task(), config(max_steps=20, schedule_steps=40), short_run).fit()
+    for name, value in short.state_dict().items():
+        assert torch.equal(value, seen[name]), name
+    lr = lambda run: [r["lr"] for r in run.read_jsonl("metrics.jsonl") if r["split"] == "train"]  # noqa: E731
+    assert lr(short_run) == lr(long_run)[:4]  # steps 5..20
+    annealed = RunDir.create(tmp_path / "anneal", "lm")
+    Trainer(make_model(), make_task(), config(max_steps=20), annealed).fit()
+    assert lr(annealed)[-1] < lr(short_run)[-1] / 2  # without it, the 20 steps decay fully
+
+
 def test_training_learns_and_writes_metrics_and_plot(tmp_path):
     run = RunDir.create(tmp_path / "r", task="lm")
     trainer = Trainer(make_model("gru"), make_task(), config(max_steps=60, lr=2e-2), run)
@@ -184,6 +231,8 @@ def test_learning_rate_schedule():
         ({"max_steps": 5, "lr": 0}, "lr"),
         ({"max_steps": 0}, "max_steps"),
         ({"max_steps": 5, "schedule": "step"}, "schedule"),
+        ({"max_steps": 5, "patience": 0}, "patience"),
+        ({"max_steps": 5, "schedule_steps": 0}, "schedule_steps"),
     ],
 )
 def test_bad_training_settings_are_refused(kwargs, match):

@@ -21,23 +21,34 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from rnnkit import runs
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.forecast.baselines import BASELINES
 from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
-from rnnkit.forecast.data import DAY, WEEK, SeriesSet, check_series, format_freq, load_series
+from rnnkit.forecast.data import (
+    DAY,
+    WEEK,
+    SeriesSet,
+    check_series,
+    format_freq,
+    load_series,
+    set_split,
+)  # fmt: skip
 from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
 from rnnkit.forecast.model import DeepAR, ForecastConfig
 from rnnkit.forecast.recipe import ForecastRecipe, default_lags
+from rnnkit.forecast.refit import REFIT, best_checkpoint, refit_config, refit_section
 from rnnkit.forecast.snapshots import SnapshotKeeper, read_members, split_samples
 from rnnkit.forecast.task import TASK, ForecastTask, Windows, covariate_stats
 from rnnkit.training import Runtime, TrainConfig, TrainResult, config_dict, fit
@@ -62,11 +73,13 @@ class Forecaster(NamedTuple):
 
 
 def read_data(recipe: ForecastRecipe, data: str | None = None) -> SeriesSet:
-    """The series of ``data`` (default: the recipe's), read with the recipe's column options."""
-    return load_series(
+    """The series of ``data`` (default: the recipe's), read with the recipe's column options
+    and split where the recipe says."""
+    series = load_series(
         data or recipe.data, freq=recipe.freq, covariates=tuple(recipe.covariates),
         time_column=recipe.time_column, id_column=recipe.id_column, target=recipe.target,
     )  # fmt: skip
+    return set_split(series, recipe.split)
 
 
 def data_digest(data: SeriesSet) -> str:
@@ -188,6 +201,74 @@ def train(
                  runtime=runtime, clock=clock, on_step=on_step)  # fmt: skip
     if recipe.calibrate and model_config.likelihood != "negbin" and runs.writes_runs():
         recalibrate(out, seed=train_config.seed, report=report)
+    if recipe.refit:
+        result = refit(out, quiet=quiet, report=report, runtime=runtime, clock=clock,
+                       on_step=on_step)  # fmt: skip
+    return result
+
+
+def refit(
+    run_dir: str | os.PathLike,
+    *,
+    schedule: str | None = None,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    on_step: Callable[[Any], None] | None = None,
+) -> TrainResult:
+    """Train the refit of the trained run ``run_dir`` into ``run_dir/refit`` (see
+    :mod:`.refit`): anew, on training + validation, for the steps of its best checkpoint;
+    ``train`` does this at the end with ``ForecastRecipe.refit``. An earlier refit there is
+    replaced; from then on :func:`load` gives the refit.
+
+    Args:
+        schedule: "same" or "anneal" (default: the recipe's ``refit_schedule``).
+        quiet, report, runtime, clock, on_step: as for :func:`train`.
+    """
+    report = report or logger.info
+    first, config = runs.load(run_dir, TASK)
+    recipe = runs.build(first, config, "recipe", lambda d: ForecastRecipe(**d))
+    if schedule is not None:
+        recipe = replace(recipe, refit_schedule=schedule)
+    model_config = runs.build(first, config, "model", ForecastConfig.from_dict)
+    with rank_zero_first():
+        data = read_data(recipe)
+    if data_digest(data) != config["data"]["sha256"]:
+        raise DataError(
+            f"the data of {recipe.data} changed since the run was trained; cannot refit"
+        )
+    stats = config["data"]["covariate_stats"]
+    step, elapsed_s = best_checkpoint(first)
+    first_train = runs.build(first, config, "train", TrainConfig.from_dict)
+    train_config, length = refit_config(
+        first_train, schedule=recipe.refit_schedule, step=step, elapsed_s=elapsed_s,
+        per_epoch=recipe.steps_per_epoch,
+    )  # fmt: skip
+    _, test_start = data.cuts()
+    task = ForecastTask(
+        _windows(data, model_config, recipe, stats), batch_size=recipe.batch_size,
+        steps_per_epoch=recipe.steps_per_epoch, seed=train_config.seed,
+        free_running=recipe.free_running, train_until=test_start,
+    )  # fmt: skip
+    path = Path(run_dir) / REFIT
+    if runs.writes_runs() and (path / runs.MANIFEST).is_file():
+        shutil.rmtree(path)  # the refit of an earlier session (a resumed first stage)
+    until = data.time_at(test_start).isoformat()
+    run = runs.start(
+        path, TASK, recipe={**config["recipe"], "refit": False}, model=config["model"],
+        train=config_dict(train_config), data=config["data"],
+        refit=refit_section(recipe, step, length, until),
+    )  # fmt: skip
+    report(
+        f"refit: {step} steps (the best checkpoint's) on training + validation, until {until}; "
+        + (f"the first stage's schedule of {length} steps" if length else "a full decay")
+    )
+    build = lambda: DeepAR(model_config)  # noqa: E731
+    result = fit(run, task, train_config, build, quiet=quiet, report=report, runtime=runtime,
+                 clock=clock, on_step=on_step)  # fmt: skip
+    if first.has(CALIBRATION) and runs.writes_runs():  # chosen before the refit saw validation
+        run.write_json(CALIBRATION, first.read_json(CALIBRATION))
     return result
 
 
@@ -209,8 +290,10 @@ def recalibrate(
     ``calibration.json`` (``train`` does this at the end); returns what was stored."""
     report = report or logger.info
     run, _ = runs.load(run_dir, TASK)
-    chosen = calibrate(load(run_dir), seed=seed)
+    chosen = calibrate(load(run_dir, first_stage=True), seed=seed)
     run.write_json(CALIBRATION, chosen)
+    if (Path(run_dir) / REFIT / runs.MANIFEST).is_file():  # a refit forecasts with them too
+        runs.RunDir.open(Path(run_dir) / REFIT, TASK).write_json(CALIBRATION, chosen)
     crps = chosen["valid_crps"]
     report(
         f"{spread_text(tuple(chosen['spread']))}: validation CRPS {crps['calibrated']:.4g} "
@@ -267,12 +350,22 @@ def spread_text(spread: float | tuple[float, ...]) -> str:
 
 
 def load(
-    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None
-) -> Forecaster:
+    run_dir: str | os.PathLike, *, weights: str = runs.BEST, runtime: Runtime | None = None,
+    first_stage: bool = False,
+) -> Forecaster:  # fmt: skip
     """The trained model of ``run_dir`` (best validation weights) and its settings; the model on
-    ``runtime``'s device (default: the CPU)."""
+    ``runtime``'s device (default: the CPU). A run trained with ``refit`` gives its refit
+    (``run_dir/refit``), unless ``first_stage``."""
     run, config = runs.load(run_dir, TASK, weights=weights)
     recipe = runs.build(run, config, "recipe", lambda d: ForecastRecipe(**d))
+    refitted = (Path(run_dir) / REFIT / runs.MANIFEST).is_file()
+    if (recipe.refit or refitted) and not first_stage:
+        if not (Path(run_dir) / REFIT / weights).is_file():
+            raise RunDirError(
+                f"{run_dir} was trained with --refit, but its refit has not finished; "
+                f"continue it with: rnnkit forecast train --resume {run_dir}"
+            )
+        return load(Path(run_dir) / REFIT, weights=weights, runtime=runtime)
     model_config = runs.build(run, config, "model", ForecastConfig.from_dict)
     model = DeepAR(model_config)
     runs.build(run, config, "data", lambda d: (d["series"], d["step_s"], d["covariate_stats"]))

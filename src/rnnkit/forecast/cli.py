@@ -7,7 +7,8 @@
 
 CSV files: a time column and one column per series (wide), or series_id,time,value rows
 (long); see docs/forecasting.md. A run directory holds config.json, model.safetensors (best
-validation weights), last.safetensors (to resume), trainer.json, metrics.jsonl and loss.png.
+validation weights), last.safetensors (to resume), trainer.json, metrics.jsonl and loss.png,
+and refit/: the run trained anew on training + validation that forecasts (--no-refit: none).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 
 from rnnkit.forecast.recipe import ForecastRecipe
@@ -160,6 +162,32 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.calibrate,
         help="after training, widen the paths by a factor per step with the lowest validation CRPS",
     )
+    train.add_argument(
+        "--patience",
+        type=POSITIVE,
+        default=d.patience,
+        help="stop after N validations without a new best (default: train the whole budget)",
+    )
+    train.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=d.refit,
+        help="then train anew on training + validation for the best checkpoint's steps "
+        "(into RUN/refit), and forecast with that",
+    )
+    train.add_argument(
+        "--refit-schedule",
+        choices=["same", "anneal"],
+        default=d.refit_schedule,
+        help="the refit's learning rate: the first stage's step for step, or a full decay",
+    )
+    data.add_argument(
+        "--split",
+        type=_names,
+        default=d.split,
+        metavar="VALID_TIME,TEST_TIME",
+        help="where validation and test start (default: at 80%% and 90%% of the time grid)",
+    )
     add_budget_arguments(train, d)
     add_process_arguments(parser)
     add_runtime_arguments(parser)
@@ -176,7 +204,8 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         linear_lags=args.linear_lags,
         embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
-        calibrate=args.calibrate,
+        calibrate=args.calibrate, split=args.split, patience=args.patience, refit=args.refit,
+        refit_schedule=args.refit_schedule,
         **budget,
     )  # fmt: skip
 
@@ -195,7 +224,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         report=reporter(args), runtime=runtime_of(args),
     )  # fmt: skip
     summary = f"done: {result.steps} steps in {result.elapsed_s / 60:.1f} min"
-    if result.best_valid_loss is not None:
+    if os.path.isfile(os.path.join(out, "refit", "config.json")):
+        summary = (
+            f"done: the refit, {result.steps} steps on training + validation in "
+            f"{result.elapsed_s / 60:.1f} min ({os.path.join(out, 'refit')}; the first stage: "
+            f"{os.path.join(out, 'trainer.json')})"
+        )
+    elif result.best_valid_loss is not None:
         summary += f"; best validation NLL {result.best_valid_loss:.4f} nats per value"
     print(summary)
     print(f"run saved in {out}; try: rnnkit forecast backtest {out} --baselines")
@@ -257,7 +292,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     set_threads(args)
     _check_plot(args)
-    fc = api.load(args.run_dir, runtime=runtime_of(args))
+    fc = api.load(args.run_dir, runtime=runtime_of(args), first_stage=args.first_stage)
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
         baseline_history=args.baseline_history, period=args.period, quiet=args.quiet,
@@ -327,6 +362,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     back.add_argument(
         "--period", choices=["test", "valid"], default="test",
         help="the origins: the test period, or the validation period (to choose settings)",
+    )  # fmt: skip
+    back.add_argument(
+        "--first-stage", action="store_true",
+        help="a run trained with --refit: score its first stage instead of the refit",
     )  # fmt: skip
     back.add_argument("--json", action="store_true", help="print one JSON object")
     back.add_argument("--plot", metavar="PNG", help="draw a few origins and the MAE per step")

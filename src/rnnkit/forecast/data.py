@@ -24,8 +24,9 @@ and never trained or scored on them; the count is reported (:attr:`SeriesSet.mis
 Missing covariates are interpolated the same way. Rows after a series' last value that carry
 covariates are its *future*: the covariates :func:`rnnkit.forecast.api.predict` needs.
 
-Split (fixed, by time, on the grid shared by all series): the first 80% of the steps train, the
-next 10% validate, the last 10% test (:meth:`SeriesSet.cuts`).
+Split (by time, on the grid shared by all series): the first 80% of the steps train, the
+next 10% validate, the last 10% test (:meth:`SeriesSet.cuts`); or, with ``split``, two times:
+the first of the validation period and the first of the test period (:func:`set_split`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class SeriesSet:
     source: str  # file path or dataset name
     missing: int  # missing values inside the series (gaps and empty cells)
     gaps: int  # of those, steps absent from the time column
+    bounds: tuple[int, int] | None = None  # grid indices where validation and test start
+    # (None: at 80% and 90% of the grid; see set_split)
 
     @property
     def length(self) -> int:
@@ -91,7 +94,10 @@ class SeriesSet:
         return seasonal_period(self.step)
 
     def cuts(self) -> tuple[int, int]:
-        """Grid indices where validation and test start (80% and 90% of the grid)."""
+        """Grid indices where validation and test start (80% and 90% of the grid, or the
+        ``bounds`` :func:`set_split` set)."""
+        if self.bounds is not None:
+            return self.bounds
         n = self.length
         return int(SPLIT_FRACTIONS[0] * n), int((SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]) * n)
 
@@ -382,6 +388,41 @@ def check_series(data: SeriesSet, *, context: int, horizon: int) -> None:
             f"window of context + horizon = {context + horizon} steps; give more data or a "
             "smaller --context/--horizon"
         )
+
+
+def set_split(data: SeriesSet, split: list[str] | None) -> SeriesSet:
+    """``data`` split at two times instead of 80%/90%: ``split = [first validation time,
+    first test time]`` (ISO, on the grid; the test period may be empty: a time at the end).
+
+    Raises:
+        DataError: a time that cannot be read, is off the grid, or outside the data, or two
+            times out of order.
+    """
+    if split is None:
+        return data
+    if len(split) != 2:
+        raise DataError(
+            f"split takes two times (the first of validation and of test), got {len(split)}"
+        )
+    bounds = []
+    for text in split:
+        seconds = (parse_time(text, "split") - data.start).total_seconds()
+        if seconds % data.step:
+            raise DataError(
+                f"split time {text!r} is off the {format_freq(data.step)} grid of "
+                f"{data.source} (it starts at {data.start}); give a time on the grid"
+            )
+        index = int(seconds // data.step)
+        if not 0 < index <= data.length:
+            raise DataError(
+                f"split time {text!r} lies outside {data.source} ({data.start} to "
+                f"{data.time_at(data.length - 1)}); give a time inside the data"
+            )
+        bounds.append(index)
+    if bounds[0] >= bounds[1]:
+        raise DataError(f"split times must increase: {split[0]!r} is not before {split[1]!r}")
+    data.bounds = (bounds[0], bounds[1])
+    return data
 
 
 def load_series(

@@ -28,7 +28,12 @@ class ForecastRecipe:
     (LSTNet's highway) gives the network the linear seasonal rules ARIMA uses, and
     ``calibrate`` widens the sample paths about their median by a factor per horizon step,
     each with the lowest CRPS over an origin at every validation step (about 1.2 to 1.55 on the
-    default data; see :mod:`rnnkit.forecast.calibration` and docs/forecasting.md).
+    default data; see :mod:`rnnkit.forecast.calibration` and docs/forecasting.md). ``refit``
+    then trains anew on training + validation for the best checkpoint's steps, with a full
+    decay (``refit_schedule="anneal"``), and ``patience`` ends the first stage 10 validations
+    after its best: in a nested check on the validation period (the last 36 days of training
+    held out to choose, the real validation period scored; 2 seeds) the refit's MAE was
+    0.081 F against 0.122 F, its CRPS 0.058 against 0.091 (benchmarks/forecast_refit_check.py).
     """
 
     data: str = "seattle-temps"  # dataset name or CSV file
@@ -53,6 +58,8 @@ class ForecastRecipe:
     embedding_dim: int = 8  # series embedding size (used when there are several series)
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" (fused op) or "auto"
     free_running: bool = False  # train the horizon on the model's own draws, as it forecasts
+    split: list[str] | None = None  # the first validation and first test time (ISO); None:
+    # the first 80% of the grid train, the next 10% validate, the last 10% test
     batch_size: int = 64  # windows per step
     steps_per_epoch: int = 100  # optimizer steps between reshuffles of the window draws
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -65,6 +72,11 @@ class ForecastRecipe:
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 200  # validate (NLL of the validation horizons) and checkpoint every N steps
+    patience: int | None = 10  # stop after N validations without a new best (None: never)
+    refit: bool = True  # after training (and calibrating), train anew on training + validation
+    # for as many steps as the best checkpoint had, into RUN/refit; forecasts use those weights
+    refit_schedule: str = "anneal"  # the refit's learning rate: "same" (the first stage's, step
+    # for step, stopping where its best checkpoint was) or "anneal" (a full decay over its steps)
     seed: int = 0  # random seed (weights, window draws)
     num_samples: int = 100  # sample paths per forecast (predict, backtest)
     calibrate: bool = True  # after training, choose the spread per step on validation CRPS
@@ -77,6 +89,12 @@ class ForecastRecipe:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.refit_schedule not in ("same", "anneal"):
+            raise ConfigError(f"refit_schedule must be same or anneal, got {self.refit_schedule!r}")
+        if self.refit and self.snapshots > 1:
+            raise ConfigError(
+                "refit trains one set of weights; with snapshots > 1 turn it off (--no-refit)"
+            )
 
     def model_scaling(self) -> str:
         """The scaling the model uses: ``scaling``, with "auto" resolved."""

@@ -125,14 +125,16 @@ class ForecastTask:
 
     def __init__(
         self, windows: Windows, *, batch_size: int, steps_per_epoch: int, seed: int,
-        free_running: bool = False,
+        free_running: bool = False, train_until: int | None = None,
     ) -> None:  # fmt: skip
         self.windows = windows
         self.free_running = free_running
         self.batch_size, self.seed = batch_size, seed
         self._steps = steps_per_epoch
         valid_start, test_start = windows.data.cuts()
-        self.train_picks = windows.training_origins(valid_start)
+        # training windows end by the validation period; a refit's (train_until: the test
+        # start) by the test period
+        self.train_picks = windows.training_origins(train_until or valid_start)
         h = windows.horizon
         self.eval_picks = {
             "valid": windows.origins(valid_start, test_start, stride=h),

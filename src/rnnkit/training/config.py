@@ -32,6 +32,9 @@ class TrainConfig:
     epochs: int | None = None  # stop after this many passes over the training data
     max_steps: int | None = None  # stop after this many optimizer steps
     max_minutes: float | None = None  # stop after this much wall-clock time (evaluation included)
+    patience: int | None = None  # also stop after N validations without a new best (None: never)
+    schedule_steps: int | None = None  # the schedule's length in steps, when it is not the
+    # budget (a refit that replays part of an earlier run's schedule); None: the budget
     eval_every: int = 500  # validate and checkpoint every N steps (0: only at the end)
     log_every: int = 50  # write a training-loss record every N steps
     seed: int = 0  # seeds torch's and Python's random generators
@@ -50,6 +53,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
+        for name in ("patience", "schedule_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             raise ConfigError("give a budget: epochs, max_steps or max_minutes")
         if self.eval_every < 0 or self.log_every < 1 or self.clip_norm < 0:

@@ -251,8 +251,11 @@ class Trainer:
         return self.elapsed + self.clock() - self._session_start
 
     def progress(self) -> float:
-        """Fraction (0..1) of the budget used: the largest over the budgets that are set."""
+        """Fraction (0..1) of the schedule done: ``step / schedule_steps`` when that is set,
+        else the largest fraction used over the budgets that are set."""
         c = self.config
+        if c.schedule_steps is not None:
+            return self.step / c.schedule_steps
         parts = []
         if c.max_steps is not None:
             parts.append(self.step / c.max_steps)
@@ -268,7 +271,15 @@ class Trainer:
             (c.max_steps is not None and self.step >= c.max_steps)
             or (c.epochs is not None and self.epoch >= c.epochs)
             or (c.max_minutes is not None and self.elapsed_s() >= 60.0 * c.max_minutes)
+            or self._out_of_patience()
         )
+
+    def _out_of_patience(self) -> bool:
+        """``patience`` validations have passed since the best one (early stopping)."""
+        c = self.config
+        if c.patience is None or not c.eval_every or self.best_step is None:
+            return False
+        return self.step - self.best_step >= c.patience * c.eval_every
 
     def request_stop(self) -> None:
         """Stop after the current step, writing a checkpoint (as SIGINT does)."""

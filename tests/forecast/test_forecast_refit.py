@@ -1,0 +1,156 @@
+"""Refit on training + validation (``ForecastRecipe.refit``), early stopping and the split by
+dates: what the refit trains on, for how many steps, on which schedule, and where it is kept."""
+
+import json
+from datetime import datetime
+
+import pytest
+import torch
+from forecast_series import sinusoid_rows, write_wide
+
+from rnnkit.errors import DataError, RunDirError
+from rnnkit.forecast import ForecastRecipe, backtest, load, train
+from rnnkit.forecast.api import read_data, refit
+from rnnkit.forecast.task import ForecastTask, Windows
+from rnnkit.runs import RunDir
+
+TINY = dict(
+    horizon=6, context=24, lags=[1, 24], hidden_size=8, num_layers=1, batch_size=8,
+    steps_per_epoch=10, eval_every=10, max_minutes=None, num_samples=20, max_steps=60,
+    warmup_steps=5,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def refitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("refit")
+    data = write_wide(tmp / "s.csv", ["a"], [sinusoid_rows(400)])
+    torch.set_num_threads(1)
+    recipe = ForecastRecipe(data=str(data), refit=True, refit_schedule="same", **TINY)
+    train(tmp / "run", recipe=recipe)
+    return tmp, recipe
+
+
+def _json(path):
+    return json.loads(path.read_text())
+
+
+def _weights(run, name="model.safetensors"):
+    return RunDir.open(run, "forecast").load_tensors(name)[0]
+
+
+def test_refit_trains_through_the_validation_period_for_the_best_checkpoints_steps(refitted):
+    tmp, recipe = refitted
+    first, second = tmp / "run", tmp / "run" / "refit"
+    best = _json(first / "trainer.json")["best_step"]
+    assert 0 < best <= 60
+    config = _json(second / "config.json")
+    assert config["train"]["max_steps"] == best and config["train"]["max_minutes"] is None
+    assert _json(second / "trainer.json")["step"] == best
+    data = read_data(recipe)
+    valid_start, test_start = data.cuts()
+    assert config["refit"]["trained_until"] == data.time_at(test_start).isoformat()
+    assert (
+        config["refit"]["steps"] == best and config["data"] == _json(first / "config.json")["data"]
+    )
+    windows = Windows(data, max_lag=24, context=24, horizon=6, cov_stats=([], []))
+    stage = lambda until: ForecastTask(  # noqa: E731
+        windows, batch_size=8, steps_per_epoch=10, seed=0, train_until=until
+    )
+    last_end = lambda task: max(o for _, o in task.train_picks) + 6  # noqa: E731
+    assert last_end(stage(None)) == valid_start  # the first stage never sees validation
+    assert last_end(stage(test_start)) == test_start  # the refit sees all of it, no test
+    # the calibration chosen by the first stage (before the refit saw validation) is kept
+    assert _json(second / "calibration.json") == _json(first / "calibration.json")
+
+
+def _lr(run):
+    """The learning rate of each logged training step of ``run``."""
+    records = RunDir.open(run, "forecast").read_jsonl("metrics.jsonl")
+    return {r["step"]: r["lr"] for r in records if r["split"] == "train"}
+
+
+def test_the_refit_follows_the_first_stages_learning_rate_step_for_step(refitted):
+    tmp, _ = refitted
+    first, second = _lr(tmp / "run"), _lr(tmp / "run" / "refit")
+    assert second and all(second[s] == first[s] for s in second)
+    assert _json(tmp / "run" / "refit" / "config.json")["refit"]["schedule_steps"] == 60
+
+
+def test_load_gives_the_refit_and_the_first_stage_on_request(refitted):
+    tmp, _ = refitted
+    fc, first = load(tmp / "run"), load(tmp / "run", first_stage=True)
+    refit_w = _weights(tmp / "run" / "refit")
+    for name, value in fc.model.state_dict().items():
+        assert torch.equal(value, refit_w[name]), name
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(fc.model.state_dict().values(), first.model.state_dict().values())
+    )
+    assert fc.spread == first.spread  # the first stage's calibration
+    scores = backtest(fc)["methods"]["model"]
+    assert scores["mae"] > 0 and scores["origins"] > 0
+
+
+def test_refit_is_reproducible_and_can_be_made_again_with_another_schedule(
+    refitted, tmp_path, monkeypatch
+):
+    tmp, recipe = refitted
+    train(tmp_path / "again", recipe=recipe)
+    for name, value in _weights(tmp / "run" / "refit").items():
+        assert torch.equal(value, _weights(tmp_path / "again" / "refit")[name]), name
+    # a best checkpoint before the end of the first stage's 60 steps:
+    import rnnkit.forecast.api as api
+
+    first = RunDir.open(tmp_path / "again", "forecast")
+    at_50 = next(
+        r["elapsed_s"] for r in first.read_jsonl("metrics.jsonl") if r["step"] == 50
+    )  # fmt: skip
+    monkeypatch.setattr(api, "best_checkpoint", lambda run: (50, at_50))
+    lrs = {}
+    for schedule in ("same", "anneal"):
+        refit(tmp_path / "again", schedule=schedule)  # replaces the refit; stage 1 untouched
+        config = _json(tmp_path / "again" / "refit" / "config.json")
+        assert config["refit"]["schedule"] == schedule and config["train"]["max_steps"] == 50
+        assert _json(tmp_path / "again" / "refit" / "trainer.json")["step"] == 50
+        lrs[schedule] = _lr(tmp_path / "again" / "refit")
+    assert lrs["same"] == {s: v for s, v in _lr(tmp_path / "again").items() if s <= 50}
+    assert lrs["anneal"][50] < lrs["same"][50] / 10  # decayed to nearly 0 over its 50 steps
+    for name, value in _weights(tmp / "run").items():
+        assert torch.equal(value, _weights(tmp_path / "again")[name]), name
+
+
+def test_a_refit_run_without_its_refit_says_how_to_finish_it(refitted, tmp_path):
+    tmp, recipe = refitted
+    train(tmp_path / "run", recipe=recipe)
+    import shutil
+
+    shutil.rmtree(tmp_path / "run" / "refit")
+    with pytest.raises(RunDirError, match="refit has not finished.*--resume"):
+        load(tmp_path / "run")
+    assert load(tmp_path / "run", first_stage=True).model is not None
+
+
+def test_split_by_dates_and_its_refusals(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(400)])
+    recipe = ForecastRecipe(data=str(data), split=["2024-01-10 00:00", "2024-01-14 12:00"])
+    series = read_data(recipe)
+    assert series.cuts() == (9 * 24, 13 * 24 + 12)
+    assert series.time_at(series.cuts()[1]) == datetime(2024, 1, 14, 12)
+    for split, match in (
+        (["2024-01-10 00:30", "2024-01-14 12:00"], "off the 1h grid"),
+        (["2024-01-14 00:00", "2024-01-10 00:00"], "must increase"),
+        (["2024-01-10 00:00", "2025-01-01 00:00"], "outside"),
+        (["2024-01-10 00:00"], "two times"),
+        (["2024-01-10 00:00", "soon"], "cannot read the time"),
+    ):
+        with pytest.raises(DataError, match=match):
+            read_data(ForecastRecipe(data=str(data), split=split))
