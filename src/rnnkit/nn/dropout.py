@@ -8,13 +8,14 @@ that every occurrence of that word in the batch is dropped together.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn import dispatch, regularized_native
+from rnnkit.nn.regularized_native import DroppedWeight
 
 
 def check_probability(p: object, name: str = "p", *, one: bool = False) -> float:
@@ -46,25 +47,6 @@ def drop_connect(weight: Tensor, p: float, *, grad_in_place: bool = False,
     if _c_masks(weight):
         return _DropConnect.apply(weight, p, grad_in_place, _seed() if seed is None else seed)
     return weight * random_mask(weight, weight.shape, 1 - p, 1 / (1 - p))
-
-
-class DroppedWeight(NamedTuple):
-    """A recurrent weight after DropConnect, for the plain kernels to multiply with while they
-    form the gradient of the stored weight themselves (:func:`drop_weight`)."""
-
-    weight: Tensor  # (G, P): W * mask / (1 - p), what the time loop multiplies with
-    kept: Tensor  # (G, P) uint8: 1 where an entry of W is kept
-    scale: float  # 1 / (1 - p)
-
-    def factor(self) -> Tensor:
-        """The mask as a tensor of ``scale`` and 0 (for the differentiable references)."""
-        return self.kept.to(self.weight.dtype).mul_(self.scale)
-
-    def grad(self, d_pre: Tensor, h_prev: Tensor) -> Tensor:
-        """dL/dW of the stored weight from the loop's ``d_pre`` ``(N, G)`` and ``h_prev``
-        ``(N, P)``: ``(d_pre^T h_prev) * mask``, one C pass (the mask applied block by block
-        right after the product, where a product and a masking pass made two)."""
-        return regularized_native.masked_weight_grad(d_pre, h_prev, self.kept, self.scale)
 
 
 def mask_seed(weight: Tensor) -> int | None:

@@ -28,10 +28,11 @@ weights (``weight_ih`` ``(G*H, I)``, ``weight_hh`` ``(G*H, H_out)``), optional b
 LSTM, an optional projection ``weight_hr`` ``(H_out, H)``; ``sizes`` (active batch per step) and
 ``reverse`` describe the schedule. Gate order is torch's: LSTM ``i, f, g, o``; GRU ``r, z, n``.
 
-Weight drop (``drop``, a :class:`rnnkit.nn.dropout.DroppedWeight`, or None): ``weight_hh`` is the
-stored weight and the loops multiply with ``drop.weight`` instead; backward returns the stored
-weight's gradient with the mask applied as the product is formed (one pass over the matrix
-instead of the product, then :func:`rnnkit.nn.dropout.drop_connect`'s masking pass).
+Weight drop (``drop``, a :class:`rnnkit.nn.regularized_native.DroppedWeight`, or None):
+``weight_hh`` is the stored weight and the loops multiply with ``drop.weight`` instead; backward
+returns the stored weight's gradient with the mask applied as the product is formed (one pass
+over the matrix instead of the product, then :func:`rnnkit.nn.dropout.drop_connect`'s masking
+pass).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from rnnkit.nn.schedule import Schedule, grad_or_zeros
 from rnnkit.nn.transforms import ReferencedFunction, differentiable_grads
 
 if TYPE_CHECKING:
-    from rnnkit.nn.dropout import DroppedWeight
+    from rnnkit.nn.regularized_native import DroppedWeight
 
 
 def _impl(native_wanted: bool, *tensors: Tensor | None) -> ModuleType:

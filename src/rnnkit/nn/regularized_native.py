@@ -17,6 +17,7 @@ import functools
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -298,3 +299,22 @@ def masked_weight_grad(d_pre: Tensor, h_prev: Tensor, kept: Tensor, scale: float
     if status != 0:
         raise ValueError("regularized.c masked_weight_grad refused its sizes (a bug in rnnkit)")
     return out
+
+
+class DroppedWeight(NamedTuple):
+    """A recurrent weight after DropConnect, for the plain kernels to multiply with while they
+    form the gradient of the stored weight themselves (:func:`rnnkit.nn.dropout.drop_weight`)."""
+
+    weight: Tensor  # (G, P): W * mask / (1 - p), what the time loop multiplies with
+    kept: Tensor  # (G, P) uint8: 1 where an entry of W is kept
+    scale: float  # 1 / (1 - p)
+
+    def factor(self) -> Tensor:
+        """The mask as a tensor of ``scale`` and 0 (for the differentiable references)."""
+        return self.kept.to(self.weight.dtype).mul_(self.scale)
+
+    def grad(self, d_pre: Tensor, h_prev: Tensor) -> Tensor:
+        """dL/dW of the stored weight from the loop's ``d_pre`` ``(N, G)`` and ``h_prev``
+        ``(N, P)``: ``(d_pre^T h_prev) * mask``, one C pass (the mask applied block by block
+        right after the product, where a product and a masking pass made two)."""
+        return masked_weight_grad(d_pre, h_prev, self.kept, self.scale)
