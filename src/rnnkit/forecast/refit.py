@@ -29,21 +29,6 @@ from rnnkit.training import TrainConfig
 REFIT = "refit"  # the refit's run directory inside the first stage's
 
 
-def first_stage_progress(config: TrainConfig, step: int, elapsed_s: float, per_epoch: int) -> float:
-    """The fraction of the first stage's schedule done at ``step`` (as the trainer's
-    ``progress``: the largest over the budgets that were set), ``elapsed_s`` into the run."""
-    parts = []
-    if config.schedule_steps is not None:
-        return step / config.schedule_steps
-    if config.max_steps is not None:
-        parts.append(step / config.max_steps)
-    if config.epochs is not None:
-        parts.append(step / (config.epochs * per_epoch))
-    if config.max_minutes is not None:
-        parts.append(elapsed_s / (60.0 * config.max_minutes))
-    return min(max(parts), 1.0)
-
-
 def best_checkpoint(run: runs.RunDir) -> tuple[int, float]:
     """The step of the first stage's best checkpoint and the seconds into the run it was taken
     (from ``trainer.json`` and the validation record of ``metrics.jsonl``)."""
@@ -67,7 +52,7 @@ def refit_config(
     length of its schedule in steps (None: the ``step`` steps, "anneal")."""
     length = None
     if schedule == "same":
-        progress = first_stage_progress(first, step, elapsed_s, per_epoch)
+        progress = min(first.progress(step, elapsed_s, per_epoch), 1.0)
         length = max(step, round(step / max(progress, 1e-9)))
     config = dataclasses.replace(
         first, max_steps=step, max_minutes=None, epochs=None, patience=None, eval_every=0,

@@ -65,6 +65,21 @@ class TrainConfig:
                 f"{self.log_every}, {self.clip_norm}"
             )
 
+    def progress(self, step: int, elapsed_s: float, steps_per_epoch: int) -> float:
+        """Fraction of the schedule done at ``step``, ``elapsed_s`` into the run:
+        ``step / schedule_steps`` when that is set, else the largest fraction used over the
+        budgets that are set (the trainer's learning-rate schedules follow it)."""
+        if self.schedule_steps is not None:
+            return step / self.schedule_steps
+        parts = []
+        if self.max_steps is not None:
+            parts.append(step / self.max_steps)
+        if self.epochs is not None:
+            parts.append(step / (self.epochs * steps_per_epoch))
+        if self.max_minutes is not None:
+            parts.append(elapsed_s / (60.0 * self.max_minutes))
+        return max(parts)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """A config from ``asdict`` output, ignoring unknown keys."""

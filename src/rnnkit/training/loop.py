@@ -251,19 +251,8 @@ class Trainer:
         return self.elapsed + self.clock() - self._session_start
 
     def progress(self) -> float:
-        """Fraction (0..1) of the schedule done: ``step / schedule_steps`` when that is set,
-        else the largest fraction used over the budgets that are set."""
-        c = self.config
-        if c.schedule_steps is not None:
-            return self.step / c.schedule_steps
-        parts = []
-        if c.max_steps is not None:
-            parts.append(self.step / c.max_steps)
-        if c.epochs is not None:
-            parts.append(self.step / (c.epochs * self.steps_per_epoch))
-        if c.max_minutes is not None:
-            parts.append(self.elapsed_s() / (60.0 * c.max_minutes))
-        return max(parts)
+        """Fraction (0..1) of the schedule done (:meth:`TrainConfig.progress`)."""
+        return self.config.progress(self.step, self.elapsed_s(), self.steps_per_epoch)
 
     def _budget_spent(self) -> bool:
         c = self.config
