@@ -85,7 +85,7 @@ def time_ctc(run: Path, repeats: int = 20) -> dict[str, float]:
     names = list(impls)
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats + 1):  # round 0 warms up
-        for name in names[round_ % 3 :] + names[: round_ % 3]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             x = log_probs.clone().requires_grad_()
             t0 = time.perf_counter()
             impls[name](x).backward()
