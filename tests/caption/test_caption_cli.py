@@ -141,6 +141,11 @@ def test_bad_options_are_one_line(tiny_run, capsys, scene_png):
         (["train", "--out", "x", "--max-length", "1"], "--max-length: must be an integer from 2"),
         (["train", "--out", "x", "--glimpses", "5"], "--glimpses: must be an integer from 1 to 4"),
         (["train", "--out", "x", "--glimpse-positions", "all"], "--glimpse-positions: invalid"),
+        (["train", "--out", "x", "--word-dropout", "1"], "--word-dropout: must be a finite number"),
+        (
+            ["train", "--out", "x", "--scheduled-sampling", "-0.1"],
+            "--scheduled-sampling: must be a finite number >= 0 and <= 0.99, got -0.1",
+        ),
         (
             ["train", "--out", "x", "--warmup-steps", "-1"],
             "--warmup-steps: must be an integer >= 0",

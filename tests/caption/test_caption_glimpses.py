@@ -2,18 +2,16 @@
 
 import pytest
 import torch
+from tiny_models import VOCAB, random_images, tiny_model
 
 from rnnkit import search
 from rnnkit.caption.api import Captioner, attention_of, decode
-from rnnkit.caption.data import SPECIALS
 from rnnkit.caption.model import CaptionConfig, CaptionModel, cell_coordinates
 from rnnkit.caption.recipe import CaptionRecipe
 from rnnkit.caption.task import CaptionTask
-from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
 from rnnkit.search import SearchOptions
 
-VOCAB = Vocab(["a", "red", "blue", "circle", "square", "left", "of"], specials=SPECIALS)
 EOS, BOS = VOCAB.eos_index, VOCAB.bos_index
 VARIANTS = [
     {"glimpse_positions": "none"},  # the model before glimpse positions
@@ -26,18 +24,7 @@ VARIANTS = [
 ]
 
 
-def _model(seed=0, dtype=torch.float32, **options):
-    torch.manual_seed(seed)
-    config = CaptionConfig(
-        vocab_size=len(VOCAB), decoder="attention", image_size=32, channels=4, feature_size=8,
-        embedding_dim=8, hidden_size=16, attention_size=8, dropout=0.0, **options,
-    )  # fmt: skip
-    return CaptionModel(config).to(dtype).eval()
-
-
-def _images(n, seed=0):
-    return torch.randint(0, 256, (n, 32, 32, 3), generator=torch.Generator().manual_seed(seed),
-                         dtype=torch.uint8)  # fmt: skip
+_model, _images = tiny_model, random_images
 
 
 def test_cell_coordinates_run_row_by_row_from_the_top_left():

@@ -100,9 +100,14 @@ def build_task(
         name: encode_captions(split.captions, vocab, recipe.max_length)
         for name, split in splits.items()
     }
+    # Scheduled sampling and word dropout were chosen on validation for the attention decoder
+    # only; the baselines train as they did before they existed.
+    attention = recipe.decoder == "attention"
     return CaptionTask(
         inputs, captions, vocab, batch_size=recipe.batch_size,
-        attention_penalty=recipe.attention_penalty, seed=seed,
+        attention_penalty=recipe.attention_penalty,
+        scheduled_sampling=recipe.scheduled_sampling if attention else 0.0,
+        word_dropout=recipe.word_dropout if attention else 0.0, seed=seed,
     )  # fmt: skip
 
 

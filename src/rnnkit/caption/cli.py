@@ -23,6 +23,7 @@ from rnnkit.options import (
     BEAM,
     NON_NEGATIVE,
     NON_NEGATIVE_NUMBER,
+    PARTIAL,
     POSITIVE,
     POSITIVE_NUMBER,
     PROBABILITY,
@@ -122,6 +123,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--clip", type=NON_NEGATIVE_NUMBER, default=d.clip_norm, help="gradient-norm clip"
     )
     train.add_argument(
+        "--scheduled-sampling", type=PARTIAL, default=d.scheduled_sampling,
+        help="attention: probability of feeding the model's own best guess for the previous "
+        "word instead of the true one (reached over the first 2 epochs)",
+    )  # fmt: skip
+    train.add_argument(
+        "--word-dropout", type=PARTIAL, default=d.word_dropout,
+        help="attention: probability of replacing a previous word by <unk> in training",
+    )  # fmt: skip
+    train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
     )
     train.add_argument("--seed", type=SEED, default=d.seed, help="seed of the weights and batches")
@@ -141,7 +151,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         cell_positions=args.cell_positions, glimpses=args.glimpses,
         glimpse_positions=args.glimpse_positions, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-        clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
+        clip_norm=args.clip, scheduled_sampling=args.scheduled_sampling,
+        word_dropout=args.word_dropout, eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),
     )  # fmt: skip
 

@@ -317,12 +317,26 @@ class CaptionModel(nn.Module):
                 changes[name] = value.index_select(0, index)
         return replace(state, **changes)
 
-    def forward(self, images: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, images: Tensor, tgt_in: Tensor, *, sampling: float = 0.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits ``(N, T, V)`` of every step and the attention ``(N, T, L)`` (None without).
+
+        ``sampling``: the probability, per row and step, of feeding the model's own best guess
+        for the previous word instead of ``tgt_in``'s (scheduled sampling, Bengio et al. 2015).
+        """
         state = self.start(images)
         logits, weights = [], []
+        tokens = tgt_in[:, 0]
         for t in range(tgt_in.size(1)):
-            step_logits, state = self.advance(tgt_in[:, t], state)
+            step_logits, state = self.advance(tokens, state)
             logits.append(step_logits)
             weights.append(state.weights)
+            if t + 1 < tgt_in.size(1):
+                tokens = tgt_in[:, t + 1]
+                if sampling > 0:
+                    own = step_logits.detach().argmax(dim=1)  # (N,)
+                    use_own = torch.rand(own.shape, device=own.device) < sampling
+                    tokens = torch.where(use_own, own, tokens)
         alphas = torch.stack(weights, dim=1) if self.config.decoder == "attention" else None
         return torch.stack(logits, dim=1), alphas  # (N, T, V), (N, T, L)

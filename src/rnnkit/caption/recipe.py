@@ -19,6 +19,7 @@ GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")
 # red circle") that CIDEr-D, scoring consensus with the references, ranks below greedy search's
 # "a red circle"; see docs/captioning.md. No length penalty: none helped on validation.
 RERANK = "consensus"
+SAMPLING_RAMP_EPOCHS = 2  # scheduled sampling reaches its rate after this many epochs
 
 
 @dataclass
@@ -58,6 +59,13 @@ class CaptionRecipe:
     # last word's, kept or not by a gate the word sets, so "circle" can keep where the circle was
     # read until the relation word). "memory" was chosen on validation (docs/captioning.md)
     glimpse_positions: str = "memory"
+    # training: the probability of feeding the model's own best guess for the previous word
+    # instead of the true one (scheduled sampling, Bengio et al. 2015), reached linearly over
+    # the first SAMPLING_RAMP_EPOCHS epochs
+    scheduled_sampling: float = 0.0
+    # training: the probability of replacing a previous word by <unk> (word dropout, Bowman et
+    # al. 2016), so the next word must come from the image rather than the words before it
+    word_dropout: float = 0.0
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -86,6 +94,10 @@ class CaptionRecipe:
                 f"got {self.cell_positions!r}"
             )
         check_glimpses(self.glimpses, self.glimpse_positions)
+        for name in ("scheduled_sampling", "word_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         if self.attention_penalty < 0:
             raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 

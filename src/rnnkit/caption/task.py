@@ -5,7 +5,9 @@ with one of its reference captions, drawn anew every epoch (so all references ar
 epochs). The loss is the cross-entropy per caption word (teacher forcing) plus, for the attention
 decoder, the doubly stochastic attention penalty of Xu et al. (2015, eq. 14),
 ``lambda * (1 - sum_t alpha_ti)^2``, averaged over the cells and the batch as common
-implementations do (summed over 64 cells it would outweigh the words). Validation reports the
+implementations do (summed over 64 cells it would outweigh the words). Optionally (the recipe's
+``word_dropout`` and ``scheduled_sampling``) a previous word is replaced by ``<unk>`` or by the
+model's own best guess. Validation reports the
 cross-entropy alone, over every reference caption of the split, in nats per word.
 """
 
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import DataError
 from rnnkit.training.distributed import check_divides, check_world, rank_rows, to_device
@@ -37,6 +40,7 @@ class Batch:
     tgt_out: Tensor  # (N, T) caption + <eos>, padding after
     counted: bool = True  # False: a stand-in whose loss counts for nothing (CaptionTask.shard)
     words_per_image: float | None = None  # of the global batch (None: of this one); see shard
+    sampling: float = 0.0  # scheduled sampling's rate at this batch (CaptionTask)
 
 
 def encode_captions(
@@ -80,12 +84,15 @@ class CaptionTask:
         *,
         batch_size: int,
         attention_penalty: float = 1.0,
+        scheduled_sampling: float = 0.0,
+        word_dropout: float = 0.0,
         seed: int = 0,
     ) -> None:
         if not captions["train"]:
             raise DataError("the corpus has no training images; give a larger corpus")
         self.inputs, self.captions, self.vocab = inputs, captions, vocab
         self.batch_size, self.penalty, self.seed = batch_size, attention_penalty, seed
+        self.sampling, self.word_dropout = scheduled_sampling, word_dropout
         self.rank, self.world_size = 0, 1
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -114,10 +121,20 @@ class CaptionTask:
             mine, counted = rank_rows(range(len(rows)), self.rank, self.world_size)
             batch = collate(self.inputs["train"][[rows[k] for k in mine]],
                             [texts[k] for k in mine], self.vocab)  # fmt: skip
-            yield replace(batch, counted=counted, words_per_image=words / len(rows))
+            step = epoch * self.steps_per_epoch() + b
+            ramp = min(1.0, step / (SAMPLING_RAMP_EPOCHS * self.steps_per_epoch()))
+            yield replace(batch, counted=counted, words_per_image=words / len(rows),
+                          sampling=self.sampling * ramp)  # fmt: skip
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Tensor, int, None]:
-        logits, alphas = model(batch.inputs, batch.tgt_in)
+        tgt_in = batch.tgt_in
+        if self.word_dropout > 0 and self.vocab.unk_index is not None:
+            drop = torch.rand(tgt_in.shape, device=tgt_in.device) < self.word_dropout
+            drop[:, 0] = False  # the start token stays
+            tgt_in = tgt_in.masked_fill(drop & (tgt_in != self.vocab.pad_index),
+                                        self.vocab.unk_index)  # fmt: skip
+        own = {"sampling": batch.sampling} if batch.sampling > 0 else {}
+        logits, alphas = model(batch.inputs, tgt_in, **own)
         mask = batch.tgt_out != self.vocab.pad_index  # (N, T)
         loss = word_loss(logits, batch.tgt_out, self.vocab.pad_index)
         words = int(mask.sum())

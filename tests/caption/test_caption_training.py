@@ -1,0 +1,156 @@
+"""Training options that expose the decoder to other previous words than the true ones:
+scheduled sampling (its own best guesses) and word dropout (``<unk>``)."""
+
+import pytest
+import torch
+from tiny_models import VOCAB, random_images, tiny_model
+
+from rnnkit.caption.api import build_task
+from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS, CaptionRecipe
+from rnnkit.caption.task import CaptionTask, collate
+from rnnkit.errors import ConfigError
+
+BOS, PAD, UNK = VOCAB.bos_index, VOCAB.pad_index, VOCAB.unk_index
+
+
+def _model(decoder="attention", seed=0, dtype=torch.float32, **options):
+    return tiny_model(seed, dtype, decoder=decoder, **options)
+
+
+_images = random_images
+
+
+def _task(n=8, **options):
+    g = torch.Generator().manual_seed(1)
+    captions = [[torch.randint(3, len(VOCAB), (int(torch.randint(2, 7, (1,), generator=g)),),
+                               generator=g).tolist()] for _ in range(n)]  # fmt: skip
+    inputs = _images(n)
+    data = {"train": captions, "valid": captions[:2]}
+    return CaptionTask({"train": inputs, "valid": inputs[:2]}, data, VOCAB, batch_size=4,
+                       attention_penalty=0.0, **options)  # fmt: skip
+
+
+@pytest.mark.parametrize("decoder", ["attention", "mean", "text"])
+def test_sampling_everywhere_feeds_the_greedy_words(decoder):
+    """With rate 1 every step reads the previous step's best guess: the logits are those of a
+    teacher-forced pass over greedy search's own words, and so are the gradients."""
+    model, images = _model(decoder), _images(3)
+    tgt_in = torch.tensor([[BOS, 3, 4, 6, 7], [BOS, 5, 6, 7, 8], [BOS, 4, 4, 4, PAD]])
+    with torch.no_grad():  # greedy search by hand (no constraints): the words it would read
+        state, words = model.start(images), [torch.full((3,), BOS)]
+        for _ in range(tgt_in.size(1) - 1):
+            log_probs, state = model.step(words[-1], state)
+            words.append(log_probs.argmax(dim=1))
+    greedy_in = torch.stack(words, dim=1)  # (3, T)
+    assert not torch.equal(greedy_in, tgt_in)  # the check would prove nothing otherwise
+
+    sampled, _ = model(images, tgt_in, sampling=1.0)
+    forced, _ = model(images, greedy_in)
+    torch.testing.assert_close(sampled, forced)
+    (g1,) = torch.autograd.grad(sampled.square().sum(), model.output.weight)
+    (g2,) = torch.autograd.grad(forced.square().sum(), model.output.weight)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_some_sampling_reads_the_true_word_or_the_guess_as_the_draws_say():
+    model, images = _model(), _images(6)
+    tgt_in = torch.randint(3, len(VOCAB), (6, 8), generator=torch.Generator().manual_seed(2))
+    tgt_in[:, 0] = BOS
+    with torch.no_grad():
+        forced, _ = model(images, tgt_in)
+        torch.testing.assert_close(model(images, tgt_in, sampling=0.0)[0], forced)
+        torch.manual_seed(3)
+        mixed, _ = model(images, tgt_in, sampling=0.5)
+        torch.manual_seed(3)  # the same draws: one per row and step after the first
+        draws = torch.stack([torch.rand(6) < 0.5 for _ in range(7)], dim=1)  # (N, T-1)
+        guesses = mixed[:, :-1].argmax(dim=2)  # (N, T-1) the word each step guessed
+        read = torch.cat([tgt_in[:, :1], torch.where(draws, guesses, tgt_in[:, 1:])], dim=1)
+        replayed, _ = model(images, read)  # teacher-forced over the words the pass read
+    assert draws.any() and not draws.all() and not torch.equal(read, tgt_in)
+    torch.testing.assert_close(mixed, replayed)
+    assert not torch.allclose(mixed, forced)
+
+
+def test_scheduled_sampling_ramps_up_over_the_first_epochs():
+    task = _task(n=8, scheduled_sampling=0.4)  # 2 batches an epoch
+    steps = task.steps_per_epoch() * SAMPLING_RAMP_EPOCHS
+    rates = [b.sampling for epoch in range(SAMPLING_RAMP_EPOCHS + 1)
+             for b in task.train_batches(epoch, 0)]  # fmt: skip
+    assert rates[:steps] == pytest.approx([0.4 * k / steps for k in range(steps)])
+    assert rates[steps:] == pytest.approx([0.4] * task.steps_per_epoch())
+    resumed = next(task.train_batches(1, 1))  # a resumed epoch continues the ramp
+    assert resumed.sampling == pytest.approx(rates[task.steps_per_epoch() + 1])
+
+
+class _Spy(torch.nn.Module):
+    """Records the previous words it is given; a uniform model otherwise."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(len(VOCAB)))
+        self.seen = []
+
+    def forward(self, inputs, tgt_in, **options):
+        self.seen.append((tgt_in.clone(), options))
+        return self.bias.expand(*tgt_in.shape, -1), None
+
+
+def test_word_dropout_replaces_words_but_not_the_start_padding_or_targets():
+    task, spy = _task(n=64, word_dropout=0.3), _Spy()
+    torch.manual_seed(0)
+    for batch in task.train_batches(0, 0):
+        task.train_loss(spy, batch, None)
+        given = spy.seen[-1][0]
+        true = batch.tgt_in
+        assert torch.equal(given[:, 0], true[:, 0])  # <bos>
+        assert torch.equal(given == PAD, true == PAD)  # padding stays padding
+        changed = given != true
+        assert torch.equal(changed, changed & (given == UNK))  # only ever to <unk>
+    words = sum(int((b.tgt_in[:, 1:] != PAD).sum()) for b in task.train_batches(0, 0))
+    dropped = sum(int((seen[:, 1:] == UNK).sum()) for seen, _ in spy.seen)
+    assert 0.2 < dropped / words < 0.4
+    assert all(options == {} for _, options in spy.seen)  # no sampling asked for
+
+
+def test_without_the_options_the_task_gives_the_true_words():
+    task, spy = _task(), _Spy()
+    batch = next(task.train_batches(3, 0))
+    task.train_loss(spy, batch, None)
+    assert torch.equal(spy.seen[0][0], batch.tgt_in) and spy.seen[0][1] == {}
+
+
+def test_sampling_and_word_dropout_train_the_attention_decoder_only():
+    splits = {
+        "train": type("S", (), {"images": _images(4).numpy(), "captions": [[["a"]]] * 4})(),
+    }
+    expected = {"attention": (0.3, 0.2), "mean": (0.0, 0.0), "text": (0.0, 0.0)}
+    for decoder, rates in expected.items():
+        recipe = CaptionRecipe(decoder=decoder, scheduled_sampling=0.3, word_dropout=0.2)
+        task = build_task(recipe, splits, VOCAB, seed=0)
+        assert (task.sampling, task.word_dropout) == rates
+
+
+def test_sampling_gradients_match_finite_differences():
+    """float64 gradcheck through a pass that reads its own guesses, from frozen-encoder
+    features (a 7x7 grid): the guesses are constants, as a small change does not flip them."""
+    model = _model(dtype=torch.float64, encoder="efficientnet-lite0")
+    features = torch.randn(2, 49, 8, dtype=torch.float64,
+                           generator=torch.Generator().manual_seed(3))  # fmt: skip
+    tgt_in = torch.tensor([[BOS, 3, 4, 6], [BOS, 5, 6, 7]])
+
+    def logits_of(features):
+        return model(features, tgt_in, sampling=1.0)[0]
+
+    assert torch.autograd.gradcheck(logits_of, (features.requires_grad_(),), eps=1e-6, atol=1e-6)
+
+
+def test_bad_options_are_refused():
+    for name in ("scheduled_sampling", "word_dropout"):
+        for bad in (-0.1, 1.0, 2.0):
+            with pytest.raises(ConfigError, match=name):
+                CaptionRecipe(**{name: bad})
+
+
+def test_collate_is_unchanged_by_the_options():
+    batch = collate(_images(2), [[3, 4], [5]], VOCAB)
+    assert batch.sampling == 0.0
