@@ -18,6 +18,9 @@ split, one object, relations) and how often the greedy caption is among the beam
 captions.
 
     python benchmarks/caption_diagnose.py RUN_DIR [RUN_DIR ...] [--split valid] [--json out.json]
+
+``--variants`` adds two other candidate sets for the consensus re-ranking: the beam's captions
+with the greedy caption added (once), and a beam two wider.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def names_object(words: list[str], obj: scenes.SceneObject) -> bool:
     return f" {obj.colour} {obj.shape} " in f" {' '.join(words)} "
 
 
-def diagnose(run: str, split: str, beam: int) -> dict:
+def diagnose(run: str, split: str, beam: int, variants: bool = False) -> dict:
     captioner = api.load(run)
     data = api._load_splits(captioner.recipe)[split]
     inputs = model_inputs(data.images, captioner.recipe.encoder, cache=True)
@@ -82,6 +85,16 @@ def diagnose(run: str, split: str, beam: int) -> dict:
         f"beam {beam}": [vocab.decode(b[0].tokens) for b in beams],
         f"beam {beam} consensus": [vocab.decode(rerank(b, "consensus")[0].tokens) for b in beams],
     }
+    if variants:  # other candidate sets for the consensus re-ranking
+        wide = api.decode(captioner, inputs, beam_size=beam + 2, rerank="none", n_best=beam + 2)
+        with_greedy = [list({tuple(h.tokens): h for h in [*b, g]}.values())  # once each
+                       for b, g in zip(beams, greedy)]  # fmt: skip
+        decodings[f"beam {beam} + greedy consensus"] = [
+            vocab.decode(rerank(c, "consensus")[0].tokens) for c in with_greedy
+        ]
+        decodings[f"beam {beam + 2} consensus"] = [
+            vocab.decode(rerank(b, "consensus")[0].tokens) for b in wide
+        ]
     among = sum(any(h.tokens == g.tokens for h in b) for g, b in zip(greedy, beams))
     relational = [len(objs) > 1 for objs in data.objects]
     result = {"run": run, "split": split, "greedy_among_beam": among, "images": len(greedy)}
@@ -147,13 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="valid", choices=("valid", "test"))
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--variants", action="store_true",
+        help="also re-rank the beam with the greedy caption added, and a beam 2 wider",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = []
     for run in args.runs:
         start = time.process_time()
-        results.append(diagnose(run, args.split, args.beam))
+        results.append(diagnose(run, args.split, args.beam, args.variants))
         print_run(results[-1])
         print(f"({time.process_time() - start:.1f} CPU-s)", flush=True)
     if args.json:
