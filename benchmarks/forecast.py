@@ -131,10 +131,10 @@ def refit_seed(out: Path, seed: int, args: argparse.Namespace) -> dict:
 
 
 def score_seed(out: Path, seed: int, args: argparse.Namespace, trained: dict, started: float):
-    """Backtest the run ``out/seedK`` (baselines with seed 0), write ``out/seedK.json``."""
+    """Backtest the run ``out/seedK`` (baselines with the first seed), write ``out/seedK.json``."""
     fc = load(out / f"seed{seed}")
     history = args.baseline_history
-    scores = backtest(fc, baselines=seed == 0, seed=seed, baseline_history=history)
+    scores = backtest(fc, baselines=seed == args.first_seed, seed=seed, baseline_history=history)
     raw = backtest(fc, seed=seed, spread=1.0)
     scores["methods"]["model, spread 1"] = raw["methods"]["model"]
     if (out / f"seed{seed}" / REFIT).is_dir():  # also the first stage: the model without refit
@@ -240,7 +240,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", default=d.data, help="dataset name or CSV")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per seed")
     parser.add_argument("--cpu-time", action="store_true", help="count minutes in CPU time")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (from --first-seed)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed trained")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per seed")
     parser.add_argument("--horizon", type=int, default=d.horizon)
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             redo = rescore_seed if args.rescore else refit_seed
             work = (redo, [(out, s, args) for s in seeds])
         else:
-            seeds = list(range(args.seeds))
+            seeds = list(range(args.first_seed, args.first_seed + args.seeds))
             work = (run_seed, [(recipe, s, out, args) for s in seeds])
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
