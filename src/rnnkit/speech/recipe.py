@@ -60,6 +60,9 @@ class SpeechRecipe:
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget
     warmup_steps: int = 100  # linear warm-up steps
+    decay_steps: int | None = None  # the decay reaches decay_floor by this step at the latest,
+    # however long the budget (then holds it; the budget's decay ends the run). None: off
+    decay_floor: float = 0.1  # the rate held after decay_steps, as a fraction of lr
     clip_norm: float = 5.0  # gradient-norm clipping
     epochs: int | None = None  # budget: passes over the training data
     max_steps: int | None = None  # budget: optimizer steps
