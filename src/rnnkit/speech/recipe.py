@@ -56,7 +56,7 @@ class SpeechRecipe:
     ctc_impl: str = "rnnkit"  # CTC: "rnnkit" (own forward-backward) or "torch" (F.ctc_loss)
     batch_frames: int = 4000  # padded feature frames per batch (about 20 utterances)
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 4e-3  # peak learning rate
+    lr: float = 2e-3  # peak learning rate (cosine decay over the budget)
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget
     warmup_steps: int = 100  # linear warm-up steps
