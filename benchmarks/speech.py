@@ -148,13 +148,17 @@ def passive_threads() -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
+# The types of recipe fields whose default is None.
+KINDS_OF_NONE = {"decay_steps": int, "text": str}
+
+
 def recipe_with(changes: list[str]) -> SpeechRecipe:
     """The default recipe with ``FIELD=VALUE`` changes (values parsed as the default's type)."""
     recipe = SpeechRecipe()
     for change in changes:
         name, _, value = change.partition("=")
         default = getattr(recipe, name)
-        kind = type(default) if default is not None else str
+        kind = type(default) if default is not None else KINDS_OF_NONE.get(name, str)
         parsed = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
         recipe = dataclasses.replace(recipe, **{name: parsed})
     return recipe

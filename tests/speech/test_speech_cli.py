@@ -154,6 +154,23 @@ def test_help_shows_defaults(command, capsys):
     assert "usage" in out
     if command == "train":
         assert "(default: synth-digits)" in out and "(default: 160)" in out
+        assert "--decay-steps" in out and "--decay-floor" in out
+
+
+def test_train_options_reach_the_training_schedule():
+    """--lr, --decay-steps and --decay-floor end up in the TrainConfig the trainer follows."""
+    from rnnkit import cli
+    from rnnkit.speech.cli import recipe_from_args
+    from rnnkit.speech.recipe import SpeechRecipe
+
+    parser = cli.build_parser()
+    plain = recipe_from_args(parser.parse_args(["speech", "train", "--out", "x"]))
+    assert plain == SpeechRecipe()
+    assert plain.train_config().decay_steps is None
+    args = ["speech", "train", "--out", "x", "--lr", "0.003", "--decay-steps", "5000",
+            "--decay-floor", "0.2"]  # fmt: skip
+    config = recipe_from_args(parser.parse_args(args)).train_config()
+    assert (config.lr, config.decay_steps, config.decay_floor) == (0.003, 5000, 0.2)
 
 
 def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_path, run_cli):

@@ -223,6 +223,42 @@ def test_learning_rate_schedule():
     assert lr_at(TrainConfig(epochs=1, schedule="constant"), 7, 0.9) == 2e-3
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_decay_steps_cap_the_decay_of_a_long_budget(schedule):
+    """decay_steps: a budget of at most that many steps decays exactly as without it; a longer
+    one follows the decay over decay_steps down to the floor, holds the floor, and ends with the
+    budget's own decay once that is lower (analytic values, every step)."""
+    shape = {
+        "cosine": lambda p: 0.5 * (1 + math.cos(math.pi * min(p, 1.0))),
+        "linear": lambda p: 1 - min(p, 1.0),
+    }[schedule]
+    plain = TrainConfig(max_steps=400, lr=2.0, warmup_steps=5, schedule=schedule)
+    capped = TrainConfig(max_steps=400, lr=2.0, warmup_steps=5, schedule=schedule,
+                         decay_steps=100, decay_floor=0.25)  # fmt: skip
+    for budget in (50, 100):  # no longer than decay_steps: unchanged
+        assert [lr_at(capped, s, s / budget) for s in range(budget)] == [
+            lr_at(plain, s, s / budget) for s in range(budget)
+        ]
+    rates = [lr_at(capped, s, s / 400) for s in range(401)]
+    for step in range(5, 401):
+        expected = 2.0 * min(shape(step / 400), max(0.25, shape(step / 100)))
+        assert rates[step] == pytest.approx(expected), step
+    assert rates[100] == pytest.approx(0.5)  # the floor at decay_steps ...
+    assert rates[150] == rates[200] == pytest.approx(0.5)  # ... held ...
+    assert rates[400] == pytest.approx(0.0) and rates[390] < 0.5  # ... and the budget ends it
+    assert all(b <= a + 1e-12 for a, b in zip(rates[5:], rates[6:], strict=False))
+    assert lr_at(plain, 150, 150 / 400) > 1.0  # without the cap: still above half the peak
+
+
+def test_trainer_follows_decay_steps(tmp_path):
+    run = RunDir.create(tmp_path / "r", "lm")
+    c = config(max_steps=40, decay_steps=10, decay_floor=0.25, lr=1e-2, log_every=1)
+    Trainer(make_model(), make_task(), c, run).fit()
+    lr = {r["step"]: r["lr"] for r in run.read_jsonl("metrics.jsonl") if r["split"] == "train"}
+    assert lr[15] == pytest.approx(2.5e-3) and lr[25] == pytest.approx(2.5e-3)
+    assert lr[40] < 1e-3  # the budget's own decay at the end
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -233,6 +269,8 @@ def test_learning_rate_schedule():
         ({"max_steps": 5, "schedule": "step"}, "schedule"),
         ({"max_steps": 5, "patience": 0}, "patience"),
         ({"max_steps": 5, "schedule_steps": 0}, "schedule_steps"),
+        ({"max_steps": 5, "decay_steps": 0}, "decay_steps"),
+        ({"max_steps": 5, "decay_floor": 1.5}, "decay_floor"),
     ],
 )
 def test_bad_training_settings_are_refused(kwargs, match):

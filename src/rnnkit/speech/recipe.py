@@ -1,10 +1,14 @@
 """The default speech recipe: every setting ``rnnkit speech train`` uses unless told otherwise.
 
 Torch-free, so ``--help`` can show the defaults without importing torch. Chosen for a 10-minute
-budget on 2 CPU cores, where the number of updates decides (``benchmarks/speech.py --set``
-compares): with lr 4e-3 and batches of 4,000 frames, a 3-minute run (1 thread, load average 8)
-reached a validation CTC loss of 0.051 nats/character and 6.8% greedy WER on unseen espeak-ng
-voices, against 0.279 and 40.4% with lr 2e-3 and 6,000-frame batches. The corpus: on the
+budget on 2 CPU cores (20 CPU-minutes of 2 threads, about 12,800 steps; ``benchmarks/speech.py
+--set`` compares). The peak learning rate: 2e-3 with a cosine decay over that budget reached a
+validation CTC loss of 0.0041 nats/character, 0.3% greedy WER on the validation voices and
+17.8% on flite-valid, against 0.0146 for 4e-3 (which stays above 2e-3 for 5,900 steps; its
+validation loss sat at 0.02-0.04 meanwhile) and 0.0049, 0.4%, 18.6% for 4e-3 with the decay
+capped at 5,000 steps (``decay_steps``); seed 0, docs/speech.md. At 3 minutes of 1 thread,
+batches of 4,000 frames (about 20 utterances) beat 6,000 (with lr 4e-3 against 2e-3 there:
+validation loss 0.051 against 0.279). The corpus: on the
 validation voices, after 3 CPU-minutes, 10,000 utterances of plan 2 (83 voices) reached a CTC
 loss of 0.0080 and 1.0% greedy WER, against 0.0113 and 1.5% for plan 1's 3,000 (69 voices);
 20,000 utterances, tempo perturbation and 256 units did not do better in that budget. A quarter
@@ -56,10 +60,13 @@ class SpeechRecipe:
     ctc_impl: str = "rnnkit"  # CTC: "rnnkit" (own forward-backward) or "torch" (F.ctc_loss)
     batch_frames: int = 4000  # padded feature frames per batch (about 20 utterances)
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 4e-3  # peak learning rate
+    lr: float = 2e-3  # peak learning rate (cosine decay over the budget)
     weight_decay: float = 0.0  # decoupled weight decay
     schedule: str = "cosine"  # learning-rate decay over the budget
     warmup_steps: int = 100  # linear warm-up steps
+    decay_steps: int | None = None  # the decay reaches decay_floor by this step at the latest,
+    # however long the budget (then holds it; the budget's decay ends the run). None: off
+    decay_floor: float = 0.1  # the rate held after decay_steps, as a fraction of lr
     clip_norm: float = 5.0  # gradient-norm clipping
     epochs: int | None = None  # budget: passes over the training data
     max_steps: int | None = None  # budget: optimizer steps

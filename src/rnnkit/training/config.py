@@ -28,6 +28,10 @@ class TrainConfig:
     schedule: str = "cosine"  # decay over the budget: "constant", "linear" or "cosine"
     warmup_steps: int = 0  # linear warm-up from 0 to lr over these steps
     min_lr_ratio: float = 0.0  # final learning rate as a fraction of lr
+    decay_steps: int | None = None  # the decay reaches decay_floor by this step at the latest
+    # (however long the budget), holds it, and follows the budget's own decay below it at the
+    # end; a budget of fewer steps decays as before. None: the budget's decay only
+    decay_floor: float = 0.1  # the rate held after decay_steps, as a fraction of lr
     clip_norm: float = 1.0  # clip the global gradient norm to this (0: no clipping)
     epochs: int | None = None  # stop after this many passes over the training data
     max_steps: int | None = None  # stop after this many optimizer steps
@@ -53,7 +57,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
-        for name in ("patience", "schedule_steps"):
+        if not 0.0 <= self.decay_floor <= 1.0:
+            raise ConfigError(f"decay_floor must be in [0, 1], got {self.decay_floor}")
+        for name in ("patience", "schedule_steps", "decay_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
