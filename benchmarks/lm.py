@@ -37,6 +37,19 @@ test perplexities side by side and draws both validation curves into ``awd_vs_pl
 
     python benchmarks/lm.py --awd --awd-short --awd-models awd --minutes 3 --cpu-time --threads 1
 
+``--awd-variant adamw`` trains :func:`adamw_awd` instead (the recipe's own regularisers, the
+plain model's optimizer), and ``--train-tokens N`` trains both models on the first N words of
+the training split (validation and test unchanged). Why: the regularisers prevent overfitting,
+and a model only overfits after passes over its training text. A training step of this shape
+costs about 1.1 ms of one core per word with the whole split's 31k-word vocabulary (913 words
+per CPU-second, ``benchmarks/lm_shapes.py``), so 10 CPU-minutes are under half a pass over its
+1.22 M words, and there both models tie. On the first 200,000 words (an 11.6k-word vocabulary,
+about 1,800 words per CPU-second, evaluation about 17 CPU-seconds) 10 CPU-minutes are about
+four passes: the plain model overfits, and that is what AWD-LSTM is for (docs/cells.md):
+
+    python benchmarks/lm.py --awd --awd-variant adamw --train-tokens 200000 --awd-models plain \
+        --minutes 10 --cpu-time --threads 1 --seeds 0,1 --out runs/awd200k
+
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
 """
@@ -139,7 +152,7 @@ def plain_like(awd: LMRecipe) -> LMRecipe:
     """A plain LSTM LM of ``awd``'s size and data, trained the default recipe's way."""
     shape = {name: getattr(awd, name) for name in (
         "level", "cell", "num_layers", "hidden_size", "embedding_dim", "tie_weights", "bptt",
-        "batch_size", "max_minutes", "eval_every", "seed", "data",
+        "batch_size", "max_minutes", "eval_every", "seed", "data", "train_tokens",
     )}  # fmt: skip
     return dataclasses.replace(LMRecipe(), **shape)
 
@@ -197,12 +210,29 @@ def short_awd(awd: LMRecipe) -> LMRecipe:
     )  # fmt: skip
 
 
+def adamw_awd(awd: LMRecipe) -> LMRecipe:
+    """The AWD recipe's own regularisers (its dropouts, embedding dropout, weight drop, AR/TAR,
+    variable windows) with the plain model's optimizer (AdamW 3e-3, cosine decay, clip 1): for a
+    budget of several passes over a small training text, where the plain model overfits."""
+    return dataclasses.replace(
+        awd, optimizer="adamw", lr=3e-3, schedule="cosine", warmup_steps=50, clip_norm=1.0,
+        weight_decay=0.0,
+    )  # fmt: skip
+
+
+AWD_VARIANTS = {"sgd": lambda awd: awd, "short": short_awd, "adamw": adamw_awd}
+
+
 def compare_awd(args: argparse.Namespace, folder: Path) -> None:
     """The ``--awd`` comparison (see the module docstring)."""
     rows, curves = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        awd = dataclasses.replace(get_recipe("awd-lstm"), max_minutes=args.minutes, seed=seed)
-        models = {"awd": ("awd-lstm", short_awd(awd) if args.awd_short else awd),
+        awd = dataclasses.replace(get_recipe("awd-lstm"), max_minutes=args.minutes, seed=seed,
+                                  train_tokens=args.train_tokens)  # fmt: skip
+        if args.eval_every:
+            awd = dataclasses.replace(awd, eval_every=args.eval_every)
+        variant = "short" if args.awd_short else args.awd_variant
+        models = {"awd": ("awd-lstm", AWD_VARIANTS[variant](awd)),
                   "plain": ("plain lstm", plain_like(awd))}  # fmt: skip
         for key in args.awd_models.split(","):
             name, recipe = models[key]
@@ -261,6 +291,12 @@ def main() -> None:
     parser.add_argument("--awd-short", action="store_true",
                         help="--awd: the AWD recipe for short budgets (AdamW, lighter "
                         "regularisers; see short_awd)")  # fmt: skip
+    parser.add_argument("--awd-variant", choices=sorted(AWD_VARIANTS), default="sgd",
+                        help="--awd: the AWD model: the recipe as it is (sgd: NT-ASGD), "
+                        "short_awd (short) or adamw_awd (adamw)")  # fmt: skip
+    parser.add_argument("--train-tokens", type=int,
+                        help="--awd: train both models on the first N words of the training "
+                        "split only (default: all)")  # fmt: skip
     parser.add_argument("--awd-models", default="awd,plain",
                         help="--awd: which of awd,plain to train (default: both; one per "
                         "process lets two train at once)")  # fmt: skip
