@@ -20,7 +20,7 @@ also trains the default recipe with each of those layers instead, for the same t
 ``--cell lstm``, ``--layer-norm`` and ``--eval-every`` change the trained recipe itself (one run
 per process, so that two variants can train at once), and ``--curves PNG RUN...`` draws the
 validation loss against steps of finished runs and says at which step each first reached the
-first run's final validation loss:
+first run's best validation loss (its final one, unless it overfits):
 
     python benchmarks/lm.py --minutes 10 --cpu-time --threads 1 --cell lstm --out runs/lstm
     python benchmarks/lm.py --minutes 10 --cpu-time --threads 1 --cell lstm --layer-norm \
@@ -42,13 +42,16 @@ plain model's optimizer), and ``--train-tokens N`` trains both models on the fir
 the training split (validation and test unchanged). Why: the regularisers prevent overfitting,
 and a model only overfits after passes over its training text. A training step of this shape
 costs about 1.1 ms of one core per word with the whole split's 31k-word vocabulary (913 words
-per CPU-second, ``benchmarks/lm_shapes.py``), so 10 CPU-minutes are under half a pass over its
-1.22 M words, and there both models tie. On the first 200,000 words (an 11.6k-word vocabulary,
-about 1,800 words per CPU-second, evaluation about 17 CPU-seconds) 10 CPU-minutes are about
-four passes: the plain model overfits, and that is what AWD-LSTM is for (docs/cells.md):
+per CPU-second, ``benchmarks/lm_shapes.py``; none of the shapes measured reaches 2 passes), so 10
+CPU-minutes are under half a pass over its 1.22 M words, and there both models tie. On the
+first 100,000 words (a 7,815-word vocabulary) they are 8 to 9 passes: the plain model
+overfits after about two, which is what AWD-LSTM is for (docs/cells.md, "Where AWD-LSTM pays";
+at 200,000 words and 3.5 minutes the plain model had only begun to):
 
-    python benchmarks/lm.py --awd --awd-variant adamw --train-tokens 200000 --awd-models plain \
-        --minutes 10 --cpu-time --threads 1 --seeds 0,1 --out runs/awd200k
+    python benchmarks/lm.py --awd --awd-variant adamw --train-tokens 100000 --eval-every 100 \
+        --minutes 10 --cpu-time --threads 1 --seeds 0,1 --awd-models awd --out runs/awd100k
+
+and the same with ``--awd-models plain``, as a second process.
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
@@ -173,7 +176,7 @@ def valid_curve(out: Path) -> tuple[list[float], list[float]]:
 
 def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
     """``--curves``: validation loss against steps of finished runs, drawn into ``png``, and the
-    first step at which each run reached the first run's final validation loss; with ``train``
+    first step at which each run reached the first run's best validation loss; with ``train``
     (``--train-curves``) also each run's training loss (with its dropout, if any) as logged."""
     curves, trains = {}, {}
     parents = [Path(run).parent.name or run for run in runs]
@@ -185,13 +188,15 @@ def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
         logged = valid_records(Path(run), "train")
         trains[f"{name} (train)"] = ([r["step"] for r in logged], [r["loss"] for r in logged])
     names = list(curves)
-    goal = curves[names[0]][1][-1]
-    print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'first step <= ' + f'{goal:.4f}':>22}")
+    goal = min(curves[names[0]][1])
+    print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'best valid':>10} "
+          f"{'first step <= ' + f'{goal:.4f}':>22}")  # fmt: skip
     for name, (steps, losses) in curves.items():
         reached = next((s for s, v in zip(steps, losses) if v <= goal), None)
-        print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {str(reached or 'never'):>22}")
+        print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {min(losses):>10.4f} "
+              f"{str(reached or 'never'):>22}")  # fmt: skip
     last = max(steps[-1] for steps, _ in curves.values())
-    curves[f"{names[0]}'s final loss"] = ([0, last], [goal, goal])
+    curves[f"{names[0]}'s best loss"] = ([0, last], [goal, goal])
     if train:
         curves.update(trains)
     title = ("validation and training" if train else "validation") + " loss against steps"
