@@ -20,7 +20,7 @@ also trains the default recipe with each of those layers instead, for the same t
 ``--cell lstm``, ``--layer-norm`` and ``--eval-every`` change the trained recipe itself (one run
 per process, so that two variants can train at once), and ``--curves PNG RUN...`` draws the
 validation loss against steps of finished runs and says at which step each first reached the
-first run's final validation loss:
+first run's best validation loss (its final one, unless it overfits):
 
     python benchmarks/lm.py --minutes 10 --cpu-time --threads 1 --cell lstm --out runs/lstm
     python benchmarks/lm.py --minutes 10 --cpu-time --threads 1 --cell lstm --layer-norm \
@@ -36,6 +36,22 @@ test perplexities side by side and draws both validation curves into ``awd_vs_pl
 ``--awd-models awd`` or ``plain`` trains only one of the two, so that both can run at once:
 
     python benchmarks/lm.py --awd --awd-short --awd-models awd --minutes 3 --cpu-time --threads 1
+
+``--awd-variant adamw`` trains :func:`adamw_awd` instead (the recipe's own regularisers, the
+plain model's optimizer), and ``--train-tokens N`` trains both models on the first N words of
+the training split (validation and test unchanged). Why: the regularisers prevent overfitting,
+and a model only overfits after passes over its training text. A training step of this shape
+costs about 1.1 ms of one core per word with the whole split's 31k-word vocabulary (913 words
+per CPU-second, ``benchmarks/lm_shapes.py``; none of the shapes measured reaches 2 passes), so 10
+CPU-minutes are under half a pass over its 1.22 M words, and there both models tie. On the
+first 100,000 words (a 7,815-word vocabulary) they are 8 to 9 passes: the plain model
+overfits after about two, which is what AWD-LSTM is for (docs/cells.md, "Where AWD-LSTM pays";
+at 200,000 words and 3.5 minutes the plain model had only begun to):
+
+    python benchmarks/lm.py --awd --awd-variant adamw --train-tokens 100000 --eval-every 100 \
+        --minutes 10 --cpu-time --threads 1 --seeds 0,1 --awd-models awd --out runs/awd100k
+
+and the same with ``--awd-models plain``, as a second process.
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
@@ -139,7 +155,7 @@ def plain_like(awd: LMRecipe) -> LMRecipe:
     """A plain LSTM LM of ``awd``'s size and data, trained the default recipe's way."""
     shape = {name: getattr(awd, name) for name in (
         "level", "cell", "num_layers", "hidden_size", "embedding_dim", "tie_weights", "bptt",
-        "batch_size", "max_minutes", "eval_every", "seed", "data",
+        "batch_size", "max_minutes", "eval_every", "seed", "data", "train_tokens",
     )}  # fmt: skip
     return dataclasses.replace(LMRecipe(), **shape)
 
@@ -160,7 +176,7 @@ def valid_curve(out: Path) -> tuple[list[float], list[float]]:
 
 def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
     """``--curves``: validation loss against steps of finished runs, drawn into ``png``, and the
-    first step at which each run reached the first run's final validation loss; with ``train``
+    first step at which each run reached the first run's best validation loss; with ``train``
     (``--train-curves``) also each run's training loss (with its dropout, if any) as logged."""
     curves, trains = {}, {}
     parents = [Path(run).parent.name or run for run in runs]
@@ -172,13 +188,15 @@ def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
         logged = valid_records(Path(run), "train")
         trains[f"{name} (train)"] = ([r["step"] for r in logged], [r["loss"] for r in logged])
     names = list(curves)
-    goal = curves[names[0]][1][-1]
-    print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'first step <= ' + f'{goal:.4f}':>22}")
+    goal = min(curves[names[0]][1])
+    print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'best valid':>10} "
+          f"{'first step <= ' + f'{goal:.4f}':>22}")  # fmt: skip
     for name, (steps, losses) in curves.items():
         reached = next((s for s, v in zip(steps, losses) if v <= goal), None)
-        print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {str(reached or 'never'):>22}")
+        print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {min(losses):>10.4f} "
+              f"{str(reached or 'never'):>22}")  # fmt: skip
     last = max(steps[-1] for steps, _ in curves.values())
-    curves[f"{names[0]}'s final loss"] = ([0, last], [goal, goal])
+    curves[f"{names[0]}'s best loss"] = ([0, last], [goal, goal])
     if train:
         curves.update(trains)
     title = ("validation and training" if train else "validation") + " loss against steps"
@@ -197,12 +215,29 @@ def short_awd(awd: LMRecipe) -> LMRecipe:
     )  # fmt: skip
 
 
+def adamw_awd(awd: LMRecipe) -> LMRecipe:
+    """The AWD recipe's own regularisers (its dropouts, embedding dropout, weight drop, AR/TAR,
+    variable windows) with the plain model's optimizer (AdamW 3e-3, cosine decay, clip 1): for a
+    budget of several passes over a small training text, where the plain model overfits."""
+    return dataclasses.replace(
+        awd, optimizer="adamw", lr=3e-3, schedule="cosine", warmup_steps=50, clip_norm=1.0,
+        weight_decay=0.0,
+    )  # fmt: skip
+
+
+AWD_VARIANTS = {"sgd": lambda awd: awd, "short": short_awd, "adamw": adamw_awd}
+
+
 def compare_awd(args: argparse.Namespace, folder: Path) -> None:
     """The ``--awd`` comparison (see the module docstring)."""
     rows, curves = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        awd = dataclasses.replace(get_recipe("awd-lstm"), max_minutes=args.minutes, seed=seed)
-        models = {"awd": ("awd-lstm", short_awd(awd) if args.awd_short else awd),
+        awd = dataclasses.replace(get_recipe("awd-lstm"), max_minutes=args.minutes, seed=seed,
+                                  train_tokens=args.train_tokens)  # fmt: skip
+        if args.eval_every:
+            awd = dataclasses.replace(awd, eval_every=args.eval_every)
+        variant = "short" if args.awd_short else args.awd_variant
+        models = {"awd": ("awd-lstm", AWD_VARIANTS[variant](awd)),
                   "plain": ("plain lstm", plain_like(awd))}  # fmt: skip
         for key in args.awd_models.split(","):
             name, recipe = models[key]
@@ -261,6 +296,12 @@ def main() -> None:
     parser.add_argument("--awd-short", action="store_true",
                         help="--awd: the AWD recipe for short budgets (AdamW, lighter "
                         "regularisers; see short_awd)")  # fmt: skip
+    parser.add_argument("--awd-variant", choices=sorted(AWD_VARIANTS), default="sgd",
+                        help="--awd: the AWD model: the recipe as it is (sgd: NT-ASGD), "
+                        "short_awd (short) or adamw_awd (adamw)")  # fmt: skip
+    parser.add_argument("--train-tokens", type=int,
+                        help="--awd: train both models on the first N words of the training "
+                        "split only (default: all)")  # fmt: skip
     parser.add_argument("--awd-models", default="awd,plain",
                         help="--awd: which of awd,plain to train (default: both; one per "
                         "process lets two train at once)")  # fmt: skip

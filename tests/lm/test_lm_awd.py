@@ -208,3 +208,32 @@ def test_nt_asgd_with_nonmono_zero_averages_from_the_first_step():
         opt.step()
     with opt.averaged():
         assert torch.allclose(w.detach(), torch.tensor([(2.0 + 1.0 - 2.0) / 3]), atol=1e-7)
+
+
+def test_train_tokens_trains_on_the_first_words_of_the_training_split_only(
+    tmp_path, run_cli, capsys
+):
+    # The training split's first 400 words use only "a".."e"; the rest only "v".."z".
+    rng = random.Random(0)
+    head = " ".join(rng.choice("abcde") for _ in range(400))
+    tail = " ".join(rng.choice("vwxyz") for _ in range(3000))
+    data = tmp_path / "text.txt"
+    data.write_text(head + " " + tail)
+    recipe = LMRecipe(
+        data=str(data), level="word", cell="gru", embedding_dim=4, hidden_size=8, num_layers=1,
+        bptt=10, batch_size=4, max_minutes=None, max_steps=12, eval_every=6, train_tokens=400,
+    )  # fmt: skip
+    result = lm.train(tmp_path / "run", recipe=recipe)
+    assert sorted(lm.load(tmp_path / "run").vocab.itos) == sorted(["<unk>", *"abcde"])
+    assert result.epochs_done > 1  # 12 windows of 4 x 10 words over 400 words: more than a pass
+    assert lm.evaluate(tmp_path / "run", split="train")["tokens"] == 400
+    assert lm.evaluate(tmp_path / "run", split="valid")["unknown_types"] == 5  # v..z unseen
+    whole = replace_recipe(recipe, train_tokens=None, max_steps=1)
+    lm.train(tmp_path / "whole", recipe=whole)
+    assert len(lm.load(tmp_path / "whole").vocab) == 11
+    with pytest.raises(ConfigError, match="train_tokens must be at least 2"):
+        lm.train(tmp_path / "bad", recipe=replace_recipe(recipe, train_tokens=1))
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("lm", "train", "--out", tmp_path / "x", "--train-tokens", "0")
+    assert exit_.value.code == 2
+    assert "--train-tokens: must be an integer >= 1" in capsys.readouterr().err.splitlines()[-1]

@@ -57,6 +57,10 @@ class LoadedLM(NamedTuple):
 
 def check_recipe(recipe: LMRecipe) -> None:
     """Raise :class:`ConfigError` if ``recipe``'s model or training settings are invalid."""
+    if recipe.train_tokens is not None and recipe.train_tokens < 2:
+        raise ConfigError(
+            f"train_tokens must be at least 2 (or None: all), got {recipe.train_tokens}"
+        )
     LMConfig.from_recipe(recipe, 1)
     recipe.train_config()
 
@@ -101,15 +105,18 @@ def train(
         model_config = runs.build(run, config, "model", LMConfig.from_dict)
     else:
         recipe = recipe or LMRecipe()
+        check_recipe(recipe)
         text, tokenizer, texts = prepare_text(recipe)
         if recipe.start_from:  # fine-tuning: the other run's vocabulary and weights
             source, _ = runs.load(recipe.start_from, TASK, require=[runs.VOCAB])
             vocab = Vocab.load(source.file(runs.VOCAB))
         else:
-            vocab = Vocab.build(tokenizer.tokenize(texts["train"]), specials=[UNK])
+            train_tokens = tokenizer.tokenize(texts["train"])[: recipe.train_tokens]
+            vocab = Vocab.build(train_tokens, specials=[UNK])
         model_config = LMConfig.from_recipe(recipe, len(vocab))
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)
+    splits["train"] = splits["train"][: recipe.train_tokens]  # (a subset: --train-tokens)
     task = LanguageModelTask(
         splits, batch_size=recipe.batch_size, bptt=recipe.bptt, variable_bptt=recipe.variable_bptt,
         ar=recipe.ar, tar=recipe.tar, seed=recipe.seed,
@@ -208,6 +215,8 @@ def evaluate(
     text = load_corpus(source, encoding=encoding if data else lm.config["recipe"]["encoding"])
     split_text_ = dict(zip(SPLITS, split_text(text)))[split]
     tokens = lm.tokenizer.tokenize(split_text_)
+    if split == "train" and not data:  # the part of the training split the run trained on
+        tokens = tokens[: lm.config["recipe"].get("train_tokens")]
     unknown = len(lm.vocab.unknown(tokens))
     with lm.place.autocast():
         loss, _ = stream_loss(lm.model, as_tensor(lm.vocab.encode(tokens)))

@@ -97,6 +97,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", default=d.data, help="corpus name or text file")
     data.add_argument("--encoding", default=d.encoding, help="encoding of --data")
     data.add_argument("--level", choices=["char", "word"], default=d.level, help="tokens")
+    data.add_argument(
+        "--train-tokens", type=POSITIVE, default=d.train_tokens, metavar="N",
+        help="train on the first N tokens of the training split only (default: all)",
+    )  # fmt: skip
     model = parser.add_argument_group("model")
     model.add_argument(
         "--cell", choices=["rnn", "lstm", "gru", "mingru", "minlstm"], default=d.cell,
