@@ -154,3 +154,13 @@ def test_split_by_dates_and_its_refusals(tmp_path):
     ):
         with pytest.raises(DataError, match=match):
             read_data(ForecastRecipe(data=str(data), split=split))
+
+
+def test_the_first_stage_leaves_time_in_the_budget_for_the_refit(refitted):
+    """With a refit the first stage reserves its time (``reserve_refit``, which the trainer's
+    tests check); the refit itself has no clock budget to reserve from."""
+    tmp, recipe = refitted
+    assert recipe.train_config().reserve_refit
+    assert not ForecastRecipe(refit=False).train_config().reserve_refit
+    assert _json(tmp / "run" / "config.json")["train"]["reserve_refit"] is True
+    assert _json(tmp / "run" / "refit" / "config.json")["train"]["reserve_refit"] is False

@@ -172,6 +172,25 @@ def test_patience_stops_after_that_many_validations_without_a_new_best(tmp_path)
     assert result.best_valid_loss == 3.0
 
 
+@pytest.mark.parametrize("reserve, steps", [(False, 60), (True, 40)])
+def test_reserve_refit_leaves_the_time_to_retrain_up_to_the_best_step(tmp_path, reserve, steps):
+    """One second per step, a one-minute budget, the best validation at step 20: without the
+    reserve the run takes the whole minute; with it, it stops at 40 s, when 40 s + 20 steps at
+    1 s would reach the budget (a refit of the best checkpoint's 20 steps fits what is left)."""
+    task = ScriptedValidation(make_task(), [5.0, 4.0] + [6.0] * 10)
+    now = [0.0]
+
+    def tick(trainer):
+        now[0] += 1.0
+
+    cfg = config(max_steps=None, max_minutes=1.0, reserve_refit=reserve)
+    run = RunDir.create(tmp_path / f"r{reserve}", "lm")
+    result = Trainer(make_model(), task, cfg, run, on_step=tick, clock=lambda: now[0]).fit()
+    assert result.steps == steps
+    assert json.loads((run.path / "trainer.json").read_text())["best_step"] == 20
+    assert not reserve or steps + 20 <= 60  # the refit's 20 steps at 1 s fit the minute
+
+
 def test_schedule_steps_replays_the_start_of_a_longer_schedule(tmp_path):
     """A 20-step run on the schedule of 40 steps ends with the weights the 40-step run had at
     step 20 (what a refit that stops part-way through its first stage's schedule relies on)."""

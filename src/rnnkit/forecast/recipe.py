@@ -74,7 +74,7 @@ class ForecastRecipe:
     clip_norm: float = 10.0  # gradient-norm clipping
     epochs: int | None = None  # budget: epochs of steps_per_epoch steps
     max_steps: int | None = None  # budget: optimizer steps
-    max_minutes: float | None = 10.0  # budget: wall-clock minutes
+    max_minutes: float | None = 10.0  # budget: wall-clock minutes (with refit: both stages)
     eval_every: int = 200  # validate (NLL of the validation horizons) and checkpoint every N steps
     patience: int | None = 10  # stop after N validations without a new best (None: never)
     refit: bool = True  # after training (and calibrating), train anew on training + validation
@@ -115,7 +115,9 @@ class ForecastRecipe:
         from rnnkit.training import TrainConfig
 
         names = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+        values = {k: v for k, v in asdict(self).items() if k in names}
+        # the refit's steps come out of the same budget: the first stage leaves time for them
+        return TrainConfig(**values, reserve_refit=self.refit)
 
 
 def default_lags(step: int) -> list[int]:

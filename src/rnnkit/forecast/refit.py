@@ -60,7 +60,7 @@ def refit_config(
         length = max(step, round(step / max(progress, 1e-9)))
     config = dataclasses.replace(
         first, max_steps=step, max_minutes=None, epochs=None, patience=None, eval_every=0,
-        schedule_steps=length,
+        schedule_steps=length, reserve_refit=False,
     )  # fmt: skip
     return config, length
 

@@ -37,6 +37,9 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimizer steps
     max_minutes: float | None = None  # stop after this much wall-clock time (evaluation included)
     patience: int | None = None  # also stop after N validations without a new best (None: never)
+    reserve_refit: bool = False  # with max_minutes: also stop once the time left would not
+    # train again up to the best checkpoint (at this run's pace), so that a refit of that many
+    # steps fits the same budget (the forecasting refit sets it)
     schedule_steps: int | None = None  # the schedule's length in steps, when it is not the
     # budget (a refit that replays part of an earlier run's schedule); None: the budget
     eval_every: int = 500  # validate and checkpoint every N steps (0: only at the end)

@@ -261,7 +261,18 @@ class Trainer:
             or (c.epochs is not None and self.epoch >= c.epochs)
             or (c.max_minutes is not None and self.elapsed_s() >= 60.0 * c.max_minutes)
             or self._out_of_patience()
+            or self._no_time_for_refit()
         )
+
+    def _no_time_for_refit(self) -> bool:
+        """With ``reserve_refit``: retraining up to the best checkpoint, at the pace so far
+        (validations included, so the estimate errs on the long side), would end past the
+        budget."""
+        c = self.config
+        if not c.reserve_refit or c.max_minutes is None or not self.best_step or not self.step:
+            return False
+        elapsed = self.elapsed_s()
+        return elapsed + self.best_step * elapsed / self.step >= 60.0 * c.max_minutes
 
     def _out_of_patience(self) -> bool:
         """``patience`` validations have passed since the best one (early stopping)."""
