@@ -22,14 +22,24 @@ def test_tsv_and_librispeech_layouts(tmp_path):
     tsv = tmp_path / "t.tsv"
     tsv.write_text("a.wav\tHello   World\n\n")
     assert [(i.path, i.text) for i in read_tsv(tsv)] == [(str(tmp_path / "a.wav"), "hello world")]
+    tsv.write_text("a.wav\tone\nb.wav\ttwo\n")
+    with pytest.raises(DataError, match=r"t.tsv:2: no such audio file 'b.wav'"):
+        read_tsv(tsv)  # named by file:line before any audio is read
     book = tmp_path / "libri" / "19" / "198"
     book.mkdir(parents=True)
     (book / "19-198.trans.txt").write_text(
         "19-198-0000 NORTHANGER ABBEY\n19-198-0001 CHAPTER ONE\n"
     )
+    (book / "19-198-0000.flac").write_bytes(b"x")
+    with pytest.raises(DataError, match="19-198.trans.txt:2: no audio 19-198-0001.flac"):
+        read_librispeech(tmp_path / "libri")  # a line whose audio is missing: named, file:line
+    (book / "19-198-0001.wav").write_bytes(b"x")
     items = read_librispeech(tmp_path / "libri")
     assert [i.text for i in items] == ["northanger abbey", "chapter one"]
-    assert items[0].path == str(book / "19-198-0000.flac")
+    assert [i.path for i in items] == [
+        str(book / "19-198-0000.flac"),
+        str(book / "19-198-0001.wav"),
+    ]
     splits = user_corpus(str(tmp_path / "libri"))
     assert set(splits) == {"train", "valid", "test"} and all(splits.values())
     with pytest.raises(DataError, match="no such corpus"):

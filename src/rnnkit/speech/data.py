@@ -166,6 +166,11 @@ def read_tsv(path: str | Path) -> list[Item]:
                 f"{path}:{number}: expected 'audio path<TAB>transcript', got {line[:60]!r}"
             )
         audio = (path.parent / parts[0].strip()).resolve()
+        if not audio.is_file():
+            raise DataError(
+                f"{path}:{number}: no such audio file {parts[0].strip()!r} (relative paths are "
+                f"read from {path.parent}); fix the path or drop the line"
+            )
         items.append(Item(str(audio), normalize_text(parts[1])))
     if not items:
         raise DataError(f"{path} holds no utterances; give path<TAB>text lines")
@@ -187,8 +192,13 @@ def read_librispeech(folder: str | Path) -> list[Item]:
             audio = next(
                 (trans.parent / f"{ident}{ext}" for ext in (".flac", ".wav", ".ogg")
                  if (trans.parent / f"{ident}{ext}").exists()),
-                trans.parent / f"{ident}.flac",
+                None,
             )  # fmt: skip
+            if audio is None:
+                raise DataError(
+                    f"{trans}:{number}: no audio {ident}.flac, .wav or .ogg beside the "
+                    "transcript; restore the file or drop the line"
+                )
             items.append(Item(str(audio), normalize_text(text)))
     if not items:
         raise DataError(
