@@ -1,0 +1,131 @@
+"""Where a speech run's errors come from: utterances it trained on, new utterances of the voices it
+trained on, and the held-out validation voices (many more utterances than the trainer's 200).
+
+For each run directory (a synth-digits run), scores with greedy decoding and the CTC loss
+(nats/character, no augmentation, the kept weights):
+
+- **seen**: the first ``--utterances`` training utterances (espeak-ng and festival ones);
+- **unseen, training voices**: training-plan utterances from index ``--unseen-from`` on, which no
+  run of a corpus that small has trained on: the same voices, ranges and share of festival as
+  training, new texts and settings. seen vs unseen is what the model learned by heart;
+- **valid**: the first ``--utterances`` validation utterances (6 espeak-ng variants never heard in
+  training), with the WER of each variant. unseen vs valid is the cost of a new voice.
+
+The corpus is extended as needed (synthesized on first use, like any larger corpus: the plan's
+prefix is kept). The test sets are never read.
+
+    python benchmarks/speech_gap.py RUN_DIR [RUN_DIR ...] --utterances 1000 --json F
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from lm import load  # benchmarks/lm.py: the load line
+from rnnkit.speech import api, synth
+from rnnkit.speech.data import Item, collate, featurize, length_batches
+from rnnkit.speech.decode import greedy_decode
+from rnnkit.speech.metrics import cer, wer
+from rnnkit.speech.recipe import SpeechRecipe
+from rnnkit.speech.task import EVAL_FRAMES, SpeechTask
+
+
+def score(asr: api.Recognizer, items: list[Item]) -> dict[str, object]:
+    """CTC loss per character and greedy WER/CER of ``items`` (one batched pass)."""
+    examples = featurize(items, asr.alphabet, asr.features, stats=asr.stats)
+    task = SpeechTask({"train": examples, "x": examples}, batch_frames=EVAL_FRAMES, seed=0,
+                      augment=None)  # fmt: skip
+    hyps = [""] * len(examples)
+    with torch.no_grad():
+        loss = task.evaluate(asr.model, "x")
+        for index in length_batches(examples, EVAL_FRAMES):
+            batch = collate([examples[i] for i in index])  # longest first, like `chosen`
+            chosen = sorted(index, key=lambda i: -examples[i].feats.shape[0])
+            log_probs, lengths = asr.model(batch.feats, batch.lengths)  # (T', B, C)
+            for b, i in enumerate(chosen):
+                hyps[i] = asr.alphabet.decode(greedy_decode(log_probs[: lengths[b], b]).tokens)
+    refs = [e.text for e in examples]
+    return {"n": len(items), "words": sum(len(r.split()) for r in refs), "loss": loss,
+            "wer": wer(refs, hyps), "cer": cer(refs, hyps), "refs": refs, "hyps": hyps}  # fmt: skip
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 2 (bad input)."""
+    print(f"speech_gap.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def one_run(run: str, args: argparse.Namespace) -> dict[str, object]:
+    asr = api.load(run)
+    recipe = SpeechRecipe.from_dict(asr.config["recipe"])
+    if recipe.corpus != "synth-digits":
+        fail(f"{run}: trained on {recipe.corpus}; this diagnosis is for synth-digits runs")
+    if recipe.train_utterances > args.unseen_from:
+        fail(f"{run}: trained on {recipe.train_utterances} utterances, more than "
+                 f"--unseen-from {args.unseen_from}")  # fmt: skip
+    n = args.utterances
+    wide = dataclasses.replace(recipe, train_utterances=args.unseen_from + n, valid_utterances=n)
+    items = api.corpus(wide, with_flite=False)
+    sets = {"seen": items["train"][:n], "unseen": items["train"][args.unseen_from :],
+            "valid": items["valid"][:n]}  # fmt: skip
+    row: dict[str, object] = {"run": run, "train_utterances": recipe.train_utterances}
+    for name, part in sets.items():
+        result = score(asr, part)
+        if name == "valid":  # the WER of each held-out variant
+            variant_of = {f"{u.id}.flac": u.voice.split("+")[-1]
+                          for u in synth.plan("valid", n, seed=recipe.corpus_seed)}  # fmt: skip
+            by = collections.defaultdict(lambda: ([], []))
+            for item, ref, hyp in zip(part, result["refs"], result["hyps"]):
+                by[variant_of[Path(item.path).name]][0].append(ref)
+                by[variant_of[Path(item.path).name]][1].append(hyp)
+            result["variants"] = {v: {"n": len(refs), "wer": wer(refs, hyps)}
+                                  for v, (refs, hyps) in sorted(by.items())}  # fmt: skip
+        del result["refs"], result["hyps"]
+        row[name] = result
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--utterances", type=int, default=1000, help="utterances per set")
+    parser.add_argument(
+        "--unseen-from", type=int, default=20000,
+        help="first training-plan index of the unseen set (above every run's corpus)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    if args.utterances < 1:
+        parser.error(f"--utterances must be at least 1, got {args.utterances}")
+    torch.set_num_threads(args.threads)
+    print(f"load average before: {load()}")
+    rows = [one_run(run, args) for run in args.runs]
+    print(f"load average after: {load()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"\n{'run':40s} {'train':>6} | {'seen loss':>9} {'WER %':>6} | {'unseen loss':>11} "
+          f"{'WER %':>6} | {'valid loss':>10} {'WER %':>6} (words wrong of)")  # fmt: skip
+    for row in rows:
+        cells = []
+        for name in ("seen", "unseen", "valid"):
+            r = row[name]
+            wrong = round(r["wer"] * r["words"])
+            cells.append(f"{r['loss']:.4f} {100 * r['wer']:5.2f} ({wrong}/{r['words']})")
+        print(f"{row['run'][-40:]:40s} {row['train_utterances']:>6} | " + " | ".join(cells))
+    print("\nvalid greedy WER % per variant:")
+    for row in rows:
+        variants = row["valid"]["variants"]
+        print(f"  {row['run'][-40:]:40s} "
+              + " ".join(f"{v} {100 * x['wer']:.2f}" for v, x in variants.items()))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
