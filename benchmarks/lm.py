@@ -128,7 +128,7 @@ def choose_threads(recipe: LMRecipe, most: int) -> int:
 
 
 def train_and_measure(
-    name: str, recipe: LMRecipe, out: Path, quiet: bool, cpu_time: bool = False
+    name: str, recipe: LMRecipe, out: Path, quiet: bool, cpu_time: bool = False, test: bool = True
 ) -> dict:
     print(f"\n== {name}: training for {recipe.max_minutes:g} min into {out}", flush=True)
     start = time.monotonic()
@@ -137,7 +137,7 @@ def train_and_measure(
                       report=lambda m: print("  " + m, flush=True))  # fmt: skip
     wall = time.monotonic() - start
     valid = lm.evaluate(out, split="valid")
-    test = lm.evaluate(out, split="test")
+    test = lm.evaluate(out, split="test") if test else {"loss": math.nan}
     return {
         "name": name,
         "steps": result.steps,
@@ -228,6 +228,20 @@ def adamw_awd(awd: LMRecipe) -> LMRecipe:
 AWD_VARIANTS = {"sgd": lambda awd: awd, "short": short_awd, "adamw": adamw_awd}
 
 
+def overrides(pairs: list[str]) -> dict:
+    """``--set lr=10 nonmono=2``: recipe fields and values (parsed as the fields' types)."""
+    fields = {f.name: f for f in dataclasses.fields(LMRecipe)}
+    changes = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields or not value:
+            raise SystemExit(f"--set: expected FIELD=VALUE with an LMRecipe field, got {pair!r}")
+        default = getattr(LMRecipe(), key)
+        kind = type(default) if default is not None else float
+        changes[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
+    return changes
+
+
 def compare_awd(args: argparse.Namespace, folder: Path) -> None:
     """The ``--awd`` comparison (see the module docstring)."""
     rows, curves = [], {}
@@ -242,7 +256,10 @@ def compare_awd(args: argparse.Namespace, folder: Path) -> None:
         for key in args.awd_models.split(","):
             name, recipe = models[key]
             out = folder / f"{name.replace(' ', '-')}-{seed}"
-            row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet, args.cpu_time)
+            if key == "awd":
+                recipe = dataclasses.replace(recipe, **overrides(args.set))
+            row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet, args.cpu_time,
+                                    test=not args.valid_only)  # fmt: skip
             rows.append(row)
             curves[row["name"]] = valid_curve(out)
     print(f"\nload average after: {load()}")
@@ -305,6 +322,12 @@ def main() -> None:
     parser.add_argument("--awd-models", default="awd,plain",
                         help="--awd: which of awd,plain to train (default: both; one per "
                         "process lets two train at once)")  # fmt: skip
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="--awd: change these LMRecipe fields of the AWD model "
+                        "(probes)")  # fmt: skip
+    parser.add_argument("--valid-only", action="store_true",
+                        help="--awd: do not evaluate test (exploration, where nothing may "
+                        "be chosen on test)")  # fmt: skip
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
