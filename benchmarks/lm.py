@@ -51,7 +51,16 @@ at 200,000 words and 3.5 minutes the plain model had only begun to):
     python benchmarks/lm.py --awd --awd-variant adamw --train-tokens 100000 --eval-every 100 \
         --minutes 10 --cpu-time --threads 1 --seeds 0,1 --awd-models awd --out runs/awd100k
 
-and the same with ``--awd-models plain``, as a second process.
+and the same with ``--awd-models plain``, as a second process. At the issue's budget, 2 cores
+for 10 minutes, that is ``--minutes 20 --cpu-time --threads 2``; run it with
+``OMP_WAIT_POLICY=PASSIVE`` on a shared machine, or threads waiting for a descheduled partner
+spin and are charged CPU time (measured: the same first 50 steps, the same losses, cost 45.8
+CPU-seconds instead of 18.9; benchmarks/results/awd_100k_2threads/).
+``--valid-only`` skips the test split (probes) and ``--set FIELD=VALUE ...`` changes fields of
+the AWD model's recipe, e.g. the NT-ASGD probe of docs/cells.md:
+
+    python benchmarks/lm.py --awd --awd-variant sgd --awd-models awd --train-tokens 100000 \
+        --eval-every 100 --minutes 4 --cpu-time --threads 1 --valid-only --set lr=7.5
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
