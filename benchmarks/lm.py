@@ -51,7 +51,16 @@ at 200,000 words and 3.5 minutes the plain model had only begun to):
     python benchmarks/lm.py --awd --awd-variant adamw --train-tokens 100000 --eval-every 100 \
         --minutes 10 --cpu-time --threads 1 --seeds 0,1 --awd-models awd --out runs/awd100k
 
-and the same with ``--awd-models plain``, as a second process.
+and the same with ``--awd-models plain``, as a second process. At the issue's budget, 2 cores
+for 10 minutes, that is ``--minutes 20 --cpu-time --threads 2``; run it with
+``OMP_WAIT_POLICY=PASSIVE`` on a shared machine, or threads waiting for a descheduled partner
+spin and are charged CPU time (measured: the same first 50 steps, the same losses, cost 45.8
+CPU-seconds instead of 18.9; benchmarks/results/awd_100k_2threads/).
+``--valid-only`` skips the test split (probes) and ``--set FIELD=VALUE ...`` changes fields of
+the AWD model's recipe, e.g. the NT-ASGD probe of docs/cells.md:
+
+    python benchmarks/lm.py --awd --awd-variant sgd --awd-models awd --train-tokens 100000 \
+        --eval-every 100 --minutes 4 --cpu-time --threads 1 --valid-only --set lr=7.5
 
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
@@ -128,7 +137,7 @@ def choose_threads(recipe: LMRecipe, most: int) -> int:
 
 
 def train_and_measure(
-    name: str, recipe: LMRecipe, out: Path, quiet: bool, cpu_time: bool = False
+    name: str, recipe: LMRecipe, out: Path, quiet: bool, cpu_time: bool = False, test: bool = True
 ) -> dict:
     print(f"\n== {name}: training for {recipe.max_minutes:g} min into {out}", flush=True)
     start = time.monotonic()
@@ -137,7 +146,7 @@ def train_and_measure(
                       report=lambda m: print("  " + m, flush=True))  # fmt: skip
     wall = time.monotonic() - start
     valid = lm.evaluate(out, split="valid")
-    test = lm.evaluate(out, split="test")
+    test = lm.evaluate(out, split="test") if test else {"loss": math.nan}
     return {
         "name": name,
         "steps": result.steps,
@@ -228,6 +237,20 @@ def adamw_awd(awd: LMRecipe) -> LMRecipe:
 AWD_VARIANTS = {"sgd": lambda awd: awd, "short": short_awd, "adamw": adamw_awd}
 
 
+def overrides(pairs: list[str]) -> dict:
+    """``--set lr=10 nonmono=2``: recipe fields and values (parsed as the fields' types)."""
+    fields = {f.name: f for f in dataclasses.fields(LMRecipe)}
+    changes = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields or not value:
+            raise SystemExit(f"--set: expected FIELD=VALUE with an LMRecipe field, got {pair!r}")
+        default = getattr(LMRecipe(), key)
+        kind = type(default) if default is not None else float
+        changes[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
+    return changes
+
+
 def compare_awd(args: argparse.Namespace, folder: Path) -> None:
     """The ``--awd`` comparison (see the module docstring)."""
     rows, curves = [], {}
@@ -242,7 +265,10 @@ def compare_awd(args: argparse.Namespace, folder: Path) -> None:
         for key in args.awd_models.split(","):
             name, recipe = models[key]
             out = folder / f"{name.replace(' ', '-')}-{seed}"
-            row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet, args.cpu_time)
+            if key == "awd":
+                recipe = dataclasses.replace(recipe, **overrides(args.set))
+            row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet, args.cpu_time,
+                                    test=not args.valid_only)  # fmt: skip
             rows.append(row)
             curves[row["name"]] = valid_curve(out)
     print(f"\nload average after: {load()}")
@@ -305,6 +331,12 @@ def main() -> None:
     parser.add_argument("--awd-models", default="awd,plain",
                         help="--awd: which of awd,plain to train (default: both; one per "
                         "process lets two train at once)")  # fmt: skip
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="--awd: change these LMRecipe fields of the AWD model "
+                        "(probes)")  # fmt: skip
+    parser.add_argument("--valid-only", action="store_true",
+                        help="--awd: do not evaluate test (exploration, where nothing may "
+                        "be chosen on test)")  # fmt: skip
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)

@@ -182,7 +182,7 @@ def test_cli_help_shows_the_recipe_defaults_and_bad_names_list_the_recipes(run_c
         cli.main(["lm", "train", "--recipe", "awd-lstm", "--help"])
     help_text = capsys.readouterr().out
     assert "nt-asgd" in help_text and "awd-lstm-full" in help_text
-    assert "(default: 30.0)" in help_text  # awd-lstm's learning rate
+    assert "(default: 3.75)" in help_text  # awd-lstm's learning rate
     code, _, err = run_cli("lm", "train", "--out", "x", "--recipe", "awd")
     assert code == 2
     line = err.strip().splitlines()[-1]
@@ -197,6 +197,21 @@ def test_the_full_recipe_has_the_papers_values():
     assert (full.input_dropout, full.hidden_dropout, full.dropout) == (0.65, 0.3, 0.4)
     assert (full.embedding_dropout, full.weight_drop, full.ar, full.tar) == (0.1, 0.5, 2.0, 1.0)
     assert (full.lr, full.clip_norm, full.optimizer) == (30.0, 0.25, "nt-asgd")
+
+
+def test_the_scaled_recipe_keeps_the_papers_rate_per_token_and_can_switch_in_its_budget():
+    full, scaled = RECIPES["awd-lstm-full"], RECIPES["awd-lstm"]
+    tokens = lambda r: r.batch_size * r.bptt  # noqa: E731  (tokens per update)
+    assert scaled.lr == pytest.approx(full.lr * tokens(scaled) / tokens(full))
+    assert scaled.lr == 3.75 and scaled.optimizer == "nt-asgd" and scaled.clip_norm == 0.25
+    # Every validation worse than the one before: the earliest switch NT-ASGD can make.
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = NTASGD([w], lr=scaled.lr, nonmono=scaled.nonmono)
+    first = next(k for k in range(1, 100) if opt.observe(float(k)))
+    assert first == scaled.nonmono + 2
+    # One thread made 576 steps of the whole corpus in 10 CPU-minutes (docs/cells.md), so
+    # 10 minutes on 2 cores are at most twice that: the switch must fit before.
+    assert first * scaled.eval_every <= 2 * 576
 
 
 def test_nt_asgd_with_nonmono_zero_averages_from_the_first_step():
