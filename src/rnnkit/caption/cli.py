@@ -36,6 +36,7 @@ from rnnkit.options import (
     add_runtime_arguments,
     int_at_least,
     launched,
+    number,
     recipe_budget,
     reporter,
     resume_changes,
@@ -132,6 +133,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="attention: probability of replacing a previous word by <unk> in training",
     )  # fmt: skip
     train.add_argument(
+        "--consensus-references", type=number(0.0, 100.0), default=d.consensus_references,
+        metavar="K", help="attention: draw an image's training caption with probability "
+        "proportional to exp(K * its n-gram agreement with the image's other captions); "
+        "0: uniformly",
+    )  # fmt: skip
+    train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
     )
     train.add_argument("--seed", type=SEED, default=d.seed, help="seed of the weights and batches")
@@ -152,7 +159,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         glimpse_positions=args.glimpse_positions, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, scheduled_sampling=args.scheduled_sampling,
-        word_dropout=args.word_dropout, eval_every=args.eval_every, seed=args.seed,
+        word_dropout=args.word_dropout, consensus_references=args.consensus_references,
+        eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),
     )  # fmt: skip
 

@@ -66,6 +66,12 @@ class CaptionRecipe:
     # training: the probability of replacing a previous word by <unk> (word dropout, Bowman et
     # al. 2016), so the next word must come from the image rather than the words before it
     word_dropout: float = 0.0
+    # training, attention: k >= 0; an image's reference caption is drawn with probability
+    # proportional to exp(k * its mean n-gram agreement with the image's other references), so
+    # greedy search follows the phrasing the references share where two phrasings part ("a small
+    # red circle" -> "left of" or "and"); 0: uniformly. 40 was chosen on validation over 20 and 0
+    # (docs/captioning.md)
+    consensus_references: float = 40.0
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -98,6 +104,10 @@ class CaptionRecipe:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not 0.0 <= self.consensus_references <= 100.0:
+            raise ConfigError(
+                f"consensus_references must be in [0, 100], got {self.consensus_references!r}"
+            )
         if self.attention_penalty < 0:
             raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 
@@ -111,6 +121,7 @@ class CaptionRecipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionRecipe:
         names = {f.name for f in fields(cls)}
+        data = {"consensus_references": 0.0, **data}  # runs saved before it drew uniformly
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
