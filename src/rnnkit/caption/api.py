@@ -36,7 +36,7 @@ from rnnkit.caption.encoders import check_encoder, model_inputs
 from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
-from rnnkit.caption.recipe import RERANK, CaptionRecipe
+from rnnkit.caption.recipe import CaptionRecipe, rerank_of
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
@@ -217,11 +217,11 @@ def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[se
     """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``).
 
     ``options`` are :class:`rnnkit.search.SearchOptions` fields (``beam_size``: 1 is greedy
-    search; ``n_best``, ``length_penalty``, ``rerank``: the captioning default is
-    :data:`rnnkit.caption.recipe.RERANK`). Every caption ends with the end token within
+    search; ``n_best``, ``length_penalty``, ``rerank``: the captioning default is the run's,
+    :func:`rnnkit.caption.recipe.rerank_of`). Every caption ends with the end token within
     ``recipe.max_length`` steps. Returns up to ``n_best`` hypotheses per image, best first.
     """
-    settings = SearchOptions(**{"rerank": RERANK, **options})
+    settings = SearchOptions(**{"rerank": rerank_of(captioner.recipe), **options})
     model, vocab, limit = captioner.model, captioner.vocab, captioner.recipe.max_length
     constraints = processors(vocab, limit)
     model.eval()

@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rnnkit.caption.recipe import CELL_POSITIONS, GLIMPSE_POSITIONS, RERANK, CaptionRecipe
+from rnnkit.caption.recipe import (
+    CELL_POSITIONS,
+    GLIMPSE_POSITIONS,
+    RERANK,
+    RERANK_WEIGHTED,
+    CaptionRecipe,
+)
 from rnnkit.options import (
     BEAM,
     NON_NEGATIVE,
@@ -275,11 +281,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    """How beam search ranks what it finds (the defaults: captioning's, see ``RERANK``)."""
+    """How beam search ranks what it finds (the defaults: captioning's, see ``rerank_of``)."""
     d = SearchOptions()
     parser.add_argument(
-        "--rerank", choices=RERANKINGS, default=RERANK,
-        help="order the beam's captions by score (none) or by their agreement with each other",
+        "--rerank", choices=RERANKINGS, default=None,
+        help="order the beam's captions by score (none) or by their agreement with each other "
+        f"(default: the run's: {RERANK_WEIGHTED} if it was trained with --consensus-references "
+        f"above 0, else {RERANK})",
     )  # fmt: skip
     parser.add_argument(
         "--length-penalty", choices=LENGTH_PENALTIES, default=d.length_penalty,
@@ -291,7 +299,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _search_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"rerank": args.rerank, "length_penalty": args.length_penalty, "alpha": args.alpha}
+    rerank = {} if args.rerank is None else {"rerank": args.rerank}  # None: the run's default
+    return {**rerank, "length_penalty": args.length_penalty, "alpha": args.alpha}
 
 
 def register(parser: argparse.ArgumentParser) -> None:

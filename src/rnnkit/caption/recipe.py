@@ -14,11 +14,15 @@ CELL_POSITIONS = ("none", "learned", "coordinates")
 # attention: which expected coordinates of the glimpses the decoder reads (see model.py)
 GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")
 # How beam search ranks the captions it found, unless told otherwise (describe, eval, the
-# benchmark): by their agreement with each other (rnnkit.search.consensus). Chosen on the
-# validation split, where the beam's most probable caption is often a rare paraphrase ("a single
-# red circle") that CIDEr-D, scoring consensus with the references, ranks below greedy search's
-# "a red circle"; see docs/captioning.md. No length penalty: none helped on validation.
+# benchmark), for a model trained on uniformly drawn references: by their agreement with each
+# other (rnnkit.search.consensus). Chosen on the validation split, where the beam's most probable
+# caption is often a rare paraphrase ("a single red circle") that CIDEr-D, scoring consensus with
+# the references, ranks below greedy search's "a red circle"; see docs/captioning.md. No length
+# penalty: none helped on validation. A model trained on consensus-weighted references
+# (consensus_references > 0) already makes the shared phrasing the most probable one; for it the
+# beam's most probable caption scored higher on validation (RERANK_WEIGHTED; see rerank_of).
 RERANK = "consensus"
+RERANK_WEIGHTED = "none"
 SAMPLING_RAMP_EPOCHS = 2  # scheduled sampling reaches its rate after this many epochs
 
 
@@ -134,3 +138,9 @@ def check_glimpses(glimpses: int, glimpse_positions: str) -> None:
             f"glimpse_positions must be one of {', '.join(GLIMPSE_POSITIONS)}, "
             f"got {glimpse_positions!r}"
         )
+
+
+def rerank_of(recipe: CaptionRecipe) -> str:
+    """The beam's default ranking for a run of ``recipe``: ``RERANK`` for a model trained on
+    uniformly drawn references, ``RERANK_WEIGHTED`` for one trained on consensus-weighted ones."""
+    return RERANK_WEIGHTED if recipe.consensus_references > 0 else RERANK
