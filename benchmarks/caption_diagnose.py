@@ -19,6 +19,12 @@ captions.
 
     python benchmarks/caption_diagnose.py RUN_DIR [RUN_DIR ...] [--split valid] [--json out.json]
 
+It also reads the model at the place where greedy search parts the relations from the listings:
+after the words naming the leftmost object with its size ("a small red circle"), where the
+references go on with the relation ("left of", "above", "below") or with "and" (two objects) /
+the next object ("a", three objects) equally often. It reports the model's mean probability of
+each continuation there and which one it ranks first (``branch``).
+
 ``--variants`` adds two other candidate sets for the consensus re-ranking: the beam's captions
 with the greedy caption added (once), and a beam two wider.
 """
@@ -73,6 +79,33 @@ def names_object(words: list[str], obj: scenes.SceneObject) -> bool:
     return f" {obj.colour} {obj.shape} " in f" {' '.join(words)} "
 
 
+def branch(captioner: api.Captioner, inputs: torch.Tensor, objects: list) -> dict:
+    """The next word after the leftmost object's phrase (with its size), on relation pictures:
+    mean probability of the listing ("and" / "a"), the true relation's first word, and the other
+    relation words; and how often each of the three ranks first among all words."""
+    model, vocab = captioner.model.eval(), captioner.vocab
+    ids = {w: vocab.encode([w])[0] for w in ("and", "a", *scenes.RELATION_WORDS)}
+    sums, first = Counter(), Counter()
+    rows = [i for i, objs in enumerate(objects) if len(objs) > 1]
+    with torch.no_grad():
+        for i in rows:
+            left, other = sorted(objects[i], key=lambda o: o.centre()[0])[:2]
+            true = ids[scenes.relation(left, other).split()[0]]
+            state = model.start(inputs[i : i + 1])
+            for token in [vocab.bos_index, *vocab.encode(left.phrase().split())]:
+                log_probs, state = model.step(torch.tensor([token]), state)
+            p = log_probs[0].exp()  # (V,)
+            listing = float(p[ids["and"]] + p[ids["a"]])
+            wrong = sum(float(p[ids[w]]) for w in scenes.RELATION_WORDS if ids[w] != true)
+            sums.update({"listing": listing, "true relation": float(p[true]), "other": wrong})
+            top = int(p.argmax())
+            kind = ("true relation" if top == true else "listing"
+                    if top in (ids["and"], ids["a"]) else "other")  # fmt: skip
+            first[kind] += 1
+    return {"pictures": len(rows), "mean_p": {k: v / len(rows) for k, v in sums.items()},
+            "ranked_first": dict(first)}  # fmt: skip
+
+
 def diagnose(run: str, split: str, beam: int, variants: bool = False) -> dict:
     captioner = api.load(run)
     data = api._load_splits(captioner.recipe)[split]
@@ -98,6 +131,8 @@ def diagnose(run: str, split: str, beam: int, variants: bool = False) -> dict:
     among = sum(any(h.tokens == g.tokens for h in b) for g, b in zip(greedy, beams))
     relational = [len(objs) > 1 for objs in data.objects]
     result = {"run": run, "split": split, "greedy_among_beam": among, "images": len(greedy)}
+    if captioner.recipe.data == scenes.NAME:
+        result["branch"] = branch(captioner, inputs, data.objects)
     for name, hyps in decodings.items():
         cider, per_image = metrics.cider_d(hyps, data.captions, per_image=True)
         kinds, wrong = Counter(), Counter()
@@ -149,6 +184,14 @@ def print_run(r: dict) -> None:
         print(f"| {name} | {s['cider']:.1f} | {s['one_cider']:.1f} | {s['rel_cider']:.1f} | "
               + " | ".join(str(s["kinds"][k]) for k in KINDS)
               + f" | {wrong} | {s['one_named_right']} | {s['words']:.2f} |")  # fmt: skip
+    if "branch" in r:
+        b = r["branch"]
+        print(
+            f"after the leftmost object's phrase ({b['pictures']} pictures): mean probability "
+            + ", ".join(f"{k} {v:.3f}" for k, v in b["mean_p"].items())
+            + "; ranked first: "
+            + ", ".join(f"{k} {v}" for k, v in b["ranked_first"].items())
+        )
     d = r["one_object_differ"]
     print("one-object pictures where greedy and consensus differ: "
           + ", ".join(f"{k} {v}" for k, v in d.items()))  # fmt: skip

@@ -143,6 +143,10 @@ def test_bad_options_are_one_line(tiny_run, capsys, scene_png):
         (["train", "--out", "x", "--glimpse-positions", "all"], "--glimpse-positions: invalid"),
         (["train", "--out", "x", "--word-dropout", "1"], "--word-dropout: must be a finite number"),
         (
+            ["train", "--out", "x", "--consensus-references", "-1"],
+            "--consensus-references: must be a finite number >= 0 and <= 100, got -1",
+        ),
+        (
             ["train", "--out", "x", "--scheduled-sampling", "-0.1"],
             "--scheduled-sampling: must be a finite number >= 0 and <= 0.99, got -0.1",
         ),

@@ -226,10 +226,22 @@ def test_cell_positions_are_added_to_the_features_attention_reads():
         assert (logits - unplaced).abs().max() > 1e-3  # the positions do change the words
 
 
-def test_caption_beam_search_is_reranked_by_consensus_by_default():
-    model, images = _model("attention"), _images(6)
-    captioner = Captioner(model, VOCAB, CaptionRecipe(image_size=32, max_length=8), "")
+def test_caption_beam_search_is_reranked_by_consensus_by_default_for_uniform_references():
+    model, images = _model("attention", seed=2), _images(6)  # re-ranking changes captions
+    recipe = CaptionRecipe(image_size=32, max_length=8, consensus_references=0.0)
+    captioner = Captioner(model, VOCAB, recipe, "")
     default = decode(captioner, images, beam_size=3)
     plain = decode(captioner, images, beam_size=3, n_best=3, rerank="none")
-    assert default == [search.rerank(hyps, "consensus")[:1] for hyps in plain]
+    reranked = [search.rerank(hyps, "consensus")[:1] for hyps in plain]
+    assert default == reranked and reranked != [h[:1] for h in plain]  # the check can fail
     assert decode(captioner, images, beam_size=3, rerank="none") == [h[:1] for h in plain]
+
+
+def test_a_model_trained_on_consensus_weighted_references_keeps_the_beams_order():
+    model, images = _model("attention", seed=2), _images(6)
+    captioner = Captioner(model, VOCAB, CaptionRecipe(image_size=32, max_length=8), "")
+    assert captioner.recipe.consensus_references > 0  # the default
+    plain = decode(captioner, images, beam_size=3, n_best=3, rerank="none")
+    assert decode(captioner, images, beam_size=3) == [h[:1] for h in plain]
+    reranked = decode(captioner, images, beam_size=3, rerank="consensus")
+    assert reranked == [search.rerank(hyps, "consensus")[:1] for hyps in plain] != plain

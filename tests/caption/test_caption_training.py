@@ -1,5 +1,9 @@
 """Training options that expose the decoder to other previous words than the true ones:
-scheduled sampling (its own best guesses) and word dropout (``<unk>``)."""
+scheduled sampling (its own best guesses) and word dropout (``<unk>``); and the drawing of the
+reference captions, uniform or weighted by their consensus."""
+
+import math
+import random
 
 import pytest
 import torch
@@ -7,7 +11,7 @@ from tiny_models import VOCAB, random_images, tiny_model
 
 from rnnkit.caption.api import build_task
 from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS, CaptionRecipe
-from rnnkit.caption.task import CaptionTask, collate
+from rnnkit.caption.task import CaptionTask, collate, consensus_weights
 from rnnkit.errors import ConfigError
 
 BOS, PAD, UNK = VOCAB.bos_index, VOCAB.pad_index, VOCAB.unk_index
@@ -123,11 +127,13 @@ def test_sampling_and_word_dropout_train_the_attention_decoder_only():
     splits = {
         "train": type("S", (), {"images": _images(4).numpy(), "captions": [[["a"]]] * 4})(),
     }
-    expected = {"attention": (0.3, 0.2), "mean": (0.0, 0.0), "text": (0.0, 0.0)}
+    expected = {"attention": (0.3, 0.2, True), "mean": (0.0, 0.0, False),
+                "text": (0.0, 0.0, False)}  # fmt: skip
     for decoder, rates in expected.items():
-        recipe = CaptionRecipe(decoder=decoder, scheduled_sampling=0.3, word_dropout=0.2)
+        recipe = CaptionRecipe(decoder=decoder, scheduled_sampling=0.3, word_dropout=0.2,
+                               consensus_references=5.0)  # fmt: skip
         task = build_task(recipe, splits, VOCAB, seed=0)
-        assert (task.sampling, task.word_dropout) == rates
+        assert (task.sampling, task.word_dropout, task.weights is not None) == rates
 
 
 def test_sampling_gradients_match_finite_differences():
@@ -149,8 +155,70 @@ def test_bad_options_are_refused():
         for bad in (-0.1, 1.0, 2.0):
             with pytest.raises(ConfigError, match=name):
                 CaptionRecipe(**{name: bad})
+    for bad in (-1.0, 101.0, math.nan):
+        with pytest.raises(ConfigError, match="consensus_references"):
+            CaptionRecipe(consensus_references=bad)
+
+
+def test_consensus_weights_by_hand():
+    # [1, 2, 3] has the n-grams 1 2 3 12 23 123, [1, 2] has 1 2 12: Dice 2 * 3 / 9 = 2/3;
+    # [4] shares nothing. Mean agreement with the others: 1/3, 1/3, 0.
+    assert consensus_weights([[1, 2, 3], [1, 2], [4]], 3.0) == pytest.approx(
+        [1.0, 1.0, math.exp(-1.0)]
+    )
+    assert consensus_weights([[1, 2], [1, 2], [3]], 2.0) == pytest.approx([1, 1, math.exp(-1)])
+    assert consensus_weights([[5, 6]], 3.0) == [1.0]  # a single reference
+    assert consensus_weights([[1], [2], [3]], 5.0) == [1.0, 1.0, 1.0]  # no agreement anywhere
+
+
+def _reference_task(n, k, seed=0):
+    """``n`` images, each with the references [3, 4], [3, 4, 6] and [5] (weights 1, 1, e^-k/2)."""
+    refs = [[[3, 4], [3, 4, 6], [5]] for _ in range(n)]
+    inputs = _images(n)
+    return CaptionTask({"train": inputs, "valid": inputs[:2]}, {"train": refs, "valid": refs[:2]},
+                       VOCAB, batch_size=8, consensus_references=k, seed=seed)  # fmt: skip
+
+
+def _drawn(task, epoch):
+    """The first word of every caption drawn in an epoch, by image."""
+    words = {}
+    for b, batch in enumerate(task.train_batches(epoch, 0)):
+        for row, first in enumerate(batch.tgt_out[:, 0].tolist()):
+            words[b * task.batch_size + row] = (first, int((batch.tgt_out[row] != PAD).sum()))
+    return words
+
+
+def test_references_are_drawn_in_proportion_to_their_consensus_weights():
+    task = _reference_task(64, 4.0)
+    agree = [(2 / 3 + 0) / 2, (2 / 3 + 0) / 2, 0.0]  # [3,4] vs [3,4,6]: Dice 2*3/(3+6)
+    weights = [math.exp(4.0 * (a - max(agree))) for a in agree]
+    expected = weights[2] / sum(weights)  # the share of [5]: 0.119
+    drawn = [w for epoch in range(50) for w in _drawn(task, epoch).values()]
+    share = sum(first == 5 for first, _ in drawn) / len(drawn)  # of 3,200 draws: sd 0.006
+    assert abs(share - expected) < 0.03
+    assert abs(share - 1 / 3) > 0.15  # far from uniform
+
+
+def test_without_consensus_weights_the_references_are_drawn_as_before():
+    """k = 0 draws exactly what the uniform draw always did (runs measured before compare)."""
+    task = _reference_task(16, 0.0, seed=7)
+    for epoch in range(3):
+        rng = random.Random(f"7/{epoch}")
+        order = list(range(16))
+        rng.shuffle(order)
+        picks = [rng.randrange(3) for _ in order]
+        lengths = {0: 3, 1: 4, 2: 2}  # words + <eos> of each reference
+        drawn = _drawn(task, epoch)
+        assert [drawn[k][1] for k in range(16)] == [lengths[p] for p in picks]
 
 
 def test_collate_is_unchanged_by_the_options():
     batch = collate(_images(2), [[3, 4], [5]], VOCAB)
     assert batch.sampling == 0.0
+
+
+def test_consensus_references_are_the_default_and_old_runs_keep_the_uniform_draw():
+    assert CaptionRecipe().consensus_references == 40.0
+    saved = {k: v for k, v in CaptionRecipe().__dict__.items() if k != "consensus_references"}
+    assert CaptionRecipe.from_dict(saved).consensus_references == 0.0  # a run saved before
+    assert CaptionRecipe.from_dict({"consensus_references": 20.0}).consensus_references == 20.0

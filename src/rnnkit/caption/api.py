@@ -36,7 +36,7 @@ from rnnkit.caption.encoders import check_encoder, model_inputs
 from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
-from rnnkit.caption.recipe import RERANK, CaptionRecipe
+from rnnkit.caption.recipe import CaptionRecipe, rerank_of
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
@@ -100,14 +100,15 @@ def build_task(
         name: encode_captions(split.captions, vocab, recipe.max_length)
         for name, split in splits.items()
     }
-    # Scheduled sampling and word dropout were chosen on validation for the attention decoder
-    # only; the baselines train as they did before they existed.
+    # Scheduled sampling, word dropout and consensus-weighted references were tried on
+    # validation for the attention decoder only; the baselines train as they did before.
     attention = recipe.decoder == "attention"
     return CaptionTask(
         inputs, captions, vocab, batch_size=recipe.batch_size,
         attention_penalty=recipe.attention_penalty,
         scheduled_sampling=recipe.scheduled_sampling if attention else 0.0,
-        word_dropout=recipe.word_dropout if attention else 0.0, seed=seed,
+        word_dropout=recipe.word_dropout if attention else 0.0,
+        consensus_references=recipe.consensus_references if attention else 0.0, seed=seed,
     )  # fmt: skip
 
 
@@ -216,11 +217,11 @@ def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[se
     """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``).
 
     ``options`` are :class:`rnnkit.search.SearchOptions` fields (``beam_size``: 1 is greedy
-    search; ``n_best``, ``length_penalty``, ``rerank``: the captioning default is
-    :data:`rnnkit.caption.recipe.RERANK`). Every caption ends with the end token within
+    search; ``n_best``, ``length_penalty``, ``rerank``: the captioning default is the run's,
+    :func:`rnnkit.caption.recipe.rerank_of`). Every caption ends with the end token within
     ``recipe.max_length`` steps. Returns up to ``n_best`` hypotheses per image, best first.
     """
-    settings = SearchOptions(**{"rerank": RERANK, **options})
+    settings = SearchOptions(**{"rerank": rerank_of(captioner.recipe), **options})
     model, vocab, limit = captioner.model, captioner.vocab, captioner.recipe.max_length
     constraints = processors(vocab, limit)
     model.eval()

@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rnnkit.caption.recipe import CELL_POSITIONS, GLIMPSE_POSITIONS, RERANK, CaptionRecipe
+from rnnkit.caption.recipe import (
+    CELL_POSITIONS,
+    GLIMPSE_POSITIONS,
+    RERANK,
+    RERANK_WEIGHTED,
+    CaptionRecipe,
+)
 from rnnkit.options import (
     BEAM,
     NON_NEGATIVE,
@@ -36,6 +42,7 @@ from rnnkit.options import (
     add_runtime_arguments,
     int_at_least,
     launched,
+    number,
     recipe_budget,
     reporter,
     resume_changes,
@@ -132,6 +139,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="attention: probability of replacing a previous word by <unk> in training",
     )  # fmt: skip
     train.add_argument(
+        "--consensus-references", type=number(0.0, 100.0), default=d.consensus_references,
+        metavar="K", help="attention: draw an image's training caption with probability "
+        "proportional to exp(K * its n-gram agreement with the image's other captions); "
+        "0: uniformly",
+    )  # fmt: skip
+    train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
     )
     train.add_argument("--seed", type=SEED, default=d.seed, help="seed of the weights and batches")
@@ -152,7 +165,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         glimpse_positions=args.glimpse_positions, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, scheduled_sampling=args.scheduled_sampling,
-        word_dropout=args.word_dropout, eval_every=args.eval_every, seed=args.seed,
+        word_dropout=args.word_dropout, consensus_references=args.consensus_references,
+        eval_every=args.eval_every, seed=args.seed,
         **recipe_budget(args, _D),
     )  # fmt: skip
 
@@ -267,11 +281,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    """How beam search ranks what it finds (the defaults: captioning's, see ``RERANK``)."""
+    """How beam search ranks what it finds (the defaults: captioning's, see ``rerank_of``)."""
     d = SearchOptions()
     parser.add_argument(
-        "--rerank", choices=RERANKINGS, default=RERANK,
-        help="order the beam's captions by score (none) or by their agreement with each other",
+        "--rerank", choices=RERANKINGS, default=None,
+        help="order the beam's captions by score (none) or by their agreement with each other "
+        f"(default: the run's: {RERANK_WEIGHTED} if it was trained with --consensus-references "
+        f"above 0, else {RERANK})",
     )  # fmt: skip
     parser.add_argument(
         "--length-penalty", choices=LENGTH_PENALTIES, default=d.length_penalty,
@@ -283,7 +299,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _search_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"rerank": args.rerank, "length_penalty": args.length_penalty, "alpha": args.alpha}
+    rerank = {} if args.rerank is None else {"rerank": args.rerank}  # None: the run's default
+    return {**rerank, "length_penalty": args.length_penalty, "alpha": args.alpha}
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -14,11 +14,15 @@ CELL_POSITIONS = ("none", "learned", "coordinates")
 # attention: which expected coordinates of the glimpses the decoder reads (see model.py)
 GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")
 # How beam search ranks the captions it found, unless told otherwise (describe, eval, the
-# benchmark): by their agreement with each other (rnnkit.search.consensus). Chosen on the
-# validation split, where the beam's most probable caption is often a rare paraphrase ("a single
-# red circle") that CIDEr-D, scoring consensus with the references, ranks below greedy search's
-# "a red circle"; see docs/captioning.md. No length penalty: none helped on validation.
+# benchmark), for a model trained on uniformly drawn references: by their agreement with each
+# other (rnnkit.search.consensus). Chosen on the validation split, where the beam's most probable
+# caption is often a rare paraphrase ("a single red circle") that CIDEr-D, scoring consensus with
+# the references, ranks below greedy search's "a red circle"; see docs/captioning.md. No length
+# penalty: none helped on validation. A model trained on consensus-weighted references
+# (consensus_references > 0) already makes the shared phrasing the most probable one; for it the
+# beam's most probable caption scored higher on validation (RERANK_WEIGHTED; see rerank_of).
 RERANK = "consensus"
+RERANK_WEIGHTED = "none"
 SAMPLING_RAMP_EPOCHS = 2  # scheduled sampling reaches its rate after this many epochs
 
 
@@ -66,6 +70,12 @@ class CaptionRecipe:
     # training: the probability of replacing a previous word by <unk> (word dropout, Bowman et
     # al. 2016), so the next word must come from the image rather than the words before it
     word_dropout: float = 0.0
+    # training, attention: k >= 0; an image's reference caption is drawn with probability
+    # proportional to exp(k * its mean n-gram agreement with the image's other references), so
+    # greedy search follows the phrasing the references share where two phrasings part ("a small
+    # red circle" -> "left of" or "and"); 0: uniformly. 40 was chosen on validation over 20 and 0
+    # (docs/captioning.md)
+    consensus_references: float = 40.0
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -98,6 +108,10 @@ class CaptionRecipe:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not 0.0 <= self.consensus_references <= 100.0:
+            raise ConfigError(
+                f"consensus_references must be in [0, 100], got {self.consensus_references!r}"
+            )
         if self.attention_penalty < 0:
             raise ConfigError(f"attention_penalty must be >= 0, got {self.attention_penalty}")
 
@@ -111,6 +125,7 @@ class CaptionRecipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionRecipe:
         names = {f.name for f in fields(cls)}
+        data = {"consensus_references": 0.0, **data}  # runs saved before it drew uniformly
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -123,3 +138,9 @@ def check_glimpses(glimpses: int, glimpse_positions: str) -> None:
             f"glimpse_positions must be one of {', '.join(GLIMPSE_POSITIONS)}, "
             f"got {glimpse_positions!r}"
         )
+
+
+def rerank_of(recipe: CaptionRecipe) -> str:
+    """The beam's default ranking for a run of ``recipe``: ``RERANK`` for a model trained on
+    uniformly drawn references, ``RERANK_WEIGHTED`` for one trained on consensus-weighted ones."""
+    return RERANK_WEIGHTED if recipe.consensus_references > 0 else RERANK

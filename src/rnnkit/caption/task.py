@@ -7,12 +7,16 @@ decoder, the doubly stochastic attention penalty of Xu et al. (2015, eq. 14),
 ``lambda * (1 - sum_t alpha_ti)^2``, averaged over the cells and the batch as common
 implementations do (summed over 64 cells it would outweigh the words). Optionally (the recipe's
 ``word_dropout`` and ``scheduled_sampling``) a previous word is replaced by ``<unk>`` or by the
-model's own best guess. Validation reports the
+model's own best guess. With ``consensus_references`` k > 0, the reference caption of an
+image is drawn with probability proportional to ``exp(k * c_j)``, ``c_j`` its consensus with the
+image's other references (the mean n-gram Dice similarity of :mod:`rnnkit.search.consensus`), so
+training leans toward the phrasing the references agree on. Validation reports the
 cross-entropy alone, over every reference caption of the split, in nats per word.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +29,7 @@ from torch import Tensor, nn
 from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import DataError
+from rnnkit.search.consensus import ngram_counts, similarity
 from rnnkit.training.distributed import check_divides, check_world, rank_rows, to_device
 
 TASK = "caption"
@@ -50,6 +55,27 @@ def encode_captions(
     return [[vocab.encode(c[: max_length - 1]) for c in refs] for refs in captions]
 
 
+def consensus_weights(references: Sequence[Sequence[int]], sharpness: float) -> list[float]:
+    """Drawing weights of an image's references: ``exp(k (c_j - max c))``, ``c_j`` the mean
+    n-gram Dice similarity of reference ``j`` to the image's other references (orders 1-4, as
+    the consensus re-ranking of beam search scores them); all 1 for a single reference.
+
+    Why: the scenes' grammar makes greedy search's choice a coin toss where two phrasings part
+    ("a small red circle" goes on with "left of" in one reference phrasing and with "and" in
+    another); weighting the references by their agreement moves each step's most likely word to
+    the phrasing the references share (minimum Bayes risk, as in ``rerank``, at training time).
+    """
+    if len(references) < 2:
+        return [1.0] * len(references)
+    grams = [ngram_counts(r) for r in references]
+    agree = [
+        sum(similarity(g, h) for k, h in enumerate(grams) if k != j) / (len(grams) - 1)
+        for j, g in enumerate(grams)
+    ]
+    top = max(agree)
+    return [math.exp(sharpness * (c - top)) for c in agree]
+
+
 def collate(inputs: Tensor, captions: Sequence[Sequence[int]], vocab: Vocab) -> Batch:
     """A :class:`Batch` of ``inputs`` (already the batch's rows) and one caption each."""
     pad, bos, eos = vocab.pad_index, vocab.bos_index, vocab.eos_index
@@ -71,6 +97,10 @@ class CaptionTask:
         vocab: the vocabulary (for the special tokens).
         batch_size: images per batch.
         attention_penalty: lambda of the doubly stochastic penalty.
+        scheduled_sampling: the rate of feeding the model's own guess (reached over 2 epochs).
+        word_dropout: the probability of replacing a previous word by ``<unk>``.
+        consensus_references: k of the references' drawing weights (:func:`consensus_weights`);
+            0 draws them uniformly.
         seed: with the epoch, fixes the order of the images and the captions drawn.
     """
 
@@ -86,6 +116,7 @@ class CaptionTask:
         attention_penalty: float = 1.0,
         scheduled_sampling: float = 0.0,
         word_dropout: float = 0.0,
+        consensus_references: float = 0.0,
         seed: int = 0,
     ) -> None:
         if not captions["train"]:
@@ -93,6 +124,12 @@ class CaptionTask:
         self.inputs, self.captions, self.vocab = inputs, captions, vocab
         self.batch_size, self.penalty, self.seed = batch_size, attention_penalty, seed
         self.sampling, self.word_dropout = scheduled_sampling, word_dropout
+        # per training image, its references' drawing weights (None: uniform, as rng.randrange)
+        self.weights = (
+            [consensus_weights(refs, consensus_references) for refs in captions["train"]]
+            if consensus_references > 0
+            else None
+        )
         self.rank, self.world_size = 0, 1
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -112,7 +149,10 @@ class CaptionTask:
         captions = self.captions["train"]
         order = list(range(len(captions)))
         rng.shuffle(order)
-        chosen = [rng.randrange(len(captions[i])) for i in order]  # drawn for the whole epoch
+        if self.weights is None:  # drawn for the whole epoch
+            chosen = [rng.randrange(len(captions[i])) for i in order]
+        else:
+            chosen = [rng.choices(range(len(captions[i])), self.weights[i])[0] for i in order]
         for b in range(start, self.steps_per_epoch()):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             picks = chosen[b * self.batch_size : (b + 1) * self.batch_size]
