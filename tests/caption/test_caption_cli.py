@@ -37,6 +37,8 @@ def test_train_describe_eval(tmp_path, capsys, scene_png):
     assert "done: 3 steps" in capsys.readouterr().out
     for name in ("run.json", "config.json", "vocab.json", "model.safetensors", "last.safetensors"):
         assert (out / name).is_file()
+    stored = json.loads((out / "config.json").read_text())["recipe"]
+    assert stored["consensus_references"] == 40.0  # the synthetic scenes: resolved and saved
 
     assert main(["caption", "describe", str(out), str(scene_png), "--beam", "3", "--n-best", "2",
                  "--rerank", "none", "--json", "--attention", str(tmp_path / "att.png")
@@ -212,6 +214,8 @@ def test_train_and_eval_on_a_tsv_of_ones_own_pictures(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["caption", "train", "--out", str(out), "--data", str(tmp_path / "caps.tsv")]
     assert main([*argv, "--max-steps", "2", *TINY_ARGS]) == 0
+    stored = json.loads((out / "config.json").read_text())["recipe"]
+    assert stored["consensus_references"] == 0.0  # a user's captions: drawn uniformly
     assert main(["caption", "eval", str(out), "--json", "--beam", "1"]) == 0
     scores = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert scores["images"] == 1 and "subsets" not in scores["greedy"]

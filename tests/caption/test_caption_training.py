@@ -218,7 +218,13 @@ def test_collate_is_unchanged_by_the_options():
 
 
 def test_consensus_references_are_the_default_and_old_runs_keep_the_uniform_draw():
-    assert CaptionRecipe().consensus_references == 40.0
+    assert CaptionRecipe().consensus_k() == 40.0  # the synthetic scenes
+    for data in ("captions.tsv", "dataset_flickr8k.json"):  # a user's captions: uniform ...
+        assert CaptionRecipe(data=data).consensus_k() == 0.0
+        assert (
+            CaptionRecipe(data=data, consensus_references=20.0).consensus_k() == 20.0
+        )  # ... unless asked
+    assert CaptionRecipe(consensus_references=0.0).consensus_k() == 0.0
     saved = {k: v for k, v in CaptionRecipe().__dict__.items() if k != "consensus_references"}
-    assert CaptionRecipe.from_dict(saved).consensus_references == 0.0  # a run saved before
-    assert CaptionRecipe.from_dict({"consensus_references": 20.0}).consensus_references == 20.0
+    assert CaptionRecipe.from_dict(saved).consensus_k() == 0.0  # a run saved before
+    assert CaptionRecipe.from_dict({"consensus_references": 20.0}).consensus_k() == 20.0

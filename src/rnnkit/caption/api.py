@@ -108,7 +108,7 @@ def build_task(
         attention_penalty=recipe.attention_penalty,
         scheduled_sampling=recipe.scheduled_sampling if attention else 0.0,
         word_dropout=recipe.word_dropout if attention else 0.0,
-        consensus_references=recipe.consensus_references if attention else 0.0, seed=seed,
+        consensus_references=recipe.consensus_k() if attention else 0.0, seed=seed,
     )  # fmt: skip
 
 
@@ -161,7 +161,8 @@ def train(
     with rank_zero_first():  # features of a frozen encoder are cached
         task = build_task(recipe, splits, vocab, train_config.seed)
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
-        stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes)}
+        stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes),
+                  "consensus_references": recipe.consensus_k()}  # fmt: skip
         run = runs.start(
             out, TASK, recipe=stored, model=model_config.to_dict(), train=config_dict(train_config)
         )

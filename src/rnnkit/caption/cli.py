@@ -20,6 +20,7 @@ from typing import Any
 
 from rnnkit.caption.recipe import (
     CELL_POSITIONS,
+    CONSENSUS_SYNTH,
     GLIMPSE_POSITIONS,
     RERANK,
     RERANK_WEIGHTED,
@@ -142,7 +143,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--consensus-references", type=number(0.0, 100.0), default=d.consensus_references,
         metavar="K", help="attention: draw an image's training caption with probability "
         "proportional to exp(K * its n-gram agreement with the image's other captions); "
-        "0: uniformly",
+        f"0: uniformly (default: {CONSENSUS_SYNTH:g} on synth-scenes, 0 on your own captions)",
     )  # fmt: skip
     train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"

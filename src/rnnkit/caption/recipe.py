@@ -23,6 +23,7 @@ GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")
 # beam's most probable caption scored higher on validation (RERANK_WEIGHTED; see rerank_of).
 RERANK = "consensus"
 RERANK_WEIGHTED = "none"
+CONSENSUS_SYNTH = 40.0  # consensus_references on the synthetic scenes, unless told otherwise
 SAMPLING_RAMP_EPOCHS = 2  # scheduled sampling reaches its rate after this many epochs
 
 
@@ -73,9 +74,10 @@ class CaptionRecipe:
     # training, attention: k >= 0; an image's reference caption is drawn with probability
     # proportional to exp(k * its mean n-gram agreement with the image's other references), so
     # greedy search follows the phrasing the references share where two phrasings part ("a small
-    # red circle" -> "left of" or "and"); 0: uniformly. 40 was chosen on validation over 20 and 0
-    # (docs/captioning.md)
-    consensus_references: float = 40.0
+    # red circle" -> "left of" or "and"); 0: uniformly. None: CONSENSUS_SYNTH on the synthetic
+    # scenes, where 40 was chosen on validation over 20 and 0 (docs/captioning.md), and 0 on a
+    # user's captions, where it was never measured (see consensus_k)
+    consensus_references: float | None = None
     max_length: int = 20  # longest caption generated, the end token included
     batch_size: int = 32  # images per batch
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -108,7 +110,7 @@ class CaptionRecipe:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
-        if not 0.0 <= self.consensus_references <= 100.0:
+        if self.consensus_references is not None and not 0.0 <= self.consensus_references <= 100.0:
             raise ConfigError(
                 f"consensus_references must be in [0, 100], got {self.consensus_references!r}"
             )
@@ -121,6 +123,16 @@ class CaptionRecipe:
 
         names = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def consensus_k(self) -> float:
+        """The k of the references' drawing weights this recipe trains with: the value given,
+        else CONSENSUS_SYNTH on the synthetic scenes and 0 (uniform) on a user's captions. Human
+        references differ far more than the scenes' paraphrases, and at k = 40 nearly every
+        draw would be the one most central caption, a fifth of the data; that was not measured,
+        so a user's data keeps the usual uniform draw unless asked."""
+        if self.consensus_references is not None:
+            return float(self.consensus_references)
+        return CONSENSUS_SYNTH if self.data == "synth-scenes" else 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionRecipe:
@@ -143,4 +155,4 @@ def check_glimpses(glimpses: int, glimpse_positions: str) -> None:
 def rerank_of(recipe: CaptionRecipe) -> str:
     """The beam's default ranking for a run of ``recipe``: ``RERANK`` for a model trained on
     uniformly drawn references, ``RERANK_WEIGHTED`` for one trained on consensus-weighted ones."""
-    return RERANK_WEIGHTED if recipe.consensus_references > 0 else RERANK
+    return RERANK_WEIGHTED if recipe.consensus_k() > 0 else RERANK
