@@ -103,14 +103,14 @@ def awd_lstm(*, full: bool = False) -> LMRecipe:
             dropout=0.4, input_dropout=0.65, hidden_dropout=0.3, embedding_dropout=0.1,
             weight_drop=0.5, epochs=500, max_minutes=None, eval_every=500,
         )  # fmt: skip
-    scaled = LMRecipe(
-        **common, embedding_dim=200, hidden_size=400, bptt=35, batch_size=20,
+    bptt, batch_size = 35, 20
+    # The paper's rate per token of an update (80 streams x 70 steps), at this update's size.
+    lr = common.pop("lr") * (batch_size * bptt) / (80 * 70)
+    return LMRecipe(
+        **common, lr=lr, embedding_dim=200, hidden_size=400, bptt=bptt, batch_size=batch_size,
         dropout=0.3, input_dropout=0.3, hidden_dropout=0.2, embedding_dropout=0.05,
         weight_drop=0.3, max_minutes=10.0, eval_every=100,
     )  # fmt: skip
-    # The paper's rate per token of an update (80 streams x 70 steps), at this update's size.
-    scaled.lr = common["lr"] * (scaled.batch_size * scaled.bptt) / (80 * 70)
-    return scaled
 
 
 RECIPES: dict[str, LMRecipe] = {
