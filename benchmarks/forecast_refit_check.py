@@ -2,8 +2,8 @@
 at the test period.
 
 The real validation period plays the test period: the data are cut at the start of the test
-period (``--until``), the last ``--holdout`` steps before the validation period become a
-pseudo-validation period (``ForecastRecipe.split``), and for each seed
+period, the as many steps before the validation period become a pseudo-validation period
+(``ForecastRecipe.split``), and for each seed
 
 1. the recipe trains on what is left (its first stage), its best checkpoint chosen on the
    pseudo-validation period (and its spread per step calibrated there);
@@ -17,6 +17,11 @@ midnight), each with the first stage's calibrated spread and as trained (spread 
     python benchmarks/forecast_refit_check.py --minutes 10 --cpu-time --seeds 2 --jobs 2 \\
         --set patience=10 --out bench/refit_check
     python benchmarks/forecast_refit_check.py ... --resume --schedules anneal  # go on
+
+``--score-from TIME`` makes another replica earlier in the data: the scored period (as long as
+the real validation period) starts at TIME, the data are cut at its end, and the
+pseudo-validation period is as long again before it (``--score-from 2010-07-16`` on the
+default data: first stage to 2010-06-09 12:00, refit to 2010-07-16, scored to 2010-08-21 12:00).
 """
 
 from __future__ import annotations
@@ -39,15 +44,27 @@ from lm import load as loadavg
 from rnnkit import runs
 from rnnkit.forecast import ForecastRecipe, backtest, load, train
 from rnnkit.forecast.api import read_data, refit
+from rnnkit.forecast.data import parse_time
 from rnnkit.forecast.refit import REFIT
 from rnnkit.forecast.task import TASK
 
 
-def truncated_csv(recipe: ForecastRecipe, out: Path) -> tuple[Path, list[str]]:
+def truncated_csv(
+    recipe: ForecastRecipe, out: Path, score_from: str | None = None
+) -> tuple[Path, list[str]]:
     """The recipe's data cut at the start of its test period, as a wide CSV in ``out``, and
-    the split that makes the last ``holdout`` steps before the validation period validate."""
+    the split that makes as many steps before the validation period validate; with
+    ``score_from`` (a time), the scored period starts there instead (as long as the real
+    validation period) and the data are cut at its end."""
     data = read_data(recipe)
     valid_start, test_start = data.cuts()
+    if score_from is not None:
+        length = test_start - valid_start
+        seconds = (parse_time(score_from, "--score-from") - data.start).total_seconds()
+        valid_start = int(seconds // data.step)
+        test_start = valid_start + length
+        if seconds % data.step or not 2 * length <= valid_start <= data.length - length:
+            raise SystemExit(f"--score-from {score_from}: not on the grid, or too near an end")
     path = out / "until-test.csv"
     lines = ["time," + ",".join(s.name for s in data.series)]
     for k in range(test_start):
@@ -145,6 +162,11 @@ def main() -> int:
         "--resume", action="store_true", help="continue the interrupted first stages in --out"
     )
     parser.add_argument("--table-from", action="store_true", help="only print the table")
+    parser.add_argument(
+        "--score-from", metavar="TIME",
+        help="another replica: the scored period starts at TIME (default: the real validation "
+        "period's start)",
+    )  # fmt: skip
     args = parser.parse_args()
     out = Path(args.out)
     if args.table_from:
@@ -153,7 +175,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPUs, torch threads {args.threads}; load before {loadavg()}")
     base = ForecastRecipe(max_minutes=args.minutes, **recipe_fields(args.set))
-    path, split = truncated_csv(base, out)
+    path, split = truncated_csv(base, out, args.score_from)
     recipe = dataclasses.replace(base, data=str(path.resolve()), split=split, refit=True)
     print(
         f"data until the test period: {path}; pseudo-validation from {split[0]}, "
