@@ -134,9 +134,15 @@ def score_seed(out: Path, seed: int, args: argparse.Namespace, trained: dict, st
     """Backtest the run ``out/seedK`` (baselines with the first seed), write ``out/seedK.json``."""
     fc = load(out / f"seed{seed}")
     history = args.baseline_history
-    scores = backtest(fc, baselines=seed == args.first_seed, seed=seed, baseline_history=history)
+    adapt = args.adapt_spread  # None: the run's recipe's
+    scores = backtest(
+        fc, baselines=seed == args.first_seed, seed=seed, baseline_history=history, adapt=adapt
+    )
     raw = backtest(fc, seed=seed, spread=1.0)
     scores["methods"]["model, spread 1"] = raw["methods"]["model"]
+    if scores["adapt_spread"]:  # the calibrated spread without the recent-coverage scalar
+        fixed = backtest(fc, seed=seed, adapt=0)
+        scores["methods"]["model, fixed spread"] = fixed["methods"]["model"]
     if (out / f"seed{seed}" / REFIT).is_dir():  # also the first stage: the model without refit
         first = load(out / f"seed{seed}", first_stage=True)
         scores["methods"]["model, first stage"] = backtest(first, seed=seed)["methods"]["model"]
@@ -192,8 +198,17 @@ def table(runs: list[dict], pooled: dict | None = None) -> dict[str, bool]:
     print(f"{'method':20}" + "".join(f"{c:>18}" for c in COLUMNS))
     model = {}
     names = ["model", "model, spread 1"]
-    if all("model, first stage" in r["methods"] for r in runs):
-        names.append("model, first stage")
+    for extra in ("model, fixed spread", "model, first stage"):
+        if all(extra in r["methods"] for r in runs):
+            names.append(extra)
+    adapt = {r.get("adapt_spread", 0) for r in runs}
+    if adapt != {0}:
+        print(
+            f"model: the spread times a scalar per origin from the coverage of the last "
+            f"{'/'.join(map(str, sorted(adapt)))} forecasts (geometric mean per seed: "
+            + ", ".join(f"{r.get('spread_scale_mean', 1.0):.3f}" for r in runs)
+            + "); 'model, fixed spread': without it"
+        )
     for name in names:
         values = {c: [r["methods"][name][c] for r in runs] for c in COLUMNS}
         model[name] = values
@@ -267,6 +282,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="refit the kept runs of DIR (from --out) on training + validation, score again",
     )
     parser.add_argument("--refit-schedule", choices=["same", "anneal"], default="same")
+    parser.add_argument(
+        "--adapt-spread", type=int, metavar="N",
+        help="score with the recent-coverage scalar over N forecasts (default: the runs' recipe)",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the results to this file")
     return parser.parse_args(argv)
 
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = list(pool.map(work[0], *zip(*work[1])))
         else:
             runs = [work[0](*a) for a in work[1]]
-        pooled = ensemble(out, seeds) if len(seeds) > 1 else None
+        pooled = ensemble(out, seeds, args.adapt_spread) if len(seeds) > 1 else None
     print(f"load average after: {loadavg()}")
     checks = table(runs, pooled)
     if args.json:
@@ -344,11 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def ensemble(out: Path, seeds: list[int]) -> dict:
+def ensemble(out: Path, seeds: list[int], adapt: int | None = None) -> dict:
     """The test scores of the seeds' runs as one ensemble (their calibrated paths pooled);
     also written to ``out/ensemble.json``."""
     first, *others = (load(out / f"seed{s}") for s in seeds)
-    scores = backtest(first, members=tuple(others), seed=0)["methods"]["model"]
+    scores = backtest(first, members=tuple(others), seed=0, adapt=adapt)["methods"]["model"]
     (out / "ensemble.json").write_text(json.dumps(scores, indent=1))
     return scores
 

@@ -15,12 +15,22 @@ neither saw) widened by the factors of each rule:
   its own training just before it);
 - ``recent K``: the first stage's factors times one scalar per origin, the one with the lowest
   CRPS over the forecasts from the K midnights before it (their horizons end by the origin, so
-  only values before it are used).
+  only values before it are used);
+- ``recent K coverage``: the same scalar chosen by the coverage of those forecasts instead
+  (the smallest ``|cov80 - 0.8| + |cov95 - 0.95|``; ties: the lower CRPS);
+- ``holdout D``: the factors a "holdout refit" chooses for its own paths on the last D days
+  before the scored period, out of sample for it: it trains like the refit (same seed, steps
+  and schedule) on the windows that end D days earlier (``refit-holdoutD``, trained here when
+  absent, ``--holdout-days``);
+- ``holdout D model``: the holdout refit itself forecasting, with those factors.
 
 Scored at every midnight (the backtest's 36 origins) and at every hour (853 origins) of the
-real validation period: CRPS and the coverage of the 80% and 95% intervals.
+real validation period: CRPS and the coverage of the 80% and 95% intervals. Several DIRs are
+several replicas (``forecast_refit_check.py --score-from``); the rule is chosen over them all
+(:func:`choose`).
 
     python benchmarks/forecast_spread_check.py bench/refit_check
+    python benchmarks/forecast_spread_check.py bench/replica_oct bench/replica_jul --jobs 2
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +48,7 @@ import torch
 
 from rnnkit.forecast import load
 from rnnkit.forecast.api import Forecaster, _prepare, _sample, _truth
+from rnnkit.forecast.api import refit as train_refit
 from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
 from rnnkit.forecast.metrics import SampleForecast, Scores
 
@@ -73,6 +87,43 @@ def crps_per_origin(paths: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.stack([np.nanmean(r, axis=1) for r in rows])
 
 
+def coverage_per_origin(paths: np.ndarray, truth: np.ndarray) -> dict[float, np.ndarray]:
+    """{level: (N, len(SCALES), 2)}: per origin and scalar of SCALES, the count of its steps
+    inside the central interval of ``paths`` (N, S, H) widened about their median by the
+    scalar, and the count of observed steps (quantiles move with the widening, as the
+    backtest's do)."""
+    median = np.median(paths, axis=1)
+    seen = ~np.isnan(truth)
+    out = {}
+    for level in (0.8, 0.95):
+        lo = np.quantile(paths, (1 - level) / 2, axis=1) - median  # (N, H)
+        hi = np.quantile(paths, (1 + level) / 2, axis=1) - median
+        gap = np.where(seen, truth - median, np.inf)[:, None, :]  # (N, 1, H)
+        s = SCALES[None, :, None]
+        inside = ((gap >= s * lo[:, None, :]) & (gap <= s * hi[:, None, :])).sum(axis=2)
+        out[level] = np.stack([inside, np.broadcast_to(seen.sum(axis=1)[:, None], inside.shape)], 2)
+    return out
+
+
+def recent_coverage_scale(
+    per_origin: np.ndarray, inside: dict, k: int, gap: int, first: int
+) -> np.ndarray:
+    """For each origin n >= first: the scalar of SCALES whose 80% and 95% intervals over the
+    forecasts from origins n - gap, ..., n - k * gap covered nearest nominal
+    (``|cov80 - 0.8| + |cov95 - 0.95|``; ties: the lower CRPS summed over them)."""
+    out = []
+    for n in range(first, len(per_origin)):
+        back = [n - j * gap for j in range(1, k + 1)]
+        distance = 0.0
+        for level, counts in inside.items():
+            c = counts[back].sum(axis=0)  # (len(SCALES), 2)
+            distance = distance + np.abs(c[:, 0] / np.maximum(c[:, 1], 1) - level)
+        crps = per_origin[back].sum(axis=0)
+        best = np.flatnonzero(distance <= distance.min() + 1e-12)
+        out.append(SCALES[best[np.argmin(crps[best])]])
+    return np.array(out)
+
+
 def recent_scale(per_origin: np.ndarray, k: int, gap: int, first: int) -> np.ndarray:
     """For each origin n >= first: the scalar of SCALES with the lowest CRPS summed over the
     origins n - gap, ..., n - k * gap (one horizon apart, so their horizons end by origin n)."""
@@ -83,15 +134,38 @@ def recent_scale(per_origin: np.ndarray, k: int, gap: int, first: int) -> np.nda
     return np.array(out)
 
 
-def check_seed(run: Path, seed: int, ks: list[int]) -> dict:
+def holdout_refit(run: Path, days: int, threads: int) -> tuple[Path, float]:
+    """The seed's holdout refit (trained into ``run/refit-holdoutD`` when absent, on CPU time)
+    and the CPU seconds its training took (0 when it was there)."""
+    torch.set_num_threads(threads)
+    name = f"refit-holdout{days}"
+    if (run / name / "model.safetensors").is_file():
+        return run / name, 0.0
+    first = load(run, first_stage=True)
+    steps = days * 86400 // first.config["data"]["step_s"]
+    started = time.process_time()
+    train_refit(run, holdout=steps, into=name, clock=time.process_time)
+    return run / name, time.process_time() - started
+
+
+def check_seed(
+    run: Path, seed: int, ks: list[int], cover_ks: list[int], days: int, threads: int = 1,
+    no_refit_rows: bool = True,
+) -> dict:  # fmt: skip
     """Score every rule on the kept runs of one seed (the record of ``spread-seedK.json``)."""
+    hold_dir, hold_cpu = holdout_refit(run, days, threads)
     first = load(run, first_stage=True)
     refit = load(run / "refit-anneal")
+    hold = load(hold_dir)
     series, windows = _prepare(first, None, first.recipe.horizon)
     pseudo, valid = series.cuts()  # the truncated data: validation = pseudo, test = real valid
     end = series.length
     h = first.recipe.horizon
     c_first = np.asarray(first.spread)
+    # the holdout refit's factors on its last `days` days, which it did not train on
+    back = days * 86400 // series.step
+    p, t = paths_at(hold, windows.origins(valid - back, valid, stride=1), seed)
+    c_hold, _ = fit_step_spread(p, t)
     # in-sample calibrations: the refit on the pseudo-validation period (it trained on it), the
     # first stage on as many steps of its own training just before it
     p, t = paths_at(refit, windows.origins(pseudo, valid, stride=1), seed)
@@ -103,32 +177,43 @@ def check_seed(run: Path, seed: int, ks: list[int]) -> dict:
         "as trained": np.ones(h),
         "refit in-sample": c_refit_in,
         "transfer": c_refit_in * c_first / c_first_in,
+        f"holdout {days}": c_hold,
     }
     record = {
         "seed": seed,
         "factors": {k: [round(float(x), 3) for x in v] for k, v in rules.items()},
+        "holdout_cpu_s": hold_cpu,
+        "holdout_steps": back,
     }
     record["factors"]["first stage in-sample"] = [round(float(x), 3) for x in c_first_in]
     # every hour of the real validation period, and the K days before it (the recent-K rule)
-    kmax = max(ks)
+    kmax = max(ks + cover_ks)
     picks = windows.origins(valid - kmax * h, end, stride=1)
     p, t = paths_at(refit, picks, seed)
     skip = kmax * h  # the scored origins start here
     assert series.epoch_s(picks[skip][1]) % 86400 == 0  # hourly data, midnight
-    per_origin = crps_per_origin(widen_paths(p, c_first), t)
-    scales = {k: recent_scale(per_origin, k, h, skip) for k in ks}
+    widened = widen_paths(p, c_first)
+    per_origin = crps_per_origin(widened, t)
+    scales = {f"recent {k}": recent_scale(per_origin, k, h, skip) for k in ks}
+    inside = coverage_per_origin(widened, t)
+    for k in cover_ks:
+        scales[f"recent {k} coverage"] = recent_coverage_scale(per_origin, inside, k, h, skip)
+    ph, th = paths_at(hold, picks, seed)  # the holdout refit forecasting itself
     for name, stride in (("midnights", h), ("hourly", 1)):
         rows = np.arange(skip, len(picks), stride)
         record[name] = {"origins": len(rows)}
         for rule, c in rules.items():
             record[name][rule] = score(widen_paths(p[rows], c), t[rows])
-        for k, g in scales.items():
+        for rule, g in scales.items():
             chosen = g[rows - skip]
             scored = np.stack([widen_paths(p[r], c_first * x) for r, x in zip(rows, chosen)])
-            record[name][f"recent {k}"] = {
+            record[name][rule] = {
                 **score(scored, t[rows]),
                 "scale_mean": float(np.mean(chosen)),
             }
+        record[name][f"holdout {days} model"] = score(widen_paths(ph[rows], c_hold), th[rows])
+    if not no_refit_rows:
+        return record
     # the first stage (no refit) beside it: its own factors, and with the recent-K scalar
     p, t = paths_at(first, picks, seed)
     per_origin = crps_per_origin(widen_paths(p, c_first), t)
@@ -144,57 +229,100 @@ def check_seed(run: Path, seed: int, ks: list[int]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", help="the --out of forecast_refit_check.py")
+    parser.add_argument("out", nargs="+", help="the --out of forecast_refit_check.py (replicas)")
     parser.add_argument("--recent", default="7,14", help="K of the recent-K rule")
+    parser.add_argument("--recent-coverage", default="14", help="K of the recent-K coverage rule")
+    parser.add_argument("--holdout-days", type=int, default=14, help="D of the holdout rules")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="seeds scored side by side")
+    parser.add_argument(
+        "--reuse", action="store_true", help="take the seeds' spread-seedK.json kept in DIR"
+    )
+    parser.add_argument(
+        "--no-first-stage-rows", action="store_true",
+        help="leave out the rows of the first stage without a refit (saves sampling)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
     ks = [int(k) for k in args.recent.split(",")]
-    records = []
-    for run in sorted(out.glob("seed*")):
-        if not run.is_dir():
-            continue
-        seed = int(run.name[4:])
-        rec = check_seed(run, seed, ks)
-        (out / f"spread-seed{seed}.json").write_text(json.dumps(rec, indent=1))
-        records.append(rec)
-        print(f"seed {seed}: " + json.dumps(rec["factors"]), flush=True)
-    for name in ("midnights", "hourly"):
+    cover_ks = [int(k) for k in args.recent_coverage.split(",")]
+    work = []
+    for out in map(Path, args.out):
+        for run in sorted(out.glob("seed*")):
+            if run.is_dir():
+                work.append((run, int(run.name[4:])))
+    kept = {w: w[0].parent / f"spread-seed{w[1]}.json" for w in work}
+    todo = [w for w in work if not (args.reuse and kept[w].is_file())]
+    jobs = [
+        (run, seed, ks, cover_ks, args.holdout_days, args.threads, not args.no_first_stage_rows)
+        for run, seed in todo
+    ]
+    if args.jobs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            fresh = dict(zip(todo, pool.map(check_seed, *zip(*jobs))))
+    else:
+        fresh = {w: check_seed(*j) for w, j in zip(todo, jobs)}
+    done = [fresh[w] if w in fresh else json.loads(kept[w].read_text()) for w in work]
+    replicas: dict[str, list[dict]] = {}
+    for (run, seed), rec in zip(work, done):
+        kept[run, seed].write_text(json.dumps(rec, indent=1))
+        replicas.setdefault(str(run.parent), []).append(rec)
         print(
-            f"\n{name} of the real validation period ({records[0][name]['origins']} origins), "
-            f"{len(records)} seed(s): mean (per seed)"
+            f"{run}: holdout refit {rec['holdout_cpu_s']:.0f} CPU s; " + json.dumps(rec["factors"]),
+            flush=True,
         )
-        print(f"{'rule':22}{'CRPS':>28}{'cov. 80%':>24}{'cov. 95%':>24}")
-        for rule in records[0][name]:
-            if rule == "origins":
-                continue
-            cells = []
-            for m in ("crps", "cov80", "cov95"):
-                v = [r[name][rule][m] for r in records]
-                cells.append(f"{statistics.mean(v):.4f} ({', '.join(f'{x:.4f}' for x in v)})")
-            print(f"{rule:22}" + "".join(f"{c:>26}" for c in cells))
+    for out, records in replicas.items():
+        for name in ("midnights", "hourly"):
+            print(
+                f"\n{out}: {name} of the scored period ({records[0][name]['origins']} origins), "
+                f"{len(records)} seed(s): mean (per seed)"
+            )
+            print(f"{'rule':22}{'CRPS':>28}{'cov. 80%':>24}{'cov. 95%':>24}")
+            for rule in records[0][name]:
+                if rule == "origins":
+                    continue
+                cells = []
+                for m in ("crps", "cov80", "cov95"):
+                    v = [r[name][rule][m] for r in records]
+                    cells.append(f"{statistics.mean(v):.4f} ({', '.join(f'{x:.4f}' for x in v)})")
+                print(f"{rule:22}" + "".join(f"{c:>26}" for c in cells))
     print("\nthe choice (hourly origins; see choose):")
-    print(f"chosen: {choose(records)}")
+    print(f"chosen: {choose(list(replicas.values()))}")
     return 0
 
 
-def choose(records: list[dict]) -> str:
-    """The rule chosen as written down before scoring: the mean coverage nearest nominal
-    (``|cov80 - 0.8| + |cov95 - 0.95|``) over the hourly origins and the seeds, among the rules
-    whose mean CRPS is at most 1% above the first stage's; within 0.01 of it, the lower CRPS."""
-    mean = lambda rule, m: statistics.mean(r["hourly"][rule][m] for r in records)  # noqa: E731
-    rules = [r for r in records[0]["hourly"] if r != "origins" and not r.startswith("no refit")]
-    allowed = [r for r in rules if mean(r, "crps") <= 1.01 * mean("first stage", "crps")]
-    distance = {
-        r: abs(mean(r, "cov80") - 0.8) + abs(mean(r, "cov95") - 0.95) for r in allowed
-    }  # fmt: skip
-    best = min(distance.values())
-    near = [r for r in allowed if distance[r] <= best + 0.01]
+def choose(replicas: list[list[dict]]) -> str:
+    """The rule chosen as written down before scoring (benchmarks/results/
+    forecast_spread_rule2.txt): per replica, the distance of the mean coverage over its seeds
+    from nominal (``|cov80 - 0.8| + |cov95 - 0.95|``, hourly origins) and the ratio of the mean
+    CRPS to the first stage's; both averaged over the replicas. Rules whose CRPS ratio is above
+    1.01 are out; the smallest distance wins, and within 0.01 of it the lower CRPS ratio."""
+
+    def mean(records: list[dict], rule: str, m: str) -> float:
+        return statistics.mean(r["hourly"][rule][m] for r in records)
+
+    def distance(rule: str) -> float:
+        return statistics.mean(
+            abs(mean(rs, rule, "cov80") - 0.8) + abs(mean(rs, rule, "cov95") - 0.95)
+            for rs in replicas
+        )
+
+    def ratio(rule: str) -> float:
+        return statistics.mean(
+            mean(rs, rule, "crps") / mean(rs, "first stage", "crps") for rs in replicas
+        )
+
+    rules = [r for r in replicas[0][0]["hourly"] if r != "origins" and not r.startswith("no refit")]
+    allowed = [r for r in rules if ratio(r) <= 1.01]
+    best = min(distance(r) for r in allowed)
+    near = [r for r in allowed if distance(r) <= best + 0.01]
     for r in rules:
-        kept = "excluded (CRPS)" if r not in allowed else f"distance {distance[r]:.3f}"
-        print(f"  {r:18} CRPS {mean(r, 'crps'):.4f}  {kept}")
-    return min(near, key=lambda r: mean(r, "crps"))
+        per = ", ".join(
+            f"{mean(rs, r, 'cov80'):.3f}/{mean(rs, r, 'cov95'):.3f}" for rs in replicas
+        )  # fmt: skip
+        kept = "" if r in allowed else "  excluded (CRPS)"
+        print(f"  {r:20} CRPS ratio {ratio(r):.4f}  distance {distance(r):.3f}  ({per}){kept}")
+    return min(near, key=ratio)
 
 
 if __name__ == "__main__":

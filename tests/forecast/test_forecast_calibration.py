@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from rnnkit.forecast.calibration import FACTORS, crps_by_factor, fit_step_spread, widen_paths
+from rnnkit.forecast.calibration import (
+    FACTORS,
+    SCALES,
+    crps_by_factor,
+    fit_step_spread,
+    recent_coverage_scale,
+    widen_paths,
+)
 from rnnkit.forecast.metrics import crps_samples
 
 
@@ -53,3 +60,40 @@ def test_a_one_step_horizon_and_the_bounds_of_the_factors():
     # A truth far wider than anything tried: the largest factor, not an extrapolation.
     factors, raw = fit_step_spread(paths[:, :, :1].repeat(3, 2), rng.normal(size=(300, 3)) * 50)
     assert np.all(raw == FACTORS[-1]) and np.allclose(factors, FACTORS[-1])
+
+
+def _brute_force_scale(paths, truth, scales):
+    """The recent-coverage scalar by widening the paths and scoring them as the backtest does."""
+    from rnnkit.forecast.metrics import SampleForecast, Scores
+
+    rows = []
+    for s in scales:
+        scores = Scores(paths.shape[2])
+        for p, t in zip(widen_paths(paths, np.full(paths.shape[2], s)), truth):
+            scores.add(SampleForecast(p), t, 1.0)
+        m = scores.summary()
+        rows.append((abs(m["coverage_80"] - 0.8) + abs(m["coverage_95"] - 0.95), m["crps"], s))
+    best = min(r[0] for r in rows)
+    return min((r for r in rows if r[0] <= best + 1e-12), key=lambda r: r[1])[2]
+
+
+def test_recent_coverage_scale_matches_the_backtests_coverage_by_brute_force():
+    rng = np.random.default_rng(4)
+    paths = rng.normal(size=(7, 50, 5))
+    truth = rng.normal(size=(7, 5)) * 1.7
+    truth[3, 2] = np.nan  # missing: not counted
+    scales = np.exp(np.linspace(np.log(0.5), np.log(3.0), 23))
+    assert recent_coverage_scale(paths, truth, scales) == _brute_force_scale(paths, truth, scales)
+    assert recent_coverage_scale(paths, np.full((7, 5), np.nan), scales) == 1.0
+
+
+def test_recent_coverage_scale_finds_the_truths_spread():
+    # Paths as N(0, 1), truth with spread 2.2: the intervals cover nominally at about 2.2.
+    rng = np.random.default_rng(5)
+    paths = rng.normal(size=(40, 400, 24))
+    chosen = recent_coverage_scale(paths, rng.normal(size=(40, 24)) * 2.2)
+    assert chosen == pytest.approx(2.2, rel=0.08)
+    assert recent_coverage_scale(paths, rng.normal(size=(40, 24)) * 0.5) == pytest.approx(
+        0.5, rel=0.1
+    )
+    assert SCALES[0] <= chosen <= SCALES[-1]

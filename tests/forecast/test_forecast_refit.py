@@ -9,7 +9,7 @@ import torch
 from forecast_series import sinusoid_rows, write_wide
 
 from rnnkit.errors import DataError, RunDirError
-from rnnkit.forecast import ForecastRecipe, backtest, load, train
+from rnnkit.forecast import ForecastRecipe, backtest, load, predict, train
 from rnnkit.forecast.api import read_data, refit
 from rnnkit.forecast.task import ForecastTask, Windows
 from rnnkit.runs import RunDir
@@ -164,3 +164,82 @@ def test_the_first_stage_leaves_time_in_the_budget_for_the_refit(refitted):
     assert not ForecastRecipe(refit=False).train_config().reserve_refit
     assert _json(tmp / "run" / "config.json")["train"]["reserve_refit"] is True
     assert _json(tmp / "run" / "refit" / "config.json")["train"]["reserve_refit"] is False
+
+
+def test_a_holdout_refit_stops_its_windows_before_the_test_period(refitted, tmp_path):
+    tmp, recipe = refitted
+    import shutil
+
+    from rnnkit.errors import ConfigError
+
+    shutil.copytree(tmp / "run", tmp_path / "run")
+    refit(tmp_path / "run", holdout=12, into="refit-h12")
+    config = _json(tmp_path / "run" / "refit-h12" / "config.json")
+    data = read_data(recipe)
+    valid_start, test_start = data.cuts()
+    assert config["refit"]["trained_until"] == data.time_at(test_start - 12).isoformat()
+    assert config["refit"]["steps"] == _json(tmp / "run" / "trainer.json")["best_step"]
+    # the refit that forecasts is untouched, and still the one load gives
+    for name, value in _weights(tmp / "run" / "refit").items():
+        assert torch.equal(value, _weights(tmp_path / "run" / "refit")[name]), name
+    assert load(tmp_path / "run").run_dir == str(tmp_path / "run" / "refit")
+    assert any(
+        not torch.equal(v, _weights(tmp_path / "run" / "refit-h12")[k])
+        for k, v in _weights(tmp_path / "run" / "refit").items()
+    )
+    with pytest.raises(ConfigError, match="holdout must be"):
+        refit(tmp_path / "run", holdout=test_start - valid_start, into="refit-x")
+
+
+def test_the_recent_coverage_scalar_per_origin_comes_from_the_forecasts_before_it(
+    refitted, monkeypatch
+):
+    """Each origin's paths are its own, widened about their median by the scalar that the
+    forecasts from the origins one, two, three horizons earlier (with a full context) choose
+    against their true values; a fake sampler makes every origin's paths known."""
+    import numpy as np
+
+    import rnnkit.forecast.api as api
+    from rnnkit.forecast.calibration import recent_coverage_scale, widen_paths
+
+    tmp, _ = refitted
+    fc = load(tmp / "run")
+    series, windows = api._prepare(fc, None, fc.recipe.horizon)
+    h = fc.recipe.horizon
+
+    def fake(origin):  # paths about the level with a spread that differs by origin
+        return 10.0 + np.random.default_rng(origin).normal(size=(20, h)) * (0.5 + origin % 7 / 2)
+
+    monkeypatch.setattr(
+        api, "_sample", lambda fc, w, picks, **k: np.stack([fake(o) for _, o in picks])
+    )
+    picks = [(0, o) for o in (31, 360, 366, 372)]  # 31: one origin with a context before it
+    paths, scales = api._sample_adapted(fc, series, windows, picks, num_samples=20, recent=3)
+    for (_, origin), got, scale in zip(picks, paths, scales):
+        before = [origin - j * h for j in (1, 2, 3) if origin - j * h >= windows.context]
+        assert len(before) == (1 if origin == 31 else 3)
+        truth = np.stack([series.series[0].values[o : o + h] for o in before])
+        want = recent_coverage_scale(np.stack([fake(o) for o in before]), truth)
+        assert scale == want
+        np.testing.assert_allclose(got, widen_paths(fake(origin), np.full(h, want)))
+    assert len({round(s, 6) for s in scales}) > 1  # the origins chose differently
+    plain, ones = api._sample_adapted(fc, series, windows, picks, num_samples=20, recent=0)
+    assert ones == [1.0] * 4
+    np.testing.assert_allclose(plain, np.stack([fake(o) for _, o in picks]))
+
+
+def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
+    import numpy as np
+
+    tmp, _ = refitted
+    fc = load(tmp / "run")
+    fixed, adapted = backtest(fc), backtest(fc, adapt=3)
+    assert fixed["adapt_spread"] == 0 and fixed["spread_scale_mean"] == 1.0
+    assert adapted["adapt_spread"] == 3 and adapted["spread_scale_mean"] != 1.0
+    assert backtest(fc, spread=1.0)["adapt_spread"] == 0  # the paths as trained: never adapted
+    assert backtest(fc, adapt=3) == adapted  # the same seed, the same numbers
+    one = predict(fc, adapt=3)["series"][0]
+    assert one["spread_scale"] > 0 and predict(fc)["series"][0]["spread_scale"] == 1.0
+    assert np.isfinite(one["quantiles"]["0.5"]).all()
+    with pytest.raises(Exception, match="adapt_spread must be >= 0"):
+        ForecastRecipe(adapt_spread=-1)

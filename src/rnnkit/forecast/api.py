@@ -35,7 +35,12 @@ import torch
 from rnnkit import runs
 from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.forecast.baselines import BASELINES
-from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
+from rnnkit.forecast.calibration import (
+    crps_by_factor,
+    fit_step_spread,
+    recent_coverage_scale,
+    widen_paths,
+)
 from rnnkit.forecast.data import (
     DAY,
     WEEK,
@@ -211,6 +216,8 @@ def refit(
     run_dir: str | os.PathLike,
     *,
     schedule: str | None = None,
+    holdout: int = 0,
+    into: str = REFIT,
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
     runtime: Runtime | None = None,
@@ -224,6 +231,10 @@ def refit(
 
     Args:
         schedule: "same" or "anneal" (default: the recipe's ``refit_schedule``).
+        holdout: train only on the windows that end ``holdout`` steps before the test period
+            (a refit whose last steps before it are out of sample; 0: all of them).
+        into: the refit's directory inside ``run_dir`` (another name than ``refit``: a refit
+            that :func:`load` does not use).
         quiet, report, runtime, clock, on_step: as for :func:`train`.
     """
     report = report or logger.info
@@ -245,13 +256,19 @@ def refit(
         first_train, schedule=recipe.refit_schedule, step=step, elapsed_s=elapsed_s,
         per_epoch=recipe.steps_per_epoch,
     )  # fmt: skip
-    _, test_start = data.cuts()
+    valid_start, test_start = data.cuts()
+    if not 0 <= holdout < test_start - valid_start:
+        raise ConfigError(
+            f"holdout must be >= 0 and shorter than the validation period "
+            f"({test_start - valid_start} steps), got {holdout}"
+        )
+    test_start -= holdout
     task = ForecastTask(
         _windows(data, model_config, recipe, stats), batch_size=recipe.batch_size,
         steps_per_epoch=recipe.steps_per_epoch, seed=train_config.seed,
         free_running=recipe.free_running, train_until=test_start,
     )  # fmt: skip
-    path = Path(run_dir) / REFIT
+    path = Path(run_dir) / into
     if runs.writes_runs() and (path / runs.MANIFEST).is_file():
         shutil.rmtree(path)  # the refit of an earlier session (a resumed first stage)
     until = data.time_at(test_start).isoformat()
@@ -461,6 +478,42 @@ def _sample(
     return widen_paths(paths, np.asarray(spread)) if per_step else paths
 
 
+def _sample_adapted(
+    fc: Forecaster, series: SeriesSet, windows: Windows, picks: list[tuple[int, int]], *,
+    num_samples: int, spread: Spread | None = None, recent: int = 0,
+) -> tuple[np.ndarray, list[float]]:  # fmt: skip
+    """:func:`_sample`, and with ``recent`` > 0 each origin's paths widened about their median
+    by one scalar (:func:`.calibration.recent_coverage_scale`): the one whose 80% and 95%
+    intervals covered nearest nominal over the forecasts (drawn alike) from the ``recent``
+    origins one horizon apart before it that have a full context, all of whose values are known
+    at the origin. Returns the paths and the scalar of each origin (1 without recent origins)."""
+    if recent <= 0:
+        paths = _sample(fc, windows, picks, num_samples=num_samples, spread=spread)
+        return paths, [1.0] * len(picks)
+    h = windows.horizon
+    back = {}
+    for index, origin in picks:
+        s = series.series[index]
+        back[index, origin] = [
+            (index, origin - j * h)
+            for j in range(1, recent + 1)
+            if origin - j * h >= s.offset + windows.context
+        ]
+    extra = sorted({b for bs in back.values() for b in bs} - set(picks))
+    drawn = _sample(fc, windows, picks + extra, num_samples=num_samples, spread=spread)
+    at = {pick: k for k, pick in enumerate(picks + extra)}
+    paths, scales = [], []
+    for k, pick in enumerate(picks):
+        scale = 1.0
+        if back[pick]:
+            before = drawn[[at[b] for b in back[pick]]]
+            truth = np.stack([_truth(series, i, o, h) for i, o in back[pick]])
+            scale = recent_coverage_scale(before, truth)
+        paths.append(widen_paths(drawn[k], np.full(h, scale)))
+        scales.append(scale)
+    return np.stack(paths), scales
+
+
 def predict(
     fc: Forecaster,
     *,
@@ -469,8 +522,11 @@ def predict(
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
     num_samples: int | None = None,
     seed: int = 0,
+    adapt: int | None = None,
 ) -> dict[str, Any]:
-    """Forecast ``horizon`` steps after the last value of every series of ``data``.
+    """Forecast ``horizon`` steps after the last value of every series of ``data``; ``adapt``:
+    the recent-coverage scalar over this many earlier forecasts (:func:`_sample_adapted`;
+    default: the recipe's ``adapt_spread``; 0: off).
 
     Returns ``{"series": [{"name", "times", "mean", "quantiles": {q: [...]}, "history":
     {"times", "values"}}], ...}``; the same ``seed`` gives the same numbers.
@@ -496,9 +552,12 @@ def predict(
         picks.append((index, s.end))
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        paths = _sample(fc, windows, picks, num_samples=num_samples or fc.recipe.num_samples)
+        paths, scales = _sample_adapted(
+            fc, series, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
+            recent=fc.recipe.adapt_spread if adapt is None else adapt,
+        )  # fmt: skip
     results = []
-    for (index, origin), sample in zip(picks, paths):
+    for (index, origin), sample, scale in zip(picks, paths, scales):
         s = series.series[index]
         tail = max(s.offset, origin - min(fc.recipe.context, 4 * horizon))
         forecast = SampleForecast(sample)
@@ -513,6 +572,7 @@ def predict(
                     "values": [_num(v) for v in s.values[tail - s.offset :]],
                 },
                 "bands": {str(q): forecast.quantile(q).tolist() for q in BAND_QUANTILES},
+                "spread_scale": scale,
             }
         )
     return {"run": fc.run_dir, "data": series.source, "horizon": horizon, "series": results}
@@ -537,6 +597,7 @@ def backtest(
     examples: int = 3,
     period: str = "test",
     spread: Spread | None = None,
+    adapt: int | None = None,
     members: tuple[Forecaster, ...] = (),
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
@@ -560,6 +621,9 @@ def backtest(
             period), which is where settings are chosen without looking at the test period.
         spread: the spread of the paths (default: the run's calibrated one, per step; 1.0:
             the paths as trained; see :func:`_sample`).
+        adapt: the recent-coverage scalar per origin over this many earlier forecasts (see
+            :func:`_sample_adapted`; default: the recipe's ``adapt_spread`` with the run's own
+            spread, 0 with a ``spread`` given).
         members: more forecasters of the same window (other seeds of the recipe): "model" is
             then the ensemble, each member's paths (drawn with seed ``seed + k``) pooled.
         quiet: no progress bar over the origins (there is none off a terminal either).
@@ -585,14 +649,18 @@ def backtest(
                 f"{member.run_dir} has other lags, context or horizon than {fc.run_dir}; "
                 "an ensemble needs runs of the same window"
             )
-    paths = []
+    if adapt is None:
+        adapt = fc.recipe.adapt_spread if spread is None else 0
+    paths, scales = [], []
     for k, member in enumerate((fc, *members)):
         with torch.random.fork_rng():
             torch.manual_seed(seed + k)
-            paths.append(
-                _sample(member, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
-                        spread=spread)
+            drawn, chosen = _sample_adapted(
+                member, series, windows, picks, spread=spread, recent=adapt,
+                num_samples=num_samples or fc.recipe.num_samples,
             )  # fmt: skip
+        paths.append(drawn)
+        scales += chosen
     paths = np.concatenate(paths, axis=1)
     methods = ["model"] + (list(BASELINES) if baselines else [])
     scores = {name: Scores(horizon) for name in methods}
@@ -632,6 +700,8 @@ def backtest(
         "period": period,
         "origins": len(picks),
         "first_origin": series.time_at(picks[0][1]).isoformat(),
+        "adapt_spread": adapt,
+        "spread_scale_mean": float(np.exp(np.mean(np.log(scales)))),
         "methods": {name: sc.summary() for name, sc in scores.items()},
         "per_step": {name: {"mae": sc.per_step("mae")} for name, sc in scores.items()},
         "examples": shown,

@@ -68,3 +68,35 @@ def fit_step_spread(
     coef = np.polyfit(steps, np.log(raw), degree) if degree > 0 else [np.log(raw[0])]
     smooth = np.exp(np.polyval(coef, steps))
     return np.clip(smooth, factors[0], factors[-1]), raw
+
+
+# the scalar of the recent-coverage rule (ForecastRecipe.adapt_spread): 0.25 to 4, about 6% apart
+SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 49))
+LEVELS = (0.8, 0.95)  # the central intervals whose coverage it matches
+
+
+def recent_coverage_scale(
+    paths: np.ndarray, truth: np.ndarray, scales: np.ndarray = SCALES
+) -> float:
+    """The scalar (of ``scales``) that widens the recent forecasts' ``paths`` (K, S, H) about
+    their median so that their 80% and 95% intervals covered ``truth`` (K, H; NaN: missing)
+    nearest nominal: the smallest ``|cov80 - 0.8| + |cov95 - 0.95|``, ties broken by the lower
+    CRPS; 1 when no value was observed. Widening moves each quantile away from the median by
+    the scalar, so the interval of scale ``s`` is ``median + s (quantile - median)``."""
+    seen = ~np.isnan(truth)
+    if not seen.any():
+        return 1.0
+    median = np.median(paths, axis=1)  # (K, H)
+    gap = (truth - median)[seen]  # (M,)
+    distance = np.zeros(len(scales))
+    for level in LEVELS:
+        lo = (np.quantile(paths, (1 - level) / 2, axis=1) - median)[seen]
+        hi = (np.quantile(paths, (1 + level) / 2, axis=1) - median)[seen]
+        s = np.asarray(scales)[:, None]
+        inside = (gap >= s * lo) & (gap <= s * hi)  # (len(scales), M)
+        distance += np.abs(inside.mean(axis=1) - level)
+    best = np.flatnonzero(distance <= distance.min() + 1e-12)
+    if len(best) == 1:
+        return float(scales[best[0]])
+    crps = np.nansum(crps_by_factor(paths, truth, np.asarray(scales)[best]), axis=1)
+    return float(scales[best[np.argmin(crps)]])

@@ -163,6 +163,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="after training, widen the paths by a factor per step with the lowest validation CRPS",
     )
     train.add_argument(
+        "--adapt-spread",
+        type=NON_NEGATIVE,
+        default=d.adapt_spread,
+        metavar="N",
+        help="forecast with the spread times one scalar per origin, the one whose 80%%/95%% "
+        "intervals covered nearest nominal over the N forecasts one horizon apart before it "
+        "(0: off)",
+    )
+    train.add_argument(
         "--patience",
         type=POSITIVE,
         default=d.patience,
@@ -205,7 +214,7 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
         calibrate=args.calibrate, split=args.split, patience=args.patience, refit=args.refit,
-        refit_schedule=args.refit_schedule,
+        refit_schedule=args.refit_schedule, adapt_spread=args.adapt_spread,
         **budget,
     )  # fmt: skip
 
@@ -256,7 +265,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     fc = api.load(args.run_dir, runtime=runtime_of(args))
     result = api.predict(
         fc, data=args.data, horizon=args.horizon, quantiles=args.quantiles,
-        num_samples=args.samples, seed=args.seed,
+        num_samples=args.samples, seed=args.seed, adapt=args.adapt_spread,
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_forecast
@@ -296,7 +305,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     result = api.backtest(
         fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
         baseline_history=args.baseline_history, period=args.period, quiet=args.quiet,
-        report=reporter(args),
+        report=reporter(args), adapt=args.adapt_spread,
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
@@ -309,6 +318,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"{result['data']}: {result['origins']} origins from {result['first_origin']} "
         f"({result['period']} period), {result['horizon']} steps each; "
         f"{api.spread_text(fc.spread)}"
+        + (
+            f", times a scalar per origin from the last {result['adapt_spread']} forecasts' "
+            f"coverage (geometric mean {result['spread_scale_mean']:.3f})"
+            if result["adapt_spread"]
+            else ""
+        )
     )
     cols = ["mae", "rmse", "mase", "smape", "crps", "coverage_80", "coverage_95"]
     print(f"{'method':16}" + "".join(f"{c:>13}" for c in cols))
@@ -335,6 +350,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--quantiles", type=_floats, default="0.1,0.5,0.9", help="comma-separated")
     pred.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
     pred.add_argument("--seed", type=SEED, default=0, help="sampling seed")
+    pred.add_argument(
+        "--adapt-spread", type=NON_NEGATIVE, metavar="N",
+        help="the recent-coverage scalar over N earlier forecasts (default: the run's; 0: off)",
+    )  # fmt: skip
     fmt = pred.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
@@ -359,6 +378,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     back.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
     back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
+    back.add_argument(
+        "--adapt-spread", type=NON_NEGATIVE, metavar="N",
+        help="the recent-coverage scalar over N earlier forecasts (default: the run's; 0: off)",
+    )  # fmt: skip
     back.add_argument(
         "--period", choices=["test", "valid"], default="test",
         help="the origins: the test period, or the validation period (to choose settings)",

@@ -84,6 +84,9 @@ class ForecastRecipe:
     seed: int = 0  # random seed (weights, window draws)
     num_samples: int = 100  # sample paths per forecast (predict, backtest)
     calibrate: bool = True  # after training, choose the spread per step on validation CRPS
+    adapt_spread: int = 0  # forecast with the spread times one scalar per origin, the one whose
+    # 80%/95% intervals covered nearest nominal over the forecasts from the N origins one horizon
+    # apart before it (their values all known by then); 0: off
     snapshots: int = 1  # forecast with the N validated checkpoints of lowest validation NLL,
     # their paths pooled (a snapshot ensemble; 1: the best alone)
 
@@ -93,6 +96,8 @@ class ForecastRecipe:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.adapt_spread < 0:
+            raise ConfigError(f"adapt_spread must be >= 0, got {self.adapt_spread}")
         if self.refit_schedule not in ("same", "anneal"):
             raise ConfigError(f"refit_schedule must be same or anneal, got {self.refit_schedule!r}")
         if self.refit and self.snapshots > 1:
