@@ -15,10 +15,10 @@ The first stage stays where it was trained (``RUN``, with its ``calibration.json
 is the run directory ``RUN/refit``, whose ``config.json`` has a ``refit`` section (the step
 count, the schedule, where it came from) and which holds a copy of the first stage's
 calibration (the refit has seen the validation period, so the spread is not chosen on it again;
-in a nested check, where a refit trained up to the real validation period was scored on it, the
-first stage's factors gave coverage nearer nominal at a lower CRPS than the paths as trained, or
-factors chosen for the refit's own paths on the data it trained on: docs/forecasting.md, "The
-refit's spread").
+in two nested checks, where a refit trained up to a held-out period was scored on it, the first
+stage's factors were chosen among nine rules, among them the paths as trained, factors chosen for
+the refit's own paths on the data it trained on, and a holdout refit's out of sample:
+docs/forecasting.md, "The refit's spread over two replicas").
 """
 
 from __future__ import annotations
