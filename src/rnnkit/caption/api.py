@@ -36,7 +36,7 @@ from rnnkit.caption.encoders import check_encoder, model_inputs
 from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
-from rnnkit.caption.recipe import CaptionRecipe, rerank_of
+from rnnkit.caption.recipe import DRAWN_FOR_EVERY_DECODER, CaptionRecipe, rerank_of
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
@@ -163,7 +163,8 @@ def train(
         task = build_task(recipe, splits, vocab, train_config.seed)
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes),
-                  "consensus_references": recipe.consensus_k()}  # fmt: skip
+                  "consensus_references": recipe.consensus_k(),
+                  DRAWN_FOR_EVERY_DECODER: True}  # fmt: skip
         run = runs.start(
             out, TASK, recipe=stored, model=model_config.to_dict(), train=config_dict(train_config)
         )
