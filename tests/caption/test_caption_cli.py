@@ -194,6 +194,36 @@ def test_resume_continues_to_the_same_weights(tmp_path, recipe):
     assert json.loads((split / "trainer.json").read_text())["step"] == 4
 
 
+def test_a_baseline_run_saved_before_resumes_with_the_draw_it_trained_with(
+    tmp_path, recipe, monkeypatch
+):
+    """A new mean-pooling run draws consensus-weighted references like the attention decoder and
+    says so in config.json; one saved before (no such key, k = 40 recorded) drew uniformly and
+    resumes so, with the beam ranked by consensus as it was."""
+    from rnnkit.caption import api
+    from rnnkit.caption.recipe import DRAWN_FOR_EVERY_DECODER
+
+    drawn_with = []
+
+    class Spy(api.CaptionTask):
+        def __init__(self, *args, **kwargs):
+            drawn_with.append(kwargs["consensus_references"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(api, "CaptionTask", Spy)
+    out = tmp_path / "mean"
+    api.train(out, recipe=recipe(decoder="mean", max_steps=1))
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"][DRAWN_FOR_EVERY_DECODER] is True
+    assert api.load(out).recipe.consensus_k() == 40.0
+    del config["recipe"][DRAWN_FOR_EVERY_DECODER]  # as the runs saved before wrote it
+    (out / "config.json").write_text(json.dumps(config))
+    assert api.load(out).recipe.consensus_k() == 0.0
+    api.train(out, resume=True, budget={"max_steps": 2})
+    assert drawn_with == [40.0, 0.0]
+    assert json.loads((out / "trainer.json").read_text())["step"] == 2
+
+
 def test_train_help_shows_the_recipe_defaults(capsys):
     from rnnkit.caption.recipe import CaptionRecipe
 
@@ -203,6 +233,8 @@ def test_train_help_shows_the_recipe_defaults(capsys):
     d = CaptionRecipe()
     for option, value in (("--hidden", d.hidden_size), ("--lr", d.lr), ("--decoder", d.decoder)):
         assert f"(default: {value})" in text.split(option, 2)[-1].split("--", 1)[0]
+    draw = text.split("--consensus-references K", 2)[-1].split(" --", 1)[0]
+    assert draw.strip().startswith("every decoder:") and "(default: 40 on synth-scenes" in draw
 
 
 def test_train_and_eval_on_a_tsv_of_ones_own_pictures(tmp_path, capsys):

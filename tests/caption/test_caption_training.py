@@ -10,7 +10,14 @@ import torch
 from tiny_models import VOCAB, random_images, tiny_model
 
 from rnnkit.caption.api import build_task
-from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS, CaptionRecipe
+from rnnkit.caption.recipe import (
+    DRAWN_FOR_EVERY_DECODER,
+    RERANK,
+    RERANK_WEIGHTED,
+    SAMPLING_RAMP_EPOCHS,
+    CaptionRecipe,
+    rerank_of,
+)
 from rnnkit.caption.task import CaptionTask, collate, consensus_weights
 from rnnkit.errors import ConfigError
 
@@ -127,13 +134,37 @@ def test_sampling_and_word_dropout_train_the_attention_decoder_only():
     splits = {
         "train": type("S", (), {"images": _images(4).numpy(), "captions": [[["a"]]] * 4})(),
     }
-    expected = {"attention": (0.3, 0.2, True), "mean": (0.0, 0.0, False),
-                "text": (0.0, 0.0, False)}  # fmt: skip
+    expected = {"attention": (0.3, 0.2), "mean": (0.0, 0.0), "text": (0.0, 0.0)}
     for decoder, rates in expected.items():
-        recipe = CaptionRecipe(decoder=decoder, scheduled_sampling=0.3, word_dropout=0.2,
-                               consensus_references=5.0)  # fmt: skip
+        recipe = CaptionRecipe(decoder=decoder, scheduled_sampling=0.3, word_dropout=0.2)
         task = build_task(recipe, splits, VOCAB, seed=0)
-        assert (task.sampling, task.word_dropout, task.weights is not None) == rates
+        assert (task.sampling, task.word_dropout) == rates
+
+
+def _split(n):
+    """``n`` pictures, each with three references of which "a red" and "a red circle" agree."""
+    refs = [[["a", "red"], ["a", "red", "circle"], ["blue"]] for _ in range(n)]
+    return type("S", (), {"images": _images(n).numpy(), "captions": refs})()
+
+
+@pytest.mark.parametrize("k", [None, 0.0, 5.0])
+def test_every_decoder_trains_on_the_same_reference_draw(k):
+    """The reference draw belongs to the data: the three decoders see the same captions in the
+    same order (weighted by consensus at k > 0 and by default on the scenes, uniform at 0)."""
+    splits = {"train": _split(64), "valid": _split(2)}
+    drawn = {}
+    for decoder in ("attention", "mean", "text"):
+        recipe = CaptionRecipe(decoder=decoder, consensus_references=k)
+        task = build_task(recipe, splits, VOCAB, seed=3)
+        assert (task.weights is None) == (k == 0.0)
+        drawn[decoder] = [b.tgt_out.tolist() for e in range(3) for b in task.train_batches(e, 0)]
+    assert drawn["mean"] == drawn["attention"] == drawn["text"]
+    blue = VOCAB.encode(["blue"])[0]
+    share = sum(row[0] == blue for rows in drawn["mean"] for row in rows) / (3 * 64)
+    # weights 1, 1 and exp(-k / 3) (agreements 1/3, 1/3, 0): the share of "blue" is 1/3
+    # uniformly (of 192 draws: sd 0.034), 0.086 at k = 5 (sd 0.02), 1e-6 at the default 40
+    expected = {0.0: (0.2, 1.0), 5.0: (0.02, 0.15), None: (0.0, 0.0)}[k]
+    assert expected[0] <= share <= expected[1]
 
 
 def test_sampling_gradients_match_finite_differences():
@@ -228,3 +259,21 @@ def test_consensus_references_are_the_default_and_old_runs_keep_the_uniform_draw
     saved = {k: v for k, v in CaptionRecipe().__dict__.items() if k != "consensus_references"}
     assert CaptionRecipe.from_dict(saved).consensus_k() == 0.0  # a run saved before
     assert CaptionRecipe.from_dict({"consensus_references": 20.0}).consensus_k() == 20.0
+
+
+def test_old_baseline_runs_keep_the_draw_they_were_trained_with():
+    """Runs saved while the weighted draw was the attention decoder's alone recorded k = 40 for
+    the baselines too, which drew uniformly: they load (and resume, and rank the beam) as
+    trained. Runs saved now record that k applied to every decoder."""
+    for decoder in ("mean", "text"):
+        old = {"decoder": decoder, "consensus_references": 40.0}
+        assert CaptionRecipe.from_dict(old).consensus_k() == 0.0
+        assert rerank_of(CaptionRecipe.from_dict(old)) == RERANK
+        new = {**old, DRAWN_FOR_EVERY_DECODER: True}
+        assert CaptionRecipe.from_dict(new).consensus_k() == 40.0
+        assert rerank_of(CaptionRecipe.from_dict(new)) == RERANK_WEIGHTED
+    for saved in (
+        {"consensus_references": 40.0},
+        {"decoder": "attention", "consensus_references": 40.0},
+    ):
+        assert CaptionRecipe.from_dict(saved).consensus_k() == 40.0  # attention drew so

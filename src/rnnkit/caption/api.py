@@ -36,7 +36,7 @@ from rnnkit.caption.encoders import check_encoder, model_inputs
 from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
 from rnnkit.caption.plots import plot_attention
-from rnnkit.caption.recipe import CaptionRecipe, rerank_of
+from rnnkit.caption.recipe import DRAWN_FOR_EVERY_DECODER, CaptionRecipe, rerank_of
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
@@ -100,15 +100,16 @@ def build_task(
         name: encode_captions(split.captions, vocab, recipe.max_length)
         for name, split in splits.items()
     }
-    # Scheduled sampling, word dropout and consensus-weighted references were tried on
-    # validation for the attention decoder only; the baselines train as they did before.
+    # Scheduled sampling and word dropout were tried on validation for the attention decoder
+    # only; the baselines train without them. The reference draw (consensus_references) belongs
+    # to the data: every decoder trains on the same draw, so the three compare like for like.
     attention = recipe.decoder == "attention"
     return CaptionTask(
         inputs, captions, vocab, batch_size=recipe.batch_size,
         attention_penalty=recipe.attention_penalty,
         scheduled_sampling=recipe.scheduled_sampling if attention else 0.0,
         word_dropout=recipe.word_dropout if attention else 0.0,
-        consensus_references=recipe.consensus_k() if attention else 0.0, seed=seed,
+        consensus_references=recipe.consensus_k(), seed=seed,
     )  # fmt: skip
 
 
@@ -162,7 +163,8 @@ def train(
         task = build_task(recipe, splits, vocab, train_config.seed)
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes),
-                  "consensus_references": recipe.consensus_k()}  # fmt: skip
+                  "consensus_references": recipe.consensus_k(),
+                  DRAWN_FOR_EVERY_DECODER: True}  # fmt: skip
         run = runs.start(
             out, TASK, recipe=stored, model=model_config.to_dict(), train=config_dict(train_config)
         )

@@ -141,7 +141,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     train.add_argument(
         "--consensus-references", type=number(0.0, 100.0), default=d.consensus_references,
-        metavar="K", help="attention: draw an image's training caption with probability "
+        metavar="K", help="every decoder: draw an image's training caption with probability "
         "proportional to exp(K * its n-gram agreement with the image's other captions); "
         f"0: uniformly (default: {CONSENSUS_SYNTH:g} on synth-scenes, 0 on your own captions)",
     )  # fmt: skip

@@ -24,6 +24,10 @@ GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")
 RERANK = "consensus"
 RERANK_WEIGHTED = "none"
 CONSENSUS_SYNTH = 40.0  # consensus_references on the synthetic scenes, unless told otherwise
+# The key of a run's saved recipe that says its consensus_references applied to every decoder.
+# Runs saved before drew weighted references for the attention decoder only: their baselines
+# (mean, text) drew uniformly, whatever k their recipe records (see CaptionRecipe.from_dict).
+DRAWN_FOR_EVERY_DECODER = "references_drawn_for_every_decoder"
 SAMPLING_RAMP_EPOCHS = 2  # scheduled sampling reaches its rate after this many epochs
 
 
@@ -71,7 +75,7 @@ class CaptionRecipe:
     # training: the probability of replacing a previous word by <unk> (word dropout, Bowman et
     # al. 2016), so the next word must come from the image rather than the words before it
     word_dropout: float = 0.0
-    # training, attention: k >= 0; an image's reference caption is drawn with probability
+    # training, every decoder: k >= 0; an image's reference caption is drawn with probability
     # proportional to exp(k * its mean n-gram agreement with the image's other references), so
     # greedy search follows the phrasing the references share where two phrasings part ("a small
     # red circle" -> "left of" or "and"); 0: uniformly. None: CONSENSUS_SYNTH on the synthetic
@@ -136,8 +140,13 @@ class CaptionRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionRecipe:
+        """The recipe a run saved (its ``config.json``), as that run was trained."""
         names = {f.name for f in fields(cls)}
         data = {"consensus_references": 0.0, **data}  # runs saved before it drew uniformly
+        if data.get("decoder", "attention") != "attention" and not data.get(
+            DRAWN_FOR_EVERY_DECODER
+        ):  # a baseline saved while the weighted draw was the attention decoder's alone
+            data["consensus_references"] = 0.0
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
