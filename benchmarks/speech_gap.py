@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--utterances", type=int, default=1000, help="utterances per set")
     parser.add_argument(
-        "--unseen-from", type=int, default=20000,
+        "--unseen-from", type=int, default=30000,
         help="first training-plan index of the unseen set (above every run's corpus)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
