@@ -9,7 +9,9 @@ For each run directory (a synth-digits run), scores with greedy decoding and the
   run of a corpus that small has trained on: the same voices, ranges and share of festival as
   training, new texts and settings. seen vs unseen is what the model learned by heart;
 - **valid**: the first ``--utterances`` validation utterances (6 espeak-ng variants never heard in
-  training), with the WER of each variant. unseen vs valid is the cost of a new voice.
+  training), with the WER of each variant. unseen vs valid is the cost of a new voice;
+- **flite-valid**: the 300 flite utterances for choosing recipes (flite's voices, other utterances
+  than the flite test set).
 
 The corpus is extended as needed (synthesized on first use, like any larger corpus: the plan's
 prefix is kept). The test sets are never read.
@@ -72,9 +74,9 @@ def one_run(run: str, args: argparse.Namespace) -> dict[str, object]:
                  f"--unseen-from {args.unseen_from}")  # fmt: skip
     n = args.utterances
     wide = dataclasses.replace(recipe, train_utterances=args.unseen_from + n, valid_utterances=n)
-    items = api.corpus(wide, with_flite=False)
+    items = api.corpus(wide)
     sets = {"seen": items["train"][:n], "unseen": items["train"][args.unseen_from :],
-            "valid": items["valid"][:n]}  # fmt: skip
+            "valid": items["valid"][:n], "flite-valid": items["flite-valid"]}  # fmt: skip
     row: dict[str, object] = {"run": run, "train_utterances": recipe.train_utterances}
     for name, part in sets.items():
         result = score(asr, part)
@@ -97,7 +99,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--utterances", type=int, default=1000, help="utterances per set")
     parser.add_argument(
-        "--unseen-from", type=int, default=20000,
+        "--unseen-from", type=int, default=30000,
         help="first training-plan index of the unseen set (above every run's corpus)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -111,11 +113,13 @@ def main() -> None:
     print(f"load average after: {load()}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"\n{'run':40s} {'train':>6} | {'seen loss':>9} {'WER %':>6} | {'unseen loss':>11} "
-          f"{'WER %':>6} | {'valid loss':>10} {'WER %':>6} (words wrong of)")  # fmt: skip
+    names = ("seen", "unseen", "valid", "flite-valid")
+    print(f"\n{'run':40s} {'train':>6} | "
+          + " | ".join(f"{name + ' loss':>16} {'WER %':>6}" for name in names)
+          + " (words wrong of)")  # fmt: skip
     for row in rows:
         cells = []
-        for name in ("seen", "unseen", "valid"):
+        for name in names:
             r = row[name]
             wrong = round(r["wer"] * r["words"])
             cells.append(f"{r['loss']:.4f} {100 * r['wer']:5.2f} ({wrong}/{r['words']})")

@@ -155,8 +155,8 @@ def test_help_shows_defaults(command, capsys):
     if command == "train":
         assert "(default: synth-digits)" in out and "(default: 160)" in out
         assert "--decay-steps" in out and "--decay-floor" in out
-    if command in ("synth", "train"):  # 20,000: chosen at the budget (docs/speech.md)
-        assert "(default: 20000)" in out.split("synthesized training utterances")[1].split("--")[0]
+    if command in ("synth", "train"):  # 30,000: chosen at the budget (docs/speech.md)
+        assert "(default: 30000)" in out.split("synthesized training utterances")[1].split("--")[0]
 
 
 def test_train_options_reach_the_training_schedule():
