@@ -334,6 +334,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sampling_arguments(p: argparse.ArgumentParser, d: ForecastRecipe) -> None:
+    """How ``predict`` and ``backtest`` draw their sample paths (the same options in both)."""
+    p.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
+    p.add_argument("--seed", type=SEED, default=0, help="sampling seed")
+    p.add_argument(
+        "--adapt-spread", type=NON_NEGATIVE, metavar="N",
+        help="the recent-coverage scalar over N earlier forecasts (default: the run's; 0: off)",
+    )  # fmt: skip
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = add_command(commands, "train", "train a forecaster into a run directory", cmd_train)
@@ -348,12 +358,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--data", help="CSV file to forecast (default: the run's own data)")
     pred.add_argument("--horizon", type=POSITIVE, help="steps to forecast (default: as trained)")
     pred.add_argument("--quantiles", type=_floats, default="0.1,0.5,0.9", help="comma-separated")
-    pred.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
-    pred.add_argument("--seed", type=SEED, default=0, help="sampling seed")
-    pred.add_argument(
-        "--adapt-spread", type=NON_NEGATIVE, metavar="N",
-        help="the recent-coverage scalar over N earlier forecasts (default: the run's; 0: off)",
-    )  # fmt: skip
+    add_sampling_arguments(pred, d)
     fmt = pred.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
@@ -376,12 +381,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=POSITIVE,
         help="steps the baselines fit on (default: the context, a week at least for sub-daily)",
     )
-    back.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
-    back.add_argument("--seed", type=SEED, default=0, help="sampling seed")
-    back.add_argument(
-        "--adapt-spread", type=NON_NEGATIVE, metavar="N",
-        help="the recent-coverage scalar over N earlier forecasts (default: the run's; 0: off)",
-    )  # fmt: skip
+    add_sampling_arguments(back, d)
     back.add_argument(
         "--period", choices=["test", "valid"], default="test",
         help="the origins: the test period, or the validation period (to choose settings)",
