@@ -11,7 +11,10 @@ model's own best guess. With ``consensus_references`` k > 0, the reference capti
 image is drawn with probability proportional to ``exp(k * c_j)``, ``c_j`` its consensus with the
 image's other references (the mean n-gram Dice similarity of :mod:`rnnkit.search.consensus`), so
 training leans toward the phrasing the references agree on. Validation reports the
-cross-entropy alone, over every reference caption of the split, in nats per word.
+cross-entropy alone, over every reference caption of the split, in nats per word. With
+``selection_images`` n > 0 the task also scores the greedy captions of the first n validation
+pictures with CIDEr-D (:meth:`CaptionTask.selection_score`), and the trainer keeps the weights
+with the best such score instead of the lowest loss.
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.caption import metrics
+from rnnkit.caption.decoding import decode_inputs
 from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import DataError
+from rnnkit.search import SearchOptions
 from rnnkit.search.consensus import ngram_counts, similarity
 from rnnkit.training.distributed import check_divides, check_world, rank_rows, to_device
+from rnnkit.training.loop import Score
 
 TASK = "caption"
 EVAL_BATCH = 128  # captions per evaluation batch
@@ -101,6 +108,9 @@ class CaptionTask:
         word_dropout: the probability of replacing a previous word by ``<unk>``.
         consensus_references: k of the references' drawing weights (:func:`consensus_weights`);
             0 draws them uniformly.
+        selection_images: n > 0: the CIDEr-D of greedy captions of the first n validation
+            pictures chooses the checkpoint kept as best (:meth:`selection_score`); 0: the loss.
+        max_length: the longest caption the selection decodes, the end token included.
         seed: with the epoch, fixes the order of the images and the captions drawn.
     """
 
@@ -117,6 +127,8 @@ class CaptionTask:
         scheduled_sampling: float = 0.0,
         word_dropout: float = 0.0,
         consensus_references: float = 0.0,
+        selection_images: int = 0,
+        max_length: int = 20,
         seed: int = 0,
     ) -> None:
         if not captions["train"]:
@@ -130,6 +142,7 @@ class CaptionTask:
             if consensus_references > 0
             else None
         )
+        self.selection_images, self.max_length = selection_images, max_length
         self.rank, self.world_size = 0, 1
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -204,6 +217,26 @@ class CaptionTask:
             total += float(word_loss(logits, batch.tgt_out, self.vocab.pad_index)) * n
             count += n
         return total / count
+
+    def selection_score(self, model: nn.Module) -> Score | None:
+        """CIDEr-D (x1, as :func:`rnnkit.caption.metrics.cider_d`) of the greedy captions of the
+        first ``selection_images`` validation pictures against all their references (the
+        document frequencies are those pictures'); None without ``selection_images``.
+
+        Deterministic (the model is in eval mode; greedy search), so a resumed run scores its
+        weights as the uninterrupted run does. Called by the trainer under ``torch.no_grad()``.
+        """
+        if not self.selection_images:
+            return None
+        count = min(self.selection_images, len(self.captions["valid"]))
+        if count == 0:
+            raise DataError("the valid split is empty; give a larger corpus")
+        device = next(model.parameters()).device
+        found = decode_inputs(model, self.inputs["valid"][:count], self.vocab, self.max_length,
+                              SearchOptions(beam_size=1), device=device)  # fmt: skip
+        hyps = [self.vocab.decode(h[0].tokens) for h in found]
+        refs = [[self.vocab.decode(c) for c in refs] for refs in self.captions["valid"][:count]]
+        return Score("CIDEr-D", metrics.cider_d(hyps, refs), higher_is_better=True)
 
 
 def word_loss(logits: Tensor, targets: Tensor, pad_index: int) -> Tensor:
