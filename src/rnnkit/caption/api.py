@@ -109,7 +109,11 @@ def build_task(
         scheduled_sampling=recipe.scheduled_sampling if attention else 0.0,
         word_dropout=recipe.word_dropout if attention else 0.0,
         consensus_references=recipe.consensus_k(),
-        selection_images=recipe.selection_images if recipe.selection == "cider-d" else 0,
+        selection_references=(
+            splits["valid"].captions[: recipe.selection_images]
+            if recipe.selection == "cider-d" and "valid" in splits
+            else None
+        ),
         max_length=recipe.max_length, seed=seed,
     )  # fmt: skip
 

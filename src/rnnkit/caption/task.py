@@ -11,10 +11,11 @@ model's own best guess. With ``consensus_references`` k > 0, the reference capti
 image is drawn with probability proportional to ``exp(k * c_j)``, ``c_j`` its consensus with the
 image's other references (the mean n-gram Dice similarity of :mod:`rnnkit.search.consensus`), so
 training leans toward the phrasing the references agree on. Validation reports the
-cross-entropy alone, over every reference caption of the split, in nats per word. With
-``selection_images`` n > 0 the task also scores the greedy captions of the first n validation
-pictures with CIDEr-D (:meth:`CaptionTask.selection_score`), and the trainer keeps the weights
-with the best such score instead of the lowest loss.
+cross-entropy alone, over every reference caption of the split, in nats per word. Given
+``selection_references`` (the words of the references of the first n validation pictures), the
+task also scores the greedy captions of those pictures with CIDEr-D
+(:meth:`CaptionTask.selection_score`), and the trainer keeps the weights with the best such
+score instead of the lowest loss.
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ class CaptionTask:
         word_dropout: the probability of replacing a previous word by ``<unk>``.
         consensus_references: k of the references' drawing weights (:func:`consensus_weights`);
             0 draws them uniformly.
-        selection_images: n > 0: the CIDEr-D of greedy captions of the first n validation
-            pictures chooses the checkpoint kept as best (:meth:`selection_score`); 0: the loss.
+        selection_references: the reference captions (words, as the split has them) of the
+            first n validation pictures: the CIDEr-D of greedy captions of those pictures
+            chooses the checkpoint kept as best (:meth:`selection_score`); None: the loss.
         max_length: the longest caption the selection decodes, the end token included.
         seed: with the epoch, fixes the order of the images and the captions drawn.
     """
@@ -127,7 +129,7 @@ class CaptionTask:
         scheduled_sampling: float = 0.0,
         word_dropout: float = 0.0,
         consensus_references: float = 0.0,
-        selection_images: int = 0,
+        selection_references: Sequence[Sequence[Sequence[str]]] | None = None,
         max_length: int = 20,
         seed: int = 0,
     ) -> None:
@@ -142,7 +144,9 @@ class CaptionTask:
             if consensus_references > 0
             else None
         )
-        self.selection_images, self.max_length = selection_images, max_length
+        if selection_references is not None and not selection_references:
+            raise DataError("the valid split is empty; give a larger corpus")
+        self.selection_references, self.max_length = selection_references, max_length
         self.rank, self.world_size = 0, 1
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -220,22 +224,20 @@ class CaptionTask:
 
     def selection_score(self, model: nn.Module) -> Score | None:
         """CIDEr-D (x1, as :func:`rnnkit.caption.metrics.cider_d`) of the greedy captions of the
-        first ``selection_images`` validation pictures against all their references (the
-        document frequencies are those pictures'); None without ``selection_images``.
+        first validation pictures against all their references, ``selection_references`` (the
+        document frequencies are those pictures'); None without them.
 
         Deterministic (the model is in eval mode; greedy search), so a resumed run scores its
         weights as the uninterrupted run does. Called by the trainer under ``torch.no_grad()``.
         """
-        if not self.selection_images:
+        refs = self.selection_references
+        if refs is None:
             return None
-        count = min(self.selection_images, len(self.captions["valid"]))
-        if count == 0:
-            raise DataError("the valid split is empty; give a larger corpus")
         device = next(model.parameters()).device
-        found = decode_inputs(model, self.inputs["valid"][:count], self.vocab, self.max_length,
+        inputs = self.inputs["valid"][: len(refs)]
+        found = decode_inputs(model, inputs, self.vocab, self.max_length,
                               SearchOptions(beam_size=1), device=device)  # fmt: skip
         hyps = [self.vocab.decode(h[0].tokens) for h in found]
-        refs = [[self.vocab.decode(c) for c in refs] for refs in self.captions["valid"][:count]]
         return Score("CIDEr-D", metrics.cider_d(hyps, refs), higher_is_better=True)
 
 
