@@ -63,7 +63,8 @@ def run_one(decoder: str, seed: int, args: argparse.Namespace, folder: Path) -> 
     scores["plain"] = api.evaluate(
         str(out), split=args.split, beam_size=args.beam, limit=args.limit, rerank="none"
     )["beam"]
-    row = {"decoder": decoder, "seed": seed, "steps": result.steps}
+    row = {"decoder": decoder, "seed": seed, "steps": result.steps, "best_step": result.best_step,
+           "selected_on": result.selected_on or "loss"}  # fmt: skip
     for name in ("greedy", "beam", "plain"):
         part = scores[name]
         row[f"{name}_one_cider"] = 100 * part["subsets"]["one object"]["cider_d"]
@@ -169,6 +170,7 @@ def mean(rows: list[dict], key: str) -> str:
 def print_table(rows: list[dict], beam: int) -> None:
     columns = [
         ("steps", "steps"),
+        ("best_step", "kept step"),
         ("greedy_bleu4", "B4 greedy"),
         ("greedy_cider", "CIDEr-D greedy"),
         ("beam_bleu4", f"B4 beam{beam}"),

@@ -18,7 +18,6 @@ A run directory (:mod:`rnnkit.runs`) holds, besides the trainer's files, ``confi
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from torch import Tensor
 from rnnkit import runs, search
 from rnnkit.caption import metrics, scenes
 from rnnkit.caption.data import Split, build_vocab, load_corpus, source_key
+from rnnkit.caption.decoding import DECODE_BATCH, decode_inputs
 from rnnkit.caption.encoders import check_encoder, model_inputs
 from rnnkit.caption.images import load_image
 from rnnkit.caption.model import CaptionConfig, CaptionModel
@@ -40,13 +40,12 @@ from rnnkit.caption.recipe import DRAWN_FOR_EVERY_DECODER, CaptionRecipe, rerank
 from rnnkit.caption.task import TASK, CaptionTask, collate, encode_captions
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import ConfigError
-from rnnkit.search import SearchOptions, ban_tokens
+from rnnkit.search import SearchOptions
 from rnnkit.training import Runtime, TrainConfig, Trainer, TrainResult, config_dict, fit
 from rnnkit.training.distributed import Group, place, rank_zero_first, to_device
 
 logger = logging.getLogger(__name__)
 
-DECODE_BATCH = 64  # images decoded at once
 # Words that name an object attribute in the synthetic scenes (for the grounding metric).
 GROUNDED_WORDS = {**{c: "colour" for c in scenes.COLOURS}, **{s: "shape" for s in scenes.SHAPES}}
 
@@ -109,7 +108,13 @@ def build_task(
         attention_penalty=recipe.attention_penalty,
         scheduled_sampling=recipe.scheduled_sampling if attention else 0.0,
         word_dropout=recipe.word_dropout if attention else 0.0,
-        consensus_references=recipe.consensus_k(), seed=seed,
+        consensus_references=recipe.consensus_k(),
+        selection_references=(
+            splits["valid"].captions[: recipe.selection_images]
+            if recipe.selection == "cider-d" and "valid" in splits
+            else None
+        ),
+        max_length=recipe.max_length, seed=seed,
     )  # fmt: skip
 
 
@@ -193,29 +198,6 @@ def read_images(captioner: Captioner, paths: Sequence[str | os.PathLike]) -> np.
     return np.stack([load_image(p, size) for p in paths])
 
 
-@dataclass(frozen=True)
-class end_by:  # a search processor (rnnkit.search): lower case, it reads as a call
-    """Only ``eos`` at step ``max_length - 1``: every caption ends within the length limit."""
-
-    eos: int
-    max_length: int
-    needs_history = False
-
-    def __call__(self, log_probs: Tensor, history: Tensor | None, step: int) -> Tensor:
-        if step < self.max_length - 1:
-            return log_probs
-        forced = torch.full_like(log_probs, -math.inf)
-        forced[:, self.eos] = 0.0
-        return forced
-
-
-def processors(vocab: Vocab, max_length: int) -> list[Any]:
-    """The constraints of caption decoding: never a special token but the end, which comes
-    within ``max_length`` steps."""
-    never = [i for i in (vocab.pad_index, vocab.bos_index, vocab.unk_index) if i is not None]
-    return [ban_tokens(never), end_by(vocab.eos_index, max_length)]
-
-
 def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[search.Hypothesis]]:
     """Captions of a batch of model inputs (``model_inputs(images, recipe.encoder)``).
 
@@ -225,20 +207,13 @@ def decode(captioner: Captioner, inputs: Tensor, **options: Any) -> list[list[se
     ``recipe.max_length`` steps. Returns up to ``n_best`` hypotheses per image, best first.
     """
     settings = SearchOptions(**{"rerank": rerank_of(captioner.recipe), **options})
-    model, vocab, limit = captioner.model, captioner.vocab, captioner.recipe.max_length
-    constraints = processors(vocab, limit)
-    model.eval()
-    out: list[list[search.Hypothesis]] = []
+    captioner.model.eval()
     where = captioner.where()
     with torch.no_grad(), where.autocast():
-        for start in range(0, len(inputs), DECODE_BATCH):
-            part = inputs[start : start + DECODE_BATCH].to(where.device)
-            bos = torch.full((len(part),), vocab.bos_index, dtype=torch.long, device=where.device)
-            out += search.decode(
-                model, model.start(part), bos, vocab.eos_index, limit, settings,
-                processors=constraints,
-            )  # fmt: skip
-    return out
+        return decode_inputs(
+            captioner.model, inputs, captioner.vocab, captioner.recipe.max_length, settings,
+            device=where.device,
+        )  # fmt: skip
 
 
 def attention_of(

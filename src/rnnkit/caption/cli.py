@@ -24,6 +24,7 @@ from rnnkit.caption.recipe import (
     GLIMPSE_POSITIONS,
     RERANK,
     RERANK_WEIGHTED,
+    SELECTIONS,
     CaptionRecipe,
 )
 from rnnkit.options import (
@@ -148,6 +149,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
     )
+    train.add_argument(
+        "--selection", choices=SELECTIONS, default=d.selection,
+        help="what chooses the weights kept as best (model.safetensors): cider-d, the CIDEr-D "
+        "of greedy captions of the first --selection-images validation pictures, or loss, the "
+        "validation loss over all references (the loss is logged either way)",
+    )  # fmt: skip
+    train.add_argument(
+        "--selection-images", type=POSITIVE, default=d.selection_images, metavar="N",
+        help="validation pictures captioned at every validation for --selection cider-d",
+    )  # fmt: skip
     train.add_argument("--seed", type=SEED, default=d.seed, help="seed of the weights and batches")
     add_budget_arguments(train, d)
     add_process_arguments(parser)
@@ -167,7 +178,8 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         clip_norm=args.clip, scheduled_sampling=args.scheduled_sampling,
         word_dropout=args.word_dropout, consensus_references=args.consensus_references,
-        eval_every=args.eval_every, seed=args.seed,
+        eval_every=args.eval_every, selection=args.selection,
+        selection_images=args.selection_images, seed=args.seed,
         **recipe_budget(args, _D),
     )  # fmt: skip
 
@@ -194,7 +206,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     summary = f"done: {result.steps} steps ({result.epochs_done:.2f} epochs)"
     summary += f" in {result.elapsed_s / 60:.1f} min"
-    if result.best_valid_loss is not None:
+    if result.selected_on is not None and result.best_score is not None:
+        summary += (f"; kept step {result.best_step}: valid {result.selected_on} "
+                    f"{100 * result.best_score:.1f} (x100)")  # fmt: skip
+    elif result.best_valid_loss is not None:
         summary += f"; best valid loss {result.best_valid_loss:.4f} nats/word"
     print(summary)
     print(f"run saved in {out}; try: rnnkit caption eval {out}")

@@ -11,7 +11,11 @@ model's own best guess. With ``consensus_references`` k > 0, the reference capti
 image is drawn with probability proportional to ``exp(k * c_j)``, ``c_j`` its consensus with the
 image's other references (the mean n-gram Dice similarity of :mod:`rnnkit.search.consensus`), so
 training leans toward the phrasing the references agree on. Validation reports the
-cross-entropy alone, over every reference caption of the split, in nats per word.
+cross-entropy alone, over every reference caption of the split, in nats per word. Given
+``selection_references`` (the words of the references of the first n validation pictures), the
+task also scores the greedy captions of those pictures with CIDEr-D
+(:meth:`CaptionTask.selection_score`), and the trainer keeps the weights with the best such
+score instead of the lowest loss.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.caption import metrics
+from rnnkit.caption.decoding import decode_inputs
 from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import DataError
+from rnnkit.search import SearchOptions
 from rnnkit.search.consensus import ngram_counts, similarity
 from rnnkit.training.distributed import check_divides, check_world, rank_rows, to_device
+from rnnkit.training.loop import Score
 
 TASK = "caption"
 EVAL_BATCH = 128  # captions per evaluation batch
@@ -101,6 +109,10 @@ class CaptionTask:
         word_dropout: the probability of replacing a previous word by ``<unk>``.
         consensus_references: k of the references' drawing weights (:func:`consensus_weights`);
             0 draws them uniformly.
+        selection_references: the reference captions (words, as the split has them) of the
+            first n validation pictures: the CIDEr-D of greedy captions of those pictures
+            chooses the checkpoint kept as best (:meth:`selection_score`); None: the loss.
+        max_length: the longest caption the selection decodes, the end token included.
         seed: with the epoch, fixes the order of the images and the captions drawn.
     """
 
@@ -117,6 +129,8 @@ class CaptionTask:
         scheduled_sampling: float = 0.0,
         word_dropout: float = 0.0,
         consensus_references: float = 0.0,
+        selection_references: Sequence[Sequence[Sequence[str]]] | None = None,
+        max_length: int = 20,
         seed: int = 0,
     ) -> None:
         if not captions["train"]:
@@ -130,6 +144,9 @@ class CaptionTask:
             if consensus_references > 0
             else None
         )
+        if selection_references is not None and not selection_references:
+            raise DataError("the valid split is empty; give a larger corpus")
+        self.selection_references, self.max_length = selection_references, max_length
         self.rank, self.world_size = 0, 1
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -204,6 +221,24 @@ class CaptionTask:
             total += float(word_loss(logits, batch.tgt_out, self.vocab.pad_index)) * n
             count += n
         return total / count
+
+    def selection_score(self, model: nn.Module) -> Score | None:
+        """CIDEr-D (x1, as :func:`rnnkit.caption.metrics.cider_d`) of the greedy captions of the
+        first validation pictures against all their references, ``selection_references`` (the
+        document frequencies are those pictures'); None without them.
+
+        Deterministic (the model is in eval mode; greedy search), so a resumed run scores its
+        weights as the uninterrupted run does. Called by the trainer under ``torch.no_grad()``.
+        """
+        refs = self.selection_references
+        if refs is None:
+            return None
+        device = next(model.parameters()).device
+        inputs = self.inputs["valid"][: len(refs)]
+        found = decode_inputs(model, inputs, self.vocab, self.max_length,
+                              SearchOptions(beam_size=1), device=device)  # fmt: skip
+        hyps = [self.vocab.decode(h[0].tokens) for h in found]
+        return Score("CIDEr-D", metrics.cider_d(hyps, refs), higher_is_better=True)
 
 
 def word_loss(logits: Tensor, targets: Tensor, pad_index: int) -> Tensor:

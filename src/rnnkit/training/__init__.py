@@ -17,6 +17,7 @@ from rnnkit.training.config import Runtime, TrainConfig, config_dict
 
 _LOOP = (
     "NonFiniteLossError",
+    "Score",
     "TrainResult",
     "Trainer",
     "TrainingInterrupted",

@@ -26,6 +26,10 @@ Any task plugs in by giving :class:`Trainer` a model and a *task object* with fo
         def check_carry(self, model, carry):    # optional: what is wrong with a carry read
             ...                                 # from a checkpoint, or None
 
+        def selection_score(self, model):       # optional: the validation figure that picks
+            ...                                 # the weights kept as best, a Score (or None:
+                                                # the loss picks); under no_grad, model.eval()
+
     run = RunDir.create("runs/x", task="translate")   # or RunDir.open(...) to resume
     trainer = Trainer(model, task, TrainConfig(max_minutes=5), run)
     result = trainer.fit(resume=False)
@@ -33,13 +37,18 @@ Any task plugs in by giving :class:`Trainer` a model and a *task object* with fo
 The run directory then holds (besides the caller's ``config.json``/``vocab.json``):
 
 - ``model.safetensors``: the weights with the best validation loss so far (last, if never
-  validated); ``last.safetensors``: everything to resume (weights under ``model.``, optimizer
+  validated), or, for a task with ``selection_score``, with the best such score (e.g. the
+  CIDEr-D of greedy captions; the loss is still computed and logged, and NT-ASGD's trigger
+  keeps watching the loss);
+- ``last.safetensors``: everything to resume (weights under ``model.``, optimizer
   tensors under ``optimizer.``, RNG state, the carried state) with the trainer's JSON state
   (step, epoch, position in the epoch, elapsed time, best loss, Python RNG, optimizer layout)
   in the file's metadata, one file so it is written in one atomic step;
-- ``trainer.json``: a readable summary (status, step, best validation loss);
+- ``trainer.json``: a readable summary (status, step, best step and its validation loss; with
+  ``selection_score`` also ``selected_on`` and ``best_score``);
 - ``metrics.jsonl``: one JSON object a line: step, epoch, split, loss (nats/token), lr,
-  tokens_per_s (train records), elapsed_s; ``loss.png``: the loss curves.
+  tokens_per_s (train records), score (valid records of a task with ``selection_score``),
+  elapsed_s; ``loss.png``: the loss curves.
 
 Resuming restores the data position, learning rate, optimizer and random state, so an
 interrupted-then-resumed run ends with the same weights as an uninterrupted one (when the
@@ -89,6 +98,23 @@ class TrainingTask(Protocol):
     def evaluate(self, model: nn.Module, split: str) -> float: ...
 
 
+@dataclass(frozen=True)
+class Score:
+    """A validation figure that chooses the checkpoint kept as best (``selection_score``)."""
+
+    name: str  # how reports call it, e.g. "CIDEr-D"
+    value: float
+    higher_is_better: bool  # True: a larger value is better (a metric); False: a loss
+
+    def beats(self, best: float | None) -> bool:
+        """Whether this score is better than ``best`` (None: nothing kept yet)."""
+        if not math.isfinite(self.value):
+            return False
+        if best is None:
+            return True
+        return self.value > best if self.higher_is_better else self.value < best
+
+
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.fit` reports."""
@@ -100,6 +126,9 @@ class TrainResult:
     valid_loss: float | None  # validation loss at the end
     tokens_per_s: float  # training throughput of this session
     elapsed_s: float  # wall-clock time of the whole run
+    best_step: int | None = None  # the step of the weights kept as best (model.safetensors)
+    best_score: float | None = None  # their selection score (tasks with selection_score)
+    selected_on: str | None = None  # the selection score's name (None: the validation loss)
 
 
 def seed_everything(seed: int) -> None:
@@ -230,8 +259,10 @@ class Trainer:
         self.epoch = 0
         self.position = 0  # batches of the current epoch already trained on
         self.elapsed = 0.0  # seconds of the run before this session
-        self.best_valid: float | None = None
+        self.best_valid: float | None = None  # validation loss of the weights kept as best
         self.best_step: int | None = None
+        self.best_score: float | None = None  # their selection score (task.selection_score)
+        self.selected_on: str | None = None  # its name, once the task has given one
         self.last_valid: float | None = None
         self.checkpoint_step: int | None = None
         self.carry: Any = None
@@ -363,6 +394,9 @@ class Trainer:
             valid_loss=self.last_valid,
             tokens_per_s=session_tokens / max(session_train_s, 1e-9),
             elapsed_s=self.elapsed_s(),
+            best_step=self.best_step,
+            best_score=self.best_score,
+            selected_on=self.selected_on,
         )
 
     def _train_step(self, batch: Any, *, stop: bool = False) -> tuple[float, int]:
@@ -448,28 +482,62 @@ class Trainer:
         self.model.train(was_training)
         return loss
 
+    def selection_score(self) -> Score | None:
+        """The task's score of the current weights on validation, which chooses the weights
+        kept as best; None when the task has no ``selection_score`` (or returns None): then the
+        validation loss chooses."""
+        select = getattr(self.task, "selection_score", None)
+        if select is None:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), self.group.autocast():
+            score = select(self.model)
+        self.model.train(was_training)
+        return score
+
+    def _improves(self, loss: float, score: Score | None) -> bool:
+        """Whether the weights just validated replace the best ones."""
+        if not math.isfinite(loss):
+            return False
+        if score is None:
+            return self.best_valid is None or loss < self.best_valid
+        return score.beats(self.best_score)
+
     def _validate_and_checkpoint(self, status: str = "running") -> None:
         with averaged_weights(self.optimizer):  # NT-ASGD: its average is evaluated and saved
             loss = self.evaluate("valid")
-            self._log("valid", loss)
             if not math.isfinite(loss):
+                self._log("valid", loss)
                 self._non_finite(f"validation loss became {loss}", when=f"at step {self.step}")
+            score = self.selection_score()
+            self._log("valid", loss, **({} if score is None else {"score": score.value}))
             self.last_valid = loss
-            improved = math.isfinite(loss) and (self.best_valid is None or loss < self.best_valid)
+            improved = self._improves(loss, score)
+            if score is not None:
+                self.selected_on = score.name
             if improved:
                 self.best_valid, self.best_step = loss, self.step
+                meta: dict[str, Any] = {"step": self.step, "loss": loss}
+                if score is not None:
+                    self.best_score = meta["score"] = score.value
                 if self.group.writer:
-                    weights = self.model.state_dict()
-                    self.run.save_tensors(BEST, weights, {"step": self.step, "loss": loss})
+                    self.run.save_tensors(BEST, self.model.state_dict(), meta)
+        # NT-ASGD's trigger watches the loss, whatever chooses the best weights.
         if observe_validation(self.optimizer, loss):
             self.report(f"step {self.step}: validation stalled; averaging the weights (NT-ASGD)")
         if improved:
             verdict = " (best so far, saved)"
         elif self.best_valid is None:
             verdict = " (not finite: no weights saved as best)"
+        elif score is not None and self.best_score is not None:
+            verdict = f" (best {self.best_score:.4f} at step {self.best_step})"
         else:
             verdict = f" (best {self.best_valid:.4f})"
-        self.report(f"step {self.step}: valid loss {loss:.4f} nats/token{verdict}")
+        line = f"step {self.step}: valid loss {loss:.4f} nats/token"
+        if score is not None:
+            line += f", valid {score.name} {score.value:.4f}"
+        self.report(line + verdict)
         self._save_checkpoint(status)
 
     def _log_train(self, tokens_per_s: float) -> float:
@@ -490,18 +558,18 @@ class Trainer:
     def _write_summary(self, status: str) -> None:
         if not self.group.writer:
             return
-        self.run.write_json(
-            SUMMARY,
-            {
-                "status": status,
-                "step": self.step,
-                "epoch": self.epoch,
-                "checkpoint_step": self.checkpoint_step,
-                "best_valid_loss": self.best_valid,
-                "best_step": self.best_step,
-                "elapsed_s": round(self.elapsed_s(), 3),
-            },
-        )
+        summary = {
+            "status": status,
+            "step": self.step,
+            "epoch": self.epoch,
+            "checkpoint_step": self.checkpoint_step,
+            "best_valid_loss": self.best_valid,
+            "best_step": self.best_step,
+            "elapsed_s": round(self.elapsed_s(), 3),
+        }
+        if self.selected_on is not None:  # the weights kept as best were chosen on this score
+            summary.update(selected_on=self.selected_on, best_score=self.best_score)
+        self.run.write_json(SUMMARY, summary)
 
     def _plot(self) -> None:
         records = self.run.read_jsonl(METRICS) if self.group.writer else []
@@ -530,6 +598,8 @@ class Trainer:
             "window": [self.window_loss, self.window_tokens],
             "world_size": self.group.world_size,
         }
+        if self.selected_on is not None:
+            position.update(selected_on=self.selected_on, best_score=self.best_score)
         save_training_state(
             self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer, carry=carry,
             state=position,
@@ -547,6 +617,8 @@ class Trainer:
         self.elapsed = state["elapsed_s"]
         self.best_valid, self.best_step = state["best_valid"], state["best_step"]
         self.last_valid = state["last_valid"]
+        # Checkpoints of runs chosen on the loss have neither: the next score sets the best.
+        self.selected_on, self.best_score = state.get("selected_on"), state.get("best_score")
         self.window_loss, self.window_tokens = state["window"]
         check_carry = getattr(self.task, "check_carry", None)
         problem = None if check_carry is None else check_carry(self.model, self.carry)
