@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from lm import cpu_name, load  # benchmarks/lm.py: the machine and load lines
+from rnnkit.errors import ConfigError
 from rnnkit.lm import LMRecipe
 from rnnkit.lm import train as train_lm
 from rnnkit.nn.ctc import ctc_loss
@@ -208,7 +209,11 @@ def main() -> None:
         return
     if args.cpu_time and args.threads > 1 and "OMP_WAIT_POLICY" not in os.environ:
         passive_threads()  # does not return: the benchmark starts again with sleeping threads
-    args.recipe = recipe_with(args.set)
+    try:
+        args.recipe = recipe_with(args.set)  # e.g. --set selection=wer selection_utterances=1000
+    except (AttributeError, TypeError, ValueError, ConfigError) as exc:
+        print(f"speech.py: error: --set: {exc}", file=sys.stderr)  # one line, exit status 2
+        sys.exit(2)
     torch.set_num_threads(args.threads)
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "

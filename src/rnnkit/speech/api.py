@@ -18,6 +18,7 @@ feature configs, the alphabet and (with global normalisation) the feature statis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -71,6 +72,18 @@ def corpus(
     return speech_data.user_corpus(recipe.corpus)
 
 
+SYNTHESIZED = ("synth-digits", "synth-text")
+
+
+def _with_selection(recipe: SpeechRecipe) -> SpeechRecipe:
+    """``recipe`` with enough synthesized validation utterances for its selection (the loss
+    still reads the first ``valid_utterances``; the plan's prefix is the same)."""
+    if recipe.selection != "wer" or recipe.corpus not in SYNTHESIZED:
+        return recipe
+    most = max(recipe.valid_utterances, recipe.selection_utterances)
+    return dataclasses.replace(recipe, valid_utterances=most)
+
+
 def check_recipe(recipe: SpeechRecipe) -> None:
     """Raise :class:`ConfigError` if ``recipe``'s model, feature or training settings are
     invalid: before any audio is read or synthesized."""
@@ -114,7 +127,7 @@ def train(
         stats = runs.build(run, config, "stats", _stats_from_json)
         # (the new budget is written by the trainer once the checkpoint has loaded)
         with rank_zero_first():
-            items = corpus(recipe, progress=not quiet, with_flite=False)
+            items = corpus(_with_selection(recipe), progress=not quiet, with_flite=False)
     else:
         recipe = recipe or SpeechRecipe()
         check_recipe(recipe)
@@ -123,16 +136,23 @@ def train(
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             runs.RunDir.create(out, TASK)  # raises its one-line error before any work is done
         with rank_zero_first():
-            items = corpus(recipe, progress=not quiet, with_flite=False)
+            items = corpus(_with_selection(recipe), progress=not quiet, with_flite=False)
         features = FeatureConfig(n_mels=recipe.n_mels)
         alphabet = Alphabet.from_texts([i.text for i in items["train"]])
         stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
         model_config = AcousticConfig.from_recipe(recipe, len(alphabet))
+    selecting = recipe.selection == "wer"
+    validation = items["valid"]  # synthesized: the plan's first valid_utterances ...
+    if recipe.corpus in SYNTHESIZED:  # ... and as many more as the selection reads
+        validation = validation[: max(recipe.valid_utterances,
+                                      recipe.selection_utterances if selecting else 0)]  # fmt: skip
+    valid = speech_data.featurize(validation, alphabet, features, stats=stats,
+                                  progress=not quiet, what="valid")  # fmt: skip
     splits = {
-        split: speech_data.featurize(
-            items[split], alphabet, features, stats=stats, progress=not quiet, what=split
-        )  # fmt: skip
-        for split in ("train", "valid")
+        "train": speech_data.featurize(
+            items["train"], alphabet, features, stats=stats, progress=not quiet, what="train"
+        ),  # fmt: skip
+        "valid": valid[: recipe.valid_utterances] if recipe.corpus in SYNTHESIZED else valid,
     }
     augment = (
         SpecAugment(
@@ -142,7 +162,9 @@ def train(
         else None
     )
     task = SpeechTask(splits, batch_frames=recipe.batch_frames, seed=recipe.seed,
-                      augment=augment, ctc_impl=recipe.ctc_impl)  # fmt: skip
+                      augment=augment, ctc_impl=recipe.ctc_impl,
+                      selection=valid[: recipe.selection_utterances] if selecting else None,
+                      alphabet=alphabet)  # fmt: skip
     if not resume:
         run = runs.start(
             out, TASK, recipe=recipe.to_dict(), model=model_config.to_dict(),

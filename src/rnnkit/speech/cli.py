@@ -22,6 +22,7 @@ from typing import Any
 from rnnkit.options import (
     BEAM,
     BUDGETS,
+    POSITIVE,
     PROBABILITY,
     add_budget_arguments,
     add_command,
@@ -36,7 +37,7 @@ from rnnkit.options import (
     runtime_of,
     set_threads,
 )
-from rnnkit.speech.recipe import SCORED_SPLITS, SpeechRecipe
+from rnnkit.speech.recipe import SCORED_SPLITS, SELECTIONS, SpeechRecipe
 
 _D = SpeechRecipe()
 
@@ -227,6 +228,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_run_location(train)
     add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
     train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
+    train.add_argument(
+        "--selection", choices=SELECTIONS, default=_D.selection,
+        help="what chooses the weights kept as best (model.safetensors): loss, the CTC loss on "
+        "the validation split, or wer, the greedy WER of the first --selection-utterances "
+        "validation utterances (the loss is logged either way)",
+    )  # fmt: skip
+    train.add_argument(
+        "--selection-utterances", type=POSITIVE, default=_D.selection_utterances, metavar="N",
+        help="validation utterances transcribed at every validation for --selection wer "
+        "(synthesized corpora: the plan's first N, synthesized if --valid-utterances is smaller; "
+        "your own corpus: at most its validation split)",
+    )  # fmt: skip
     add_budget_arguments(train, _D)
     add_process_arguments(train)
     add_runtime_arguments(train)

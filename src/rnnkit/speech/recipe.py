@@ -47,6 +47,10 @@ from rnnkit.errors import ConfigError
 # The splits a run is scored on: flite-valid has flite's voices and other utterances than the
 # flite test set (for choosing a recipe without looking at the test set).
 SCORED_SPLITS = ("valid", "test", "flite", "flite-valid")
+# What chooses the weights a run keeps as best (recipe field `selection`): the CTC loss on the
+# validation split (the default: nothing measured yet says otherwise), or the greedy WER of the
+# first `selection_utterances` validation utterances (SpeechTask.selection_score).
+SELECTIONS = ("loss", "wer")
 
 
 @dataclass
@@ -89,6 +93,12 @@ class SpeechRecipe:
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 200  # validate and checkpoint every N steps
+    # What chooses the kept weights (model.safetensors): "loss", the CTC loss on the validation
+    # split, or "wer", the greedy WER of the first selection_utterances validation utterances
+    # (synthesized corpora: the validation plan's first ones, however many valid_utterances
+    # holds; a corpus of your own: at most its validation split).
+    selection: str = "loss"
+    selection_utterances: int = 1000
     seed: int = 0  # training seed (initial weights, batch order, augmentation)
 
     def __post_init__(self) -> None:
@@ -101,10 +111,18 @@ class SpeechRecipe:
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(
+                f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}"
+            )
+        n = self.selection_utterances
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"selection_utterances must be a positive integer, got {n!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpeechRecipe:
         names = {f.name for f in fields(cls)}
+        data = {"selection": "loss", **data}  # runs saved before kept the lowest loss
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:

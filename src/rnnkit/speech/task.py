@@ -1,5 +1,9 @@
 """The speech model as a :class:`rnnkit.training.TrainingTask`: length-bucketed batches of whole
-utterances in a seeded order, SpecAugment, CTC loss per character."""
+utterances in a seeded order, SpecAugment, CTC loss per character.
+
+With ``selection`` (featurized validation utterances), the trainer keeps the weights with the
+lowest greedy WER on them (:meth:`SpeechTask.selection_score`) instead of the lowest CTC loss;
+the loss is validated and logged either way."""
 
 from __future__ import annotations
 
@@ -10,9 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.nn.ctc import ctc_loss
-from rnnkit.speech.data import Batch, Example, collate, length_batches
+from rnnkit.speech.data import Alphabet, Batch, Example, collate, length_batches
+from rnnkit.speech.decode import greedy_decode
 from rnnkit.speech.features import SpecAugment
+from rnnkit.speech.metrics import wer
 from rnnkit.training.distributed import check_world, rank_rows, to_device
+from rnnkit.training.loop import Score
 
 TASK = "speech"
 EVAL_FRAMES = 20000  # padded frames per evaluation batch
@@ -34,7 +41,12 @@ class SpeechTask:
         seed: int,
         augment: SpecAugment | None,
         ctc_impl: str = "rnnkit",
+        selection: Sequence[Example] | None = None,
+        alphabet: Alphabet | None = None,
     ) -> None:
+        if selection is not None and (not selection or alphabet is None):
+            raise ValueError("selection needs at least one utterance and the alphabet")
+        self.selection, self.alphabet = selection, alphabet
         self.splits = splits
         self.seed = seed
         self.augment = augment
@@ -93,3 +105,24 @@ class SpeechTask:
             nll, n = self.batch_loss(model, batch)
             total, labels = total + float(nll), labels + n
         return total / max(labels, 1)
+
+    def selection_score(self, model: nn.Module) -> Score | None:
+        """Greedy WER (:func:`rnnkit.speech.metrics.wer`, as ``api.evaluate`` reports it) of the
+        ``selection`` utterances; lower is better. None without them (the loss chooses).
+
+        Deterministic (eval mode, best path), so a resumed run scores its weights as the
+        uninterrupted run does. Called by the trainer under ``torch.no_grad()``."""
+        examples = self.selection
+        if examples is None:
+            return None
+        device = next(model.parameters()).device
+        hyps = [""] * len(examples)
+        for index in length_batches(examples, EVAL_FRAMES):
+            index = sorted(index, key=lambda i: -examples[i].feats.shape[0])  # collate's order
+            batch = to_device(collate([examples[i] for i in index]), device)
+            log_probs, lengths = model(batch.feats, batch.lengths)  # (T', B, C), (B,)
+            log_probs, lengths = log_probs.float().cpu(), lengths.cpu()
+            for row, i in enumerate(index):
+                tokens = greedy_decode(log_probs[: int(lengths[row]), row]).tokens
+                hyps[i] = " ".join(self.alphabet.decode(tokens).split())
+        return Score("WER", wer([e.text for e in examples], hyps), higher_is_better=False)
