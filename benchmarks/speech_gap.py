@@ -8,8 +8,9 @@ For each run directory (a synth-digits run), scores with greedy decoding and the
 - **unseen, training voices**: training-plan utterances from index ``--unseen-from`` on, which no
   run of a corpus that small has trained on: the same voices, ranges and share of festival as
   training, new texts and settings. seen vs unseen is what the model learned by heart;
-- **valid**: the first ``--utterances`` validation utterances (6 espeak-ng variants never heard in
-  training), with the WER of each variant. unseen vs valid is the cost of a new voice;
+- **valid**: ``--utterances`` validation utterances from plan index ``--valid-from`` (default 0;
+  6 espeak-ng variants never heard in training), with the WER of each variant. unseen vs valid
+  is the cost of a new voice;
 - **flite-valid**: the 300 flite utterances for choosing recipes (flite's voices, other utterances
   than the flite test set).
 
@@ -73,16 +74,19 @@ def one_run(run: str, args: argparse.Namespace) -> dict[str, object]:
         fail(f"{run}: trained on {recipe.train_utterances} utterances, more than "
                  f"--unseen-from {args.unseen_from}")  # fmt: skip
     n = args.utterances
-    wide = dataclasses.replace(recipe, train_utterances=args.unseen_from + n, valid_utterances=n)
+    first = args.valid_from
+    wide = dataclasses.replace(recipe, train_utterances=args.unseen_from + n,
+                               valid_utterances=first + n)  # fmt: skip
     items = api.corpus(wide)
     sets = {"seen": items["train"][:n], "unseen": items["train"][args.unseen_from :],
-            "valid": items["valid"][:n], "flite-valid": items["flite-valid"]}  # fmt: skip
-    row: dict[str, object] = {"run": run, "train_utterances": recipe.train_utterances}
+            "valid": items["valid"][first:], "flite-valid": items["flite-valid"]}  # fmt: skip
+    row: dict[str, object] = {"run": run, "train_utterances": recipe.train_utterances,
+                              "valid_from": first}  # fmt: skip
     for name, part in sets.items():
         result = score(asr, part)
         if name == "valid":  # the WER of each held-out variant
-            variant_of = {f"{u.id}.flac": u.voice.split("+")[-1]
-                          for u in synth.plan("valid", n, seed=recipe.corpus_seed)}  # fmt: skip
+            planned = synth.plan("valid", first + n, seed=recipe.corpus_seed)
+            variant_of = {f"{u.id}.flac": u.voice.split("+")[-1] for u in planned}
             by = collections.defaultdict(lambda: ([], []))
             for item, ref, hyp in zip(part, result["refs"], result["hyps"]):
                 by[variant_of[Path(item.path).name]][0].append(ref)
@@ -102,11 +106,18 @@ def main() -> None:
         "--unseen-from", type=int, default=30000,
         help="first training-plan index of the unseen set (above every run's corpus)",
     )  # fmt: skip
+    parser.add_argument(
+        "--valid-from", type=int, default=0,
+        help="first validation-plan index of the valid set (1000: utterances that a run with "
+        "--selection wer --selection-utterances 1000 did not choose its weights on)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.utterances < 1:
         parser.error(f"--utterances must be at least 1, got {args.utterances}")
+    if args.valid_from < 0:
+        parser.error(f"--valid-from must be at least 0, got {args.valid_from}")
     torch.set_num_threads(args.threads)
     print(f"load average before: {load()}")
     rows = [one_run(run, args) for run in args.runs]
