@@ -142,11 +142,9 @@ def train(
         stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None
         model_config = AcousticConfig.from_recipe(recipe, len(alphabet))
     selecting = recipe.selection == "wer"
-    validation = items["valid"]  # synthesized: the plan's first valid_utterances ...
-    if recipe.corpus in SYNTHESIZED:  # ... and as many more as the selection reads
-        validation = validation[: max(recipe.valid_utterances,
-                                      recipe.selection_utterances if selecting else 0)]  # fmt: skip
-    valid = speech_data.featurize(validation, alphabet, features, stats=stats,
+    # Synthesized: the plan's first valid_utterances, and as many more as the selection reads
+    # (_with_selection); the loss reads the first valid_utterances of them.
+    valid = speech_data.featurize(items["valid"], alphabet, features, stats=stats,
                                   progress=not quiet, what="valid")  # fmt: skip
     splits = {
         "train": speech_data.featurize(
