@@ -27,10 +27,15 @@ neither saw) widened by the factors of each rule:
 Scored at every midnight (the backtest's 36 origins) and at every hour (853 origins) of the
 real validation period: CRPS and the coverage of the 80% and 95% intervals. Several DIRs are
 several replicas (``forecast_refit_check.py --score-from``); the rule is chosen over them all
-(:func:`choose`).
+(:func:`choose`), and with ``--fresh DIR`` also per seed, the replica DIR deciding on its own too
+(:func:`choose_per_seed`). ``--holdout-days 0`` leaves out the holdout rules (no holdout refit
+is trained) and ``--no-in-sample`` the refit in-sample and transfer rules, so only the paths of
+the scored period and the K horizons before it are drawn.
 
     python benchmarks/forecast_spread_check.py bench/refit_check
     python benchmarks/forecast_spread_check.py bench/replica_oct bench/replica_jul --jobs 2
+    python benchmarks/forecast_spread_check.py bench/replica_oct bench/replica_jul \\
+        bench/replica_may --reuse --holdout-days 0 --no-in-sample --fresh bench/replica_may
 """
 
 from __future__ import annotations
@@ -150,42 +155,42 @@ def holdout_refit(run: Path, days: int, threads: int) -> tuple[Path, float]:
 
 def check_seed(
     run: Path, seed: int, ks: list[int], cover_ks: list[int], days: int, threads: int = 1,
-    no_refit_rows: bool = True,
+    no_refit_rows: bool = True, in_sample: bool = True,
 ) -> dict:  # fmt: skip
-    """Score every rule on the kept runs of one seed (the record of ``spread-seedK.json``)."""
-    hold_dir, hold_cpu = holdout_refit(run, days, threads)
+    """Score every rule on the kept runs of one seed (the record of ``spread-seedK.json``);
+    ``days`` 0: no holdout rules, ``in_sample`` False: no refit in-sample or transfer rule."""
+    torch.set_num_threads(threads)
     first = load(run, first_stage=True)
     refit = load(run / "refit-anneal")
-    hold = load(hold_dir)
     series, windows = _prepare(first, None, first.recipe.horizon)
     pseudo, valid = series.cuts()  # the truncated data: validation = pseudo, test = real valid
     end = series.length
     h = first.recipe.horizon
     c_first = np.asarray(first.spread)
-    # the holdout refit's factors on its last `days` days, which it did not train on
-    back = days * 86400 // series.step
-    p, t = paths_at(hold, windows.origins(valid - back, valid, stride=1), seed)
-    c_hold, _ = fit_step_spread(p, t)
-    # in-sample calibrations: the refit on the pseudo-validation period (it trained on it), the
-    # first stage on as many steps of its own training just before it
-    p, t = paths_at(refit, windows.origins(pseudo, valid, stride=1), seed)
-    c_refit_in, _ = fit_step_spread(p, t)
-    p, t = paths_at(first, windows.origins(pseudo - (valid - pseudo), pseudo, stride=1), seed)
-    c_first_in, _ = fit_step_spread(p, t)
-    rules = {
-        "first stage": c_first,
-        "as trained": np.ones(h),
-        "refit in-sample": c_refit_in,
-        "transfer": c_refit_in * c_first / c_first_in,
-        f"holdout {days}": c_hold,
+    rules = {"first stage": c_first, "as trained": np.ones(h)}
+    record = {"seed": seed, "holdout_cpu_s": 0.0}
+    factors = {}
+    if in_sample:
+        # in-sample calibrations: the refit on the pseudo-validation period (it trained on it),
+        # the first stage on as many steps of its own training just before it
+        p, t = paths_at(refit, windows.origins(pseudo, valid, stride=1), seed)
+        c_refit_in, _ = fit_step_spread(p, t)
+        p, t = paths_at(first, windows.origins(pseudo - (valid - pseudo), pseudo, stride=1), seed)
+        c_first_in, _ = fit_step_spread(p, t)
+        rules["refit in-sample"] = c_refit_in
+        rules["transfer"] = c_refit_in * c_first / c_first_in
+        factors["first stage in-sample"] = c_first_in
+    if days:
+        hold_dir, record["holdout_cpu_s"] = holdout_refit(run, days, threads)
+        hold = load(hold_dir)
+        # the holdout refit's factors on its last `days` days, which it did not train on
+        record["holdout_steps"] = back = days * 86400 // series.step
+        p, t = paths_at(hold, windows.origins(valid - back, valid, stride=1), seed)
+        c_hold, _ = fit_step_spread(p, t)
+        rules[f"holdout {days}"] = c_hold
+    record["factors"] = {
+        k: [round(float(x), 3) for x in v] for k, v in {**rules, **factors}.items()
     }
-    record = {
-        "seed": seed,
-        "factors": {k: [round(float(x), 3) for x in v] for k, v in rules.items()},
-        "holdout_cpu_s": hold_cpu,
-        "holdout_steps": back,
-    }
-    record["factors"]["first stage in-sample"] = [round(float(x), 3) for x in c_first_in]
     # every hour of the real validation period, and the K days before it (the recent-K rule)
     kmax = max(ks + cover_ks)
     picks = windows.origins(valid - kmax * h, end, stride=1)
@@ -198,7 +203,8 @@ def check_seed(
     inside = coverage_per_origin(widened, t)
     for k in cover_ks:
         scales[f"recent {k} coverage"] = recent_coverage_scale(per_origin, inside, k, h, skip)
-    ph, th = paths_at(hold, picks, seed)  # the holdout refit forecasting itself
+    if days:
+        ph, th = paths_at(hold, picks, seed)  # the holdout refit forecasting itself
     for name, stride in (("midnights", h), ("hourly", 1)):
         rows = np.arange(skip, len(picks), stride)
         record[name] = {"origins": len(rows)}
@@ -211,7 +217,8 @@ def check_seed(
                 **score(scored, t[rows]),
                 "scale_mean": float(np.mean(chosen)),
             }
-        record[name][f"holdout {days} model"] = score(widen_paths(ph[rows], c_hold), th[rows])
+        if days:
+            record[name][f"holdout {days} model"] = score(widen_paths(ph[rows], c_hold), th[rows])
     if not no_refit_rows:
         return record
     # the first stage (no refit) beside it: its own factors, and with the recent-K scalar
@@ -232,7 +239,17 @@ def main() -> int:
     parser.add_argument("out", nargs="+", help="the --out of forecast_refit_check.py (replicas)")
     parser.add_argument("--recent", default="7,14", help="K of the recent-K rule")
     parser.add_argument("--recent-coverage", default="14", help="K of the recent-K coverage rule")
-    parser.add_argument("--holdout-days", type=int, default=14, help="D of the holdout rules")
+    parser.add_argument(
+        "--holdout-days", type=int, default=14, help="D of the holdout rules (0: leave them out)"
+    )
+    parser.add_argument(
+        "--no-in-sample", action="store_true",
+        help="leave out the refit in-sample and transfer rules (saves sampling)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fresh", metavar="DIR",
+        help="one of the DIRs: also choose per seed (forecast_spread_rule3.txt), DIR deciding too",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="seeds scored side by side")
     parser.add_argument(
@@ -243,6 +260,8 @@ def main() -> int:
         help="leave out the rows of the first stage without a refit (saves sampling)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.fresh is not None and Path(args.fresh) not in map(Path, args.out):
+        parser.error(f"--fresh {args.fresh}: not one of the DIRs")
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.recent.split(",")]
     cover_ks = [int(k) for k in args.recent_coverage.split(",")]
@@ -253,10 +272,8 @@ def main() -> int:
                 work.append((run, int(run.name[4:])))
     kept = {w: w[0].parent / f"spread-seed{w[1]}.json" for w in work}
     todo = [w for w in work if not (args.reuse and kept[w].is_file())]
-    jobs = [
-        (run, seed, ks, cover_ks, args.holdout_days, args.threads, not args.no_first_stage_rows)
-        for run, seed in todo
-    ]
+    rows = (not args.no_first_stage_rows, not args.no_in_sample)
+    jobs = [(run, seed, ks, cover_ks, args.holdout_days, args.threads, *rows) for run, seed in todo]
     if args.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             fresh = dict(zip(todo, pool.map(check_seed, *zip(*jobs))))
@@ -266,7 +283,7 @@ def main() -> int:
     replicas: dict[str, list[dict]] = {}
     for (run, seed), rec in zip(work, done):
         kept[run, seed].write_text(json.dumps(rec, indent=1))
-        replicas.setdefault(str(run.parent), []).append(rec)
+        replicas.setdefault(str(Path(run.parent)), []).append(rec)
         print(
             f"{run}: holdout refit {rec['holdout_cpu_s']:.0f} CPU s; " + json.dumps(rec["factors"]),
             flush=True,
@@ -288,7 +305,16 @@ def main() -> int:
                 print(f"{rule:22}" + "".join(f"{c:>26}" for c in cells))
     print("\nthe choice (hourly origins; see choose):")
     print(f"chosen: {choose(list(replicas.values()))}")
+    if args.fresh is not None:
+        print(f"\nthe choice per seed, {Path(args.fresh)} fresh (hourly; see choose_per_seed):")
+        print(f"chosen: {choose_per_seed(replicas, str(Path(args.fresh)))}")
     return 0
+
+
+def common_rules(replicas: list[list[dict]]) -> list[str]:
+    """The rules scored on every replica (hourly origins), in the first replica's order."""
+    rules = [r for r in replicas[0][0]["hourly"] if r != "origins" and not r.startswith("no refit")]
+    return [r for r in rules if all(r in rec["hourly"] for rs in replicas for rec in rs)]
 
 
 def choose(replicas: list[list[dict]]) -> str:
@@ -312,7 +338,7 @@ def choose(replicas: list[list[dict]]) -> str:
             mean(rs, rule, "crps") / mean(rs, "first stage", "crps") for rs in replicas
         )
 
-    rules = [r for r in replicas[0][0]["hourly"] if r != "origins" and not r.startswith("no refit")]
+    rules = common_rules(replicas)
     allowed = [r for r in rules if ratio(r) <= 1.01]
     best = min(distance(r) for r in allowed)
     near = [r for r in allowed if distance(r) <= best + 0.01]
@@ -323,6 +349,61 @@ def choose(replicas: list[list[dict]]) -> str:
         kept = "" if r in allowed else "  excluded (CRPS)"
         print(f"  {r:20} CRPS ratio {ratio(r):.4f}  distance {distance(r):.3f}  ({per}){kept}")
     return min(near, key=ratio)
+
+
+# the rules that may replace the first stage's factors (forecast_spread_rule3.txt)
+CANDIDATES = ("recent 14 coverage", "recent 7", "recent 14")
+
+
+def seed_distance(record: dict, rule: str) -> float:
+    """``|cov80 - 0.8| + |cov95 - 0.95|`` of one seed's own coverage (hourly origins)."""
+    scores = record["hourly"][rule]
+    return abs(scores["cov80"] - 0.8) + abs(scores["cov95"] - 0.95)
+
+
+def choose_per_seed(
+    replicas: dict[str, list[dict]], fresh: str, candidates: tuple[str, ...] = CANDIDATES
+) -> str:
+    """The rule chosen as written down before the third replica was trained (benchmarks/results/
+    forecast_spread_rule3.txt): D, each seed's own distance from nominal averaged over the
+    seeds and the replicas; D of the ``fresh`` replica alone; the CRPS ratio to the first stage
+    as in :func:`choose`. A candidate replaces the first stage only if its ratio is at most
+    1.01, its D at least 0.01 below the first stage's and its fresh D below the first stage's
+    too; of several, the smallest D (then the lower ratio)."""
+
+    def distance(rule: str, names: list[str]) -> float:
+        return statistics.mean(seed_distance(r, rule) for n in names for r in replicas[n])
+
+    def crps(records: list[dict], rule: str) -> float:
+        return statistics.mean(r["hourly"][rule]["crps"] for r in records)
+
+    def ratio(rule: str) -> float:
+        return statistics.mean(
+            crps(rs, rule) / crps(rs, "first stage") for rs in replicas.values()
+        )  # fmt: skip
+
+    names = list(replicas)
+    rules = common_rules(list(replicas.values()))
+    base, base_fresh = distance("first stage", names), distance("first stage", [fresh])
+    qualified = []
+    for rule in rules:
+        d, d_fresh = distance(rule, names), distance(rule, [fresh])
+        per = "; ".join(
+            ", ".join(f"{seed_distance(r, rule):.3f}" for r in replicas[n]) for n in names
+        )  # fmt: skip
+        verdict = ""
+        if rule in candidates:
+            ok = ratio(rule) <= 1.01 and d <= base - 0.01 and d_fresh < base_fresh
+            verdict = "  qualifies" if ok else "  does not qualify"
+            if ok:
+                qualified.append(rule)
+        print(
+            f"  {rule:20} CRPS ratio {ratio(rule):.4f}  D {d:.4f}  fresh D {d_fresh:.4f}  "
+            f"(per seed {per}){verdict}"
+        )
+    if not qualified:
+        return "first stage"
+    return min(qualified, key=lambda r: (distance(r, names), ratio(r)))
 
 
 if __name__ == "__main__":
