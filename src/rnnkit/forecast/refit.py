@@ -17,8 +17,9 @@ count, the schedule, where it came from) and which holds a copy of the first sta
 calibration (the refit has seen the validation period, so the spread is not chosen on it again;
 in two nested checks, where a refit trained up to a held-out period was scored on it, the first
 stage's factors were chosen among nine rules, among them the paths as trained, factors chosen for
-the refit's own paths on the data it trained on, and a holdout refit's out of sample:
-docs/forecasting.md, "The refit's spread over two replicas").
+the refit's own paths on the data it trained on, and a holdout refit's out of sample; a third
+replica kept them against the spread adapted per origin: docs/forecasting.md, "The refit's
+spread over three replicas").
 """
 
 from __future__ import annotations
