@@ -29,6 +29,19 @@ def one_object(row: dict, name: str, images: int, relations: int) -> float:
     return (images * whole - relations * rel) / (images - relations)
 
 
+def per_seed(attention: list[dict], rows: list[dict], name: str, n: int, n_rel: int) -> str:
+    """The gains seed by seed, for the seeds both decoders have."""
+    base = {r["seed"]: r for r in rows}
+    pairs = []
+    for a in sorted(attention, key=lambda r: r["seed"]):
+        b = base.get(a["seed"])
+        if b is not None:
+            rel = a[f"{name}_rel_cider"] - b[f"{name}_rel_cider"]
+            one = one_object(a, name, n, n_rel) - one_object(b, name, n, n_rel)
+            pairs.append(f"seed {a['seed']} {rel:+.1f} / {one:+.1f}")
+    return ", ".join(pairs)
+
+
 def spread(values: list[float]) -> str:
     mean = statistics.mean(values)
     return f"{mean:.1f} +- {statistics.stdev(values):.1f}" if len(values) > 1 else f"{mean:.1f}"
@@ -59,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
               f"one object {spread(one)}")  # fmt: skip
     for decoder in ("mean", "text"):
         rows = [r for r in baselines if r["decoder"] == decoder]
+        if not rows:  # a baseline not given (e.g. text only not rerun for new seeds)
+            continue
         for name in (
             "greedy",
             "plain",
@@ -71,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             gain_one = statistics.mean(a_one) - statistics.mean(one)
             print(f"    gain of attention over {decoder} ({DECODINGS[name]}): relations "
                   f"{gain_rel:+.1f}, one object {gain_one:+.1f}")  # fmt: skip
+            paired = per_seed(attention, rows, name, n, n_rel)
+            if paired:
+                print(f"    per seed (relations / one object): {paired}")
     for r in attention:
         bleu = " / ".join(f"{r[f'{name}_bleu4']:.1f}" for name in DECODINGS)
         print(f"  seed {r['seed']}: CIDEr-D greedy {r['greedy_cider']:.1f}, plain beam "
