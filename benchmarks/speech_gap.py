@@ -12,7 +12,7 @@ For each run directory (a synth-digits run), scores with greedy decoding and the
   6 espeak-ng variants never heard in training), with the WER of each variant. unseen vs valid
   is the cost of a new voice;
 - **flite-valid**: the 300 flite utterances for choosing recipes (flite's voices, other utterances
-  than the flite test set).
+  than the flite test set), with the WER of each flite voice.
 
 The corpus is extended as needed (synthesized on first use, like any larger corpus: the plan's
 prefix is kept). The test sets are never read.
@@ -82,20 +82,31 @@ def one_run(run: str, args: argparse.Namespace) -> dict[str, object]:
             "valid": items["valid"][first:], "flite-valid": items["flite-valid"]}  # fmt: skip
     row: dict[str, object] = {"run": run, "train_utterances": recipe.train_utterances,
                               "valid_from": first}  # fmt: skip
+    # The WER of each held-out espeak-ng variant, and of each flite voice.
+    voice_of = {f"{u.id}.flac": u.voice.split("+")[-1]
+                for split, count in (("valid", first + n), ("flite-valid", recipe.flite_utterances))
+                for u in synth.plan(split, count, seed=recipe.corpus_seed)}  # fmt: skip
     for name, part in sets.items():
         result = score(asr, part)
-        if name == "valid":  # the WER of each held-out variant
-            planned = synth.plan("valid", first + n, seed=recipe.corpus_seed)
-            variant_of = {f"{u.id}.flac": u.voice.split("+")[-1] for u in planned}
-            by = collections.defaultdict(lambda: ([], []))
-            for item, ref, hyp in zip(part, result["refs"], result["hyps"]):
-                by[variant_of[Path(item.path).name]][0].append(ref)
-                by[variant_of[Path(item.path).name]][1].append(hyp)
-            result["variants"] = {v: {"n": len(refs), "wer": wer(refs, hyps)}
-                                  for v, (refs, hyps) in sorted(by.items())}  # fmt: skip
+        if name in ("valid", "flite-valid"):
+            result["variants"] = by_voice(part, result, voice_of)
         del result["refs"], result["hyps"]
         row[name] = result
     return row
+
+
+def by_voice(part: list[Item], result: dict, voice_of: dict[str, str]) -> dict[str, dict]:
+    """Utterances, words, words wrong and WER of each voice of a scored set."""
+    by = collections.defaultdict(lambda: ([], []))
+    for item, ref, hyp in zip(part, result["refs"], result["hyps"]):
+        by[voice_of[Path(item.path).name]][0].append(ref)
+        by[voice_of[Path(item.path).name]][1].append(hyp)
+    out = {}
+    for voice, (refs, hyps) in sorted(by.items()):
+        words = sum(len(r.split()) for r in refs)
+        out[voice] = {"n": len(refs), "words": words, "wrong": round(wer(refs, hyps) * words),
+                      "wer": wer(refs, hyps)}  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -135,11 +146,13 @@ def main() -> None:
             wrong = round(r["wer"] * r["words"])
             cells.append(f"{r['loss']:.4f} {100 * r['wer']:5.2f} ({wrong}/{r['words']})")
         print(f"{row['run'][-40:]:40s} {row['train_utterances']:>6} | " + " | ".join(cells))
-    print("\nvalid greedy WER % per variant:")
-    for row in rows:
-        variants = row["valid"]["variants"]
-        print(f"  {row['run'][-40:]:40s} "
-              + " ".join(f"{v} {100 * x['wer']:.2f}" for v, x in variants.items()))  # fmt: skip
+    for name, what in (("valid", "variant"), ("flite-valid", "voice")):
+        print(f"\n{name} greedy WER % per {what} (words wrong of):")
+        for row in rows:
+            voices = row[name]["variants"]
+            print(f"  {row['run'][-40:]:40s} "
+                  + " ".join(f"{v} {100 * x['wer']:.2f} ({x['wrong']}/{x['words']})"
+                             for v, x in voices.items()))  # fmt: skip
 
 
 if __name__ == "__main__":
