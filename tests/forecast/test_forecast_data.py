@@ -79,3 +79,14 @@ def test_check_series_names_short_and_constant_series(tmp_path):
         check_series(data, context=24, horizon=12)
     with pytest.raises(DataError, match="series 'good' .* has 100 steps, fewer than"):
         check_series(data, context=96, horizon=12)
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    # The mark used to be part of the first column's name: 'z' in column '\ufeffseries_id' ...
+    lines = ["series_id,time,value"] + [f"x,2024-01-0{d + 1},{d * 2}" for d in range(5)]
+    path = tmp_path / "l.csv"
+    path.write_bytes("\r\n".join(lines).encode("utf-8-sig"))
+    data = read_csv(path)
+    assert [s.name for s in data.series] == ["x"] and data.step == 86400
+    path.write_bytes("\n".join(lines).encode("utf-16"))  # "Unicode text"
+    assert len(read_csv(path).series[0].values) == 5

@@ -105,3 +105,18 @@ def test_task_batches_resume_in_the_same_order_with_the_same_masks():
         torch.testing.assert_close(a.feats, b.feats)
     other = [b.lengths.tolist() for b in task.train_batches(3, 0)]
     assert sorted(map(tuple, other)) == sorted(tuple(b.lengths.tolist()) for b in full)
+
+
+def test_transcripts_with_a_byte_order_mark_or_in_latin_1(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"x")
+    tsv = tmp_path / "t.tsv"
+    tsv.write_bytes("a.wav\tH\u00e9llo\r\n".encode("utf-8-sig"))  # the mark was in the path
+    assert [i.path for i in read_tsv(tsv)] == [str(tmp_path / "a.wav")]
+    tsv.write_bytes("a.wav\tH\u00e9llo\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"t.tsv is not valid utf-8 .*save it as UTF-8 text"):
+        read_tsv(tsv)
+    book = tmp_path / "libri"
+    book.mkdir()
+    (book / "1-2.trans.txt").write_bytes("1-2-0000 ONE TWO\n".encode("utf-8-sig"))
+    (book / "1-2-0000.flac").write_bytes(b"x")
+    assert [i.text for i in read_librispeech(book)] == ["one two"]

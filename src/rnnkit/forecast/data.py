@@ -243,7 +243,7 @@ def read_csv(
             irregular steps, and the series for one without values.
     """
     name = os.fspath(path)
-    text = read_text_file(path)
+    text = read_text_file(path, fix="save it as UTF-8 text")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header or len(header) < 2:

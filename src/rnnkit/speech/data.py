@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.data.datasets import read_text_file
 from rnnkit.errors import DataError
 from rnnkit.speech import synth
 from rnnkit.speech.audio import read_audio
@@ -152,10 +153,7 @@ def _line_picker(lines: list[str]) -> Any:
 def read_tsv(path: str | Path) -> list[Item]:
     """Items of a transcript TSV: ``audio path<TAB>transcript`` per line (blank lines skipped)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text; give a path<TAB>text transcript") from None
+    lines = read_text_file(path, fix="save it as UTF-8 text").splitlines()
     items = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -183,7 +181,8 @@ def read_librispeech(folder: str | Path) -> list[Item]:
     folder = Path(folder)
     items = []
     for trans in sorted(folder.rglob("*.trans.txt")):
-        for number, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        lines = read_text_file(trans, fix="save it as UTF-8 text").splitlines()
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             ident, _, text = line.partition(" ")
