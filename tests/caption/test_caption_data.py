@@ -112,3 +112,13 @@ def test_a_tsv_and_a_json_with_a_byte_order_mark(tmp_path):
     (tmp_path / "k.json").write_bytes(json.dumps({"images": images}).encode("utf-8-sig"))
     splits = load_corpus(str(tmp_path / "k.json"), image_size=32, images_dir=str(tmp_path / "pics"))
     assert sum(len(s) for s in splits.values()) == 3
+
+
+def test_a_folder_given_as_the_caption_file_is_called_a_folder(tmp_path):
+    # It used to be "no such caption file: pics", of a folder that is there.
+    _pictures(tmp_path / "pics", 3)
+    with pytest.raises(DataError, match=r"pics is a directory; give the caption file in it"):
+        load_corpus(str(tmp_path / "pics"))
+    (tmp_path / "d.json").write_text(json.dumps(_karpathy(tmp_path, ["img0.png"])))
+    with pytest.raises(DataError, match=r"^--images-dir .*nope is not a folder"):
+        load_corpus(str(tmp_path / "d.json"), images_dir=str(tmp_path / "nope"))

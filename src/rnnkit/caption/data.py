@@ -84,10 +84,17 @@ def load_corpus(
             name: _scene_split(name, count, seed, image_size) for name, count in zip(SPLITS, counts)
         }
     path = Path(data)
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a directory; give the caption file in it (a Karpathy .json or an "
+            "image<TAB>caption .tsv)"
+        )
     if not path.is_file():
         raise DataError(
             f"no such caption file: {path} (give {scenes.NAME}, a Karpathy .json or a .tsv)"
         )
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise DataError(f"--images-dir {images_dir} is not a folder; give the pictures' folder")
     if path.suffix.lower() == ".json":
         entries = read_karpathy(path, Path(images_dir) if images_dir else path.parent)
     else:
