@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -237,6 +238,16 @@ class Example:
     text: str
 
 
+def file_features(path: str | os.PathLike, config: FeatureConfig) -> Tensor:
+    """Log-mel features (frames, n_mels) of the audio file ``path``; a file too short for one
+    frame is named in the error (one of thousands in a transcript)."""
+    wave = read_audio(path, sample_rate=config.sample_rate)
+    try:
+        return log_mel(wave, config)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
 def featurize(
     items: Sequence[Item],
     alphabet: Alphabet,
@@ -253,8 +264,7 @@ def featurize(
     examples = []
     for item in tqdm(items, disable=not progress, unit="utt", desc=f"features {what}".strip()):
         labels = alphabet.encode(item.text, where=f"the transcript of {item.path}")
-        wave = read_audio(item.path, sample_rate=config.sample_rate)
-        feats = log_mel(wave, config)
+        feats = file_features(item.path, config)
         feats = normalize(feats) if stats is None else normalize(feats, *stats)
         examples.append(Example(feats, torch.tensor(labels, dtype=torch.long), item.text))
     return examples
