@@ -263,3 +263,11 @@ def test_bad_settings_are_one_line(trained, tone_tsv, tmp_path, run_cli, capsys)
     empty.write_text("\n")
     code, _, err = run_cli("speech", "eval", trained, "--data", tone_tsv, "--lexicon", empty)
     assert code == 2 and "is empty" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_eval_limit_must_be_positive(trained, tone_tsv, run_cli, capsys, limit):
+    # --limit 0 used to score every utterance, --limit -3 all but the last three (or none: 0% WER).
+    with pytest.raises(SystemExit) as refused:
+        run_cli("speech", "eval", trained, "--data", tone_tsv, "--limit", limit)
+    assert refused.value.code == 2 and "--limit" in capsys.readouterr().err

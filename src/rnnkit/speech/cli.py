@@ -268,6 +268,6 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="flite-valid: flite's voices, other utterances than the flite test set",
     )
     ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
-    ev.add_argument("--limit", type=int, help="only the first N utterances")
+    ev.add_argument("--limit", type=POSITIVE, help="only the first N utterances (default: all)")
     _decoding_arguments(ev, beam=8)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
