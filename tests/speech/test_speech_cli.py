@@ -271,3 +271,14 @@ def test_eval_limit_must_be_positive(trained, tone_tsv, run_cli, capsys, limit):
     with pytest.raises(SystemExit) as refused:
         run_cli("speech", "eval", trained, "--data", tone_tsv, "--limit", limit)
     assert refused.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--alpha", "nan"), ("--alpha", "-1"), ("--beta", "inf"),
+                      ("--hotword-weight", "nan")]
+)  # fmt: skip
+def test_fusion_weights_must_be_finite(trained, tone_tsv, run_cli, capsys, option, value):
+    # --alpha nan used to decode every file to an empty transcript, exit status 0.
+    with pytest.raises(SystemExit) as refused:
+        run_cli("speech", "transcribe", trained, tone_tsv.parent / "u000.wav", option, value)
+    assert refused.value.code == 2 and "must be a finite number" in capsys.readouterr().err
