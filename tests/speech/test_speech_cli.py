@@ -282,3 +282,18 @@ def test_fusion_weights_must_be_finite(trained, tone_tsv, run_cli, capsys, optio
     with pytest.raises(SystemExit) as refused:
         run_cli("speech", "transcribe", trained, tone_tsv.parent / "u000.wav", option, value)
     assert refused.value.code == 2 and "must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--vtlp", "inf", "vtlp must be in"), ("--tempo", "-0.1", "tempo must be in"),
+     ("--band-limit", "nan", "band_limit must be in"), ("--clip-norm", "nan", "clip_norm >= 0")],
+)  # fmt: skip
+def test_augmentation_and_clipping_out_of_range_are_one_line(
+    tone_tsv, tmp_path, run_cli, option, value, message
+):
+    # These used to be accepted: --vtlp inf, --clip-norm nan trained on (NaN weights at worst).
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", tone_tsv,
+                           "--max-steps", "1", option, value)  # fmt: skip
+    assert code == 2 and message in err and err.count("rnnkit: error:") == 1
+    assert not (tmp_path / "x" / "last.safetensors").exists()
