@@ -59,6 +59,11 @@ def check_image_output(
     exist, so that the figure is not refused after the work is done."""
     from matplotlib.backend_bases import FigureCanvasBase
 
+    # The rules that protect the user's files first: `--plot data.csv` is "also an input".
+    checked = check_output_file(
+        path, inputs=inputs, force=force, ours=looks_like_image, what="image", option=option
+    )
+
     kind = Path(path).suffix.lstrip(".").lower() or "png"
     formats = FigureCanvasBase.get_supported_filetypes()
     if kind not in formats:
@@ -70,9 +75,7 @@ def check_image_output(
         raise DataError(
             f"{option} {path}: the folder {Path(path).parent} does not exist; create it first"
         )
-    return check_output_file(
-        path, inputs=inputs, force=force, ours=looks_like_image, what="image", option=option
-    )
+    return checked
 
 
 def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
