@@ -43,3 +43,13 @@ def test_the_overwrite_rule_for_images(tmp_path):
         check_image_output(run / "new.png", force=True)
     assert photo.read_bytes() == before
     assert check_image_output(photo, force=True) == photo
+
+
+def test_a_figure_name_matplotlib_cannot_write_is_refused_before_the_work(tmp_path):
+    # `--plot forecast.txt` used to fail with matplotlib's traceback after the forecast was made.
+    with pytest.raises(DataError, match=r"^--plot .*out.txt: cannot draw a .txt figure"):
+        check_image_output(tmp_path / "out.txt", option="--plot")
+    with pytest.raises(DataError, match=r"the folder .*nodir does not exist"):
+        check_image_output(tmp_path / "nodir" / "x.png", option="--plot")
+    for name in ("a.png", "a.PDF", "a.svg", "a.jpg", "noext"):
+        assert check_image_output(tmp_path / name) == tmp_path / name

@@ -240,3 +240,12 @@ def test_temporary_files_of_a_killed_checkpoint_write_go_at_the_next_start(tmp_p
     resumed, _ = runs.resume(run.path, "lm")
     assert not stale.exists()
     resumed.unlock()
+
+
+def test_a_truncated_weights_file_says_it_is_damaged_and_what_to_do(tmp_path):
+    path = tmp_path / "model.safetensors"
+    runs.save_tensors_atomic(path, {"w": torch.ones(64, 64)})
+    path.write_bytes(path.read_bytes()[:1000])  # a copy cut short
+    # It used to pass on safetensors' own words only ("incomplete metadata, file not fully ...").
+    with pytest.raises(RunDirError, match=r"model\.safetensors: the file is damaged or truncated"):
+        runs.load_tensors(path)

@@ -86,6 +86,7 @@ def number(
 POSITIVE = int_at_least(1)  # sizes, counts, widths
 NON_NEGATIVE = int_at_least(0)  # warm-up steps, intervals where 0 means "off"
 SEED = int_at_least(0, 2**63 - 1)  # torch.manual_seed's range
+FINITE_NUMBER = number()  # weights and bonuses of any sign
 POSITIVE_NUMBER = number(0.0, open_low=True)  # learning rates, temperatures, minutes
 NON_NEGATIVE_NUMBER = number(0.0)  # weight decay, clipping (0: off)
 PROBABILITY = number(0.0, 1.0)  # dropout

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnnkit.errors import DataError
 from rnnkit.files import atomic_path, check_output_file
 
 # The first bytes of the image files rnnkit draws.
@@ -54,10 +55,27 @@ def check_image_output(
 ) -> Path:
     """The one overwrite rule (:func:`rnnkit.files.check_output_file`) for a figure: never an
     input or a file in a run directory; an existing file only if rnnkit drew it, or with
-    ``force``."""
-    return check_output_file(
+    ``force``. The suffix must name a format matplotlib writes (none: PNG), and the folder must
+    exist, so that the figure is not refused after the work is done."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    # The rules that protect the user's files first: `--plot data.csv` is "also an input".
+    checked = check_output_file(
         path, inputs=inputs, force=force, ours=looks_like_image, what="image", option=option
     )
+
+    kind = Path(path).suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if kind not in formats:
+        raise DataError(
+            f"{option} {path}: cannot draw a .{kind} figure; name a .png, .pdf or .svg file "
+            f"(or {', '.join('.' + k for k in sorted(formats) if k not in ('png', 'pdf', 'svg'))})"
+        )
+    if not Path(path).parent.is_dir():
+        raise DataError(
+            f"{option} {path}: the folder {Path(path).parent} does not exist; create it first"
+        )
+    return checked
 
 
 def plot_losses(records: list[dict[str, Any]], path: Any) -> None:

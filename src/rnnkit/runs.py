@@ -116,7 +116,10 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], Any]:
     except OSError as exc:
         raise RunDirError(f"cannot read {path}: {exc.strerror or exc}") from None
     except SafetensorError as exc:
-        raise RunDirError(f"cannot read {path}: {exc}") from None
+        raise RunDirError(
+            f"cannot read {path}: the file is damaged or truncated ({exc}); restore it from a "
+            "copy, or train a new run"
+        ) from None
     return tensors, (None if raw is None else json.loads(raw))
 
 

@@ -99,3 +99,26 @@ def test_a_json_in_another_layout_says_which_layout_it_expects(tmp_path):
 
 def test_tokenize_lowercases_and_drops_punctuation():
     assert tokenize("A man's DOG, running!") == ["a", "man's", "dog", "running"]
+
+
+def test_a_tsv_and_a_json_with_a_byte_order_mark(tmp_path):
+    names = _pictures(tmp_path / "pics", 3)
+    lines = [f"pics/{name}\ta red dog" for name in names]
+    (tmp_path / "caps.tsv").write_bytes("\r\n".join(lines).encode("utf-8-sig"))
+    splits = load_corpus(str(tmp_path / "caps.tsv"), image_size=32)  # the mark was in the path
+    assert sum(len(s) for s in splits.values()) == 3
+    images = [{"filename": n, "split": s, "sentences": [{"raw": "a red dog"}]}
+              for n, s in zip(names, ["train", "val", "test"])]  # fmt: skip
+    (tmp_path / "k.json").write_bytes(json.dumps({"images": images}).encode("utf-8-sig"))
+    splits = load_corpus(str(tmp_path / "k.json"), image_size=32, images_dir=str(tmp_path / "pics"))
+    assert sum(len(s) for s in splits.values()) == 3
+
+
+def test_a_folder_given_as_the_caption_file_is_called_a_folder(tmp_path):
+    # It used to be "no such caption file: pics", of a folder that is there.
+    _pictures(tmp_path / "pics", 3)
+    with pytest.raises(DataError, match=r"pics is a directory; give the caption file in it"):
+        load_corpus(str(tmp_path / "pics"))
+    (tmp_path / "d.json").write_text(json.dumps(_karpathy(tmp_path, ["img0.png"])))
+    with pytest.raises(DataError, match=r"^--images-dir .*nope is not a folder"):
+        load_corpus(str(tmp_path / "d.json"), images_dir=str(tmp_path / "nope"))

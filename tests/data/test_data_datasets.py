@@ -138,3 +138,18 @@ def test_directory_and_missing_file_are_refused(tmp_path):
         load_corpus(tmp_path)
     with pytest.raises(DataError, match="no such file"):
         load_corpus(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be"])
+def test_a_byte_order_mark_decides_the_encoding_and_is_not_text(tmp_path, encoding):
+    # Excel's "CSV UTF-8" and "Unicode text" and Notepad write a byte-order mark; it used to be a
+    # character of the text (or, for UTF-16, the file was "binary").
+    path = tmp_path / "t.txt"
+    data = "caf\u00e9 au lait\r\n".encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    path.write_bytes(data)
+    assert read_text_file(path) == "caf\u00e9 au lait\n"
+    path.write_bytes("caf\u00e9".encode("latin-1"))
+    with pytest.raises(DataError, match=r"not valid utf-8 .*; save it as UTF-8$"):
+        read_text_file(path, fix="save it as UTF-8")

@@ -58,8 +58,12 @@ def test_long_file_with_covariates_needs_future_rows_to_predict(tmp_path):
     train(tmp_path / "run", recipe=recipe)
     model = load(tmp_path / "run")
     assert model.model.config.embedding_dim == 8 and model.model.config.num_series == 2
-    with pytest.raises(DataError, match="series 'north' .* add 6 rows after its last value"):
+    with pytest.raises(DataError, match="series 'north' .* has 0: add 6 more rows after its last"):
         predict(model)
+    partial = tmp_path / "partial.csv"  # two of the six rows: the message counts what is missing
+    partial.write_text(path.read_text() + "north,2024-01-09 08:00,,1\nnorth,2024-01-09 09:00,,2\n")
+    with pytest.raises(DataError, match="series 'north' .* has 2: add 4 more rows"):
+        predict(model, data=str(partial))
     future = [f"{n},2024-01-09 {h:02d}:00,,{h}" for n in ("north", "south") for h in range(8, 14)]
     path.write_text(path.read_text() + "\n".join(future) + "\n")
     result = predict(model, data=str(path), seed=0)

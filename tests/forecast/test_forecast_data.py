@@ -79,3 +79,31 @@ def test_check_series_names_short_and_constant_series(tmp_path):
         check_series(data, context=24, horizon=12)
     with pytest.raises(DataError, match="series 'good' .* has 100 steps, fewer than"):
         check_series(data, context=96, horizon=12)
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    # The mark used to be part of the first column's name: 'z' in column '\ufeffseries_id' ...
+    lines = ["series_id,time,value"] + [f"x,2024-01-0{d + 1},{d * 2}" for d in range(5)]
+    path = tmp_path / "l.csv"
+    path.write_bytes("\r\n".join(lines).encode("utf-8-sig"))
+    data = read_csv(path)
+    assert [s.name for s in data.series] == ["x"] and data.step == 86400
+    path.write_bytes("\n".join(lines).encode("utf-16"))  # "Unicode text"
+    assert len(read_csv(path).series[0].values) == 5
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_separated_by_semicolons_or_tabs(tmp_path, sep):
+    # A spreadsheet's ';' export used to be "the first line should name a time column ...".
+    lines = [f"date{sep}a{sep}b"] + [f"2024-01-0{d + 1}{sep}{d}{sep}{d * 3}" for d in range(6)]
+    path = tmp_path / "s.csv"
+    path.write_text("\n".join(lines) + "\n")
+    data = read_csv(path)
+    assert [s.name for s in data.series] == ["a", "b"]
+    np.testing.assert_array_equal(data.series[1].values, [0, 3, 6, 9, 12, 15])
+    path.write_text("date;a\n2024-01-01;1,5\n")
+    with pytest.raises(DataError, match=r"s.csv:2: '1,5' .* write decimals with a point"):
+        read_csv(path)
+    path.write_text("just one column\n2024-01-01\n")
+    with pytest.raises(DataError, match=r"separated by commas \(or ';' or tabs\)"):
+        read_csv(path)

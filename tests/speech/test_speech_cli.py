@@ -235,6 +235,7 @@ def test_resumed_run_ends_with_the_same_weights(tone_tsv, tmp_path, run_cli):
 
 def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, run_cli):
     from rnnkit.speech import api
+    from rnnkit.speech.audio import read_audio
 
     argv = ["speech", "train", "--out", tmp_path / "g", "--corpus", tone_tsv, "--normalize",
             "global", "--max-steps", "2", "--quiet", *TINY]  # fmt: skip
@@ -243,8 +244,9 @@ def test_global_normalisation_is_stored_and_used(tone_tsv, tmp_path, run_cli):
     asr = api.load(tmp_path / "g")
     mean, std = asr.stats
     assert mean.shape == std.shape == (16,) and float(std.min()) > 0
-    feats = asr.featurize(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000))
-    raw = api.log_mel(api.read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000), asr.features)
+    wave = read_audio(tone_tsv.parent / "u000.wav", sample_rate=16000)
+    feats = asr.featurize(wave)
+    raw = api.log_mel(wave, asr.features)
     torch.testing.assert_close(feats, (raw - mean) / (std + 1e-5))
 
 
@@ -263,3 +265,37 @@ def test_bad_settings_are_one_line(trained, tone_tsv, tmp_path, run_cli, capsys)
     empty.write_text("\n")
     code, _, err = run_cli("speech", "eval", trained, "--data", tone_tsv, "--lexicon", empty)
     assert code == 2 and "is empty" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_eval_limit_must_be_positive(trained, tone_tsv, run_cli, capsys, limit):
+    # --limit 0 used to score every utterance, --limit -3 all but the last three (or none: 0% WER).
+    with pytest.raises(SystemExit) as refused:
+        run_cli("speech", "eval", trained, "--data", tone_tsv, "--limit", limit)
+    assert refused.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--alpha", "nan"), ("--alpha", "-1"), ("--beta", "inf"),
+                      ("--hotword-weight", "nan")]
+)  # fmt: skip
+def test_fusion_weights_must_be_finite(trained, tone_tsv, run_cli, capsys, option, value):
+    # --alpha nan used to decode every file to an empty transcript, exit status 0.
+    with pytest.raises(SystemExit) as refused:
+        run_cli("speech", "transcribe", trained, tone_tsv.parent / "u000.wav", option, value)
+    assert refused.value.code == 2 and "must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--vtlp", "inf", "vtlp must be in"), ("--tempo", "-0.1", "tempo must be in"),
+     ("--band-limit", "nan", "band_limit must be in"), ("--clip-norm", "nan", "clip_norm >= 0")],
+)  # fmt: skip
+def test_augmentation_and_clipping_out_of_range_are_one_line(
+    tone_tsv, tmp_path, run_cli, option, value, message
+):
+    # These used to be accepted: --vtlp inf, --clip-norm nan trained on (NaN weights at worst).
+    code, _, err = run_cli("speech", "train", "--out", tmp_path / "x", "--corpus", tone_tsv,
+                           "--max-steps", "1", option, value)  # fmt: skip
+    assert code == 2 and message in err and err.count("rnnkit: error:") == 1
+    assert not (tmp_path / "x" / "last.safetensors").exists()

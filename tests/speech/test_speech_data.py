@@ -105,3 +105,44 @@ def test_task_batches_resume_in_the_same_order_with_the_same_masks():
         torch.testing.assert_close(a.feats, b.feats)
     other = [b.lengths.tolist() for b in task.train_batches(3, 0)]
     assert sorted(map(tuple, other)) == sorted(tuple(b.lengths.tolist()) for b in full)
+
+
+def test_transcripts_with_a_byte_order_mark_or_in_latin_1(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"x")
+    tsv = tmp_path / "t.tsv"
+    tsv.write_bytes("a.wav\tH\u00e9llo\r\n".encode("utf-8-sig"))  # the mark was in the path
+    assert [i.path for i in read_tsv(tsv)] == [str(tmp_path / "a.wav")]
+    tsv.write_bytes("a.wav\tH\u00e9llo\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"t.tsv is not valid utf-8 .*save it as UTF-8 text"):
+        read_tsv(tsv)
+    book = tmp_path / "libri"
+    book.mkdir()
+    (book / "1-2.trans.txt").write_bytes("1-2-0000 ONE TWO\n".encode("utf-8-sig"))
+    (book / "1-2-0000.flac").write_bytes(b"x")
+    assert [i.text for i in read_librispeech(book)] == ["one two"]
+
+
+def test_a_short_or_damaged_recording_is_named_in_the_error(tmp_path):
+    import numpy as np
+    import soundfile
+
+    from rnnkit.speech.audio import read_audio, read_blocks
+    from rnnkit.speech.data import Item, featurize
+    from rnnkit.speech.features import FeatureConfig
+
+    config = FeatureConfig()
+    soundfile.write(tmp_path / "ok.wav", np.zeros(8000), 16000)
+    soundfile.write(tmp_path / "click.wav", np.zeros(100), 16000)  # 6 ms: no whole frame
+    items = [Item(str(tmp_path / "ok.wav"), "one"), Item(str(tmp_path / "click.wav"), "two")]
+    alphabet = Alphabet.from_texts(["one", "two"])
+    # It used to be "the audio is 6.2 ms long, ..." without saying which of the files.
+    with pytest.raises(DataError, match=r"click\.wav: the audio is 6\.2 ms long"):
+        featurize(items, alphabet, config)
+    bad = np.zeros(16000, np.float32)
+    bad[5] = np.nan
+    soundfile.write(tmp_path / "nan.wav", bad, 16000, subtype="FLOAT")
+    # NaN samples used to become an empty transcript, exit status 0.
+    with pytest.raises(DataError, match=r"nan\.wav holds NaN or infinite samples"):
+        read_audio(tmp_path / "nan.wav", sample_rate=16000)
+    with pytest.raises(DataError, match=r"nan\.wav holds NaN or infinite samples"):
+        list(read_blocks(tmp_path / "nan.wav", sample_rate=16000, seconds=30.0))

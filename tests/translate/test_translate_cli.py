@@ -237,3 +237,19 @@ def test_absurd_model_sizes_are_refused_before_anything_exists(run_cli, tmp_path
     code, _, err = run_cli("translate", "train", "--out", out, "--hidden-size", "100000",
                            "--embedding-dim", "100000", "--max-steps", "1")  # fmt: skip
     assert code == 2 and "needs about" in err and "--hidden-size" in err and not out.exists()
+
+
+def test_eval_of_a_corpus_without_placeholders_prints_no_nan(tmp_path, run_cli):
+    rng = random.Random(0)
+    lines = []
+    for _ in range(200):
+        words = [rng.choice(WORDS) for _ in range(3)]
+        lines.append(" ".join(words) + "\t" + " ".join(reversed(words)).upper())
+    (tmp_path / "p.tsv").write_text("\n".join(lines) + "\n")
+    code, _, _ = run_cli("translate", "train", "--data", tmp_path / "p.tsv", "--out",
+                         tmp_path / "run", "--max-steps", "2", *TINY)  # fmt: skip
+    assert code == 0
+    code, out, _ = run_cli("translate", "eval", tmp_path / "run", "--beam", "1")
+    # It used to print "placeholders kept  nan% of 0 sentences with placeholders (... nan%)".
+    assert code == 0 and "placeholders kept  no sentence has placeholders" in out
+    assert "nan" not in out

@@ -32,6 +32,7 @@ import numpy as np
 
 from rnnkit.caption import scenes
 from rnnkit.caption.images import load_image
+from rnnkit.data.datasets import read_text_file
 from rnnkit.data.tokenize import BOS, EOS, PAD, UNK, Vocab
 from rnnkit.errors import DataError
 
@@ -83,10 +84,17 @@ def load_corpus(
             name: _scene_split(name, count, seed, image_size) for name, count in zip(SPLITS, counts)
         }
     path = Path(data)
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a directory; give the caption file in it (a Karpathy .json or an "
+            "image<TAB>caption .tsv)"
+        )
     if not path.is_file():
         raise DataError(
             f"no such caption file: {path} (give {scenes.NAME}, a Karpathy .json or a .tsv)"
         )
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise DataError(f"--images-dir {images_dir} is not a folder; give the pictures' folder")
     if path.suffix.lower() == ".json":
         entries = read_karpathy(path, Path(images_dir) if images_dir else path.parent)
     else:
@@ -120,10 +128,7 @@ def _image_split(entries: list[Entry], size: int) -> Split:
 
 def read_tsv(path: Path) -> dict[str, list[Entry]]:
     """``image<TAB>caption`` lines grouped by image and split 90/5/5 (fixed shuffle)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}); give a UTF-8 TSV") from None
+    lines = read_text_file(path, fix="save it as UTF-8 text").splitlines()
     grouped: OrderedDict[Path, Entry] = OrderedDict()
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.startswith("#"):
@@ -158,8 +163,8 @@ def read_karpathy(path: Path, images_dir: Path) -> dict[str, list[Entry]]:
         '"sentences": [{"raw"}]}]}'
     )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(read_text_file(path, fix="save it as UTF-8 text"))
+    except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); {layout}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{path} has no list 'images'; {layout}")

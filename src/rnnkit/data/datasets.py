@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import hashlib
 import logging
@@ -109,8 +110,16 @@ def load_corpus(name_or_path: str | os.PathLike, *, encoding: str = "utf-8") -> 
     return read_text_file(key, encoding=encoding)
 
 
-def read_text_file(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
-    """Read a whole text file, with one-line errors for the ways a file can be unusable."""
+def read_text_file(
+    path: str | os.PathLike,
+    *,
+    encoding: str = "utf-8",
+    fix: str = "pass --encoding with its encoding, e.g. --encoding latin-1 (or cp1252)",
+) -> str:
+    """Read a whole text file, with one-line errors for the ways a file can be unusable.
+
+    A byte-order mark (UTF-8, UTF-16) overrides the default ``encoding`` and is dropped; ``fix``
+    ends the message for text not in ``encoding`` (what the caller's user can do about it)."""
     path = Path(path)
     if not path.exists() and os.fspath(path) != "-":
         known = ", ".join(sorted(CORPORA))
@@ -118,6 +127,13 @@ def read_text_file(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
     data = read_input_bytes(path, what="text")
     if not data.strip():
         raise DataError(f"{path} is empty; give a text file with some text in it")
+    # A byte-order mark says the encoding (Excel's "CSV UTF-8" and "Unicode text", Notepad):
+    # it decides over the default UTF-8 and is never part of the text.
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"
+        elif data.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8-sig"
     if b"\x00" in data[:65536] and not encoding.lower().replace("-", "").startswith("utf16"):
         raise DataError(
             f"{path} looks like a binary file (it contains NUL bytes); give a text file"
@@ -127,8 +143,7 @@ def read_text_file(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path} is not valid {encoding} (byte {exc.start}: "
-            f"{data[exc.start : exc.start + 1]!r}); "
-            "pass --encoding with its encoding, e.g. --encoding latin-1"
+            f"{data[exc.start : exc.start + 1]!r}); {fix}"
         ) from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}; pass a Python codec name") from None

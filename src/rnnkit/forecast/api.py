@@ -544,10 +544,11 @@ def predict(
                 f"context of {fc.recipe.context}; give a longer history"
             )
         if windows.available(index) < s.end + horizon:
+            have = windows.available(index) - s.end
             raise DataError(
                 f"series {s.name!r} of {series.source} needs covariates for the {horizon} steps "
-                f"to forecast: add {horizon} rows after its last value with the covariates "
-                "filled in and the value empty"
+                f"to forecast and has {have}: add {horizon - have} more rows after its last value "
+                "with the covariates filled in and the value empty"
             )
         picks.append((index, s.end))
     with torch.random.fork_rng():

@@ -192,10 +192,12 @@ def parse_number(text: str, where: str, column: str) -> float:
     except ValueError:
         value = float("inf")
     if not np.isfinite(value):
+        comma = re.fullmatch(r"\s*[-+]?\d+,\d+\s*", text)
         raise DataError(
-            f"{where}: {text!r} in column {column!r} is not a number; fix the value or leave "
-            "the cell empty to mark it missing"
-        )
+            f"{where}: {text!r} in column {column!r} is not a number; "
+            + ("write decimals with a point (1.5, not 1,5)" if comma else "fix the value or leave "
+               "the cell empty to mark it missing")
+        )  # fmt: skip
     return value
 
 
@@ -243,11 +245,18 @@ def read_csv(
             irregular steps, and the series for one without values.
     """
     name = os.fspath(path)
-    text = read_text_file(path)
-    reader = csv.reader(io.StringIO(text))
+    text = read_text_file(path, fix="save it as UTF-8 text")
+    first = text.split("\n", 1)[0]
+    # Spreadsheets in many locales export ';' (their decimal mark is the comma), and tools
+    # write tab-separated files: a header without a comma says which separator the file uses.
+    delimiter = next((d for d in ";\t" if "," not in first and d in first), ",")
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
     if not header or len(header) < 2:
-        raise DataError(f"{name}: the first line should name a time column and value columns")
+        raise DataError(
+            f"{name}: the first line should name a time column and value columns, separated by "
+            f"commas (or ';' or tabs); it reads {first[:60]!r}"
+        )
     t_col = _pick(header, time_column, TIME_NAMES, name)
     t_col = 0 if t_col is None else t_col
     id_col = _pick(header, id_column, ID_NAMES, name)

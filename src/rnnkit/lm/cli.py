@@ -334,8 +334,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     gen.add_argument(
         "--temperature", type=POSITIVE_NUMBER, default=g.temperature, help="for sampling"
     )
-    gen.add_argument("--top-k", type=POSITIVE, help="sample from the k most likely tokens")
-    gen.add_argument("--top-p", type=TOP_P, help="nucleus sampling threshold")
+    gen.add_argument(
+        "--top-k", type=POSITIVE, help="sample from the k most likely tokens (default: all)"
+    )
+    gen.add_argument("--top-p", type=TOP_P, help="nucleus sampling threshold (default: off)")
     gen.add_argument("--greedy", action="store_true", help="most likely token every step")
     gen.add_argument(
         "--beam",
@@ -343,6 +345,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=g.beam,
         help="beam search of this width (1: no beam search)",
     )
-    gen.add_argument("--seed", type=SEED, help="random seed for sampling")
+    gen.add_argument(
+        "--seed", type=SEED, help="random seed for sampling (default: a new draw every run)"
+    )
     gen.add_argument("--quiet", action="store_true", help="no warnings on stderr")
     add_runtime_arguments(gen, launch=False)

@@ -33,7 +33,6 @@ from torch import Tensor
 from rnnkit import runs
 from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.speech import data as speech_data
-from rnnkit.speech.audio import read_audio
 from rnnkit.speech.data import Alphabet, Item
 from rnnkit.speech.decode import (
     Hypothesis,
@@ -189,8 +188,7 @@ def feature_stats(
     items: Sequence[Item], features: FeatureConfig, *, limit: int = 500
 ) -> tuple[Tensor, Tensor]:
     """Mean and standard deviation per mel channel over the frames of (up to ``limit``) items."""
-    frames = [log_mel(read_audio(i.path, sample_rate=features.sample_rate), features)
-              for i in items[:limit]]  # fmt: skip
+    frames = [speech_data.file_features(i.path, features) for i in items[:limit]]
     joined = torch.cat(frames)
     return joined.mean(0), joined.std(0, unbiased=False)
 
@@ -276,7 +274,10 @@ class Recognizer:
         for index, seg in enumerate(segments(path, sample_rate=rate, config=self.segmenting)):
             if index and seg.wave.shape[0] < self.features.n_fft:
                 continue  # a sliver at the end of a long file
-            feats = self.featurize(seg.wave)
+            try:
+                feats = self.featurize(seg.wave)
+            except DataError as exc:
+                raise DataError(f"{path}: {exc}") from None
             yield Block(seg.start / rate, (seg.start + seg.wave.shape[0]) / rate,
                         seg.overlap / rate, feats, self.posteriors(feats))  # fmt: skip
 

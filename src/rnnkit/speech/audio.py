@@ -64,6 +64,7 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int) -> Tensor:
     with _open(path) as handle:
         data = handle.read(dtype="float32", always_2d=True)  # (N, channels)
         rate = handle.samplerate
+    _check_finite(data, path)
     return resample(torch.from_numpy(data.mean(axis=1)), rate, sample_rate)
 
 
@@ -89,11 +90,21 @@ def read_blocks(
             handle.seek(lo)
             stop = min(handle.frames, start + block + context)
             data = handle.read(stop - lo, dtype="float32", always_2d=True).mean(axis=1)
+            _check_finite(data, path)
             out = resample(torch.from_numpy(np.ascontiguousarray(data)), rate, sample_rate)
             first = (start - lo) * sample_rate // rate
             count = (min(block, handle.frames - start) * sample_rate + rate - 1) // rate
             yield start * sample_rate // rate, out[first : first + count]
             start += block
+
+
+def _check_finite(data: np.ndarray, path: str | os.PathLike) -> None:
+    """A float WAV can hold NaN or infinite samples, which would silently become an empty
+    transcript (or a NaN loss): refuse them, naming the file."""
+    if not np.isfinite(data).all():
+        raise DataError(
+            f"{path} holds NaN or infinite samples (a damaged float recording); re-export it"
+        )
 
 
 def _half_width(orig: int, new: int) -> float:

@@ -22,6 +22,8 @@ from typing import Any
 from rnnkit.options import (
     BEAM,
     BUDGETS,
+    FINITE_NUMBER,
+    NON_NEGATIVE_NUMBER,
     POSITIVE,
     PROBABILITY,
     add_budget_arguments,
@@ -193,8 +195,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
     parser.add_argument("--beam", type=BEAM, default=beam, help="beam width (1: greedy)")
     parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
-    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
-    parser.add_argument("--beta", type=float, default=1.0, help="bonus per character with --lm")
+    parser.add_argument("--alpha", type=NON_NEGATIVE_NUMBER, default=0.5, help="LM weight")
+    parser.add_argument(
+        "--beta", type=FINITE_NUMBER, default=1.0, help="bonus per character with --lm"
+    )
     parser.add_argument("--lexicon", metavar="FILE", help="only output the words of FILE")
     add_process_arguments(parser)
     add_runtime_arguments(parser, launch=False)
@@ -252,7 +256,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                     help="hypotheses to give, best first (a long file: the best sums over its "
                     "segments; the beam is at least this wide)")  # fmt: skip
     tr.add_argument("--hotword", action="append", metavar="WORD", help="boost WORD (repeatable)")
-    tr.add_argument("--hotword-weight", type=float, default=2.0, help="bonus per character")
+    tr.add_argument("--hotword-weight", type=FINITE_NUMBER, default=2.0, help="bonus per character")
     tr.add_argument("--timestamps", action="store_true", help="word start and end times")
     tr.add_argument("--json", action="store_true", help="one JSON object per file")
     tr.add_argument("--plot", metavar="PNG", help="log-mel, CTC posteriors and alignment")
@@ -268,6 +272,6 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="flite-valid: flite's voices, other utterances than the flite test set",
     )
     ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
-    ev.add_argument("--limit", type=int, help="only the first N utterances")
+    ev.add_argument("--limit", type=POSITIVE, help="only the first N utterances (default: all)")
     _decoding_arguments(ev, beam=8)
     ev.add_argument("--json", action="store_true", help="print one JSON object")

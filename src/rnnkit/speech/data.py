@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.data.datasets import read_text_file
 from rnnkit.errors import DataError
 from rnnkit.speech import synth
 from rnnkit.speech.audio import read_audio
@@ -152,10 +154,7 @@ def _line_picker(lines: list[str]) -> Any:
 def read_tsv(path: str | Path) -> list[Item]:
     """Items of a transcript TSV: ``audio path<TAB>transcript`` per line (blank lines skipped)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text; give a path<TAB>text transcript") from None
+    lines = read_text_file(path, fix="save it as UTF-8 text").splitlines()
     items = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -183,7 +182,8 @@ def read_librispeech(folder: str | Path) -> list[Item]:
     folder = Path(folder)
     items = []
     for trans in sorted(folder.rglob("*.trans.txt")):
-        for number, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        lines = read_text_file(trans, fix="save it as UTF-8 text").splitlines()
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             ident, _, text = line.partition(" ")
@@ -238,6 +238,16 @@ class Example:
     text: str
 
 
+def file_features(path: str | os.PathLike, config: FeatureConfig) -> Tensor:
+    """Log-mel features (frames, n_mels) of the audio file ``path``; a file too short for one
+    frame is named in the error (one of thousands in a transcript)."""
+    wave = read_audio(path, sample_rate=config.sample_rate)
+    try:
+        return log_mel(wave, config)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
 def featurize(
     items: Sequence[Item],
     alphabet: Alphabet,
@@ -254,8 +264,7 @@ def featurize(
     examples = []
     for item in tqdm(items, disable=not progress, unit="utt", desc=f"features {what}".strip()):
         labels = alphabet.encode(item.text, where=f"the transcript of {item.path}")
-        wave = read_audio(item.path, sample_rate=config.sample_rate)
-        feats = log_mel(wave, config)
+        feats = file_features(item.path, config)
         feats = normalize(feats) if stats is None else normalize(feats, *stats)
         examples.append(Example(feats, torch.tensor(labels, dtype=torch.long), item.text))
     return examples

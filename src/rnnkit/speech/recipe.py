@@ -111,6 +111,11 @@ class SpeechRecipe:
             raise ConfigError(f"normalize must be 'utterance' or 'global', got {self.normalize!r}")
         if self.ctc_impl not in ("rnnkit", "torch"):
             raise ConfigError(f"ctc_impl must be 'rnnkit' or 'torch', got {self.ctc_impl!r}")
+        for name in ("vtlp", "tempo"):  # factors drawn from [1 - x, 1 + x] must stay positive
+            if not 0.0 <= getattr(self, name) < 1.0:  # refuses NaN and inf too
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.band_limit <= 1.0:
+            raise ConfigError(f"band_limit must be in [0, 1], got {self.band_limit}")
         if not 0.0 <= self.festival_share <= 1.0:
             raise ConfigError(f"festival_share must be in [0, 1], got {self.festival_share}")
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):

@@ -68,7 +68,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             raise ConfigError("give a budget: epochs, max_steps or max_minutes")
-        if self.eval_every < 0 or self.log_every < 1 or self.clip_norm < 0:
+        if self.eval_every < 0 or self.log_every < 1 or not self.clip_norm >= 0:  # NaN too
             raise ConfigError(
                 f"need eval_every >= 0, log_every >= 1, clip_norm >= 0; got {self.eval_every}, "
                 f"{self.log_every}, {self.clip_norm}"

@@ -244,13 +244,18 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(scores))
         return 0
+    if scores["sentences_with_placeholders"]:
+        kept = (
+            f"{scores['placeholders_kept']:.1%} of {scores['sentences_with_placeholders']} "
+            f"sentences with placeholders (references: {scores['placeholders_kept_reference']:.1%})"
+        )
+    else:  # a corpus without %s, {name}, ...: a share of nothing is no figure ("nan%")
+        kept = "no sentence has placeholders"
     print(
         f"{scores['split']}: {scores['sentences']} sentences, beam {scores['beam_size']}\n"
         f"BLEU  {scores['bleu']:.2f}\n"
         f"chrF  {scores['chrf']:.2f}\n"
-        f"placeholders kept  {scores['placeholders_kept']:.1%} of "
-        f"{scores['sentences_with_placeholders']} sentences with placeholders "
-        f"(references: {scores['placeholders_kept_reference']:.1%})"
+        f"placeholders kept  {kept}"
     )
     return 0
 
