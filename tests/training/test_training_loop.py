@@ -306,3 +306,30 @@ def test_resume_into_another_model_shape_is_a_run_dir_error(tmp_path):
     other = RNNLanguageModel(LMConfig(vocab_size=32, embedding_dim=8, hidden_size=12, num_layers=2))
     with pytest.raises(RunDirError, match="does not fit this model"):
         Trainer(other, make_task(), config(max_steps=6), run).fit(resume=True)
+
+
+class PerValue(ScriptedValidation):
+    loss_unit = "nats/value"
+
+
+@pytest.mark.parametrize("unit", [None, "nats/value"])
+def test_the_progress_line_says_the_tasks_loss_unit(tmp_path, unit):
+    task = ScriptedValidation(make_task(), [2.0]) if unit is None else PerValue(make_task(), [2.0])
+    lines = []
+    run = RunDir.create(tmp_path / "u", "lm")
+    Trainer(make_model(), task, config(max_steps=10), run, report=lines.append).fit()
+    said = [line for line in lines if "valid loss" in line]
+    assert said == [f"step 10: valid loss 2.0000 {unit or 'nats/token'} (best so far, saved)"]
+
+
+@pytest.mark.parametrize(
+    "module, unit",
+    [("forecast", "nats/value"), ("speech", "nats/character"), ("caption", "nats/word"),
+     ("lm", "nats/token"), ("translate", "nats/token")],
+)  # fmt: skip
+def test_each_application_names_its_loss_unit(module, unit):
+    import importlib
+
+    tasks = importlib.import_module(f"rnnkit.{module}.task")
+    (cls,) = [c for n, c in vars(tasks).items() if n.endswith("Task") and isinstance(c, type)]
+    assert getattr(cls, "loss_unit", "nats/token") == unit

@@ -117,6 +117,7 @@ class CaptionTask:
     """
 
     name = TASK
+    loss_unit = "nats/word"  # the trainer's progress line
 
     def __init__(
         self,

@@ -122,6 +122,7 @@ class ForecastTask:
     """Windows, loss and evaluation for the shared :class:`rnnkit.training.Trainer`."""
 
     name = TASK
+    loss_unit = "nats/value"  # the trainer's progress line
 
     def __init__(
         self, windows: Windows, *, batch_size: int, steps_per_epoch: int, seed: int,

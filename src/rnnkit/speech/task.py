@@ -32,6 +32,7 @@ class SpeechTask:
     an uninterrupted one, and a rank the same as one process (see :meth:`shard`)."""
 
     name = TASK
+    loss_unit = "nats/character"  # the trainer's progress line
 
     def __init__(
         self,

@@ -5,6 +5,8 @@ Any task plugs in by giving :class:`Trainer` a model and a *task object* with fo
 
     class MyTask:
         name = "translate"                      # written to run.json; resume checks it
+        loss_unit = "nats/token"                # optional: what the loss is per, for the
+                                                # progress line (default "nats/token")
 
         def steps_per_epoch(self) -> int:       # batches in one pass over the training data
             ...
@@ -82,6 +84,9 @@ from rnnkit.training.optim import averaged_weights, lr_at, make_optimizer, obser
 from rnnkit.training.state import load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
+
+
+DEFAULT_LOSS_UNIT = "nats/token"  # a task's ``loss_unit`` when it names none
 
 
 class TrainingTask(Protocol):
@@ -534,7 +539,8 @@ class Trainer:
             verdict = f" (best {self.best_score:.4f} at step {self.best_step})"
         else:
             verdict = f" (best {self.best_valid:.4f})"
-        line = f"step {self.step}: valid loss {loss:.4f} nats/token"
+        unit = getattr(self.task, "loss_unit", DEFAULT_LOSS_UNIT)
+        line = f"step {self.step}: valid loss {loss:.4f} {unit}"
         if score is not None:
             line += f", valid {score.name} {score.value:.4f}"
         self.report(line + verdict)
