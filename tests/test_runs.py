@@ -36,7 +36,7 @@ def test_create_refuses_existing_run_non_empty_dir_and_file(tmp_path):
 
 def test_open_refuses_other_task_other_version_missing_files(tmp_path):
     run = RunDir.create(tmp_path / "run", task="translate")
-    with pytest.raises(RunDirError, match="is a 'translate' run, not a 'lm' run"):
+    with pytest.raises(RunDirError, match="is a 'translate' run, not an 'lm' run"):
         RunDir.open(run.path, task="lm")
     manifest = json.loads((run.path / "run.json").read_text())
     manifest["rnnkit_version"] = "0.0.1"
@@ -249,3 +249,23 @@ def test_a_truncated_weights_file_says_it_is_damaged_and_what_to_do(tmp_path):
     # It used to pass on safetensors' own words only ("incomplete metadata, file not fully ...").
     with pytest.raises(RunDirError, match=r"model\.safetensors: the file is damaged or truncated"):
         runs.load_tensors(path)
+
+
+def test_a_file_is_named_a_file_not_a_missing_run_directory(tmp_path):
+    (tmp_path / "wide.csv").write_text("a,b\n")
+    for task, made_by in [("lm", "`rnnkit lm train --out`"), (None, "`train --out`")]:
+        with pytest.raises(RunDirError) as err:
+            RunDir.open(tmp_path / "wide.csv", task=task)
+        assert str(err.value) == (
+            f"{tmp_path / 'wide.csv'} is a file, not a run directory; "
+            f"give the directory {made_by} wrote"
+        )
+
+
+@pytest.mark.parametrize(
+    "name, said",
+    [("lm", "an 'lm'"), ("embed", "an 'embed'"), ("translate", "a 'translate'"),
+     ("speech", "a 'speech'"), ("forecast", "a 'forecast'"), ("caption", "a 'caption'")],
+)  # fmt: skip
+def test_task_names_take_the_article_they_are_said_with(name, said):
+    assert runs.a_task(name) == said

@@ -123,6 +123,15 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], Any]:
     return tensors, (None if raw is None else json.loads(raw))
 
 
+def a_task(name: object) -> str:
+    """``name`` quoted after its article, as messages say it: "an 'lm'", "a 'speech'"."""
+    word = str(name)
+    vowel_sound = word[:1] in tuple("aeiou") or (
+        word[:1] in tuple("fhlmnrsx") and not any(c in "aeiouy" for c in word)
+    )  # a vowel, or an initialism whose first letter's name starts with one ("lm": "el-em")
+    return f"{'an' if vowel_sound else 'a'} {name!r}"
+
+
 class RunDir:
     """One run's directory, checked to belong to ``task`` and this rnnkit version.
 
@@ -278,6 +287,11 @@ class RunDir:
             RunDirError: not a directory, no manifest, another task or version, or missing files.
         """
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            made_by = f"`rnnkit {task} train --out`" if task else "`train --out`"
+            raise RunDirError(
+                f"{path} is a file, not a run directory; give the directory {made_by} wrote"
+            )
         if not path.is_dir():
             raise RunDirError(f"no run directory at {path}")
         manifest_path = path / MANIFEST
@@ -293,7 +307,7 @@ class RunDir:
             task = manifest["task"]
         if manifest.get("task") != task:
             raise RunDirError(
-                f"{path} is a {manifest.get('task')!r} run, not a {task!r} run; "
+                f"{path} is {a_task(manifest.get('task'))} run, not {a_task(task)} run; "
                 f"use `rnnkit {manifest.get('task')} ...` with it"
             )
         if manifest.get("rnnkit_version") != __version__:

@@ -148,7 +148,7 @@ def test_run_dir_of_another_task_and_too_long_horizon(trained, tmp_path, run_cli
     other = tmp_path / "lm"
     other.mkdir()
     (other / "run.json").write_text((out / "run.json").read_text().replace('"forecast"', '"lm"'))
-    assert "is a 'lm' run, not a 'forecast' run" in _error(run_cli, ["forecast", "predict", other])
+    assert "is an 'lm' run, not a 'forecast' run" in _error(run_cli, ["forecast", "predict", other])
     line = _error(run_cli, ["forecast", "predict", out, "--horizon", 13])
     assert "horizon 13 is longer than the model was trained for (12)" in line
 
@@ -184,3 +184,13 @@ def test_split_times_that_do_not_fit_the_data_are_one_line(tmp_path, run_cli):
     data = write_wide(tmp_path / "s.csv", ["load"], [sinusoid_rows(300)])
     line = _train(run_cli, tmp_path, data, "--split", "2024-01-05 00:00,2024-01-02 00:00")
     assert "split times must increase" in line and not (tmp_path / "r").exists()
+
+
+def test_a_data_file_given_as_the_run_directory_is_named_a_file(tmp_path, run_cli):
+    data = tmp_path / "wide.csv"
+    data.write_text("time,a\n0,1\n1,2\n")
+    line = _error(run_cli, ["forecast", "predict", data])
+    assert line == (
+        f"rnnkit: error: {data} is a file, not a run directory; "
+        "give the directory `rnnkit forecast train --out` wrote"
+    )

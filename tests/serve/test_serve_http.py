@@ -164,7 +164,8 @@ def test_bad_forecast_requests_are_one_line_400s(client, body, message):
 
 def test_a_panel_only_serves_its_own_task(client):
     answer = client.get("/api/runs/1/generate", params={"prime": "red"})
-    assert answer.status_code == 400 and "'translate' run, not a 'lm' run" in answer.json()["error"]
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and "'translate' run, not an 'lm' run" in error
     answer = client.post("/api/runs/0/translate", json={"text": "red"})
     assert answer.status_code == 400 and "not a 'translate' run" in answer.json()["error"]
     assert client.get("/api/runs/0/translate").status_code == 405

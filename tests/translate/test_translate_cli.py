@@ -124,7 +124,7 @@ def test_unknown_source_and_foreign_run_dir_are_one_line_errors(trained_run, tmp
     assert "no token of 'zzz qqq' is in the model's source vocabulary" in err
     RunDir.create(tmp_path / "lm_run", task="lm")
     err = error_line(run_cli, "translate", "eval", tmp_path / "lm_run")
-    assert "is a 'lm' run, not a 'translate' run" in err
+    assert "is an 'lm' run, not a 'translate' run" in err
     err = error_line(run_cli, "translate", "run", tmp_path / "nothing", "red")
     assert "no run directory" in err
 

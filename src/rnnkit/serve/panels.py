@@ -66,7 +66,8 @@ class ServedRun:
         with self._lock:
             if self._model is None:
                 if self.api is None:
-                    raise RunDirError(f"{self.path} is a {self.task!r} run; it has no panel")
+                    kind = runs.a_task(self.task)
+                    raise RunDirError(f"{self.path} is {kind} run; it has no panel")
                 self._model = self.api.load(self.path)
             return self._model
 

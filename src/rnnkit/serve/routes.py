@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from rnnkit.runs import a_task
 from rnnkit.serve import panels
 from rnnkit.serve.params import ParamError
 
@@ -46,7 +47,7 @@ def served_run(request: Request, task: str | None = None) -> panels.ServedRun:
         raise LookupError(f"no run {raw[:20]!r}; the served runs are 0 to {len(served) - 1}")
     run = served[int(raw)]
     if task is not None and run.task != task:
-        raise ParamError(f"run {run.index} is a {run.task!r} run, not a {task!r} run")
+        raise ParamError(f"run {run.index} is {a_task(run.task)} run, not {a_task(task)} run")
     return run
 
 
