@@ -253,3 +253,17 @@ def test_eval_of_a_corpus_without_placeholders_prints_no_nan(tmp_path, run_cli):
     # It used to print "placeholders kept  nan% of 0 sentences with placeholders (... nan%)".
     assert code == 0 and "placeholders kept  no sentence has placeholders" in out
     assert "nan" not in out
+
+
+@pytest.mark.parametrize("texts, which", [([""], 1), (["red cat", "  "], 2)])
+def test_an_empty_text_argument_is_a_one_line_error(trained_run, run_cli, texts, which):
+    code, out, err = run_cli("translate", "run", trained_run, *texts)
+    assert code == 2 and out == ""
+    assert err == f"rnnkit: error: text {which} is empty; give a sentence to translate\n"
+
+
+def test_an_empty_text_for_attention_is_a_one_line_error(trained_run, tmp_path, run_cli):
+    out = tmp_path / "a.png"
+    err = error_line(run_cli, "translate", "attention", trained_run, "", "--out", out)
+    assert "empty" in err
+    assert not out.exists()

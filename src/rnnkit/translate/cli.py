@@ -19,6 +19,7 @@ import json
 import sys
 from typing import Any
 
+from rnnkit.errors import DataError
 from rnnkit.options import (
     BEAM,
     NON_NEGATIVE,
@@ -214,6 +215,9 @@ def _search_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_command(args: argparse.Namespace) -> int:
     from rnnkit import translate
 
+    blank = [i for i, text in enumerate(args.text, start=1) if not text.strip()]
+    if blank:  # (a blank line of stdin is kept: it prints an empty line, so lines stay aligned)
+        raise DataError(f"text {blank[0]} is empty; give a sentence to translate")
     translator = translate.load(args.run_dir, runtime=runtime_of(args))
     texts = _read_texts(args)
     # A text the model cannot read (no known word) is reported and printed as an empty line;
