@@ -169,3 +169,19 @@ def test_a_bad_option_under_torchrun_is_reported_by_rank_zero_only(monkeypatch, 
         assert bool(err.strip()) is reported, (rank, err)
         if reported:
             assert "error:" in err
+
+
+@pytest.mark.parametrize(
+    "argv, prog, extras",
+    [(["forecast", "predict", "RUN", "--bogus"], "rnnkit forecast predict", "--bogus"),
+     (["translate", "run", "RUN", "text", "--bogus", "1"], "rnnkit translate run", "--bogus 1"),
+     (["forecast", "--bogus"], "rnnkit forecast", "--bogus"),
+     (["--bogus"], "rnnkit", "--bogus")],
+)  # fmt: skip
+def test_an_unknown_option_shows_the_usage_of_the_command_typed(capsys, argv, prog, extras):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {prog} [-h]"), err
+    assert err.endswith(f"\n{prog}: error: unrecognized arguments: {extras}\n"), err

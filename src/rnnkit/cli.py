@@ -102,8 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trailing = getattr(args, "trailing", None)
         if extras and trailing and not any(e.startswith("-") for e in extras):
             getattr(args, trailing).extend(extras)
-        elif extras:
-            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        elif extras:  # with the usage of the command the user typed, not the top level's
+            typed = getattr(args, "command_parser", None) or getattr(args, "group_parser", parser)
+            typed.error(f"unrecognized arguments: {' '.join(extras)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
