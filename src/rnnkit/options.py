@@ -216,6 +216,11 @@ def add_force_argument(parser: Any, what: str = "image") -> None:
 def add_process_arguments(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` and ``--threads`` of the commands that train."""
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    add_threads_argument(parser)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads``, for every command that computes (its handler calls :func:`set_threads`)."""
     parser.add_argument(
         "--threads",
         type=POSITIVE,

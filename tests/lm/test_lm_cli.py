@@ -254,3 +254,22 @@ def test_word_model_starts_from_frozen_word_vectors(tmp_path, run_cli, write_tex
     for word in words:
         expected = torch.from_numpy(vectors.vectors[vectors.index[word]])
         assert torch.equal(embedding[vocab.stoi[word]], expected), word  # loaded, then kept
+
+
+@pytest.mark.parametrize("command", [["eval", "--json"], ["generate", "--length", "5"]])
+def test_eval_and_generate_take_threads(trained, run_cli, capsys, command):
+    import torch
+
+    out, _ = trained
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        code, stdout, _ = run_cli("lm", command[0], out, *command[1:], "--threads", wanted)
+        assert code == 0 and stdout
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["lm", command[0], str(out), "--threads", "0"])
+    assert caught.value.code == 2 and "--threads" in capsys.readouterr().err

@@ -42,6 +42,7 @@ from rnnkit.options import (
     add_process_arguments,
     add_run_location,
     add_runtime_arguments,
+    add_threads_argument,
     int_at_least,
     launched,
     number,
@@ -341,7 +342,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="draw the image once per word with its attention (several images: OUT-1.png, ...)",
     )  # fmt: skip
     add_force_argument(describe)
-    describe.add_argument("--threads", type=POSITIVE, help="torch CPU threads (default: torch's)")
+    add_threads_argument(describe)
     add_runtime_arguments(describe, launch=False)
     describe.set_defaults(trailing="images")
 
@@ -352,5 +353,5 @@ def register(parser: argparse.ArgumentParser) -> None:
     _add_search_options(ev)
     ev.add_argument("--limit", type=POSITIVE, help="score only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--threads", type=POSITIVE, help="torch CPU threads (default: torch's)")
+    add_threads_argument(ev)
     add_runtime_arguments(ev, launch=False)

@@ -37,6 +37,7 @@ from rnnkit.options import (
     add_process_arguments,
     add_run_location,
     add_runtime_arguments,
+    add_threads_argument,
     budget_of,
     launched,
     recipe_budget,
@@ -265,6 +266,7 @@ def print_summary(result: Any, out: str) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit import lm
 
+    set_threads(args)
     result = lm.evaluate(args.run_dir, data=args.data, encoding=args.encoding, split=args.split,
                          runtime=runtime_of(args))  # fmt: skip
     if args.json:
@@ -286,6 +288,7 @@ def write_stdout(text: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from rnnkit import lm
 
+    set_threads(args)
     model = lm.load(args.run_dir, runtime=runtime_of(args))
     prime = args.prime.replace("\\n", "\n")
     lm.generate(
@@ -322,6 +325,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--encoding", default="utf-8", help="encoding of --data")
     ev.add_argument("--split", choices=["valid", "test", "train"], default="valid", help="split")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    add_threads_argument(ev)
     add_runtime_arguments(ev, launch=False)
 
     gen = add_command(sub, "generate", "generate text, streamed to stdout", cmd_generate)
@@ -349,4 +353,5 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--seed", type=SEED, help="random seed for sampling (default: a new draw every run)"
     )
     gen.add_argument("--quiet", action="store_true", help="no warnings on stderr")
+    add_threads_argument(gen)
     add_runtime_arguments(gen, launch=False)
