@@ -32,7 +32,7 @@ import numpy as np
 
 from rnnkit.caption import scenes
 from rnnkit.caption.images import load_image
-from rnnkit.data.datasets import read_text_file
+from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
 from rnnkit.data.tokenize import BOS, EOS, PAD, UNK, Vocab
 from rnnkit.errors import DataError
 
@@ -128,7 +128,7 @@ def _image_split(entries: list[Entry], size: int) -> Split:
 
 def read_tsv(path: Path) -> dict[str, list[Entry]]:
     """``image<TAB>caption`` lines grouped by image and split 90/5/5 (fixed shuffle)."""
-    lines = read_text_file(path, fix="save it as UTF-8 text").splitlines()
+    lines = read_text_file(path, fix=SAVE_AS_UTF8).splitlines()
     grouped: OrderedDict[Path, Entry] = OrderedDict()
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.startswith("#"):
@@ -163,7 +163,7 @@ def read_karpathy(path: Path, images_dir: Path) -> dict[str, list[Entry]]:
         '"sentences": [{"raw"}]}]}'
     )
     try:
-        data = json.loads(read_text_file(path, fix="save it as UTF-8 text"))
+        data = json.loads(read_text_file(path, fix=SAVE_AS_UTF8))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); {layout}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):

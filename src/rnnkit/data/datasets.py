@@ -110,6 +110,11 @@ def load_corpus(name_or_path: str | os.PathLike, *, encoding: str = "utf-8") -> 
     return read_text_file(key, encoding=encoding)
 
 
+# What to do about text that is not UTF-8, for the readers without an --encoding option
+# (transcripts, caption files, forecast CSVs): read_text_file(path, fix=SAVE_AS_UTF8).
+SAVE_AS_UTF8 = "save it as UTF-8 text"
+
+
 def read_text_file(
     path: str | os.PathLike,
     *,

@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from rnnkit.data.datasets import read_text_file
+from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
 from rnnkit.errors import DataError
 
 TIME_NAMES = ("time", "timestamp", "date", "datetime", "ds")
@@ -245,7 +245,7 @@ def read_csv(
             irregular steps, and the series for one without values.
     """
     name = os.fspath(path)
-    text = read_text_file(path, fix="save it as UTF-8 text")
+    text = read_text_file(path, fix=SAVE_AS_UTF8)
     first = text.split("\n", 1)[0]
     # Spreadsheets in many locales export ';' (their decimal mark is the comma), and tools
     # write tab-separated files: a header without a comma says which separator the file uses.

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.data.datasets import read_text_file
+from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
 from rnnkit.errors import DataError
 from rnnkit.speech import synth
 from rnnkit.speech.audio import read_audio
@@ -154,7 +154,7 @@ def _line_picker(lines: list[str]) -> Any:
 def read_tsv(path: str | Path) -> list[Item]:
     """Items of a transcript TSV: ``audio path<TAB>transcript`` per line (blank lines skipped)."""
     path = Path(path)
-    lines = read_text_file(path, fix="save it as UTF-8 text").splitlines()
+    lines = read_text_file(path, fix=SAVE_AS_UTF8).splitlines()
     items = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -182,7 +182,7 @@ def read_librispeech(folder: str | Path) -> list[Item]:
     folder = Path(folder)
     items = []
     for trans in sorted(folder.rglob("*.trans.txt")):
-        lines = read_text_file(trans, fix="save it as UTF-8 text").splitlines()
+        lines = read_text_file(trans, fix=SAVE_AS_UTF8).splitlines()
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
