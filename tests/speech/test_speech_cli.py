@@ -299,3 +299,15 @@ def test_augmentation_and_clipping_out_of_range_are_one_line(
                            "--max-steps", "1", option, value)  # fmt: skip
     assert code == 2 and message in err and err.count("rnnkit: error:") == 1
     assert not (tmp_path / "x" / "last.safetensors").exists()
+
+
+def test_a_lexicon_not_in_utf8_says_to_save_it_as_utf8(tmp_path):
+    from rnnkit.errors import DataError
+    from rnnkit.speech.cli import _lexicon
+
+    path = tmp_path / "words.txt"
+    path.write_bytes("café\nnaïve\n".encode("latin-1"))
+    with pytest.raises(DataError) as caught:
+        _lexicon(str(path))
+    message = str(caught.value)
+    assert "UTF-8" in message and "--encoding" not in message  # transcribe has no --encoding

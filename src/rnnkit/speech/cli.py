@@ -207,10 +207,10 @@ def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
 def _lexicon(path: str | None) -> list[str] | None:
     if path is None:
         return None
-    from rnnkit.data import read_text_file
+    from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
     from rnnkit.errors import DataError
 
-    words = read_text_file(path).split()
+    words = read_text_file(path, fix=SAVE_AS_UTF8).split()  # (no --encoding here)
     if not words:
         raise DataError(f"{path} holds no words; give one word per line")
     return words
