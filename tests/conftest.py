@@ -3,6 +3,7 @@
 - ``run_cli``: runs ``rnnkit ARGS...`` in-process; returns ``(exit code, stdout, stderr)``.
 - ``write_text_corpus``: writes a small generated text (a few words in random order).
 - ``write_parallel_corpus``: writes a small generated ``source<TAB>target`` corpus.
+- ``encoding_advice``: what the one-line error says about a user's file in another encoding.
 
 Everything is generated from a seed: no test needs the network.
 """
@@ -60,3 +61,17 @@ def write_text_corpus() -> Callable[..., Path]:
 def write_parallel_corpus() -> Callable[..., Path]:
     """``write_parallel_corpus(path, n=400, seed=0)`` -> path (see :func:`parallel_corpus`)."""
     return parallel_corpus
+
+
+def advice_for(kind: str) -> str:
+    """What the one-line error about a file in ``kind`` read as UTF-8 says: latin-1 or cp1252
+    (not valid UTF-8), or utf-16-le / utf-16-be without a byte-order mark."""
+    if kind.startswith("utf-16"):
+        return f"looks like UTF-16 without a byte-order mark; give --encoding {kind} or save it"
+    return "is not valid utf-8 text (line "
+
+
+@pytest.fixture(scope="session")
+def encoding_advice() -> Callable[[str], str]:
+    """``encoding_advice(kind)`` -> the words of the error (see :func:`advice_for`)."""
+    return advice_for

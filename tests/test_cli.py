@@ -185,3 +185,56 @@ def test_an_unknown_option_shows_the_usage_of_the_command_typed(capsys, argv, pr
     err = capsys.readouterr().err
     assert err.startswith(f"usage: {prog} [-h]"), err
     assert err.endswith(f"\n{prog}: error: unrecognized arguments: {extras}\n"), err
+
+
+# Every command that reads a user's text file, and the files its --encoding is for.
+TEXT_READERS = [
+    (["demo"], "--data"),
+    (["lm", "train"], "--data"),
+    (["lm", "eval"], "--data"),
+    (["embed", "train"], "--data"),
+    (["reference", "train"], "a --data file"),
+    (["translate", "train"], "a --data .tsv"),
+    (["caption", "train"], "a --data .json or .tsv"),
+    (["speech", "synth"], "--corpus's transcripts"),
+    (["speech", "train"], "--corpus's transcripts"),
+    (["speech", "transcribe"], "--lexicon"),
+    (["speech", "eval"], "--data's transcripts and --lexicon"),
+    (["forecast", "train"], "a --data CSV file"),
+    (["forecast", "predict"], "--data"),
+    (["forecast", "backtest"], "--data"),
+]
+
+
+def _command_parser(names):
+    import argparse
+
+    parser = cli.build_parser()
+    for name in names:
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = subs.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize(("argv", "files"), TEXT_READERS)
+def test_every_reader_of_a_users_text_takes_the_same_encoding_option(argv, files):
+    # forecast, speech, caption, translate and demo had none: their files had to be UTF-8.
+    from rnnkit.options import encoding_name
+
+    parser = _command_parser(argv)
+    (action,) = [a for a in parser._actions if "--encoding" in a.option_strings]
+    assert action.default == "utf-8" and action.type is encoding_name
+    assert action.help.startswith(f"encoding of {files}")
+    assert "e.g. latin-1, cp1252, utf-16-le (default: %(default)s;" in action.help
+
+
+@pytest.mark.parametrize("name", ["no-such-codec", "base64"])
+def test_an_encoding_that_is_not_a_text_codec_is_refused_when_parsing(capsys, name):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["forecast", "predict", "RUN", "--encoding", name])
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        f"rnnkit forecast predict: error: argument --encoding: unknown text encoding {name!r}; "
+        "give a Python codec name such as utf-8, latin-1, cp1252 or utf-16-le"
+    )

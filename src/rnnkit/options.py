@@ -8,6 +8,7 @@ shows defaults the same way) and takes its defaults from its recipe dataclass.
 from __future__ import annotations
 
 import argparse
+import codecs
 import math
 import os
 import sys
@@ -226,6 +227,37 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         type=POSITIVE,
         help="torch CPU threads (default: torch's; 1 can be faster for small models on a busy "
         "machine)",
+    )
+
+
+DEFAULT_ENCODING = "utf-8"  # of a user's text files (a byte-order mark decides over it)
+
+
+def encoding_name(text: str) -> str:
+    """An argparse ``type`` for ``--encoding``: a Python text codec (``latin-1``, ``cp1252``,
+    ``utf-16-le``, ...), kept as given."""
+    try:
+        codecs.lookup(text)  # LookupError for an unknown name ...
+        "".encode(text)  # ... and for the codecs that are not text encodings (base64, rot13)
+    except LookupError:
+        raise argparse.ArgumentTypeError(
+            f"unknown text encoding {text!r}; give a Python codec name such as utf-8, latin-1, "
+            "cp1252 or utf-16-le"
+        ) from None
+    return text
+
+
+def add_encoding_argument(
+    parser: Any, files: str = "--data", default: str = DEFAULT_ENCODING
+) -> None:
+    """``--encoding``, for every command that reads a user's text file (``files``: which ones,
+    for the help); the reader is :func:`rnnkit.data.read_text_file`."""
+    parser.add_argument(
+        "--encoding",
+        type=encoding_name,
+        default=default,
+        help=f"encoding of {files}, e.g. latin-1, cp1252, utf-16-le (default: %(default)s; a "
+        "UTF-8 or UTF-16 byte-order mark decides over utf-8)",
     )
 
 

@@ -252,3 +252,28 @@ def test_train_and_eval_on_a_tsv_of_ones_own_pictures(tmp_path, capsys):
     scores = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert scores["images"] == 1 and "subsets" not in scores["greedy"]
     assert "grounding" not in scores["greedy"] and len(scores["greedy"]["bleu"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("kind", "stem", "advice"),
+    [
+        ("cp1252", "\u2019p\u2019", "is not valid utf-8 text (line 1, byte"),
+        ("utf-16-le", "caf\u00e9 ", "looks like UTF-16 without a byte-order mark; give --encoding"),
+    ],
+)
+def test_train_reads_a_caption_tsv_in_the_encoding_given(tmp_path, capsys, kind, stem, advice):
+    # caption train had no --encoding: such a file had to be saved as UTF-8.
+    rows = []
+    for i in range(8):
+        Image.new("RGB", (30 + i, 20), (30 * i, 100, 0)).save(tmp_path / f"{stem}{i}.jpg")
+        rows += [f"{stem}{i}.jpg\tA green field, number {i}.", f"{stem}{i}.jpg\tgrass"]
+    (tmp_path / "caps.tsv").write_bytes(("\n".join(rows) + "\n").encode(kind))
+    out = tmp_path / "run"
+    argv = ["caption", "train", "--out", str(out), "--data", str(tmp_path / "caps.tsv")]
+    argv += ["--max-steps", "1", *TINY_ARGS]
+    assert advice in _error(capsys, argv) and not out.exists()
+    assert main([*argv, "--encoding", kind]) == 0
+    assert json.loads((out / "config.json").read_text())["recipe"]["encoding"] == kind
+    # eval reads the run's caption file in the encoding it was trained with
+    assert main(["caption", "eval", str(out), "--json", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["images"] == 1

@@ -122,3 +122,18 @@ def test_a_folder_given_as_the_caption_file_is_called_a_folder(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps(_karpathy(tmp_path, ["img0.png"])))
     with pytest.raises(DataError, match=r"^--images-dir .*nope is not a folder"):
         load_corpus(str(tmp_path / "d.json"), images_dir=str(tmp_path / "nope"))
+
+
+def test_a_karpathy_json_is_read_in_the_encoding_given(tmp_path):
+    # caption files had to be UTF-8 ("save it as UTF-8 text"); now --encoding names theirs.
+    names = _pictures(tmp_path / "Images", 4)
+    (tmp_path / "Images" / names[3]).rename(tmp_path / "Images" / "Z\u00fcrich.png")
+    data = _karpathy(tmp_path, [*names[:3], "Z\u00fcrich.png"])
+    path = tmp_path / "dataset.json"
+    path.write_bytes(json.dumps(data, ensure_ascii=False).encode("latin-1"))
+    images = str(tmp_path / "Images")
+    with pytest.raises(DataError, match=r"dataset\.json is not valid utf-8 text .*latin-1"):
+        load_corpus(str(path), image_size=32, images_dir=images)
+    splits = load_corpus(str(path), image_size=32, images_dir=images, encoding="latin-1")
+    assert splits["test"].names == [str(tmp_path / "Images" / "Z\u00fcrich.png")]
+    assert splits["test"].captions == [[["a", "picture", "3"], ["x", "y"]]]

@@ -1,3 +1,4 @@
+import codecs
 import hashlib
 import io
 import subprocess
@@ -150,6 +151,57 @@ def test_a_byte_order_mark_decides_the_encoding_and_is_not_text(tmp_path, encodi
         data = b"\xfe\xff" + data
     path.write_bytes(data)
     assert read_text_file(path) == "caf\u00e9 au lait\n"
-    path.write_bytes("caf\u00e9".encode("latin-1"))
-    with pytest.raises(DataError, match=r"not valid utf-8 .*; save it as UTF-8$"):
-        read_text_file(path, fix="save it as UTF-8")
+    # A mark with the byte order named explicitly is not text either (it was '\ufeff').
+    path.write_bytes(codecs.BOM_UTF16_LE + "caf\u00e9\n".encode("utf-16-le"))
+    assert read_text_file(path, encoding="utf-16-le") == "caf\u00e9\n"
+
+
+# A user's file in the encodings the readers meet: ASCII text with one accented word.
+TEXT = "time,Z\u00fcrich\r\n2024-01-01,1\r\n"
+
+
+@pytest.mark.parametrize("kind", ["latin-1", "cp1252", "utf-16-le", "utf-16-be", "utf-16"])
+def test_each_encoding_is_refused_in_one_line_or_read(tmp_path, kind):
+    path = tmp_path / "t.csv"
+    path.write_bytes(TEXT.encode(kind))  # utf-16: with a byte-order mark; -le/-be: without
+    expected = TEXT.replace("\r\n", "\n")
+    if kind == "utf-16":  # the mark names it: read as it is
+        assert read_text_file(path) == expected
+        return
+    with pytest.raises(DataError) as caught:
+        read_text_file(path)
+    message = str(caught.value)
+    if kind.startswith("utf-16"):  # was "looks like a binary file (it contains NUL bytes)"
+        assert message == (
+            f"{path} looks like UTF-16 without a byte-order mark; give --encoding {kind} or "
+            "save it as UTF-8"
+        )
+    else:
+        assert message == (
+            f"{path} is not valid utf-8 text (line 1, byte 6: b'\\xfc'); pass --encoding with "
+            "its encoding, e.g. --encoding latin-1 (or cp1252)"
+        )
+    assert read_text_file(path, encoding=kind) == expected
+    if kind.startswith("utf-16"):  # the generic name reads either byte order
+        assert read_text_file(path, encoding="utf-16") == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("plain text\n".encode("utf-16-le"), "utf-16-le"),
+        ("plain text\n".encode("utf-16-be"), "utf-16-be"),
+        (
+            "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440\n".encode("utf-16-le"),
+            "utf-16-le",
+        ),
+        ("plain text\n".encode("utf-16-le")[:-1], None),  # odd length: not UTF-16
+        (b"ab\x00\x01cd\x00\x00", None),  # NULs in both positions
+        (bytes(range(256)) * 4, None),  # every byte value
+        (b"".join(i.to_bytes(2, "little") for i in range(1, 200)), None),  # 16-bit numbers
+        (b"plain text\n", None),  # no NUL at all
+        (b"text with one stray NUL\x00 in it.\n", None),  # (even length)
+    ],
+)
+def test_utf16_without_a_mark_is_told_from_binary(data, expected):
+    assert datasets.utf16_byte_order(data) == expected

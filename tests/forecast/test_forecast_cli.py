@@ -194,3 +194,55 @@ def test_a_data_file_given_as_the_run_directory_is_named_a_file(tmp_path, run_cl
         f"rnnkit: error: {data} is a file, not a run directory; "
         "give the directory `rnnkit forecast train --out` wrote"
     )
+
+
+# The trained series as a user's CSV in the encodings spreadsheets and editors write, the time
+# column named with letters outside ASCII (utf-16-le/-be: without a byte-order mark).
+TIME_NAMES = {"latin-1": "Zeit f\u00fcr", "cp1252": "\u2019t\u2019", "utf-16-le": "Zeit f\u00fcr"}
+TIME_NAMES["utf-16-be"] = TIME_NAMES["utf-16-le"]
+
+
+@pytest.mark.parametrize("kind", list(TIME_NAMES))
+def test_predict_reads_a_csv_in_the_encoding_given(
+    trained, run_cli, tmp_path, kind, encoding_advice
+):
+    # predict and backtest had no --encoding: such a file was refused ("save it as UTF-8").
+    out, data = trained
+    path = tmp_path / "mine.csv"
+    path.write_bytes(data.read_text().replace("time,", f"{TIME_NAMES[kind]},", 1).encode(kind))
+    code, utf8, _ = run_cli("forecast", "predict", out, "--csv", "--data", data)
+    assert code == 0
+    line = _error(run_cli, ["forecast", "predict", out, "--csv", "--data", path])
+    assert encoding_advice(kind) in line
+    code, text, _ = run_cli("forecast", "predict", out, "--csv", "--data", path, "--encoding", kind)
+    assert code == 0 and text == utf8  # the same series, the same forecast
+
+
+def test_backtest_reads_a_csv_in_the_encoding_given(trained, run_cli, tmp_path, encoding_advice):
+    out, data = trained
+    path = tmp_path / "mine.csv"
+    path.write_bytes(data.read_text().replace("time,", "Zeit f\u00fcr,", 1).encode("latin-1"))
+    argv = ["forecast", "backtest", out, "--json", "--samples", 20, "--data"]
+    assert encoding_advice("latin-1") in _error(run_cli, [*argv, path])
+    scores = [json.loads(run_cli(*argv, *given)[1])["methods"] for given in
+              ([data], [path, "--encoding", "latin-1"])]  # fmt: skip
+    assert scores[0] == scores[1]
+
+
+def test_train_reads_its_csv_in_the_encoding_given_and_the_run_keeps_it(
+    tmp_path, run_cli, encoding_advice
+):
+    rows = sinusoid_rows(200)
+    utf8 = write_wide(tmp_path / "utf8.csv", ["Z\u00fcrich"], [rows])
+    data = tmp_path / "latin.csv"
+    data.write_bytes(utf8.read_text().encode("latin-1"))
+    assert encoding_advice("latin-1") in _train(run_cli, tmp_path, data)
+    assert not (tmp_path / "r").exists()
+    argv = ["forecast", "train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1]
+    assert run_cli(*argv, *SMALL, "--encoding", "latin-1")[0] == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["recipe"]["encoding"] == "latin-1" and config["data"]["series"] == ["Z\u00fcrich"]
+    # predict and backtest read the run's own data in the encoding it was trained with
+    code, text, _ = run_cli("forecast", "predict", tmp_path / "r", "--csv")
+    assert code == 0 and text.splitlines()[1].startswith("Z\u00fcrich,")
+    assert run_cli("forecast", "predict", tmp_path / "r", "--csv", "--data", utf8)[1] == text

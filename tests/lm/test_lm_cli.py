@@ -110,6 +110,11 @@ def test_resume_continues_to_the_new_budget(tmp_path, run_cli, write_text_corpus
         (b"short text", "fewer than one batch window"),
         (b"\x00\x01\x02binary\x00", "binary"),
         ("caf\u00e9 ".encode("latin-1") * 200, "--encoding"),
+        # was "looks like a binary file"
+        (
+            "caf\u00e9 ".encode("utf-16-le") * 200,
+            "UTF-16 without a byte-order mark; give --encoding",
+        ),
     ],
 )
 def test_bad_corpus_is_one_line_error_and_no_run(tmp_path, content, match, run_cli):
@@ -131,10 +136,11 @@ def test_bad_corpus_is_one_line_error_and_no_run(tmp_path, content, match, run_c
     assert not (tmp_path / "run").exists()
 
 
-def test_encoding_option_reads_latin1(tmp_path, run_cli):
+@pytest.mark.parametrize("kind", ["latin-1", "utf-16-le", "utf-16-be"])
+def test_encoding_option_reads_latin1_and_utf16(tmp_path, run_cli, kind):
     path = tmp_path / "latin.txt"
-    path.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 100)
-    argv = ["lm", "train", "--data", path, "--encoding", "latin-1", "--out", tmp_path / "run"]
+    path.write_bytes("caf\u00e9 au lait\n".encode(kind) * 100)
+    argv = ["lm", "train", "--data", path, "--encoding", kind, "--out", tmp_path / "run"]
     assert run_cli(*argv, "--max-steps", 2, "--quiet", *SMALL)[0] == 0
     vocab = json.loads((tmp_path / "run" / "vocab.json").read_text())
     assert "\u00e9" in vocab["tokens"]
@@ -208,10 +214,14 @@ def test_word_level_model_maps_unknown_prime_words_to_unk(tmp_path, run_cli, wri
 
 def test_demo_trains_briefly_then_generates(tmp_path, run_cli, write_text_corpus):
     data = write_text_corpus(tmp_path / "text.txt", n=8000)
+    data.write_bytes(data.read_text().replace("\n", "\u2019\n").encode("cp1252"))
     out = tmp_path / "demo"
     argv = ["demo", "--data", data, "--minutes", 0.01, "--out", out, "--length", 30, "--quiet"]
-    code, stdout, _ = run_cli(*argv)
+    code, _, err = run_cli(*argv)  # (the demo had no --encoding)
+    assert code == 2 and "is not valid utf-8 text" in err and not out.exists()
+    code, stdout, _ = run_cli(*argv, "--encoding", "cp1252")
     assert code == 0
+    assert "\u2019" in json.loads((out / "vocab.json").read_text())["tokens"]
     assert "validation loss" in stdout and "30 generated characters" in stdout
     assert (out / "model.safetensors").exists()
     assert f"rnnkit lm generate {out}" in stdout

@@ -301,13 +301,91 @@ def test_augmentation_and_clipping_out_of_range_are_one_line(
     assert not (tmp_path / "x" / "last.safetensors").exists()
 
 
-def test_a_lexicon_not_in_utf8_says_to_save_it_as_utf8(tmp_path):
-    from rnnkit.errors import DataError
-    from rnnkit.speech.cli import _lexicon
+# The users' files in the encodings editors and spreadsheets write (utf-16-le/-be: without a
+# byte-order mark), naming recordings outside ASCII.
+KINDS = ("latin-1", "cp1252", "utf-16-le", "utf-16-be")
+NAMES = {"latin-1": "t\u00f4ne", "cp1252": "\u2019tone\u2019", "utf-16-le": "t\u00f4ne"}
+NAMES["utf-16-be"] = NAMES["utf-16-le"]
 
-    path = tmp_path / "words.txt"
-    path.write_bytes("café\nnaïve\n".encode("latin-1"))
-    with pytest.raises(DataError) as caught:
-        _lexicon(str(path))
-    message = str(caught.value)
-    assert "UTF-8" in message and "--encoding" not in message  # transcribe has no --encoding
+
+def _one_line_error(run_cli, *argv):
+    code, _, err = run_cli(*argv)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("rnnkit: error: "), err
+    return err
+
+
+def _renamed(tone_tsv, folder, count, name):
+    """Lines ``audio<TAB>text`` of copies of the first ``count`` tone recordings, renamed
+    ``name.format(i)``, in ``folder``."""
+    lines = []
+    for i, line in enumerate(tone_tsv.read_text().splitlines()[:count]):
+        audio, text = line.split("\t")
+        (folder / name.format(i)).write_bytes((tone_tsv.parent / audio).read_bytes())
+        lines.append(f"{name.format(i)}\t{text}")
+    return lines
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_eval_reads_a_transcript_tsv_in_the_encoding_given(trained, tone_tsv, tmp_path, run_cli,
+                                                           kind, encoding_advice):  # fmt: skip
+    # speech had no --encoding: a TSV naming recordings outside ASCII had to be saved as UTF-8.
+    utf8 = tmp_path / "utf8.tsv"
+    utf8.write_text("\n".join(_renamed(tone_tsv, tmp_path, 4, NAMES[kind] + "{}.wav")) + "\n")
+    tsv = tmp_path / "mine.tsv"
+    tsv.write_bytes(utf8.read_text().encode(kind))
+    argv = ["speech", "eval", trained, "--beam", "1", "--json", "--data"]
+    assert encoding_advice(kind) in _one_line_error(run_cli, *argv, tsv)
+    code, expected, _ = run_cli(*argv, utf8)
+    assert code == 0 and json.loads(expected)["utterances"] == 4
+    assert run_cli(*argv, tsv, "--encoding", kind) == (0, expected, "")
+
+
+def test_eval_reads_librispeech_transcripts_in_the_encoding_given(
+    trained, tone_tsv, tmp_path, run_cli, encoding_advice
+):
+    book = tmp_path / "libri" / "\u00e9"
+    book.mkdir(parents=True)
+    lines = _renamed(tone_tsv, book, 3, "\u00e9-1-{}.wav")
+    text = "".join(f"{line.split('.')[0]} {line.split(chr(9))[1].upper()}\n" for line in lines)
+    (book / "\u00e9-1.trans.txt").write_bytes(text.encode("cp1252"))
+    argv = ["speech", "eval", trained, "--beam", "1", "--json", "--data", tmp_path / "libri"]
+    assert encoding_advice("cp1252") in _one_line_error(run_cli, *argv)
+    code, out, _ = run_cli(*argv, "--encoding", "cp1252")
+    assert code == 0 and json.loads(out)["utterances"] == 3
+
+
+def test_a_lexicon_is_read_in_the_encoding_given(trained, tone_tsv, tmp_path, run_cli,
+                                                 encoding_advice):  # fmt: skip
+    # transcribe and eval had no --encoding: a lexicon not in UTF-8 had to be saved as UTF-8.
+    words = "abc\nba\ncab\n"
+    utf8, mine = tmp_path / "utf8.txt", tmp_path / "mine.txt"
+    utf8.write_text(words, encoding="utf-8")
+    mine.write_bytes(words.encode("utf-16-be"))
+    audio = [tone_tsv.parent / f"u00{i}.wav" for i in range(3)]
+    argv = ["speech", "transcribe", trained, *audio, "--beam", "4", "--lexicon"]
+    assert encoding_advice("utf-16-be") in _one_line_error(run_cli, *argv, mine)
+    code, expected, _ = run_cli(*argv, utf8)
+    assert code == 0 and {line.split("\t")[1] for line in expected.splitlines()} <= {
+        "abc", "ba", "cab", ""}  # fmt: skip
+    assert run_cli(*argv, mine, "--encoding", "utf-16-be") == (0, expected, "")
+    # eval: --encoding is for --data and --lexicon; the run's own corpus keeps its encoding
+    argv = ["speech", "eval", trained, "--split", "valid", "--limit", "3", "--json", "--lexicon"]
+    code, expected, _ = run_cli(*argv, utf8)
+    assert code == 0 and run_cli(*argv, mine, "--encoding", "utf-16-be") == (0, expected, "")
+
+
+def test_train_reads_its_corpus_in_the_encoding_given_and_the_run_keeps_it(
+    tone_tsv, tmp_path, run_cli, encoding_advice
+):
+    tsv = tmp_path / "mine.tsv"
+    lines = _renamed(tone_tsv, tmp_path, 20, "t\u00f4ne{}.wav")
+    tsv.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    out = tmp_path / "run"
+    argv = ["speech", "train", "--corpus", tsv, "--out", out, "--max-steps", "1", "--quiet", *TINY]
+    assert encoding_advice("latin-1") in _one_line_error(run_cli, *argv)
+    assert not (out / "run.json").exists()
+    assert run_cli(*argv, "--encoding", "latin-1")[0] == 0
+    assert json.loads((out / "config.json").read_text())["recipe"]["encoding"] == "latin-1"
+    # eval reads the run's own corpus in the encoding it was trained with
+    code, text, _ = run_cli("speech", "eval", out, "--split", "valid", "--beam", "1", "--json")
+    assert code == 0 and json.loads(text)["utterances"] >= 1

@@ -113,13 +113,37 @@ def test_transcripts_with_a_byte_order_mark_or_in_latin_1(tmp_path):
     tsv.write_bytes("a.wav\tH\u00e9llo\r\n".encode("utf-8-sig"))  # the mark was in the path
     assert [i.path for i in read_tsv(tsv)] == [str(tmp_path / "a.wav")]
     tsv.write_bytes("a.wav\tH\u00e9llo\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"t.tsv is not valid utf-8 .*save it as UTF-8 text"):
+    with pytest.raises(DataError, match=r"t.tsv is not valid utf-8 text \(line 1, .*latin-1"):
         read_tsv(tsv)
+    assert [i.text for i in read_tsv(tsv, encoding="latin-1")] == ["h\u00e9llo"]
     book = tmp_path / "libri"
     book.mkdir()
     (book / "1-2.trans.txt").write_bytes("1-2-0000 ONE TWO\n".encode("utf-8-sig"))
     (book / "1-2-0000.flac").write_bytes(b"x")
     assert [i.text for i in read_librispeech(book)] == ["one two"]
+    (book / "1-2.trans.txt").write_bytes("1-2-0000 ONE \u2019TWO\u2019\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"1-2.trans.txt is not valid utf-8 text"):
+        read_librispeech(book)
+    assert [i.text for i in read_librispeech(book, encoding="cp1252")] == ["one \u2019two\u2019"]
+
+
+def test_a_lexicon_and_the_text_to_speak_are_read_in_the_encoding_given(tmp_path):
+    from rnnkit.speech.data import read_lexicon, sentence_lines
+
+    path = tmp_path / "words.txt"
+    path.write_bytes("caf\u00e9\nna\u00efve\n".encode("latin-1"))
+    with pytest.raises(DataError, match="--encoding latin-1"):
+        read_lexicon(path)
+    assert read_lexicon(path, encoding="latin-1") == ["caf\u00e9", "na\u00efve"]
+    path.write_bytes(" \n".encode("utf-16"))
+    with pytest.raises(DataError, match="holds no words"):
+        read_lexicon(path)
+    lines = [f"line {i} of the play, the caf\u00e9 scene" for i in range(12)]
+    path.write_bytes("\n".join(lines).encode("utf-16-le"))
+    with pytest.raises(DataError, match="give --encoding utf-16-le"):
+        sentence_lines(str(path))
+    text, _ = sentence_lines(str(path), "utf-16-le")
+    assert text[0] == "line of the play the caf scene"
 
 
 def test_a_short_or_damaged_recording_is_named_in_the_error(tmp_path):

@@ -267,3 +267,22 @@ def test_an_empty_text_for_attention_is_a_one_line_error(trained_run, tmp_path, 
     err = error_line(run_cli, "translate", "attention", trained_run, "", "--out", out)
     assert "empty" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["latin-1", "utf-16-be"])
+def test_train_reads_a_tsv_in_the_encoding_given(tmp_path, run_cli, write_parallel_corpus, kind):
+    # translate train had no --encoding: a latin-1 TSV was "not valid utf-8", a UTF-16 one
+    # without a byte-order mark was read as UTF-8, its NUL bytes inside every word.
+    utf8 = write_parallel_corpus(tmp_path / "utf8.tsv", n=200)
+    corpus = tmp_path / "mine.tsv"
+    corpus.write_bytes(utf8.read_text().replace("cat", "ch\u00e2t").encode(kind))
+    out = tmp_path / "run"
+    argv = ["translate", "train", "--data", corpus, "--out", out, "--max-steps", "2", *TINY]
+    advice = "is not valid utf-8 text (line" if kind == "latin-1" else f"give --encoding {kind}"
+    assert advice in error_line(run_cli, *argv) and not out.exists()
+    assert run_cli(*argv, "--encoding", kind)[0] == 0
+    vocab = json.loads((out / "vocab.json").read_text())
+    assert "ch\u00e2t" in vocab["source"]["tokens"]
+    # eval reads the run's corpus in the encoding it was trained with
+    code, text, _ = run_cli("translate", "eval", out, "--json", "--split", "valid")
+    assert code == 0 and json.loads(text)["sentences"] > 0

@@ -169,11 +169,14 @@ def test_unreadable_or_empty_corpus(tmp_path):
         read_parallel(tmp_path / "missing.tsv")
     empty = tmp_path / "empty.tsv"
     empty.write_text("\n\n")
-    with pytest.raises(DataError, match="holds no translated sentence pairs"):
+    with pytest.raises(DataError, match=r"empty\.tsv is empty; give a text file with some text"):
+        read_parallel(empty)
+    empty.write_text("\t\n", encoding="utf-16")
+    with pytest.raises(DataError, match=r"empty\.tsv:1: expected 'source<TAB>target'"):
         read_parallel(empty)
     binary = tmp_path / "binary.tsv"
     binary.write_bytes(b"ok\tok\n\xff\xfe\tx\n")
-    with pytest.raises(DataError, match=r"binary\.tsv:2: not valid"):
+    with pytest.raises(DataError, match=r"binary\.tsv is not valid utf-8 text \(line 2,"):
         read_parallel(binary)
     with pytest.raises(DataError, match="cannot tell the format"):
         read_parallel(tmp_path / "corpus.csv")

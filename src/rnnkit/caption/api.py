@@ -84,6 +84,7 @@ def _load_splits(recipe: CaptionRecipe) -> dict[str, Split]:
         seed=recipe.scene_seed,
         counts=recipe.scenes,
         images_dir=recipe.images_dir,
+        encoding=recipe.encoding,
     )
 
 

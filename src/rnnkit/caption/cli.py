@@ -38,6 +38,7 @@ from rnnkit.options import (
     SEED,
     add_budget_arguments,
     add_command,
+    add_encoding_argument,
     add_force_argument,
     add_process_arguments,
     add_run_location,
@@ -72,6 +73,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "",
     )  # fmt: skip
     data.add_argument("--images-dir", help="image folder of a .json (none: the JSON's folder)")
+    add_encoding_argument(data, "a --data .json or .tsv", default=d.encoding)
     data.add_argument("--image-size", type=IMAGE_SIZE, default=d.image_size, help="square side")
     data.add_argument(
         "--scenes", type=POSITIVE, nargs=3, default=list(d.scenes),
@@ -169,8 +171,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
     """The recipe the parsed options describe."""
     return CaptionRecipe(
-        data=args.data, images_dir=args.images_dir, image_size=args.image_size,
-        scenes=tuple(args.scenes), scene_seed=args.scene_seed, min_freq=args.min_freq,
+        data=args.data, images_dir=args.images_dir, encoding=args.encoding,
+        image_size=args.image_size, scenes=tuple(args.scenes), scene_seed=args.scene_seed,
+        min_freq=args.min_freq,
         decoder=args.decoder, encoder=args.encoder, hidden_size=args.hidden,
         embedding_dim=args.embedding, dropout=args.dropout,
         attention_penalty=args.attention_penalty, deep_output=args.deep_output,

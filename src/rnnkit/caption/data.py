@@ -32,7 +32,7 @@ import numpy as np
 
 from rnnkit.caption import scenes
 from rnnkit.caption.images import load_image
-from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
+from rnnkit.data.datasets import read_text_file
 from rnnkit.data.tokenize import BOS, EOS, PAD, UNK, Vocab
 from rnnkit.errors import DataError
 
@@ -69,6 +69,7 @@ def load_corpus(
     seed: int = 0,
     counts: tuple[int, int, int] = (6000, 500, 500),
     images_dir: str | None = None,
+    encoding: str = "utf-8",
 ) -> dict[str, Split]:
     """The three splits of ``data`` (see the module docstring).
 
@@ -78,6 +79,7 @@ def load_corpus(
         seed: the synthetic scenes' seed.
         counts: images per split of the synthetic scenes.
         images_dir: the image folder of a Karpathy JSON (default: the JSON's folder).
+        encoding: the text encoding of the caption file (a byte-order mark decides over utf-8).
     """
     if data == scenes.NAME:
         return {
@@ -96,9 +98,10 @@ def load_corpus(
     if images_dir is not None and not Path(images_dir).is_dir():
         raise DataError(f"--images-dir {images_dir} is not a folder; give the pictures' folder")
     if path.suffix.lower() == ".json":
-        entries = read_karpathy(path, Path(images_dir) if images_dir else path.parent)
+        folder = Path(images_dir) if images_dir else path.parent
+        entries = read_karpathy(path, folder, encoding=encoding)
     else:
-        entries = read_tsv(path)
+        entries = read_tsv(path, encoding=encoding)
     return {name: _image_split(entries[name], image_size) for name in SPLITS}
 
 
@@ -126,9 +129,10 @@ def _image_split(entries: list[Entry], size: int) -> Split:
     return Split(np.stack(images), names, [c for _, c, _ in entries], None)
 
 
-def read_tsv(path: Path) -> dict[str, list[Entry]]:
-    """``image<TAB>caption`` lines grouped by image and split 90/5/5 (fixed shuffle)."""
-    lines = read_text_file(path, fix=SAVE_AS_UTF8).splitlines()
+def read_tsv(path: Path, *, encoding: str = "utf-8") -> dict[str, list[Entry]]:
+    """``image<TAB>caption`` lines (in ``encoding``) grouped by image and split 90/5/5 (fixed
+    shuffle)."""
+    lines = read_text_file(path, encoding=encoding).splitlines()
     grouped: OrderedDict[Path, Entry] = OrderedDict()
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.startswith("#"):
@@ -156,14 +160,17 @@ def read_tsv(path: Path) -> dict[str, list[Entry]]:
     }
 
 
-def read_karpathy(path: Path, images_dir: Path) -> dict[str, list[Entry]]:
-    """The images of a Karpathy split JSON, per split (see the module docstring)."""
+def read_karpathy(
+    path: Path, images_dir: Path, *, encoding: str = "utf-8"
+) -> dict[str, list[Entry]]:
+    """The images of a Karpathy split JSON (in ``encoding``), per split (see the module
+    docstring)."""
     layout = (
         'expected the Karpathy split layout {"images": [{"filename", "split", '
         '"sentences": [{"raw"}]}]}'
     )
     try:
-        data = json.loads(read_text_file(path, fix=SAVE_AS_UTF8))
+        data = json.loads(read_text_file(path, encoding=encoding))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); {layout}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):

@@ -48,6 +48,7 @@ class CaptionRecipe:
         "synth-scenes"  # "synth-scenes", a Karpathy split .json, or an image<TAB>caption .tsv
     )
     images_dir: str | None = None  # image folder of a Karpathy .json (default: the JSON's folder)
+    encoding: str = "utf-8"  # of the caption file (.json or .tsv; a byte-order mark decides)
     image_size: int = 64  # images are resized to this square side (pixels)
     scenes: tuple[int, int, int] = (6000, 500, 500)  # synthetic images per split
     scene_seed: int = 0  # seed of the synthetic scenes

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from rnnkit.errors import ConfigError, DownloadError, RnnkitError
-from rnnkit.options import POSITIVE, POSITIVE_NUMBER, int_at_least
+from rnnkit.options import POSITIVE, POSITIVE_NUMBER, add_encoding_argument, int_at_least
 
 # The corpus `rnnkit reference train` uses when --data is not given.
 DEFAULT_DATA = "shakespeare"
@@ -138,9 +138,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="text the sample continues (default: the lowest character, often a newline); "
         "every character must occur in the training text",
     )
-    train.add_argument(
-        "--encoding", default="utf-8", help="encoding of a --data file (default: %(default)s)"
-    )
+    add_encoding_argument(train, "a --data file")
     train.set_defaults(func=run_train)
 
     gradcheck = commands.add_parser(

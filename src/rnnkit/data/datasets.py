@@ -110,21 +110,13 @@ def load_corpus(name_or_path: str | os.PathLike, *, encoding: str = "utf-8") -> 
     return read_text_file(key, encoding=encoding)
 
 
-# What to do about text that is not UTF-8, for the readers without an --encoding option
-# (transcripts, caption files, forecast CSVs): read_text_file(path, fix=SAVE_AS_UTF8).
-SAVE_AS_UTF8 = "save it as UTF-8 text"
-
-
-def read_text_file(
-    path: str | os.PathLike,
-    *,
-    encoding: str = "utf-8",
-    fix: str = "pass --encoding with its encoding, e.g. --encoding latin-1 (or cp1252)",
-) -> str:
+def read_text_file(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
     """Read a whole text file, with one-line errors for the ways a file can be unusable.
 
-    A byte-order mark (UTF-8, UTF-16) overrides the default ``encoding`` and is dropped; ``fix``
-    ends the message for text not in ``encoding`` (what the caller's user can do about it)."""
+    A byte-order mark (UTF-8, UTF-16) overrides the default ``encoding`` and is dropped. No other
+    encoding is guessed: text not in ``encoding`` (latin-1, cp1252, UTF-16 without a byte-order
+    mark) is refused with a message naming the ``--encoding`` to give, which every command that
+    reads a user's text file takes (:func:`rnnkit.options.add_encoding_argument`)."""
     path = Path(path)
     if not path.exists() and os.fspath(path) != "-":
         known = ", ".join(sorted(CORPORA))
@@ -132,28 +124,61 @@ def read_text_file(
     data = read_input_bytes(path, what="text")
     if not data.strip():
         raise DataError(f"{path} is empty; give a text file with some text in it")
+    key = encoding.lower().replace("-", "").replace("_", "")
     # A byte-order mark says the encoding (Excel's "CSV UTF-8" and "Unicode text", Notepad):
     # it decides over the default UTF-8 and is never part of the text.
-    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+    if key in ("utf8", "utf8sig"):
         if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            encoding = "utf-16"
+            encoding, key = "utf-16", "utf16"
         elif data.startswith(codecs.BOM_UTF8):
             encoding = "utf-8-sig"
-    if b"\x00" in data[:65536] and not encoding.lower().replace("-", "").startswith("utf16"):
+    if b"\x00" in data[:65536] and not key.startswith(("utf16", "utf32")):
+        order = utf16_byte_order(data)
+        if order is not None:
+            raise DataError(
+                f"{path} looks like UTF-16 without a byte-order mark; give --encoding {order} "
+                "or save it as UTF-8"
+            )
         raise DataError(
             f"{path} looks like a binary file (it contains NUL bytes); give a text file"
         )
+    if key == "utf16" and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = utf16_byte_order(data) or "utf-16-le"  # (Python's "utf-16" assumes little)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise DataError(
-            f"{path} is not valid {encoding} (byte {exc.start}: "
-            f"{data[exc.start : exc.start + 1]!r}); {fix}"
+            f"{path} is not valid {encoding} text (line {line}, byte {exc.start}: "
+            f"{data[exc.start : exc.start + 1]!r}); pass --encoding with its encoding, e.g. "
+            "--encoding latin-1 (or cp1252)"
         ) from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}; pass a Python codec name") from None
     # Windows line ends would make '\r' a token of its own; a text model should not see them.
-    return text.replace("\r\n", "\n")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def utf16_byte_order(data: bytes) -> str | None:
+    """``"utf-16-le"`` or ``"utf-16-be"`` if ``data`` looks like UTF-16 text without a
+    byte-order mark, else None.
+
+    The sign: NUL bytes in every other position (the high byte of ASCII characters: ``a`` is
+    ``61 00`` in UTF-16-LE, ``00 61`` in BE), at least one character in ten, and none or few in
+    the other positions; and the first 64 KiB, read that way, are printable text. A binary file
+    has NULs in both positions, or does not read as printable text."""
+    sample = data[: 65536 & ~1]
+    if len(data) % 2 or not sample:
+        return None
+    evens, odds = sample[0::2].count(0), sample[1::2].count(0)
+    pairs = len(sample) // 2
+    for order, high, low in (("utf-16-le", odds, evens), ("utf-16-be", evens, odds)):
+        if high >= max(1, pairs // 10) and low <= high // 8:
+            text = sample.decode(order, errors="replace")
+            printable = sum(c.isprintable() or c in "\t\n\r" for c in text)
+            if printable >= 0.95 * len(text):
+                return order
+    return None
 
 
 def corpus_cache_path(corpus: RegistryCorpus) -> Path:

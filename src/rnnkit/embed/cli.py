@@ -18,7 +18,13 @@ import json
 import sys
 
 from rnnkit.embed.recipe import DEFAULT_DATA, IMPLS, Word2VecConfig
-from rnnkit.options import NON_NEGATIVE_NUMBER, POSITIVE, POSITIVE_NUMBER, SEED
+from rnnkit.options import (
+    NON_NEGATIVE_NUMBER,
+    POSITIVE,
+    POSITIVE_NUMBER,
+    SEED,
+    add_encoding_argument,
+)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--data", default=DEFAULT_DATA, help="corpus name or text file (default: %(default)s)"
     )
-    train.add_argument("--encoding", default="utf-8", help="encoding of --data (default: utf-8)")
+    add_encoding_argument(train, "--data")
     train.add_argument("--keep-case", action="store_true", help="do not lowercase the text")
     train.add_argument(
         "--out",

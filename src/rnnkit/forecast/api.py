@@ -77,12 +77,15 @@ class Forecaster(NamedTuple):
     members: tuple[DeepAR, ...] = ()  # more checkpoints of the run, paths pooled (snapshots)
 
 
-def read_data(recipe: ForecastRecipe, data: str | None = None) -> SeriesSet:
-    """The series of ``data`` (default: the recipe's), read with the recipe's column options
-    and split where the recipe says."""
+def read_data(
+    recipe: ForecastRecipe, data: str | None = None, encoding: str = "utf-8"
+) -> SeriesSet:
+    """The series of ``data`` in ``encoding`` (default: the recipe's data, in the recipe's
+    encoding), read with the recipe's column options and split where the recipe says."""
     series = load_series(
         data or recipe.data, freq=recipe.freq, covariates=tuple(recipe.covariates),
         time_column=recipe.time_column, id_column=recipe.id_column, target=recipe.target,
+        encoding=encoding if data else recipe.encoding,
     )  # fmt: skip
     return set_split(series, recipe.split)
 
@@ -404,15 +407,18 @@ def load(
     return Forecaster(model, recipe, config, os.fspath(run_dir), spread, where, tuple(members))
 
 
-def _prepare(fc: Forecaster, data: str | None, horizon: int) -> tuple[SeriesSet, Windows]:
-    """The data to forecast, checked against what the model was trained on."""
+def _prepare(
+    fc: Forecaster, data: str | None, horizon: int, encoding: str = "utf-8"
+) -> tuple[SeriesSet, Windows]:
+    """The data to forecast (``data`` in ``encoding``, or the run's own), checked against what
+    the model was trained on."""
     trained = fc.recipe.horizon
     if horizon > trained:
         raise DataError(
             f"horizon {horizon} is longer than the model was trained for ({trained}); "
             f"pass --horizon {trained} or less, or train a model with --horizon {horizon}"
         )
-    series = read_data(fc.recipe, data)
+    series = read_data(fc.recipe, data, encoding)
     info = fc.config["data"]
     if series.step != info["step_s"]:
         raise DataError(
@@ -518,13 +524,15 @@ def predict(
     fc: Forecaster,
     *,
     data: str | None = None,
+    encoding: str = "utf-8",
     horizon: int | None = None,
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
     num_samples: int | None = None,
     seed: int = 0,
     adapt: int | None = None,
 ) -> dict[str, Any]:
-    """Forecast ``horizon`` steps after the last value of every series of ``data``; ``adapt``:
+    """Forecast ``horizon`` steps after the last value of every series of ``data`` (a CSV file
+    in ``encoding``; default: the run's own data); ``adapt``:
     the recent-coverage scalar over this many earlier forecasts (:func:`_sample_adapted`;
     default: the recipe's ``adapt_spread``; 0: off).
 
@@ -535,7 +543,7 @@ def predict(
     for q in quantiles:
         if not 0 < q < 1:
             raise ConfigError(f"quantiles must lie strictly between 0 and 1, got {q}")
-    series, windows = _prepare(fc, data, horizon)
+    series, windows = _prepare(fc, data, horizon, encoding)
     picks = []
     for index, s in enumerate(series.series):
         if len(s.values) < fc.recipe.context:
@@ -591,6 +599,7 @@ def backtest(
     fc: Forecaster,
     *,
     data: str | None = None,
+    encoding: str = "utf-8",
     baselines: bool = False,
     num_samples: int | None = None,
     seed: int = 0,
@@ -612,6 +621,7 @@ def backtest(
     Args:
         fc: a model from :func:`load`.
         data: other data on the same grid (default: the run's own).
+        encoding: the text encoding of ``data``.
         baselines: also score seasonal naive, Holt-Winters and ARIMA (statsmodels).
         num_samples: sample paths per origin (default: the recipe's).
         seed: sampling seed.
@@ -634,7 +644,7 @@ def backtest(
     if period not in PERIODS:
         raise ConfigError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
     horizon = fc.recipe.horizon
-    series, windows = _prepare(fc, data, horizon)
+    series, windows = _prepare(fc, data, horizon, encoding)
     valid_start, test_start = series.cuts()
     first, last = (valid_start, test_start) if period == "valid" else (test_start, series.length)
     picks = windows.origins(first, last, stride=horizon, midnight=True)

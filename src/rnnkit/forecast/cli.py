@@ -28,6 +28,7 @@ from rnnkit.options import (
     SEED,
     add_budget_arguments,
     add_command,
+    add_encoding_argument,
     add_force_argument,
     add_process_arguments,
     add_run_location,
@@ -65,6 +66,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = ForecastRecipe()
     data = parser.add_argument_group("data")
     data.add_argument("--data", default=d.data, help="dataset name or CSV file")
+    add_encoding_argument(data, "a --data CSV file", default=d.encoding)
     data.add_argument(
         "--freq", default=d.freq, help="grid step, e.g. 1h, 30min, d (default: inferred)"
     )
@@ -205,7 +207,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
     budget = recipe_budget(args, ForecastRecipe())
     return ForecastRecipe(
-        data=args.data, freq=args.freq, covariates=args.covariates or [],
+        data=args.data, encoding=args.encoding, freq=args.freq, covariates=args.covariates or [],
         time_column=args.time_column, id_column=args.id_column, target=args.target,
         horizon=args.horizon, context=args.context, lags=args.lags, cell=args.cell,
         hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
@@ -264,7 +266,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_plot(args)
     fc = api.load(args.run_dir, runtime=runtime_of(args))
     result = api.predict(
-        fc, data=args.data, horizon=args.horizon, quantiles=args.quantiles,
+        fc, data=args.data, encoding=args.encoding, horizon=args.horizon, quantiles=args.quantiles,
         num_samples=args.samples, seed=args.seed, adapt=args.adapt_spread,
     )  # fmt: skip
     if args.plot:
@@ -303,9 +305,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _check_plot(args)
     fc = api.load(args.run_dir, runtime=runtime_of(args), first_stage=args.first_stage)
     result = api.backtest(
-        fc, data=args.data, baselines=args.baselines, num_samples=args.samples, seed=args.seed,
-        baseline_history=args.baseline_history, period=args.period, quiet=args.quiet,
-        report=reporter(args), adapt=args.adapt_spread,
+        fc, data=args.data, encoding=args.encoding, baselines=args.baselines,
+        num_samples=args.samples, seed=args.seed, baseline_history=args.baseline_history,
+        period=args.period, quiet=args.quiet, report=reporter(args), adapt=args.adapt_spread,
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
@@ -356,6 +358,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     pred.add_argument("run_dir", metavar="RUN_DIR")
     pred.add_argument("--data", help="CSV file to forecast (default: the run's own data)")
+    add_encoding_argument(pred, "--data")
     pred.add_argument("--horizon", type=POSITIVE, help="steps to forecast (default: as trained)")
     pred.add_argument("--quantiles", type=_floats, default="0.1,0.5,0.9", help="comma-separated")
     add_sampling_arguments(pred, d)
@@ -372,6 +375,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     back.add_argument("run_dir", metavar="RUN_DIR")
     back.add_argument("--data", help="other data on the same grid (default: the run's own)")
+    add_encoding_argument(back, "--data")
     back.add_argument(
         "--baselines", action="store_true",
         help="also seasonal naive, Holt-Winters, ARIMA (pip install 'rnnkit[forecast]')",

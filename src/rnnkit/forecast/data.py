@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
+from rnnkit.data.datasets import read_text_file
 from rnnkit.errors import DataError
 
 TIME_NAMES = ("time", "timestamp", "date", "datetime", "ds")
@@ -230,6 +230,7 @@ def read_csv(
     id_column: str | None = None,
     target: str | None = None,
     source: str | None = None,
+    encoding: str = "utf-8",
 ) -> SeriesSet:
     """Read a wide or long CSV file of time series (see the module docstring).
 
@@ -239,13 +240,14 @@ def read_csv(
         covariates: columns that are inputs known in advance, not series to forecast.
         time_column, id_column, target: column names, if not the usual ones.
         source: the name to record (default: ``path``).
+        encoding: the file's text encoding (a byte-order mark decides over utf-8).
 
     Raises:
         DataError: naming ``file:line`` for unreadable times and values, duplicate times and
             irregular steps, and the series for one without values.
     """
     name = os.fspath(path)
-    text = read_text_file(path, fix=SAVE_AS_UTF8)
+    text = read_text_file(path, encoding=encoding)
     first = text.split("\n", 1)[0]
     # Spreadsheets in many locales export ';' (their decimal mark is the comma), and tools
     # write tab-separated files: a header without a comma says which separator the file uses.
@@ -442,8 +444,10 @@ def load_series(
     time_column: str | None = None,
     id_column: str | None = None,
     target: str | None = None,
+    encoding: str = "utf-8",
 ) -> SeriesSet:
-    """A named dataset (downloaded once, then cached; see :mod:`.sources`) or a CSV file."""
+    """A named dataset (downloaded once, then cached; see :mod:`.sources`) or a CSV file in
+    ``encoding`` (named datasets are always UTF-8)."""
     from rnnkit.forecast.sources import SERIES, fetch_series
 
     options = dict(freq=freq, covariates=covariates, time_column=time_column)
@@ -454,4 +458,4 @@ def load_series(
         raise DataError(
             f"no such file: {data} (give a CSV file or a dataset name: {', '.join(SERIES)})"
         )
-    return read_csv(data, **options)
+    return read_csv(data, encoding=encoding, **options)

@@ -45,6 +45,7 @@ class ForecastRecipe:
     """
 
     data: str = "seattle-temps"  # dataset name or CSV file
+    encoding: str = "utf-8"  # of a CSV file (a byte-order mark decides over utf-8)
     freq: str | None = None  # grid step ("1h", "30min", "d"); None: the most common difference
     covariates: list[str] = field(default_factory=list)  # CSV columns known in advance
     time_column: str | None = None  # None: time/timestamp/date/datetime/ds, else the first

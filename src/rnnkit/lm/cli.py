@@ -33,6 +33,7 @@ from rnnkit.options import (
     TOP_P,
     add_budget_arguments,
     add_command,
+    add_encoding_argument,
     add_pretrained_arguments,
     add_process_arguments,
     add_run_location,
@@ -96,7 +97,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     data = parser.add_argument_group("data")
     data.add_argument("--data", default=d.data, help="corpus name or text file")
-    data.add_argument("--encoding", default=d.encoding, help="encoding of --data")
+    add_encoding_argument(data, "--data", default=d.encoding)
     data.add_argument("--level", choices=["char", "word"], default=d.level, help="tokens")
     data.add_argument(
         "--train-tokens", type=POSITIVE, default=d.train_tokens, metavar="N",
@@ -322,7 +323,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev = add_command(sub, "eval", "loss, perplexity and bits per character on a split", cmd_eval)
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--data", help="another corpus or text file (default: the run's own)")
-    ev.add_argument("--encoding", default="utf-8", help="encoding of --data")
+    add_encoding_argument(ev, "--data")
     ev.add_argument("--split", choices=["valid", "test", "train"], default="valid", help="split")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_argument(ev)

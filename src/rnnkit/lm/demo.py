@@ -17,6 +17,7 @@ from rnnkit.options import (
     POSITIVE,
     POSITIVE_NUMBER,
     SEED,
+    add_encoding_argument,
     add_process_arguments,
     reporter,
     set_threads,
@@ -37,7 +38,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     set_threads(args)
     out = args.out or free_run_dir("runs/demo")
-    recipe = LMRecipe(data=args.data, max_minutes=args.minutes, eval_every=10**9, seed=args.seed)
+    recipe = LMRecipe(data=args.data, encoding=args.encoding, max_minutes=args.minutes,
+                      eval_every=10**9, seed=args.seed)  # fmt: skip
     print(f"rnnkit demo: training a character-level {recipe.cell.upper()} "
           f"({recipe.num_layers}x{recipe.hidden_size}) on {args.data} for {args.minutes:g} minutes "
           f"into {out}", flush=True)  # fmt: skip
@@ -67,6 +69,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=POSITIVE_NUMBER, default=d.minutes, help="training time")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/demo[-N])")
     parser.add_argument("--data", default=LMRecipe.data, help="corpus name or text file")
+    add_encoding_argument(parser, "--data", default=LMRecipe.encoding)
     parser.add_argument("--prime", default=g.prime, help="text to continue (default: a newline)")
     parser.add_argument("--length", type=POSITIVE, default=d.length, help="characters to generate")
     parser.add_argument(

@@ -8,7 +8,8 @@ Rooms: :mod:`~rnnkit.speech.recipe` (the defaults), :mod:`~rnnkit.speech.synth` 
 :mod:`~rnnkit.speech.model` (the acoustic model), :mod:`~rnnkit.speech.task` (the
 ``TrainingTask``), :mod:`~rnnkit.speech.decode` (greedy and prefix beam search, LM fusion,
 alignments), :mod:`~rnnkit.speech.metrics` (WER/CER), :mod:`~rnnkit.speech.plots`,
-:mod:`~rnnkit.speech.api` (``train``, ``load``, ``evaluate``; ``Recognizer.transcribe``),
+:mod:`~rnnkit.speech.api` (``train``, ``load``, ``evaluate``; ``Recognizer.transcribe``;
+``read_lexicon`` from :mod:`~rnnkit.speech.data`),
 :mod:`~rnnkit.speech.cli`.
 
 The API is importable from here (``from rnnkit.speech import SpeechRecipe, train, load``); it is
@@ -32,5 +33,7 @@ _API = (
     "train",
 )
 
-__all__ = ["SpeechRecipe", *_API]
-__getattr__ = lazy_attributes(__name__, dict.fromkeys(_API, "rnnkit.speech.api"))
+__all__ = ["SpeechRecipe", *_API, "read_lexicon"]
+__getattr__ = lazy_attributes(
+    __name__, {**dict.fromkeys(_API, "rnnkit.speech.api"), "read_lexicon": "rnnkit.speech.data"}
+)

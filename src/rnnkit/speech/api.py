@@ -65,10 +65,10 @@ def corpus(
         if recipe.corpus == "synth-digits" and with_flite and recipe.flite_utterances:
             counts["flite"] = counts["flite-valid"] = recipe.flite_utterances
         return speech_data.synth_corpus(recipe.corpus, counts=counts, seed=recipe.corpus_seed,
-                                        text_file=recipe.text,
+                                        text_file=recipe.text, encoding=recipe.encoding,
                                         festival_share=recipe.festival_share,
                                         progress=progress)  # fmt: skip
-    return speech_data.user_corpus(recipe.corpus)
+    return speech_data.user_corpus(recipe.corpus, encoding=recipe.encoding)
 
 
 SYNTHESIZED = ("synth-digits", "synth-text")
@@ -421,6 +421,7 @@ def evaluate(
     *,
     split: str = "test",
     data: str | None = None,
+    encoding: str = "utf-8",
     beam: int = 8,
     lm: str | None = None,
     alpha: float = 0.5,
@@ -436,6 +437,7 @@ def evaluate(
         split: ``"valid"``, ``"test"``, ``"flite"`` or ``"flite-valid"`` (synth-digits runs:
             flite's voices, other utterances than its test set's, for choosing a recipe).
         data: a transcript TSV or LibriSpeech folder to score instead (all of it).
+        encoding: the text encoding of ``data``'s transcripts.
         beam: beam width of the second decoder (1: greedy only).
         lm: a character LM run directory for shallow fusion.
         lexicon: the beam search may only output these words.
@@ -447,7 +449,8 @@ def evaluate(
     asr = load(run_dir, runtime=runtime)
     recipe = SpeechRecipe.from_dict(asr.config["recipe"])
     if data is not None:
-        items = [i for part in speech_data.user_corpus(data).values() for i in part]
+        parts = speech_data.user_corpus(data, encoding=encoding).values()
+        items = [i for part in parts for i in part]
         items = list(dict.fromkeys(items))
     else:
         if split.startswith("flite") and recipe.corpus != "synth-digits":

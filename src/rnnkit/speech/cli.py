@@ -28,6 +28,7 @@ from rnnkit.options import (
     PROBABILITY,
     add_budget_arguments,
     add_command,
+    add_encoding_argument,
     add_force_argument,
     add_process_arguments,
     add_run_location,
@@ -76,6 +77,10 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("corpus_seed", int, "seed of the synthesized corpus"),
     ("seed", int, "training seed"),
 )
+
+
+# The user's text files a corpus is read from (what `--encoding` applies to in synth and train).
+CORPUS_FILES = "--corpus's transcripts (TSV, *.trans.txt) and --text"
 
 
 def _option(name: str) -> str:
@@ -149,7 +154,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     results = asr.transcribe(
         args.audio, beam=args.beam, nbest=args.nbest, lm=lm, alpha=args.alpha, beta=args.beta,
         hotwords=args.hotword or (), hotword_weight=args.hotword_weight,
-        lexicon=_lexicon(args.lexicon), timestamps=args.timestamps,
+        lexicon=_lexicon(args), timestamps=args.timestamps,
     )  # fmt: skip
     if args.plot:
         from rnnkit.speech.plots import plot_transcription
@@ -175,8 +180,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     set_threads(args)
     result = api.evaluate(
-        args.run_dir, split=args.split, data=args.data, beam=args.beam, lm=args.lm,
-        alpha=args.alpha, beta=args.beta, lexicon=_lexicon(args.lexicon), limit=args.limit,
+        args.run_dir, split=args.split, data=args.data, encoding=args.encoding, beam=args.beam,
+        lm=args.lm, alpha=args.alpha, beta=args.beta, lexicon=_lexicon(args), limit=args.limit,
         progress=not (args.json or args.quiet) and sys.stderr.isatty(), runtime=runtime_of(args),
     )  # fmt: skip
     if args.json:
@@ -192,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
+def _decoding_arguments(parser: argparse.ArgumentParser, beam: int, files: str) -> None:
     parser.add_argument("--beam", type=BEAM, default=beam, help="beam width (1: greedy)")
     parser.add_argument("--lm", metavar="RUN_DIR", help="character LM (rnnkit lm train) to fuse")
     parser.add_argument("--alpha", type=NON_NEGATIVE_NUMBER, default=0.5, help="LM weight")
@@ -200,20 +205,17 @@ def _decoding_arguments(parser: argparse.ArgumentParser, beam: int) -> None:
         "--beta", type=FINITE_NUMBER, default=1.0, help="bonus per character with --lm"
     )
     parser.add_argument("--lexicon", metavar="FILE", help="only output the words of FILE")
+    add_encoding_argument(parser, files)
     add_process_arguments(parser)
     add_runtime_arguments(parser, launch=False)
 
 
-def _lexicon(path: str | None) -> list[str] | None:
-    if path is None:
+def _lexicon(args: argparse.Namespace) -> list[str] | None:
+    if args.lexicon is None:
         return None
-    from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
-    from rnnkit.errors import DataError
+    from rnnkit.speech.data import read_lexicon
 
-    words = read_text_file(path, fix=SAVE_AS_UTF8).split()  # (no --encoding here)
-    if not words:
-        raise DataError(f"{path} holds no words; give one word per line")
-    return words
+    return read_lexicon(args.lexicon, encoding=args.encoding)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -225,12 +227,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
                                  "test_utterances", "flite_utterances", "festival_share",
                                  "corpus_seed"))  # fmt: skip
+    add_encoding_argument(synth, CORPUS_FILES)
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
     train = add_command(commands, "train", "train an acoustic model with CTC into a run directory",
                         cmd_train)  # fmt: skip
     add_run_location(train)
     add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
+    add_encoding_argument(train, CORPUS_FILES, default=_D.encoding)
     train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
     train.add_argument(
         "--selection", choices=SELECTIONS, default=_D.selection,
@@ -251,7 +255,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     tr = add_command(commands, "transcribe", "audio files to text", cmd_transcribe)
     tr.add_argument("run_dir", metavar="RUN_DIR")
     tr.add_argument("audio", nargs="+", metavar="AUDIO", help="WAV, FLAC or OGG files")
-    _decoding_arguments(tr, beam=1)
+    _decoding_arguments(tr, beam=1, files="--lexicon")
     tr.add_argument("--nbest", type=BEAM, default=1,
                     help="hypotheses to give, best first (a long file: the best sums over its "
                     "segments; the beam is at least this wide)")  # fmt: skip
@@ -273,5 +277,5 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     ev.add_argument("--data", help="a transcript TSV or LibriSpeech folder to score instead")
     ev.add_argument("--limit", type=POSITIVE, help="only the first N utterances (default: all)")
-    _decoding_arguments(ev, beam=8)
+    _decoding_arguments(ev, beam=8, files="--data's transcripts and --lexicon")
     ev.add_argument("--json", action="store_true", help="print one JSON object")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.data.datasets import SAVE_AS_UTF8, read_text_file
+from rnnkit.data.datasets import read_text_file
 from rnnkit.errors import DataError
 from rnnkit.speech import synth
 from rnnkit.speech.audio import read_audio
@@ -100,18 +100,19 @@ def synth_corpus(
     counts: dict[str, int],
     seed: int,
     text_file: str | None = None,
+    encoding: str = "utf-8",
     festival_share: float = 0.0,
     workers: int | None = None,
     progress: bool = False,
 ) -> dict[str, list[Item]]:
     """Build (or extend) and read a synthesized corpus; ``counts`` per split (train, valid, test,
     flite, flite-valid); ``festival_share`` of the digits' training utterances spoken by
-    festival (synth-text is espeak-ng's alone)."""
+    festival (synth-text is espeak-ng's alone; its ``text_file`` is read in ``encoding``)."""
     if name == "synth-digits":
         texts = synth.digit_text
         root = speech_cache() / f"synth-digits-v{synth.PLAN_VERSION}-seed{seed}"
     elif name == "synth-text":
-        lines, digest = sentence_lines(text_file)
+        lines, digest = sentence_lines(text_file, encoding)
         texts = _line_picker(lines)
         root = speech_cache() / f"synth-text-{digest[:12]}-v{synth.PLAN_VERSION}-seed{seed}"
         festival_share = 0.0
@@ -128,12 +129,12 @@ def synth_corpus(
     }  # fmt: skip
 
 
-def sentence_lines(text_file: str | None) -> tuple[list[str], str]:
-    """Lines of 3-12 words of a text (default: the Shakespeare corpus), letters, apostrophes
-    and spaces only, and the text's sha256."""
+def sentence_lines(text_file: str | None, encoding: str = "utf-8") -> tuple[list[str], str]:
+    """Lines of 3-12 words of a text (default: the Shakespeare corpus; a file in ``encoding``),
+    letters, apostrophes and spaces only, and the text's sha256."""
     from rnnkit.data import load_corpus
 
-    text = load_corpus(text_file or "shakespeare")
+    text = load_corpus(text_file or "shakespeare", encoding=encoding)
     lines = []
     for line in text.splitlines():
         clean = normalize_text(re.sub(r"[^A-Za-z' ]+", " ", line))
@@ -151,10 +152,11 @@ def _line_picker(lines: list[str]) -> Any:
     return pick
 
 
-def read_tsv(path: str | Path) -> list[Item]:
-    """Items of a transcript TSV: ``audio path<TAB>transcript`` per line (blank lines skipped)."""
+def read_tsv(path: str | Path, *, encoding: str = "utf-8") -> list[Item]:
+    """Items of a transcript TSV: ``audio path<TAB>transcript`` per line (blank lines skipped),
+    the file in ``encoding``."""
     path = Path(path)
-    lines = read_text_file(path, fix=SAVE_AS_UTF8).splitlines()
+    lines = read_text_file(path, encoding=encoding).splitlines()
     items = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -176,13 +178,13 @@ def read_tsv(path: str | Path) -> list[Item]:
     return items
 
 
-def read_librispeech(folder: str | Path) -> list[Item]:
-    """Items of a LibriSpeech-style folder: every ``*.trans.txt`` (``ID TEXT`` lines) with the
-    audio ``ID.flac`` (or ``.wav``) beside it."""
+def read_librispeech(folder: str | Path, *, encoding: str = "utf-8") -> list[Item]:
+    """Items of a LibriSpeech-style folder: every ``*.trans.txt`` (``ID TEXT`` lines, in
+    ``encoding``) with the audio ``ID.flac`` (or ``.wav``) beside it."""
     folder = Path(folder)
     items = []
     for trans in sorted(folder.rglob("*.trans.txt")):
-        lines = read_text_file(trans, fix=SAVE_AS_UTF8).splitlines()
+        lines = read_text_file(trans, encoding=encoding).splitlines()
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -208,13 +210,15 @@ def read_librispeech(folder: str | Path) -> list[Item]:
     return items
 
 
-def user_corpus(source: str) -> dict[str, list[Item]]:
-    """A TSV or LibriSpeech folder, split 90/5/5 by a hash of each audio file's name."""
+def user_corpus(source: str, *, encoding: str = "utf-8") -> dict[str, list[Item]]:
+    """A TSV or LibriSpeech folder (transcripts in ``encoding``), split 90/5/5 by a hash of
+    each audio file's name."""
     path = Path(source)
     if not path.exists():
         raise DataError(f"no such corpus or file: {source}; give synth-digits, synth-text, a "
                         "transcript TSV or a LibriSpeech folder")  # fmt: skip
-    items = read_librispeech(path) if path.is_dir() else read_tsv(path)
+    reader = read_librispeech if path.is_dir() else read_tsv
+    items = reader(path, encoding=encoding)
     splits: dict[str, list[Item]] = {s: [] for s in SPLITS}
     for item in items:
         bucket = int(hashlib.sha256(Path(item.path).name.encode()).hexdigest(), 16) % 100
@@ -223,6 +227,15 @@ def user_corpus(source: str) -> dict[str, list[Item]]:
         if not splits[split]:
             splits[split] = list(items[: max(1, len(items) // 20)])
     return splits
+
+
+def read_lexicon(path: str | os.PathLike, *, encoding: str = "utf-8") -> list[str]:
+    """The words of a lexicon file (whitespace-separated, one a line as a rule) in
+    ``encoding``: what ``lexicon=`` of the decoders takes."""
+    words = read_text_file(path, encoding=encoding).split()
+    if not words:
+        raise DataError(f"{path} holds no words; give one word per line")
+    return words
 
 
 # ---------------------------------------------------------------------------------------------

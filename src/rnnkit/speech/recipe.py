@@ -64,6 +64,7 @@ class SpeechRecipe:
 
     corpus: str = "synth-digits"  # synth-digits, synth-text, a transcript TSV or LibriSpeech dir
     text: str | None = None  # synth-text: the text file to speak (default: Shakespeare)
+    encoding: str = "utf-8"  # of the corpus's transcripts and the text file (a BOM decides)
     train_utterances: int = 30000  # synthesized corpora: utterances per split ...
     valid_utterances: int = 200
     test_utterances: int = 300

@@ -280,7 +280,7 @@ def read_data(
     recipe: TranslateRecipe, vocabs: tuple[Vocab, Vocab] | None = None
 ) -> TranslationData:
     """The corpus of ``recipe``, split, tokenised and as ids (vocabularies built unless given)."""
-    pairs = load_pairs(recipe.data, recipe.lang)
+    pairs = load_pairs(recipe.data, recipe.lang, recipe.encoding)
     return TranslationData(pairs, max_len=recipe.max_len, min_freq=recipe.min_freq, vocabs=vocabs)
 
 

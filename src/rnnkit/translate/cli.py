@@ -31,6 +31,7 @@ from rnnkit.options import (
     SMOOTHING,
     add_budget_arguments,
     add_command,
+    add_encoding_argument,
     add_force_argument,
     add_pretrained_arguments,
     add_process_arguments,
@@ -62,6 +63,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--data", metavar="FILE", help="corpus: FILE.tsv (source<TAB>target), .mo, .po "
         "(default: git's message catalog for --lang)",
     )  # fmt: skip
+    add_encoding_argument(data, "a --data .tsv (catalogs name their own)", default=d.encoding)
     data.add_argument("--lang", default=d.lang, help="target language: git's catalog for it")
     data.add_argument(
         "--max-len", type=POSITIVE, default=d.max_len, help="longest sentence, tokens"
@@ -160,7 +162,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> TranslateRecipe:
     """The :class:`TranslateRecipe` the options describe (checked before any data is read)."""
     recipe = TranslateRecipe(
-        data=args.data, lang=args.lang, max_len=args.max_len, min_freq=args.min_freq,
+        data=args.data, encoding=args.encoding, lang=args.lang, max_len=args.max_len,
+        min_freq=args.min_freq,
         attention=args.attention, cell=args.cell, embedding_dim=args.embedding_dim,
         hidden_size=args.hidden_size, num_layers=args.layers, dropout=args.dropout,
         impl=args.impl, bidirectional=not args.unidirectional, input_feeding=args.input_feeding,

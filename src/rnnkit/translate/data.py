@@ -75,10 +75,11 @@ def split_pairs(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
     return splits
 
 
-def load_pairs(data: str | None, lang: str) -> list[Pair]:
-    """The corpus ``data`` (or git's catalog for ``lang``), exact duplicate pairs removed."""
+def load_pairs(data: str | None, lang: str, encoding: str = "utf-8") -> list[Pair]:
+    """The corpus ``data`` (a .tsv in ``encoding``, or git's catalog for ``lang``), exact
+    duplicate pairs removed."""
     path = Path(data) if data else default_catalog(lang)
-    pairs = list(dict.fromkeys(read_parallel(path)))
+    pairs = list(dict.fromkeys(read_parallel(path, encoding=encoding)))
     logger.info("read %d sentence pairs from %s", len(pairs), path)
     return pairs
 

@@ -4,6 +4,8 @@ Readers return a list of ``(source, target)`` string pairs:
 
 * ``read_tsv``: one ``source<TAB>target`` pair per line (a third column, such as the attribution
   of the Tatoeba-derived files, is ignored); a malformed line is reported with its line number.
+  The file is read by :func:`rnnkit.data.read_text_file` in the ``encoding`` given (a byte-order
+  mark decides over utf-8); catalogs declare their own character set.
 * ``read_mo``: a compiled gettext catalog, parsed from its binary layout (both byte orders).
 * ``read_po``: a gettext source catalog (multi-line strings, C escapes, ``msgctxt``, plurals).
 
@@ -19,14 +21,16 @@ import re
 import struct
 from pathlib import Path
 
+from rnnkit.data.datasets import read_text_file
 from rnnkit.errors import DataError
 from rnnkit.files import read_input_bytes
 
 Pair = tuple[str, str]
 
 
-def read_parallel(path: str | Path) -> list[Pair]:
-    """Read sentence pairs from a ``.tsv``/``.txt``, ``.mo`` or ``.po`` file (chosen by suffix).
+def read_parallel(path: str | Path, *, encoding: str = "utf-8") -> list[Pair]:
+    """Read sentence pairs from a ``.tsv``/``.txt`` (in ``encoding``), ``.mo`` or ``.po`` file
+    (chosen by suffix; a catalog's header names its character set).
 
     Raises:
         DataError: the file cannot be read, is malformed, or holds no pairs.
@@ -39,7 +43,7 @@ def read_parallel(path: str | Path) -> list[Pair]:
             f"cannot tell the format of corpus '{path}'; name it .tsv (source<TAB>target), "
             ".mo or .po"
         )
-    pairs = reader(path)
+    pairs = read_tsv(path, encoding=encoding) if reader is read_tsv else reader(path)
     if not pairs:
         raise DataError(f"corpus '{path}' holds no translated sentence pairs")
     return pairs
@@ -74,15 +78,17 @@ def _decode(data: bytes, path: Path, encoding: str = "utf-8") -> str:
         raise DataError(f"{path}: unknown character set '{encoding}'") from None
 
 
-def read_tsv(path: str | Path) -> list[Pair]:
-    """Read ``source<TAB>target[<TAB>...]`` lines; blank lines are skipped.
+def read_tsv(path: str | Path, *, encoding: str = "utf-8") -> list[Pair]:
+    """Read ``source<TAB>target[<TAB>...]`` lines in ``encoding``; blank lines are skipped.
 
     Raises:
         DataError: naming the file and line of the first line without two non-empty columns.
     """
     path = Path(path)
     pairs = []
-    text = _decode(_read_bytes(path), path, "utf-8-sig")
+    if not path.exists():
+        raise DataError(f"corpus '{path}' does not exist; pass an existing file")
+    text = read_text_file(path, encoding=encoding)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip(" "):  # blank; a line of only tabs is malformed, not blank
             continue

@@ -26,6 +26,7 @@ class TranslateRecipe:
 
     # data
     data: str | None = None  # corpus file (.tsv, .mo, .po); None: git's catalog for `lang`
+    encoding: str = "utf-8"  # of a .tsv corpus (catalogs name theirs; a byte-order mark decides)
     lang: str = "fr"  # target language (selects git's catalog; picks sacrebleu's tokenizer)
     max_len: int = 50  # drop training/validation pairs with a side longer than this (tokens)
     min_freq: int = 2  # tokens seen fewer times in training become <unk>
