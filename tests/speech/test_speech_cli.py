@@ -142,6 +142,10 @@ def test_missing_festival_names_its_packages_and_the_way_around(monkeypatch, tmp
     with pytest.raises(SystemExit) as stop:  # refused while parsing
         run_cli("speech", "synth", "--festival-share", "1.5", "--quiet")
     assert stop.value.code == 2
+    for bad in ("-0.1", "nan", "2"):
+        with pytest.raises(SystemExit) as stop:
+            run_cli("speech", "train", "--out", tmp_path / "r", "--festival-extra-share", bad)
+        assert stop.value.code == 2
 
 
 @pytest.mark.parametrize("command", ["synth", "train", "transcribe", "eval"])
@@ -311,3 +315,19 @@ def test_a_lexicon_not_in_utf8_says_to_save_it_as_utf8(tmp_path):
         _lexicon(str(path))
     message = str(caught.value)
     assert "UTF-8" in message and "--encoding" not in message  # transcribe has no --encoding
+
+
+def test_festival_extra_share_is_checked_and_reaches_the_corpus_plan(monkeypatch):
+    from rnnkit.errors import ConfigError
+    from rnnkit.speech import api
+    from rnnkit.speech import data as speech_data
+    from rnnkit.speech.recipe import SpeechRecipe
+
+    assert SpeechRecipe().festival_extra_share == 0.0  # the default corpus has none
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="festival_extra_share must be in"):
+            SpeechRecipe(festival_extra_share=bad)
+    seen = {}
+    monkeypatch.setattr(speech_data, "synth_corpus", lambda name, **kw: seen.update(kw) or {})
+    api.corpus(SpeechRecipe(festival_extra_share=0.5, festival_share=0.2))
+    assert (seen["extra_share"], seen["festival_share"]) == (0.5, 0.2)

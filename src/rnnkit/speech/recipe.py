@@ -70,6 +70,9 @@ class SpeechRecipe:
     flite_utterances: int = 300  # ... and of the flite test set (synth-digits only)
     corpus_seed: int = 0  # synthesized corpora: the seed of texts, voices and settings
     festival_share: float = 0.25  # synth-digits: share of training spoken by festival's voices
+    # synth-digits: share of those festival utterances spoken by its voices of other kinds than
+    # diphone (synth.FESTIVAL_EXTRA_VOICES: HTS Catalan, unit-selection Russian); 0: none
+    festival_extra_share: float = 0.0
     n_mels: int = 40  # log-mel channels
     normalize: str = "utterance"  # feature normalisation: "utterance" or "global"
     spec_augment: bool = True  # augmentation in training: SpecAugment masks, warp, band limit
@@ -116,8 +119,9 @@ class SpeechRecipe:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.band_limit <= 1.0:
             raise ConfigError(f"band_limit must be in [0, 1], got {self.band_limit}")
-        if not 0.0 <= self.festival_share <= 1.0:
-            raise ConfigError(f"festival_share must be in [0, 1], got {self.festival_share}")
+        for name in ("festival_share", "festival_extra_share"):  # refuses NaN too
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
