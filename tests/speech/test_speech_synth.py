@@ -205,6 +205,8 @@ def test_missing_festival_or_voice_names_the_debian_packages(monkeypatch):
     synth.require_festival_voices({"ked_diphone", "lp_diphone"})
     with pytest.raises(synth.SynthesizerMissing, match=r"czech_ph is not .* festvox-czech-ph \("):
         synth.require_festival_voices({"ked_diphone", "czech_ph"})
+    with pytest.raises(synth.SynthesizerMissing, match=r"festvox-ru \(.*--festival-extra-share 0"):
+        synth.require_festival_voices({"ked_diphone", "msu_ru_nsh_clunits"})
 
 
 def test_hts_and_unit_selection_voices_speak(tmp_path):

@@ -130,9 +130,9 @@ def require(program: str) -> str:
     return found
 
 
-def missing(what: str, packages: str) -> SynthesizerMissing:
+def missing(what: str, packages: str, option: str = "--festival-share") -> SynthesizerMissing:
     plural = "s" if " " in packages else ""
-    hint = " (or train with --festival-share 0)" if "festival" in what else ""
+    hint = f" (or train with {option} 0)" if "festival" in what else ""
     return SynthesizerMissing(
         f"{what} is not installed; install the Debian package{plural} {packages} "
         f"(sudo apt-get install {packages}){hint} or train on your own recordings "
@@ -149,8 +149,10 @@ def require_festival_voices(voices: set[str]) -> None:
     absent = sorted(voices - known)
     if absent:
         packages = " ".join(ALL_FESTIVAL_VOICES[v][1] for v in absent)
+        extra = set(absent) <= set(FESTIVAL_EXTRA_VOICES)
         raise missing(f"the festival voice{'s' if len(absent) > 1 else ''} "
-                      f"{', '.join(absent)}", packages)  # fmt: skip
+                      f"{', '.join(absent)}", packages,
+                      "--festival-extra-share" if extra else "--festival-share")  # fmt: skip
 
 
 @dataclass(frozen=True)
