@@ -142,6 +142,10 @@ def test_missing_festival_names_its_packages_and_the_way_around(monkeypatch, tmp
     with pytest.raises(SystemExit) as stop:  # refused while parsing
         run_cli("speech", "synth", "--festival-share", "1.5", "--quiet")
     assert stop.value.code == 2
+    for bad in ("-0.1", "nan", "2"):
+        with pytest.raises(SystemExit) as stop:
+            run_cli("speech", "train", "--out", tmp_path / "r", "--festival-extra-share", bad)
+        assert stop.value.code == 2
 
 
 @pytest.mark.parametrize("command", ["synth", "train", "transcribe", "eval"])
@@ -389,3 +393,19 @@ def test_train_reads_its_corpus_in_the_encoding_given_and_the_run_keeps_it(
     # eval reads the run's own corpus in the encoding it was trained with
     code, text, _ = run_cli("speech", "eval", out, "--split", "valid", "--beam", "1", "--json")
     assert code == 0 and json.loads(text)["utterances"] >= 1
+
+
+def test_festival_extra_share_is_checked_and_reaches_the_corpus_plan(monkeypatch):
+    from rnnkit.errors import ConfigError
+    from rnnkit.speech import api
+    from rnnkit.speech import data as speech_data
+    from rnnkit.speech.recipe import SpeechRecipe
+
+    assert SpeechRecipe().festival_extra_share == 0.0  # the default corpus has none
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="festival_extra_share must be in"):
+            SpeechRecipe(festival_extra_share=bad)
+    seen = {}
+    monkeypatch.setattr(speech_data, "synth_corpus", lambda name, **kw: seen.update(kw) or {})
+    api.corpus(SpeechRecipe(festival_extra_share=0.5, festival_share=0.2))
+    assert (seen["extra_share"], seen["festival_share"]) == (0.5, 0.2)

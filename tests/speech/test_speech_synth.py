@@ -119,8 +119,63 @@ def test_festival_commands_respell_digits_for_voices_of_other_languages():
     assert '(SynthText "three oh seven") "/x/a.wav"' in english
     assert '"tri ou seven"' in synth.festival_commands(utt("lp_diphone"), "/x/a.wav")
     assert '"trii ou seven"' in synth.festival_commands(utt("hy_fi_mv_diphone"), "/x/a.wav")
-    for words in synth.RESPELLINGS.values():
-        assert len(words) == len(synth.DIGITS) and all(w.isascii() and w.isalpha() for w in words)
+    for language, words in synth.RESPELLINGS.items():
+        assert len(words) == len(synth.DIGITS) and all(w.isalpha() for w in words)
+        # each in its language's script: Cyrillic for Russian, plain ASCII Latin for the others
+        # (the Catalan voice spells out letters with accents instead of reading them)
+        assert all(w.isascii() != (language == "russian") for w in words)
+    for language, package in synth.ALL_FESTIVAL_VOICES.values():
+        assert (language is None or language in synth.RESPELLINGS) and package.startswith("festvox")
+
+
+def test_festival_commands_of_the_hts_and_unit_selection_voices():
+    def utt(voice, rate):
+        return synth.Utterance("train-g000001", "train", "three oh two", "festival", voice,
+                               rate, 1.0, 0, 0.0, 20.0, "white", 1)  # fmt: skip
+
+    hts = synth.festival_commands(utt("upc_ca_ona_hts", 1.25), "/x/a.wav")
+    assert "(voice_upc_ca_ona_hts)" in hts and '(SynthText "thri ou tu") "/x/a.wav"' in hts
+    # HTS ignores Duration_Stretch: hts_engine's speed -r is its inverse (1.25 longer: 0.8)
+    assert '(list "-r" 0.800)' in hts and "upc_ca_ona_hts::hts_engine_params" in hts
+    assert '"-r" 1.250' in synth.festival_commands(utt("upc_ca_ona_hts", 0.8), "/x/a.wav")
+    clunits = synth.festival_commands(utt("msu_ru_nsh_clunits", 1.25), "/x/a.wav")
+    assert '(SynthText "фри оо тъу")' in clunits and '"-r"' not in clunits
+    assert '"-r"' not in synth.festival_commands(utt("ked_diphone", 1.25), "/x/a.wav")
+
+
+def test_extra_share_gives_festival_utterances_to_the_other_kinds_and_keeps_the_rest():
+    base = synth.plan("train", 800, seed=0, festival_share=0.3)
+    assert synth.plan("train", 800, seed=0, festival_share=0.3, extra_share=0.0) == base
+    mixed = synth.plan("train", 800, seed=0, festival_share=0.3, extra_share=0.4)
+    assert mixed == synth.plan("train", 800, seed=0, festival_share=0.3, extra_share=0.4)
+    extra = [u for u in mixed if u.id.startswith("train-g")]
+    festival = [u for u in base if u.synthesizer == "festival"]
+    assert 0.3 < len(extra) / len(festival) < 0.5
+    assert {u.voice for u in extra} == set(synth.FESTIVAL_EXTRA_VOICES)
+    assert not set(synth.FESTIVAL_EXTRA_VOICES) & set(synth.FESTIVAL_VOICES)
+    # Same index, same text and settings as the diphone utterance it replaces; every other
+    # utterance (espeak-ng and festival) is the base plan's, so one cache holds both plans.
+    by_index = {u.id[-6:]: u for u in base}
+    for u in mixed:
+        twin = by_index[u.id[-6:]]
+        if u.id.startswith("train-g"):
+            assert twin.synthesizer == "festival" and u.synthesizer == "festival"
+            assert {**vars(u), "id": 0, "voice": 0} == {**vars(twin), "id": 0, "voice": 0}
+        else:
+            assert u == twin
+    more = synth.plan("train", 800, seed=0, festival_share=0.3, extra_share=0.8)
+    assert {u.id for u in extra} < {u.id for u in more}
+    everything = synth.plan("train", 800, seed=0, festival_share=0.3, extra_share=1.0)
+    assert {u.id for u in everything if u.synthesizer == "festival"} == {
+        u.id.replace("-f", "-g") for u in festival
+    }
+    for split in ("valid", "test", "flite", "flite-valid"):  # held-out splits never change
+        assert synth.plan(split, 50, seed=0, festival_share=1.0, extra_share=1.0) == synth.plan(
+            split, 50, seed=0
+        )
+    # flite's test speakers (CMU ARCTIC slt, kal, awb, rms) are in no festival voice of training
+    for voice in synth.ALL_FESTIVAL_VOICES:
+        assert not any(name in voice for name in ("slt", "kal", "awb", "rms", "arctic"))
 
 
 def test_festival_speed_raises_every_frequency_and_shortens_the_audio():
@@ -150,6 +205,20 @@ def test_missing_festival_or_voice_names_the_debian_packages(monkeypatch):
     synth.require_festival_voices({"ked_diphone", "lp_diphone"})
     with pytest.raises(synth.SynthesizerMissing, match=r"czech_ph is not .* festvox-czech-ph \("):
         synth.require_festival_voices({"ked_diphone", "czech_ph"})
+    with pytest.raises(synth.SynthesizerMissing, match=r"festvox-ru \(.*--festival-extra-share 0"):
+        synth.require_festival_voices({"ked_diphone", "msu_ru_nsh_clunits"})
+
+
+def test_hts_and_unit_selection_voices_speak(tmp_path):
+    plan = synth.plan("train", 60, seed=0, festival_share=0.5, extra_share=1.0)
+    utts = [next(u for u in plan if u.voice == voice) for voice in synth.FESTIVAL_EXTRA_VOICES]
+    records = synth.build(tmp_path, utts, workers=2)
+    for utt, record in zip(utts, records):
+        data, rate = soundfile.read(tmp_path / record["path"])
+        assert rate == 16000 and data.ndim == 1 and np.abs(data).max() > 0.01
+        # about 0.2-1.2 s a word at the drawn speed (a voice that spelled the respelling out
+        # letter by letter, or said nothing, would fall outside)
+        assert 0.15 < len(data) / rate / len(utt.text.split()) < 1.5
 
 
 def test_festival_utterances_are_built_in_batches(tmp_path, monkeypatch):

@@ -67,6 +67,7 @@ def corpus(
         return speech_data.synth_corpus(recipe.corpus, counts=counts, seed=recipe.corpus_seed,
                                         text_file=recipe.text, encoding=recipe.encoding,
                                         festival_share=recipe.festival_share,
+                                        extra_share=recipe.festival_extra_share,
                                         progress=progress)  # fmt: skip
     return speech_data.user_corpus(recipe.corpus, encoding=recipe.encoding)
 

@@ -53,6 +53,7 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("test_utterances", int, "synthesized test utterances"),
     ("flite_utterances", int, "utterances of the flite test set"),
     ("festival_share", PROBABILITY, "synth-digits: share of training spoken by festival voices"),
+    ("festival_extra_share", PROBABILITY, "share of those by its HTS, unit-selection voices"),
     ("n_mels", int, "log-mel channels"),
     ("normalize", str, "feature normalisation: utterance or global"),
     ("vtlp", float, "vocal-tract warp factor range in training (0: off)"),
@@ -226,7 +227,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         cmd_synth)  # fmt: skip
     add_recipe_arguments(synth, ("corpus", "text", "train_utterances", "valid_utterances",
                                  "test_utterances", "flite_utterances", "festival_share",
-                                 "corpus_seed"))  # fmt: skip
+                                 "festival_extra_share", "corpus_seed"))  # fmt: skip
     add_encoding_argument(synth, CORPUS_FILES)
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -102,12 +102,14 @@ def synth_corpus(
     text_file: str | None = None,
     encoding: str = "utf-8",
     festival_share: float = 0.0,
+    extra_share: float = 0.0,
     workers: int | None = None,
     progress: bool = False,
 ) -> dict[str, list[Item]]:
     """Build (or extend) and read a synthesized corpus; ``counts`` per split (train, valid, test,
     flite, flite-valid); ``festival_share`` of the digits' training utterances spoken by
-    festival (synth-text is espeak-ng's alone; its ``text_file`` is read in ``encoding``)."""
+    festival (synth-text is espeak-ng's alone; its ``text_file`` is read in ``encoding``),
+    ``extra_share`` of those by its HTS and unit-selection voices."""
     if name == "synth-digits":
         texts = synth.digit_text
         root = speech_cache() / f"synth-digits-v{synth.PLAN_VERSION}-seed{seed}"
@@ -120,7 +122,8 @@ def synth_corpus(
         raise DataError(f"unknown synthetic corpus {name!r}; use synth-digits or synth-text")
     plans = [u for split, n in counts.items() if n > 0
              for u in synth.plan(split, n, seed=seed, texts=texts,
-                                 festival_share=festival_share)]  # fmt: skip
+                                 festival_share=festival_share,
+                                 extra_share=extra_share)]  # fmt: skip
     records = synth.build(root, plans, workers=workers, progress=progress)
     return {
         split: [Item(str(root / r["path"]), normalize_text(r["text"])) for r in records

@@ -39,7 +39,10 @@ utterances of 30,000) lost on the same kind of rule, with the validation voices 
 utterances: 108 against 91 words wrong there (belinda 67 against 50, the other voices 41 and 41)
 and 385 against 399 on flite-valid (ratios 1.187 + 0.965), in 19% more steps; the share stays
 0.25. A wider model in the same budget (hidden 192: 0.845x the steps) lost on it too: 96
-against 91 and 399 against 399 words wrong (ratios 1.055 + 1.000); the width stays 160.
+against 91 and 399 against 399 words wrong (ratios 1.055 + 1.000); the width stays 160. A
+third of the festival utterances spoken by festival's HTS (Catalan) and unit-selection
+(Russian) voices instead of its diphone ones (``festival_extra_share`` 0.333) lost on it too:
+105 against 91 and 394 against 399 words wrong (ratios 1.154 + 0.987); the default stays 0.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class SpeechRecipe:
     flite_utterances: int = 300  # ... and of the flite test set (synth-digits only)
     corpus_seed: int = 0  # synthesized corpora: the seed of texts, voices and settings
     festival_share: float = 0.25  # synth-digits: share of training spoken by festival's voices
+    # synth-digits: share of those festival utterances spoken by its voices of other kinds than
+    # diphone (synth.FESTIVAL_EXTRA_VOICES: HTS Catalan, unit-selection Russian); 0: none
+    festival_extra_share: float = 0.0
     n_mels: int = 40  # log-mel channels
     normalize: str = "utterance"  # feature normalisation: "utterance" or "global"
     spec_augment: bool = True  # augmentation in training: SpecAugment masks, warp, band limit
@@ -117,8 +123,9 @@ class SpeechRecipe:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.band_limit <= 1.0:
             raise ConfigError(f"band_limit must be in [0, 1], got {self.band_limit}")
-        if not 0.0 <= self.festival_share <= 1.0:
-            raise ConfigError(f"festival_share must be in [0, 1], got {self.festival_share}")
+        for name in ("festival_share", "festival_extra_share"):  # refuses NaN too
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -21,6 +21,12 @@ voices, built from recordings of other people than flite's: the American English
 Italian, Czech and Finnish speakers, who read the digit words from respellings in their own
 language's spelling (accented English). festival's kal and slt voices are flite's test speakers
 and are never used.
+
+**Other kinds of synthesis, an option** (``extra_share``, recipe field ``festival_extra_share``,
+0 by default): that share of the festival utterances is spoken instead by two festival voices
+of kinds the diphone voices are not, a Catalan statistical parametric (HTS) voice and a Russian
+unit-selection one, reading Catalan and Cyrillic respellings. Their utterances have names of
+their own (``train-g000042``), so the default corpus is unchanged and both live in one cache.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ RESPELLINGS = {
     "czech": ("zirou", "uan", "tu", "tri", "for", "fajv", "siks", "sevn", "ejt", "najn", "ou"),
     "finnish": ("siirou", "uan", "tuu", "trii", "foor", "faiv", "siks", "seven", "eit", "nain",
                 "ou"),
+    "catalan": ("ziro", "uan", "tu", "thri", "for", "faiv", "sics", "seven", "eit", "nain", "ou"),
+    "russian": ("зироу", "уан", "тъу", "фри", "фор", "фаив", "сиикс", "севен", "эйт", "наин", "оо"),
 }  # fmt: skip
 # festival voices of training -> (language of the respelling or None for English, Debian package).
 FESTIVAL_VOICES = {
@@ -90,6 +98,14 @@ FESTIVAL_VOICES = {
     "suo_fi_lj_diphone": ("finnish", "festvox-suopuhe-lj"),
     "hy_fi_mv_diphone": ("finnish", "festvox-suopuhe-mv"),
 }
+# festival voices of other kinds than diphone concatenation (festival_extra_share): statistical
+# parametric (HTS: its speed, 1 / the duration stretch, is hts_engine's -r) and unit selection
+# (clunits: festival has no duration control for it; the playback speed still varies).
+FESTIVAL_EXTRA_VOICES = {
+    "upc_ca_ona_hts": ("catalan", "festvox-ca-ona-hts"),
+    "msu_ru_nsh_clunits": ("russian", "festvox-ru"),
+}
+ALL_FESTIVAL_VOICES = {**FESTIVAL_VOICES, **FESTIVAL_EXTRA_VOICES}
 FESTIVAL_STRETCH = (0.8, 1.3)  # festival's Duration_Stretch (1: the voice's own durations)
 FESTIVAL_SPEED = (0.88, 1.12)  # playback speed: pitch and formants scaled by it, length by 1/it
 FESTIVAL_BATCH = 25  # utterances per festival process (its start costs 0.2-0.3 CPU-seconds)
@@ -114,9 +130,9 @@ def require(program: str) -> str:
     return found
 
 
-def missing(what: str, packages: str) -> SynthesizerMissing:
+def missing(what: str, packages: str, option: str = "--festival-share") -> SynthesizerMissing:
     plural = "s" if " " in packages else ""
-    hint = " (or train with --festival-share 0)" if "festival" in what else ""
+    hint = f" (or train with {option} 0)" if "festival" in what else ""
     return SynthesizerMissing(
         f"{what} is not installed; install the Debian package{plural} {packages} "
         f"(sudo apt-get install {packages}){hint} or train on your own recordings "
@@ -132,9 +148,11 @@ def require_festival_voices(voices: set[str]) -> None:
     known = set(result.stdout.decode(errors="replace").strip("()\n ").split())
     absent = sorted(voices - known)
     if absent:
-        packages = " ".join(FESTIVAL_VOICES[v][1] for v in absent)
+        packages = " ".join(ALL_FESTIVAL_VOICES[v][1] for v in absent)
+        extra = set(absent) <= set(FESTIVAL_EXTRA_VOICES)
         raise missing(f"the festival voice{'s' if len(absent) > 1 else ''} "
-                      f"{', '.join(absent)}", packages)  # fmt: skip
+                      f"{', '.join(absent)}", packages,
+                      "--festival-extra-share" if extra else "--festival-share")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -167,13 +185,16 @@ def plan(
     seed: int,
     texts: Callable[[random.Random], str] = digit_text,
     festival_share: float = 0.0,
+    extra_share: float = 0.0,
 ) -> list[Utterance]:
     """The first ``count`` utterances of ``split`` (a prefix of any longer plan).
 
     ``festival_share`` of the training utterances (digits only) are spoken by festival voices.
     Which ones, and their settings, come from a generator of their own, so the espeak-ng
     utterances are the same at any share, and a festival utterance has its own id
-    (``train-f000042``): corpora of several shares share one cache.
+    (``train-f000042``): corpora of several shares share one cache. ``extra_share`` of the
+    festival utterances are spoken by :data:`FESTIVAL_EXTRA_VOICES` instead (same text and
+    settings, chosen by a generator of their own, named ``train-g000042``).
     """
     variants = {"valid": VALID_VARIANTS, "test": TEST_VARIANTS}
     out = []
@@ -184,8 +205,11 @@ def plan(
                       noise=rng.choice(("white", "pink")), seed=rng.getrandbits(32))  # fmt: skip
         other = random.Random(f"{seed}/{split}/{index}/festival")
         if split == "train" and other.random() < festival_share:
-            utt = Utterance(f"{split}-f{index:06d}", split, text, "festival",
-                            other.choice(sorted(FESTIVAL_VOICES)),
+            name, voice = f"{split}-f{index:06d}", other.choice(sorted(FESTIVAL_VOICES))
+            kind = random.Random(f"{seed}/{split}/{index}/festival-kind")
+            if kind.random() < extra_share:
+                name, voice = f"{split}-g{index:06d}", kind.choice(sorted(FESTIVAL_EXTRA_VOICES))
+            utt = Utterance(name, split, text, "festival", voice,
                             other.uniform(*FESTIVAL_STRETCH), other.uniform(*FESTIVAL_SPEED), 0,
                             **common)  # fmt: skip
         elif split.startswith("flite"):
@@ -242,11 +266,15 @@ def synthesize_many(utts: Sequence[Utterance]) -> list[np.ndarray]:
 
 def festival_commands(utt: Utterance, wav: str) -> str:
     """festival's commands to say ``utt`` (its voice, duration stretch) into ``wav``."""
-    language = FESTIVAL_VOICES[utt.voice][0]
+    language = ALL_FESTIVAL_VOICES[utt.voice][0]
     words = utt.text.split()
     if language is not None:
         words = [RESPELLINGS[language][DIGITS.index(w)] for w in words]
-    return (f"(voice_{utt.voice})\n(Parameter.set 'Duration_Stretch {utt.rate:.3f})\n"
+    speed = ""  # an HTS voice ignores Duration_Stretch: hts_engine's speed is 1 / the stretch
+    if utt.voice.endswith("_hts"):
+        speed = (f"(set! hts_engine_params (append {utt.voice}::hts_engine_params "
+                 f"(list (list \"-r\" {1 / utt.rate:.3f}))))\n")  # fmt: skip
+    return (f"(voice_{utt.voice})\n(Parameter.set 'Duration_Stretch {utt.rate:.3f})\n{speed}"
             f"(utt.save.wave (SynthText \"{' '.join(words)}\") \"{wav}\" 'riff)")  # fmt: skip
 
 
