@@ -101,6 +101,12 @@ def test_tokenize_lowercases_and_drops_punctuation():
     assert tokenize("A man's DOG, running!") == ["a", "man's", "dog", "running"]
 
 
+def test_tokenize_keeps_accented_words_whole():
+    # [a-z0-9]+ used to cut "café" into "caf" and drop "é", and "l’église" into "l" + "glise".
+    assert tokenize("Un CAFÉ près de l\u2019église") == ["un", "café", "près", "de", "l'église"]
+    assert tokenize("e\u0301te\u0301") == tokenize("\u00e9t\u00e9") == ["\u00e9t\u00e9"]
+
+
 def test_a_tsv_and_a_json_with_a_byte_order_mark(tmp_path):
     names = _pictures(tmp_path / "pics", 3)
     lines = [f"pics/{name}\ta red dog" for name in names]

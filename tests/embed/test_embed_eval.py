@@ -162,6 +162,19 @@ def test_cli_malformed_file_is_one_line_error(tmp_path, run_cli):
     assert code == 2 and "line 3: mismatched dimensions" in err and len(err.splitlines()) == 1
 
 
+def test_cli_reads_vector_files_in_the_encoding_given(tmp_path, run_cli):
+    path = tmp_path / "v.txt"
+    path.write_bytes("3 2\ncaf\u00e9 1 0\nth\u00e9 0.9 0.1\neau 0 1\n".encode("latin-1"))
+    code, _, err = run_cli("embed", "similar", str(path), "caf\u00e9")
+    assert code == 2 and "line 2: not valid utf-8" in err and "--encoding" in err
+    queries = {"similar": ["caf\u00e9", "-k", "1"], "analogy": ["eau", "caf\u00e9", "eau"]}
+    for command, extra in queries.items():
+        code, out, err = run_cli("embed", command, str(path), *extra, "--encoding", "latin-1",
+                                 "--json")  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out)["answers"][0]["word"] == "th\u00e9"
+
+
 def test_cli_eval_json(toy, run_cli, monkeypatch):
     vectors, path = toy
     vectors.save(path / "v.txt")

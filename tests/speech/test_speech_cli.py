@@ -205,6 +205,10 @@ def test_transcribe_with_a_character_lm_run_and_hotwords(trained, tone_tsv, tmp_
     code, out, err = run_cli("speech", "transcribe", trained, audio, "--beam", "4", "--hotword",
                           other, "--hotword-weight", "30", "--json")  # fmt: skip
     assert code == 0 and json.loads(out)["text"] != plain
+    # hotwords are normalised as transcripts are: upper case is the same word
+    code, out, err = run_cli("speech", "transcribe", trained, audio, "--beam", "4", "--hotword",
+                          other.upper(), "--hotword-weight", "30", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["text"] != plain, err
     # a run of another task is no language model
     code, _, err = run_cli("speech", "transcribe", trained, audio, "--lm", trained)
     assert code == 2 and "'speech' run" in err

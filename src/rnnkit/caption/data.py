@@ -12,7 +12,8 @@ Sources (``data=``):
   relative to the file's folder; blank lines and ``#`` comments skipped). The images are split
   90/5/5 by a fixed shuffle.
 
-Captions are lower-cased and cut into words (letters and digits; punctuation dropped). Images
+Captions are cut into lower-cased words of letters, marks and digits of any script, with inner
+apostrophes ("café", "don't"; punctuation dropped) by :func:`rnnkit.data.text.words`. Images
 are read once with :func:`rnnkit.caption.images.load_image` into ``(N, size, size, 3)`` uint8
 arrays. Every problem is one :class:`DataError` line naming the file (and line). Torch-free.
 """
@@ -23,7 +24,6 @@ import json
 import logging
 import os
 import random
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ import numpy as np
 from rnnkit.caption import scenes
 from rnnkit.caption.images import load_image
 from rnnkit.data.datasets import read_text_file
+from rnnkit.data.text import words
 from rnnkit.data.tokenize import BOS, EOS, PAD, UNK, Vocab
 from rnnkit.errors import DataError
 
@@ -41,12 +42,14 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 SPECIALS = (PAD, UNK, BOS, EOS)  # PAD first: index 0
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "valid", "test": "test"}
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
 def tokenize(caption: str) -> list[str]:
-    """The words of a caption, lower-cased, punctuation dropped."""
-    return _WORD.findall(caption.lower())
+    """The words of a caption, lower-cased, punctuation dropped: the one tokenization of the
+    training captions (so of the vocabulary and every generated caption) and of the reference
+    captions BLEU and CIDEr-D compare them with. Letters and digits of any script count
+    ("café", "naïve"); typographic apostrophes read as ``'`` (:func:`rnnkit.data.text.words`)."""
+    return words(caption)
 
 
 @dataclass

@@ -68,9 +68,10 @@ def train(
     return vectors
 
 
-def load(path: str | os.PathLike) -> WordVectors:
-    """The word vectors in ``path`` (word2vec text/binary or GloVe; the format is detected)."""
-    return WordVectors.load(path)
+def load(path: str | os.PathLike, *, encoding: str = "utf-8") -> WordVectors:
+    """The word vectors in ``path`` (word2vec text/binary or GloVe; the format is detected; the
+    words in ``encoding``)."""
+    return WordVectors.load(path, encoding=encoding)
 
 
 def load_vectors(path: str | os.PathLike | None) -> WordVectors | None:

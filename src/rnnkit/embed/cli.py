@@ -114,6 +114,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     similar = sub.add_parser("similar", help="nearest words by cosine similarity")
     similar.add_argument("vectors", metavar="FILE", help="vector file")
+    add_encoding_argument(similar, "the words of a text or binary vector file")
     similar.add_argument("word")
     similar.add_argument(
         "-k", type=POSITIVE, default=10, help="number of answers (default: %(default)s)"
@@ -123,6 +124,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     analogy = sub.add_parser("analogy", help="A is to B as C is to ?")
     analogy.add_argument("vectors", metavar="FILE", help="vector file")
+    add_encoding_argument(analogy, "the words of a text or binary vector file")
     analogy.add_argument("a")
     analogy.add_argument("b")
     analogy.add_argument("c")
@@ -135,6 +137,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     ev = sub.add_parser("eval", help="analogy accuracy and WordSim-353 / SimLex-999 correlation")
     ev.add_argument("vectors", metavar="FILE", help="vector file")
+    add_encoding_argument(ev, "the words of a text or binary vector file")
     ev.add_argument("--method", choices=["3cosadd", "3cosmul"], default="3cosadd")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=run_eval)
@@ -159,7 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_similar(args: argparse.Namespace) -> int:
     from rnnkit.embed import api
 
-    answers = api.similar(api.load(args.vectors), args.word, args.k)
+    answers = api.similar(api.load(args.vectors, encoding=args.encoding), args.word, args.k)
     _print_answers({"word": args.word}, answers, as_json=args.json)
     return 0
 
@@ -167,7 +170,7 @@ def run_similar(args: argparse.Namespace) -> int:
 def run_analogy(args: argparse.Namespace) -> int:
     from rnnkit.embed import api
 
-    vectors = api.load(args.vectors)
+    vectors = api.load(args.vectors, encoding=args.encoding)
     answers = api.analogy(vectors, args.a, args.b, args.c, args.k, method=args.method)
     query = {"a": args.a, "b": args.b, "c": args.c, "method": args.method}
     _print_answers(query, answers, as_json=args.json)
@@ -177,7 +180,7 @@ def run_analogy(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from rnnkit.embed import api
 
-    result = api.evaluate(api.load(args.vectors), method=args.method)
+    result = api.evaluate(api.load(args.vectors, encoding=args.encoding), method=args.method)
     if args.json:
         print(json.dumps(result))
         return 0

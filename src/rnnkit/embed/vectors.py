@@ -444,9 +444,11 @@ def _parse_text(
         try:
             line = raw.decode(encoding).rstrip("\r ")
         except UnicodeDecodeError as exc:
+            # Text in another encoding has no NUL bytes; a file with them is no vector file.
+            hint = "" if b"\0" in data else "name the file's encoding with --encoding, or "
             raise DataError(
-                f"{path}, line {number}: not valid {encoding} text ({exc.reason}); "
-                "give a word2vec (text or binary) or GloVe vector file"
+                f"{path}, line {number}: not valid {encoding} text ({exc.reason}); {hint}give a "
+                "word2vec (text or binary) or GloVe vector file"
             ) from None
         word, *values = line.split(" ")
         if not word or not values:
@@ -488,10 +490,11 @@ def _parse_binary(
             )
         try:
             word = data[pos:end].decode(encoding)
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError:
             raise DataError(
-                f"{path}, binary record {record}: word is not valid {encoding}"
-            ) from exc
+                f"{path}, binary record {record}: word is not valid {encoding}; name the "
+                "file's encoding with --encoding"
+            ) from None
         if not word:
             raise DataError(f"{path}, binary record {record}: empty word")
         words.append(word)

@@ -353,9 +353,13 @@ class Recognizer:
         self, hotwords: Sequence[str] = (), lexicon: Sequence[str] | None = None,
         weight: float = 2.0,
     ) -> Words | None:  # fmt: skip
-        """The word rules of a search (None when there are none)."""
+        """The word rules of a search (None when there are none). Words are normalised as
+        transcripts are (:func:`rnnkit.speech.data.normalize_text`: "Don’t" is "don't")."""
         if not hotwords and lexicon is None:
             return None
+        hotwords = [speech_data.normalize_text(w) for w in hotwords]
+        if lexicon is not None:
+            lexicon = [speech_data.normalize_text(w) for w in lexicon]
         for word in [*hotwords, *(lexicon or ())]:
             self.alphabet.encode(word, where=f"the word {word!r}")
         return Words(self.alphabet.symbols, hotwords=hotwords, lexicon=lexicon, weight=weight)

@@ -9,7 +9,8 @@ A corpus is a list of :class:`Item` (audio path, transcript) per split. Sources:
 - a LibriSpeech-style folder (``*.trans.txt`` files of ``ID text`` lines beside ``ID.flac``).
 
 Your own data is split 90/5/5 into train/valid/test by a hash of each file's name (stable when
-files are added). Transcripts are normalised (lowercase, single spaces).
+files are added). Transcripts are normalised (:func:`normalize_text`: Unicode NFC, typographic
+apostrophes and quotes as ASCII, lowercase, single spaces).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.datasets import read_text_file
+from rnnkit.data.text import canonical_text
 from rnnkit.errors import DataError
 from rnnkit.speech import synth
 from rnnkit.speech.audio import read_audio
@@ -47,8 +49,10 @@ class Item:
 
 
 def normalize_text(text: str) -> str:
-    """Lowercase with single spaces: the form transcripts are trained and scored in."""
-    return " ".join(text.lower().split())
+    """The form transcripts are trained and scored in: one spelling per word
+    (:func:`rnnkit.data.text.canonical_text`: NFC, so "é" is one character whether the file wrote
+    it composed or not; "don’t" as "don't"), lowercase, single spaces."""
+    return " ".join(canonical_text(text).lower().split())
 
 
 class Alphabet:
@@ -140,7 +144,7 @@ def sentence_lines(text_file: str | None, encoding: str = "utf-8") -> tuple[list
     text = load_corpus(text_file or "shakespeare", encoding=encoding)
     lines = []
     for line in text.splitlines():
-        clean = normalize_text(re.sub(r"[^A-Za-z' ]+", " ", line))
+        clean = normalize_text(re.sub(r"[^A-Za-z' ]+", " ", canonical_text(line)))
         if 3 <= len(clean.split()) <= 12:
             lines.append(clean)
     if len(lines) < 10:
