@@ -47,7 +47,6 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 
 import numpy as np
@@ -60,6 +59,7 @@ from rnnkit.embed.recipe import BATCH_SIZES, Word2VecConfig
 from rnnkit.embed.vectors import WordVectors
 from rnnkit.errors import DataError, RnnkitError
 from rnnkit.limits import FLOAT_BYTES, check_fits
+from rnnkit.pool import map_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -259,21 +259,21 @@ class _Trainer:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # each worker thread runs its torch operations on one core
         try:
-            with ThreadPoolExecutor(config.workers) as pool:
-                for epoch in range(config.epochs):
-                    generator = torch.Generator().manual_seed(config.seed * 1000003 + epoch + 1)
-                    kept = subsample(corpus_t, self.keep, generator)
-                    seq, owner, pos = corpus_t[kept], sentences_t[kept], raw_done[kept]
-                    jobs = []
-                    for start in range(0, len(seq), chunk):
-                        stop = min(start + chunk, len(seq))
-                        done = epoch * raw_words + float(pos[stop - 1])
-                        seed = (config.seed * 1000003 + epoch) * 1000003 + start
-                        jobs.append((seq, owner, start, stop, self.lr(done, total), seed))
-                    for job, _ in zip(jobs, pool.map(self.chunk, jobs)):
-                        bar.update(int(epoch * raw_words + float(pos[job[3] - 1])) - bar.n)
-                        bar.set_postfix(lr=f"{job[4]:.5f}", refresh=False)
-                    bar.update((epoch + 1) * raw_words - bar.n)
+            # Ctrl-C or kill stops between jobs, the jobs not started cancelled (map_in_threads)
+            for epoch in range(config.epochs):
+                generator = torch.Generator().manual_seed(config.seed * 1000003 + epoch + 1)
+                kept = subsample(corpus_t, self.keep, generator)
+                seq, owner, pos = corpus_t[kept], sentences_t[kept], raw_done[kept]
+                jobs = []
+                for start in range(0, len(seq), chunk):
+                    stop = min(start + chunk, len(seq))
+                    done = epoch * raw_words + float(pos[stop - 1])
+                    seed = (config.seed * 1000003 + epoch) * 1000003 + start
+                    jobs.append((seq, owner, start, stop, self.lr(done, total), seed))
+                for _, job in zip(map_in_threads(self.chunk, jobs, config.workers), jobs):
+                    bar.update(int(epoch * raw_words + float(pos[job[3] - 1])) - bar.n)
+                    bar.set_postfix(lr=f"{job[4]:.5f}", refresh=False)
+                bar.update((epoch + 1) * raw_words - bar.n)
         finally:
             torch.set_num_threads(threads)
             bar.close()

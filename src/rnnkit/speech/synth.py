@@ -40,7 +40,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ import numpy as np
 
 from rnnkit.errors import RnnkitError
 from rnnkit.files import atomic_path, write_text_atomic
+from rnnkit.pool import map_in_threads
 
 logger = logging.getLogger(__name__)
 
@@ -360,9 +360,9 @@ def build(
 
         bar = tqdm(total=len(todo), unit="utt", disable=not progress, desc="synthesizing")
         # Threads suffice: the work happens in the synthesizer processes and in NumPy/torch.
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for done in pool.map(render, batches):
-                bar.update(done)
+        # Ctrl-C or kill cancels the utterances not started (map_in_threads); files are atomic.
+        for done in map_in_threads(render, batches, workers or os.cpu_count() or 1):
+            bar.update(done)
         bar.close()
     for split in sorted({u.split for u in utterances}):
         lines = [json.dumps(r) for r in records if r["split"] == split]
