@@ -60,6 +60,7 @@ def test_generate_hover_and_attention_in_a_real_browser(page, served, tmp_path):
     )  # the first run opens with its curves
     assert page.locator("nav button").count() == 5
     assert "hidden_size" in page.locator("#config").inner_text()
+    assert "train loss (nats/token)" in page.locator("#curves .legend").inner_text()
 
     page.fill("#lm-form textarea[name=prime]", "to be ")
     page.fill("#lm-form input[name=length]", "120")
@@ -104,6 +105,7 @@ def test_generate_hover_and_attention_in_a_real_browser(page, served, tmp_path):
 
     page.click("nav button[data-run='2']")
     page.wait_for_selector("#forecast-panel:not([hidden])")
+    assert "valid loss (nats/value)" in page.locator("#curves .legend").inner_text()
     page.click("#forecast-form button[type=submit]")
     page.wait_for_selector("svg.forecast path.median", state="attached")
     assert page.locator("svg.forecast path.band80").count() == 1

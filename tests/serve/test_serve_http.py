@@ -55,6 +55,9 @@ def test_runs_are_listed_with_config_and_training_records(client, lm_run):
     assert details["config"]["model"]["hidden_size"] == 16
     splits = {r["split"] for r in details["metrics"]}
     assert splits == {"train", "valid"} and max(r["step"] for r in details["metrics"]) == 40
+    # the curves' legend says what each task's loss is per (it said nats/token for every task)
+    units = [client.get(f"/api/runs/{i}").json()["loss_unit"] for i in range(3)]
+    assert units == ["nats/token", "nats/token", "nats/value"]
 
 
 @pytest.mark.parametrize("path", ["/api/runs/3", "/api/runs/abc", "/api/runs/-1/generate"])

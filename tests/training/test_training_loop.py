@@ -330,6 +330,9 @@ def test_the_progress_line_says_the_tasks_loss_unit(tmp_path, unit):
 def test_each_application_names_its_loss_unit(module, unit):
     import importlib
 
+    from rnnkit.serve.panels import loss_unit
+
     tasks = importlib.import_module(f"rnnkit.{module}.task")
     (cls,) = [c for n, c in vars(tasks).items() if n.endswith("Task") and isinstance(c, type)]
     assert getattr(cls, "loss_unit", "nats/token") == unit
+    assert loss_unit(module) == unit  # the playground's legend, read from the torch-free recipe

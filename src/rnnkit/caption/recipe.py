@@ -10,6 +10,9 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+# What the training loss is per: the trainer's progress line and the playground's curves say it.
+LOSS_UNIT = "nats/word"
+
 CELL_POSITIONS = ("none", "learned", "coordinates")
 # attention: which expected coordinates of the glimpses the decoder reads (see model.py)
 GLIMPSE_POSITIONS = ("none", "current", "previous", "memory")

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from rnnkit.caption import metrics
 from rnnkit.caption.decoding import decode_inputs
-from rnnkit.caption.recipe import SAMPLING_RAMP_EPOCHS
+from rnnkit.caption.recipe import LOSS_UNIT, SAMPLING_RAMP_EPOCHS
 from rnnkit.data.tokenize import Vocab
 from rnnkit.errors import DataError
 from rnnkit.search import SearchOptions
@@ -117,7 +117,7 @@ class CaptionTask:
     """
 
     name = TASK
-    loss_unit = "nats/word"  # the trainer's progress line
+    loss_unit = LOSS_UNIT  # the trainer's progress line and the playground's curves
 
     def __init__(
         self,

@@ -10,6 +10,9 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+# What the training loss is per: the trainer's progress line and the playground's curves say it.
+LOSS_UNIT = "nats/value"
+
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 
 

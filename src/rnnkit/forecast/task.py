@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from rnnkit.errors import DataError
 from rnnkit.forecast.data import DAY, SeriesSet, interpolate
+from rnnkit.forecast.recipe import LOSS_UNIT
 from rnnkit.training.distributed import check_divides, to_device
 
 TASK = "forecast"
@@ -122,7 +123,7 @@ class ForecastTask:
     """Windows, loss and evaluation for the shared :class:`rnnkit.training.Trainer`."""
 
     name = TASK
-    loss_unit = "nats/value"  # the trainer's progress line
+    loss_unit = LOSS_UNIT  # the trainer's progress line and the playground's curves
 
     def __init__(
         self, windows: Windows, *, batch_size: int, steps_per_epoch: int, seed: int,

@@ -20,6 +20,7 @@ from rnnkit import runs
 from rnnkit.errors import RnnkitError, RunDirError
 from rnnkit.serve import params
 from rnnkit.serve.recipe import ServeRecipe
+from rnnkit.training.config import DEFAULT_LOSS_UNIT
 
 # The application API behind each task's try-it panel (its ``load`` gives the served model).
 APIS = {
@@ -29,6 +30,16 @@ APIS = {
     "speech": "rnnkit.speech.api",
     "caption": "rnnkit.caption.api",
 }
+
+
+def loss_unit(task: str) -> str:
+    """What a ``task`` run's training loss is per: its application's ``recipe.LOSS_UNIT`` (the
+    task's trainer says the same), else the default (the recipe modules are torch-free)."""
+    module = APIS.get(task)
+    if module is None:
+        return DEFAULT_LOSS_UNIT
+    recipe = importlib.import_module(module.rsplit(".", 1)[0] + ".recipe")
+    return getattr(recipe, "LOSS_UNIT", DEFAULT_LOSS_UNIT)
 
 
 UPLOAD = "the uploaded CSV"  # how messages name an uploaded CSV
@@ -57,9 +68,11 @@ class ServedRun:
                 "path": str(self.path), "panel": self.task in APIS}  # fmt: skip
 
     def details(self) -> dict[str, Any]:
-        """The summary, the config and the training records (``metrics.jsonl``)."""
+        """The summary, the config, the training records (``metrics.jsonl``) and what their
+        loss is per (``loss_unit``)."""
         metrics = self.run.read_jsonl(runs.METRICS) if self.run.has(runs.METRICS) else []
-        return {**self.summary(), "config": self.config, "metrics": metrics}
+        return {**self.summary(), "config": self.config, "metrics": metrics,
+                "loss_unit": loss_unit(self.task)}  # fmt: skip
 
     def model(self) -> Any:
         """The loaded model (the API's ``load``), loaded once."""

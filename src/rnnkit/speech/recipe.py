@@ -52,6 +52,9 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+# What the training loss is per: the trainer's progress line and the playground's curves say it.
+LOSS_UNIT = "nats/character"
+
 # The splits a run is scored on: flite-valid has flite's voices and other utterances than the
 # flite test set (for choosing a recipe without looking at the test set).
 SCORED_SPLITS = ("valid", "test", "flite", "flite-valid")

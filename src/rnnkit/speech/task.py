@@ -18,6 +18,7 @@ from rnnkit.speech.data import Alphabet, Batch, Example, collate, length_batches
 from rnnkit.speech.decode import greedy_decode
 from rnnkit.speech.features import SpecAugment
 from rnnkit.speech.metrics import wer
+from rnnkit.speech.recipe import LOSS_UNIT
 from rnnkit.training.distributed import check_world, rank_rows, to_device
 from rnnkit.training.loop import Score
 
@@ -32,7 +33,7 @@ class SpeechTask:
     an uninterrupted one, and a rank the same as one process (see :meth:`shard`)."""
 
     name = TASK
-    loss_unit = "nats/character"  # the trainer's progress line
+    loss_unit = LOSS_UNIT  # the trainer's progress line and the playground's curves
 
     def __init__(
         self,

@@ -12,6 +12,10 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
+# What a task's training loss is per when its task (and recipe module) name none: the progress
+# line and the playground's curves (an application's recipe.py may define LOSS_UNIT).
+DEFAULT_LOSS_UNIT = "nats/token"
+
 OPTIMIZERS = ("adamw", "sgd", "nt-asgd")
 
 

@@ -78,15 +78,12 @@ from torch import Tensor, nn
 from rnnkit.errors import ConfigError, NonFiniteLossError, RunDirError, TrainingInterrupted
 from rnnkit.plots import plot_losses
 from rnnkit.runs import BEST, CHECKPOINT, CONFIG, METRICS, PLOT, SUMMARY, RunDir
-from rnnkit.training.config import Runtime, TrainConfig, config_dict
+from rnnkit.training.config import DEFAULT_LOSS_UNIT, Runtime, TrainConfig, config_dict
 from rnnkit.training.distributed import Group, TaskStep, join, to_device
 from rnnkit.training.optim import averaged_weights, lr_at, make_optimizer, observe_validation
 from rnnkit.training.state import load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
-
-
-DEFAULT_LOSS_UNIT = "nats/token"  # a task's ``loss_unit`` when it names none
 
 
 class TrainingTask(Protocol):

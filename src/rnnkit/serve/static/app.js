@@ -109,7 +109,7 @@ function drawCurves() {
   box.append(plot);
   const legend = el("div", { class: "legend" });
   for (const [name, color] of Object.entries(colors)) {
-    const item = el("span", {}, `\u25A0 ${name} loss (nats/token)`);
+    const item = el("span", {}, `\u25A0 ${name} loss (${state.run.loss_unit})`);
     item.style.color = color;
     legend.append(item);
   }
