@@ -233,3 +233,37 @@ def test_festival_utterances_are_built_in_batches(tmp_path, monkeypatch):
         assert rate == 16000 and data.ndim == 1
         assert 0.2 < len(data) / rate < 10.0
         assert np.abs(data).max() > 0.01
+
+
+def _fake_synthesis(monkeypatch):
+    def fake_many(batch):
+        return [np.zeros(800, dtype=np.float32) for _ in batch]
+
+    monkeypatch.setattr(synth, "synthesize_many", fake_many)
+    monkeypatch.setattr(synth, "require", lambda program: program)
+
+
+def test_a_build_says_what_it_synthesizes_and_how_far_it_is(tmp_path, monkeypatch):
+    """The first `speech train` spends minutes synthesizing; without a terminal it was silent."""
+    _fake_synthesis(monkeypatch)
+    lines = []
+    synth.build(tmp_path, synth.plan("train", 100, seed=0), workers=2, report=lines.append)
+    said = f"synthesizing 100 utterances into {tmp_path} (cached: later runs reuse them)"
+    assert lines[0] == said
+    assert lines[1:] == [f"synthesized {n} of 100 utterances" for n in range(10, 100, 10)]
+    lines.clear()
+    synth.build(tmp_path, synth.plan("train", 100, seed=0), workers=2, report=lines.append)
+    assert lines == []  # built: nothing to say
+    synth.build(tmp_path, synth.plan("train", 130, seed=0), progress=True, report=lines.append)
+    assert lines == [f"synthesizing 30 utterances into {tmp_path} (cached: later runs reuse them)"]
+
+
+def test_speech_synth_reports_on_stderr_unless_quiet(tmp_path, monkeypatch, run_cli):
+    _fake_synthesis(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    sizes = ["--valid-utterances", "10", "--test-utterances", "10", "--flite-utterances", "10"]
+    code, out, err = run_cli("speech", "synth", "--train-utterances", "20", *sizes)
+    assert code == 0 and "train" in out
+    assert "synthesizing 60 utterances into" in err and "synthesized 6 of 60 utterances" in err
+    code, _, err = run_cli("speech", "synth", "--train-utterances", "30", *sizes, "--quiet")
+    assert code == 0 and err == ""

@@ -56,9 +56,14 @@ logger = logging.getLogger(__name__)
 
 
 def corpus(
-    recipe: SpeechRecipe, *, progress: bool = False, with_flite: bool = True
+    recipe: SpeechRecipe,
+    *,
+    progress: bool = False,
+    with_flite: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, list[Item]]:
-    """The utterances of ``recipe``'s corpus per split (synthesized on first use)."""
+    """The utterances of ``recipe``'s corpus per split (synthesized on first use; ``report``
+    hears how the synthesis goes)."""
     if recipe.corpus in ("synth-digits", "synth-text"):
         counts = {"train": recipe.train_utterances, "valid": recipe.valid_utterances,
                   "test": recipe.test_utterances}  # fmt: skip
@@ -68,7 +73,7 @@ def corpus(
                                         text_file=recipe.text, encoding=recipe.encoding,
                                         festival_share=recipe.festival_share,
                                         extra_share=recipe.festival_extra_share,
-                                        progress=progress)  # fmt: skip
+                                        progress=progress, report=report)  # fmt: skip
     return speech_data.user_corpus(recipe.corpus, encoding=recipe.encoding)
 
 
@@ -127,7 +132,8 @@ def train(
         stats = runs.build(run, config, "stats", _stats_from_json)
         # (the new budget is written by the trainer once the checkpoint has loaded)
         with rank_zero_first():
-            items = corpus(_with_selection(recipe), progress=not quiet, with_flite=False)
+            items = corpus(_with_selection(recipe), progress=not quiet, with_flite=False,
+                           report=report)  # fmt: skip
     else:
         recipe = recipe or SpeechRecipe()
         check_recipe(recipe)
@@ -136,7 +142,8 @@ def train(
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             runs.RunDir.create(out, TASK)  # raises its one-line error before any work is done
         with rank_zero_first():
-            items = corpus(_with_selection(recipe), progress=not quiet, with_flite=False)
+            items = corpus(_with_selection(recipe), progress=not quiet, with_flite=False,
+                           report=report)  # fmt: skip
         features = FeatureConfig(n_mels=recipe.n_mels)
         alphabet = Alphabet.from_texts([i.text for i in items["train"]])
         stats = feature_stats(items["train"], features) if recipe.normalize == "global" else None

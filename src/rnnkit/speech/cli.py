@@ -111,7 +111,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from rnnkit.speech import api
 
     recipe = recipe_from_args(args)
-    items = api.corpus(recipe, progress=not args.quiet and sys.stderr.isatty())
+    items = api.corpus(recipe, progress=not args.quiet and sys.stderr.isatty(),
+                       report=reporter(args))  # fmt: skip
     for split, part in items.items():
         print(f"{split:11s} {len(part):6d} utterances")
     if items.get("train"):

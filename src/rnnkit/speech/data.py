@@ -19,7 +19,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,7 @@ def synth_corpus(
     extra_share: float = 0.0,
     workers: int | None = None,
     progress: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, list[Item]]:
     """Build (or extend) and read a synthesized corpus; ``counts`` per split (train, valid, test,
     flite, flite-valid); ``festival_share`` of the digits' training utterances spoken by
@@ -128,7 +129,7 @@ def synth_corpus(
              for u in synth.plan(split, n, seed=seed, texts=texts,
                                  festival_share=festival_share,
                                  extra_share=extra_share)]  # fmt: skip
-    records = synth.build(root, plans, workers=workers, progress=progress)
+    records = synth.build(root, plans, workers=workers, progress=progress, report=report)
     return {
         split: [Item(str(root / r["path"]), normalize_text(r["text"])) for r in records
                 if r["split"] == split]

@@ -319,9 +319,13 @@ def build(
     *,
     workers: int | None = None,
     progress: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Render the utterances missing under ``root`` (FLAC, atomic writes, ``workers`` threads
     each running one synthesizer process at a time) and write the split manifests.
+
+    ``report`` (the CLI's progress lines) hears what is synthesized and where, then, without a
+    progress bar, every tenth of the work: the first use takes minutes and must not be silent.
 
     Returns the manifest records (one per utterance: path, text and the utterance's settings).
     """
@@ -356,13 +360,20 @@ def build(
     ]
     if todo:
         logger.info("synthesizing %d utterances into %s", len(todo), root)
+        say = report or (lambda line: None)
+        say(f"synthesizing {len(todo):,} utterances into {root} (cached: later runs reuse them)")
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="utt", disable=not progress, desc="synthesizing")
+        finished, tenth = 0, max(1, len(todo) // 10)
         # Threads suffice: the work happens in the synthesizer processes and in NumPy/torch.
         # Ctrl-C or kill cancels the utterances not started (map_in_threads); files are atomic.
         for done in map_in_threads(render, batches, workers or os.cpu_count() or 1):
             bar.update(done)
+            finished += done
+            crossed = finished // tenth > (finished - done) // tenth  # another tenth done
+            if crossed and not progress and finished < len(todo):
+                say(f"synthesized {finished:,} of {len(todo):,} utterances")
         bar.close()
     for split in sorted({u.split for u in utterances}):
         lines = [json.dumps(r) for r in records if r["split"] == split]
