@@ -116,9 +116,12 @@ def test_cached_features_feed_a_caption_model(monkeypatch):
 
     monkeypatch.setattr(encoders, "load_network", fake_network)
     images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
-    first = encoders.model_inputs(images, "efficientnet-lite0", cache=True)
-    again = encoders.model_inputs(images, "efficientnet-lite0", cache=True)
+    lines = []
+    first = encoders.model_inputs(images, "efficientnet-lite0", cache=True, report=lines.append)
+    again = encoders.model_inputs(images, "efficientnet-lite0", cache=True, report=lines.append)
     assert first.shape == (3, 49, 320) and torch.equal(first, again) and len(calls) == 1
+    # said once, when computed (a training set's features take minutes the first time)
+    assert len(lines) == 1 and lines[0].startswith("computing efficientnet-lite0 features of 3")
     with torch.no_grad():
         direct = net.features(encoders.normalise(images)).flatten(2).transpose(1, 2)
     assert first.dtype == torch.float16

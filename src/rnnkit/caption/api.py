@@ -89,11 +89,15 @@ def _load_splits(recipe: CaptionRecipe) -> dict[str, Split]:
 
 
 def build_task(
-    recipe: CaptionRecipe, splits: dict[str, Split], vocab: Vocab, seed: int
+    recipe: CaptionRecipe,
+    splits: dict[str, Split],
+    vocab: Vocab,
+    seed: int,
+    report: Callable[[str], None] | None = None,
 ) -> CaptionTask:
-    """The training task of ``recipe`` over ``splits``."""
+    """The training task of ``recipe`` over ``splits`` (``report`` hears of feature caching)."""
     inputs = {
-        name: model_inputs(split.images, recipe.encoder, cache=True)
+        name: model_inputs(split.images, recipe.encoder, cache=True, report=report)
         for name, split in splits.items()
     }
     captions = {
@@ -166,7 +170,7 @@ def train(
         vocab = build_vocab(splits["train"], min_freq=recipe.min_freq)
         model_config = CaptionConfig.from_recipe(recipe, len(vocab))
     with rank_zero_first():  # features of a frozen encoder are cached
-        task = build_task(recipe, splits, vocab, train_config.seed)
+        task = build_task(recipe, splits, vocab, train_config.seed, report=report)
     if not resume:  # (a resumed run's new budget is written by the trainer once it has resumed)
         stored = {**asdict(recipe), "data": source_key(recipe.data), "scenes": list(recipe.scenes),
                   "consensus_references": recipe.consensus_k(),

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,9 +254,16 @@ def load_network(spec: PretrainedEncoder) -> EfficientNetLite0:
 # Model inputs
 
 
-def encode(images: np.ndarray, spec: PretrainedEncoder, *, cache: bool = False) -> Tensor:
+def encode(
+    images: np.ndarray,
+    spec: PretrainedEncoder,
+    *,
+    cache: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> Tensor:
     """Feature grids ``(N, 49, F)`` (float16) of ``(N, S, S, 3)`` uint8 images; with ``cache``,
-    stored in (and read from) the cache directory, keyed by the images' bytes."""
+    stored in (and read from) the cache directory, keyed by the images' bytes. ``report`` hears
+    that features are computed (minutes for a training set, once)."""
     from rnnkit.runs import load_tensors, save_tensors_atomic
 
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
@@ -265,6 +273,9 @@ def encode(images: np.ndarray, spec: PretrainedEncoder, *, cache: bool = False) 
     )
     if cache and path.is_file():
         return load_tensors(path)[0]["features"]
+    if report is not None and cache:
+        report(f"computing {spec.name} features of {len(images):,} pictures (once: cached in "
+               f"{path.parent})")  # fmt: skip
     net = load_network(spec)
     grids = []
     with torch.no_grad():
@@ -278,9 +289,15 @@ def encode(images: np.ndarray, spec: PretrainedEncoder, *, cache: bool = False) 
     return features
 
 
-def model_inputs(images: np.ndarray, encoder: str, *, cache: bool = False) -> Tensor:
+def model_inputs(
+    images: np.ndarray,
+    encoder: str,
+    *,
+    cache: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> Tensor:
     """The model's inputs for ``(N, S, S, 3)`` uint8 ``images`` (see the module docstring)."""
     check_encoder(encoder)
     if encoder == "cnn":
         return torch.from_numpy(np.ascontiguousarray(images))
-    return encode(images, ENCODERS[encoder], cache=cache)
+    return encode(images, ENCODERS[encoder], cache=cache, report=report)
