@@ -599,3 +599,27 @@ def test_kernel_gradgradcheck(kind, opts, native):
             for i, a in enumerate(args)]  # fmt: skip
     assert torch.autograd.gradgradcheck(lambda *a: function.apply(*a, native), args,
                                         fast_mode=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", MODES)
+@pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: "+".join(o))
+def test_options_under_autocast_follow_the_plain_layer(kind, opts):
+    """Under CPU autocast a layer with options computes in the dtype the plain layer does
+    (torch.nn's: bfloat16 for RNN and LSTM, float32 for the CPU GRU), close to its float32 output;
+    in training its weights get float32 gradients."""
+    torch.manual_seed(0)
+    plain = getattr(rnn, kind)(3, 8, num_layers=2)
+    layer = getattr(rnn, kind)(3, 8, num_layers=2, **opts).eval()
+    x = torch.randn(6, 2, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = plain(x)[0].dtype
+        out, h = layer(x)
+    h = h[0] if kind == "LSTM" else h
+    assert out.dtype == h.dtype == want
+    assert want == (torch.float32 if kind == "GRU" else torch.bfloat16)
+    assert (out.float() - layer(x)[0]).abs().max() < 0.05
+    layer.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)[0].float().square().sum().backward()
+    grads = [p.grad for p in layer.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and g.isfinite().all() for g in grads)
