@@ -238,3 +238,32 @@ def test_an_encoding_that_is_not_a_text_codec_is_refused_when_parsing(capsys, na
         f"rnnkit forecast predict: error: argument --encoding: unknown text encoding {name!r}; "
         "give a Python codec name such as utf-8, latin-1, cp1252 or utf-16-le"
     )
+
+
+def _commands(parser, path=()):
+    """Every (command path, parser) below ``parser``."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_option_with_a_default_shows_it_in_help(capsys):
+    """`--help` shows defaults: an option that takes a value and has one says `(default: X)`
+    (embed train's --format/--model/--seed and reference train's --seed said nothing)."""
+    import argparse
+
+    missing = []
+    for path, parser in _commands(cli.build_parser()):
+        for action in parser._actions:
+            flag = action.nargs == 0 or isinstance(action, argparse._HelpAction)
+            unset = action.default in (None, argparse.SUPPRESS) or action.help == argparse.SUPPRESS
+            if flag or unset or not action.option_strings:
+                continue
+            entry = " ".join(parser._get_formatter()._format_action(action).split())
+            if "default" not in entry and "(None:" not in entry:
+                missing.append(f"rnnkit {' '.join(path)} {action.option_strings[-1]}")
+    assert not missing, missing

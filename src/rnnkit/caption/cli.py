@@ -354,7 +354,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split")
     ev.add_argument("--beam", type=BEAM, default=3, help="beam width besides greedy (1: greedy)")
     _add_search_options(ev)
-    ev.add_argument("--limit", type=POSITIVE, help="score only the first N images")
+    ev.add_argument("--limit", type=POSITIVE, help="score only the first N images (default: all)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_argument(ev)
     add_runtime_arguments(ev, launch=False)

@@ -16,7 +16,13 @@ import sys
 from pathlib import Path
 
 from rnnkit.errors import ConfigError, DownloadError, RnnkitError
-from rnnkit.options import POSITIVE, POSITIVE_NUMBER, add_encoding_argument, int_at_least
+from rnnkit.options import (
+    POSITIVE,
+    POSITIVE_NUMBER,
+    HelpFormatter,
+    add_encoding_argument,
+    int_at_least,
+)
 
 # The corpus `rnnkit reference train` uses when --data is not given.
 DEFAULT_DATA = "shakespeare"
@@ -35,6 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="train a character-level model built only on the NumPy reference",
         description="Train a character-level rnn/lstm/gru with the NumPy reference "
         "(truncated BPTT, gradient clipping, Adagrad) and print a sample.",
+        formatter_class=HelpFormatter,
     )
     train.add_argument(
         "--data",
@@ -146,8 +153,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="compare the hand-written BPTT gradients with central differences",
         description="For every cell type, one and two layers, compare the analytic gradient of "
         "every parameter, the input and the initial state with central differences (float64).",
+        formatter_class=HelpFormatter,
     )
-    gradcheck.add_argument("--seed", type=NUMPY_SEED, default=0)
+    gradcheck.add_argument("--seed", type=NUMPY_SEED, default=0, help="seed of the weights")
     gradcheck.set_defaults(func=run_gradcheck)
 
 

@@ -23,6 +23,7 @@ from rnnkit.options import (
     POSITIVE,
     POSITIVE_NUMBER,
     SEED,
+    HelpFormatter,
     add_encoding_argument,
 )
 
@@ -32,7 +33,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     d = Word2VecConfig()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train word vectors (skip-gram or CBOW)")
+    train = sub.add_parser(
+        "train", help="train word vectors (skip-gram or CBOW)", formatter_class=HelpFormatter
+    )
     train.add_argument(
         "--data", default=DEFAULT_DATA, help="corpus name or text file (default: %(default)s)"
     )
@@ -48,9 +51,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="replace --out even if it is not a vector file"
     )
     train.add_argument(
-        "--format", choices=["word2vec", "word2vec-binary", "glove"], default="word2vec"
+        "--format",
+        choices=["word2vec", "word2vec-binary", "glove"],
+        default="word2vec",
+        help="vector file format",
     )
-    train.add_argument("--model", choices=["sgns", "cbow"], default=d.model)
+    train.add_argument(
+        "--model",
+        choices=["sgns", "cbow"],
+        default=d.model,
+        help="skip-gram with negative sampling or continuous bag of words",
+    )
     train.add_argument(
         "--dim", type=POSITIVE, default=d.dim, help="vector size (default: %(default)s)"
     )
@@ -108,11 +119,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=d.workers,
         help="training threads (default: %(default)s)",
     )
-    train.add_argument("--seed", type=SEED, default=d.seed)
+    train.add_argument("--seed", type=SEED, default=d.seed, help="seed of every random draw")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
-    similar = sub.add_parser("similar", help="nearest words by cosine similarity")
+    similar = sub.add_parser(
+        "similar", help="nearest words by cosine similarity", formatter_class=HelpFormatter
+    )
     similar.add_argument("vectors", metavar="FILE", help="vector file")
     add_encoding_argument(similar, "the words of a text or binary vector file")
     similar.add_argument("word")
@@ -122,7 +135,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     similar.add_argument("--json", action="store_true", help="print one JSON object")
     similar.set_defaults(func=run_similar)
 
-    analogy = sub.add_parser("analogy", help="A is to B as C is to ?")
+    analogy = sub.add_parser(
+        "analogy", help="A is to B as C is to ?", formatter_class=HelpFormatter
+    )
     analogy.add_argument("vectors", metavar="FILE", help="vector file")
     add_encoding_argument(analogy, "the words of a text or binary vector file")
     analogy.add_argument("a")
@@ -131,14 +146,28 @@ def register(parser: argparse.ArgumentParser) -> None:
     analogy.add_argument(
         "-k", type=POSITIVE, default=5, help="number of answers (default: %(default)s)"
     )
-    analogy.add_argument("--method", choices=["3cosadd", "3cosmul"], default="3cosadd")
+    analogy.add_argument(
+        "--method",
+        choices=["3cosadd", "3cosmul"],
+        default="3cosadd",
+        help="how the analogy is scored (Levy & Goldberg 2014)",
+    )
     analogy.add_argument("--json", action="store_true", help="print one JSON object")
     analogy.set_defaults(func=run_analogy)
 
-    ev = sub.add_parser("eval", help="analogy accuracy and WordSim-353 / SimLex-999 correlation")
+    ev = sub.add_parser(
+        "eval",
+        help="analogy accuracy and WordSim-353 / SimLex-999 correlation",
+        formatter_class=HelpFormatter,
+    )
     ev.add_argument("vectors", metavar="FILE", help="vector file")
     add_encoding_argument(ev, "the words of a text or binary vector file")
-    ev.add_argument("--method", choices=["3cosadd", "3cosmul"], default="3cosadd")
+    ev.add_argument(
+        "--method",
+        choices=["3cosadd", "3cosmul"],
+        default="3cosadd",
+        help="how the analogy is scored (Levy & Goldberg 2014)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=run_eval)
 

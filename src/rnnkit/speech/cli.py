@@ -71,7 +71,12 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("lr", float, "peak learning rate"),
     ("schedule", str, "learning-rate decay over the budget: constant, linear or cosine"),
     ("warmup_steps", int, "linear warm-up steps"),
-    ("decay_steps", int, "cap the decay: --decay-floor by this step, however long the budget"),
+    (
+        "decay_steps",
+        int,
+        "cap the decay: --decay-floor by this step, however long the budget "
+        "(default: no cap, the decay spans the budget)",
+    ),
     ("decay_floor", float, "the learning rate held after --decay-steps, as a fraction of --lr"),
     ("clip_norm", float, "gradient-norm clipping"),
     ("eval_every", int, "validate every N steps"),
