@@ -183,33 +183,43 @@ def valid_curve(out: Path) -> tuple[list[float], list[float]]:
     return [r["elapsed_s"] / 60 for r in valid], [math.exp(r["loss"]) for r in valid]
 
 
-def steps_curves(png: str, runs: list[str], train: bool = False) -> None:
+def steps_curves(png: str, runs: list[str], train: bool = False, by_time: bool = False) -> None:
     """``--curves``: validation loss against steps of finished runs, drawn into ``png``, and the
     first step at which each run reached the first run's best validation loss; with ``train``
-    (``--train-curves``) also each run's training loss (with its dropout, if any) as logged."""
-    curves, trains = {}, {}
+    (``--train-curves``) also each run's training loss (with its dropout, if any) as logged;
+    with ``by_time`` (``--curves-by-time``) against the budget's minutes instead (CPU minutes
+    for ``--cpu-time`` runs), for models whose steps cost different times."""
+    curves, trains, minutes = {}, {}, {}
     parents = [Path(run).parent.name or run for run in runs]
     for run, parent in zip(runs, parents):
         # runs are named by their folder's parent, or parent/run where parents repeat (seeds)
         name = parent if parents.count(parent) == 1 else f"{parent}/{Path(run).name}"
         valid = valid_records(Path(run))
         curves[name] = ([r["step"] for r in valid], [r["loss"] for r in valid])
+        minutes[name] = [r["elapsed_s"] / 60 for r in valid]
         logged = valid_records(Path(run), "train")
-        trains[f"{name} (train)"] = ([r["step"] for r in logged], [r["loss"] for r in logged])
+        xs = [r["elapsed_s"] / 60 if by_time else r["step"] for r in logged]
+        trains[f"{name} (train)"] = (xs, [r["loss"] for r in logged])
     names = list(curves)
     goal = min(curves[names[0]][1])
     print(f"{'run':<20} {'steps':>6} {'final valid':>11} {'best valid':>10} "
-          f"{'first step <= ' + f'{goal:.4f}':>22}")  # fmt: skip
+          f"{'first step <= ' + f'{goal:.4f}':>22} {'at minute':>9}")  # fmt: skip
     for name, (steps, losses) in curves.items():
-        reached = next((s for s, v in zip(steps, losses) if v <= goal), None)
+        reached = next((i for i, v in enumerate(losses) if v <= goal), None)
+        step, minute = ("never", "-") if reached is None else (
+            steps[reached], f"{minutes[name][reached]:.1f}")  # fmt: skip
         print(f"{name:<20} {steps[-1]:>6} {losses[-1]:>11.4f} {min(losses):>10.4f} "
-              f"{str(reached or 'never'):>22}")  # fmt: skip
-    last = max(steps[-1] for steps, _ in curves.values())
+              f"{step:>22} {minute:>9}")  # fmt: skip
+    if by_time:
+        curves = {name: (minutes[name], losses) for name, (_, losses) in curves.items()}
+    last = max(xs[-1] for xs, _ in curves.values())
     curves[f"{names[0]}'s best loss"] = ([0, last], [goal, goal])
     if train:
         curves.update(trains)
-    title = ("validation and training" if train else "validation") + " loss against steps"
-    plot_series(curves, png, xlabel="optimizer steps", ylabel="loss (nats/token)", title=title)
+    axis = "minutes of the budget" if by_time else "steps"
+    title = ("validation and training" if train else "validation") + f" loss against {axis}"
+    xlabel = "training minutes (the budget's clock)" if by_time else "optimizer steps"
+    plot_series(curves, png, xlabel=xlabel, ylabel="loss (nats/token)", title=title)
     print(f"curves: {png}")
 
 
@@ -318,6 +328,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--train-curves", action="store_true",
                         help="--curves: also draw the runs' training loss")  # fmt: skip
+    parser.add_argument("--curves-by-time", action="store_true",
+                        help="--curves: against the budget's minutes, not steps")  # fmt: skip
     parser.add_argument("--seeds", default="0", help="--awd: comma-separated seeds")
     parser.add_argument("--awd-short", action="store_true",
                         help="--awd: the AWD recipe for short budgets (AdamW, lighter "
@@ -351,7 +363,7 @@ def main() -> None:
     if args.curves:
         if len(args.curves) < 2:
             parser.error("--curves takes a PNG path and at least one run directory")
-        steps_curves(args.curves[0], args.curves[1:], args.train_curves)
+        steps_curves(args.curves[0], args.curves[1:], args.train_curves, args.curves_by_time)
         return
 
     folder = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-bench-lm-"))
