@@ -4,8 +4,8 @@
 leaving the block waits for every task submitted (``map`` cancels the rest only if its iterator
 is closed), and an exception raised by a signal handler while the main thread is inside the
 pool's locks can leave one of them held, so that a worker blocks on it and the process never
-ends. Both were seen: a ``kill`` during the speech corpus build once left ``rnnkit speech train``
-rendering utterances for nine more minutes. :func:`map_in_threads` instead turns SIGINT and
+ends. The second was seen: a ``kill`` during the speech corpus build once left ``rnnkit speech
+train`` rendering utterances for nine more minutes. :func:`map_in_threads` instead turns SIGINT and
 SIGTERM into a flag while it runs, checks the flag between results, cancels the tasks not yet
 started, waits for the running ones (their outputs are written atomically) and only then
 delivers the signal again, outside the pool, to the handler that was there before (the CLI's:
@@ -17,8 +17,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -47,15 +46,11 @@ def map_in_threads(func: Callable[[T], R], items: Iterable[T], workers: int) -> 
     try:
         futures = [pool.submit(func, item) for item in items]
         for future in futures:
-            while not caught:
-                try:
-                    result = future.result(timeout=POLL_SECONDS)
-                    break
-                except FutureTimeout:
-                    continue
+            while not (caught or wait([future], timeout=POLL_SECONDS).done):
+                pass
             if caught:
                 break
-            yield result
+            yield future.result()
     finally:
         for future in futures:
             future.cancel()

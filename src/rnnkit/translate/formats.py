@@ -16,6 +16,7 @@ Catalog readers skip the header (the entry with an empty ``msgid``), untranslate
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import struct
@@ -36,14 +37,15 @@ def read_parallel(path: str | Path, *, encoding: str = "utf-8") -> list[Pair]:
         DataError: the file cannot be read, is malformed, or holds no pairs.
     """
     path = Path(path)
-    readers = {".mo": read_mo, ".po": read_po, ".tsv": read_tsv, ".txt": read_tsv}
+    text = functools.partial(read_tsv, encoding=encoding)  # catalogs name their own charset
+    readers = {".mo": read_mo, ".po": read_po, ".tsv": text, ".txt": text}
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise DataError(
             f"cannot tell the format of corpus '{path}'; name it .tsv (source<TAB>target), "
             ".mo or .po"
         )
-    pairs = read_tsv(path, encoding=encoding) if reader is read_tsv else reader(path)
+    pairs = reader(path)
     if not pairs:
         raise DataError(f"corpus '{path}' holds no translated sentence pairs")
     return pairs
