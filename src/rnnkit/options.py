@@ -93,6 +93,7 @@ NON_NEGATIVE_NUMBER = number(0.0)  # weight decay, clipping (0: off)
 PROBABILITY = number(0.0, 1.0)  # dropout
 TOP_P = number(0.0, 1.0, open_low=True)  # nucleus sampling threshold
 SMOOTHING = number(0.0, 0.999)  # label smoothing
+EMA_DECAY = number(0.0, 0.999999)  # the weights' moving average per step (0: off)
 PARTIAL = number(0.0, 0.99)  # shares of the true words replaced: scheduled sampling, word dropout
 # Beam widths and n-best lists: a sanity range (rnnkit.search.settings.MAX_BEAM); memory decides
 # the real cap when decoding starts (rnnkit.limits.check_decoding).

@@ -43,11 +43,11 @@ def records(run):
     return [(r["step"], r["split"], r["loss"]) for r in run.read_jsonl("metrics.jsonl")]
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
-def test_interrupted_then_resumed_run_ends_with_identical_weights(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer, ema", [("adamw", 0.0), ("sgd", 0.0), ("adamw", 0.9)])
+def test_interrupted_then_resumed_run_ends_with_identical_weights(tmp_path, optimizer, ema):
     task = make_task()  # 25 windows per epoch: the stop at 13 is mid-epoch, the run crosses one
     assert task.steps_per_epoch() == 25
-    cfg = config(optimizer=optimizer, momentum=0.9)
+    cfg = config(optimizer=optimizer, momentum=0.9, ema=ema)
     straight_run = RunDir.create(tmp_path / "a", task="lm")
     straight = make_model()
     Trainer(straight, task, cfg, straight_run).fit()
@@ -66,7 +66,44 @@ def test_interrupted_then_resumed_run_ends_with_identical_weights(tmp_path, opti
     assert result.steps == 30
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
-    assert records(run) == records(straight_run)
+    assert records(run) == records(straight_run)  # validation losses of the averaged weights too
+    kept, _ = run.load_tensors("model.safetensors")
+    straight_kept, _ = straight_run.load_tensors("model.safetensors")
+    assert kept.keys() == straight_kept.keys()
+    for name, value in straight_kept.items():
+        assert torch.equal(value, kept[name]), name
+
+
+def test_ema_validates_and_keeps_the_moving_average_of_the_trained_weights(tmp_path):
+    decay, steps = 0.5, 12  # (1 + n) / (10 + n) reaches 0.5 at step 8
+    model = make_model()
+    average = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+    mixed = []
+
+    def follow(trainer):  # the average by hand, from the weights after each step
+        n = trainer.step
+        rate = 1.0 - min(decay, (1 + n) / (10 + n))
+        mixed.append(rate)
+        for name, p in trainer.model.named_parameters():
+            average[name] += rate * (p.detach().double() - average[name])
+
+    run = RunDir.create(tmp_path / "r", task="lm")
+    cfg = config(max_steps=steps, eval_every=0, ema=decay)  # one validation, at the end
+    result = Trainer(model, make_task(), cfg, run, on_step=follow).fit()
+    assert mixed[:3] == pytest.approx([1 - 2 / 11, 1 - 3 / 12, 1 - 4 / 13])  # warm-up rates
+    assert mixed[-1] == pytest.approx(1 - decay)
+    kept, meta = run.load_tensors("model.safetensors")
+    last, _ = run.load_tensors("last.safetensors")
+    differs = 0
+    for name, p in model.named_parameters():
+        assert torch.allclose(kept[name].double(), average[name], atol=1e-6), name
+        assert torch.equal(last[f"model.{name}"], p.detach()), name  # training goes on raw
+        differs += not torch.allclose(kept[name], p.detach(), atol=1e-4)
+    assert differs > 0  # the average is not the last weights
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(kept[name])
+    assert result.valid_loss == pytest.approx(make_task().evaluate(model.eval(), "valid"), rel=1e-5)
 
 
 def test_sigint_writes_a_checkpoint_before_stopping(tmp_path):
@@ -290,6 +327,10 @@ def test_trainer_follows_decay_steps(tmp_path):
         ({"max_steps": 5, "schedule_steps": 0}, "schedule_steps"),
         ({"max_steps": 5, "decay_steps": 0}, "decay_steps"),
         ({"max_steps": 5, "decay_floor": 1.5}, "decay_floor"),
+        ({"max_steps": 5, "ema": 1.0}, "ema must be in"),
+        ({"max_steps": 5, "ema": -0.1}, "ema must be in"),
+        ({"max_steps": 5, "ema": float("nan")}, "ema must be in"),
+        ({"max_steps": 5, "ema": 0.99, "optimizer": "nt-asgd"}, "choose one"),
     ],
 )
 def test_bad_training_settings_are_refused(kwargs, match):

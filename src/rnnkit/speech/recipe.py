@@ -104,6 +104,8 @@ class SpeechRecipe:
     # however long the budget (then holds it; the budget's decay ends the run). None: off
     decay_floor: float = 0.1  # the rate held after decay_steps, as a fraction of lr
     clip_norm: float = 5.0  # gradient-norm clipping
+    ema: float = 0.0  # keep an exponential moving average of the weights, this decay per step
+    # (the average is validated and kept; 0: off, the weights as trained)
     epochs: int | None = None  # budget: passes over the training data
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes

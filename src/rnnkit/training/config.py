@@ -28,6 +28,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (SGD: L2 penalty)
     momentum: float = 0.0  # SGD momentum
     nonmono: int = 5  # nt-asgd: average once valid loss stalls over N evaluations (0: at once)
+    ema: float = 0.0  # evaluate and keep an exponential moving average of the weights with
+    # this decay per step (optim.ExponentialAverage; 0: off, the weights as trained)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
     schedule: str = "cosine"  # decay over the budget: "constant", "linear" or "cosine"
     warmup_steps: int = 0  # linear warm-up from 0 to lr over these steps
@@ -56,6 +58,10 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.nonmono < 0:
             raise ConfigError(f"nonmono must be >= 0, got {self.nonmono}")
+        if not 0.0 <= self.ema < 1.0:  # refuses NaN too
+            raise ConfigError(f"ema must be in [0, 1) (a decay per step, 0: off), got {self.ema}")
+        if self.ema and self.optimizer == "nt-asgd":
+            raise ConfigError("ema and nt-asgd both average the weights; choose one of them")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
         if not self.lr > 0:

@@ -41,9 +41,11 @@ The run directory then holds (besides the caller's ``config.json``/``vocab.json`
 - ``model.safetensors``: the weights with the best validation loss so far (last, if never
   validated), or, for a task with ``selection_score``, with the best such score (e.g. the
   CIDEr-D of greedy captions; the loss is still computed and logged, and NT-ASGD's trigger
-  keeps watching the loss);
+  keeps watching the loss); with ``TrainConfig.ema`` the weights evaluated and kept are the
+  exponential moving average of the trained ones (NT-ASGD: its average, once it averages);
 - ``last.safetensors``: everything to resume (weights under ``model.``, optimizer
-  tensors under ``optimizer.``, RNG state, the carried state) with the trainer's JSON state
+  tensors under ``optimizer.``, the exponential average under ``ema.``, RNG state, the
+  carried state) with the trainer's JSON state
   (step, epoch, position in the epoch, elapsed time, best loss, Python RNG, optimizer layout)
   in the file's metadata, one file so it is written in one atomic step;
 - ``trainer.json``: a readable summary (status, step, best step and its validation loss; with
@@ -80,7 +82,13 @@ from rnnkit.plots import plot_losses
 from rnnkit.runs import BEST, CHECKPOINT, CONFIG, METRICS, PLOT, SUMMARY, RunDir
 from rnnkit.training.config import DEFAULT_LOSS_UNIT, Runtime, TrainConfig, config_dict
 from rnnkit.training.distributed import Group, TaskStep, join, to_device
-from rnnkit.training.optim import averaged_weights, lr_at, make_optimizer, observe_validation
+from rnnkit.training.optim import (
+    ExponentialAverage,
+    averaged_weights,
+    lr_at,
+    make_optimizer,
+    observe_validation,
+)
 from rnnkit.training.state import load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
@@ -253,6 +261,8 @@ class Trainer:
         self.step_module = self.group.wrap(TaskStep(self.model, task))
         self.scaler = self.group.grad_scaler()
         self.optimizer = make_optimizer(model, config)
+        # The weights evaluated and kept as best; the raw ones train on (and go to last.*).
+        self.ema = ExponentialAverage(self.model, config.ema) if config.ema else None
         self.steps_per_epoch = task.steps_per_epoch()
         if self.steps_per_epoch < 1:
             raise ValueError(f"task {task.name!r} has no training batches")
@@ -441,6 +451,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
         self.carry = detach_state(carry)
         self.step += 1
         self.position += 1
@@ -507,7 +519,8 @@ class Trainer:
         return score.beats(self.best_score)
 
     def _validate_and_checkpoint(self, status: str = "running") -> None:
-        with averaged_weights(self.optimizer):  # NT-ASGD: its average is evaluated and saved
+        # NT-ASGD's average or the exponential one is evaluated and saved, if there is one.
+        with averaged_weights(self.optimizer, self.ema):
             loss = self.evaluate("valid")
             if not math.isfinite(loss):
                 self._log("valid", loss)
@@ -589,7 +602,8 @@ class Trainer:
             return
         if self.best_step is None and self.last_valid is None:
             # Never validated: the last weights are the best we have for generate/eval.
-            self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step})
+            with averaged_weights(self.optimizer, self.ema):
+                self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step})
         position = {
             "step": self.step,
             "epoch": self.epoch,
@@ -605,14 +619,14 @@ class Trainer:
             position.update(selected_on=self.selected_on, best_score=self.best_score)
         save_training_state(
             self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer, carry=carry,
-            state=position,
+            state=position, averages=self.ema,
         )  # fmt: skip
         self.checkpoint_step = self.step
         self._write_summary(status)
 
     def _load_checkpoint(self) -> None:
         carry, state = load_training_state(
-            self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer
+            self.run, CHECKPOINT, model=self.model, optimizer=self.optimizer, averages=self.ema
         )
         self._check_world_size(state.get("world_size", 1))
         self.carry = self._own_carry(carry)

@@ -139,9 +139,80 @@ class NTASGD(torch.optim.Optimizer):
                     p.copy_(raw)
 
 
-def averaged_weights(optimizer: torch.optim.Optimizer) -> Any:
+class ExponentialAverage:
+    """An exponential moving average of a model's trainable floating-point parameters, for
+    evaluating and keeping the averaged weights while training continues on the raw ones
+    (Polyak averaging's exponential form; the ``ExponentialMovingAverage`` of TensorFlow and
+    ``torch.optim.swa_utils.get_ema_multi_avg_fn`` compute the same).
+
+    After the ``n``-th optimizer step :meth:`update` sets ``avg <- d avg + (1 - d) w`` with
+    ``d = min(decay, (1 + n) / (10 + n))``: the first updates follow the weights closely, so
+    the average does not stay near the initial ones for ``1 / (1 - decay)`` steps; ``avg``
+    starts as the initial weights. Buffers (none in rnnkit's models but dropout-free ones'
+    running statistics) are not averaged. :meth:`averaged` swaps the average in; its
+    :meth:`state_dict` goes into the resume checkpoint, so a resumed run continues exactly.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        trained = model.named_parameters()
+        self.params = {name: p for name, p in trained if p.requires_grad and p.is_floating_point()}
+        self.average = {name: p.detach().clone() for name, p in self.params.items()}
+
+    def rate(self) -> float:
+        """The share ``1 - d`` of the weights the next :meth:`update` mixes in."""
+        n = self.updates + 1
+        return 1.0 - min(self.decay, (1 + n) / (10 + n))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Mix the weights after an optimizer step into the average."""
+        rate = self.rate()
+        self.updates += 1
+        for name, p in self.params.items():
+            self.average[name].lerp_(p.detach(), rate)
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside the block the parameters hold the average; the raw weights afterwards."""
+        raw = {name: p.detach().clone() for name, p in self.params.items()}
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(self.average[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(raw[name])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "average": dict(self.average)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (ValueError when it does not fit the model)."""
+        average = state["average"]
+        if set(average) != set(self.params):
+            raise ValueError("the averaged weights are not this model's parameters")
+        for name, p in self.params.items():
+            if average[name].shape != p.shape:
+                raise ValueError(f"averaged {name} has shape {tuple(average[name].shape)}")
+            self.average[name].copy_(average[name])
+        self.updates = int(state["updates"])
+
+
+def averaged_weights(
+    optimizer: torch.optim.Optimizer, ema: ExponentialAverage | None = None
+) -> Any:
     """A context in which the model holds the weights to evaluate: an averaging optimizer's
-    average (:class:`NTASGD`), else the weights as they are."""
+    average (:class:`NTASGD`), the exponential average ``ema``, else the weights as they are.
+    (TrainConfig refuses the two averages together.)"""
+    if ema is not None:
+        return ema.averaged()
     averaged = getattr(optimizer, "averaged", None)
     return averaged() if averaged is not None else nullcontext()
 

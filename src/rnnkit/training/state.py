@@ -68,12 +68,15 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     carry: Any,
     state: dict[str, Any],
+    averages: Any = None,
 ) -> None:
     """Write everything a resumed run needs as ONE safetensors file (so one atomic write).
 
     Tensors: the weights (``model.*``), the optimizer's tensors (``optimizer.*``), torch's RNG
     state (``rng.torch``) and the carried recurrent state (``carry.*``). JSON metadata: ``state``
     (the trainer's position), Python's RNG state, and the layouts of the optimizer and carry.
+    ``averages``: an object with ``state_dict()`` (the trainer's exponential average of the
+    weights), stored under ``ema.*``.
     """
     tensors, optimizer_layout = flatten(optimizer.state_dict(), "optimizer")
     carry_tensors, carry_layout = flatten(carry, "carry")
@@ -86,13 +89,22 @@ def save_training_state(
         "optimizer": optimizer_layout,
         "carry": carry_layout,
     }
+    if averages is not None:
+        average_tensors, meta["ema"] = flatten(averages.state_dict(), "ema")
+        tensors.update(average_tensors)
     run.save_tensors(name, tensors, meta)
 
 
 def load_training_state(
-    run: RunDir, name: str, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    run: RunDir,
+    name: str,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    averages: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Restore weights, optimizer and RNG states from :func:`save_training_state`'s file.
+    """Restore weights, optimizer and RNG states (and ``averages``: what was saved as such) from
+    :func:`save_training_state`'s file.
 
     Returns: the carried recurrent state and the trainer's ``state`` dict.
 
@@ -105,6 +117,8 @@ def load_training_state(
     try:
         model.load_state_dict(weights)
         optimizer.load_state_dict(unflatten(meta["optimizer"], tensors))
+        if averages is not None:
+            averages.load_state_dict(unflatten(meta["ema"], tensors))
         carry = unflatten(meta["carry"], tensors)
         torch.set_rng_state(tensors["rng.torch"])
         random.setstate(unflatten(meta["python_rng"], {}))
