@@ -267,3 +267,35 @@ def test_every_option_with_a_default_shows_it_in_help(capsys):
             if "default" not in entry and "(None:" not in entry:
                 missing.append(f"rnnkit {' '.join(path)} {action.option_strings[-1]}")
     assert not missing, missing
+
+
+EMA_TRAINERS = [
+    (["lm", "train"], "rnnkit.lm.cli"),
+    (["translate", "train"], "rnnkit.translate.cli"),
+    (["speech", "train"], "rnnkit.speech.cli"),
+    (["caption", "train"], "rnnkit.caption.cli"),
+    (["forecast", "train"], "rnnkit.forecast.cli"),
+]
+
+
+@pytest.mark.parametrize(("argv", "module"), EMA_TRAINERS)
+def test_every_train_command_gives_ema_to_the_trainer(argv, module):
+    import importlib
+
+    parser = cli.build_parser()
+    args = parser.parse_args([*argv, "--out", "RUN", "--ema", "0.995"])
+    recipe = importlib.import_module(module).recipe_from_args(args)
+    assert recipe.ema == 0.995 and recipe.train_config().ema == 0.995
+    plain = importlib.import_module(module).recipe_from_args(
+        parser.parse_args([*argv, "--out", "R"])
+    )
+    assert plain.train_config().ema == 0.0  # off unless asked
+
+
+@pytest.mark.parametrize(("argv", "module"), EMA_TRAINERS)
+@pytest.mark.parametrize("value", ["1", "-0.5", "nan"])
+def test_an_ema_decay_outside_0_1_is_refused_when_parsing(capsys, argv, module, value):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*argv, "--out", "RUN", "--ema", value])
+    assert stop.value.code == 2
+    assert "argument --ema: must be a finite number >= 0 and <= 0.999999" in capsys.readouterr().err

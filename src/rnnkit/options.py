@@ -171,6 +171,18 @@ def add_budget_arguments(group: Any, recipe: Any) -> None:
     )
 
 
+EMA_HELP = (
+    "validate and keep a moving average of the weights, this decay per step (training goes on "
+    "with the weights as trained; 0: off)"
+)
+
+
+def add_ema_argument(group: Any, default: float) -> None:
+    """``--ema D``: the recipe field ``ema`` (TrainConfig.ema, the trainer's exponential moving
+    average of the weights)."""
+    group.add_argument("--ema", type=EMA_DECAY, default=default, metavar="D", help=EMA_HELP)
+
+
 def budget_of(args: argparse.Namespace) -> dict[str, Any]:
     """The budget options given on the command line (None where not given)."""
     return {name: getattr(args, name) for name in BUDGETS}

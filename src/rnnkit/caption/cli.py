@@ -38,6 +38,7 @@ from rnnkit.options import (
     SEED,
     add_budget_arguments,
     add_command,
+    add_ema_argument,
     add_encoding_argument,
     add_force_argument,
     add_process_arguments,
@@ -134,6 +135,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--clip", type=NON_NEGATIVE_NUMBER, default=d.clip_norm, help="gradient-norm clip"
     )
+    add_ema_argument(train, d.ema)
     train.add_argument(
         "--scheduled-sampling", type=PARTIAL, default=d.scheduled_sampling,
         help="attention: probability of feeding the model's own best guess for the previous "
@@ -180,7 +182,7 @@ def recipe_from_args(args: argparse.Namespace) -> CaptionRecipe:
         cell_positions=args.cell_positions, glimpses=args.glimpses,
         glimpse_positions=args.glimpse_positions, max_length=args.max_length,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-        clip_norm=args.clip, scheduled_sampling=args.scheduled_sampling,
+        clip_norm=args.clip, ema=args.ema, scheduled_sampling=args.scheduled_sampling,
         word_dropout=args.word_dropout, consensus_references=args.consensus_references,
         eval_every=args.eval_every, selection=args.selection,
         selection_images=args.selection_images, seed=args.seed,

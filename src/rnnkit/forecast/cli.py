@@ -28,6 +28,7 @@ from rnnkit.options import (
     SEED,
     add_budget_arguments,
     add_command,
+    add_ema_argument,
     add_encoding_argument,
     add_force_argument,
     add_process_arguments,
@@ -151,6 +152,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="windows per step",
     )
     train.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
+    add_ema_argument(train, d.ema)
     train.add_argument(
         "--eval-every",
         type=NON_NEGATIVE,
@@ -213,7 +215,7 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
         likelihood=args.likelihood, scaling=args.scaling, residual=args.residual,
         linear_lags=args.linear_lags,
-        embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr,
+        embedding_dim=args.embedding, batch_size=args.batch_size, lr=args.lr, ema=args.ema,
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
         calibrate=args.calibrate, split=args.split, patience=args.patience, refit=args.refit,
         refit_schedule=args.refit_schedule, adapt_spread=args.adapt_spread,

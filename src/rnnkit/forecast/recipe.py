@@ -80,6 +80,7 @@ class ForecastRecipe:
     schedule: str = "cosine"  # learning-rate decay over the budget
     warmup_steps: int = 50  # linear warm-up steps
     clip_norm: float = 10.0  # gradient-norm clipping
+    ema: float = 0.0  # validate and keep a moving average of the weights (this decay; 0: off)
     epochs: int | None = None  # budget: epochs of steps_per_epoch steps
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes (with refit: both stages)

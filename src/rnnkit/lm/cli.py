@@ -33,6 +33,7 @@ from rnnkit.options import (
     TOP_P,
     add_budget_arguments,
     add_command,
+    add_ema_argument,
     add_encoding_argument,
     add_pretrained_arguments,
     add_process_arguments,
@@ -187,6 +188,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--clip", type=NON_NEGATIVE_NUMBER, default=d.clip_norm, help="gradient-norm clip"
     )
+    add_ema_argument(train, d.ema)
     train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
     )

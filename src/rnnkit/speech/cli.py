@@ -23,6 +23,7 @@ from rnnkit.options import (
     BEAM,
     BUDGETS,
     EMA_DECAY,
+    EMA_HELP,
     FINITE_NUMBER,
     NON_NEGATIVE_NUMBER,
     POSITIVE,
@@ -80,12 +81,7 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ),
     ("decay_floor", float, "the learning rate held after --decay-steps, as a fraction of --lr"),
     ("clip_norm", float, "gradient-norm clipping"),
-    (
-        "ema",
-        EMA_DECAY,
-        "validate and keep a moving average of the weights, this decay per step "
-        "(0: off, the weights as trained)",
-    ),
+    ("ema", EMA_DECAY, EMA_HELP),
     ("eval_every", int, "validate every N steps"),
     ("corpus_seed", int, "seed of the synthesized corpus"),
     ("seed", int, "training seed"),

@@ -31,6 +31,7 @@ from rnnkit.options import (
     SMOOTHING,
     add_budget_arguments,
     add_command,
+    add_ema_argument,
     add_encoding_argument,
     add_force_argument,
     add_pretrained_arguments,
@@ -96,6 +97,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_budget_arguments(fit, d)
     fit.add_argument("--batch-size", type=POSITIVE, default=d.batch_size, help="sentence pairs")
     fit.add_argument("--lr", type=POSITIVE_NUMBER, default=d.lr, help="peak learning rate")
+    add_ema_argument(fit, d.ema)
     fit.add_argument(
         "--teacher-forcing", type=PROBABILITY, default=d.teacher_forcing, help="ratio in [0, 1]"
     )
@@ -170,7 +172,7 @@ def recipe_from_args(args: argparse.Namespace) -> TranslateRecipe:
         embeddings=args.embeddings, target_embeddings=args.target_embeddings,
         freeze_embeddings=args.freeze_embeddings, batch_size=args.batch_size,
         teacher_forcing=args.teacher_forcing, label_smoothing=args.label_smoothing, lr=args.lr,
-        eval_every=args.eval_every, seed=args.seed, **recipe_budget(args, _D),
+        ema=args.ema, eval_every=args.eval_every, seed=args.seed, **recipe_budget(args, _D),
     )  # fmt: skip
     from rnnkit.translate.api import check_recipe
 

@@ -49,6 +49,7 @@ class TranslateRecipe:
     label_smoothing: float = 0.1  # mass spread over the vocabulary in the training loss
     # training
     lr: float = 3e-3  # peak learning rate (AdamW, cosine decay over the budget)
+    ema: float = 0.0  # validate and keep a moving average of the weights (this decay; 0: off)
     eval_every: int = 200  # validate and checkpoint every N steps
     epochs: int | None = None  # budget: passes over the training pairs
     max_steps: int | None = None  # budget: optimizer steps
