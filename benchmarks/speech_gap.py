@@ -14,6 +14,9 @@ For each run directory (a synth-digits run), scores with greedy decoding and the
 - **flite-valid**: the 300 flite utterances for choosing recipes (flite's voices, other utterances
   than the flite test set), with the WER of each flite voice.
 
+``--weights last|average`` scores the weights of the run's last checkpoint instead of the kept
+ones: as trained, or their moving average (a run trained with ``--ema``).
+
 The corpus is extended as needed (synthesized on first use, like any larger corpus: the plan's
 prefix is kept). The test sets are never read.
 
@@ -32,12 +35,13 @@ from pathlib import Path
 import torch
 
 from lm import load  # benchmarks/lm.py: the load line
+from rnnkit import runs
 from rnnkit.speech import api, synth
 from rnnkit.speech.data import Item, collate, featurize, length_batches
 from rnnkit.speech.decode import greedy_decode
 from rnnkit.speech.metrics import cer, wer
 from rnnkit.speech.recipe import SpeechRecipe
-from rnnkit.speech.task import EVAL_FRAMES, SpeechTask
+from rnnkit.speech.task import EVAL_FRAMES, TASK, SpeechTask
 
 
 def score(asr: api.Recognizer, items: list[Item]) -> dict[str, object]:
@@ -65,8 +69,26 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def use_weights(asr: api.Recognizer, run: str, which: str) -> None:
+    """Put the run's ``which`` weights into ``asr.model``: ``kept`` (model.safetensors, as
+    loaded), ``last`` (the weights as trained at the last checkpoint) or ``average`` (the
+    moving average at the last checkpoint of a run trained with ``ema``), both from
+    last.safetensors."""
+    if which == "kept":
+        return
+    tensors, _ = runs.RunDir.open(run, TASK).load_tensors(runs.CHECKPOINT)
+    prefix = "model." if which == "last" else "ema.average."
+    chosen = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not chosen:
+        fail(f"{run}: its last checkpoint holds no {which} weights (trained without --ema?)")
+    state = asr.model.state_dict()
+    missing = set(state) - set(chosen)  # buffers are not averaged: they stay the kept ones
+    asr.model.load_state_dict({**{k: state[k] for k in missing}, **chosen})
+
+
 def one_run(run: str, args: argparse.Namespace) -> dict[str, object]:
     asr = api.load(run)
+    use_weights(asr, run, args.weights)
     recipe = SpeechRecipe.from_dict(asr.config["recipe"])
     if recipe.corpus != "synth-digits":
         fail(f"{run}: trained on {recipe.corpus}; this diagnosis is for synth-digits runs")
@@ -81,7 +103,7 @@ def one_run(run: str, args: argparse.Namespace) -> dict[str, object]:
     sets = {"seen": items["train"][:n], "unseen": items["train"][args.unseen_from :],
             "valid": items["valid"][first:], "flite-valid": items["flite-valid"]}  # fmt: skip
     row: dict[str, object] = {"run": run, "train_utterances": recipe.train_utterances,
-                              "valid_from": first}  # fmt: skip
+                              "valid_from": first, "weights": args.weights}  # fmt: skip
     # The WER of each held-out espeak-ng variant, and of each flite voice.
     voice_of = {f"{u.id}.flac": u.voice.split("+")[-1]
                 for split, count in (("valid", first + n), ("flite-valid", recipe.flite_utterances))
@@ -121,6 +143,11 @@ def main() -> None:
         "--valid-from", type=int, default=0,
         help="first validation-plan index of the valid set (1000: utterances that a run with "
         "--selection wer --selection-utterances 1000 did not choose its weights on)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--weights", choices=("kept", "last", "average"), default="kept",
+        help="which weights to score: the kept ones (model.safetensors), or from the last "
+        "checkpoint the weights as trained or their moving average (a run with --ema)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", help="also write the rows to this JSON file")
