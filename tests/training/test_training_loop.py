@@ -377,3 +377,17 @@ def test_each_application_names_its_loss_unit(module, unit):
     (cls,) = [c for n, c in vars(tasks).items() if n.endswith("Task") and isinstance(c, type)]
     assert getattr(cls, "loss_unit", "nats/token") == unit
     assert loss_unit(module) == unit  # the playground's legend, read from the torch-free recipe
+
+
+def test_ema_skips_the_steps_the_fp16_grad_scaler_skips(tmp_path):
+    # The fp16 path (CUDA) on the CPU: on steps 3 and 7 a gradient is made infinite, as an fp16
+    # overflow makes it; the scaler skips those optimizer steps, and the average must skip them too.
+    run = RunDir.create(tmp_path / "r", task="lm")
+    model = make_model()
+    trainer = Trainer(model, make_task(), config(max_steps=12, eval_every=0, ema=0.9), run)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1000)
+    first = next(model.parameters())
+    first.register_hook(lambda g: g * math.inf if trainer.step in (3, 7) else g)
+    trainer.fit()
+    taken = {int(s["step"]) for s in trainer.optimizer.state.values()}  # AdamW counts its steps
+    assert taken == {10} and trainer.ema.updates == 10

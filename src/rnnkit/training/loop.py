@@ -446,12 +446,17 @@ class Trainer:
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
             if not math.isfinite(float(norm)) and self.scaler is None:
                 self._non_finite(f"gradient norm became {float(norm)}")
+        stepped = True
         if self.scaler is not None:
+            # (get_scale() waits for the GPU: only asked when the average needs to know.)
+            scale = self.scaler.get_scale() if self.ema is not None else 0.0
             self.scaler.step(self.optimizer)  # skips steps with inf/nan gradients (fp16)
             self.scaler.update()
+            if self.ema is not None:
+                stepped = self.scaler.get_scale() >= scale  # a skipped step lowers the scale
         else:
             self.optimizer.step()
-        if self.ema is not None:
+        if self.ema is not None and stepped:  # the average follows the steps taken
             self.ema.update()
         self.carry = detach_state(carry)
         self.step += 1
