@@ -214,3 +214,17 @@ def test_baselines_fit_on_a_week_of_sub_daily_data_by_default(tmp_path):
         fc, baselines=True, seed=0, baseline_history=history
     )["methods"]["arima"]
     assert methods(None) == methods(168) != methods(24)
+
+
+def test_snapshots_of_a_run_with_ema_are_the_averaged_weights_they_were_validated_as(tmp_path):
+    data = write_wide(tmp_path / "s.csv", ["a"], [sinusoid_rows(300)])
+    tiny = {**TINY, "eval_every": 4, "snapshots": 2, "ema": 0.8}
+    train(tmp_path / "r", recipe=ForecastRecipe(data=str(data), max_steps=16, **tiny))
+    run = RunDir.open(tmp_path / "r", "forecast")
+    tensors, meta = run.load_tensors("snapshots.safetensors")
+    best, _ = run.load_tensors("model.safetensors")
+    assert meta["steps"][0] == run.read_json("trainer.json")["best_step"]
+    for name, value in best.items():  # snapshot 0 is the kept (averaged) checkpoint
+        torch.testing.assert_close(tensors[f"0.{name}"], value, rtol=0, atol=0)
+    last, _ = run.load_tensors("last.safetensors")
+    assert any(not torch.equal(last[f"model.{n}"], v) for n, v in best.items())  # not the raw ones

@@ -66,7 +66,8 @@ class SnapshotKeeper:
             return
         if len(self.kept) >= self.count and loss >= self.kept[-1][0]:
             return
-        weights = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+        with trainer.evaluated_weights():  # those the loss was of (the average, with ema)
+            weights = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
         self.kept = sorted([*self.kept, (loss, trainer.step, weights)], key=lambda s: s[0])
         self.kept = self.kept[: self.count]
         write(self.run, self.kept)

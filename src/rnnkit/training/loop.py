@@ -515,6 +515,12 @@ class Trainer:
         self.model.train(was_training)
         return score
 
+    def evaluated_weights(self) -> Any:
+        """A context in which the model holds the weights that validation scores and keeps:
+        the moving average (``ema``), NT-ASGD's average once it averages, else the weights as
+        trained (an ``on_step`` hook that stores validated weights reads them inside it)."""
+        return averaged_weights(self.optimizer, self.ema)
+
     def _improves(self, loss: float, score: Score | None) -> bool:
         """Whether the weights just validated replace the best ones."""
         if not math.isfinite(loss):
@@ -524,8 +530,7 @@ class Trainer:
         return score.beats(self.best_score)
 
     def _validate_and_checkpoint(self, status: str = "running") -> None:
-        # NT-ASGD's average or the exponential one is evaluated and saved, if there is one.
-        with averaged_weights(self.optimizer, self.ema):
+        with self.evaluated_weights():
             loss = self.evaluate("valid")
             if not math.isfinite(loss):
                 self._log("valid", loss)
@@ -607,7 +612,7 @@ class Trainer:
             return
         if self.best_step is None and self.last_valid is None:
             # Never validated: the last weights are the best we have for generate/eval.
-            with averaged_weights(self.optimizer, self.ema):
+            with self.evaluated_weights():
                 self.run.save_tensors(BEST, self.model.state_dict(), {"step": self.step})
         position = {
             "step": self.step,
