@@ -30,6 +30,7 @@ from rnnkit.options import (
     PROBABILITY,
     add_budget_arguments,
     add_command,
+    add_ema_argument,
     add_encoding_argument,
     add_force_argument,
     add_process_arguments,
@@ -99,7 +100,9 @@ def _option(name: str) -> str:
 def add_recipe_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     """The options of the recipe fields ``names``, defaults from :class:`SpeechRecipe`."""
     for name, kind, help_text in TRAIN_OPTIONS:
-        if name in names:
+        if name == "ema" and name in names:  # the one declaration every train command shares
+            add_ema_argument(parser, _D.ema)
+        elif name in names:
             parser.add_argument(_option(name), type=kind, default=getattr(_D, name),
                                 help=help_text)  # fmt: skip
 
