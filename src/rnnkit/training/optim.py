@@ -142,14 +142,15 @@ class NTASGD(torch.optim.Optimizer):
 class ExponentialAverage:
     """An exponential moving average of a model's trainable floating-point parameters, for
     evaluating and keeping the averaged weights while training continues on the raw ones
-    (Polyak averaging's exponential form; the ``ExponentialMovingAverage`` of TensorFlow and
-    ``torch.optim.swa_utils.get_ema_multi_avg_fn`` compute the same).
+    (Polyak averaging's exponential form).
 
     After the ``n``-th optimizer step :meth:`update` sets ``avg <- d avg + (1 - d) w`` with
-    ``d = min(decay, (1 + n) / (10 + n))``: the first updates follow the weights closely, so
-    the average does not stay near the initial ones for ``1 / (1 - decay)`` steps; ``avg``
-    starts as the initial weights. Buffers (none in rnnkit's models but dropout-free ones'
-    running statistics) are not averaged. :meth:`averaged` swaps the average in; its
+    ``d = min(decay, (1 + n) / (10 + n))`` (the warm-up of TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``; ``torch.optim.swa_utils``'s EMA uses the
+    constant ``decay``): the first updates follow the weights closely, so the average does not
+    stay near the initial ones for ``1 / (1 - decay)`` steps; ``avg`` starts as the initial
+    weights. Buffers (a batch norm's running statistics) are not averaged: they stay as
+    trained. :meth:`averaged` swaps the average in; its
     :meth:`state_dict` goes into the resume checkpoint, so a resumed run continues exactly.
     """
 
