@@ -42,6 +42,7 @@ from rnnkit.speech.decode import greedy_decode
 from rnnkit.speech.metrics import cer, wer
 from rnnkit.speech.recipe import SpeechRecipe
 from rnnkit.speech.task import EVAL_FRAMES, TASK, SpeechTask
+from rnnkit.training.state import unflatten
 
 
 def score(asr: api.Recognizer, items: list[Item]) -> dict[str, object]:
@@ -76,11 +77,13 @@ def use_weights(asr: api.Recognizer, run: str, which: str) -> None:
     last.safetensors."""
     if which == "kept":
         return
-    tensors, _ = runs.RunDir.open(run, TASK).load_tensors(runs.CHECKPOINT)
-    prefix = "model." if which == "last" else "ema.average."
-    chosen = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if not chosen:
-        fail(f"{run}: its last checkpoint holds no {which} weights (trained without --ema?)")
+    tensors, meta = runs.RunDir.open(run, TASK).load_tensors(runs.CHECKPOINT)
+    if which == "last":
+        chosen = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    elif "ema" in meta:  # as save_training_state laid it out
+        chosen = unflatten(meta["ema"], tensors)["average"]
+    else:
+        fail(f"{run}: its last checkpoint holds no average (trained without --ema)")
     state = asr.model.state_dict()
     missing = set(state) - set(chosen)  # buffers are not averaged: they stay the kept ones
     asr.model.load_state_dict({**{k: state[k] for k in missing}, **chosen})

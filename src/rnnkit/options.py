@@ -171,16 +171,14 @@ def add_budget_arguments(group: Any, recipe: Any) -> None:
     )
 
 
-EMA_HELP = (
-    "validate and keep a moving average of the weights, this decay per step (training goes on "
-    "with the weights as trained; 0: off)"
-)
-
-
 def add_ema_argument(group: Any, default: float) -> None:
     """``--ema D``: the recipe field ``ema`` (TrainConfig.ema, the trainer's exponential moving
     average of the weights)."""
-    group.add_argument("--ema", type=EMA_DECAY, default=default, metavar="D", help=EMA_HELP)
+    group.add_argument(
+        "--ema", type=EMA_DECAY, default=default, metavar="D",
+        help="validate and keep a moving average of the weights, this decay per step (training "
+        "goes on with the weights as trained; 0: off)",
+    )  # fmt: skip
 
 
 def budget_of(args: argparse.Namespace) -> dict[str, Any]:

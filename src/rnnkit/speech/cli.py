@@ -22,8 +22,6 @@ from typing import Any
 from rnnkit.options import (
     BEAM,
     BUDGETS,
-    EMA_DECAY,
-    EMA_HELP,
     FINITE_NUMBER,
     NON_NEGATIVE_NUMBER,
     POSITIVE,
@@ -82,7 +80,6 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ),
     ("decay_floor", float, "the learning rate held after --decay-steps, as a fraction of --lr"),
     ("clip_norm", float, "gradient-norm clipping"),
-    ("ema", EMA_DECAY, EMA_HELP),
     ("eval_every", int, "validate every N steps"),
     ("corpus_seed", int, "seed of the synthesized corpus"),
     ("seed", int, "training seed"),
@@ -100,9 +97,7 @@ def _option(name: str) -> str:
 def add_recipe_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     """The options of the recipe fields ``names``, defaults from :class:`SpeechRecipe`."""
     for name, kind, help_text in TRAIN_OPTIONS:
-        if name == "ema" and name in names:  # the one declaration every train command shares
-            add_ema_argument(parser, _D.ema)
-        elif name in names:
+        if name in names:
             parser.add_argument(_option(name), type=kind, default=getattr(_D, name),
                                 help=help_text)  # fmt: skip
 
@@ -249,6 +244,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(train, tuple(name for name, _, _ in TRAIN_OPTIONS))
     add_encoding_argument(train, CORPUS_FILES, default=_D.encoding)
     train.add_argument("--no-spec-augment", action="store_true", help="no augmentation at all")
+    add_ema_argument(train, _D.ema)
     train.add_argument(
         "--selection", choices=SELECTIONS, default=_D.selection,
         help="what chooses the weights kept as best (model.safetensors): loss, the CTC loss on "

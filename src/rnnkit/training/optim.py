@@ -12,7 +12,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from rnnkit.training.config import TrainConfig
 
@@ -121,22 +121,27 @@ class NTASGD(torch.optim.Optimizer):
             for p in group["params"]:
                 self.state[p]["average"] = p.detach().clone()
 
-    @contextmanager
-    def averaged(self) -> Iterator[None]:
-        """Inside the block the parameters hold the averaged weights (once averaging)."""
-        swapped = []
+    def averaged(self) -> Any:
+        """A context in which the parameters hold the averaged weights (once averaging)."""
+        params = (p for group in self.param_groups for p in group["params"])
+        return holding([(p, self.state[p]["average"]) for p in params
+                        if "average" in self.state[p]])  # fmt: skip
+
+
+@contextmanager
+def holding(pairs: list[tuple[Tensor, Tensor]]) -> Iterator[None]:
+    """Inside the block each parameter of ``pairs`` holds its value; its own one afterwards
+    (how both averages are evaluated and saved while training goes on with the raw weights)."""
+    raw = [(p, p.detach().clone()) for p, _ in pairs]
+    with torch.no_grad():
+        for p, value in pairs:
+            p.copy_(value)
+    try:
+        yield
+    finally:
         with torch.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if "average" in self.state[p]:
-                        swapped.append((p, p.detach().clone()))
-                        p.copy_(self.state[p]["average"])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, raw in swapped:
-                    p.copy_(raw)
+            for p, value in raw:
+                p.copy_(value)
 
 
 class ExponentialAverage:
@@ -176,22 +181,12 @@ class ExponentialAverage:
         for name, p in self.params.items():
             self.average[name].lerp_(p.detach(), rate)
 
-    @contextmanager
-    def averaged(self) -> Iterator[None]:
-        """Inside the block the parameters hold the average; the raw weights afterwards."""
-        raw = {name: p.detach().clone() for name, p in self.params.items()}
-        with torch.no_grad():
-            for name, p in self.params.items():
-                p.copy_(self.average[name])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, p in self.params.items():
-                    p.copy_(raw[name])
+    def averaged(self) -> Any:
+        """A context in which the parameters hold the average; the raw weights afterwards."""
+        return holding([(p, self.average[name]) for name, p in self.params.items()])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "average": dict(self.average)}
+        return {"updates": self.updates, "average": dict(self.average)}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
