@@ -57,7 +57,8 @@ for 10 minutes, that is ``--minutes 20 --cpu-time --threads 2``; run it with
 spin and are charged CPU time (measured: the same first 50 steps, the same losses, cost 45.8
 CPU-seconds instead of 18.9; benchmarks/results/awd_100k_2threads/).
 ``--valid-only`` skips the test split (probes) and ``--set FIELD=VALUE ...`` changes fields of
-the AWD model's recipe, e.g. the NT-ASGD probe of docs/cells.md:
+the default recipe (``--set schedule=constant ema=0.995``), or with ``--awd`` of the AWD model's
+recipe, e.g. the NT-ASGD probe of docs/cells.md:
 
     python benchmarks/lm.py --awd --awd-variant sgd --awd-models awd --train-tokens 100000 \
         --eval-every 100 --minutes 4 --cpu-time --threads 1 --valid-only --set lr=7.5
@@ -344,11 +345,11 @@ def main() -> None:
                         help="--awd: which of awd,plain to train (default: both; one per "
                         "process lets two train at once)")  # fmt: skip
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="--awd: change these LMRecipe fields of the AWD model "
-                        "(probes)")  # fmt: skip
+                        help="change these LMRecipe fields of the default recipe (with "
+                        "--awd: of the AWD model) (probes)")  # fmt: skip
     parser.add_argument("--valid-only", action="store_true",
-                        help="--awd: do not evaluate test (exploration, where nothing may "
-                        "be chosen on test)")  # fmt: skip
+                        help="do not evaluate test (exploration, where nothing may be chosen "
+                        "on test)")  # fmt: skip
     parser.add_argument("--out", help="folder for the run directories (default: a temp folder)")
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
@@ -372,6 +373,8 @@ def main() -> None:
     changes = {"cell": args.cell, "eval_every": args.eval_every,
                "layer_norm": True if args.layer_norm else None}  # fmt: skip
     recipe = dataclasses.replace(recipe, **{k: v for k, v in changes.items() if v is not None})
+    if not args.awd:  # --set changes the default recipe here (the AWD model's with --awd)
+        recipe = dataclasses.replace(recipe, **overrides(args.set))
     print("rnnkit benchmark: language model, " + ("awd-lstm vs plain LSTM" if args.awd else
           "default recipe") + ", default corpus")  # fmt: skip
     threads = choose_threads(recipe, 2) if args.threads == "auto" else int(args.threads)
@@ -385,7 +388,7 @@ def main() -> None:
     print(f"recipe: {dataclasses.asdict(recipe)}")
 
     rows = [train_and_measure("default recipe", recipe, folder / "default", args.quiet,
-                              args.cpu_time)]  # fmt: skip
+                              args.cpu_time, test=not args.valid_only)]  # fmt: skip
     if args.compare:
         baseline = dataclasses.replace(
             recipe, num_layers=2, hidden_size=256, embedding_dim=64, lr=2e-3,
