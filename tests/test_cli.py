@@ -283,12 +283,12 @@ def test_every_train_command_gives_ema_to_the_trainer(argv, module):
     import importlib
 
     parser = cli.build_parser()
-    args = parser.parse_args([*argv, "--out", "RUN", "--ema", "0.995"])
-    recipe = importlib.import_module(module).recipe_from_args(args)
-    assert recipe.ema == 0.995 and recipe.train_config().ema == 0.995
-    plain = importlib.import_module(module).recipe_from_args(
-        parser.parse_args([*argv, "--out", "R"])
-    )
+    recipe_of = importlib.import_module(module).recipe_from_args
+    recipe = recipe_of(parser.parse_args([*argv, "--out", "RUN", "--ema", "0.99"]))
+    assert recipe.ema == 0.99 and recipe.train_config().ema == 0.99
+    off = recipe_of(parser.parse_args([*argv, "--out", "RUN", "--ema", "0"]))
+    assert off.train_config().ema == 0.0
+    plain = recipe_of(parser.parse_args([*argv, "--out", "R"]))
     assert plain.train_config().ema == 0.0  # off unless asked
 
 
@@ -299,3 +299,12 @@ def test_an_ema_decay_outside_0_1_is_refused_when_parsing(capsys, argv, module, 
         cli.main([*argv, "--out", "RUN", "--ema", value])
     assert stop.value.code == 2
     assert "argument --ema: must be a finite number >= 0 and <= 0.999999" in capsys.readouterr().err
+
+
+def test_ema_with_nt_asgd_is_one_line_that_says_how_to_turn_it_off(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["lm", "train", "--optimizer", "nt-asgd", "--ema", "0.99", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "nt-asgd" in err[0] and "--ema 0" in err[0]
+    assert not out.exists()  # refused before anything was written

@@ -61,7 +61,10 @@ class TrainConfig:
         if not 0.0 <= self.ema < 1.0:  # refuses NaN too
             raise ConfigError(f"ema must be in [0, 1) (a decay per step, 0: off), got {self.ema}")
         if self.ema and self.optimizer == "nt-asgd":
-            raise ConfigError("ema and nt-asgd both average the weights; choose one of them")
+            raise ConfigError(
+                "ema and nt-asgd both average the weights; choose one of them (--ema 0 turns "
+                "the moving average off)"
+            )
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
         if not self.lr > 0:
