@@ -66,6 +66,12 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("hidden_size", int, "units per direction"),
     ("num_layers", int, "bidirectional layers"),
     ("dropout", float, "dropout between layers"),
+    (
+        "self_condition",
+        float,
+        "self-conditioned CTC: weight of the first layer's own CTC loss; the layers above read "
+        "its predictions (0: off; needs --num-layers 2 or more)",
+    ),
     ("impl", str, "recurrent kernels: auto, rnnkit or torch"),
     ("ctc_impl", str, "CTC loss: rnnkit (own forward-backward) or torch (F.ctc_loss)"),
     ("batch_frames", int, "padded feature frames per batch"),

@@ -7,6 +7,13 @@ the cost, and CTC still has more frames than characters. The recurrent layers ar
 (:mod:`rnnkit.nn`) and read packed batches, so padding costs nothing and the backward direction
 starts at each utterance's own end.
 
+With ``self_condition`` > 0 the stack is self-conditioned (Nozaki & Komatsu 2021): the first
+layer's output ``x`` also predicts the characters through the same output layer, ``z =
+softmax(W_o x + b_o)``, and the layers above read ``x + W_c z``, so they see what was already
+recognised and the per-frame outputs are no longer independent given the audio alone (CTC's
+weakness behind misspellings); the training loss is ``(1 - w) CTC(final) + w CTC(z)`` with ``w =
+self_condition`` (:class:`rnnkit.speech.task.SpeechTask`).
+
 Example::
 
     config = AcousticConfig(n_mels=40, num_classes=len(alphabet))
@@ -43,6 +50,7 @@ class AcousticConfig:
     num_layers: int = 2  # bidirectional layers
     dropout: float = 0.1  # between layers and before the output layer
     impl: str = "auto"  # rnnkit.nn kernels
+    self_condition: float = 0.0  # weight of the first layer's CTC loss; > 0: self-conditioned
 
     def __post_init__(self) -> None:
         if self.frontend not in ("stack", "conv"):
@@ -54,6 +62,13 @@ class AcousticConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.self_condition < 1.0:  # refuses NaN too
+            raise ConfigError(f"self_condition must be in [0, 1), got {self.self_condition}")
+        if self.self_condition and self.num_layers < 2:
+            raise ConfigError(
+                "self_condition needs num_layers >= 2 (the layers above the first read its "
+                f"predictions), got num_layers={self.num_layers}"
+            )
 
     @classmethod
     def from_recipe(cls, recipe: Any, num_classes: int) -> AcousticConfig:
@@ -62,6 +77,7 @@ class AcousticConfig:
             n_mels=recipe.n_mels, num_classes=num_classes, stack=recipe.stack,
             frontend=recipe.frontend, cell=recipe.cell, hidden_size=recipe.hidden_size,
             num_layers=recipe.num_layers, dropout=recipe.dropout, impl=recipe.impl,
+            self_condition=getattr(recipe, "self_condition", 0.0),
         )  # fmt: skip
 
     @classmethod
@@ -98,10 +114,18 @@ class AcousticModel(nn.Module):
                 nn.Conv2d(c.channels, c.channels, 3, stride=(c.stack, 2), padding=1),
             ])  # fmt: skip
             width = c.channels * (((c.n_mels + 1) // 2 + 1) // 2)  # mel axis halved twice
+        layers = 1 if c.self_condition else c.num_layers  # self-conditioned: split after the first
         self.rnn = RECURRENT[c.cell](
-            width, c.hidden_size, c.num_layers, batch_first=True,
-            bidirectional=True, dropout=c.dropout if c.num_layers > 1 else 0.0, impl=c.impl,
+            width, c.hidden_size, layers, batch_first=True,
+            bidirectional=True, dropout=c.dropout if layers > 1 else 0.0, impl=c.impl,
         )  # fmt: skip
+        self.upper: nn.Module | None = None
+        if c.self_condition:
+            self.upper = RECURRENT[c.cell](
+                2 * c.hidden_size, c.hidden_size, c.num_layers - 1, batch_first=True,
+                bidirectional=True, dropout=c.dropout if c.num_layers > 2 else 0.0, impl=c.impl,
+            )  # fmt: skip
+            self.condition = nn.Linear(c.num_classes, 2 * c.hidden_size)  # W_c
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(2 * c.hidden_size, c.num_classes)
 
@@ -127,9 +151,26 @@ class AcousticModel(nn.Module):
         return x, -(-lengths // self.config.stack)
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        log_probs, _, out_lengths = self.forward_all(feats, lengths)
+        return log_probs, out_lengths
+
+    def forward_all(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """:meth:`forward`, and the first layer's log-probabilities (T', B, C) of a
+        self-conditioned model (None otherwise), which its training loss also scores."""
         x, out_lengths = self.subsample(feats, lengths)  # (B, T', width)
-        packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=False, total_length=x.shape[1])  # (T', B, 2H)
+        out = self._recurrent(self.rnn, x, out_lengths)  # (T', B, 2H)
+        inner = None
+        if self.upper is not None:
+            inner = torch.log_softmax(self.output(self.dropout(out)), dim=-1)  # (T', B, C)
+            out = out + self.condition(inner.exp())  # x + W_c z
+            out = self._recurrent(self.upper, self.dropout(out).transpose(0, 1), out_lengths)
         logits = self.output(self.dropout(out))  # (T', B, C)
-        return torch.log_softmax(logits, dim=-1), out_lengths
+        return torch.log_softmax(logits, dim=-1), inner, out_lengths
+
+    @staticmethod
+    def _recurrent(rnn: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
+        """``rnn`` over the padded (B, T', F) ``x`` as a packed batch; padded (T', B, 2H) out."""
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=False, total_length=x.shape[1])
+        return out

@@ -92,6 +92,9 @@ class SpeechRecipe:
     hidden_size: int = 160  # recurrent units per direction
     num_layers: int = 2  # bidirectional layers
     dropout: float = 0.1  # between layers and before the output layer
+    # self-conditioned CTC (Nozaki & Komatsu 2021): the first layer also predicts the characters,
+    # the layers above read those predictions, and this weight of the loss is theirs (0: off)
+    self_condition: float = 0.0
     impl: str = "auto"  # rnnkit.nn kernels: "rnnkit", "torch" or "auto"
     ctc_impl: str = "rnnkit"  # CTC: "rnnkit" (own forward-backward) or "torch" (F.ctc_loss)
     batch_frames: int = 4000  # padded feature frames per batch (about 20 utterances)
@@ -126,6 +129,13 @@ class SpeechRecipe:
         for name in ("vtlp", "tempo"):  # factors drawn from [1 - x, 1 + x] must stay positive
             if not 0.0 <= getattr(self, name) < 1.0:  # refuses NaN and inf too
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.self_condition < 1.0:  # refuses NaN too
+            raise ConfigError(f"self_condition must be in [0, 1), got {self.self_condition}")
+        if self.self_condition and self.num_layers < 2:
+            raise ConfigError(
+                "self_condition needs num_layers >= 2 (the layers above the first read its "
+                f"predictions), got num_layers={self.num_layers}"
+            )
         if not 0.0 <= self.band_limit <= 1.0:
             raise ConfigError(f"band_limit must be in [0, 1], got {self.band_limit}")
         for name in ("festival_share", "festival_extra_share"):  # refuses NaN too

@@ -87,16 +87,26 @@ class SpeechTask:
         return Example(self.augment(example.feats, g), example.labels, example.text)
 
     def train_loss(self, model: nn.Module, batch: Batch, carry: object) -> tuple[Tensor, int, None]:
-        total, labels = self.batch_loss(model, batch)
+        total, labels = self.batch_loss(model, batch, training=True)
         return total / max(labels, 1), labels if batch.counted else 0, None
 
-    def batch_loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
+    def batch_loss(
+        self, model: nn.Module, batch: Batch, training: bool = False
+    ) -> tuple[Tensor, int]:
         """Summed CTC loss of ``batch`` (utterances too short for their text count 0) and the
-        number of target characters."""
-        log_probs, lengths = model(batch.feats, batch.lengths)
-        nll = ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, reduction="sum",
-                       zero_infinity=True, impl=self.ctc_impl)  # fmt: skip
+        number of target characters. ``training``, for a self-conditioned model
+        (``AcousticConfig.self_condition`` = w): ``(1 - w)`` times the loss of its output plus
+        ``w`` times that of its first layer's predictions; validation scores the output alone."""
+        log_probs, inner, lengths = model.forward_all(batch.feats, batch.lengths)
+        nll = self._ctc(log_probs, batch, lengths)
+        if training and inner is not None:
+            w = model.config.self_condition
+            nll = (1.0 - w) * nll + w * self._ctc(inner, batch, lengths)
         return nll, int(batch.target_lengths.sum())
+
+    def _ctc(self, log_probs: Tensor, batch: Batch, lengths: Tensor) -> Tensor:
+        return ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, reduction="sum",
+                        zero_infinity=True, impl=self.ctc_impl)  # fmt: skip
 
     def evaluate(self, model: nn.Module, split: str) -> float:
         total, labels = 0.0, 0
