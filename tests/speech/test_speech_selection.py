@@ -102,8 +102,8 @@ def test_wer_keeps_the_step_of_the_best_wer_not_of_the_lowest_loss(tmp_path, mon
 
 def test_recipe_default_old_runs_and_bad_values():
     d = SpeechRecipe()
-    assert (d.selection, d.selection_utterances) == ("loss", 1000)
-    assert SELECTIONS == ("loss", "wer")
+    assert (d.selection, d.selection_utterances) == ("last", 1000)
+    assert SELECTIONS == ("loss", "wer", "last")
     saved = {k: v for k, v in d.to_dict().items() if not k.startswith("selection")}
     assert SpeechRecipe.from_dict(saved).selection == "loss"
     assert SpeechRecipe.from_dict({**saved, "selection": "wer"}).selection == "wer"
@@ -145,8 +145,9 @@ def test_train_help_shows_the_defaults_and_bad_values_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["speech", "train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    option = text.split("--selection {loss,wer}", 2)[-1].split("--selection-utterances N", 1)[0]
-    assert "greedy WER" in option and "(default: loss)" in option
+    option = text.split("--selection {loss,wer,last}", 2)[-1]
+    option = option.split("--selection-utterances N", 1)[0]
+    assert "greedy WER" in option and "(default: last)" in option
     count = text.split("--selection-utterances N", 2)[-1].split("--epochs", 1)[0]
     assert "(default: 1000)" in count
     for bad in (["--selection", "cer"], ["--selection-utterances", "0"]):
@@ -154,3 +155,31 @@ def test_train_help_shows_the_defaults_and_bad_values_exit_2(tmp_path, capsys):
             main(["speech", "train", "--out", str(tmp_path / "r"), *bad])
         assert exc.value.code == 2
         assert "--selection" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_the_default_keeps_the_last_weights_even_when_validation_got_worse(tmp_path, tone_tsv):
+    out = tmp_path / "last"
+    api.train(out, recipe=SpeechRecipe(corpus=str(tone_tsv), max_steps=6, eval_every=2, **FIELDS))
+    valid = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in valid if r["split"] == "valid"]
+    run = runs.RunDir.open(out, "speech")
+    kept, meta = run.load_tensors(runs.BEST)
+    last, _ = run.load_tensors(runs.CHECKPOINT)
+    assert meta["step"] == 6 and [r["step"] for r in valid][-1] == 6
+    assert all(torch.equal(v, last[f"model.{k}"]) for k, v in kept.items())
+    lowest = min(valid, key=lambda r: r["loss"])["step"]
+    loss_run = tmp_path / "loss"  # the same run choosing by the loss keeps the lowest one
+    api.train(loss_run, recipe=SpeechRecipe(corpus=str(tone_tsv), max_steps=6, eval_every=2,
+                                            selection="loss", **FIELDS))  # fmt: skip
+    assert runs.RunDir.open(loss_run, "speech").load_tensors(runs.BEST)[1]["step"] == lowest
+
+
+def test_selection_last_keeps_the_last_weights_through_the_trainer():
+    from rnnkit import cli
+    from rnnkit.speech.cli import recipe_from_args
+
+    args = cli.build_parser().parse_args(["speech", "train", "--out", "R", "--selection", "loss"])
+    recipe = recipe_from_args(args)
+    assert recipe.selection == "loss" and recipe.train_config().keep == "best"
+    assert SpeechRecipe().train_config().keep == "last"  # the default
+    assert SpeechRecipe(selection="wer").train_config().keep == "best"

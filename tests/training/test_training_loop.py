@@ -6,9 +6,10 @@ import signal
 import pytest
 import torch
 
+from rnnkit.errors import ConfigError
 from rnnkit.lm.model import LMConfig, RNNLanguageModel
 from rnnkit.lm.task import LanguageModelTask
-from rnnkit.runs import RunDir
+from rnnkit.runs import BEST, RunDir
 from rnnkit.training import (
     NonFiniteLossError,
     TrainConfig,
@@ -391,3 +392,22 @@ def test_ema_skips_the_steps_the_fp16_grad_scaler_skips(tmp_path):
     trainer.fit()
     taken = {int(s["step"]) for s in trainer.optimizer.state.values()}  # AdamW counts its steps
     assert taken == {10} and trainer.ema.updates == 10
+
+
+def test_keep_last_keeps_the_latest_validated_weights_even_when_worse(tmp_path):
+    task = ScriptedValidation(make_task(), [5.0, 4.0, 6.0])
+    run = RunDir.create(tmp_path / "k", "lm")
+    model = make_model()
+    result = Trainer(model, task, config(max_steps=30, keep="last"), run).fit()
+    kept, meta = run.load_tensors(BEST)
+    assert meta["step"] == 30 and result.best_valid_loss == 6.0  # worse than 4.0, kept anyway
+    assert all(torch.equal(kept[k], v) for k, v in model.state_dict().items())
+    best = ScriptedValidation(make_task(), [5.0, 4.0, 6.0])
+    run = RunDir.create(tmp_path / "b", "lm")
+    Trainer(make_model(), best, config(max_steps=30), run).fit()
+    assert run.load_tensors(BEST)[1]["step"] == 20  # the default keeps the lowest loss
+
+
+def test_keep_must_be_best_or_last():
+    with pytest.raises(ConfigError, match="keep must be 'best' or 'last'"):
+        TrainConfig(keep="first")

@@ -254,8 +254,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--selection", choices=SELECTIONS, default=_D.selection,
         help="what chooses the weights kept as best (model.safetensors): loss, the CTC loss on "
-        "the validation split, or wer, the greedy WER of the first --selection-utterances "
-        "validation utterances (the loss is logged either way)",
+        "the validation split; wer, the greedy WER of the first --selection-utterances "
+        "validation utterances; or last, the weights at the end of the run (the loss is logged "
+        "either way)",
     )  # fmt: skip
     train.add_argument(
         "--selection-utterances", type=POSITIVE, default=_D.selection_utterances, metavar="N",

@@ -59,9 +59,10 @@ LOSS_UNIT = "nats/character"
 # flite test set (for choosing a recipe without looking at the test set).
 SCORED_SPLITS = ("valid", "test", "flite", "flite-valid")
 # What chooses the weights a run keeps as best (recipe field `selection`): the CTC loss on the
-# validation split (the default: nothing measured yet says otherwise), or the greedy WER of the
-# first `selection_utterances` validation utterances (SpeechTask.selection_score).
-SELECTIONS = ("loss", "wer")
+# validation split, the greedy WER of the first `selection_utterances` validation utterances
+# (SpeechTask.selection_score), or none: the last weights (TrainConfig.keep = "last"; the default
+# since its rule, benchmarks/results/speech_last_rule.txt).
+SELECTIONS = ("loss", "wer", "last")
 
 
 @dataclass
@@ -114,10 +115,11 @@ class SpeechRecipe:
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 200  # validate and checkpoint every N steps
     # What chooses the kept weights (model.safetensors): "loss", the CTC loss on the validation
-    # split, or "wer", the greedy WER of the first selection_utterances validation utterances
+    # split, "wer", the greedy WER of the first selection_utterances validation utterances
     # (synthesized corpora: the validation plan's first ones, however many valid_utterances
-    # holds; a corpus of your own: at most its validation split).
-    selection: str = "loss"
+    # holds; a corpus of your own: at most its validation split), or "last": the weights at the
+    # end of the run (the cosine decay ends there), whatever the validation says.
+    selection: str = "last"
     selection_utterances: int = 1000
     seed: int = 0  # training seed (initial weights, batch order, augmentation)
 
@@ -165,4 +167,5 @@ class SpeechRecipe:
         """The :class:`rnnkit.training.TrainConfig` of this recipe."""
         from rnnkit.training import TrainConfig
 
-        return TrainConfig.from_dict(asdict(self))
+        keep = "last" if self.selection == "last" else "best"
+        return TrainConfig.from_dict({**asdict(self), "keep": keep})

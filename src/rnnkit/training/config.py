@@ -48,6 +48,8 @@ class TrainConfig:
     # steps fits the same budget (the forecasting refit sets it)
     schedule_steps: int | None = None  # the schedule's length in steps, when it is not the
     # budget (a refit that replays part of an earlier run's schedule); None: the budget
+    keep: str = "best"  # which validated weights are kept (model.safetensors): "best" (the lowest
+    # validation loss, or the task's selection score) or "last" (the latest, finite ones)
     eval_every: int = 500  # validate and checkpoint every N steps (0: only at the end)
     log_every: int = 50  # write a training-loss record every N steps
     seed: int = 0  # seeds torch's and Python's random generators
@@ -65,6 +67,8 @@ class TrainConfig:
                 "ema and nt-asgd both average the weights; choose one of them (--ema 0 turns "
                 "the moving average off)"
             )
+        if self.keep not in ("best", "last"):
+            raise ConfigError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
         if not self.lr > 0:

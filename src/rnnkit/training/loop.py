@@ -525,6 +525,8 @@ class Trainer:
         """Whether the weights just validated replace the best ones."""
         if not math.isfinite(loss):
             return False
+        if self.config.keep == "last":  # the latest finite weights, better or not
+            return True
         if score is None:
             return self.best_valid is None or loss < self.best_valid
         return score.beats(self.best_score)
