@@ -50,11 +50,10 @@ def recent_volatility(series, picks: list[tuple[int, int]], back: int, lag: int)
     return np.asarray(out)
 
 
-def thirds(name: str, driver: np.ndarray, widened: np.ndarray, truth: np.ndarray) -> str:
-    """One line: per third of the origins by ``driver``, 80% coverage and best scalar."""
-    lo, hi = np.quantile(widened, 0.1, axis=1), np.quantile(widened, 0.9, axis=1)
-    inside = ((truth >= lo) & (truth <= hi)).mean(axis=1)
-    per_origin = crps_per_origin(widened, truth)
+def thirds(name: str, driver: np.ndarray, inside: np.ndarray, per_origin: np.ndarray) -> str:
+    """One line: per third of the origins by ``driver``, the 80% coverage (``inside``: each
+    origin's fraction of steps inside) and the scalar of SCALES with the lowest CRPS over the
+    third (``per_origin``: each origin's CRPS per scalar, :func:`crps_per_origin`)."""
     best = SCALES[np.argmin(per_origin, axis=1)]
     slope = np.polyfit(np.log(driver), np.log(best), 1)[0]
     cuts = np.quantile(driver, [1 / 3, 2 / 3])
@@ -93,11 +92,13 @@ def main() -> int:
             paths, truth = paths_at(fc, picks, args.seed)
             widened = widen_paths(paths, factors)
             lo, hi = np.quantile(widened, 0.1, axis=1), np.quantile(widened, 0.9, axis=1)
-            inside = ((truth >= lo) & (truth <= hi)).mean()
-            print(f"{run}: {label}, {len(picks)} hourly origins, coverage 80 {inside:.3f}")
-            print(thirds("predicted spread", (hi - lo).mean(axis=1), widened, truth))
+            inside = ((truth >= lo) & (truth <= hi)).mean(axis=1)  # per origin
+            per_origin = crps_per_origin(widened, truth)  # (origins, SCALES)
+            print(f"{run}: {label}, {len(picks)} hourly origins, coverage 80 {inside.mean():.3f}")
+            spread = (hi - lo).mean(axis=1)
+            print(thirds("predicted spread", spread, inside, per_origin))
             volatility = recent_volatility(series, picks, args.back, args.lag)
-            print(thirds("recent volatility", volatility, widened, truth))
+            print(thirds("recent volatility", volatility, inside, per_origin))
     return 0
 
 

@@ -29,10 +29,9 @@ from pathlib import Path
 import torch
 
 from rnnkit.speech import api
-from rnnkit.speech.data import collate, featurize, length_batches
+from rnnkit.speech.data import featurize
 from rnnkit.speech.recipe import SpeechRecipe
-from rnnkit.speech.task import EVAL_FRAMES
-from speech_gap import fail, use_weights  # benchmarks/speech_gap.py
+from speech_gap import fail, posteriors, use_weights  # benchmarks/speech_gap.py
 
 
 def align(ref: list[str], hyp: list[str]) -> list[tuple[str | None, str | None]]:
@@ -102,18 +101,11 @@ def one_run(run: str, args: argparse.Namespace) -> dict:
     row: dict = {"run": run, "weights": args.weights}
     for name in ("valid", "flite-valid"):
         examples = featurize(items[name], asr.alphabet, asr.features, stats=asr.stats)
-        posteriors: list[torch.Tensor] = [torch.empty(0)] * len(examples)
-        with torch.no_grad():
-            for index in length_batches(examples, EVAL_FRAMES):
-                batch = collate([examples[i] for i in index])
-                chosen = sorted(index, key=lambda i: -examples[i].feats.shape[0])  # as collated
-                log_probs, lengths = asr.model(batch.feats, batch.lengths)
-                for b, i in enumerate(chosen):
-                    posteriors[i] = log_probs[: lengths[b], b]
+        frames = posteriors(asr, examples)
         refs = [e.text for e in examples]
         row[name] = {}
         for penalty in args.blank_penalty:
-            hyps = [asr.alphabet.decode(greedy(p, penalty)) for p in posteriors]
+            hyps = [asr.alphabet.decode(greedy(p, penalty)) for p in frames]
             row[name][str(penalty)] = counts(refs, hyps, vocabulary)
     return row
 

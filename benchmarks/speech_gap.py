@@ -45,20 +45,27 @@ from rnnkit.speech.task import EVAL_FRAMES, TASK, SpeechTask
 from rnnkit.training.state import unflatten
 
 
-def score(asr: api.Recognizer, items: list[Item]) -> dict[str, object]:
-    """CTC loss per character and greedy WER/CER of ``items`` (one batched pass)."""
-    examples = featurize(items, asr.alphabet, asr.features, stats=asr.stats)
-    task = SpeechTask({"train": examples, "x": examples}, batch_frames=EVAL_FRAMES, seed=0,
-                      augment=None)  # fmt: skip
-    hyps = [""] * len(examples)
+def posteriors(asr: api.Recognizer, examples: list) -> list[torch.Tensor]:
+    """Each featurized example's frame log-probabilities (T', C), in batches of EVAL_FRAMES."""
+    out: list[torch.Tensor] = [torch.empty(0)] * len(examples)
     with torch.no_grad():
-        loss = task.evaluate(asr.model, "x")
         for index in length_batches(examples, EVAL_FRAMES):
             batch = collate([examples[i] for i in index])  # longest first, like `chosen`
             chosen = sorted(index, key=lambda i: -examples[i].feats.shape[0])
             log_probs, lengths = asr.model(batch.feats, batch.lengths)  # (T', B, C)
             for b, i in enumerate(chosen):
-                hyps[i] = asr.alphabet.decode(greedy_decode(log_probs[: lengths[b], b]).tokens)
+                out[i] = log_probs[: lengths[b], b]
+    return out
+
+
+def score(asr: api.Recognizer, items: list[Item]) -> dict[str, object]:
+    """CTC loss per character and greedy WER/CER of ``items`` (one batched pass)."""
+    examples = featurize(items, asr.alphabet, asr.features, stats=asr.stats)
+    task = SpeechTask({"train": examples, "x": examples}, batch_frames=EVAL_FRAMES, seed=0,
+                      augment=None)  # fmt: skip
+    with torch.no_grad():
+        loss = task.evaluate(asr.model, "x")
+    hyps = [asr.alphabet.decode(greedy_decode(p).tokens) for p in posteriors(asr, examples)]
     refs = [e.text for e in examples]
     return {"n": len(items), "words": sum(len(r.split()) for r in refs), "loss": loss,
             "wer": wer(refs, hyps), "cer": cer(refs, hyps), "refs": refs, "hyps": hyps}  # fmt: skip

@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import ConfigError
 from rnnkit.nn import GRU, LSTM
+from rnnkit.speech.recipe import check_self_condition
 
 RECURRENT = {"lstm": LSTM, "gru": GRU}
 
@@ -62,13 +63,7 @@ class AcousticConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 <= self.self_condition < 1.0:  # refuses NaN too
-            raise ConfigError(f"self_condition must be in [0, 1), got {self.self_condition}")
-        if self.self_condition and self.num_layers < 2:
-            raise ConfigError(
-                "self_condition needs num_layers >= 2 (the layers above the first read its "
-                f"predictions), got num_layers={self.num_layers}"
-            )
+        check_self_condition(self.self_condition, self.num_layers)
 
     @classmethod
     def from_recipe(cls, recipe: Any, num_classes: int) -> AcousticConfig:
@@ -77,7 +72,7 @@ class AcousticConfig:
             n_mels=recipe.n_mels, num_classes=num_classes, stack=recipe.stack,
             frontend=recipe.frontend, cell=recipe.cell, hidden_size=recipe.hidden_size,
             num_layers=recipe.num_layers, dropout=recipe.dropout, impl=recipe.impl,
-            self_condition=getattr(recipe, "self_condition", 0.0),
+            self_condition=recipe.self_condition,
         )  # fmt: skip
 
     @classmethod

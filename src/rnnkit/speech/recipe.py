@@ -65,6 +65,18 @@ SCORED_SPLITS = ("valid", "test", "flite", "flite-valid")
 SELECTIONS = ("loss", "wer", "last")
 
 
+def check_self_condition(weight: float, num_layers: int) -> None:
+    """The self-conditioned CTC weight (``self_condition``) is in [0, 1) and, when on, has a
+    layer above the first to read its predictions (the recipe and the model config both ask)."""
+    if not 0.0 <= weight < 1.0:  # refuses NaN too
+        raise ConfigError(f"self_condition must be in [0, 1), got {weight}")
+    if weight and num_layers < 2:
+        raise ConfigError(
+            "self_condition needs num_layers >= 2 (the layers above the first read its "
+            f"predictions), got num_layers={num_layers}"
+        )
+
+
 @dataclass
 class SpeechRecipe:
     """Data, front end, model and training settings of a speech recognition run."""
@@ -131,13 +143,7 @@ class SpeechRecipe:
         for name in ("vtlp", "tempo"):  # factors drawn from [1 - x, 1 + x] must stay positive
             if not 0.0 <= getattr(self, name) < 1.0:  # refuses NaN and inf too
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.self_condition < 1.0:  # refuses NaN too
-            raise ConfigError(f"self_condition must be in [0, 1), got {self.self_condition}")
-        if self.self_condition and self.num_layers < 2:
-            raise ConfigError(
-                "self_condition needs num_layers >= 2 (the layers above the first read its "
-                f"predictions), got num_layers={self.num_layers}"
-            )
+        check_self_condition(self.self_condition, self.num_layers)
         if not 0.0 <= self.band_limit <= 1.0:
             raise ConfigError(f"band_limit must be in [0, 1], got {self.band_limit}")
         for name in ("festival_share", "festival_extra_share"):  # refuses NaN too
