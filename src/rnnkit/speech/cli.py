@@ -76,6 +76,7 @@ TRAIN_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("ctc_impl", str, "CTC loss: rnnkit (own forward-backward) or torch (F.ctc_loss)"),
     ("batch_frames", int, "padded feature frames per batch"),
     ("lr", float, "peak learning rate"),
+    ("weight_decay", NON_NEGATIVE_NUMBER, "AdamW's decoupled weight decay (0: off)"),
     ("schedule", str, "learning-rate decay over the budget: constant, linear or cosine"),
     ("warmup_steps", int, "linear warm-up steps"),
     (
