@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from rnnkit.errors import ConfigError
+from rnnkit.training.config import check_weight_decay
 
 # What the training loss is per: the trainer's progress line and the playground's curves say it.
 LOSS_UNIT = "nats/character"
@@ -158,8 +159,7 @@ class SpeechRecipe:
         for name in ("train_utterances", "valid_utterances", "test_utterances", "batch_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.weight_decay < float("inf"):  # refuses NaN too
-            raise ConfigError(f"weight_decay must be >= 0 and finite, got {self.weight_decay}")
+        check_weight_decay(self.weight_decay)  # the trainer's own check, before any data is read
         if self.selection not in SELECTIONS:
             raise ConfigError(
                 f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}"

@@ -19,6 +19,12 @@ DEFAULT_LOSS_UNIT = "nats/token"
 OPTIMIZERS = ("adamw", "sgd", "nt-asgd")
 
 
+def check_weight_decay(value: float) -> None:
+    """Weight decay is >= 0 and finite (an application's recipe may ask before training)."""
+    if not 0.0 <= value < float("inf"):  # refuses NaN too
+        raise ConfigError(f"weight_decay must be >= 0 and finite, got {value}")
+
+
 @dataclass
 class TrainConfig:
     """How to train; stored in the run's ``config.json`` under ``"train"``."""
@@ -73,6 +79,7 @@ class TrainConfig:
             raise ConfigError(f"schedule must be constant, linear or cosine, got {self.schedule!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        check_weight_decay(self.weight_decay)
         for name in ("epochs", "max_steps", "max_minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
