@@ -1,4 +1,4 @@
-"""The speech recipe's weight decay (AdamW's, decoupled): on by default (0.05), applied to every
+"""The speech recipe's weight decay (AdamW's, decoupled): on by default (0.1), applied to every
 weight exactly as AdamW defines it, 0 for runs saved before it existed, bad values refused."""
 
 import json
@@ -45,8 +45,8 @@ def test_one_step_shrinks_every_weight_by_lr_times_the_decay(tmp_path, tone_tsv)
 
 
 def test_default_help_old_runs_and_bad_values(tmp_path, capsys):
-    assert SpeechRecipe().weight_decay == 0.05
-    assert SpeechRecipe().train_config().weight_decay == 0.05  # what the optimizer is given
+    assert SpeechRecipe().weight_decay == 0.1
+    assert SpeechRecipe().train_config().weight_decay == 0.1  # what the optimizer is given
     saved = {k: v for k, v in SpeechRecipe().to_dict().items() if k != "weight_decay"}
     assert SpeechRecipe.from_dict(saved).weight_decay == 0.0  # runs saved before the field
     assert SpeechRecipe.from_dict({**saved, "weight_decay": 0.05}).weight_decay == 0.05
@@ -57,7 +57,7 @@ def test_default_help_old_runs_and_bad_values(tmp_path, capsys):
         main(["speech", "train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     option = text.split("--weight-decay WEIGHT_DECAY", 2)[-1].split("--", 1)[0]
-    assert "decoupled weight decay" in option and "(default: 0.05)" in option
+    assert "decoupled weight decay" in option and "(default: 0.1)" in option
     with pytest.raises(SystemExit) as exc:
         main(["speech", "train", "--out", str(tmp_path / "r"), "--weight-decay", "-1"])
     assert exc.value.code == 2
