@@ -13,8 +13,8 @@ per second; all ranks together), validation loss, and the ratio to one process. 
 adds a CUDA row (one process per GPU) and a bf16 row; without one it says so.
 
 The communication share is measured apart, side by side in one torchrun launch: ms per step of
-the same model with DDP's all-reduce, and with the all-reduce replaced by a no-op hook; the
-share is ``1 - no_op / normal``.
+the same model with the gradients averaged through shared memory (the default for CPU ranks on
+one machine), by DDP's all-reduce, and not at all; the share is ``1 - none / averaged``.
 
     python benchmarks/distributed.py --minutes 10            # the measurement (quiet machine)
     python benchmarks/distributed.py --minutes 0.5 --threads 1   # a quick check
@@ -27,6 +27,7 @@ half the cores it would have alone, and pays for the all-reduce on top.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -109,7 +110,7 @@ def train_row(task: str, data: Path, out: Path, *, nproc: int, minutes: float, t
 
 # --------------------------------------------------------------------- communication share
 def comm_worker(steps: int) -> None:
-    """Under torchrun: ms per step with DDP's all-reduce and with a no-op hook (rank 0 prints)."""
+    """Under torchrun: ms per step with each way of averaging the gradients (rank 0 prints)."""
     import torch
 
     from rnnkit.lm import LMRecipe
@@ -125,7 +126,12 @@ def comm_worker(steps: int) -> None:
     ids = torch.randint(0, 60, (recipe.batch_size * (recipe.bptt + 1) * (steps + 2),))
     splits = {"train": ids, "valid": ids[:2000]}
     results = {}
-    for mode in ("all-reduce", "no-op hook"):
+    chosen = group.runtime
+    # how the gradients are averaged: the default on CPU ranks of one machine (shared memory),
+    # DDP's all-reduce over gloo, and not at all (the communication-free baseline)
+    for mode in ("shared memory", "all-reduce", "none"):
+        group.runtime = dataclasses.replace(chosen, gradient_sync="ddp" if mode == "all-reduce"
+                                            else "auto")  # fmt: skip
         task = LanguageModelTask(splits, batch_size=recipe.batch_size, bptt=recipe.bptt)
         torch.manual_seed(0)
         model = RNNLanguageModel(LMConfig.from_recipe(recipe, 60))
@@ -136,22 +142,14 @@ def comm_worker(steps: int) -> None:
             run = RunDir.create(Path(folder) / "run", "lm")
             clock = lambda trainer, ends=ends: ends.append(time.perf_counter())  # noqa: E731
             trainer = Trainer(model, task, config, run, group=group, quiet=True, on_step=clock)
-            if mode == "no-op hook":
-                trainer.step_module.register_comm_hook(None, _no_op_hook)
+            if mode == "none":
+                trainer.step_module.average_gradients = lambda: None
             trainer.fit()
         times = sorted(b - a for a, b in zip(ends[1:], ends[2:]))  # warm steps
         results[mode] = 1000 * times[len(times) // 2]  # median
     if rank == 0:
         print(json.dumps(results))
     group.close()
-
-
-def _no_op_hook(state, bucket):
-    import torch
-
-    future = torch.futures.Future()
-    future.set_result(bucket.buffer())
-    return future
 
 
 def comm_share(nproc: int, steps: int, threads: int) -> dict:
@@ -235,10 +233,11 @@ def main() -> None:
         if not torch.cuda.is_available():
             print("cuda, cuda + bf16: no CUDA device on this machine (rows not measured)")
     share = comm_share(args.nproc, args.steps, args.threads)
-    normal, silent = share["all-reduce"], share["no-op hook"]
-    print(f"\ncommunication, {args.nproc} processes (median ms per step): with all-reduce "
-          f"{normal:.0f}, with a no-op hook {silent:.0f}; share of a step "
-          f"{max(0.0, 1 - silent / normal):.0%}")  # fmt: skip
+    shared, ddp, silent = share["shared memory"], share["all-reduce"], share["none"]
+    print(f"\ncommunication, {args.nproc} processes (median ms per step): gradients averaged "
+          f"through shared memory (the default) {shared:.0f}, by DDP's all-reduce {ddp:.0f}, not "
+          f"at all {silent:.0f}; share of a step {max(0.0, 1 - silent / shared):.0%} and "
+          f"{max(0.0, 1 - silent / ddp):.0%}")  # fmt: skip
     print(f"load average after: {load()}")
 
 

@@ -9,6 +9,7 @@ of its weights after every step (``OUT/NAME.rankR.json``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -169,8 +170,20 @@ def series_csv(path: Path) -> Path:
 
 
 def scenario(name, out: Path, task, build, steps: int, group: Group, *, hook=None, stop_at=None,
-             resume: bool = False, dropout_seed: int = 3):  # fmt: skip
-    """Train ``steps`` steps into ``out/NAME``; write the weights and the per-step digests."""
+             resume: bool = False, dropout_seed: int = 3, sync: str = "auto"):  # fmt: skip
+    """Train ``steps`` steps into ``out/NAME``; write the weights, the per-step digests and the
+    module that averaged the gradients. ``sync``: the runtime's ``gradient_sync``; ``hook``:
+    called with the trainer before it trains."""
+    chosen = group.runtime
+    group.runtime = dataclasses.replace(chosen, gradient_sync=sync)
+    try:
+        _scenario(name, out, task, build, steps, group, hook=hook, stop_at=stop_at,
+                  resume=resume, dropout_seed=dropout_seed)  # fmt: skip
+    finally:
+        group.runtime = chosen
+
+
+def _scenario(name, out, task, build, steps, group, *, hook, stop_at, resume, dropout_seed):
     rank = group.rank
     seed_everything(dropout_seed)
     model = build()
@@ -185,7 +198,7 @@ def scenario(name, out: Path, task, build, steps: int, group: Group, *, hook=Non
 
     trainer = Trainer(model, task, config, run, on_step=on_step, group=group)
     if hook is not None:
-        trainer.step_module.register_comm_hook(None, hook)
+        hook(trainer)
     try:
         trainer.fit(resume=resume)
         status = "finished"
@@ -194,7 +207,9 @@ def scenario(name, out: Path, task, build, steps: int, group: Group, *, hook=Non
     tag = f"{name}{'.resumed' if resume else ''}.rank{rank}"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(out / f"{tag}.safetensors"))  # fmt: skip
-    (out / f"{tag}.json").write_text(json.dumps({"digests": digests, "status": status}))
+    wrapper = type(trainer.step_module).__name__
+    (out / f"{tag}.json").write_text(json.dumps({"digests": digests, "status": status,
+                                                 "wrapper": wrapper}))  # fmt: skip
 
 
 def skip_allreduce(state, bucket):
@@ -202,6 +217,41 @@ def skip_allreduce(state, bucket):
     future = torch.futures.Future()
     future.set_result(bucket.buffer())
     return future
+
+
+def break_ddp(trainer) -> None:
+    trainer.step_module.register_comm_hook(None, skip_allreduce)
+
+
+def break_shared_memory(trainer) -> None:
+    """The shared-memory average replaced by nothing: each rank keeps its own gradients."""
+    trainer.step_module.average_gradients = lambda: None
+
+
+def gradient_cases(out: Path, group: Group) -> None:
+    """SharedMemoryDataParallel's average on set gradients, twice (both regions): weight ``a``
+    has a gradient on every rank, ``b`` on rank 0 only, ``c`` on none; written to
+    ``out/gradients.rankR.json`` with whether the region's file name still exists."""
+    from rnnkit.training.distributed import SharedMemoryDataParallel, shared_region
+
+    module = torch.nn.Module()
+    module.a = torch.nn.Parameter(torch.zeros(2, 3, dtype=torch.float64))
+    module.b = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    module.c = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    region, path = shared_region(module, group)
+    parallel = SharedMemoryDataParallel(module, region, path)
+    results = []
+    for call in range(2):
+        base = 10.0 * (call + 1) + group.rank
+        module.a.grad = torch.full((2, 3), base, dtype=torch.float64)
+        module.a.grad[0, 0] = base * base
+        module.b.grad = torch.full((4,), base, dtype=torch.float64) if group.rank == 0 else None
+        module.c.grad = None
+        parallel.average_gradients()
+        results.append({n: None if p.grad is None else p.grad.tolist()
+                        for n, p in module.named_parameters()})  # fmt: skip
+    record = {"results": results, "path": path, "exists": os.path.exists(path)}
+    (out / f"gradients.rank{group.rank}.json").write_text(json.dumps(record))
 
 
 def run_all(out: Path, group: Group) -> None:
@@ -223,7 +273,12 @@ def run_all(out: Path, group: Group) -> None:
     if group.world_size == 1:
         return
     scenario("lm_broken", out, lm_task(), lambda: lm_model("gru"), LM_STEPS, group,
-             hook=skip_allreduce)  # fmt: skip
+             hook=break_shared_memory)  # fmt: skip
+    # DistributedDataParallel, where the ranks cannot share memory (other machines, GPUs)
+    scenario("lm_gru_ddp", out, lm_task(), lambda: lm_model("gru"), LM_STEPS, group, sync="ddp")
+    scenario("lm_broken_ddp", out, lm_task(), lambda: lm_model("gru"), LM_STEPS, group,
+             hook=break_ddp, sync="ddp")  # fmt: skip
+    gradient_cases(out, group)
     # Exact resume: stopped by a SIGTERM to rank 1 after step 3, resumed to step 6 (dropout on).
     straight = lambda: lm_model("lstm", dropout=0.3)  # noqa: E731
     scenario("resume_straight", out, lm_task(), straight, 6, group)

@@ -66,21 +66,27 @@ def digests(folder: Path, tag: str) -> list[str]:
 APPLICATIONS = ["translate", "speech", "caption", "forecast"]
 
 
-@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", *APPLICATIONS])
+# lm_gru_ddp: the lm_gru scenario with DistributedDataParallel averaging the gradients
+REFERENCE = {"lm_gru_ddp": "lm_gru"}
+
+
+@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", "lm_gru_ddp", *APPLICATIONS])
 def test_two_processes_train_the_same_model_as_one(runs, name):
     two, one = runs
-    reference = weights(one, f"{name}.rank0")
+    reference = weights(one, f"{REFERENCE.get(name, name)}.rank0")
     for rank in (0, 1):
         assert max_difference(weights(two, f"{name}.rank{rank}"), reference) < 1e-9
     # The logged losses are the global batch's (and validation the single-process number).
     records = RunDir(two / name, "x").read_jsonl("metrics.jsonl")
-    expected = RunDir(one / name, "x").read_jsonl("metrics.jsonl")
+    expected = RunDir(one / REFERENCE.get(name, name), "x").read_jsonl("metrics.jsonl")
     assert [(r["step"], r["split"]) for r in records] == [(r["step"], r["split"]) for r in expected]
     for got, want in zip(records, expected, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-9)
 
 
-@pytest.mark.parametrize("name", ["lm_rnn", "lm_lstm", "lm_gru", *APPLICATIONS, "resume_straight"])
+@pytest.mark.parametrize(
+    "name", ["lm_rnn", "lm_lstm", "lm_gru", "lm_gru_ddp", *APPLICATIONS, "resume_straight"]
+)
 def test_ranks_hold_identical_weights_after_every_step(runs, name):
     two, _ = runs
     steps = digests(two, f"{name}.rank0")
@@ -89,13 +95,45 @@ def test_ranks_hold_identical_weights_after_every_step(runs, name):
     assert steps == digests(two, f"{name}.rank1")
 
 
-def test_a_broken_allreduce_fails_parity(runs):
-    """DDP's all-reduce replaced by a no-op hook: the gradients are not averaged, and it shows."""
+@pytest.mark.parametrize("name", ["lm_broken", "lm_broken_ddp"])
+def test_a_broken_allreduce_fails_parity(runs, name):
+    """The average replaced by nothing (the shared-memory one, or DDP's all-reduce by a no-op
+    hook): each rank keeps its own gradients, and it shows."""
     two, one = runs
     reference = weights(one, "lm_gru.rank0")
     for rank in (0, 1):
-        assert max_difference(weights(two, f"lm_broken.rank{rank}"), reference) > 1e-4
-    assert digests(two, "lm_broken.rank0")[0] != digests(two, "lm_broken.rank1")[0]
+        assert max_difference(weights(two, f"{name}.rank{rank}"), reference) > 1e-4
+    assert digests(two, f"{name}.rank0")[0] != digests(two, f"{name}.rank1")[0]
+
+
+def wrapper(folder: Path, tag: str) -> str:
+    return json.loads((folder / f"{tag}.json").read_text())["wrapper"]
+
+
+def test_cpu_ranks_on_one_machine_average_through_shared_memory_unless_told_ddp(runs):
+    two, one = runs
+    for name in ("lm_gru", "speech", "caption", "resume_straight"):
+        for rank in (0, 1):
+            assert wrapper(two, f"{name}.rank{rank}") == "SharedMemoryDataParallel"
+    assert wrapper(two, "lm_gru_ddp.rank0") == "DistributedDataParallel"
+    assert wrapper(one, "lm_gru.rank0") == "TaskStep"  # alone: nothing to average
+
+
+def test_shared_memory_average_is_the_mean_over_ranks_and_leaves_no_file(runs):
+    """Set gradients (ddp_worker.gradient_cases): ``a`` on both ranks, ``b`` on rank 0 only
+    (rank 1 counts zeros, as DDP with unused weights does), ``c`` on none (stays None); two
+    calls, so both alternating regions are used."""
+    two, _ = runs
+    records = [json.loads((two / f"gradients.rank{r}.json").read_text()) for r in (0, 1)]
+    for call, got in enumerate(zip(records[0]["results"], records[1]["results"], strict=True)):
+        base = 10.0 * (call + 1)  # rank 0's; rank 1's is base + 1
+        a = [[base + 0.5] * 3 for _ in range(2)]
+        a[0][0] = (base * base + (base + 1) ** 2) / 2
+        for ranked in got:
+            assert ranked == {"a": a, "b": [base / 2] * 4, "c": None}
+    assert records[0]["path"] == records[1]["path"]
+    assert "rnnkit-gradients-" in records[0]["path"]
+    assert not records[0]["exists"] and not records[1]["exists"]
 
 
 def test_uneven_last_batch_trains_every_pair_without_a_hang(runs):

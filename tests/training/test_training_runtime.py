@@ -102,3 +102,38 @@ def test_more_processes_than_training_examples_is_one_line_naming_the_limit():
     message = r"^4 processes but only 3 training pairs; use at most 3$"
     with pytest.raises(ConfigError, match=message):
         check_world(4, 3, "training pairs")
+
+
+def test_an_unknown_gradient_sync_is_refused_naming_the_choices():
+    from rnnkit.errors import ConfigError
+    from rnnkit.training import Runtime
+
+    with pytest.raises(ConfigError, match="gradient_sync must be one of auto, ddp"):
+        Runtime(gradient_sync="nccl")
+
+
+def test_adamw_takes_the_fused_kernel_on_the_cpu_with_the_same_updates():
+    """make_optimizer's AdamW is the fused one wherever it can be (one device, floating point),
+    and its updates are torch's reference AdamW's up to rounding (float64)."""
+    from rnnkit.training import TrainConfig
+    from rnnkit.training.optim import fusable, make_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.GRU(3, 4, 2).double()
+    config = TrainConfig(lr=1e-2, weight_decay=0.1, max_steps=5)
+    optimizer = make_optimizer(model, config)
+    assert optimizer.param_groups[0]["fused"] is True
+    twin = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    model_start = {id(p): p.detach().clone() for p in model.parameters()}
+    reference = torch.optim.AdamW(twin, lr=1e-2, betas=config.betas, weight_decay=0.1)
+    for _ in range(5):
+        for p, q in zip(model.parameters(), twin, strict=True):
+            q.grad = torch.randn_like(q)
+            p.grad = q.grad.clone()
+        optimizer.step()
+        reference.step()
+    for p, q in zip(model.parameters(), twin, strict=True):
+        assert torch.allclose(p.detach(), q.detach(), rtol=1e-13, atol=1e-15)
+        assert not torch.equal(p.detach(), model_start[id(p)])  # (they did move)
+    assert not fusable([torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)])
+    assert not fusable([])

@@ -129,6 +129,7 @@ def config_dict(config: TrainConfig) -> dict[str, Any]:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
+GRADIENT_SYNCS = ("auto", "ddp")
 
 
 @dataclass
@@ -140,6 +141,9 @@ class Runtime:
     nproc: int = 1  # processes on this machine (--nproc starts them with torch's elastic launcher)
     port: int = 0  # rendezvous port of --nproc (0: any free port)
     timeout_s: float = 600.0  # how long a collective waits for a slow or dead rank
+    # How several ranks average gradients: "auto" (through shared memory when every rank is a
+    # CPU process on this machine, DistributedDataParallel otherwise) or "ddp" (always DDP)
+    gradient_sync: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -152,5 +156,10 @@ class Runtime:
             raise ConfigError(f"--nproc must be >= 1, got {self.nproc}")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        if self.gradient_sync not in GRADIENT_SYNCS:
+            raise ConfigError(
+                f"gradient_sync must be one of {', '.join(GRADIENT_SYNCS)}; "
+                f"got {self.gradient_sync!r}"
+            )
         if not self.timeout_s > 0:
             raise ConfigError(f"the collective timeout must be > 0 s, got {self.timeout_s}")

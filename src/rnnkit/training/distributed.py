@@ -249,9 +249,16 @@ class Group:
 
     # ----------------------------------------------------------------- collectives
     def wrap(self, step: TaskStep) -> nn.Module:
-        """``step`` under DistributedDataParallel (as it is when alone)."""
+        """``step`` ready to train on this rank: as it is when alone; under
+        :class:`SharedMemoryDataParallel` when every rank is a CPU process on this machine (and
+        ``runtime.gradient_sync`` is "auto"); else under DistributedDataParallel. The trainer
+        calls ``average_gradients()`` after backward where the module has it."""
         if self.world_size == 1:
             return step
+        if self.runtime.gradient_sync == "auto" and self.device.type == "cpu":
+            shared = shared_region(step, self)
+            if shared is not None:
+                return SharedMemoryDataParallel(step, *shared)
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -300,6 +307,158 @@ class Group:
         if self.runtime.precision == "fp16" and self.device.type == "cuda":
             return torch.amp.GradScaler("cuda")
         return None
+
+
+def _trained(module: nn.Module) -> list[Tensor]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def shared_region(step: nn.Module, group: Group) -> tuple[Tensor, str] | None:
+    """A ``(2, world_size, n)`` tensor in memory that every rank of ``group`` maps, and the name
+    its file had, for
+    :class:`SharedMemoryDataParallel` (``n``: the trained weights' elements plus one flag per
+    weight); None where the ranks cannot share memory (another machine, no shared file
+    system for it, mixed dtypes), and DDP is used instead. Every rank calls this.
+
+    Rank 0 makes a file in ``/dev/shm`` (else the temporary directory), every rank maps it, and
+    rank 0 deletes its name as soon as all have: the memory lives exactly as long as the
+    processes that map it, so nothing is left behind however the run ends. A value rank 0
+    writes must be seen by every rank, or none uses the region."""
+    import torch.distributed as dist
+
+    params = _trained(step)
+    dtypes = {p.dtype for p in params}
+    usable = len(dtypes) == 1 and all(p.device.type == "cpu" for p in params)
+    dtype = dtypes.pop() if usable else torch.float32
+    numel = 2 * group.world_size * (sum(p.numel() for p in params) + len(params))
+    path = None
+    if group.rank == 0 and usable:
+        path = _region_file(numel * dtype.itemsize)
+    shared: list[Any] = [path]
+    dist.broadcast_object_list(shared, src=0)
+    path = shared[0]
+    region = None
+    try:
+        if path is not None:
+            try:
+                region = torch.from_file(path, shared=True, size=numel, dtype=dtype)
+            except (OSError, RuntimeError) as e:  # another machine: no such file
+                logger.info("rank %d cannot map %s (%s); using DDP", group.rank, path, e)
+        token = torch.tensor([1.0 + os.getpid() % 9973], dtype=torch.float64)
+        dist.broadcast(token, src=0)  # rank 0's, written by it and looked for by all
+        if region is not None and group.rank == 0:
+            region[0] = float(token)
+        group.barrier()
+        seen = region is not None and float(region[0]) == float(token)
+        agreed = torch.tensor([int(seen)], dtype=torch.int32)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)  # (after every rank has looked)
+    finally:
+        if group.rank == 0 and path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    if not int(agreed[0]):
+        return None
+    region.zero_()
+    return region.view(2, group.world_size, -1), path
+
+
+def _region_file(nbytes: int) -> str | None:
+    """A new file of ``nbytes`` bytes in ``/dev/shm`` (else the temporary directory), its
+    space reserved, so that writing into the mapping cannot fail later (a full tmpfs kills a
+    process that writes to a mapped page it cannot back); None where that fails."""
+    import tempfile
+
+    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(prefix="rnnkit-gradients-", dir=folder)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, nbytes)
+            else:  # (macOS) the space is checked instead of reserved
+                if os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize < 2 * nbytes:
+                    raise OSError(f"less than {2 * nbytes} bytes free in {folder}")
+                os.ftruncate(fd, nbytes)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        logger.info("no shared memory for the gradients (%s); using DDP", e)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return None
+    return path
+
+
+class SharedMemoryDataParallel(nn.Module):
+    """Data parallelism among CPU processes on one machine, the gradients averaged through
+    shared memory (what :meth:`Group.wrap` chooses there; DistributedDataParallel elsewhere).
+
+    DDP sends the gradients through gloo's TCP loopback; here each rank copies its gradients
+    into its row of a region every rank maps (:func:`shared_region`), the ranks meet at one
+    barrier, and each sums the rows itself. Two regions alternate, so that a rank writing the
+    next step's gradients never overwrites a row another rank is still reading: reaching the
+    next barrier means having read the last region. As DDP does, the constructor gives every
+    rank rank 0's weights and buffers, and each forward rank 0's buffers (batch-norm
+    statistics). A weight without a gradient on every rank keeps none (as alone); one with a
+    gradient on some rank gets the average, counting zeros for the others.
+
+    Call :meth:`average_gradients` after ``backward`` on every rank, every step.
+    """
+
+    def __init__(self, module: nn.Module, region: Tensor, path: str = "") -> None:
+        import torch.distributed as dist
+
+        super().__init__()
+        self.module = module
+        self.region = region  # (2, world_size, n): gradients, then one flag per weight
+        self.path = path  # the name its file had (deleted once mapped)
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.params = _trained(module)
+        self.sizes = [p.numel() for p in self.params]
+        self.total = sum(self.sizes)
+        self.average = torch.empty(region.shape[-1], dtype=region.dtype)
+        self.calls = 0
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t, src=0)
+        self._buffers_of = [b for b in module.buffers()]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        import torch.distributed as dist
+
+        for b in self._buffers_of:
+            dist.broadcast(b, src=0)
+        return self.module(*args, **kwargs)
+
+    def average_gradients(self) -> None:
+        """Replace every rank's gradients by their mean over the ranks."""
+        import torch.distributed as dist
+
+        region = self.region[self.calls % 2]
+        self.calls += 1
+        mine, flags = region[self.rank, : self.total], region[self.rank, self.total :]
+        offset = 0
+        for i, (p, k) in enumerate(zip(self.params, self.sizes, strict=True)):
+            if p.grad is None:
+                mine[offset : offset + k].zero_()
+            else:
+                mine[offset : offset + k].copy_(p.grad.reshape(-1))
+            flags[i] = p.grad is not None
+            offset += k
+        dist.barrier()
+        torch.sum(region, 0, out=self.average)
+        grads, present = self.average[: self.total], self.average[self.total :]
+        grads /= self.world_size
+        offset = 0
+        for i, (p, k) in enumerate(zip(self.params, self.sizes, strict=True)):
+            if present[i] > 0:
+                mean = grads[offset : offset + k].view_as(p)
+                if p.grad is None:
+                    p.grad = mean.clone()
+                else:
+                    p.grad.copy_(mean)
+            offset += k
 
 
 REPORT_WAIT_S = 10.0  # how long a rank waits to learn whether rank 0 reports the same error

@@ -442,6 +442,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        average = getattr(self.step_module, "average_gradients", None)
+        if average is not None:  # (shared-memory data parallelism; DDP averaged in backward)
+            average()
         if self.config.clip_norm > 0:
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
             if not math.isfinite(float(norm)) and self.scaler is None:

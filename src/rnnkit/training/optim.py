@@ -29,7 +29,25 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
     return torch.optim.AdamW(
-        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        params,
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        fused=fusable(params),
+    )
+
+
+def fusable(params: list[Tensor]) -> bool:
+    """Whether AdamW can take its fused kernel for ``params``: all floating point, on one CPU or
+    CUDA device. The fused kernel updates every tensor in one pass per parameter instead of a
+    dozen element-wise operations, to the same values up to rounding: the speech
+    model's update (0.74 M weights) took 0.9 ms instead of 3.3 on one thread, 2.8 instead of
+    11.6 on two (benchmarks/results/ddp_shared_memory.txt)."""
+    devices = {p.device for p in params}
+    return (
+        len(devices) == 1
+        and next(iter(devices)).type in ("cpu", "cuda")
+        and all(p.is_floating_point() for p in params)
     )
 
 
