@@ -273,9 +273,10 @@ def main() -> None:
     print(f"recipe: {args.recipe}")
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
     budget += " (CPU time)" if args.cpu_time and not args.steps else ""
+    budget += " of training"
     if args.nproc > 1:
-        budget += f", {args.nproc} data-parallel processes of {args.threads} thread(s)"
-    print(f"budget per seed: {budget} of training (the recipe's own budget is replaced)")
+        budget += f" in {args.nproc} data-parallel processes of {args.threads} thread(s)"
+    print(f"budget per seed: {budget} (the recipe's own budget is replaced)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
