@@ -53,3 +53,18 @@ def test_a_figure_name_matplotlib_cannot_write_is_refused_before_the_work(tmp_pa
         check_image_output(tmp_path / "nodir" / "x.png", option="--plot")
     for name in ("a.png", "a.PDF", "a.svg", "a.jpg", "noext"):
         assert check_image_output(tmp_path / name) == tmp_path / name
+
+
+def test_loss_curves_name_the_task_unit_and_span_decades_on_a_log_axis(tmp_path):
+    from rnnkit.plots import plot_losses
+
+    falling = [{"step": s, "split": "train", "loss": 4.0 / s} for s in range(1, 2001, 50)]
+    falling.append({"step": 2000, "split": "valid", "loss": 0.003})
+    fig = plot_losses(falling, tmp_path / "a.png", unit="nats/character")
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "loss (nats/character)" and ax.get_yscale() == "log"
+    flat = [{"step": s, "split": "train", "loss": 1.0 + 1 / s} for s in range(1, 50)]
+    assert plot_losses(flat, tmp_path / "b.png").axes[0].get_yscale() == "linear"
+    negative = [{"step": s, "split": "train", "loss": v} for s, v in ((1, 5.0), (2, -0.5))]
+    assert plot_losses(negative, tmp_path / "c.png").axes[0].get_yscale() == "linear"
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

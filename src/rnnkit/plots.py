@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,24 +79,36 @@ def check_image_output(
     return checked
 
 
-def plot_losses(records: list[dict[str, Any]], path: Any) -> None:
-    """Draw training and validation loss against step into a PNG at ``path``."""
+# Losses that span more than this factor (all positive) are drawn on a logarithmic axis: a
+# speech run falls from 4 to 0.004 nats/character, and on a linear axis everything after the
+# first few hundred steps is a flat line at zero.
+LOG_SPAN = 100.0
+
+
+def plot_losses(records: list[dict[str, Any]], path: Any, unit: str = "nats/token") -> Any:
+    """Draw training and validation loss (per ``unit``) against step into a PNG at ``path``;
+    returns the figure."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.add_subplot()
+    losses = []
     for split in ("train", "valid"):
         points = [(r["step"], r["loss"]) for r in records if r["split"] == split]
         if points:
             xs, ys = zip(*points)
             dots = split == "valid" or len(points) == 1  # a single point needs a marker
             ax.plot(xs, ys, marker="o" if dots else None, label=split)
+            losses += [y for y in ys if math.isfinite(y)]
+    if losses and min(losses) > 0 and max(losses) > LOG_SPAN * min(losses):
+        ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_ylabel(f"loss ({unit})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
+    return fig
 
 
 def plot_attention(

@@ -605,7 +605,8 @@ class Trainer:
     def _plot(self) -> None:
         records = self.run.read_jsonl(METRICS) if self.group.writer else []
         if records:
-            plot_losses(records, self.run.file(PLOT))
+            unit = getattr(self.task, "loss_unit", DEFAULT_LOSS_UNIT)
+            plot_losses(records, self.run.file(PLOT), unit=unit)
 
     # ----------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, status: str) -> None:
