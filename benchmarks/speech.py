@@ -151,11 +151,11 @@ def recipe_flags(recipe: SpeechRecipe) -> list[str]:
         apart = field.name in ("seed", "max_minutes", "max_steps")
         if apart or value == getattr(default, field.name):
             continue
-        if field.name == "spec_augment":
-            flags.append("--no-spec-augment" if not value else "")
+        if field.name == "spec_augment":  # (differs from the default only when off)
+            flags.append("--no-spec-augment")
             continue
         flags += [f"--{field.name.replace('_', '-')}", str(value)]
-    return [f for f in flags if f]
+    return flags
 
 
 def train_processes(run: Path, recipe: SpeechRecipe, args: argparse.Namespace) -> None:

@@ -315,10 +315,9 @@ def _trained(module: nn.Module) -> list[Tensor]:
 
 def shared_region(step: nn.Module, group: Group) -> tuple[Tensor, str] | None:
     """A ``(2, world_size, n)`` tensor in memory that every rank of ``group`` maps, and the name
-    its file had, for
-    :class:`SharedMemoryDataParallel` (``n``: the trained weights' elements plus one flag per
-    weight); None where the ranks cannot share memory (another machine, no shared file
-    system for it, mixed dtypes), and DDP is used instead. Every rank calls this.
+    its file had, for :class:`SharedMemoryDataParallel` (``n``: the trained weights' elements
+    plus one flag per weight); None where the ranks cannot share memory (another machine, mixed
+    dtypes), and DDP is used instead. Every rank calls this.
 
     Rank 0 makes a file in ``/dev/shm`` (else the temporary directory), every rank maps it, and
     rank 0 deletes its name as soon as all have: the memory lives exactly as long as the
@@ -376,7 +375,8 @@ def _region_file(nbytes: int) -> str | None:
             if hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(fd, 0, nbytes)
             else:  # (macOS) the space is checked instead of reserved
-                if os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize < 2 * nbytes:
+                free = os.statvfs(folder)
+                if free.f_bavail * free.f_frsize < 2 * nbytes:
                     raise OSError(f"less than {2 * nbytes} bytes free in {folder}")
                 os.ftruncate(fd, nbytes)
         finally:
@@ -415,19 +415,20 @@ class SharedMemoryDataParallel(nn.Module):
         self.path = path  # the name its file had (deleted once mapped)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.params = _trained(module)
-        self.sizes = [p.numel() for p in self.params]
-        self.total = sum(self.sizes)
+        ends = torch.tensor([p.numel() for p in self.params]).cumsum(0).tolist()
+        self.spans = list(zip([0, *ends[:-1]], ends, strict=True))  # each weight's elements
+        self.total = ends[-1] if ends else 0
         self.average = torch.empty(region.shape[-1], dtype=region.dtype)
         self.calls = 0
+        self.synced = list(module.buffers())  # rank 0's, before every forward
         with torch.no_grad():
-            for t in [*module.parameters(), *module.buffers()]:
+            for t in [*module.parameters(), *self.synced]:
                 dist.broadcast(t, src=0)
-        self._buffers_of = [b for b in module.buffers()]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         import torch.distributed as dist
 
-        for b in self._buffers_of:
+        for b in self.synced:
             dist.broadcast(b, src=0)
         return self.module(*args, **kwargs)
 
@@ -438,27 +439,23 @@ class SharedMemoryDataParallel(nn.Module):
         region = self.region[self.calls % 2]
         self.calls += 1
         mine, flags = region[self.rank, : self.total], region[self.rank, self.total :]
-        offset = 0
-        for i, (p, k) in enumerate(zip(self.params, self.sizes, strict=True)):
+        for i, (p, (a, b)) in enumerate(zip(self.params, self.spans, strict=True)):
             if p.grad is None:
-                mine[offset : offset + k].zero_()
+                mine[a:b].zero_()
             else:
-                mine[offset : offset + k].copy_(p.grad.reshape(-1))
+                mine[a:b].copy_(p.grad.reshape(-1))
             flags[i] = p.grad is not None
-            offset += k
         dist.barrier()
         torch.sum(region, 0, out=self.average)
         grads, present = self.average[: self.total], self.average[self.total :]
         grads /= self.world_size
-        offset = 0
-        for i, (p, k) in enumerate(zip(self.params, self.sizes, strict=True)):
+        for i, (p, (a, b)) in enumerate(zip(self.params, self.spans, strict=True)):
             if present[i] > 0:
-                mean = grads[offset : offset + k].view_as(p)
+                mean = grads[a:b].view_as(p)
                 if p.grad is None:
                     p.grad = mean.clone()
                 else:
                     p.grad.copy_(mean)
-            offset += k
 
 
 REPORT_WAIT_S = 10.0  # how long a rank waits to learn whether rank 0 reports the same error
