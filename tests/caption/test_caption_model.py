@@ -178,14 +178,22 @@ def test_attention_maps_of_a_batch_equal_those_of_each_caption_alone():
         np.testing.assert_allclose(together[i], alone, rtol=1e-5, atol=1e-6)
 
 
-def test_deep_output_adds_the_projected_context_to_the_output_layer():
-    deep, plain = _model("attention", deep_output=True), _model("attention", deep_output=False)
+def _step_context(model, state):
+    """What one step's words see of the image: the gated attended context, or the mean."""
+    if model.config.decoder == "mean":
+        return state.features.mean(dim=1)  # no attention: the same context at every step
+    context, _ = model.attention(state.hidden, state.features, projected=state.projected)
+    return torch.sigmoid(model.gate(state.hidden)) * context
+
+
+@pytest.mark.parametrize("decoder", ["attention", "mean"])
+def test_deep_output_adds_the_projected_context_to_the_output_layer(decoder):
+    deep, plain = _model(decoder, deep_output=True), _model(decoder, deep_output=False)
     plain.load_state_dict(deep.state_dict(), strict=False)  # all but deep's context_output
     images, tokens = _images(3), torch.tensor([BOS, 3, 4])
     with torch.no_grad():
         state = deep.start(images)
-        context, _ = deep.attention(state.hidden, state.features, projected=state.projected)
-        context = torch.sigmoid(deep.gate(state.hidden)) * context  # what the step attends to
+        context = _step_context(deep, state)
         logits, _ = deep.advance(tokens, state)
         base, _ = plain.advance(tokens, plain.start(images))
         # eq. 7 of Xu et al.: L_o(h_t + L_z z_t), so the difference is L_o L_z z_t
@@ -194,11 +202,28 @@ def test_deep_output_adds_the_projected_context_to_the_output_layer():
         assert expected.abs().max() > 1e-3  # the context does reach the words
 
 
+def test_the_image_decoders_differ_by_the_attention_alone():
+    # the same parameters but attention's, with the same shapes but the LSTM's input weights
+    mean = _model("mean")
+    attention = dict(_model("attention").named_parameters())
+    names = {n for n in attention if not n.startswith(("attention.", "gate.", "memory_gate."))}
+    names -= {"position_output.weight", "position_output.bias"}  # where the attention looks
+    shapes = {n: p.shape for n, p in mean.named_parameters()}
+    assert set(shapes) == names
+    assert all(shapes[n] == attention[n].shape for n in names if not n.startswith("cell."))
+
+
 def test_runs_saved_before_the_deep_output_option_load_without_it():
     assert CaptionConfig(vocab_size=10).deep_output  # new models have it
     old = CaptionConfig.from_dict({"vocab_size": 10, "decoder": "attention"})
     assert not old.deep_output and not hasattr(CaptionModel(old), "context_output")
     assert old.cell_positions == "none" and not hasattr(CaptionModel(old), "positions")
+    # mean pooling saved while the deep output was attention's alone: its config says
+    # deep_output (the recipe's default) but the run has no L_z, and keeps none
+    saved = {"vocab_size": 10, "decoder": "mean", "deep_output": True}
+    assert not hasattr(CaptionModel(CaptionConfig.from_dict(saved)), "context_output")
+    now = CaptionConfig(vocab_size=10, decoder="mean").to_dict()
+    assert hasattr(CaptionModel(CaptionConfig.from_dict(now)), "context_output")
 
 
 def test_cell_positions_are_added_to_the_features_attention_reads():

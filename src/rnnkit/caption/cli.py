@@ -106,7 +106,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     model.add_argument(
         "--deep-output", action=argparse.BooleanOptionalAction, default=d.deep_output,
-        help="attention: the attended context also feeds the output layer (Xu et al. eq. 7)",
+        help="the context (attended, or the mean feature) also feeds the output layer "
+        "(Xu et al. eq. 7)",
     )  # fmt: skip
     model.add_argument(
         "--cell-positions", choices=CELL_POSITIONS, default=d.cell_positions,

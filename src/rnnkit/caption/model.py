@@ -17,7 +17,9 @@ step; three kinds share all the rest (``CaptionConfig.decoder``):
   coordinates ``p_t = sum_i alpha_ti (x_i, y_i)``, and a remembered place ``m_t = g_t p_{t-1} +
   (1 - g_t) m_{t-1}`` (``g_t`` set by the word just emitted) feed the LSTM and the output layer,
   so a relation word can compare where the named object is; ``glimpses`` > 1 adds attention heads.
-* ``"mean"``: Show and Tell without attention: the context is the mean feature at every step.
+* ``"mean"``: no attention (Show and Tell with the image at every step): the context is the mean
+  feature ``z = mean_i a_i`` at every step; with ``deep_output`` it reaches the words the same way,
+  ``softmax(L_o (h_t + L_z z))``, so the two image decoders differ by the attention alone.
 * ``"text"``: no image at all: a language model over captions (the floor any image model must beat).
 
 The initial state comes from the mean feature (``h_0 = tanh(W_h mean(a))``, ``c_0 = W_c mean(a)``,
@@ -57,7 +59,9 @@ class CaptionConfig:
     hidden_size: int = CaptionRecipe.hidden_size  # LSTM state size
     attention_size: int = CaptionRecipe.attention_size  # additive attention's hidden size
     dropout: float = CaptionRecipe.dropout  # on the embeddings and before the output layer
-    deep_output: bool = CaptionRecipe.deep_output  # attention: context feeds the output layer
+    deep_output: bool = CaptionRecipe.deep_output  # the context feeds the output layer
+    # False only for mean-pooling runs saved before that decoder had the deep output
+    mean_deep_output: bool = True
     cell_positions: str = CaptionRecipe.cell_positions  # attention: "learned", "coordinates"
     glimpses: int = CaptionRecipe.glimpses  # attention: heads (glimpses) per step
     glimpse_positions: str = CaptionRecipe.glimpse_positions  # attention: "none", "current", ...
@@ -86,7 +90,8 @@ class CaptionConfig:
     def from_dict(cls, data: dict[str, Any]) -> CaptionConfig:
         names = {f.name for f in fields(cls)}
         # Runs saved before an option existed were trained without it.
-        old = {"deep_output": False, "cell_positions": "none", "glimpses": 1}
+        old = {"deep_output": False, "cell_positions": "none", "glimpses": 1,
+               "mean_deep_output": False}  # fmt: skip
         data = {**old, "glimpse_positions": "none", **data}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -189,6 +194,8 @@ class CaptionModel(nn.Module):
         if c.decoder != "text":
             self.init_hidden = nn.Linear(c.feature_size, c.hidden_size)
             self.init_cell = nn.Linear(c.feature_size, c.hidden_size)
+        if c.decoder == "mean" and c.deep_output and c.mean_deep_output:
+            self.context_output = nn.Linear(context, c.hidden_size)  # L_z of eq. 7
         extra = 0  # LSTM inputs besides the word and the context(s): glimpse coordinates
         if c.decoder == "attention":
             self.attention = Attention(
@@ -276,7 +283,7 @@ class CaptionModel(nn.Module):
         """One step: previous words ``(N,)`` -> logits ``(N, V)`` and the new state."""
         embedded = self.embedding(tokens)  # (N, E)
         inputs = self.dropout(embedded)
-        weights, where, places, memory = None, None, None, None
+        context, weights, where, places, memory = None, None, None, None, None
         if self.config.decoder == "attention":
             context, weights, where = self.glimpse(state)  # (N, G*F'), (N, L), (N, 2G)
             inputs = torch.cat([inputs, context], dim=1)
@@ -289,11 +296,12 @@ class CaptionModel(nn.Module):
                     places = torch.cat([where, memory], dim=1)
                 inputs = torch.cat([inputs, places], dim=1)
         elif self.config.decoder == "mean":
-            inputs = torch.cat([inputs, state.features.mean(dim=1)], dim=1)
+            context = state.features.mean(dim=1)  # (N, F)
+            inputs = torch.cat([inputs, context], dim=1)
         hidden, cell = self.cell(inputs, (state.hidden, state.cell))
         top = hidden
-        if weights is not None and self.config.deep_output:
-            top = top + self.context_output(context)  # the word also sees what was attended
+        if hasattr(self, "context_output"):  # the word also sees the context (attended or mean)
+            top = top + self.context_output(context)
         if places is not None:  # ... and where: a relation word compares two places linearly
             top = top + self.position_output(places)
         logits = self.output(self.dropout(top))  # (N, V)

@@ -65,7 +65,8 @@ class CaptionRecipe:
     attention_size: int = 128  # additive attention hidden size
     dropout: float = 0.3  # dropout on embeddings and before the output layer
     attention_penalty: float = 1.0  # weight of the doubly stochastic penalty (Xu et al. eq. 14)
-    deep_output: bool = True  # attention: the context also feeds the output layer (Xu eq. 7)
+    # the context (attended, or the mean feature) also feeds the output layer (Xu et al. eq. 7)
+    deep_output: bool = True
     # attention: where each grid cell is, in its feature: "none", "learned" (a vector per cell
     # added to it) or "coordinates" (the cell's x and y in [-1, 1] appended to it)
     cell_positions: str = "none"
