@@ -99,6 +99,13 @@ class CaptionConfig:
         return asdict(self)
 
     @property
+    def context_to_output(self) -> bool:
+        """Whether the step's context also feeds the output layer (the deep output, ``L_z``)."""
+        if self.decoder == "mean":
+            return self.deep_output and self.mean_deep_output
+        return self.deep_output and self.decoder == "attention"
+
+    @property
     def grid_cells(self) -> int:
         """The number L of feature cells the decoder attends over."""
         if self.encoder == "cnn":
@@ -194,7 +201,7 @@ class CaptionModel(nn.Module):
         if c.decoder != "text":
             self.init_hidden = nn.Linear(c.feature_size, c.hidden_size)
             self.init_cell = nn.Linear(c.feature_size, c.hidden_size)
-        if c.decoder == "mean" and c.deep_output and c.mean_deep_output:
+        if c.decoder == "mean" and c.context_to_output:
             self.context_output = nn.Linear(context, c.hidden_size)  # L_z of eq. 7
         extra = 0  # LSTM inputs besides the word and the context(s): glimpse coordinates
         if c.decoder == "attention":
@@ -212,7 +219,7 @@ class CaptionModel(nn.Module):
                 nn.Linear(c.hidden_size, context) for _ in range(c.glimpses - 1)
             )
             context *= c.glimpses
-            if c.deep_output:
+            if c.context_to_output:
                 self.context_output = nn.Linear(context, c.hidden_size)  # L_z of eq. 7
             if c.cell_positions == "learned":  # zeros: training starts from the model without
                 self.positions = nn.Parameter(torch.zeros(c.grid_cells, c.feature_size))
@@ -300,7 +307,7 @@ class CaptionModel(nn.Module):
             inputs = torch.cat([inputs, context], dim=1)
         hidden, cell = self.cell(inputs, (state.hidden, state.cell))
         top = hidden
-        if hasattr(self, "context_output"):  # the word also sees the context (attended or mean)
+        if self.config.context_to_output:  # the word also sees the context (attended or mean)
             top = top + self.context_output(context)
         if places is not None:  # ... and where: a relation word compares two places linearly
             top = top + self.position_output(places)

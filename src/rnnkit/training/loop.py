@@ -247,6 +247,7 @@ class Trainer:
         self.group = group or Group(Runtime(device="cpu"))
         self.model = model.to(self.group.device)
         self.task = task
+        self.loss_unit = getattr(task, "loss_unit", DEFAULT_LOSS_UNIT)  # what the loss is per
         self.config = config
         self.run = run
         self.quiet = quiet or not self.group.writer
@@ -564,8 +565,7 @@ class Trainer:
             verdict = f" (best {self.best_score:.4f} at step {self.best_step})"
         else:
             verdict = f" (best {self.best_valid:.4f})"
-        unit = getattr(self.task, "loss_unit", DEFAULT_LOSS_UNIT)
-        line = f"step {self.step}: valid loss {loss:.4f} {unit}"
+        line = f"step {self.step}: valid loss {loss:.4f} {self.loss_unit}"
         if score is not None:
             line += f", valid {score.name} {score.value:.4f}"
         self.report(line + verdict)
@@ -605,8 +605,7 @@ class Trainer:
     def _plot(self) -> None:
         records = self.run.read_jsonl(METRICS) if self.group.writer else []
         if records:
-            unit = getattr(self.task, "loss_unit", DEFAULT_LOSS_UNIT)
-            plot_losses(records, self.run.file(PLOT), unit=unit)
+            plot_losses(records, self.run.file(PLOT), unit=self.loss_unit)
 
     # ----------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, status: str) -> None:
