@@ -134,10 +134,11 @@ def score_seed(out: Path, seed: int, args: argparse.Namespace, trained: dict, st
     """Backtest the run ``out/seedK`` (baselines with the first seed), write ``out/seedK.json``."""
     fc = load(out / f"seed{seed}")
     history = args.baseline_history
-    adapt = args.adapt_spread  # None: the run's recipe's
+    adapt, rate = args.adapt_spread, args.adapt_rate  # None: the run's recipe's
     scores = backtest(
-        fc, baselines=seed == args.first_seed, seed=seed, baseline_history=history, adapt=adapt
-    )
+        fc, baselines=seed == args.first_seed, seed=seed, baseline_history=history, adapt=adapt,
+        rate=rate,
+    )  # fmt: skip
     raw = backtest(fc, seed=seed, spread=1.0)
     scores["methods"]["model, spread 1"] = raw["methods"]["model"]
     if scores["adapt_spread"]:  # the calibrated spread without the recent-coverage scalar
@@ -202,9 +203,15 @@ def table(runs: list[dict], pooled: dict | None = None) -> dict[str, bool]:
         if all(extra in r["methods"] for r in runs):
             names.append(extra)
     adapt = {r.get("adapt_spread", 0) for r in runs}
+    rates = {r.get("adapt_rate", 0.0) for r in runs if r.get("adapt_spread", 0)}
     if adapt != {0}:
+        how = (
+            f"tracked at rate {'/'.join(f'{g:g}' for g in sorted(rates))} over"
+            if rates != {0.0}
+            else "from"
+        )
         print(
-            f"model: the spread times a scalar per origin from the coverage of the last "
+            f"model: the spread times a scalar per origin {how} the coverage of the last "
             f"{'/'.join(map(str, sorted(adapt)))} forecasts (geometric mean per seed: "
             + ", ".join(f"{r.get('spread_scale_mean', 1.0):.3f}" for r in runs)
             + "); 'model, fixed spread': without it"
@@ -286,6 +293,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--adapt-spread", type=int, metavar="N",
         help="score with the recent-coverage scalar over N forecasts (default: the runs' recipe)",
     )  # fmt: skip
+    parser.add_argument(
+        "--adapt-rate", type=float, metavar="G",
+        help="track that scalar at rate G (0: nearest nominal; default: the runs' recipe)",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the results to this file")
     return parser.parse_args(argv)
 
@@ -354,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs = list(pool.map(work[0], *zip(*work[1])))
         else:
             runs = [work[0](*a) for a in work[1]]
-        pooled = ensemble(out, seeds, args.adapt_spread) if len(seeds) > 1 else None
+        pooled = (
+            ensemble(out, seeds, args.adapt_spread, args.adapt_rate) if len(seeds) > 1 else None
+        )
     print(f"load average after: {loadavg()}")
     checks = table(runs, pooled)
     if args.json:
@@ -363,11 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def ensemble(out: Path, seeds: list[int], adapt: int | None = None) -> dict:
+def ensemble(
+    out: Path, seeds: list[int], adapt: int | None = None, rate: float | None = None
+) -> dict:
     """The test scores of the seeds' runs as one ensemble (their calibrated paths pooled);
     also written to ``out/ensemble.json``."""
     first, *others = (load(out / f"seed{s}") for s in seeds)
-    scores = backtest(first, members=tuple(others), seed=0, adapt=adapt)["methods"]["model"]
+    scores = backtest(first, members=tuple(others), seed=0, adapt=adapt, rate=rate)
+    scores = scores["methods"]["model"]
     (out / "ensemble.json").write_text(json.dumps(scores, indent=1))
     return scores
 

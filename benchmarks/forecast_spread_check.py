@@ -18,6 +18,10 @@ neither saw) widened by the factors of each rule:
   only values before it are used);
 - ``recent K coverage``: the same scalar chosen by the coverage of those forecasts instead
   (the smallest ``|cov80 - 0.8| + |cov95 - 0.95|``; ties: the lower CRPS);
+- ``track K``: the first stage's factors times one scalar per origin, the one an
+  adaptive-conformal controller of rate G reaches over the forecasts from the K origins one
+  horizon before it, oldest first (``--track K:G``; ``ForecastRecipe(adapt_spread=K,
+  adapt_rate=G)``, :func:`rnnkit.forecast.calibration.tracked_scale`);
 - ``holdout D``: the factors a "holdout refit" chooses for its own paths on the last D days
   before the scored period, out of sample for it: it trains like the refit (same seed, steps
   and schedule) on the windows that end D days earlier (``refit-holdoutD``, trained here when
@@ -28,14 +32,18 @@ Scored at every midnight (the backtest's 36 origins) and at every hour (853 orig
 real validation period: CRPS and the coverage of the 80% and 95% intervals. Several DIRs are
 several replicas (``forecast_refit_check.py --score-from``); the rule is chosen over them all
 (:func:`choose`), and with ``--fresh DIR`` also per seed, the replica DIR deciding on its own too
-(:func:`choose_per_seed`). ``--holdout-days 0`` leaves out the holdout rules (no holdout refit
-is trained) and ``--no-in-sample`` the refit in-sample and transfer rules, so only the paths of
-the scored period and the K horizons before it are drawn.
+(:func:`choose_per_seed`); with ``--rule4`` the tracking rules are decided as
+``forecast_spread_rule4.txt`` says (:func:`choose_tracking`). ``--holdout-days 0`` leaves out
+the holdout rules (no holdout refit is trained) and ``--no-in-sample`` the refit in-sample and
+transfer rules, so only the paths of the scored period and the K horizons before it are drawn.
 
     python benchmarks/forecast_spread_check.py bench/refit_check
     python benchmarks/forecast_spread_check.py bench/replica_oct bench/replica_jul --jobs 2
     python benchmarks/forecast_spread_check.py bench/replica_oct bench/replica_jul \\
         bench/replica_may --reuse --holdout-days 0 --no-in-sample --fresh bench/replica_may
+    python benchmarks/forecast_spread_check.py bench/replica_oct bench/replica_jul \\
+        bench/replica_may --holdout-days 0 --no-in-sample --no-first-stage-rows \\
+        --track 14:0.2,28:0.1 --rule4 --jobs 2
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import json
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -54,7 +63,12 @@ import torch
 from rnnkit.forecast import load
 from rnnkit.forecast.api import Forecaster, _prepare, _sample, _truth
 from rnnkit.forecast.api import refit as train_refit
-from rnnkit.forecast.calibration import crps_by_factor, fit_step_spread, widen_paths
+from rnnkit.forecast.calibration import (
+    crps_by_factor,
+    fit_step_spread,
+    tracked_scale,
+    widen_paths,
+)
 from rnnkit.forecast.metrics import SampleForecast, Scores
 
 SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 49))  # the per-origin scalar's choices
@@ -155,10 +169,11 @@ def holdout_refit(run: Path, days: int, threads: int) -> tuple[Path, float]:
 
 def check_seed(
     run: Path, seed: int, ks: list[int], cover_ks: list[int], days: int, threads: int = 1,
-    no_refit_rows: bool = True, in_sample: bool = True,
+    no_refit_rows: bool = True, in_sample: bool = True, track: tuple = (),
 ) -> dict:  # fmt: skip
     """Score every rule on the kept runs of one seed (the record of ``spread-seedK.json``);
-    ``days`` 0: no holdout rules, ``in_sample`` False: no refit in-sample or transfer rule."""
+    ``days`` 0: no holdout rules, ``in_sample`` False: no refit in-sample or transfer rule;
+    ``track``: (K, G) of each tracking rule."""
     torch.set_num_threads(threads)
     first = load(run, first_stage=True)
     refit = load(run / "refit-anneal")
@@ -192,7 +207,7 @@ def check_seed(
         k: [round(float(x), 3) for x in v] for k, v in {**rules, **factors}.items()
     }
     # every hour of the real validation period, and the K days before it (the recent-K rule)
-    kmax = max(ks + cover_ks)
+    kmax = max(ks + cover_ks + [k for k, _ in track])
     picks = windows.origins(valid - kmax * h, end, stride=1)
     p, t = paths_at(refit, picks, seed)
     skip = kmax * h  # the scored origins start here
@@ -203,6 +218,14 @@ def check_seed(
     inside = coverage_per_origin(widened, t)
     for k in cover_ks:
         scales[f"recent {k} coverage"] = recent_coverage_scale(per_origin, inside, k, h, skip)
+    for k, rate in track:
+        scales[f"track {k}"] = np.array(
+            [
+                tracked_scale(widened[[n - j * h for j in range(k, 0, -1)]],
+                              t[[n - j * h for j in range(k, 0, -1)]], rate)
+                for n in range(skip, len(picks))
+            ]
+        )  # fmt: skip
     if days:
         ph, th = paths_at(hold, picks, seed)  # the holdout refit forecasting itself
     for name, stride in (("midnights", h), ("hourly", 1)):
@@ -250,6 +273,14 @@ def main() -> int:
         "--fresh", metavar="DIR",
         help="one of the DIRs: also choose per seed (forecast_spread_rule3.txt), DIR deciding too",
     )  # fmt: skip
+    parser.add_argument(
+        "--track", default="", metavar="K:G,...",
+        help="tracking rules: K earlier forecasts, rate G (forecast_spread_rule4.txt)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rule4", action="store_true",
+        help="decide the tracking rules as forecast_spread_rule4.txt says",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="seeds scored side by side")
     parser.add_argument(
@@ -263,8 +294,9 @@ def main() -> int:
     if args.fresh is not None and Path(args.fresh) not in map(Path, args.out):
         parser.error(f"--fresh {args.fresh}: not one of the DIRs")
     torch.set_num_threads(args.threads)
-    ks = [int(k) for k in args.recent.split(",")]
-    cover_ks = [int(k) for k in args.recent_coverage.split(",")]
+    ks = [int(k) for k in args.recent.split(",") if k]
+    cover_ks = [int(k) for k in args.recent_coverage.split(",") if k]
+    track = tuple((int(k), float(g)) for k, g in (x.split(":") for x in args.track.split(",") if x))
     work = []
     for out in map(Path, args.out):
         for run in sorted(out.glob("seed*")):
@@ -273,7 +305,10 @@ def main() -> int:
     kept = {w: w[0].parent / f"spread-seed{w[1]}.json" for w in work}
     todo = [w for w in work if not (args.reuse and kept[w].is_file())]
     rows = (not args.no_first_stage_rows, not args.no_in_sample)
-    jobs = [(run, seed, ks, cover_ks, args.holdout_days, args.threads, *rows) for run, seed in todo]
+    jobs = [
+        (run, seed, ks, cover_ks, args.holdout_days, args.threads, *rows, track)
+        for run, seed in todo
+    ]
     if args.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             fresh = dict(zip(todo, pool.map(check_seed, *zip(*jobs))))
@@ -303,6 +338,9 @@ def main() -> int:
                     v = [r[name][rule][m] for r in records]
                     cells.append(f"{statistics.mean(v):.4f} ({', '.join(f'{x:.4f}' for x in v)})")
                 print(f"{rule:22}" + "".join(f"{c:>26}" for c in cells))
+    if args.rule4:
+        print("\nthe tracking rules per seed (hourly; forecast_spread_rule4.txt, choose_tracking):")
+        print(f"chosen: {choose_tracking(replicas, [f'track {k}' for k, _ in track])}")
     print("\nthe choice (hourly origins; see choose):")
     print(f"chosen: {choose(list(replicas.values()))}")
     if args.fresh is not None:
@@ -361,6 +399,22 @@ def seed_distance(record: dict, rule: str) -> float:
     return abs(scores["cov80"] - 0.8) + abs(scores["cov95"] - 0.95)
 
 
+def replica_distance(replicas: dict[str, list[dict]], rule: str, names: list[str]) -> float:
+    """Each seed's own distance from nominal (:func:`seed_distance`), averaged over the seeds
+    of the replicas ``names``."""
+    return statistics.mean(seed_distance(r, rule) for n in names for r in replicas[n])
+
+
+def crps_ratio(replicas: dict[str, list[dict]], rule: str) -> float:
+    """The rule's mean CRPS over the seeds over the first stage's, averaged over the replicas
+    (hourly origins)."""
+
+    def crps(records: list[dict], name: str) -> float:
+        return statistics.mean(r["hourly"][name]["crps"] for r in records)
+
+    return statistics.mean(crps(rs, rule) / crps(rs, "first stage") for rs in replicas.values())
+
+
 def choose_per_seed(
     replicas: dict[str, list[dict]], fresh: str, candidates: tuple[str, ...] = CANDIDATES
 ) -> str:
@@ -371,16 +425,8 @@ def choose_per_seed(
     1.01, its D at least 0.01 below the first stage's and its fresh D below the first stage's
     too; of several, the smallest D (then the lower ratio)."""
 
-    def distance(rule: str, names: list[str]) -> float:
-        return statistics.mean(seed_distance(r, rule) for n in names for r in replicas[n])
-
-    def crps(records: list[dict], rule: str) -> float:
-        return statistics.mean(r["hourly"][rule]["crps"] for r in records)
-
-    def ratio(rule: str) -> float:
-        return statistics.mean(
-            crps(rs, rule) / crps(rs, "first stage") for rs in replicas.values()
-        )  # fmt: skip
+    distance = partial(replica_distance, replicas)
+    ratio = partial(crps_ratio, replicas)
 
     names = list(replicas)
     rules = common_rules(list(replicas.values()))
@@ -400,6 +446,41 @@ def choose_per_seed(
         print(
             f"  {rule:20} CRPS ratio {ratio(rule):.4f}  D {d:.4f}  fresh D {d_fresh:.4f}  "
             f"(per seed {per}){verdict}"
+        )
+    if not qualified:
+        return "first stage"
+    return min(qualified, key=lambda r: (distance(r, names), ratio(r)))
+
+
+def choose_tracking(replicas: dict[str, list[dict]], candidates: list[str]) -> str:
+    """The decision written down before the tracking rules were scored or their replicas trained
+    (benchmarks/results/forecast_spread_rule4.txt): D, each seed's own distance from nominal
+    averaged over the seeds and the replicas, D_r over one replica's seeds, the CRPS ratio to
+    the first stage as in :func:`choose_per_seed`. A candidate replaces the first stage only if
+    its ratio is at most 1.01, its D at least 0.01 below the first stage's, and its D_r below
+    the first stage's on at least 2 of the 3 replicas; of several, the smallest D (then the
+    lower ratio)."""
+
+    distance = partial(replica_distance, replicas)
+    ratio = partial(crps_ratio, replicas)
+
+    names = list(replicas)
+    base = distance("first stage", names)
+    qualified = []
+    for rule in ["first stage", *candidates]:
+        d = distance(rule, names)
+        per = [distance(rule, [n]) for n in names]
+        wins = sum(distance(rule, [n]) < distance("first stage", [n]) for n in names)
+        verdict = ""
+        if rule != "first stage":
+            ok = ratio(rule) <= 1.01 and d <= base - 0.01 and wins >= 2
+            verdict = f"  wins on {wins} replica(s); " + ("qualifies" if ok else "does not qualify")
+            if ok:
+                qualified.append(rule)
+        print(
+            f"  {rule:14} CRPS ratio {ratio(rule):.4f}  D {d:.4f}  D per replica "
+            + ", ".join(f"{x:.4f}" for x in per)
+            + verdict
         )
     if not qualified:
         return "first stage"

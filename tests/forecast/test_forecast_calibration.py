@@ -9,6 +9,7 @@ from rnnkit.forecast.calibration import (
     crps_by_factor,
     fit_step_spread,
     recent_coverage_scale,
+    tracked_scale,
     widen_paths,
 )
 from rnnkit.forecast.metrics import crps_samples
@@ -97,3 +98,40 @@ def test_recent_coverage_scale_finds_the_truths_spread():
         0.5, rel=0.1
     )
     assert SCALES[0] <= chosen <= SCALES[-1]
+
+
+def test_tracked_scale_takes_the_controllers_steps_by_hand():
+    """Paths whose quantiles are known exactly (101 draws -50..50 at every step: the 80% interval
+    is +-40, the 95% +-47.5): a truth of 45 misses the 80% interval alone, so the first step adds
+    rate * ((1 - 0.2) + (0 - 0.05)); the widened second forecast (s = e^0.15, 80% interval
+    +-46.5) then covers it, and the step adds rate * (-0.2 - 0.05). A forecast with no observed
+    value changes nothing; a missing step is left out of the fractions."""
+    grid = np.arange(-50.0, 51.0)
+    paths = np.broadcast_to(grid[None, :, None], (3, 101, 4)).copy()
+    truth = np.full((3, 4), 45.0)
+    truth[1] = np.nan  # nothing observed: skipped
+    truth[2, 0] = np.nan
+    one = tracked_scale(paths[:1], truth[:1], 0.2)
+    assert one == pytest.approx(np.exp(0.2 * 0.75), rel=1e-12)
+    both = tracked_scale(paths, truth, 0.2)
+    assert both == pytest.approx(np.exp(0.2 * 0.75 - 0.2 * 0.25), rel=1e-12)
+    # a truth outside both intervals, and one at the median
+    assert tracked_scale(paths[:1], np.full((1, 4), 60.0), 0.1) == pytest.approx(np.exp(0.175))
+    assert tracked_scale(paths[:1], np.zeros((1, 4)), 0.1) == pytest.approx(np.exp(-0.025))
+    assert tracked_scale(paths, truth, 0.0) == 1.0  # rate 0: the calibrated spread
+
+
+def test_tracked_scale_follows_the_truths_spread_and_stays_in_range():
+    # Paths as N(0, 1), truth with spread 2.2 (then 0.5): over 60 forecasts the controller
+    # settles near the scalar at which the intervals cover nominally.
+    rng = np.random.default_rng(6)
+    paths = rng.normal(size=(60, 400, 24))
+    wide = tracked_scale(paths, rng.normal(size=(60, 24)) * 2.2, 0.2)
+    assert wide == pytest.approx(2.2, rel=0.12)
+    calm = tracked_scale(paths, rng.normal(size=(60, 24)) * 0.5, 0.2)
+    assert calm == pytest.approx(0.5, rel=0.12)
+    # a truth far wider than anything allowed: the upper bound, not beyond
+    assert tracked_scale(paths, rng.normal(size=(60, 24)) * 50, 0.5) == pytest.approx(SCALES[-1])
+    # a smaller rate moves less far in the same forecasts
+    slow = tracked_scale(paths[:5], rng.normal(size=(5, 24)) * 2.2, 0.02)
+    assert 1.0 < slow < 1.2

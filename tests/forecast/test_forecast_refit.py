@@ -200,7 +200,7 @@ def test_the_recent_coverage_scalar_per_origin_comes_from_the_forecasts_before_i
     import numpy as np
 
     import rnnkit.forecast.api as api
-    from rnnkit.forecast.calibration import recent_coverage_scale, widen_paths
+    from rnnkit.forecast.calibration import recent_coverage_scale, tracked_scale, widen_paths
 
     tmp, _ = refitted
     fc = load(tmp / "run")
@@ -226,6 +226,17 @@ def test_the_recent_coverage_scalar_per_origin_comes_from_the_forecasts_before_i
     plain, ones = api._sample_adapted(fc, series, windows, picks, num_samples=20, recent=0)
     assert ones == [1.0] * 4
     np.testing.assert_allclose(plain, np.stack([fake(o) for _, o in picks]))
+    # tracked instead: the controller runs over the same forecasts, oldest first
+    paths, tracked = api._sample_adapted(
+        fc, series, windows, picks, num_samples=20, recent=3, rate=0.3
+    )
+    for (_, origin), got, scale in zip(picks, paths, tracked):
+        before = [origin - j * h for j in (3, 2, 1) if origin - j * h >= windows.context]
+        truth = np.stack([series.series[0].values[o : o + h] for o in before])
+        want = tracked_scale(np.stack([fake(o) for o in before]), truth, 0.3)
+        assert scale == want
+        np.testing.assert_allclose(got, widen_paths(fake(origin), np.full(h, want)))
+    assert tracked != scales
 
 
 def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
@@ -243,3 +254,10 @@ def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
     assert np.isfinite(one["quantiles"]["0.5"]).all()
     with pytest.raises(Exception, match="adapt_spread must be >= 0"):
         ForecastRecipe(adapt_spread=-1)
+    tracked = backtest(fc, adapt=3, rate=0.3)
+    assert tracked["adapt_rate"] == 0.3 and tracked["spread_scale_mean"] != 1.0
+    assert tracked["methods"]["model"] != adapted["methods"]["model"]
+    assert fixed["adapt_rate"] == 0.0  # no scalar, no rate
+    assert predict(fc, adapt=3, rate=0.3)["series"][0]["spread_scale"] > 0
+    with pytest.raises(Exception, match=r"adapt_rate must lie in \[0, 1\]"):
+        ForecastRecipe(adapt_rate=1.5)

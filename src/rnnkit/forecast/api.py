@@ -39,6 +39,7 @@ from rnnkit.forecast.calibration import (
     crps_by_factor,
     fit_step_spread,
     recent_coverage_scale,
+    tracked_scale,
     widen_paths,
 )
 from rnnkit.forecast.data import (
@@ -486,13 +487,15 @@ def _sample(
 
 def _sample_adapted(
     fc: Forecaster, series: SeriesSet, windows: Windows, picks: list[tuple[int, int]], *,
-    num_samples: int, spread: Spread | None = None, recent: int = 0,
+    num_samples: int, spread: Spread | None = None, recent: int = 0, rate: float = 0.0,
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """:func:`_sample`, and with ``recent`` > 0 each origin's paths widened about their median
-    by one scalar (:func:`.calibration.recent_coverage_scale`): the one whose 80% and 95%
-    intervals covered nearest nominal over the forecasts (drawn alike) from the ``recent``
-    origins one horizon apart before it that have a full context, all of whose values are known
-    at the origin. Returns the paths and the scalar of each origin (1 without recent origins)."""
+    by one scalar from the forecasts (drawn alike) from the ``recent`` origins one horizon apart
+    before it that have a full context, all of whose values are known at the origin: with
+    ``rate`` 0 the scalar whose 80% and 95% intervals covered nearest nominal over them
+    (:func:`.calibration.recent_coverage_scale`), with ``rate`` > 0 the scalar a controller of
+    that rate reaches over them, oldest first (:func:`.calibration.tracked_scale`). Returns the
+    paths and the scalar of each origin (1 without recent origins)."""
     if recent <= 0:
         paths = _sample(fc, windows, picks, num_samples=num_samples, spread=spread)
         return paths, [1.0] * len(picks)
@@ -514,7 +517,12 @@ def _sample_adapted(
         if back[pick]:
             before = drawn[[at[b] for b in back[pick]]]
             truth = np.stack([_truth(series, i, o, h) for i, o in back[pick]])
-            scale = recent_coverage_scale(before, truth)
+            # oldest first: the controller runs forward in time
+            before, truth = before[::-1], truth[::-1]
+            scale = (
+                tracked_scale(before, truth, rate) if rate > 0
+                else recent_coverage_scale(before, truth)
+            )  # fmt: skip
         paths.append(widen_paths(drawn[k], np.full(h, scale)))
         scales.append(scale)
     return np.stack(paths), scales
@@ -530,11 +538,13 @@ def predict(
     num_samples: int | None = None,
     seed: int = 0,
     adapt: int | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """Forecast ``horizon`` steps after the last value of every series of ``data`` (a CSV file
     in ``encoding``; default: the run's own data); ``adapt``:
     the recent-coverage scalar over this many earlier forecasts (:func:`_sample_adapted`;
-    default: the recipe's ``adapt_spread``; 0: off).
+    default: the recipe's ``adapt_spread``; 0: off), ``rate`` its tracking rate (default: the
+    recipe's ``adapt_rate``; 0: the scalar nearest nominal over them).
 
     Returns ``{"series": [{"name", "times", "mean", "quantiles": {q: [...]}, "history":
     {"times", "values"}}], ...}``; the same ``seed`` gives the same numbers.
@@ -564,6 +574,7 @@ def predict(
         paths, scales = _sample_adapted(
             fc, series, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
             recent=fc.recipe.adapt_spread if adapt is None else adapt,
+            rate=fc.recipe.adapt_rate if rate is None else rate,
         )  # fmt: skip
     results = []
     for (index, origin), sample, scale in zip(picks, paths, scales):
@@ -608,6 +619,7 @@ def backtest(
     period: str = "test",
     spread: Spread | None = None,
     adapt: int | None = None,
+    rate: float | None = None,
     members: tuple[Forecaster, ...] = (),
     quiet: bool = True,
     report: Callable[[str], None] | None = None,
@@ -635,6 +647,8 @@ def backtest(
         adapt: the recent-coverage scalar per origin over this many earlier forecasts (see
             :func:`_sample_adapted`; default: the recipe's ``adapt_spread`` with the run's own
             spread, 0 with a ``spread`` given).
+        rate: the scalar's tracking rate (:func:`_sample_adapted`; default: the recipe's
+            ``adapt_rate``; 0: the scalar nearest nominal over the earlier forecasts).
         members: more forecasters of the same window (other seeds of the recipe): "model" is
             then the ensemble, each member's paths (drawn with seed ``seed + k``) pooled.
         quiet: no progress bar over the origins (there is none off a terminal either).
@@ -662,12 +676,13 @@ def backtest(
             )
     if adapt is None:
         adapt = fc.recipe.adapt_spread if spread is None else 0
+    rate = fc.recipe.adapt_rate if rate is None else rate
     paths, scales = [], []
     for k, member in enumerate((fc, *members)):
         with torch.random.fork_rng():
             torch.manual_seed(seed + k)
             drawn, chosen = _sample_adapted(
-                member, series, windows, picks, spread=spread, recent=adapt,
+                member, series, windows, picks, spread=spread, recent=adapt, rate=rate,
                 num_samples=num_samples or fc.recipe.num_samples,
             )  # fmt: skip
         paths.append(drawn)
@@ -712,6 +727,7 @@ def backtest(
         "origins": len(picks),
         "first_origin": series.time_at(picks[0][1]).isoformat(),
         "adapt_spread": adapt,
+        "adapt_rate": rate if adapt else 0.0,
         "spread_scale_mean": float(np.exp(np.mean(np.log(scales)))),
         "methods": {name: sc.summary() for name, sc in scores.items()},
         "per_step": {name: {"mae": sc.per_step("mae")} for name, sc in scores.items()},

@@ -100,3 +100,39 @@ def recent_coverage_scale(
         return float(scales[best[0]])
     crps = np.nansum(crps_by_factor(paths, truth, np.asarray(scales)[best]), axis=1)
     return float(scales[best[np.argmin(crps)]])
+
+
+def tracked_scale(
+    paths: np.ndarray, truth: np.ndarray, rate: float, low: float = SCALES[0],
+    high: float = SCALES[-1],
+) -> float:  # fmt: skip
+    """The scalar an adaptive-conformal controller reaches over the recent forecasts' ``paths``
+    (K, S, H), oldest first, against ``truth`` (K, H; NaN: missing): starting at 1, each
+    forecast in turn is widened about its median by the current scalar ``s``, and then
+
+        log s <- log s + rate * ((miss80 - 0.20) + (miss95 - 0.05)),
+
+    ``missL`` the fraction of its observed steps outside its central ``L`` interval; ``s`` is
+    kept within [``low``, ``high``]. An integral controller on the miss rate (in the spirit of
+    Gibbs & Candes 2021): where the intervals miss more often than nominal it widens them, where
+    less often it narrows them, and unlike a scalar fitted to the window it does not carry that
+    fit's optimism forward. ``rate`` 0 gives 1."""
+    log_s = 0.0
+    median = np.median(paths, axis=1)  # (K, H)
+    bounds = [
+        (np.quantile(paths, (1 - level) / 2, axis=1) - median,
+         np.quantile(paths, (1 + level) / 2, axis=1) - median)
+        for level in LEVELS
+    ]  # fmt: skip
+    for k in range(len(paths)):
+        seen = ~np.isnan(truth[k])
+        if not seen.any():
+            continue
+        gap = (truth[k] - median[k])[seen]
+        s = np.exp(log_s)
+        error = 0.0
+        for level, (lo, hi) in zip(LEVELS, bounds):
+            inside = (gap >= s * lo[k][seen]) & (gap <= s * hi[k][seen])
+            error += (1.0 - inside.mean()) - (1.0 - level)
+        log_s = float(np.clip(log_s + rate * error, np.log(low), np.log(high)))
+    return float(np.exp(log_s))

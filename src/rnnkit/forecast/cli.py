@@ -176,6 +176,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "(0: off)",
     )
     train.add_argument(
+        "--adapt-rate",
+        type=PROBABILITY,
+        default=d.adapt_rate,
+        metavar="G",
+        help="with --adapt-spread: track the scalar over those forecasts with an "
+        "adaptive-conformal controller of this rate (0: the scalar nearest nominal)",
+    )
+    train.add_argument(
         "--patience",
         type=POSITIVE,
         default=d.patience,
@@ -219,6 +227,7 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
         calibrate=args.calibrate, split=args.split, patience=args.patience, refit=args.refit,
         refit_schedule=args.refit_schedule, adapt_spread=args.adapt_spread,
+        adapt_rate=args.adapt_rate,
         **budget,
     )  # fmt: skip
 
@@ -270,6 +279,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = api.predict(
         fc, data=args.data, encoding=args.encoding, horizon=args.horizon, quantiles=args.quantiles,
         num_samples=args.samples, seed=args.seed, adapt=args.adapt_spread,
+        rate=args.adapt_rate,
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_forecast
@@ -310,6 +320,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         fc, data=args.data, encoding=args.encoding, baselines=args.baselines,
         num_samples=args.samples, seed=args.seed, baseline_history=args.baseline_history,
         period=args.period, quiet=args.quiet, report=reporter(args), adapt=args.adapt_spread,
+        rate=args.adapt_rate,
     )  # fmt: skip
     if args.plot:
         from rnnkit.forecast.plots import plot_backtest
@@ -324,7 +335,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"{api.spread_text(fc.spread)}"
         + (
             f", times a scalar per origin from the last {result['adapt_spread']} forecasts' "
-            f"coverage (geometric mean {result['spread_scale_mean']:.3f})"
+            + (
+                f"coverage tracked at rate {result['adapt_rate']:g}"
+                if result["adapt_rate"]
+                else "coverage"
+            )
+            + f" (geometric mean {result['spread_scale_mean']:.3f})"
             if result["adapt_spread"]
             else ""
         )
@@ -343,8 +359,15 @@ def add_sampling_arguments(p: argparse.ArgumentParser, d: ForecastRecipe) -> Non
     p.add_argument("--samples", type=POSITIVE, default=d.num_samples, help="sample paths")
     p.add_argument("--seed", type=SEED, default=0, help="sampling seed")
     p.add_argument(
-        "--adapt-spread", type=NON_NEGATIVE, metavar="N",
+        "--adapt-spread",
+        type=NON_NEGATIVE,
+        metavar="N",
         help="the recent-coverage scalar over N earlier forecasts (default: the run's; 0: off)",
+    )
+    p.add_argument(
+        "--adapt-rate", type=PROBABILITY, metavar="G",
+        help="track that scalar at rate G (adaptive conformal; default: the run's; 0: the "
+        "scalar nearest nominal)",
     )  # fmt: skip
 
 

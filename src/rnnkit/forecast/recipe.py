@@ -96,6 +96,8 @@ class ForecastRecipe:
     adapt_spread: int = 0  # forecast with the spread times one scalar per origin, the one whose
     # 80%/95% intervals covered nearest nominal over the forecasts from the N origins one horizon
     # apart before it (their values all known by then); 0: off
+    adapt_rate: float = 0.0  # with adapt_spread: 0 picks that scalar; > 0 tracks it instead,
+    # an adaptive-conformal controller of this rate run over those forecasts (tracked_scale)
     snapshots: int = 1  # forecast with the N validated checkpoints of lowest validation NLL,
     # their paths pooled (a snapshot ensemble; 1: the best alone)
 
@@ -107,6 +109,8 @@ class ForecastRecipe:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.adapt_spread < 0:
             raise ConfigError(f"adapt_spread must be >= 0, got {self.adapt_spread}")
+        if not 0 <= self.adapt_rate <= 1:
+            raise ConfigError(f"adapt_rate must lie in [0, 1], got {self.adapt_rate}")
         if self.refit_schedule not in ("same", "anneal"):
             raise ConfigError(f"refit_schedule must be same or anneal, got {self.refit_schedule!r}")
         if self.refit and self.snapshots > 1:
