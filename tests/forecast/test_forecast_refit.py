@@ -244,13 +244,16 @@ def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
 
     tmp, _ = refitted
     fc = load(tmp / "run")
-    fixed, adapted = backtest(fc), backtest(fc, adapt=3)
+    fixed, adapted = backtest(fc, adapt=0), backtest(fc, adapt=3, rate=0.0)
     assert fixed["adapt_spread"] == 0 and fixed["spread_scale_mean"] == 1.0
     assert adapted["adapt_spread"] == 3 and adapted["spread_scale_mean"] != 1.0
+    default = backtest(fc)  # the recipe's: tracked over the 14 forecasts before each origin
+    assert (default["adapt_spread"], default["adapt_rate"]) == (14, 0.2)
+    assert default == backtest(fc, adapt=14, rate=0.2)
     assert backtest(fc, spread=1.0)["adapt_spread"] == 0  # the paths as trained: never adapted
-    assert backtest(fc, adapt=3) == adapted  # the same seed, the same numbers
-    one = predict(fc, adapt=3)["series"][0]
-    assert one["spread_scale"] > 0 and predict(fc)["series"][0]["spread_scale"] == 1.0
+    assert backtest(fc, adapt=3, rate=0.0) == adapted  # the same seed, the same numbers
+    one = predict(fc, adapt=3, rate=0.0)["series"][0]
+    assert one["spread_scale"] > 0 and predict(fc, adapt=0)["series"][0]["spread_scale"] == 1.0
     assert np.isfinite(one["quantiles"]["0.5"]).all()
     with pytest.raises(Exception, match="adapt_spread must be >= 0"):
         ForecastRecipe(adapt_spread=-1)
