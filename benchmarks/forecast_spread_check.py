@@ -207,7 +207,7 @@ def check_seed(
         k: [round(float(x), 3) for x in v] for k, v in {**rules, **factors}.items()
     }
     # every hour of the real validation period, and the K days before it (the recent-K rule)
-    kmax = max(ks + cover_ks + [k for k, _ in track])
+    kmax = max(ks + cover_ks + [k for k, _, _ in track])
     picks = windows.origins(valid - kmax * h, end, stride=1)
     p, t = paths_at(refit, picks, seed)
     skip = kmax * h  # the scored origins start here
@@ -218,14 +218,15 @@ def check_seed(
     inside = coverage_per_origin(widened, t)
     for k in cover_ks:
         scales[f"recent {k} coverage"] = recent_coverage_scale(per_origin, inside, k, h, skip)
-    for k, rate in track:
-        scales[f"track {k}"] = np.array(
-            [
-                tracked_scale(widened[[n - j * h for j in range(k, 0, -1)]],
-                              t[[n - j * h for j in range(k, 0, -1)]], rate)
-                for n in range(skip, len(picks))
-            ]
-        )  # fmt: skip
+    for k, rate, unseen in track:
+        # unseen: only the origins from the scored period's start, which the refit did not
+        # train on (ForecastRecipe.adapt_unseen); no such origin: the scalar is 1
+        first_ok = skip if unseen else 0
+        chains = [[n - j * h for j in range(k, 0, -1) if n - j * h >= first_ok]
+                  for n in range(skip, len(picks))]  # fmt: skip
+        scales[f"track {k}" + (" unseen" if unseen else "")] = np.array(
+            [tracked_scale(widened[c], t[c], rate) if c else 1.0 for c in chains]
+        )
     if days:
         ph, th = paths_at(hold, picks, seed)  # the holdout refit forecasting itself
     for name, stride in (("midnights", h), ("hourly", 1)):
@@ -278,6 +279,15 @@ def main() -> int:
         help="tracking rules: K earlier forecasts, rate G (forecast_spread_rule4.txt)",
     )  # fmt: skip
     parser.add_argument(
+        "--unseen", action="store_true",
+        help="each tracking rule also with its chain restricted to the scored period "
+        "(forecast_spread_rule5.txt)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rule5", action="store_true",
+        help="decide the unseen tracking rule as forecast_spread_rule5.txt says",
+    )  # fmt: skip
+    parser.add_argument(
         "--rule4", action="store_true",
         help="decide the tracking rules as forecast_spread_rule4.txt says",
     )  # fmt: skip
@@ -296,7 +306,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.recent.split(",") if k]
     cover_ks = [int(k) for k in args.recent_coverage.split(",") if k]
-    track = tuple((int(k), float(g)) for k, g in (x.split(":") for x in args.track.split(",") if x))
+    pairs = [(int(k), float(g)) for k, g in (x.split(":") for x in args.track.split(",") if x)]
+    track = tuple((k, g, False) for k, g in pairs)  # (K, G, unseen)
+    track += tuple((k, g, True) for k, g in pairs) if args.unseen else ()
     work = []
     for out in map(Path, args.out):
         for run in sorted(out.glob("seed*")):
@@ -340,7 +352,17 @@ def main() -> int:
                 print(f"{rule:22}" + "".join(f"{c:>26}" for c in cells))
     if args.rule4:
         print("\nthe tracking rules per seed (hourly; forecast_spread_rule4.txt, choose_tracking):")
-        print(f"chosen: {choose_tracking(replicas, [f'track {k}' for k, _ in track])}")
+        print(f"chosen: {choose_tracking(replicas, [f'track {k}' for k, _, u in track if not u])}")
+    if args.rule5:
+        print("\nthe unseen tracking rule (hourly; forecast_spread_rule5.txt, rule4's test first):")
+        unseen = [f"track {k} unseen" for k, _, u in track if u]
+        passed = choose_tracking(replicas, unseen)
+        for rule in unseen:
+            base = replica_distance(replicas, rule.removesuffix(" unseen"), list(replicas))
+            d = replica_distance(replicas, rule, list(replicas))
+            ok = passed == rule and d <= base + 0.01
+            print(f"  {rule}: D {d:.4f} against {rule.removesuffix(' unseen')}'s {base:.4f}; "
+                  + ("adopted" if ok else "not adopted"))  # fmt: skip
     print("\nthe choice (hourly origins; see choose):")
     print(f"chosen: {choose(list(replicas.values()))}")
     if args.fresh is not None:

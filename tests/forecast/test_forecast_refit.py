@@ -237,10 +237,28 @@ def test_the_recent_coverage_scalar_per_origin_comes_from_the_forecasts_before_i
         assert scale == want
         np.testing.assert_allclose(got, widen_paths(fake(origin), np.full(h, want)))
     assert tracked != scales
+    # only the forecasts from origins the model did not train on: 366 and 372 keep one and two
+    # of their three, 31 and 360 none (the scalar 1)
+    paths, unseen = api._sample_adapted(
+        fc, series, windows, picks, num_samples=20, recent=3, rate=0.3, unseen_from=355
+    )
+    for (_, origin), got, scale in zip(picks, paths, unseen):
+        before = [o for o in (origin - 3 * h, origin - 2 * h, origin - h) if o >= 355]
+        assert len(before) == {31: 0, 360: 0, 366: 1, 372: 2}[origin]
+        if not before:
+            assert scale == 1.0
+            continue
+        truth = np.stack([series.series[0].values[o : o + h] for o in before])
+        assert scale == tracked_scale(np.stack([fake(o) for o in before]), truth, 0.3)
+        np.testing.assert_allclose(got, widen_paths(fake(origin), np.full(h, scale)))
 
 
 def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
+    from dataclasses import replace
+
     import numpy as np
+
+    import rnnkit.forecast.api as api
 
     tmp, _ = refitted
     fc = load(tmp / "run")
@@ -250,6 +268,14 @@ def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
     default = backtest(fc)  # the recipe's: tracked over the 14 forecasts before each origin
     assert (default["adapt_spread"], default["adapt_rate"]) == (14, 0.2)
     assert default == backtest(fc, adapt=14, rate=0.2)
+    # the refit trained to the test period, so only forecasts from there on count
+    series, _ = api._prepare(fc, None, fc.recipe.horizon)
+    assert api.unseen_from(fc, series) == series.cuts()[1]
+    assert fc.config["refit"]["trained_until"] == series.time_at(series.cuts()[1]).isoformat()
+    first = load(tmp / "run", first_stage=True)
+    assert api.unseen_from(first, series) == series.cuts()[0]  # trained to the validation period
+    everywhere = fc._replace(recipe=replace(fc.recipe, adapt_unseen=False))
+    assert backtest(everywhere)["spread_scale_mean"] != default["spread_scale_mean"]
     assert backtest(fc, spread=1.0)["adapt_spread"] == 0  # the paths as trained: never adapted
     assert backtest(fc, adapt=3, rate=0.0) == adapted  # the same seed, the same numbers
     one = predict(fc, adapt=3, rate=0.0)["series"][0]

@@ -49,6 +49,7 @@ from rnnkit.forecast.data import (
     check_series,
     format_freq,
     load_series,
+    parse_time,
     set_split,
 )  # fmt: skip
 from rnnkit.forecast.metrics import SampleForecast, Scores, seasonal_error
@@ -488,14 +489,16 @@ def _sample(
 def _sample_adapted(
     fc: Forecaster, series: SeriesSet, windows: Windows, picks: list[tuple[int, int]], *,
     num_samples: int, spread: Spread | None = None, recent: int = 0, rate: float = 0.0,
+    unseen_from: int = 0,
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """:func:`_sample`, and with ``recent`` > 0 each origin's paths widened about their median
     by one scalar from the forecasts (drawn alike) from the ``recent`` origins one horizon apart
     before it that have a full context, all of whose values are known at the origin: with
     ``rate`` 0 the scalar whose 80% and 95% intervals covered nearest nominal over them
     (:func:`.calibration.recent_coverage_scale`), with ``rate`` > 0 the scalar a controller of
-    that rate reaches over them, oldest first (:func:`.calibration.tracked_scale`). Returns the
-    paths and the scalar of each origin (1 without recent origins)."""
+    that rate reaches over them, oldest first (:func:`.calibration.tracked_scale`). Only origins
+    at or after grid step ``unseen_from`` count (:func:`unseen_from`: forecasts the model did
+    not train on). Returns the paths and the scalar of each origin (1 without such origins)."""
     if recent <= 0:
         paths = _sample(fc, windows, picks, num_samples=num_samples, spread=spread)
         return paths, [1.0] * len(picks)
@@ -506,7 +509,7 @@ def _sample_adapted(
         back[index, origin] = [
             (index, origin - j * h)
             for j in range(1, recent + 1)
-            if origin - j * h >= s.offset + windows.context
+            if origin - j * h >= max(s.offset + windows.context, unseen_from)
         ]
     extra = sorted({b for bs in back.values() for b in bs} - set(picks))
     drawn = _sample(fc, windows, picks + extra, num_samples=num_samples, spread=spread)
@@ -526,6 +529,17 @@ def _sample_adapted(
         paths.append(widen_paths(drawn[k], np.full(h, scale)))
         scales.append(scale)
     return np.stack(paths), scales
+
+
+def unseen_from(fc: Forecaster, series: SeriesSet) -> int:
+    """The first grid step of ``series`` that ``fc`` did not train on: where a refit's training
+    ended (its ``trained_until``), else the start of the validation period. Conformal
+    calibration is valid only on forecasts from there on (``ForecastRecipe.adapt_unseen``)."""
+    until = fc.config.get("refit", {}).get("trained_until")
+    if until is None:
+        return series.cuts()[0]
+    seconds = (parse_time(until, "trained_until") - series.start).total_seconds()
+    return max(0, int(-(-seconds // series.step)))
 
 
 def predict(
@@ -575,6 +589,7 @@ def predict(
             fc, series, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
             recent=fc.recipe.adapt_spread if adapt is None else adapt,
             rate=fc.recipe.adapt_rate if rate is None else rate,
+            unseen_from=unseen_from(fc, series) if fc.recipe.adapt_unseen else 0,
         )  # fmt: skip
     results = []
     for (index, origin), sample, scale in zip(picks, paths, scales):
@@ -684,6 +699,7 @@ def backtest(
             drawn, chosen = _sample_adapted(
                 member, series, windows, picks, spread=spread, recent=adapt, rate=rate,
                 num_samples=num_samples or fc.recipe.num_samples,
+                unseen_from=unseen_from(member, series) if fc.recipe.adapt_unseen else 0,
             )  # fmt: skip
         paths.append(drawn)
         scales += chosen

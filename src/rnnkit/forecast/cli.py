@@ -184,6 +184,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "adaptive-conformal controller of this rate (0: the scalar nearest nominal)",
     )
     train.add_argument(
+        "--adapt-unseen",
+        action=argparse.BooleanOptionalAction,
+        default=d.adapt_unseen,
+        help="with --adapt-spread: only the earlier forecasts the model did not train on count "
+        "(after the refit's training, else from the validation period)",
+    )
+    train.add_argument(
         "--patience",
         type=POSITIVE,
         default=d.patience,
@@ -227,7 +234,7 @@ def recipe_from_args(args: argparse.Namespace) -> ForecastRecipe:
         eval_every=args.eval_every, seed=args.seed, free_running=args.free_running,
         calibrate=args.calibrate, split=args.split, patience=args.patience, refit=args.refit,
         refit_schedule=args.refit_schedule, adapt_spread=args.adapt_spread,
-        adapt_rate=args.adapt_rate,
+        adapt_rate=args.adapt_rate, adapt_unseen=args.adapt_unseen,
         **budget,
     )  # fmt: skip
 
