@@ -266,7 +266,11 @@ def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
     assert fixed["adapt_spread"] == 0 and fixed["spread_scale_mean"] == 1.0
     assert adapted["adapt_spread"] == 3 and adapted["spread_scale_mean"] != 1.0
     default = backtest(fc)  # the recipe's: tracked over the 14 forecasts before each origin
-    assert (default["adapt_spread"], default["adapt_rate"]) == (14, 0.2)
+    assert (default["adapt_spread"], default["adapt_rate"], default["adapt_unseen"]) == (
+        14,
+        0.2,
+        True,
+    )
     assert default == backtest(fc, adapt=14, rate=0.2)
     # the refit trained to the test period, so only forecasts from there on count
     series, _ = api._prepare(fc, None, fc.recipe.horizon)
@@ -286,7 +290,7 @@ def test_backtest_and_predict_adapt_the_spread_when_asked(refitted):
     tracked = backtest(fc, adapt=3, rate=0.3)
     assert tracked["adapt_rate"] == 0.3 and tracked["spread_scale_mean"] != 1.0
     assert tracked["methods"]["model"] != adapted["methods"]["model"]
-    assert fixed["adapt_rate"] == 0.0  # no scalar, no rate
+    assert fixed["adapt_rate"] == 0.0 and not fixed["adapt_unseen"]  # no scalar, no rate
     assert predict(fc, adapt=3, rate=0.3)["series"][0]["spread_scale"] > 0
     with pytest.raises(Exception, match=r"adapt_rate must lie in \[0, 1\]"):
         ForecastRecipe(adapt_rate=1.5)

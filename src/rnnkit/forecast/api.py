@@ -744,6 +744,7 @@ def backtest(
         "first_origin": series.time_at(picks[0][1]).isoformat(),
         "adapt_spread": adapt,
         "adapt_rate": rate if adapt else 0.0,
+        "adapt_unseen": bool(adapt and fc.recipe.adapt_unseen),
         "spread_scale_mean": float(np.exp(np.mean(np.log(scales)))),
         "methods": {name: sc.summary() for name, sc in scores.items()},
         "per_step": {name: {"mae": sc.per_step("mae")} for name, sc in scores.items()},

@@ -341,12 +341,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"({result['period']} period), {result['horizon']} steps each; "
         f"{api.spread_text(fc.spread)}"
         + (
-            f", times a scalar per origin from the last {result['adapt_spread']} forecasts' "
+            ", times a scalar per origin "
             + (
-                f"coverage tracked at rate {result['adapt_rate']:g}"
+                f"tracked at rate {result['adapt_rate']:g} over"
                 if result["adapt_rate"]
-                else "coverage"
+                else "fitted to"
             )
+            + f" the coverage of the last {result['adapt_spread']} forecasts"
+            + (" it did not train on" if result["adapt_unseen"] else "")
             + f" (geometric mean {result['spread_scale_mean']:.3f})"
             if result["adapt_spread"]
             else ""
