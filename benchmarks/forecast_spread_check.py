@@ -358,10 +358,11 @@ def main() -> int:
         unseen = [f"track {k} unseen" for k, _, u in track if u]
         passed = choose_tracking(replicas, unseen)
         for rule in unseen:
-            base = replica_distance(replicas, rule.removesuffix(" unseen"), list(replicas))
+            plain = rule.removesuffix(" unseen")
+            base = replica_distance(replicas, plain, list(replicas))
             d = replica_distance(replicas, rule, list(replicas))
             ok = passed == rule and d <= base + 0.01
-            print(f"  {rule}: D {d:.4f} against {rule.removesuffix(' unseen')}'s {base:.4f}; "
+            print(f"  {rule}: D {d:.4f} against {plain}'s {base:.4f}; "
                   + ("adopted" if ok else "not adopted"))  # fmt: skip
     print("\nthe choice (hourly origins; see choose):")
     print(f"chosen: {choose(list(replicas.values()))}")

@@ -508,7 +508,7 @@ def _sample_adapted(
         s = series.series[index]
         back[index, origin] = [
             (index, origin - j * h)
-            for j in range(1, recent + 1)
+            for j in range(recent, 0, -1)  # oldest first: the controller runs forward in time
             if origin - j * h >= max(s.offset + windows.context, unseen_from)
         ]
     extra = sorted({b for bs in back.values() for b in bs} - set(picks))
@@ -520,8 +520,6 @@ def _sample_adapted(
         if back[pick]:
             before = drawn[[at[b] for b in back[pick]]]
             truth = np.stack([_truth(series, i, o, h) for i, o in back[pick]])
-            # oldest first: the controller runs forward in time
-            before, truth = before[::-1], truth[::-1]
             scale = (
                 tracked_scale(before, truth, rate) if rate > 0
                 else recent_coverage_scale(before, truth)
@@ -540,6 +538,12 @@ def unseen_from(fc: Forecaster, series: SeriesSet) -> int:
         return series.cuts()[0]
     seconds = (parse_time(until, "trained_until") - series.start).total_seconds()
     return max(0, int(-(-seconds // series.step)))
+
+
+def _chain_start(fc: Forecaster, series: SeriesSet) -> int:
+    """Where the forecasts the per-origin scalar learns from may start: :func:`unseen_from`
+    with the recipe's ``adapt_unseen``, else anywhere (0)."""
+    return unseen_from(fc, series) if fc.recipe.adapt_unseen else 0
 
 
 def predict(
@@ -589,7 +593,7 @@ def predict(
             fc, series, windows, picks, num_samples=num_samples or fc.recipe.num_samples,
             recent=fc.recipe.adapt_spread if adapt is None else adapt,
             rate=fc.recipe.adapt_rate if rate is None else rate,
-            unseen_from=unseen_from(fc, series) if fc.recipe.adapt_unseen else 0,
+            unseen_from=_chain_start(fc, series),
         )  # fmt: skip
     results = []
     for (index, origin), sample, scale in zip(picks, paths, scales):
@@ -699,7 +703,7 @@ def backtest(
             drawn, chosen = _sample_adapted(
                 member, series, windows, picks, spread=spread, recent=adapt, rate=rate,
                 num_samples=num_samples or fc.recipe.num_samples,
-                unseen_from=unseen_from(member, series) if fc.recipe.adapt_unseen else 0,
+                unseen_from=_chain_start(member, series),
             )  # fmt: skip
         paths.append(drawn)
         scales += chosen
