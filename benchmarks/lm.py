@@ -165,7 +165,7 @@ def plain_like(awd: LMRecipe) -> LMRecipe:
     """A plain LSTM LM of ``awd``'s size and data, trained the default recipe's way."""
     shape = {name: getattr(awd, name) for name in (
         "level", "cell", "num_layers", "hidden_size", "embedding_dim", "tie_weights", "bptt",
-        "batch_size", "max_minutes", "eval_every", "seed", "data", "train_tokens",
+        "batch_size", "max_minutes", "eval_every", "seed", "data", "train_tokens", "max_vocab",
     )}  # fmt: skip
     return dataclasses.replace(LMRecipe(), **shape)
 
@@ -267,7 +267,8 @@ def compare_awd(args: argparse.Namespace, folder: Path) -> None:
     rows, curves = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         awd = dataclasses.replace(get_recipe("awd-lstm"), max_minutes=args.minutes, seed=seed,
-                                  train_tokens=args.train_tokens)  # fmt: skip
+                                  train_tokens=args.train_tokens,
+                                  max_vocab=args.max_vocab)  # fmt: skip
         if args.eval_every:
             awd = dataclasses.replace(awd, eval_every=args.eval_every)
         variant = "short" if args.awd_short else args.awd_variant
@@ -341,6 +342,9 @@ def main() -> None:
     parser.add_argument("--train-tokens", type=int,
                         help="--awd: train both models on the first N words of the training "
                         "split only (default: all)")  # fmt: skip
+    parser.add_argument("--max-vocab", type=int,
+                        help="--awd: both models keep the N most frequent training words, the "
+                        "rest read as <unk> (default: all)")  # fmt: skip
     parser.add_argument("--awd-models", default="awd,plain",
                         help="--awd: which of awd,plain to train (default: both; one per "
                         "process lets two train at once)")  # fmt: skip

@@ -248,7 +248,38 @@ def test_train_tokens_trains_on_the_first_words_of_the_training_split_only(
     assert len(lm.load(tmp_path / "whole").vocab) == 11
     with pytest.raises(ConfigError, match="train_tokens must be at least 2"):
         lm.train(tmp_path / "bad", recipe=replace_recipe(recipe, train_tokens=1))
+    assert_refused(run_cli, capsys, "--train-tokens", tmp_path / "x")
+
+
+def assert_refused(run_cli, capsys, option: str, out) -> None:
+    """``lm train OPTION 0`` exits with status 2 and one line naming the option."""
     with pytest.raises(SystemExit) as exit_:
-        run_cli("lm", "train", "--out", tmp_path / "x", "--train-tokens", "0")
+        run_cli("lm", "train", "--out", out, option, "0")
     assert exit_.value.code == 2
-    assert "--train-tokens: must be an integer >= 1" in capsys.readouterr().err.splitlines()[-1]
+    assert f"{option}: must be an integer >= 1" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_max_vocab_keeps_the_most_frequent_training_words_and_reads_the_rest_as_unk(
+    tmp_path, run_cli, capsys
+):
+    # "a" x 300, "b" x 200, "c" x 100, then 20 words seen once each: with max_vocab=3 the
+    # vocabulary is <unk>, a, b, c, and every rare word (in training and validation) is <unk>.
+    rng = random.Random(1)
+    words = ["a"] * 300 + ["b"] * 200 + ["c"] * 100 + [f"rare{i}" for i in range(20)]
+    rng.shuffle(words)
+    data = tmp_path / "text.txt"
+    data.write_text(" ".join(words * 2))  # the split takes the end as validation and test
+    recipe = LMRecipe(
+        data=str(data), level="word", cell="gru", embedding_dim=4, hidden_size=8, num_layers=1,
+        bptt=10, batch_size=4, max_minutes=None, max_steps=2, eval_every=2, max_vocab=3,
+    )  # fmt: skip
+    lm.train(tmp_path / "run", recipe=recipe)
+    model = lm.load(tmp_path / "run")
+    assert model.vocab.itos == ["<unk>", "a", "b", "c"]
+    assert model.model.config.vocab_size == 4
+    assert lm.evaluate(tmp_path / "run", split="valid")["unknown_types"] > 0
+    full = lm.train(tmp_path / "full", recipe=replace_recipe(recipe, max_vocab=None))
+    assert len(lm.load(tmp_path / "full").vocab) > 4 and full.steps == 2
+    with pytest.raises(ConfigError, match="max_vocab must be at least 1"):
+        lm.train(tmp_path / "bad", recipe=replace_recipe(recipe, max_vocab=0))
+    assert_refused(run_cli, capsys, "--max-vocab", tmp_path / "x")

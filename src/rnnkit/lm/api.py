@@ -61,6 +61,8 @@ def check_recipe(recipe: LMRecipe) -> None:
         raise ConfigError(
             f"train_tokens must be at least 2 (or None: all), got {recipe.train_tokens}"
         )
+    if recipe.max_vocab is not None and recipe.max_vocab < 1:
+        raise ConfigError(f"max_vocab must be at least 1 (or None: all), got {recipe.max_vocab}")
     LMConfig.from_recipe(recipe, 1)
     recipe.train_config()
 
@@ -112,7 +114,7 @@ def train(
             vocab = Vocab.load(source.file(runs.VOCAB))
         else:
             train_tokens = tokenizer.tokenize(texts["train"])[: recipe.train_tokens]
-            vocab = Vocab.build(train_tokens, specials=[UNK])
+            vocab = Vocab.build(train_tokens, specials=[UNK], max_size=recipe.max_vocab)
         model_config = LMConfig.from_recipe(recipe, len(vocab))
         train_config = recipe.train_config()
     splits = encode_splits(tokenizer, vocab, texts)

@@ -104,6 +104,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-tokens", type=POSITIVE, default=d.train_tokens, metavar="N",
         help="train on the first N tokens of the training split only (default: all)",
     )  # fmt: skip
+    data.add_argument(
+        "--max-vocab", type=POSITIVE, default=d.max_vocab, metavar="N",
+        help="keep the N most frequent training tokens, the rest read as <unk> (default: all)",
+    )  # fmt: skip
     model = parser.add_argument_group("model")
     model.add_argument(
         "--cell", choices=["rnn", "lstm", "gru", "mingru", "minlstm"], default=d.cell,

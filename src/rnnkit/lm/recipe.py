@@ -28,6 +28,7 @@ class LMRecipe:
     data: str = "shakespeare"  # corpus name or path of a text file
     encoding: str = "utf-8"  # encoding of a text file
     train_tokens: int | None = None  # train on the first N tokens of the training split only
+    max_vocab: int | None = None  # keep the N most frequent training tokens, the rest <unk>
     level: str = "char"  # tokenizer: "char" or "word"
     cell: str = "gru"  # recurrent layer: "rnn", "lstm", "gru", "mingru" or "minlstm"
     embedding_dim: int = 64  # token embedding size
