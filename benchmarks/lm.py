@@ -63,6 +63,15 @@ recipe, e.g. the NT-ASGD probe of docs/cells.md:
     python benchmarks/lm.py --awd --awd-variant sgd --awd-models awd --train-tokens 100000 \
         --eval-every 100 --minutes 4 --cpu-time --threads 1 --valid-only --set lr=7.5
 
+``--max-vocab N`` keeps both models' vocabularies to the N most frequent training words (the
+rest read as ``<unk>``): with 10,000 a pass over the whole training split costs 2.5x less, so a
+longer budget reaches several passes over all of it (docs/cells.md, "The whole split, several
+passes"):
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/lm.py --awd --max-vocab 10000 --eval-every 500 \
+        --minutes 90 --cpu-time --threads 1 --seeds 0 --awd-models awd --awd-variant sgd \
+        --out runs/whole10k/sgd      # and --awd-variant adamw, and --awd-models plain
+
 Run it on a quiet machine: other processes on the same cores lower the tokens/s and, through
 them, the quality reached in the time. The script prints the load average before and after.
 """
