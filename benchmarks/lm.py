@@ -63,6 +63,9 @@ recipe, e.g. the NT-ASGD probe of docs/cells.md:
     python benchmarks/lm.py --awd --awd-variant sgd --awd-models awd --train-tokens 100000 \
         --eval-every 100 --minutes 4 --cpu-time --threads 1 --valid-only --set lr=7.5
 
+``--plain-set FIELD=VALUE ...`` does the same for the plain model (``--plain-set
+warmup_steps=500``: the seed-0 run of docs/language-models.md, "A saturated LSTM").
+
 ``--max-vocab N`` keeps both models' vocabularies to the N most frequent training words (the
 rest read as ``<unk>``): with 10,000 a pass over the whole training split costs 2.5x less, so a
 longer budget reaches several passes over all of it (docs/cells.md, "The whole split, several
@@ -286,8 +289,8 @@ def compare_awd(args: argparse.Namespace, folder: Path) -> None:
         for key in args.awd_models.split(","):
             name, recipe = models[key]
             out = folder / f"{name.replace(' ', '-')}-{seed}"
-            if key == "awd":
-                recipe = dataclasses.replace(recipe, **overrides(args.set))
+            sets = args.set if key == "awd" else args.plain_set
+            recipe = dataclasses.replace(recipe, **overrides(sets))
             row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet, args.cpu_time,
                                     test=not args.valid_only)  # fmt: skip
             rows.append(row)
@@ -360,6 +363,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="change these LMRecipe fields of the default recipe (with "
                         "--awd: of the AWD model) (probes)")  # fmt: skip
+    parser.add_argument("--plain-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="--awd: change these LMRecipe fields of the plain model (e.g. "
+                        "warmup_steps=500)")  # fmt: skip
     parser.add_argument("--valid-only", action="store_true",
                         help="do not evaluate test (exploration, where nothing may be chosen "
                         "on test)")  # fmt: skip

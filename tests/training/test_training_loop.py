@@ -411,3 +411,50 @@ def test_keep_last_keeps_the_latest_validated_weights_even_when_worse(tmp_path):
 def test_keep_must_be_best_or_last():
     with pytest.raises(ConfigError, match="keep must be 'best' or 'last'"):
         TrainConfig(keep="first")
+
+
+def saturating(model):
+    """``model`` with its first LSTM layer's input, forget and cell gates pinned open (biases
+    +30; torch's gate order i, f, g, o): c_t = c_{t-1} + 1 in every unit, without bound."""
+    hidden = model.config.hidden_size
+    with torch.no_grad():
+        model.rnn.bias_ih_l0[: 3 * hidden] = 30.0
+    return model
+
+
+def test_a_saturated_lstm_cell_state_is_reported_once(tmp_path):
+    reports = []
+    run = RunDir.create(tmp_path / "r", task="lm")
+    model = saturating(make_model("lstm"))
+    # a tiny rate: the weights stay, the state is saturated at all three validations (10-30)
+    Trainer(model, make_task(), config(lr=1e-9), run, report=reports.append).fit()
+    warnings = [line for line in reports if "warning" in line]
+    assert warnings == [
+        "step 10: warning: 100% of the units of LSTM layer 1 have a saturated cell state "
+        "(|c| > 20, so tanh(c) = +-1 and passes no gradient); such a model learns little more "
+        "than how often each token occurs. A longer --warmup-steps (500) or --layer-norm avoids "
+        'it (docs/language-models.md, "A saturated LSTM")'
+    ]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_healthy_run_gets_no_warning(tmp_path, cell):
+    reports = []
+    run = RunDir.create(tmp_path / "r", task="lm")
+    Trainer(make_model(cell), make_task(), config(), run, report=reports.append).fit()
+    assert [line for line in reports if "valid loss" in line] and not [
+        line for line in reports if "warning" in line
+    ]
+
+
+def test_check_health_names_the_layer_and_its_share_of_saturated_units():
+    task, model = make_task(), make_model("lstm")  # 2 layers, 4 streams, 16 units
+    h, c = torch.zeros(2, 4, 16), torch.zeros(2, 4, 16)
+    c[1, :, :4] = -20.5  # a quarter of layer 2's units, beyond the limit
+    assert "25% of the units of LSTM layer 2" in task.check_health(model, (h, c))
+    c[1, :, :4] = 19.5  # large but not saturated
+    assert task.check_health(model, (h, c)) is None
+    c[0, :2, :7] = 50.0  # 14 of 64 in layer 1: under a quarter
+    assert task.check_health(model, (h, c)) is None
+    assert task.check_health(model, None) is None
+    assert task.check_health(make_model("gru"), torch.full((2, 4, 16), 50.0)) is None

@@ -19,6 +19,11 @@ from rnnkit.training.distributed import check_divides
 TASK = "lm"  # the task name in run directories
 EVAL_BATCH_SIZE = 16  # streams used to evaluate a split (few: little context is lost at starts)
 EVAL_BPTT = 256  # window length when evaluating
+# An LSTM unit whose cell state passes |c| = 20 is saturated: tanh(c) is +-1 to 1e-17, so h says
+# nothing about c and no gradient flows through it. Carried from window to window, such a state
+# can grow without bound (docs/language-models.md, "A saturated LSTM").
+SATURATED_CELL = 20.0
+SATURATED_SHARE = 0.25  # check_health warns when a layer has this share of saturated units
 
 
 class LanguageModelTask:
@@ -87,6 +92,24 @@ class LanguageModelTask:
         if len(parts) != count or any(shape != expected for shape in shapes):
             return f"its hidden state has shape {shapes}, the model needs {count} x {expected}"
         return None
+
+    def check_health(self, model: nn.Module, carry: Any) -> str | None:
+        """A warning when an LSTM layer's carried cell state is saturated in a quarter or more
+        of its units (|c| > 20), the state in which training stalls; None otherwise."""
+        if model.config.cell != "lstm" or not isinstance(carry, (tuple, list)) or len(carry) != 2:
+            return None
+        cell = carry[1].detach()  # (layers, streams, hidden)
+        shares = (cell.abs() > SATURATED_CELL).flatten(1).float().mean(1)
+        layer = int(shares.argmax())
+        if shares[layer] < SATURATED_SHARE:
+            return None
+        return (
+            f"{float(shares[layer]):.0%} of the units of LSTM layer {layer + 1} have a saturated "
+            f"cell state (|c| > {SATURATED_CELL:g}, so tanh(c) = +-1 and passes no gradient); "
+            "such a model learns little more than how often each token occurs. A longer "
+            "--warmup-steps (500) or --layer-norm avoids it (docs/language-models.md, "
+            '"A saturated LSTM")'
+        )
 
 
 def variable_windows(rows: int, bptt: int, rng: random.Random) -> list[tuple[int, int]]:

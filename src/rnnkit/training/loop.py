@@ -32,6 +32,10 @@ Any task plugs in by giving :class:`Trainer` a model and a *task object* with fo
             ...                                 # the weights kept as best, a Score (or None:
                                                 # the loss picks); under no_grad, model.eval()
 
+        def check_health(self, model, carry):   # optional: after each validation, a warning
+            ...                                 # about the training state (e.g. saturated
+                                                # units), or None; reported once per session
+
     run = RunDir.create("runs/x", task="translate")   # or RunDir.open(...) to resume
     trainer = Trainer(model, task, TrainConfig(max_minutes=5), run)
     result = trainer.fit(resume=False)
@@ -279,6 +283,7 @@ class Trainer:
         self.last_valid: float | None = None
         self.checkpoint_step: int | None = None
         self.carry: Any = None
+        self.warned = False  # a check_health warning was reported in this session
         self.window_loss = 0.0  # summed training loss since the last train record
         self.window_tokens = 0  # tokens behind window_loss
         self._stop_requested = False
@@ -569,7 +574,18 @@ class Trainer:
         if score is not None:
             line += f", valid {score.name} {score.value:.4f}"
         self.report(line + verdict)
+        self._warn_if_unhealthy()
         self._save_checkpoint(status)
+
+    def _warn_if_unhealthy(self) -> None:
+        """Report the task's ``check_health`` warning, the first time it has one this session."""
+        check = getattr(self.task, "check_health", None)
+        if self.warned or check is None:
+            return
+        warning = check(self.model, self.carry)
+        if warning:
+            self.warned = True
+            self.report(f"step {self.step}: warning: {warning}")
 
     def _log_train(self, tokens_per_s: float) -> float:
         loss = self.window_loss / max(self.window_tokens, 1)
