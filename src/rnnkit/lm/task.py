@@ -96,9 +96,9 @@ class LanguageModelTask:
     def check_health(self, model: nn.Module, carry: Any) -> str | None:
         """A warning when an LSTM layer's carried cell state is saturated in a quarter or more
         of its units (|c| > 20), the state in which training stalls; None otherwise."""
-        if model.config.cell != "lstm" or not isinstance(carry, (tuple, list)) or len(carry) != 2:
+        if model.config.cell != "lstm" or carry is None:
             return None
-        cell = carry[1].detach()  # (layers, streams, hidden)
+        cell = carry[1]  # the LSTM's (h, c), each (layers, streams, hidden), already detached
         shares = (cell.abs() > SATURATED_CELL).flatten(1).float().mean(1)
         layer = int(shares.argmax())
         if shares[layer] < SATURATED_SHARE:
