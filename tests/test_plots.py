@@ -68,3 +68,23 @@ def test_loss_curves_name_the_task_unit_and_span_decades_on_a_log_axis(tmp_path)
     negative = [{"step": s, "split": "train", "loss": v} for s, v in ((1, 5.0), (2, -0.5))]
     assert plot_losses(negative, tmp_path / "c.png").axes[0].get_yscale() == "linear"
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("lines", [3, 7])
+def test_a_crowded_series_figure_keeps_its_legend_off_the_curves(tmp_path, lines):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rnnkit.plots import plot_series
+
+    series = {f"run {i}": ([0, 1000, 2000], [6.0, 5.0 + i / 10, 6.5]) for i in range(lines)}
+    fig = plot_series(series, tmp_path / "s.png", xlabel="steps", ylabel="loss")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    axes = ax.get_window_extent(renderer)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(series)
+    if lines > 4:  # beside the axes, not over the lines
+        assert legend.x0 >= axes.x1
+    else:  # inside, where matplotlib finds room
+        assert axes.x0 <= legend.x0 and legend.x1 <= axes.x1
+    assert Image.open(tmp_path / "s.png").size[0] == (850 if lines > 4 else 600)

@@ -143,11 +143,14 @@ def plot_series(
     ylabel: str,
     title: str = "",
     logx: bool = False,
-) -> None:
-    """Draw named ``(xs, ys)`` lines on one axis into a PNG at ``path`` (benchmark figures)."""
+) -> Any:
+    """Draw named ``(xs, ys)`` lines on one axis into a PNG at ``path`` (benchmark figures) and
+    return the figure. Beyond four lines the legend goes right of the axes, where it cannot hide
+    a curve."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4), dpi=100)
+    outside = len(series) > 4
+    fig = Figure(figsize=(8.5 if outside else 6, 4), dpi=100)
     ax = fig.add_subplot()
     for name, (xs, ys) in series.items():
         ax.plot(xs, ys, marker="o", label=name)
@@ -158,6 +161,10 @@ def plot_series(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if outside:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
+    return fig
