@@ -175,6 +175,10 @@ def test_cli_selects_a_named_recipe_and_explicit_options_override_it(monkeypatch
     assert recipe.max_minutes is None and recipe.optimizer == "nt-asgd" and recipe.num_layers == 3
     args = cli.build_parser().parse_args(["lm", "train", "--out", "x"])
     assert lm_cli.recipe_from_args(args) == LMRecipe()
+    args = parser.parse_args(["lm", "train", "--out", "x", "--eval-each-epoch"])
+    recipe = lm_cli.recipe_from_args(args)
+    assert recipe.eval_each_epoch and recipe.train_config().eval_each_epoch
+    assert not LMRecipe().train_config().eval_each_epoch  # off by default
 
 
 def test_cli_help_shows_the_recipe_defaults_and_bad_names_list_the_recipes(run_cli, capsys):

@@ -186,6 +186,57 @@ def test_budgets_epochs_and_minutes(tmp_path):
     assert result.steps <= 1
 
 
+@pytest.mark.parametrize(
+    "eval_every, steps", [(0, [25, 50, 60]), (10, [10, 20, 25, 30, 40, 50, 60])]
+)
+def test_eval_each_epoch_validates_at_every_pass_end_too(tmp_path, eval_every, steps):
+    task = make_task()  # 25 windows per pass
+    cfg = config(max_steps=60, eval_every=eval_every, eval_each_epoch=True)
+    run = RunDir.create(tmp_path / "r", "lm")
+    Trainer(make_model(), task, cfg, run).fit()
+    assert [step for step, split, _ in records(run) if split == "valid"] == steps
+    plain = RunDir.create(tmp_path / "p", "lm")  # off by default: no pass-end validations
+    Trainer(make_model(), task, config(max_steps=60, eval_every=eval_every), plain).fit()
+    assert 25 not in [step for step, split, _ in records(plain) if split == "valid"]
+
+
+def test_a_run_resumed_after_a_pass_end_validation_matches_the_straight_run(tmp_path):
+    task = make_task()
+    cfg = config(max_steps=60, eval_every=0, eval_each_epoch=True)
+    straight = RunDir.create(tmp_path / "a", "lm")
+    Trainer(make_model(), task, cfg, straight).fit()
+    run = RunDir.create(tmp_path / "b", "lm")
+
+    def stop_at_the_pass_end(trainer):  # after the validation at step 25
+        if trainer.step == 25:
+            trainer.request_stop()
+
+    with pytest.raises(TrainingInterrupted, match="step 25"):
+        Trainer(make_model(), task, cfg, run, on_step=stop_at_the_pass_end).fit()
+    Trainer(make_model(seed=99), task, cfg, run).fit(resume=True)
+    assert [r[:2] for r in records(run) if r[1] == "valid"] == [(25, "valid"), (50, "valid"),
+                                                               (60, "valid")]  # fmt: skip
+    assert records(run) == records(straight)
+
+
+def test_a_run_stopped_at_its_last_step_validates_when_resumed(tmp_path):
+    task, cfg = make_task(), config(max_steps=30, eval_every=20)
+    straight = RunDir.create(tmp_path / "a", "lm")
+    Trainer(make_model(), task, cfg, straight).fit()
+    run = RunDir.create(tmp_path / "b", "lm")
+
+    def stop_at_30(trainer):
+        if trainer.step == 30:
+            trainer.request_stop()
+
+    with pytest.raises(TrainingInterrupted, match="step 30"):
+        Trainer(make_model(), task, cfg, run, on_step=stop_at_30).fit()
+    assert (30, "valid") not in [r[:2] for r in records(run)]
+    Trainer(make_model(seed=99), task, cfg, run).fit(resume=True)
+    assert records(run) == records(straight)  # the final validation at 30 included
+    assert json.loads((run.path / "trainer.json").read_text())["status"] == "finished"
+
+
 class ScriptedValidation:
     """A task whose validation losses are given: the trainer's stopping rule can be checked."""
 

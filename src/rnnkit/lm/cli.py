@@ -196,6 +196,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--eval-every", type=NON_NEGATIVE, default=d.eval_every, help="validate every N steps"
     )
+    train.add_argument(
+        "--eval-each-epoch", action=flag, default=d.eval_each_epoch,
+        help="also validate at the end of every pass over the training text",
+    )  # fmt: skip
     train.add_argument("--seed", type=SEED, default=d.seed, help="random seed")
     add_budget_arguments(train, d)
     add_process_arguments(parser)

@@ -65,6 +65,7 @@ class LMRecipe:
     max_steps: int | None = None  # budget: optimizer steps
     max_minutes: float | None = 10.0  # budget: wall-clock minutes
     eval_every: int = 1000  # validate and checkpoint every N steps
+    eval_each_epoch: bool = False  # also validate and checkpoint at the end of every pass
     seed: int = 0  # random seed
 
     def train_config(self) -> Any:

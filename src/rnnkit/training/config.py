@@ -57,6 +57,8 @@ class TrainConfig:
     keep: str = "best"  # which validated weights are kept (model.safetensors): "best" (the lowest
     # validation loss, or the task's selection score) or "last" (the latest, finite ones)
     eval_every: int = 500  # validate and checkpoint every N steps (0: only at the end)
+    eval_each_epoch: bool = False  # also validate and checkpoint at the end of every pass (the
+    # same phase of the data each time: no swing from where in the text the model last trained)
     log_every: int = 50  # write a training-loss record every N steps
     seed: int = 0  # seeds torch's and Python's random generators
 

@@ -282,6 +282,7 @@ class Trainer:
         self.selected_on: str | None = None  # its name, once the task has given one
         self.last_valid: float | None = None
         self.checkpoint_step: int | None = None
+        self.validated_step: int | None = None  # the step of the latest validation
         self.carry: Any = None
         self.warned = False  # a check_health warning was reported in this session
         self.window_loss = 0.0  # summed training loss since the last train record
@@ -394,10 +395,13 @@ class Trainer:
                         self.epoch += 1
                         self.position = 0
                         self.carry = None
+                        if (self.config.eval_each_epoch and self.validated_step != self.step
+                                and not self._budget_spent()):  # fmt: skip
+                            self._validate_and_checkpoint()  # (a spent budget validates below)
                 if self.window_tokens:
                     last_train_loss = self._log_train(tokens_per_s)
-                if self.checkpoint_step != self.step:
-                    self._validate_and_checkpoint(status="finished")
+                if self.validated_step != self.step:  # (a run stopped at its last step and
+                    self._validate_and_checkpoint(status="finished")  # resumed validates too)
                 else:
                     self._write_summary("finished")
             finally:
@@ -548,7 +552,7 @@ class Trainer:
                 self._non_finite(f"validation loss became {loss}", when=f"at step {self.step}")
             score = self.selection_score()
             self._log("valid", loss, **({} if score is None else {"score": score.value}))
-            self.last_valid = loss
+            self.last_valid, self.validated_step = loss, self.step
             improved = self._improves(loss, score)
             if score is not None:
                 self.selected_on = score.name
@@ -643,6 +647,7 @@ class Trainer:
             "best_valid": self.best_valid,
             "best_step": self.best_step,
             "last_valid": self.last_valid,
+            "validated_step": self.validated_step,
             "window": [self.window_loss, self.window_tokens],
             "world_size": self.group.world_size,
         }
@@ -665,6 +670,8 @@ class Trainer:
         self.elapsed = state["elapsed_s"]
         self.best_valid, self.best_step = state["best_valid"], state["best_step"]
         self.last_valid = state["last_valid"]
+        # Older checkpoints lack it; most of them were written by a validation.
+        self.validated_step = state.get("validated_step", self.step)
         # Checkpoints of runs chosen on the loss have neither: the next score sets the best.
         self.selected_on, self.best_score = state.get("selected_on"), state.get("best_score")
         self.window_loss, self.window_tokens = state["window"]
