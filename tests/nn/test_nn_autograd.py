@@ -154,3 +154,27 @@ def test_layer_gradgradcheck_with_options(kind, opts):
         return functional_call(layer, {"weight_hh_l0": w}, (x,))[0]
 
     assert torch.autograd.gradgradcheck(f, (x, w), fast_mode=True)
+
+
+def test_transforms_never_flatten_the_wrapped_weights(monkeypatch):
+    """torch.nn's flatten_parameters reads every weight's data pointer on CUDA, which the wrapped
+    tensors of torch.func transforms do not have (vmap(grad) failed on a GPU): a stand-in that
+    fails the same way inside a transform, here on the CPU."""
+
+    def reads_data_pointers(self):
+        if torch._C._functorch.peek_interpreter_stack() is not None:
+            raise RuntimeError("Cannot access data pointer of Tensor that doesn't have storage")
+
+    monkeypatch.setattr(torch.nn.RNNBase, "flatten_parameters", reads_data_pointers)
+    torch.manual_seed(0)
+    ours, _ = twins("GRU", 3, 4)
+    params = dict(ours.named_parameters())
+    xs = torch.randn(3, 5, 2, 3)
+
+    def loss(p, x):
+        return functional_call(ours, p, (x,))[0].square().sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, xs)
+    for i in range(3):
+        want = torch.autograd.grad(loss(params, xs[i]), params["weight_hh_l0"])[0]
+        assert_close(per_sample["weight_hh_l0"][i], want)

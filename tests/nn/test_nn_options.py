@@ -347,6 +347,11 @@ def test_layer_norm_parameters_and_repr():
         ({"layer_norm": 1}, TypeError, "layer_norm should be of type bool"),
         ({"layer_norm": True, "proj_size": 2}, ValueError, "proj_size is not supported"),
         ({"zoneout": 0.1, "impl": "torch"}, ValueError, "impl='torch' cannot run zoneout"),
+        (
+            {"layer_norm": True, "weight_drop": 0.2, "impl": "torch"},
+            ValueError,
+            r"cannot run layer_norm: .*weight_drop does run with impl='torch'",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -623,3 +628,50 @@ def test_options_under_autocast_follow_the_plain_layer(kind, opts):
         layer(x)[0].float().square().sum().backward()
     grads = [p.grad for p in layer.parameters()]
     assert all(g is not None and g.dtype == torch.float32 and g.isfinite().all() for g in grads)
+
+
+@pytest.fixture
+def auto_is_fused(monkeypatch):
+    """impl='auto' choosing torch's fused operator, as it does on CUDA (checked on the CPU)."""
+    from rnnkit.nn import layers
+
+    monkeypatch.setattr(layers, "auto_impl", lambda device: "torch")
+
+
+@pytest.mark.parametrize("kind", MODES)
+@pytest.mark.parametrize("opts", [{"layer_norm": True}, {"zoneout": 0.3},
+                                  {"recurrent_dropout": 0.25}, ALL], ids=_case_id)  # fmt: skip
+def test_auto_never_hands_in_cell_options_to_the_fused_operator(auto_is_fused, kind, opts):
+    """Where auto picks torch's operator (CUDA), options inside the cell run rnnkit's kernels:
+    the same outputs and gradients as impl='rnnkit' with the same masks, not a plain layer's."""
+    auto = _layer(kind, 3, 4, 2, bidirectional=True, impl="auto", **opts)
+    assert auto._impl_for(torch.device("cpu")) == "rnnkit"
+    ours = _layer(kind, 3, 4, 2, bidirectional=True, impl="rnnkit", **opts)
+    x, h0 = _inputs(kind, auto, packed=True)
+    for a, b in zip(_run(auto, x, h0, 11, False), _run(ours, x, h0, 11, False), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    plain = _layer(kind, 3, 4, 2, bidirectional=True, impl="torch")
+    plain.load_state_dict({k: v for k, v in auto.state_dict().items() if not k.startswith("ln_")})
+    assert not torch.allclose(_run(auto, x, h0, 11, False)[0], _run(plain, x, h0, 11, False)[0])
+
+
+@pytest.mark.parametrize("kind", MODES)
+@pytest.mark.parametrize("impl", ["torch", "auto"])
+def test_weight_drop_through_the_fused_operator_equals_the_kernels(auto_is_fused, kind, impl):
+    """Weight drop alone runs in torch's operator on the dropped weights: the same masks, so the
+    same outputs and gradients as rnnkit's kernels (float64), the stored weights untouched; in
+    evaluation the plain layer exactly."""
+    fused = _layer(kind, 3, 4, 2, bidirectional=True, impl=impl, weight_drop=0.4)
+    ours = _layer(kind, 3, 4, 2, bidirectional=True, impl="rnnkit", weight_drop=0.4)
+    assert fused._impl_for(torch.device("cpu")) == "torch"
+    stored = {k: v.clone() for k, v in fused.state_dict().items()}
+    x, h0 = _inputs(kind, fused, packed=True)
+    got = _run(fused, x, h0, 11, False)
+    for a, b in zip(got, _run(ours, x, h0, 11, False), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for k, v in fused.state_dict().items():
+        assert torch.equal(v, stored[k]), k
+    assert not torch.allclose(got[0], _run(fused, x, h0, 12, False)[0])  # a new mask per call
+    plain = _layer(kind, 3, 4, 2, bidirectional=True, impl="torch").eval()
+    plain.load_state_dict(fused.state_dict())
+    assert torch.equal(_run(fused.eval(), x, h0, 11, False)[0], _run(plain, x, h0, 11, False)[0])

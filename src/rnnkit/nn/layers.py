@@ -27,6 +27,7 @@ float16 run rnnkit's PyTorch time loop (the C loops have no kernel for them).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.nn import dispatch, native, options, precision
+from rnnkit.nn.transforms import transformed
 
 IMPLS = ("rnnkit", "rnnkit-pytorch", "torch", "auto")
 _NAMES = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
@@ -85,8 +87,23 @@ class RNNBase(nn.RNNBase):
             s += f", loop={runs!r}"
         return s
 
+    def flatten_parameters(self) -> None:
+        """torch.nn's, except under ``torch.func`` transforms: their wrapped weights have no
+        storage, and torch's version reads every weight's data pointer on CUDA (``vmap(grad)``
+        of a ``functional_call`` failed there, torch.nn's own layers too); rnnkit's kernels need
+        no flat buffer."""
+        if transformed([w for w in self._flat_weights if isinstance(w, Tensor)]):
+            return
+        super().flatten_parameters()
+
     def _impl_for(self, device: torch.device) -> str:
-        return auto_impl(device) if self.impl == "auto" else self.impl
+        """The implementation this call runs: ``impl``, or for ``'auto'`` :func:`auto_impl`'s
+        choice, except where that is torch's fused operator and options inside the cell are on
+        (layer norm, zoneout, recurrent dropout in training): rnnkit's kernels then."""
+        if self.impl != "auto":
+            return self.impl
+        chosen = auto_impl(device)
+        return "rnnkit" if chosen == "torch" and options.in_cell(self) else chosen
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple | None = None) -> tuple:
         self._update_flat_weights()
@@ -206,7 +223,12 @@ class RNNBase(nn.RNNBase):
         weights = [_cast(w, data.dtype) for w in self._flat_weights]  # (autocast: per call)
         impl = self._impl_for(data.device)
         if impl == "torch":
-            return self._run_torch(data, sizes, states, weights, batch_sizes)
+            dropped = options.drop_weights(self, weights)  # weight drop: the only option it runs
+            if dropped is weights:
+                return self._run_torch(data, sizes, states, weights, batch_sizes)
+            with warnings.catch_warnings():  # the dropped weights are new tensors at every call
+                warnings.filterwarnings("ignore", "RNN module weights are not part of single")
+                return self._run_torch(data, sizes, states, dropped, batch_sizes)
         named = dict(zip(self._flat_weights_names, weights))
         if options.active(self):
             return options.run(self, data, sizes, states, named, use_c=impl != "rnnkit-pytorch")

@@ -62,10 +62,10 @@ def check_options(mode: str, proj_size: int, impl: str, layer_norm: object, zone
             f"proj_size is not supported together with {', '.join(in_cell)}: "
             "drop proj_size or the option (weight_drop does work with proj_size)"
         )
-    if impl == "torch" and (in_cell or weight_drop):
-        used = in_cell + (["weight_drop"] if weight_drop else [])
+    if impl == "torch" and in_cell:
         raise ValueError(
-            f"impl='torch' cannot run {', '.join(used)}: use impl='rnnkit' (the default)"
+            f"impl='torch' cannot run {', '.join(in_cell)}: use impl='rnnkit' or 'auto' (the "
+            "default; weight_drop does run with impl='torch')"
         )
 
 
@@ -117,6 +117,25 @@ def reset_layer_norm(module: nn.Module) -> None:
                 p.fill_(1.0)
             elif name.startswith("ln_bias_"):
                 p.zero_()
+
+
+def in_cell(layer: nn.Module) -> bool:
+    """Whether options inside the cell change this call: torch's fused operator cannot run
+    them (weight drop it can: the dropped ``weight_hh`` is one of its inputs)."""
+    on = {n: getattr(layer, n, None) for n in OPTIONS}  # layers pickled before the options
+    return bool(on["layer_norm"] or on["zoneout"] or (layer.training and on["recurrent_dropout"]))
+
+
+def drop_weights(layer: nn.Module, weights: list[Tensor]) -> list[Tensor]:
+    """``weights`` (the layer's flat list, as its call uses them) with weight drop applied to
+    every ``weight_hh``, for torch's fused operator: one mask per layer and direction, drawn
+    before the operator runs (the kernels' path draws the same masks where the layer has no
+    dropout between its layers, whose masks it draws in between)."""
+    if not (layer.training and getattr(layer, "weight_drop", 0.0)):
+        return weights
+    p = layer.weight_drop
+    return [drop_connect(w, p, seed=mask_seed(w)) if name.startswith("weight_hh") else w
+            for name, w in zip(layer._flat_weights_names, weights)]  # fmt: skip
 
 
 def active(layer: nn.Module) -> bool:
