@@ -14,7 +14,9 @@ plus per-step batch sizes (see :mod:`rnnkit.nn.schedule`), runs one kernel per l
 calls PyTorch's recurrent operators (their time loop runs in C when it could be compiled and the
 dtype is float32/float64, see :mod:`rnnkit.nn.native`, else in PyTorch); ``'rnnkit-pytorch'``
 forces rnnkit's PyTorch time loop; ``'torch'`` calls PyTorch's fused operator (``torch._VF``);
-``'auto'`` picks whichever ``benchmarks/layers.py`` measured faster (see :func:`auto_impl`).
+``'auto'`` picks whichever ``benchmarks/layers.py`` measured faster (see :func:`auto_impl`), except
+that options inside the cell always run rnnkit's kernels. Weight drop runs with every ``impl``
+(with ``'torch'``, PyTorch's operator takes the dropped ``weight_hh``).
 ``repr`` shows it in torch's ``key=value`` form: ``LSTM(3, 4, impl='rnnkit', loop='C')``.
 
 Beyond torch.nn, keyword-only and off by default: ``layer_norm``, ``zoneout``,

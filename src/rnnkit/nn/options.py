@@ -64,8 +64,8 @@ def check_options(mode: str, proj_size: int, impl: str, layer_norm: object, zone
         )
     if impl == "torch" and in_cell:
         raise ValueError(
-            f"impl='torch' cannot run {', '.join(in_cell)}: use impl='rnnkit' or 'auto' (the "
-            "default; weight_drop does run with impl='torch')"
+            f"impl='torch' cannot run {', '.join(in_cell)}: use impl='rnnkit' (the default) or "
+            "'auto' (weight_drop does run with impl='torch')"
         )
 
 
