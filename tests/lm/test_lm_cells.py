@@ -73,11 +73,17 @@ def test_layer_options_reach_the_layer_and_the_run(tmp_path, run_cli, write_text
         ({"weight_drop": 1.0}, r"weight_drop must be in \[0, 1\)"),
         ({"cell": "mingru", "layer_norm": True}, "layer_norm apply to the rnn, lstm and gru"),
         ({"impl": "torch", "zoneout": 0.1}, "need rnnkit's kernels"),
+        ({"impl": "torch", "layer_norm": True, "weight_drop": 0.2}, "^layer_norm need rnnkit's"),
     ],
 )
 def test_bad_layer_options_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         LMConfig(vocab_size=5, **kwargs)
+
+
+def test_weight_drop_runs_with_torchs_operator():
+    model = RNNLanguageModel(LMConfig(vocab_size=5, impl="torch", weight_drop=0.3))
+    assert model.rnn.impl == "torch" and model.rnn.weight_drop == 0.3
 
 
 def test_bad_option_on_the_command_line_is_one_line(tmp_path, run_cli, write_text_corpus, capsys):

@@ -81,8 +81,11 @@ class LMConfig:
             raise ConfigError(
                 f"{', '.join(used)} apply to the rnn, lstm and gru cells, not {self.cell}"
             )
-        if used and self.impl == "torch":
-            raise ConfigError(f"{', '.join(used)} need rnnkit's kernels: impl 'rnnkit' or 'auto'")
+        in_cell = [n for n in used if n != "weight_drop"]  # torch's operator runs weight drop
+        if in_cell and self.impl == "torch":
+            raise ConfigError(
+                f"{', '.join(in_cell)} need rnnkit's kernels: impl 'rnnkit' or 'auto'"
+            )
         params = recurrent_parameters(
             self.cell, self.vocab_size, self.embedding_dim, self.hidden_size, self.num_layers
         )
