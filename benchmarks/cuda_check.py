@@ -164,7 +164,7 @@ def graphs(device: torch.device) -> None:
         check(f"torch.export {kind}", err < 1e-5, f"max rel error {err:.1e}")
 
 
-def others(device: torch.device) -> None:
+def vmap_grad(device: torch.device) -> None:
     ours, _ = twins("GRU", device)
     params = dict(ours.named_parameters())
     xs = torch.randn(3, 5, 2, 8, device=device)
@@ -178,6 +178,9 @@ def others(device: torch.device) -> None:
         for i in range(3) for n, p in params.items()
     )  # fmt: skip
     check("vmap(grad) GRU", err < 1e-4, f"max rel error {err:.1e}")
+
+
+def ctc(device: torch.device) -> None:
     torch.manual_seed(0)
     logits = torch.randn(30, 4, 12, device=device, requires_grad=True)
     targets, lengths = torch.randint(1, 12, (4, 8), device=device), [30, 28, 25, 20]
@@ -396,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {name}; torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
           f"{torch.backends.cudnn.version()}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     start = time.perf_counter()
-    for part in (parity_fp32, autocast, gradient_penalty, graphs, others, min_rnns,
+    for part in (parity_fp32, autocast, gradient_penalty, graphs, vmap_grad, ctc, min_rnns,
                  options_checks):  # fmt: skip
         try:
             part(device)
