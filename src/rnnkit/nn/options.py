@@ -134,15 +134,13 @@ def drop_weights(layer: nn.Module, weights: list[Tensor]) -> list[Tensor]:
     if not (layer.training and getattr(layer, "weight_drop", 0.0)):
         return weights
     p = layer.weight_drop
-    return [drop_connect(w, p, seed=mask_seed(w)) if name.startswith("weight_hh") else w
+    return [drop_connect(w, p) if name.startswith("weight_hh") else w
             for name, w in zip(layer._flat_weights_names, weights)]  # fmt: skip
 
 
 def active(layer: nn.Module) -> bool:
     """Whether the options change this call's computation (else the plain path runs)."""
-    on = {n: getattr(layer, n, None) for n in OPTIONS}  # layers pickled before the options
-    dropping = layer.training and (on["recurrent_dropout"] or on["weight_drop"])
-    return bool(on["layer_norm"] or on["zoneout"] or dropping)
+    return in_cell(layer) or bool(layer.training and getattr(layer, "weight_drop", None))
 
 
 def _zoneout_weights(layer: nn.Module, rows: int, widths: list[int], like: Tensor) -> list:
