@@ -96,6 +96,8 @@ import torch
 from rnnkit import lm
 from rnnkit.lm import LMRecipe, get_recipe
 from rnnkit.plots import plot_series
+from rnnkit.training.config import DEVICES, Runtime
+from rnnkit.training.distributed import pick_device
 
 TARGET = 1.45  # nats/char on the validation split within 10 minutes on 2 cores
 
@@ -108,6 +110,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_name(runtime: Runtime) -> str:
+    """The device ``runtime`` trains on, as the trainer picks it, with the GPU's name."""
+    device = pick_device(runtime.device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def load() -> str:
@@ -150,16 +160,22 @@ def choose_threads(recipe: LMRecipe, most: int) -> int:
 
 
 def train_and_measure(
-    name: str, recipe: LMRecipe, out: Path, quiet: bool, cpu_time: bool = False, test: bool = True
+    name: str,
+    recipe: LMRecipe,
+    out: Path,
+    quiet: bool,
+    cpu_time: bool = False,
+    test: bool = True,
+    runtime: Runtime | None = None,
 ) -> dict:
     print(f"\n== {name}: training for {recipe.max_minutes:g} min into {out}", flush=True)
     start = time.monotonic()
     clock = time.process_time if cpu_time else time.monotonic
-    result = lm.train(out, recipe=recipe, quiet=quiet, clock=clock,
+    result = lm.train(out, recipe=recipe, quiet=quiet, clock=clock, runtime=runtime,
                       report=lambda m: print("  " + m, flush=True))  # fmt: skip
     wall = time.monotonic() - start
-    valid = lm.evaluate(out, split="valid")
-    test = lm.evaluate(out, split="test") if test else {"loss": math.nan}
+    valid = lm.evaluate(out, split="valid", runtime=runtime)
+    test = lm.evaluate(out, split="test", runtime=runtime) if test else {"loss": math.nan}
     return {
         "name": name,
         "steps": result.steps,
@@ -292,7 +308,7 @@ def compare_awd(args: argparse.Namespace, folder: Path) -> None:
             sets = args.set if key == "awd" else args.plain_set
             recipe = dataclasses.replace(recipe, **overrides(sets))
             row = train_and_measure(f"{name} s{seed}", recipe, out, args.quiet, args.cpu_time,
-                                    test=not args.valid_only)  # fmt: skip
+                                    test=not args.valid_only, runtime=args.runtime)  # fmt: skip
             rows.append(row)
             curves[row["name"]] = valid_curve(out)
     print(f"\nload average after: {load()}")
@@ -373,11 +389,15 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=600, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where to train and evaluate (default: auto, a GPU if there is "
+                        "one; the Python API's own default is the CPU)")  # fmt: skip
     parser.add_argument(
         "--cpu-time", action="store_true",
         help="count --minutes in CPU seconds of this process (fair on a busy machine)",
     )  # fmt: skip
     args = parser.parse_args()
+    args.runtime = Runtime(device=args.device)
     if not set(args.awd_models.split(",")) <= {"awd", "plain"}:
         parser.error(f"--awd-models takes awd and/or plain, got {args.awd_models}")
     if args.curves:
@@ -399,7 +419,8 @@ def main() -> None:
     threads = choose_threads(recipe, 2) if args.threads == "auto" else int(args.threads)
     torch.set_num_threads(threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; python {platform.python_version()}")  # fmt: skip
+          f"{torch.get_num_threads()} threads; python {platform.python_version()}; device "
+          f"{device_name(args.runtime)}")  # fmt: skip
     print(f"load average before: {load()}")
     if args.awd:
         compare_awd(args, folder)
@@ -407,7 +428,8 @@ def main() -> None:
     print(f"recipe: {dataclasses.asdict(recipe)}")
 
     rows = [train_and_measure("default recipe", recipe, folder / "default", args.quiet,
-                              args.cpu_time, test=not args.valid_only)]  # fmt: skip
+                              args.cpu_time, test=not args.valid_only,
+                              runtime=args.runtime)]  # fmt: skip
     if args.compare:
         baseline = dataclasses.replace(
             recipe, num_layers=2, hidden_size=256, embedding_dim=64, lr=2e-3,
@@ -415,13 +437,18 @@ def main() -> None:
         )  # fmt: skip
         rows.append(
             train_and_measure(
-                "baseline 2x256 torch", baseline, folder / "baseline", args.quiet, args.cpu_time
+                "baseline 2x256 torch",
+                baseline,
+                folder / "baseline",
+                args.quiet,
+                args.cpu_time,
+                runtime=args.runtime,
             )  # fmt: skip
         )
     for cell in filter(None, args.cells.split(",")):
         variant = dataclasses.replace(recipe, cell=cell)
         rows.append(train_and_measure(f"default, {cell}", variant, folder / cell, args.quiet,
-                                      args.cpu_time))  # fmt: skip
+                                      args.cpu_time, runtime=args.runtime))  # fmt: skip
     print(f"\nload average after: {load()}")
 
     print(f"\n{'model':<22} {'steps':>6} {'epochs':>6} {'tokens/s':>9} {'valid nats/char':>15} "
