@@ -509,3 +509,23 @@ def test_check_health_names_the_layer_and_its_share_of_saturated_units():
     assert task.check_health(model, (h, c)) is None
     assert task.check_health(model, None) is None
     assert task.check_health(make_model("gru"), torch.full((2, 4, 16), 50.0)) is None
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+@pytest.mark.parametrize("given", [None, "cpu"])
+def test_the_first_report_says_the_device_and_how_to_reach_a_present_gpu(
+    tmp_path, monkeypatch, gpu, given
+):
+    # The Python API trains on the CPU unless told; a benchmark once ran on a GPU machine's CPU
+    # twice. With no runtime on a machine with a GPU, the first line says how to use it.
+    from rnnkit.training import Runtime
+    from rnnkit.training.loop import fit
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    lines = []
+    run = RunDir.create(tmp_path / "d", "lm")
+    runtime = None if given is None else Runtime(device=given)
+    fit(run, make_task(), config(max_steps=2), make_model, report=lines.append, runtime=runtime)
+    first = lines[0]
+    assert first.startswith("model: ") and "parameters, on cpu" in first
+    assert ("Runtime(device='auto')" in first) == (gpu and given is None)

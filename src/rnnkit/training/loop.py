@@ -179,10 +179,20 @@ def fit(
         model = build_model()
         if group.writer:
             (report or logger.info)(f"model: {sum(p.numel() for p in model.parameters()):,} "
-                                    "parameters")  # fmt: skip
+                                    f"parameters, on {where_to_train(runtime, group)}")  # fmt: skip
         trainer = Trainer(model, task, config, run, quiet=quiet, report=report, group=group,
                           clock=clock, on_step=on_step)  # fmt: skip
         return trainer.fit(resume=resume)
+
+
+def where_to_train(runtime: Runtime | None, group: Group) -> str:
+    """The device a run trains on, for its first report line; with no ``runtime`` given (the
+    Python API's default, the CPU) on a machine with a GPU, also how to train there: a training
+    benchmark ran twice on the CPU of a GPU machine that way before this line said so."""
+    where = str(group.device)
+    if runtime is None and torch.cuda.is_available():
+        where += " (the default; runtime=Runtime(device='auto') trains on the GPU)"
+    return where
 
 
 def detach_state(state: Any) -> Any:
