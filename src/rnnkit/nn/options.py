@@ -131,16 +131,21 @@ def drop_weights(layer: nn.Module, weights: list[Tensor]) -> list[Tensor]:
     every ``weight_hh``, for torch's fused operator: one mask per layer and direction, drawn
     before the operator runs (the kernels' path draws the same masks where the layer has no
     dropout between its layers, whose masks it draws in between)."""
-    if not (layer.training and getattr(layer, "weight_drop", 0.0)):
+    if not drops_weights(layer):
         return weights
     p = layer.weight_drop
     return [drop_connect(w, p) if name.startswith("weight_hh") else w
             for name, w in zip(layer._flat_weights_names, weights)]  # fmt: skip
 
 
+def drops_weights(layer: nn.Module) -> bool:
+    """Whether weight drop changes this call (in training, with a rate above 0)."""
+    return bool(layer.training and getattr(layer, "weight_drop", None))  # (pickled before it)
+
+
 def active(layer: nn.Module) -> bool:
     """Whether the options change this call's computation (else the plain path runs)."""
-    return in_cell(layer) or bool(layer.training and getattr(layer, "weight_drop", None))
+    return in_cell(layer) or drops_weights(layer)
 
 
 def _zoneout_weights(layer: nn.Module, rows: int, widths: list[int], like: Tensor) -> list:
