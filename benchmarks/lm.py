@@ -95,6 +95,7 @@ import torch
 
 from rnnkit import lm
 from rnnkit.lm import LMRecipe, get_recipe
+from rnnkit.lm.recipe import ADAMW
 from rnnkit.plots import plot_series
 from rnnkit.training.config import DEVICES, Runtime
 from rnnkit.training.distributed import pick_device
@@ -267,10 +268,7 @@ def adamw_awd(awd: LMRecipe) -> LMRecipe:
     """The AWD recipe's own regularisers (its dropouts, embedding dropout, weight drop, AR/TAR,
     variable windows) with the plain model's optimizer (AdamW 3e-3, cosine decay, clip 1): for a
     budget of several passes over a small training text, where the plain model overfits."""
-    return dataclasses.replace(
-        awd, optimizer="adamw", lr=3e-3, schedule="cosine", warmup_steps=50, clip_norm=1.0,
-        weight_decay=0.0,
-    )  # fmt: skip
+    return dataclasses.replace(awd, **ADAMW)
 
 
 AWD_VARIANTS = {"sgd": lambda awd: awd, "short": short_awd, "adamw": adamw_awd}

@@ -1,6 +1,7 @@
 """The AWD-LSTM recipe's pieces against hand computations, exact resume across the NT-ASGD
 switch, and recipe selection on the command line."""
 
+import dataclasses
 import json
 import random
 
@@ -201,6 +202,27 @@ def test_the_full_recipe_has_the_papers_values():
     assert (full.input_dropout, full.hidden_dropout, full.dropout) == (0.65, 0.3, 0.4)
     assert (full.embedding_dropout, full.weight_drop, full.ar, full.tar) == (0.1, 0.5, 2.0, 1.0)
     assert (full.lr, full.clip_norm, full.optimizer) == (30.0, 0.25, "nt-asgd")
+
+
+def test_the_adamw_recipe_is_awd_lstm_at_half_rates_with_the_default_optimizer(capsys):
+    awd, adamw = RECIPES["awd-lstm"], RECIPES["awd-lstm-adamw"]
+    halved = ("dropout", "input_dropout", "hidden_dropout", "embedding_dropout", "weight_drop")
+    for name in halved:
+        assert getattr(adamw, name) == getattr(awd, name) / 2 > 0, name
+    optimizer = ("optimizer", "lr", "schedule", "warmup_steps", "clip_norm", "weight_decay")
+    for name in optimizer:
+        assert getattr(adamw, name) == getattr(LMRecipe(), name), name
+    assert (adamw.optimizer, adamw.lr) == ("adamw", 3e-3)
+    # The budget and vocabulary it was measured at (docs/cells.md, 120 CPU-minutes).
+    assert (adamw.max_vocab, adamw.max_minutes, adamw.eval_every) == (10_000, 120.0, 500)
+    changed = set(halved) | set(optimizer) | {"max_vocab", "max_minutes", "eval_every"}
+    for field in dataclasses.fields(LMRecipe):
+        if field.name not in changed:  # the model, AR/TAR, windows: awd-lstm's
+            assert getattr(adamw, field.name) == getattr(awd, field.name), field.name
+    with pytest.raises(SystemExit):
+        cli.main(["lm", "train", "--recipe", "awd-lstm-adamw", "--help"])
+    help_text = capsys.readouterr().out
+    assert "(default: 0.15)" in help_text and "(default: 0.003)" in help_text
 
 
 def test_the_scaled_recipe_keeps_the_papers_rate_per_token_and_can_switch_in_its_budget():
